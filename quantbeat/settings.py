@@ -1,0 +1,157 @@
+"""The one settings object, read from ``QUANTBEAT_*`` environment variables and ``.env``.
+
+Every field is documented in ``.env.example`` (a unit test keeps the two in step). Secrets are
+:class:`pydantic.SecretStr`: they print as ``**********`` and must be unwrapped explicitly.
+
+Only this module, ``celeryconfig`` and the CLI read the environment; domain code in ``quant/``
+receives plain values.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from quant.errors import ConfigError
+
+QueueFamily = Literal["io", "cpu", "ai"]
+
+
+class Settings(BaseSettings):
+    """quantbeat configuration. Durations are seconds unless a name says otherwise."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QUANTBEAT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- deployment -------------------------------------------------------------------------
+    env: Literal["development", "test", "production"] = "development"
+    timezone: str = "Asia/Seoul"
+    data_dir: Path = Path("var")
+
+    # --- stores -----------------------------------------------------------------------------
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat"
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout: float = Field(default=30.0, gt=0)
+    db_echo: bool = False
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str = "redis://127.0.0.1:6379/1"
+    result_expires: int = Field(default=86_400, ge=60)
+
+    # --- reliability ------------------------------------------------------------------------
+    # Redis emulates acks: an unacked message is handed out again after this many seconds, so
+    # it must exceed the longest hard time limit plus the longest retry delay (checked below).
+    visibility_timeout: int = Field(default=7_200, ge=60)
+    max_retries: int = Field(default=5, ge=0)
+    # Deliveries of one task id (retries and redeliveries after a lost worker) after which the
+    # message is dead-lettered instead of run again.
+    max_attempts: int = Field(default=8, ge=1)
+    retry_backoff_base: float = Field(default=2.0, gt=0)
+    retry_backoff_max: int = Field(default=600, ge=1)
+    worker_max_tasks_per_child: int = Field(default=200, ge=1)
+    worker_max_memory_per_child_kib: int = Field(default=1_048_576, ge=65_536)
+
+    # --- time limits per task family (soft raises inside the task, hard kills the child) -----
+    io_soft_time_limit: int = Field(default=300, ge=1)
+    io_time_limit: int = Field(default=360, ge=1)
+    cpu_soft_time_limit: int = Field(default=3_600, ge=1)
+    cpu_time_limit: int = Field(default=3_720, ge=1)
+    ai_soft_time_limit: int = Field(default=120, ge=1)
+    ai_time_limit: int = Field(default=180, ge=1)
+
+    # --- logging ----------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+
+    # --- market data ------------------------------------------------------------------------
+    market_source: Literal["simulated"] = "simulated"
+    sim_seed: int = Field(default=42, ge=0)
+    sim_universe_size: int = Field(default=2_500, ge=1, le=20_000)
+
+    # --- credentials and external services --------------------------------------------------
+    krx_id: str | None = None
+    krx_pw: SecretStr | None = None
+    gemini_api_key: SecretStr | None = None
+    gemini_model: str = "gemini-3.5-flash"
+    flower_basic_auth: SecretStr | None = None
+    flower_port: int = Field(default=5555, ge=1, le=65_535)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Settings:
+        families: tuple[QueueFamily, ...] = ("io", "cpu", "ai")
+        for family in families:
+            soft, hard = self.time_limits(family)
+            if soft >= hard:
+                raise ValueError(
+                    f"QUANTBEAT_{family.upper()}_SOFT_TIME_LIMIT={soft} must be below "
+                    f"QUANTBEAT_{family.upper()}_TIME_LIMIT={hard}"
+                )
+        needed = self.longest_hard_time_limit + self.retry_backoff_max
+        if self.visibility_timeout <= needed:
+            raise ValueError(
+                f"QUANTBEAT_VISIBILITY_TIMEOUT={self.visibility_timeout} must exceed the longest "
+                f"hard time limit plus QUANTBEAT_RETRY_BACKOFF_MAX ({needed} s); otherwise Redis "
+                "hands running or delayed tasks to a second worker"
+            )
+        return self
+
+    def time_limits(self, family: str) -> tuple[int, int]:
+        """(soft, hard) time limit in seconds for a task family."""
+        soft: int = getattr(self, f"{family}_soft_time_limit")
+        hard: int = getattr(self, f"{family}_time_limit")
+        return soft, hard
+
+    @property
+    def longest_hard_time_limit(self) -> int:
+        return max(self.io_time_limit, self.cpu_time_limit, self.ai_time_limit)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment and ``.env``, applying ``overrides`` last.
+
+    Raises:
+        quant.errors.ConfigError: a variable has an invalid value; the message names it.
+    """
+    from pydantic import ValidationError as PydanticValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except PydanticValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            where = f"QUANTBEAT_{loc.upper()}" if loc else "settings"
+            given = err.get("input")
+            shown = "" if loc == "" or isinstance(given, dict) else f" (got {given!r})"
+            problems.append(f"{where}: {err['msg']}{shown}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once. Tests and the embedded runner call
+    :func:`reset_settings` after changing the environment."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings so the next :func:`get_settings` reads the environment again."""
+    get_settings.cache_clear()
