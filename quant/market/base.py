@@ -1,0 +1,56 @@
+"""The interface every market-data provider implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Protocol, runtime_checkable
+
+import pandas as pd
+
+from quant.market.types import Instrument, Market
+
+
+@runtime_checkable
+class MarketDataSource(Protocol):
+    """A provider of universe listings, daily candles and investor flows.
+
+    ``name`` identifies the provider in stored rows and reports; ``simulated`` is true for
+    generated data, which every report must label as such.
+
+    Implementations raise :class:`quant.errors.TransientError` for failures worth retrying
+    (timeouts, throttling, an empty answer from a throttling provider) and
+    :class:`quant.errors.PermanentError` for requests that can never succeed.
+    """
+
+    name: str
+    simulated: bool
+
+    def list_instruments(self, as_of: date, market: Market | None = None) -> list[Instrument]:
+        """Instruments listed on ``as_of`` in ``market`` (all markets when ``None``)."""
+        ...
+
+    def daily_candles(
+        self,
+        start: date,
+        end: date,
+        market: Market | None = None,
+        tickers: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Daily bars for sessions in ``[start, end]`` (both inclusive).
+
+        Returns a frame with exactly :data:`quant.market.types.DAILY_CANDLE_COLUMNS`, one row
+        per (ticker, session), sorted by ticker then date. Sessions without trading data are
+        absent, not NaN-filled.
+        """
+        ...
+
+    def investor_flows(
+        self,
+        start: date,
+        end: date,
+        market: Market | None = None,
+        tickers: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Net buying per investor group, with :data:`INVESTOR_FLOW_COLUMNS`, same shape rules."""
+        ...

@@ -1,0 +1,88 @@
+"""Record types shared by every market-data provider.
+
+Units are fixed here once: prices are in the instrument's currency per share (KRW for KRX and
+Upbit KRW markets), ``volume`` and every ``*_shares`` column count shares (or coins), and every
+``*_krw`` / ``traded_value`` column is an amount of Korean won.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Market(StrEnum):
+    """Markets quantbeat knows. KRX equities trade in sessions; Upbit trades 24/7."""
+
+    KOSPI = "KOSPI"
+    KOSDAQ = "KOSDAQ"
+    KONEX = "KONEX"
+    UPBIT = "UPBIT"
+    US = "US"
+
+    @classmethod
+    def parse(cls, value: str) -> Market:
+        """Return the market named ``value`` (case-insensitive).
+
+        Raises:
+            quant.errors.ValidationError: ``value`` names no known market.
+        """
+        from quant.errors import ValidationError
+
+        try:
+            return cls(value.strip().upper())
+        except ValueError:
+            known = ", ".join(m.value for m in cls)
+            raise ValidationError(
+                f"unknown market {value!r} (known: {known})", field="market", value=value
+            ) from None
+
+
+KRX_MARKETS: tuple[Market, ...] = (Market.KOSPI, Market.KOSDAQ)
+
+
+class ListingStatus(StrEnum):
+    LISTED = "listed"
+    SUSPENDED = "suspended"
+    DELISTED = "delisted"
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """One tradable instrument, identified by ``(market, ticker)``."""
+
+    market: Market
+    ticker: str
+    name: str
+    currency: str = "KRW"
+    listing_status: ListingStatus = ListingStatus.LISTED
+
+
+#: Columns of a daily-candle frame, in order. ``trade_date`` holds ``datetime.date`` objects;
+#: ``open/high/low/close`` are float64 prices, ``volume`` float64 shares, ``traded_value``
+#: float64 KRW. A halted instrument has volume 0 and open = high = low = close.
+DAILY_CANDLE_COLUMNS: tuple[str, ...] = (
+    "market",
+    "ticker",
+    "trade_date",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "traded_value",
+)
+
+#: Columns of an investor-flow frame, in order: net buying (buy minus sell) per investor group,
+#: int64 shares and int64 KRW. Across the three groups plus "other" the net sums to zero.
+INVESTOR_FLOW_COLUMNS: tuple[str, ...] = (
+    "market",
+    "ticker",
+    "trade_date",
+    "foreign_net_shares",
+    "institution_net_shares",
+    "individual_net_shares",
+    "foreign_net_krw",
+    "institution_net_krw",
+    "individual_net_krw",
+)
