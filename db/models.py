@@ -1,0 +1,196 @@
+"""Typed ORM models. Business keys carry unique constraints so every write can be an upsert.
+
+Units: prices are in the instrument's currency per share, ``volume`` and ``*_shares`` count
+shares (coins for crypto), ``traded_value`` and ``*_krw`` are Korean won. Timestamps are
+timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+#: Constraint names are deterministic, so migrations can name what they alter and drop.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: JSON on every dialect, JSONB on PostgreSQL.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+#: 64-bit ids on PostgreSQL; SQLite only autoincrements INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class TimestampMixin:
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("CURRENT_TIMESTAMP")
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("CURRENT_TIMESTAMP")
+    )
+
+
+class Instrument(TimestampMixin, Base):
+    """A tradable instrument; ``(market, ticker)`` is its business key."""
+
+    __tablename__ = "instruments"
+    __table_args__ = (UniqueConstraint("market", "ticker"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    market: Mapped[str] = mapped_column(String(16))
+    ticker: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(8), default="KRW")
+    listing_status: Mapped[str] = mapped_column(String(16), default="listed")
+    source: Mapped[str] = mapped_column(String(32))
+
+    daily_candles: Mapped[list[DailyCandle]] = relationship(back_populates="instrument")
+
+
+class DailyCandle(TimestampMixin, Base):
+    """One daily bar; unique per instrument and trade date."""
+
+    __tablename__ = "daily_candles"
+    __table_args__ = (
+        UniqueConstraint("instrument_id", "trade_date"),
+        Index("ix_daily_candles_trade_date", "trade_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id", ondelete="CASCADE"))
+    trade_date: Mapped[dt.date] = mapped_column(Date)
+    open: Mapped[float] = mapped_column(Double)
+    high: Mapped[float] = mapped_column(Double)
+    low: Mapped[float] = mapped_column(Double)
+    close: Mapped[float] = mapped_column(Double)
+    volume: Mapped[float] = mapped_column(Double)
+    traded_value: Mapped[float] = mapped_column(Double)
+    source: Mapped[str] = mapped_column(String(32))
+
+    instrument: Mapped[Instrument] = relationship(back_populates="daily_candles")
+
+
+class IntradayCandle(TimestampMixin, Base):
+    """One intraday bar; unique per instrument, interval (``1m``, ``5m``, ``60m`` …) and start."""
+
+    __tablename__ = "intraday_candles"
+    __table_args__ = (UniqueConstraint("instrument_id", "interval", "ts"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id", ondelete="CASCADE"))
+    interval: Mapped[str] = mapped_column(String(8))
+    ts: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    open: Mapped[float] = mapped_column(Double)
+    high: Mapped[float] = mapped_column(Double)
+    low: Mapped[float] = mapped_column(Double)
+    close: Mapped[float] = mapped_column(Double)
+    volume: Mapped[float] = mapped_column(Double)
+    traded_value: Mapped[float] = mapped_column(Double)
+    source: Mapped[str] = mapped_column(String(32))
+
+
+class InvestorFlow(TimestampMixin, Base):
+    """Net buying per investor group for one instrument and day, in shares and in KRW."""
+
+    __tablename__ = "investor_flows"
+    __table_args__ = (
+        UniqueConstraint("instrument_id", "trade_date"),
+        Index("ix_investor_flows_trade_date", "trade_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id", ondelete="CASCADE"))
+    trade_date: Mapped[dt.date] = mapped_column(Date)
+    foreign_net_shares: Mapped[int] = mapped_column(BigInteger)
+    institution_net_shares: Mapped[int] = mapped_column(BigInteger)
+    individual_net_shares: Mapped[int] = mapped_column(BigInteger)
+    foreign_net_krw: Mapped[int] = mapped_column(BigInteger)
+    institution_net_krw: Mapped[int] = mapped_column(BigInteger)
+    individual_net_krw: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(32))
+
+
+class JobRun(TimestampMixin, Base):
+    """The history of one Celery task id: every execution (first run, retry, redelivery)
+    increments ``attempts`` and updates the timings of the latest one.
+
+    ``args``/``kwargs`` are stored masked. ``state`` is one of :data:`JOB_STATES`.
+    """
+
+    __tablename__ = "job_runs"
+    __table_args__ = (
+        UniqueConstraint("task_id"),
+        Index("ix_job_runs_task_name_started_at", "task_name", "started_at"),
+        Index("ix_job_runs_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(64))
+    task_name: Mapped[str] = mapped_column(String(200))
+    queue: Mapped[str | None] = mapped_column(String(32))
+    args: Mapped[Any] = mapped_column(JSONType)
+    kwargs: Mapped[Any] = mapped_column(JSONType)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[Any | None] = mapped_column(JSONType)
+
+
+JOB_STATES: tuple[str, ...] = ("started", "retrying", "succeeded", "failed", "timed_out")
+
+
+class DeadLetter(TimestampMixin, Base):
+    """A message that will not be processed without an operator: its masked payload and why.
+
+    ``fingerprint`` (the task id, or a hash of an undecodable body) makes repeated failures of
+    the same message one row, counted in ``occurrences`` with first and last sighting.
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        UniqueConstraint("fingerprint"),
+        Index("ix_dead_letters_last_seen", "last_seen"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    task_name: Mapped[str | None] = mapped_column(String(200))
+    payload: Mapped[Any] = mapped_column(JSONType)
+    reason: Mapped[str] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    replayed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

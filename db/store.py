@@ -1,0 +1,213 @@
+"""Idempotent bulk writes of market data: every write is an upsert on the business key.
+
+A row whose values are unchanged is not rewritten (the ``ON CONFLICT … DO UPDATE`` carries a
+``WHERE … IS DISTINCT FROM`` guard), so re-running a collection leaves the table untouched —
+not even ``updated_at`` moves. Works on PostgreSQL and SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Table, func, or_, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.models import DailyCandle, Instrument, InvestorFlow
+from quant.errors import ValidationError
+from quant.market.types import DAILY_CANDLE_COLUMNS, INVESTOR_FLOW_COLUMNS
+from quant.market.types import Instrument as InstrumentRecord
+
+#: Rows per INSERT statement: below SQLite's and PostgreSQL's bound-parameter limits.
+BATCH_ROWS = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertCounts:
+    """What an upsert did: rows new, rows whose values changed, rows already identical."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def __add__(self, other: UpsertCounts) -> UpsertCounts:
+        return UpsertCounts(
+            self.inserted + other.inserted,
+            self.updated + other.updated,
+            self.unchanged + other.unchanged,
+        )
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
+    def as_dict(self) -> dict[str, int]:
+        return {"inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged}
+
+
+def _insert_for(session: Session, table: Table) -> Any:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"upserts are implemented for postgresql and sqlite, not {dialect}")
+
+
+def upsert_rows(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    key: Sequence[str],
+    compare: Sequence[str],
+) -> UpsertCounts:
+    """Insert ``rows`` into ``table``; on a conflict of ``key``, update the ``compare`` columns
+    only where at least one differs. Keys must be unique within ``rows``.
+
+    Raises:
+        quant.errors.ValidationError: ``rows`` repeats a key.
+    """
+    if not rows:
+        return UpsertCounts()
+    keys = [tuple(r[k] for k in key) for r in rows]
+    if len(set(keys)) != len(keys):
+        raise ValidationError(
+            f"duplicate {'/'.join(key)} in a batch for {table.name}", field=",".join(key)
+        )
+    total = UpsertCounts()
+    key_cols = [table.c[k] for k in key]
+    for start in range(0, len(rows), BATCH_ROWS):
+        batch = rows[start : start + BATCH_ROWS]
+        batch_keys = keys[start : start + BATCH_ROWS]
+        existing = session.execute(
+            select(func.count()).select_from(table).where(tuple_(*key_cols).in_(batch_keys))
+        ).scalar_one()
+        stmt = _insert_for(session, table).values(list(batch))
+        excluded = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(key),
+            set_={**{c: excluded[c] for c in compare}, "updated_at": func.now()},
+            where=or_(*(table.c[c].is_distinct_from(excluded[c]) for c in compare)),
+        ).returning(key_cols[0])
+        # RETURNING yields exactly the rows inserted or updated; rows the WHERE guard skipped
+        # are not returned (rowcount is not reliable for INSERT across drivers).
+        affected = len(session.execute(stmt).all())
+        inserted = len(batch) - existing
+        updated = affected - inserted
+        total = total + UpsertCounts(inserted, updated, existing - updated)
+    return total
+
+
+def upsert_instruments(
+    session: Session, instruments: Iterable[InstrumentRecord], *, source: str
+) -> dict[tuple[str, str], int]:
+    """Upsert instruments by (market, ticker); return their ids keyed by (market, ticker)."""
+    rows = [
+        {
+            "market": i.market.value,
+            "ticker": i.ticker,
+            "name": i.name,
+            "currency": i.currency,
+            "listing_status": i.listing_status.value,
+            "source": source,
+        }
+        for i in instruments
+    ]
+    upsert_rows(
+        session,
+        Instrument.__table__,  # type: ignore[arg-type]
+        rows,
+        key=("market", "ticker"),
+        compare=("name", "currency", "listing_status", "source"),
+    )
+    return instrument_ids(session, {(r["market"], r["ticker"]) for r in rows})
+
+
+def instrument_ids(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Ids of the given (market, ticker) pairs that exist."""
+    wanted = list(keys)
+    found: dict[tuple[str, str], int] = {}
+    for start in range(0, len(wanted), BATCH_ROWS):
+        chunk = wanted[start : start + BATCH_ROWS]
+        result = session.execute(
+            select(Instrument.market, Instrument.ticker, Instrument.id).where(
+                tuple_(Instrument.market, Instrument.ticker).in_(chunk)
+            )
+        )
+        for market, ticker, ident in result:
+            found[(market, ticker)] = ident
+    return found
+
+
+def _frame_rows(
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    ids: Mapping[tuple[str, str], int],
+    *,
+    source: str,
+    what: str,
+) -> list[dict[str, Any]]:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValidationError(f"{what} frame lacks columns {missing}", field="columns")
+    value_cols = [c for c in columns if c not in ("market", "ticker")]
+    rows: list[dict[str, Any]] = []
+    unknown: set[tuple[str, str]] = set()
+    for record in frame[list(columns)].itertuples(index=False, name=None):
+        market, ticker, *values = record
+        ident = ids.get((market, ticker))
+        if ident is None:
+            unknown.add((market, ticker))
+            continue
+        row: dict[str, Any] = {"instrument_id": ident, "source": source}
+        for col, value in zip(value_cols, values, strict=True):
+            row[col] = value.item() if hasattr(value, "item") else value
+        rows.append(row)
+    if unknown:
+        sample = ", ".join(f"{m}:{t}" for m, t in sorted(unknown)[:5])
+        raise ValidationError(
+            f"{what} for {len(unknown)} instrument(s) not in the instruments table: {sample}",
+            field="ticker",
+        )
+    return rows
+
+
+def upsert_daily_candles(
+    session: Session,
+    frame: pd.DataFrame,
+    ids: Mapping[tuple[str, str], int],
+    *,
+    source: str,
+) -> UpsertCounts:
+    """Upsert a frame with :data:`DAILY_CANDLE_COLUMNS` by (instrument, trade date)."""
+    rows = _frame_rows(frame, DAILY_CANDLE_COLUMNS, ids, source=source, what="daily candles")
+    return upsert_rows(
+        session,
+        DailyCandle.__table__,  # type: ignore[arg-type]
+        rows,
+        key=("instrument_id", "trade_date"),
+        compare=("open", "high", "low", "close", "volume", "traded_value", "source"),
+    )
+
+
+def upsert_investor_flows(
+    session: Session,
+    frame: pd.DataFrame,
+    ids: Mapping[tuple[str, str], int],
+    *,
+    source: str,
+) -> UpsertCounts:
+    """Upsert a frame with :data:`INVESTOR_FLOW_COLUMNS` by (instrument, trade date)."""
+    rows = _frame_rows(frame, INVESTOR_FLOW_COLUMNS, ids, source=source, what="investor flows")
+    compare = tuple(c for c in INVESTOR_FLOW_COLUMNS if c not in ("market", "ticker", "trade_date"))
+    return upsert_rows(
+        session,
+        InvestorFlow.__table__,  # type: ignore[arg-type]
+        rows,
+        key=("instrument_id", "trade_date"),
+        compare=(*compare, "source"),
+    )
