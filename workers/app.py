@@ -1,0 +1,17 @@
+"""The Celery application: ``celery -A workers.app worker -Q io``.
+
+Configuration comes from :mod:`celeryconfig` (itself derived from ``QUANTBEAT_*`` settings);
+every task uses :class:`workers.base.QuantbeatTask`; task modules are listed explicitly.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+import workers.process  # noqa: F401  (connects the worker signals)
+
+#: Modules that define tasks. Adding a module here is how a task becomes known to workers.
+TASK_MODULES: tuple[str, ...] = ("tasks.collect",)
+
+app = Celery("quantbeat", task_cls="workers.base:QuantbeatTask", include=list(TASK_MODULES))
+app.config_from_object("celeryconfig")

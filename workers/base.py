@@ -1,0 +1,246 @@
+"""The one base class of every quantbeat task.
+
+It gives each task, by its explicit name ``quantbeat.<area>.<action>``:
+
+* **job history** — a ``job_runs`` row per task id; every execution (first run, retry,
+  redelivery after a lost worker) increments ``attempts`` and records state, timings, the error
+  and a small result summary. Arguments are stored masked.
+* **retry policy** — only :class:`quant.errors.TransientError` (and infrastructure errors that
+  map to it, see :func:`workers.retry.as_transient`) are retried, with bounded exponential
+  backoff and jitter, honouring ``retry_after``. Retries keep the worker slot free (Celery
+  ``retry``), never sleep in the task.
+* **fail fast** — :class:`quant.errors.PermanentError` (and any unexpected exception) is not
+  retried; the task fails and its masked payload goes to the ``dead_letters`` table, as does a
+  task whose retries are exhausted or which keeps getting redelivered (``max_attempts``).
+* **logging context** — task id and name are bound to every log line (see
+  :mod:`workers.process`); one ``metric_type="job"`` line is logged per execution.
+
+History writes use their own short transactions; if the database is down they are logged and
+skipped, and the task's own database access then fails as a transient error and retries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any, ClassVar
+
+import structlog
+from celery import Task
+from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
+
+from quant.errors import PermanentError, TransientError, ValidationError
+from quantbeat.masking import mask_text, mask_value
+from quantbeat.settings import get_settings
+from workers.queues import queue_for
+from workers.retry import as_transient, backoff_delay
+
+log = structlog.get_logger("quantbeat.task")
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _error_text(exc: BaseException) -> str:
+    return mask_text(f"{type(exc).__name__}: {exc}")[:4000]
+
+
+class QuantbeatTask(Task):  # type: ignore[misc]
+    """Base class for quantbeat tasks (set as the app's ``task_cls``)."""
+
+    #: Subclasses/decorators may narrow this; the default is the configured limit.
+    max_retries: int | None = None
+    #: Results of a task are small summaries; the data lives in PostgreSQL.
+    ignore_result = False
+    #: Executions beyond this many deliveries are dead-lettered without running (a message
+    #: that keeps killing its worker must not loop forever). ``None``: QUANTBEAT_MAX_ATTEMPTS.
+    max_attempts: ClassVar[int | None] = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        if self.max_retries is None:
+            self.max_retries = get_settings().max_retries
+
+    # -- execution ---------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        task_id: str | None = request.id
+        if task_id is None or request.called_directly:
+            # Called as a plain function (e.g. from another task's code): no history, no retry.
+            return super().__call__(*args, **kwargs)
+
+        started = _utcnow()
+        t0 = time.perf_counter()
+        attempts = self._record_start(task_id, args, kwargs, started)
+        limit = self.max_attempts or get_settings().max_attempts
+        if attempts is not None and limit is not None and attempts > limit:
+            reason = f"delivered {attempts} times (limit {limit}); the message is poisoned"
+            self._finish(task_id, "failed", t0, error=reason)
+            self._dead_letter(task_id, args, kwargs, "max_attempts_exceeded", reason)
+            raise Ignore()
+        try:
+            result = super().__call__(*args, **kwargs)
+        except Retry:
+            raise
+        except Ignore:
+            raise
+        except SoftTimeLimitExceeded as exc:
+            self._finish(task_id, "timed_out", t0, error=_error_text(exc))
+            self._dead_letter(task_id, args, kwargs, "timed_out", _error_text(exc))
+            raise
+        except Exception as exc:
+            transient = as_transient(exc)
+            if transient is not None:
+                # Raises Retry, or records the exhausted retries and returns.
+                self._retry_or_fail(task_id, args, kwargs, t0, exc, transient)
+                raise
+            reason = (
+                "validation_error"
+                if isinstance(exc, ValidationError)
+                else ("permanent_error" if isinstance(exc, PermanentError) else "unexpected_error")
+            )
+            self._finish(task_id, "failed", t0, error=_error_text(exc))
+            self._dead_letter(task_id, args, kwargs, reason, _error_text(exc))
+            raise
+        self._finish(task_id, "succeeded", t0, result=result)
+        return result
+
+    def _retry_or_fail(
+        self,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        t0: float,
+        exc: Exception,
+        transient: TransientError,
+    ) -> None:
+        retries = int(self.request.retries or 0)
+        max_retries = self.max_retries if self.max_retries is not None else 0
+        if retries >= max_retries:
+            self._finish(task_id, "failed", t0, error=_error_text(exc))
+            self._dead_letter(task_id, args, kwargs, "retries_exhausted", _error_text(exc))
+            return  # the caller re-raises the original exception
+        settings = get_settings()
+        countdown = backoff_delay(
+            retries,
+            base=settings.retry_backoff_base,
+            cap=settings.retry_backoff_max,
+            retry_after=transient.retry_after,
+        )
+        self._finish(task_id, "retrying", t0, error=_error_text(exc))
+        log.warning(
+            "task.retry",
+            retries=retries + 1,
+            max_retries=max_retries,
+            countdown_s=round(countdown, 2),
+            error=_error_text(exc),
+        )
+        raise self.retry(exc=exc, countdown=countdown, max_retries=max_retries)
+
+    # -- history -----------------------------------------------------------------------------
+    def _queue(self) -> str | None:
+        info = self.request.delivery_info or {}
+        queue = info.get("routing_key") or info.get("queue")
+        if queue:
+            return str(queue)
+        routed = queue_for(self.name)
+        return routed.value if routed else None
+
+    def _record_start(
+        self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], started: dt.datetime
+    ) -> int | None:
+        from db.engine import session_scope
+        from db.jobs import record_job_start
+
+        try:
+            with session_scope() as session:
+                return record_job_start(
+                    session,
+                    task_id=task_id,
+                    task_name=self.name,
+                    queue=self._queue(),
+                    args=mask_value(list(args)),
+                    kwargs=mask_value(dict(kwargs)),
+                    worker=self.request.hostname,
+                    retries=int(self.request.retries or 0),
+                    started_at=started,
+                )
+        except Exception as exc:
+            log.warning("job_run.start_not_recorded", error=_error_text(exc))
+            return None
+
+    def _finish(
+        self,
+        task_id: str,
+        state: str,
+        t0: float,
+        *,
+        error: str | None = None,
+        result: Any = None,
+    ) -> None:
+        from db.engine import session_scope
+        from db.jobs import record_job_end
+
+        duration_ms = (time.perf_counter() - t0) * 1000.0
+        log.info(
+            "task.finished",
+            metric_type="job",
+            task=self.name,
+            queue=self._queue(),
+            duration_ms=round(duration_ms, 2),
+            success=state == "succeeded",
+            state=state,
+            retries=int(self.request.retries or 0),
+            error=error,
+        )
+        try:
+            with session_scope() as session:
+                record_job_end(
+                    session,
+                    task_id=task_id,
+                    state=state,
+                    finished_at=_utcnow(),
+                    duration_ms=duration_ms,
+                    error=error,
+                    result=mask_value(result) if isinstance(result, dict | list) else None,
+                )
+        except Exception as exc:
+            log.warning("job_run.end_not_recorded", state=state, error=_error_text(exc))
+
+    def _dead_letter(
+        self,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        reason: str,
+        error: str,
+    ) -> None:
+        from db.engine import session_scope
+        from db.jobs import record_dead_letter
+
+        payload = {
+            "task": self.name,
+            "id": task_id,
+            "args": mask_value(list(args)),
+            "kwargs": mask_value(dict(kwargs)),
+            "queue": self._queue(),
+            "retries": int(self.request.retries or 0),
+        }
+        try:
+            with session_scope() as session:
+                record_dead_letter(
+                    session,
+                    fingerprint=f"task:{task_id}",
+                    task_id=task_id,
+                    task_name=self.name,
+                    payload=payload,
+                    reason=reason,
+                    error=error,
+                    seen_at=_utcnow(),
+                )
+        except Exception as exc:
+            # The payload must not vanish: it is at least in the log, masked.
+            log.error(
+                "dead_letter.not_recorded", reason=reason, payload=payload, error=_error_text(exc)
+            )

@@ -1,0 +1,60 @@
+"""Retry policy for Celery-level retries: which errors are worth retrying, and when.
+
+Short waits (seconds) belong inside data sources with tenacity; this policy covers the long
+ones, where the worker slot should be freed while waiting. Every delay is bounded by
+``cap`` (``QUANTBEAT_RETRY_BACKOFF_MAX``), which settings keep below Redis' visibility timeout.
+"""
+
+from __future__ import annotations
+
+import random
+
+from quant.errors import ServiceUnavailable, TransientError
+
+
+def backoff_delay(
+    retries: int,
+    *,
+    base: float,
+    cap: float,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait before retry number ``retries + 1``.
+
+    Exponential (``base * 2**retries``) with "equal jitter": a uniform draw from the upper half
+    of the exponential step, so concurrent failures spread out but never retry immediately. A
+    server-provided ``retry_after`` is a floor. The result never exceeds ``cap``.
+    """
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
+    step = min(cap, base * (2.0 ** min(retries, 32)))
+    draw = (rng or random).uniform(step / 2.0, step)
+    if retry_after is not None and retry_after > draw:
+        draw = retry_after
+    return min(cap, draw)
+
+
+def as_transient(exc: BaseException) -> TransientError | None:
+    """Map infrastructure exceptions that may pass on their own to a :class:`TransientError`.
+
+    Database disconnects and timeouts, broker/Redis connection errors, socket timeouts. Returns
+    ``None`` for everything else (bugs and permanent failures are not retried).
+    """
+    if isinstance(exc, TransientError):
+        return exc
+    # Imported here: this module is imported by workers at start, keep it light.
+    from redis import exceptions as redis_exc
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return ServiceUnavailable(f"database connection lost: {exc.orig}")
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return ServiceUnavailable(f"database unavailable: {exc.orig}")
+    if isinstance(exc, sa_exc.TimeoutError):
+        return ServiceUnavailable(f"database pool exhausted: {exc}")
+    if isinstance(exc, redis_exc.ConnectionError | redis_exc.TimeoutError):
+        return ServiceUnavailable(f"redis unavailable: {exc}")
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return ServiceUnavailable(f"{type(exc).__name__}: {exc}")
+    return None
