@@ -1,0 +1,5 @@
+"""``python -m quantbeat``: the CLI."""
+
+from quantbeat.cli import entrypoint
+
+entrypoint()

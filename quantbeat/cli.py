@@ -1,0 +1,360 @@
+"""The ``quantbeat`` command line.
+
+Every error ends as one line on stderr and a non-zero exit code, never a bare traceback
+(set ``QUANTBEAT_DEBUG=1`` to see one):
+
+====  ==========================================================
+code  meaning
+====  ==========================================================
+0     success
+1     unexpected error (a bug: please report it)
+2     bad usage or invalid input (the message names the value)
+3     configuration error (the message names the variable)
+4     a service is unavailable (database, broker, worker); retry later
+5     the work failed permanently (see ``job_runs`` / ``dead_letters``)
+====  ==========================================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.exceptions import TyperException
+
+from quant.errors import (
+    ConfigError,
+    PermanentError,
+    QuantbeatError,
+    TransientError,
+    ValidationError,
+)
+
+EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_FAILED = range(6)
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="quantbeat",
+    help="Scheduled market analysis on Celery: collect, scan, backtest, analyse.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+collect_app = typer.Typer(help="Market-data collection.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(collect_app, name="collect")
+
+
+def _parse_date(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(
+            f"{option} must be a date as YYYY-MM-DD, got {value!r}", field=option, value=value
+        ) from None
+
+
+# --- run ------------------------------------------------------------------------------------
+@app.command()
+def run(
+    date: Annotated[
+        str | None, typer.Option(help="Trading day (YYYY-MM-DD); default: latest closed")
+    ] = None,
+    market: Annotated[str | None, typer.Option(help="KOSPI or KOSDAQ; default: both")] = None,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            "--distributed", help="Use the configured broker, database and running workers"
+        ),
+    ] = False,
+    database_url: Annotated[
+        str | None, typer.Option(help="Database URL; default: var/quantbeat.sqlite (embedded)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the work")] = 600.0,
+) -> None:
+    """Run the main job and print its report (embedded: SQLite, in-process broker and worker)."""
+    from quantbeat import runner
+    from quantbeat.logging import configure_logging
+    from quantbeat.settings import get_settings
+    from tasks._args import parse_krx_markets
+
+    day = _parse_date(date, "--date")
+    if market is not None:
+        market = parse_krx_markets(market, field="--market")[0].value
+    settings = get_settings()
+    log_file = settings.data_dir / "quantbeat-run.log"
+    configure_logging(settings.log_level, json=True, path=log_file)
+    report = runner.run(
+        trade_date=day,
+        market=market,
+        distributed=distributed,
+        database_url=database_url,
+        timeout=timeout,
+        log_file=str(log_file),
+    )
+    _print_report(report)
+
+
+def _print_report(report: Any) -> None:
+    label = " [bold yellow](SIMULATED market data)[/]" if report.simulated else ""
+    console.print(f"[bold]quantbeat run[/] — {report.mode} mode{label}")
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="dim")
+    table.add_column()
+    table.add_row("trading day", report.trade_date.isoformat())
+    table.add_row(
+        "source",
+        "simulated market (generated data, not real prices)" if report.simulated else report.source,
+    )
+    table.add_row("database", report.database)
+    table.add_row("instruments", f"{report.instruments:,}")
+    if report.candles:
+        c = report.candles
+        stored = c.get("inserted", 0) + c.get("updated", 0)
+        table.add_row(
+            "candles stored",
+            f"{stored:,} (new {c.get('inserted', 0):,}, changed {c.get('updated', 0):,}, "
+            f"unchanged {c.get('unchanged', 0):,})",
+        )
+    else:
+        table.add_row("candles stored", "0 (no KRX session on this day)")
+    if report.flows:
+        f = report.flows
+        table.add_row(
+            "investor flows stored",
+            f"{f.get('inserted', 0) + f.get('updated', 0):,} (unchanged {f.get('unchanged', 0):,})",
+        )
+    table.add_row("candles in database", f"{report.candle_rows_total:,}")
+    table.add_row("tasks", str(len(report.tasks)))
+    table.add_row("time taken", f"{report.seconds:.2f} s")
+    if report.log_file:
+        table.add_row("log", report.log_file)
+    console.print(table)
+
+
+# --- processes ------------------------------------------------------------------------------
+def _queues(value: str) -> list[str]:
+    from workers.queues import Queue
+
+    names = [q.strip() for q in value.split(",") if q.strip()]
+    known = {q.value for q in Queue}
+    bad = [q for q in names if q not in known]
+    if not names or bad:
+        raise ValidationError(
+            f"--queues must list queues from {sorted(known)}, got {value!r}",
+            field="--queues",
+            value=value,
+        )
+    return names
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated: io, cpu, ai")] = "io,cpu,ai",
+    pool: Annotated[
+        str | None, typer.Option(help="prefork|threads|solo; default: prefork for cpu")
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Processes or threads")] = None,
+    hostname: Annotated[str | None, typer.Option(help="Node name; default <queues>@%h")] = None,
+    loglevel: Annotated[str, typer.Option(help="Log level")] = "INFO",
+) -> None:
+    """Start a Celery worker consuming the given queues."""
+    names = _queues(queues)
+    chosen_pool = pool or ("prefork" if "cpu" in names else "threads")
+    if chosen_pool not in ("prefork", "threads", "solo"):
+        raise ValidationError(f"--pool must be prefork, threads or solo, got {pool!r}")
+    if concurrency is None:
+        concurrency = (os.cpu_count() or 2) if chosen_pool == "prefork" else 16
+    from workers.app import app as celery_app
+
+    celery_app.worker_main(
+        [
+            "worker",
+            f"--queues={','.join(names)}",
+            f"--pool={chosen_pool}",
+            f"--concurrency={concurrency}",
+            f"--hostname={hostname or '-'.join(names) + '@%h'}",
+            f"--loglevel={loglevel}",
+        ]
+    )
+
+
+@app.command()
+def beat(
+    loglevel: Annotated[str, typer.Option(help="Log level")] = "INFO",
+) -> None:
+    """Start Celery beat (run exactly one per deployment)."""
+    from quantbeat.settings import get_settings
+    from workers.app import app as celery_app
+
+    data_dir = get_settings().data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    celery_app.start(
+        ["beat", f"--schedule={data_dir / 'celerybeat-schedule'}", f"--loglevel={loglevel}"]
+    )
+
+
+@app.command()
+def flower(
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port; default QUANTBEAT_FLOWER_PORT")
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Allow running without basic auth (local only)")
+    ] = False,
+) -> None:
+    """Start Flower, the Celery monitoring UI, with basic auth from QUANTBEAT_FLOWER_BASIC_AUTH."""
+    from quantbeat.settings import get_settings
+    from workers.app import app as celery_app
+
+    settings = get_settings()
+    argv = ["flower", f"--port={port or settings.flower_port}"]
+    if settings.flower_basic_auth is not None:
+        argv.append(f"--basic-auth={settings.flower_basic_auth.get_secret_value()}")
+    elif not no_auth:
+        raise ConfigError(
+            "QUANTBEAT_FLOWER_BASIC_AUTH is not set (user:password); "
+            "pass --no-auth to run Flower unprotected on a trusted machine"
+        )
+    celery_app.start(argv)
+
+
+# --- db -------------------------------------------------------------------------------------
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target revision")] = "head",
+) -> None:
+    """Apply migrations to QUANTBEAT_DATABASE_URL."""
+    from db import migrate
+    from quantbeat.runner import _display_url
+    from quantbeat.settings import get_settings
+
+    url = get_settings().database_url
+    migrate.upgrade(url, revision)
+    console.print(f"database {_display_url(url)} at revision {migrate.current_revision(url)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's migration revision."""
+    from db import migrate
+    from quantbeat.settings import get_settings
+
+    console.print(migrate.current_revision(get_settings().database_url) or "(empty)")
+
+
+# --- collect ---------------------------------------------------------------------------------
+def _send_and_report(
+    task_name: str, date: str | None, market: str | None, wait: bool, timeout: float
+) -> None:
+    from tasks._args import parse_krx_markets
+    from workers.app import app as celery_app
+
+    day = _parse_date(date, "--date")
+    if market is not None:
+        market = parse_krx_markets(market, field="--market")[0].value
+    result = celery_app.send_task(
+        task_name, kwargs={"trade_date": day.isoformat() if day else None, "market": market}
+    )
+    if not wait:
+        console.print(f"queued {task_name} as {result.id}")
+        return
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    try:
+        summary = result.get(timeout=timeout)
+    except CeleryTimeout:
+        raise TransientError(
+            f"{task_name} ({result.id}) did not finish within {timeout:.0f} s; "
+            "is a worker consuming the io queue? (quantbeat worker --queues io)"
+        ) from None
+    console.print_json(data={"task_id": result.id, **summary})
+
+
+@collect_app.command("daily")
+def collect_daily(
+    date: Annotated[str | None, typer.Option(help="YYYY-MM-DD; default latest closed")] = None,
+    market: Annotated[str | None, typer.Option(help="KOSPI or KOSDAQ; default both")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the result")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 300.0,
+) -> None:
+    """Enqueue quantbeat.collect.daily_candles for a day (needs a running io worker)."""
+    _send_and_report("quantbeat.collect.daily_candles", date, market, wait, timeout)
+
+
+@collect_app.command("flows")
+def collect_flows(
+    date: Annotated[str | None, typer.Option(help="YYYY-MM-DD; default latest closed")] = None,
+    market: Annotated[str | None, typer.Option(help="KOSPI or KOSDAQ; default both")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the result")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 300.0,
+) -> None:
+    """Enqueue quantbeat.collect.investor_flows for a day (needs a running io worker)."""
+    _send_and_report("quantbeat.collect.investor_flows", date, market, wait, timeout)
+
+
+# --- entry point ------------------------------------------------------------------------------
+def _classify(exc: BaseException) -> tuple[int, str]:
+    """Exit code and one-line message for an exception escaping a command."""
+    if isinstance(exc, ValidationError):
+        return EXIT_USAGE, f"invalid input: {exc}"
+    if isinstance(exc, ConfigError):
+        return EXIT_CONFIG, f"configuration error: {exc}"
+    if isinstance(exc, TransientError):
+        return EXIT_UNAVAILABLE, f"unavailable: {exc}"
+    if isinstance(exc, PermanentError):
+        return EXIT_FAILED, f"failed: {exc}"
+    if isinstance(exc, QuantbeatError):
+        return EXIT_FAILED, f"failed: {exc}"
+    from kombu.exceptions import OperationalError as KombuOperationalError
+    from sqlalchemy import exc as sa_exc
+
+    from quantbeat.masking import mask_text
+
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return EXIT_UNAVAILABLE, mask_text(f"cannot reach the database: {exc.orig}").strip()
+    if isinstance(exc, KombuOperationalError | ConnectionError):
+        return EXIT_UNAVAILABLE, mask_text(f"cannot reach the broker: {exc}")
+    return EXIT_UNEXPECTED, mask_text(f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the process exit code."""
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=argv, prog_name="quantbeat", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        sys.stderr.write("quantbeat: aborted\n")
+        return 130
+    except TyperException as exc:  # usage errors from the (vendored) click parser
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            sys.stderr.write(f"quantbeat: {exc}\n")
+        return EXIT_USAGE
+    except Exception as exc:
+        if os.environ.get("QUANTBEAT_DEBUG"):
+            raise
+        code, message = _classify(exc)
+        first_line = message.splitlines()[0] if message else type(exc).__name__
+        sys.stderr.write(f"quantbeat: {first_line}\n")
+        return code
+    return int(rv) if isinstance(rv, int) else EXIT_OK
+
+
+def entrypoint() -> None:  # pragma: no cover - thin wrapper for the console script
+    """The ``quantbeat`` console script: :func:`main` with its code as the exit status."""
+    sys.exit(main())

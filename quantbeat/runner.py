@@ -1,0 +1,246 @@
+"""``quantbeat run``: the main job, end to end, in one process or against the real stack.
+
+Embedded (the default): a SQLite file under ``./var``, kombu's in-memory broker and an
+in-process worker (threads pool) consuming the ``io``, ``cpu`` and ``ai`` queues. Tasks go
+through the same path as in production — sent by name, JSON-serialized, routed, executed by a
+real Celery worker with the base task's history and retry policy — only the transport differs.
+Nothing outside the process is needed.
+
+Distributed (``--distributed``): the configured broker and database; workers started with
+``quantbeat worker`` on any host do the work, and this process only sends and waits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from quant.calendar import latest_closed_session
+from quant.errors import ServiceUnavailable
+from quantbeat.settings import Settings, get_settings, reset_settings
+
+EMBEDDED_BROKER = "memory://"
+EMBEDDED_BACKEND = "cache+memory://"
+
+
+@dataclass
+class RunReport:
+    """What ``quantbeat run`` did, for printing."""
+
+    mode: str
+    database: str
+    log_file: str | None
+    trade_date: dt.date
+    source: str
+    simulated: bool
+    instruments: int = 0
+    candles: dict[str, int] = field(default_factory=dict)
+    flows: dict[str, int] = field(default_factory=dict)
+    candle_rows_total: int = 0
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def embedded_environment(data_dir: Path, database_url: str | None = None) -> dict[str, str]:
+    """The ``QUANTBEAT_*`` variables that select the embedded profile."""
+    db_path = (data_dir / "quantbeat.sqlite").resolve()
+    return {
+        "QUANTBEAT_BROKER_URL": EMBEDDED_BROKER,
+        "QUANTBEAT_RESULT_BACKEND": EMBEDDED_BACKEND,
+        "QUANTBEAT_DATABASE_URL": database_url or f"sqlite:///{db_path}",
+    }
+
+
+@contextmanager
+def _environment(overrides: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    reset_settings()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_settings()
+
+
+@contextmanager
+def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
+    """Run a real Celery worker (threads pool, all three queues) in a background thread."""
+    from celery.result import allow_join_result
+    from celery.worker import WorkController
+    from celery.worker import state as worker_state
+
+    from workers.app import app
+
+    ready = threading.Event()
+
+    class _Controller(WorkController):  # type: ignore[misc]
+        def on_consumer_ready(self, consumer: Any) -> None:
+            ready.set()
+
+    # Pool threads resolve the app through Celery's *default* app (current_app is
+    # thread-local); the worker CLI sets both, so do we.
+    app.set_current()
+    app.set_default()
+    app.loader.import_default_modules()
+    worker = _Controller(
+        app=app,
+        pool="threads",
+        concurrency=concurrency,
+        hostname=f"embedded-{os.getpid()}@localhost",
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        loglevel="WARNING",
+    )
+    thread = threading.Thread(target=worker.start, name="quantbeat-embedded-worker", daemon=True)
+    thread.start()
+    if not ready.wait(30):
+        raise ServiceUnavailable("the embedded worker did not start within 30 s")
+    try:
+        # A worker in this process marks result.get() as blocking-inside-a-task; this thread
+        # is not a task, it is the client waiting for the worker.
+        with allow_join_result():
+            yield worker
+    finally:
+        worker_state.should_terminate = 0
+        thread.join(30)
+        worker_state.should_terminate = None
+
+
+def _default_date(settings: Settings) -> dt.date:
+    from quantbeat.sources import krx_calendar
+
+    return latest_closed_session(krx_calendar(), dt.datetime.now(ZoneInfo(settings.timezone)))
+
+
+def run(
+    *,
+    trade_date: dt.date | None = None,
+    market: str | None = None,
+    distributed: bool = False,
+    database_url: str | None = None,
+    timeout: float = 600.0,
+    log_file: str | None = None,
+) -> RunReport:
+    """Run the main job (collect one simulated trading day for the whole universe).
+
+    Raises:
+        quant.errors.ServiceUnavailable: the broker, worker or database did not answer.
+        quant.errors.ConfigError: settings are invalid.
+        quant.errors.QuantbeatError: a collection task failed (re-raised from the worker).
+    """
+    base = get_settings()
+    overrides = {} if distributed else embedded_environment(base.data_dir, database_url)
+    if distributed and database_url:
+        overrides["QUANTBEAT_DATABASE_URL"] = database_url
+    with _environment(overrides):
+        settings = get_settings()
+        from db.engine import forget_engines
+
+        forget_engines()
+        return _run(settings, trade_date, market, distributed, timeout, log_file)
+
+
+def _run(
+    settings: Settings,
+    trade_date: dt.date | None,
+    market: str | None,
+    distributed: bool,
+    timeout: float,
+    log_file: str | None,
+) -> RunReport:
+    from db import migrate
+    from workers.app import app
+
+    if not distributed:
+        # workers.app may have been imported under other settings; make the app match ours.
+        app.conf.update(broker_url=settings.broker_url, result_backend=settings.result_backend)
+        migrate.upgrade(settings.database_url)
+
+    day = trade_date or _default_date(settings)
+    t0 = time.perf_counter()
+    report = RunReport(
+        mode="distributed" if distributed else "embedded",
+        database=_display_url(settings.database_url),
+        log_file=log_file,
+        trade_date=day,
+        source=settings.market_source,
+        simulated=settings.market_source == "simulated",
+    )
+    with _maybe_worker(distributed):
+        results = _collect(app, day, market, timeout)
+    report.seconds = time.perf_counter() - t0
+    for name, summary in results:
+        report.tasks.append({"task": name, **summary})
+        if name == "quantbeat.collect.daily_candles":
+            report.instruments += int(summary.get("instruments") or 0)
+        for key, target in (("candles", report.candles), ("flows", report.flows)):
+            for k, v in (summary.get(key) or {}).items():
+                target[k] = target.get(k, 0) + int(v)
+    report.candle_rows_total = _count_candles(settings.database_url)
+    return report
+
+
+@contextmanager
+def _maybe_worker(distributed: bool) -> Iterator[None]:
+    if distributed:
+        yield
+        return
+    with embedded_worker():
+        yield
+
+
+def _collect(
+    app: Any, day: dt.date, market: str | None, timeout: float
+) -> list[tuple[str, dict[str, Any]]]:
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    from quant.market.types import KRX_MARKETS
+
+    markets = [market] if market else [m.value for m in KRX_MARKETS]
+    pending = []
+    for name in ("quantbeat.collect.daily_candles", "quantbeat.collect.investor_flows"):
+        for m in markets:
+            result = app.send_task(name, kwargs={"trade_date": day.isoformat(), "market": m})
+            pending.append((name, result))
+    out: list[tuple[str, dict[str, Any]]] = []
+    deadline = time.monotonic() + timeout
+    for name, result in pending:
+        try:
+            summary = result.get(timeout=max(1.0, deadline - time.monotonic()))
+        except CeleryTimeout:
+            raise ServiceUnavailable(
+                f"{name} ({result.id}) did not finish within {timeout:.0f} s: "
+                "is a worker consuming the io queue?"
+            ) from None
+        out.append((name, summary))
+    return out
+
+
+def _count_candles(url: str) -> int:
+    from sqlalchemy import func, select
+
+    from db.engine import session_scope
+    from db.models import DailyCandle
+
+    with session_scope(url) as session:
+        return int(session.execute(select(func.count()).select_from(DailyCandle)).scalar_one())
+
+
+def _display_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,48 @@
+"""Builds the configured market-data source and its trading calendar from settings.
+
+The one place that turns ``QUANTBEAT_MARKET_SOURCE`` (and its credentials) into a
+:class:`quant.market.base.MarketDataSource`. Sources keep state worth reusing (the simulated
+market caches its last simulated session), so one instance per process and configuration.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from quant.calendar import TradingCalendar, krx_approximate_calendar
+from quant.errors import ConfigError
+from quant.market.base import MarketDataSource
+from quant.market.simulated import SimulatedMarket
+from quantbeat.settings import Settings
+
+_lock = threading.Lock()
+_sources: dict[tuple[str, int, int], MarketDataSource] = {}
+
+
+def market_source(settings: Settings) -> MarketDataSource:
+    """The process-wide source for ``settings``.
+
+    Raises:
+        quant.errors.ConfigError: the configured source is unknown or lacks credentials.
+    """
+    key = (settings.market_source, settings.sim_seed, settings.sim_universe_size)
+    with _lock:
+        source = _sources.get(key)
+        if source is None:
+            if settings.market_source != "simulated":
+                raise ConfigError(f"unknown QUANTBEAT_MARKET_SOURCE={settings.market_source!r}")
+            source = SimulatedMarket(
+                seed=settings.sim_seed,
+                universe_size=settings.sim_universe_size,
+                calendar=krx_calendar(),
+            )
+            _sources[key] = source
+    return source
+
+
+def krx_calendar() -> TradingCalendar:
+    """The KRX trading calendar in use."""
+    return _KRX
+
+
+_KRX = krx_approximate_calendar()
