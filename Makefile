@@ -1,0 +1,41 @@
+# quantbeat — the two commands that matter: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+TEST_ENV := var/test-services.env
+
+.PHONY: run test lint format check-services benchmarks clean help
+
+help:
+	@echo "make run    - install into .venv and run the main job on the embedded default"
+	@echo "make test   - install, prepare PostgreSQL/Redis for tests, lint, run the whole suite"
+	@echo "make lint   - ruff + mypy"
+	@echo "make format - ruff format + fixes"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/quantbeat run
+
+check-services: $(STAMP)
+	@mkdir -p var
+	$(PY) scripts/test_services.py --env-file $(TEST_ENV)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+test: check-services lint
+	set -a && . ./$(TEST_ENV) && set +a && $(PY) -m pytest
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf var/quantbeat.sqlite* var/celerybeat-schedule* .pytest_cache .mypy_cache .ruff_cache

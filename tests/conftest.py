@@ -1,0 +1,50 @@
+"""Session-wide test configuration.
+
+Before any quantbeat module reads settings, every store the code could touch is pointed at the
+test services prepared by ``make test`` (scripts/test_services.py): a dedicated PostgreSQL
+database and two Redis database numbers. A developer's own ``.env`` or shell settings for
+their real stack never leak into tests.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+TEST_DATABASE_URL = os.environ.get(
+    "QUANTBEAT_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_test"
+)
+TEST_REDIS_URL = os.environ.get("QUANTBEAT_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
+TEST_BROKER_URL = f"{TEST_REDIS_URL}/14"
+TEST_RESULT_BACKEND = f"{TEST_REDIS_URL}/15"
+
+TEST_ENV = {
+    "QUANTBEAT_ENV": "test",
+    "QUANTBEAT_DATABASE_URL": TEST_DATABASE_URL,
+    "QUANTBEAT_BROKER_URL": TEST_BROKER_URL,
+    "QUANTBEAT_RESULT_BACKEND": TEST_RESULT_BACKEND,
+    # Small, fast retries so retry behaviour is observable within a test.
+    "QUANTBEAT_RETRY_BACKOFF_BASE": "0.2",
+    "QUANTBEAT_RETRY_BACKOFF_MAX": "2",
+    "QUANTBEAT_MAX_RETRIES": "3",
+    "QUANTBEAT_SIM_UNIVERSE_SIZE": "300",
+    "QUANTBEAT_LOG_LEVEL": "INFO",
+}
+os.environ.update(TEST_ENV)
+os.environ.pop("QUANTBEAT_GEMINI_API_KEY", None)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--live", action="store_true", default=False, help="run tests that need the internet"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--live"):
+        return
+    skip_live = pytest.mark.skip(reason="talks to real external services; run with --live")
+    for item in items:
+        if "live" in item.keywords:
+            item.add_marker(skip_live)

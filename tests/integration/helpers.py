@@ -1,0 +1,41 @@
+"""Queries the integration tests use to look at what workers stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, text
+
+from db.engine import session_scope
+from db.models import DeadLetter, JobRun
+
+
+def job_run(task_id: str) -> JobRun:
+    with session_scope() as session:
+        row = session.execute(select(JobRun).where(JobRun.task_id == task_id)).scalar_one()
+        session.expunge(row)
+        return row
+
+
+def dead_letter(task_id: str) -> DeadLetter | None:
+    with session_scope() as session:
+        row = session.execute(
+            select(DeadLetter).where(DeadLetter.task_id == task_id)
+        ).scalar_one_or_none()
+        if row is not None:
+            session.expunge(row)
+        return row
+
+
+def candle_snapshot(trade_date: str) -> list[tuple[Any, ...]]:
+    """(id, xmin, updated_at, close) of every candle of a day: xmin changes iff PostgreSQL
+    rewrote the row, so an unchanged snapshot proves a re-run wrote nothing."""
+    with session_scope() as session:
+        rows = session.execute(
+            text(
+                "SELECT id, xmin::text, updated_at, close FROM daily_candles "
+                "WHERE trade_date = :d ORDER BY id"
+            ),
+            {"d": trade_date},
+        )
+        return [tuple(r) for r in rows]

@@ -1,0 +1,89 @@
+"""The base task's contract through a real worker: retry only transient errors, fail fast on
+permanent ones, record history and dead letters, mask secrets."""
+
+from __future__ import annotations
+
+import pytest
+from celery.exceptions import TimeoutError as CeleryTimeout
+
+from quant.errors import PermanentError, TransientError, ValidationError
+from quantbeat.settings import get_settings
+from tests.integration.helpers import dead_letter, job_run
+
+pytestmark = pytest.mark.integration
+
+FAKE_KEY = "AIzaSyD-" + "x" * 31
+
+
+def _wait_failed(result, expected: type[BaseException], timeout=60):
+    """Wait for a task to fail; return the exception re-raised from its stored result."""
+    try:
+        result.get(timeout=timeout)
+    except CeleryTimeout:
+        pytest.fail("the task never finished")
+    except expected as exc:
+        return exc
+    pytest.fail("the task succeeded")
+
+
+def test_transient_errors_are_retried_until_success(celery_app, clean_db):
+    result = celery_app.send_task(
+        "quantbeat.ops.test_flaky", kwargs={"fail_times": 2, "api_key": FAKE_KEY}
+    )
+    assert result.get(timeout=60) == {"retries": 2}
+    run = job_run(result.id)
+    assert (run.state, run.attempts, run.retries) == ("succeeded", 3, 2)
+    assert run.kwargs == {"fail_times": 2, "api_key": "***"}
+    assert dead_letter(result.id) is None
+
+
+def test_exhausted_retries_fail_and_are_dead_lettered(celery_app, clean_db):
+    max_retries = get_settings().max_retries
+    result = celery_app.send_task(
+        "quantbeat.ops.test_flaky", kwargs={"fail_times": 99, "password": "hunter2"}
+    )
+    error = _wait_failed(result, TransientError)
+    assert "simulated transient failure" in str(error)
+    run = job_run(result.id)
+    assert (run.state, run.attempts) == ("failed", max_retries + 1)
+    letter = dead_letter(result.id)
+    assert letter is not None
+    assert letter.reason == "retries_exhausted"
+    assert letter.payload["kwargs"] == {"fail_times": 99, "password": "***"}
+    assert letter.payload["task"] == "quantbeat.ops.test_flaky"
+
+
+def test_permanent_errors_fail_at_once(celery_app, clean_db):
+    result = celery_app.send_task("quantbeat.ops.test_permanent", args=["bad row"])
+    _wait_failed(result, PermanentError)
+    run = job_run(result.id)
+    assert (run.state, run.attempts) == ("failed", 1)
+    assert "simulated permanent failure: bad row" in (run.error or "")
+    letter = dead_letter(result.id)
+    assert letter is not None
+    assert letter.reason == "permanent_error"
+    assert letter.payload["args"] == ["bad row"]
+
+
+def test_infrastructure_errors_count_as_transient(celery_app, clean_db):
+    result = celery_app.send_task("quantbeat.ops.test_infra_down")
+    _wait_failed(result, Exception)  # sqlalchemy's OperationalError, as rebuilt by Celery
+    run = job_run(result.id)
+    assert run.attempts == get_settings().max_retries + 1
+    letter = dead_letter(result.id)
+    assert letter is not None
+    assert letter.reason == "retries_exhausted"
+
+
+def test_invalid_arguments_fail_fast_and_name_the_value(celery_app, clean_db):
+    result = celery_app.send_task(
+        "quantbeat.collect.daily_candles", kwargs={"trade_date": "2026-02-30"}
+    )
+    error = _wait_failed(result, ValidationError)
+    assert "trade_date" in str(error)
+    assert "2026-02-30" in str(error)
+    run = job_run(result.id)
+    assert (run.state, run.attempts) == ("failed", 1)
+    letter = dead_letter(result.id)
+    assert letter is not None
+    assert letter.reason == "validation_error"

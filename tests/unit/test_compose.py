@@ -1,0 +1,195 @@
+"""docker-compose.yml keeps the deployment's invariants: one beat, durable Redis, healthchecks,
+migrations before workers, one queue per worker service, authenticated Flower."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+
+EXPECTED_SERVICES = {
+    "postgres",
+    "redis",
+    "migrate",
+    "worker-io",
+    "worker-cpu",
+    "worker-ai",
+    "beat",
+    "flower",
+}
+WORKER_QUEUES = {"worker-io": "io", "worker-cpu": "cpu", "worker-ai": "ai"}
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict[str, Any]]:
+    document = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    assert isinstance(document, dict)
+    found = document.get("services")
+    assert isinstance(found, dict), "docker-compose.yml has no services mapping"
+    return found
+
+
+def _argv(service: dict[str, Any]) -> list[str]:
+    """The service's command as an argument list, whether written as a list or a string."""
+    command = service.get("command")
+    if command is None:
+        return []
+    if isinstance(command, str):
+        return shlex.split(command)
+    return [str(part) for part in command]
+
+
+def _environment(service: dict[str, Any]) -> dict[str, Any]:
+    """The service's environment as a mapping, whether written as a list or a mapping."""
+    env = service.get("environment") or {}
+    if isinstance(env, dict):
+        return env
+    result: dict[str, Any] = {}
+    for entry in env:
+        key, sep, value = str(entry).partition("=")
+        result[key] = value if sep else None
+    return result
+
+
+def _option(argv: list[str], name: str) -> list[str]:
+    """Every value given for ``--name value`` or ``--name=value``."""
+    values = []
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            values.append(argv[i + 1])
+        elif arg.startswith(name + "="):
+            values.append(arg.split("=", 1)[1])
+    return values
+
+
+def _is_long_running(service: dict[str, Any]) -> bool:
+    return str(service.get("restart", "no")) != "no"
+
+
+def test_all_services_exist(services: dict[str, dict[str, Any]]) -> None:
+    missing = EXPECTED_SERVICES - services.keys()
+    assert not missing, f"missing services: {sorted(missing)}"
+
+
+def test_redis_is_durable_and_never_evicts(services: dict[str, dict[str, Any]]) -> None:
+    argv = _argv(services["redis"])
+    assert _option(argv, "--appendonly") == ["yes"]
+    assert _option(argv, "--maxmemory-policy") == ["noeviction"]
+    assert _option(argv, "--maxmemory"), "redis needs a maxmemory for noeviction to mean anything"
+
+
+def test_every_long_running_service_has_a_healthcheck(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    long_running = {name for name, svc in services.items() if _is_long_running(svc)}
+    assert long_running >= EXPECTED_SERVICES - {"migrate"}
+    for name in sorted(long_running):
+        check = services[name].get("healthcheck")
+        assert isinstance(check, dict), f"{name} has no healthcheck"
+        assert not check.get("disable"), f"{name} disables its healthcheck"
+        assert check.get("test"), f"{name} healthcheck has no test"
+
+
+def test_migrate_is_one_shot(services: dict[str, dict[str, Any]]) -> None:
+    migrate = services["migrate"]
+    assert _argv(migrate) == ["db", "upgrade"]
+    assert str(migrate.get("restart")) == "no"
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_beat_is_single_and_unscaled(services: dict[str, dict[str, Any]]) -> None:
+    beats = [name for name, svc in services.items() if _argv(svc)[:1] == ["beat"]]
+    assert beats == ["beat"], f"exactly one service may run beat, found {beats}"
+    beat = services["beat"]
+    replicas = (beat.get("deploy") or {}).get("replicas", 1)
+    assert int(replicas) == 1, "beat must never be scaled"
+    assert int(beat.get("scale", 1)) == 1, "beat must never be scaled"
+
+
+def test_workers_wait_for_migrations_and_stores(services: dict[str, dict[str, Any]]) -> None:
+    for name in WORKER_QUEUES:
+        depends = services[name].get("depends_on")
+        assert isinstance(depends, dict), f"{name} needs long-form depends_on with conditions"
+        assert depends.get("migrate", {}).get("condition") == "service_completed_successfully"
+        assert depends.get("redis", {}).get("condition") == "service_healthy"
+        assert depends.get("postgres", {}).get("condition") == "service_healthy"
+
+
+def test_each_worker_consumes_exactly_its_queue(services: dict[str, dict[str, Any]]) -> None:
+    for name, queue in WORKER_QUEUES.items():
+        argv = _argv(services[name])
+        assert argv[:1] == ["worker"], f"{name} does not run a worker: {argv}"
+        queues = _option(argv, "--queues") + _option(argv, "-Q")
+        assert queues == [queue], f"{name} must consume only {queue!r}, got {queues}"
+    other_workers = [
+        name
+        for name, svc in services.items()
+        if _argv(svc)[:1] == ["worker"] and name not in WORKER_QUEUES
+    ]
+    assert not other_workers, f"unexpected worker services: {other_workers}"
+
+
+def test_worker_healthcheck_pings_its_own_node(services: dict[str, dict[str, Any]]) -> None:
+    for name in WORKER_QUEUES:
+        test = services[name]["healthcheck"]["test"]
+        command = test if isinstance(test, str) else " ".join(test)
+        assert "inspect ping" in command
+        # `$$` in the file is compose's escape for a literal `$` the container shell expands.
+        assert "celery@$$HOSTNAME" in command
+
+
+def test_flower_is_published_and_authenticated(services: dict[str, dict[str, Any]]) -> None:
+    flower = services["flower"]
+    assert _argv(flower)[:1] == ["flower"]
+    published = [str(port) for port in flower.get("ports", [])]
+    assert any(port.split(":")[-2:] == ["5555", "5555"] for port in published), published
+    env = _environment(flower)
+    assert "QUANTBEAT_FLOWER_BASIC_AUTH" in env
+    # Passed through by name: a default here would be a password committed to the repository.
+    assert env["QUANTBEAT_FLOWER_BASIC_AUTH"] in (None, "")
+
+
+def test_app_services_share_stores(services: dict[str, dict[str, Any]]) -> None:
+    app_services = ["migrate", "beat", "flower", *WORKER_QUEUES]
+    urls = {
+        name: (
+            _environment(services[name]).get("QUANTBEAT_DATABASE_URL"),
+            _environment(services[name]).get("QUANTBEAT_BROKER_URL"),
+        )
+        for name in app_services
+    }
+    assert len(set(urls.values())) == 1, urls
+    database_url, broker_url = next(iter(urls.values()))
+    assert str(database_url).startswith("postgresql+psycopg://")
+    assert "@postgres:5432/" in str(database_url)
+    assert broker_url == "redis://redis:6379/0"
+
+
+def _environment_without_quantbeat() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if not key.startswith("QUANTBEAT_")}
+
+
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None,
+    reason="docker-compose is not installed (apt-get install docker-compose to validate)",
+)
+def test_docker_compose_config_validates() -> None:
+    result = subprocess.run(
+        ["docker-compose", "--file", str(COMPOSE_FILE), "config", "--quiet"],
+        cwd=REPO_ROOT,
+        env=_environment_without_quantbeat(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr or result.stdout
