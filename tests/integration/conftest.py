@@ -3,6 +3,7 @@ head``), real Redis, and a real Celery worker in a subprocess."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -92,8 +94,24 @@ class WorkerProcess:
         raise RuntimeError(f"worker {self.hostname} did not answer ping:\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-8000:]
+        """The tail of the worker's output, for failure messages."""
+        return self.full_log()[-8000:]
+
+    def full_log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def json_lines(self) -> list[dict[str, Any]]:
+        """Every structured (JSON) log line the worker wrote so far."""
+        out = []
+        for line in self.full_log().splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return out
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -113,6 +131,7 @@ def start_worker(
     tmp_dir: Path,
     env: dict[str, str] | None = None,
     cli: bool = False,
+    pool: str = "threads",
 ) -> WorkerProcess:
     hostname = f"itest-{uuid.uuid4().hex[:8]}@localhost"
     if cli:
@@ -132,7 +151,7 @@ def start_worker(
             app_module,
             "worker",
             f"--queues={queues}",
-            "--pool=threads",
+            f"--pool={pool}",
             "--concurrency=4",
             f"--hostname={hostname}",
             "--without-mingle",

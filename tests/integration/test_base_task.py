@@ -87,3 +87,20 @@ def test_invalid_arguments_fail_fast_and_name_the_value(celery_app, clean_db):
     letter = dead_letter(result.id)
     assert letter is not None
     assert letter.reason == "validation_error"
+
+
+def test_worker_logs_are_json_with_task_context_and_masked_secrets(celery_app, worker, clean_db):
+    result = celery_app.send_task(
+        "quantbeat.ops.test_flaky", kwargs={"fail_times": 1, "api_key": FAKE_KEY}
+    )
+    result.get(timeout=60)
+    mine = [line for line in worker.json_lines() if line.get("task_id") == result.id]
+    metrics = [line for line in mine if line.get("metric_type") == "job"]
+    assert [m["state"] for m in metrics] == ["retrying", "succeeded"]
+    for m in metrics:
+        assert m["task_name"] == m["task"] == "quantbeat.ops.test_flaky"
+        assert m["queue"] == "io"
+        assert m["duration_ms"] >= 0
+    assert metrics[-1]["success"] is True
+    assert metrics[-1]["retries"] == 1
+    assert FAKE_KEY not in worker.full_log()
