@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Table, func, or_, select, tuple_
+from sqlalchemy import Table, bindparam, func, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -80,22 +80,29 @@ def upsert_rows(
         )
     total = UpsertCounts()
     key_cols = [table.c[k] for k in key]
+    # Both statements compile once and are cached: the key list is an expanding parameter and
+    # the upsert runs as an executemany, which SQLAlchemy batches into multi-row INSERTs
+    # ("insertmanyvalues") and through which RETURNING still yields every affected row.
+    count_existing = (
+        select(func.count())
+        .select_from(table)
+        .where(tuple_(*key_cols).in_(bindparam("keys", expanding=True)))
+    )
+    insert = _insert_for(session, table)
+    excluded = insert.excluded
+    upsert = insert.on_conflict_do_update(
+        index_elements=list(key),
+        set_={**{c: excluded[c] for c in compare}, "updated_at": func.now()},
+        where=or_(*(table.c[c].is_distinct_from(excluded[c]) for c in compare)),
+    ).returning(key_cols[0])
     for start in range(0, len(rows), BATCH_ROWS):
         batch = rows[start : start + BATCH_ROWS]
-        batch_keys = keys[start : start + BATCH_ROWS]
         existing = session.execute(
-            select(func.count()).select_from(table).where(tuple_(*key_cols).in_(batch_keys))
+            count_existing, {"keys": keys[start : start + BATCH_ROWS]}
         ).scalar_one()
-        stmt = _insert_for(session, table).values(list(batch))
-        excluded = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(key),
-            set_={**{c: excluded[c] for c in compare}, "updated_at": func.now()},
-            where=or_(*(table.c[c].is_distinct_from(excluded[c]) for c in compare)),
-        ).returning(key_cols[0])
         # RETURNING yields exactly the rows inserted or updated; rows the WHERE guard skipped
         # are not returned (rowcount is not reliable for INSERT across drivers).
-        affected = len(session.execute(stmt).all())
+        affected = len(session.execute(upsert, list(batch)).all())
         inserted = len(batch) - existing
         updated = affected - inserted
         total = total + UpsertCounts(inserted, updated, existing - updated)
