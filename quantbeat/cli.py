@@ -220,7 +220,8 @@ def flower(
     settings = get_settings()
     argv = ["flower", f"--port={port or settings.flower_port}"]
     if settings.flower_basic_auth is not None:
-        argv.append(f"--basic-auth={settings.flower_basic_auth.get_secret_value()}")
+        # Through Flower's own environment option, not argv: argv is visible in `ps`.
+        os.environ["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()
     elif not no_auth:
         raise ConfigError(
             "QUANTBEAT_FLOWER_BASIC_AUTH is not set (user:password); "
