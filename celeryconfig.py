@@ -30,13 +30,18 @@ broker_transport_options: dict[str, Any] = {
 result_backend_transport_options: dict[str, Any] = {
     "visibility_timeout": _settings.visibility_timeout,
 }
+if broker_url.startswith(("amqp://", "pyamqp://")):
+    # RabbitMQ: the broker confirms every publish, so a send that returns was not lost.
+    broker_transport_options["confirm_publish"] = True
 broker_connection_retry_on_startup = True
 broker_connection_max_retries = None  # keep reconnecting; a supervisor decides when to give up
 # A lost broker connection would hand running acks_late tasks to another worker; cancel them
 # here so they are redelivered once instead of running twice.
 worker_cancel_long_running_tasks_on_connection_loss = True
 result_expires = _settings.result_expires
-result_extended = True  # name, args and queue stored with the result, for Flower and debugging
+# Not result_extended: it would copy raw task arguments (which may hold secrets) into Redis for
+# a day. Job history with masked arguments lives in PostgreSQL (job_runs).
+result_extended = False
 
 # --- serialization: JSON only (pickle executes code on load) ----------------------------------
 task_serializer = "json"
@@ -70,13 +75,16 @@ task_acks_on_failure = True  # a failure is final once recorded in dead_letters
 task_acks_on_timeout = True
 
 # --- time limits per task family ----------------------------------------------------------------
-task_soft_time_limit, task_time_limit = _settings.time_limits("io")
+# No global task_soft_time_limit/task_time_limit: Celery would copy it onto every task class
+# before annotations run, hiding whether a task set its own. Every quantbeat.* task gets its
+# family's limits below; Celery's built-in canvas tasks run unlimited.
 
 
 class _FamilyAnnotations:
     """Celery annotation object: sets soft/hard time limits by the task's family (queue).
 
-    Celery calls ``annotate(task)`` for every task when it is bound to the app.
+    Celery calls ``annotate(task)`` for every task when it is bound to the app. Limits set in
+    the task's decorator are kept.
     """
 
     def annotate(self, task: Any) -> dict[str, int] | None:
@@ -84,7 +92,11 @@ class _FamilyAnnotations:
         if queue is None:
             return None
         soft, hard = _settings.time_limits(queue.value)
-        return {"soft_time_limit": soft, "time_limit": hard}
+        limits = {"soft_time_limit": soft, "time_limit": hard}
+        # A limit given in the task's own decorator wins over its family's. (Celery passes the
+        # task class here, not an instance.)
+        own = (task if isinstance(task, type) else type(task)).__dict__
+        return {k: v for k, v in limits.items() if own.get(k) is None}
 
 
 task_annotations = (_FamilyAnnotations(),)

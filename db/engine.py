@@ -44,13 +44,14 @@ def create_engine_for(
     try:
         parsed = make_url(url)
     except Exception as exc:
-        raise ConfigError(f"QUANTBEAT_DATABASE_URL is not a database URL: {exc}") from None
+        raise ConfigError(f"the database URL is not a URL: {exc}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(url, parsed.database, echo=echo)
     if backend != "postgresql":
         raise ConfigError(
-            f"QUANTBEAT_DATABASE_URL uses {backend!r}; quantbeat supports postgresql and sqlite"
+            f"the database URL {display_url(url)!r} uses {backend!r}; "
+            "quantbeat supports postgresql and sqlite"
         )
     return create_engine(
         url,
@@ -145,3 +146,11 @@ def forget_engines() -> None:
             engine.dispose()
         _engines.clear()
         _sessionmakers.clear()
+
+
+def display_url(url: str) -> str:
+    """``url`` with its password hidden, for reports and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparseable database URL)"

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from db.models import DeadLetter, JobRun
-from db.store import _insert_for
+from db.store import insert_for
 
 
 def record_job_start(
@@ -35,7 +35,7 @@ def record_job_start(
     different hosts still count correctly.
     """
     table = JobRun.__table__
-    stmt = _insert_for(session, table).values(  # type: ignore[arg-type]
+    stmt = insert_for(session, table).values(  # type: ignore[arg-type]
         task_id=task_id,
         task_name=task_name,
         queue=queue,
@@ -70,11 +70,14 @@ def record_job_end(
     task_id: str,
     state: str,
     finished_at: dt.datetime,
-    duration_ms: float,
+    duration_ms: float | None,
     error: str | None = None,
     result: Any = None,
 ) -> None:
-    """Record how the latest execution of ``task_id`` ended (``state`` from JOB_STATES)."""
+    """Record how the latest execution of ``task_id`` ended (``state`` from JOB_STATES).
+
+    ``duration_ms`` ``None`` (the execution's own clock is gone, e.g. its process was killed)
+    leaves the duration unknown."""
     session.execute(
         update(JobRun)
         .where(JobRun.task_id == task_id)
@@ -102,7 +105,7 @@ def record_dead_letter(
 ) -> int:
     """Insert a dead letter, or count another occurrence of the same one; return its id."""
     table = DeadLetter.__table__
-    stmt = _insert_for(session, table).values(  # type: ignore[arg-type]
+    stmt = insert_for(session, table).values(  # type: ignore[arg-type]
         fingerprint=fingerprint,
         task_id=task_id,
         task_name=task_name,

@@ -167,7 +167,15 @@ class JobRun(TimestampMixin, Base):
     result: Mapped[Any | None] = mapped_column(JSONType)
 
 
-JOB_STATES: tuple[str, ...] = ("started", "retrying", "succeeded", "failed", "timed_out")
+JOB_STATES: tuple[str, ...] = (
+    "started",
+    "retrying",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "ignored",
+    "requeued",
+)
 
 
 class DeadLetter(TimestampMixin, Base):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Table, bindparam, func, or_, select, tuple_
+from sqlalchemy import Table, bindparam, func, literal_column, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -48,7 +48,9 @@ class UpsertCounts:
         return {"inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged}
 
 
-def _insert_for(session: Session, table: Table) -> Any:
+def insert_for(session: Session, table: Table) -> Any:
+    """A dialect-specific INSERT for ``table`` (PostgreSQL or SQLite), which has
+    ``on_conflict_do_update``."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert(table)
@@ -78,34 +80,47 @@ def upsert_rows(
         raise ValidationError(
             f"duplicate {'/'.join(key)} in a batch for {table.name}", field=",".join(key)
         )
-    total = UpsertCounts()
     key_cols = [table.c[k] for k in key]
-    # Both statements compile once and are cached: the key list is an expanding parameter and
-    # the upsert runs as an executemany, which SQLAlchemy batches into multi-row INSERTs
-    # ("insertmanyvalues") and through which RETURNING still yields every affected row.
-    count_existing = (
-        select(func.count())
-        .select_from(table)
-        .where(tuple_(*key_cols).in_(bindparam("keys", expanding=True)))
-    )
-    insert = _insert_for(session, table)
+    insert = insert_for(session, table)
     excluded = insert.excluded
     upsert = insert.on_conflict_do_update(
         index_elements=list(key),
         set_={**{c: excluded[c] for c in compare}, "updated_at": func.now()},
         where=or_(*(table.c[c].is_distinct_from(excluded[c]) for c in compare)),
-    ).returning(key_cols[0])
+    )
+    # The upsert runs as an executemany, which SQLAlchemy batches into multi-row INSERTs
+    # ("insertmanyvalues", compiled once) and through which RETURNING yields exactly the rows
+    # inserted or updated; rows the WHERE guard skipped are not returned.
+    if session.get_bind().dialect.name == "postgresql":
+        # xmax = 0 marks a freshly inserted row version: the split between inserted and updated
+        # comes from the same statement, exact even while another worker writes the same keys.
+        upsert = upsert.returning(literal_column("(xmax = 0)"))
+        total = UpsertCounts()
+        for start in range(0, len(rows), BATCH_ROWS):
+            batch = list(rows[start : start + BATCH_ROWS])
+            flags = session.execute(upsert, batch).scalars().all()
+            inserted = sum(1 for f in flags if f)
+            total = total + UpsertCounts(inserted, len(flags) - inserted, len(batch) - len(flags))
+        return total
+    # SQLite: count the existing keys first. Exact, because the embedded engine begins every
+    # transaction IMMEDIATE, so no other writer can interleave.
+    upsert = upsert.returning(key_cols[0])
+    count_existing = (
+        select(func.count())
+        .select_from(table)
+        .where(tuple_(*key_cols).in_(bindparam("keys", expanding=True)))
+    )
+    total = UpsertCounts()
     for start in range(0, len(rows), BATCH_ROWS):
-        batch = rows[start : start + BATCH_ROWS]
+        batch = list(rows[start : start + BATCH_ROWS])
         existing = session.execute(
             count_existing, {"keys": keys[start : start + BATCH_ROWS]}
         ).scalar_one()
-        # RETURNING yields exactly the rows inserted or updated; rows the WHERE guard skipped
-        # are not returned (rowcount is not reliable for INSERT across drivers).
-        affected = len(session.execute(upsert, list(batch)).all())
+        affected = len(session.execute(upsert, batch).all())
         inserted = len(batch) - existing
-        updated = affected - inserted
-        total = total + UpsertCounts(inserted, updated, existing - updated)
+        total = total + UpsertCounts(
+            inserted, affected - inserted, existing - (affected - inserted)
+        )
     return total
 
 

@@ -22,6 +22,7 @@ import os
 import sys
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -54,14 +55,9 @@ app.add_typer(collect_app, name="collect")
 
 
 def _parse_date(value: str | None, option: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ValidationError(
-            f"{option} must be a date as YYYY-MM-DD, got {value!r}", field=option, value=value
-        ) from None
+    from tasks._args import parse_date
+
+    return None if value is None else parse_date(value, field=option)
 
 
 # --- run ------------------------------------------------------------------------------------
@@ -177,7 +173,8 @@ def worker(
         concurrency = (os.cpu_count() or 2) if chosen_pool == "prefork" else 16
     from workers.app import app as celery_app
 
-    celery_app.worker_main(
+    _celery(
+        celery_app,
         [
             "worker",
             f"--queues={','.join(names)}",
@@ -185,8 +182,15 @@ def worker(
             f"--concurrency={concurrency}",
             f"--hostname={hostname or '-'.join(names) + '@%h'}",
             f"--loglevel={loglevel}",
-        ]
+        ],
     )
+
+
+def _celery(celery_app: Any, argv: list[str]) -> None:
+    """Run a celery sub-command in this process; a non-zero exit becomes ours."""
+    code = celery_app.start(argv)
+    if code:
+        raise typer.Exit(int(code))
 
 
 @app.command()
@@ -199,8 +203,9 @@ def beat(
 
     data_dir = get_settings().data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    celery_app.start(
-        ["beat", f"--schedule={data_dir / 'celerybeat-schedule'}", f"--loglevel={loglevel}"]
+    _celery(
+        celery_app,
+        ["beat", f"--schedule={data_dir / 'celerybeat-schedule'}", f"--loglevel={loglevel}"],
     )
 
 
@@ -227,7 +232,7 @@ def flower(
             "QUANTBEAT_FLOWER_BASIC_AUTH is not set (user:password); "
             "pass --no-auth to run Flower unprotected on a trusted machine"
         )
-    celery_app.start(argv)
+    _celery(celery_app, argv)
 
 
 # --- db -------------------------------------------------------------------------------------
@@ -237,12 +242,12 @@ def db_upgrade(
 ) -> None:
     """Apply migrations to QUANTBEAT_DATABASE_URL."""
     from db import migrate
-    from quantbeat.runner import _display_url
+    from db.engine import display_url
     from quantbeat.settings import get_settings
 
     url = get_settings().database_url
     migrate.upgrade(url, revision)
-    console.print(f"database {_display_url(url)} at revision {migrate.current_revision(url)}")
+    console.print(f"database {display_url(url)} at revision {migrate.current_revision(url)}")
 
 
 @db_app.command("current")
@@ -318,14 +323,19 @@ def _classify(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, QuantbeatError):
         return EXIT_FAILED, f"failed: {exc}"
     from kombu.exceptions import OperationalError as KombuOperationalError
+    from redis import exceptions as redis_exc
     from sqlalchemy import exc as sa_exc
 
     from quantbeat.masking import mask_text
 
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
-        return EXIT_UNAVAILABLE, mask_text(f"cannot reach the database: {exc.orig}").strip()
+        return EXIT_UNAVAILABLE, mask_text(f"cannot reach the database: {exc.orig}")
     if isinstance(exc, KombuOperationalError | ConnectionError):
         return EXIT_UNAVAILABLE, mask_text(f"cannot reach the broker: {exc}")
+    if isinstance(exc, redis_exc.ConnectionError | redis_exc.TimeoutError) or (
+        isinstance(exc, RuntimeError) and "result store" in str(exc)
+    ):
+        return EXIT_UNAVAILABLE, mask_text(f"cannot reach the result backend: {exc}")
     return EXIT_UNEXPECTED, mask_text(f"unexpected error: {type(exc).__name__}: {exc}")
 
 
@@ -339,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         sys.stderr.write("quantbeat: aborted\n")
         return 130
-    except TyperException as exc:  # usage errors from the (vendored) click parser
+    except (TyperException, click.ClickException) as exc:
+        # Usage errors from typer's (vendored) click parser, or from Celery's click commands
+        # that worker/beat/flower delegate to.
         show = getattr(exc, "show", None)
         if callable(show):
             show()
@@ -350,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("QUANTBEAT_DEBUG"):
             raise
         code, message = _classify(exc)
-        first_line = message.splitlines()[0] if message else type(exc).__name__
-        sys.stderr.write(f"quantbeat: {first_line}\n")
+        one_line = " ".join(message.split())[:1000] or type(exc).__name__
+        sys.stderr.write(f"quantbeat: {one_line}\n")
         return code
     return int(rv) if isinstance(rv, int) else EXIT_OK
 

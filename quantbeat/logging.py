@@ -26,7 +26,9 @@ def _mask_processor(
     return masked
 
 
-def configure_logging(level: str = "INFO", *, json: bool = True, path: Path | None = None) -> None:
+def configure_logging(
+    level: str | int = "INFO", *, json: bool = True, path: Path | None = None
+) -> None:
     """Configure structlog and the standard library root logger. Safe to call repeatedly.
 
     Lines go to stderr, or appended to ``path`` when given (its folder is created).
@@ -68,12 +70,15 @@ def configure_logging(level: str = "INFO", *, json: bool = True, path: Path | No
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(formatter)
+    numeric = level if isinstance(level, int) else logging.getLevelNamesMapping()[level.upper()]
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(numeric)
     # Chatty libraries stay at WARNING unless we debug.
     for noisy in ("sqlalchemy.engine", "alembic.runtime.migration", "kombu", "amqp"):
-        logging.getLogger(noisy).setLevel(logging.WARNING if level != "DEBUG" else logging.INFO)
+        logging.getLogger(noisy).setLevel(
+            logging.WARNING if numeric > logging.DEBUG else logging.INFO
+        )
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

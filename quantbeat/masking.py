@@ -37,7 +37,7 @@ SENSITIVE_KEY_PARTS: tuple[str, ...] = (
 )
 #: ... or equal to one of these (account balances per currency, as in seed 001, and short names
 #: that would match too much as substrings) ...
-SENSITIVE_KEYS_EXACT = frozenset({"pw", "pwd", "auth", "krw", "btc", "session", "sessionid"})
+SENSITIVE_KEYS_EXACT = frozenset({"pw", "pwd", "auth", "krw", "btc", "sessionid", "session_id"})
 #: ... or ending in one of these.
 SENSITIVE_KEY_SUFFIXES: tuple[str, ...] = ("_pw", "_pwd", "_auth", "_balance")
 

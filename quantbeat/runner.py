@@ -21,9 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from quant.calendar import latest_closed_session
 from quant.errors import ServiceUnavailable
 from quantbeat.settings import Settings, get_settings, reset_settings
 
@@ -107,8 +105,17 @@ def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
     )
     thread = threading.Thread(target=worker.start, name="quantbeat-embedded-worker", daemon=True)
     thread.start()
-    if not ready.wait(30):
-        raise ServiceUnavailable("the embedded worker did not start within 30 s")
+    deadline = time.monotonic() + 30
+    while not ready.wait(0.1):
+        # WorkController.start logs and swallows start-up errors, then returns: a dead thread
+        # means the worker failed, and waiting longer would only hide that.
+        if not thread.is_alive():
+            raise ServiceUnavailable(
+                f"the embedded worker stopped during start-up (exit code {worker.exitcode}); "
+                "its log has the reason"
+            )
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable("the embedded worker did not start within 30 s")
     try:
         # A worker in this process marks result.get() as blocking-inside-a-task; this thread
         # is not a task, it is the client waiting for the worker.
@@ -118,12 +125,6 @@ def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
         worker_state.should_terminate = 0
         thread.join(30)
         worker_state.should_terminate = None
-
-
-def _default_date(settings: Settings) -> dt.date:
-    from quantbeat.sources import krx_calendar
-
-    return latest_closed_session(krx_calendar(), dt.datetime.now(ZoneInfo(settings.timezone)))
 
 
 def run(
@@ -163,6 +164,8 @@ def _run(
     log_file: str | None,
 ) -> RunReport:
     from db import migrate
+    from db.engine import display_url
+    from quantbeat.sources import latest_krx_session
     from workers.app import app
 
     if not distributed:
@@ -170,11 +173,11 @@ def _run(
         app.conf.update(broker_url=settings.broker_url, result_backend=settings.result_backend)
         migrate.upgrade(settings.database_url)
 
-    day = trade_date or _default_date(settings)
+    day = trade_date or latest_krx_session(settings)
     t0 = time.perf_counter()
     report = RunReport(
         mode="distributed" if distributed else "embedded",
-        database=_display_url(settings.database_url),
+        database=display_url(settings.database_url),
         log_file=log_file,
         trade_date=day,
         source=settings.market_source,
@@ -238,9 +241,3 @@ def _count_candles(url: str) -> int:
 
     with session_scope(url) as session:
         return int(session.execute(select(func.count()).select_from(DailyCandle)).scalar_one())
-
-
-def _display_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

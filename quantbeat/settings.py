@@ -100,6 +100,13 @@ class Settings(BaseSettings):
                     f"QUANTBEAT_{family.upper()}_SOFT_TIME_LIMIT={soft} must be below "
                     f"QUANTBEAT_{family.upper()}_TIME_LIMIT={hard}"
                 )
+        if self.max_attempts < self.max_retries + 2:
+            raise ValueError(
+                f"QUANTBEAT_MAX_ATTEMPTS={self.max_attempts} must be at least "
+                f"QUANTBEAT_MAX_RETRIES + 2 = {self.max_retries + 2}: every retry is an "
+                "attempt, and one redelivery (a lost worker) must not dead-letter a task that "
+                "still has retries left"
+            )
         needed = self.longest_hard_time_limit + self.retry_backoff_max
         if self.visibility_timeout <= needed:
             raise ValueError(

@@ -7,9 +7,11 @@ market caches its last simulated session), so one instance per process and confi
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
+from zoneinfo import ZoneInfo
 
-from quant.calendar import TradingCalendar, krx_approximate_calendar
+from quant.calendar import TradingCalendar, krx_approximate_calendar, latest_closed_session
 from quant.errors import ConfigError
 from quant.market.base import MarketDataSource
 from quant.market.simulated import SimulatedMarket
@@ -43,6 +45,13 @@ def market_source(settings: Settings) -> MarketDataSource:
 def krx_calendar() -> TradingCalendar:
     """The KRX trading calendar in use."""
     return _KRX
+
+
+def latest_krx_session(settings: Settings, now: dt.datetime | None = None) -> dt.date:
+    """The latest KRX session that has closed at ``now`` (default: the current time in
+    ``QUANTBEAT_TIMEZONE``): what "today's data" means for collection and the main job."""
+    moment = now or dt.datetime.now(ZoneInfo(settings.timezone))
+    return latest_closed_session(_KRX, moment)
 
 
 _KRX = krx_approximate_calendar()

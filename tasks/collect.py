@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy.orm import Session
@@ -18,11 +17,10 @@ from db.store import (
     upsert_instruments,
     upsert_investor_flows,
 )
-from quant.calendar import latest_closed_session
 from quant.market.base import MarketDataSource
 from quant.market.types import Market
 from quantbeat.settings import get_settings
-from quantbeat.sources import krx_calendar, market_source
+from quantbeat.sources import krx_calendar, latest_krx_session, market_source
 from tasks._args import parse_date, parse_krx_markets
 from workers.app import app
 
@@ -34,12 +32,13 @@ def _collect_day(
     trade_date: object, market: object, *, dataset: str, fetch: Fetch, upsert: Upsert
 ) -> dict[str, Any]:
     """Collect one dataset for one day and the KRX market(s) named; return the summary."""
+    settings = get_settings()
     if trade_date is None:
-        day = latest_closed_session(krx_calendar(), dt.datetime.now(ZoneInfo("Asia/Seoul")))
+        day = latest_krx_session(settings)
     else:
         day = parse_date(trade_date, field="trade_date")
     markets = parse_krx_markets(market)
-    source = market_source(get_settings())
+    source = market_source(settings)
     summary: dict[str, Any] = {
         "trade_date": day.isoformat(),
         "markets": [m.value for m in markets],

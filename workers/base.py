@@ -11,7 +11,13 @@ It gives each task, by its explicit name ``quantbeat.<area>.<action>``:
   ``retry``), never sleep in the task.
 * **fail fast** — :class:`quant.errors.PermanentError` (and any unexpected exception) is not
   retried; the task fails and its masked payload goes to the ``dead_letters`` table, as does a
-  task whose retries are exhausted or which keeps getting redelivered (``max_attempts``).
+  task whose retries are exhausted, whose retry could not be published, that hit its soft
+  time limit, or that keeps getting redelivered (more than ``max_attempts`` executions: it
+  fails with :class:`PoisonedMessage` without running).
+* Celery's own control flow is recorded as what it is: a ``Retry`` raised by the task body is
+  ``retrying``, ``Ignore`` is ``ignored``, ``Reject(requeue=True)`` is ``requeued``.
+  Hard time limits kill the child before it can record anything; :mod:`workers.process`
+  records those from the parent.
 * **logging context** — task id and name are bound to every log line (see
   :mod:`workers.process`); one ``metric_type="job"`` line is logged per execution.
 
@@ -27,7 +33,7 @@ from typing import Any, ClassVar
 
 import structlog
 from celery import Task
-from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 
 from quant.errors import PermanentError, TransientError, ValidationError
 from quantbeat.masking import mask_text, mask_value
@@ -44,6 +50,19 @@ def _utcnow() -> dt.datetime:
 
 def _error_text(exc: BaseException) -> str:
     return mask_text(f"{type(exc).__name__}: {exc}")[:4000]
+
+
+def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        return "validation_error"
+    if isinstance(exc, PermanentError):
+        return "permanent_error"
+    return "unexpected_error"
+
+
+class PoisonedMessage(PermanentError):
+    """A message was delivered more than ``QUANTBEAT_MAX_ATTEMPTS`` times (it keeps killing or
+    timing out its worker); it is dead-lettered instead of being run again."""
 
 
 class QuantbeatTask(Task):  # type: ignore[misc]
@@ -70,24 +89,30 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             # Called as a plain function (e.g. from another task's code): no history, no retry.
             return super().__call__(*args, **kwargs)
 
-        started = _utcnow()
         t0 = time.perf_counter()
-        attempts = self._record_start(task_id, args, kwargs, started)
+        attempts = self._record_start(task_id, args, kwargs, _utcnow())
         limit = self.max_attempts or get_settings().max_attempts
-        if attempts is not None and limit is not None and attempts > limit:
-            reason = f"delivered {attempts} times (limit {limit}); the message is poisoned"
-            self._finish(task_id, "failed", t0, error=reason)
-            self._dead_letter(task_id, args, kwargs, "max_attempts_exceeded", reason)
-            raise Ignore()
+        if attempts is not None and attempts > limit:
+            message = f"delivered {attempts} times (limit {limit}); not running it again"
+            self._fail(task_id, args, kwargs, t0, "max_attempts_exceeded", message)
+            # A failure, not Ignore: the caller waiting on the result learns what happened.
+            raise PoisonedMessage(message)
         try:
             result = super().__call__(*args, **kwargs)
-        except Retry:
+        except Retry as exc:  # the task body called self.retry() itself
+            self._finish(task_id, "retrying", t0, error=_error_text(exc))
             raise
         except Ignore:
+            self._finish(task_id, "ignored", t0)
+            raise
+        except Reject as exc:
+            if exc.requeue:
+                self._finish(task_id, "requeued", t0, error=_error_text(exc))
+            else:
+                self._fail(task_id, args, kwargs, t0, "rejected", _error_text(exc))
             raise
         except SoftTimeLimitExceeded as exc:
-            self._finish(task_id, "timed_out", t0, error=_error_text(exc))
-            self._dead_letter(task_id, args, kwargs, "timed_out", _error_text(exc))
+            self._fail(task_id, args, kwargs, t0, "timed_out", _error_text(exc), "timed_out")
             raise
         except Exception as exc:
             transient = as_transient(exc)
@@ -95,13 +120,7 @@ class QuantbeatTask(Task):  # type: ignore[misc]
                 # Raises Retry, or records the exhausted retries and returns.
                 self._retry_or_fail(task_id, args, kwargs, t0, exc, transient)
                 raise
-            reason = (
-                "validation_error"
-                if isinstance(exc, ValidationError)
-                else ("permanent_error" if isinstance(exc, PermanentError) else "unexpected_error")
-            )
-            self._finish(task_id, "failed", t0, error=_error_text(exc))
-            self._dead_letter(task_id, args, kwargs, reason, _error_text(exc))
+            self._fail(task_id, args, kwargs, t0, _failure_reason(exc), _error_text(exc))
             raise
         self._finish(task_id, "succeeded", t0, result=result)
         return result
@@ -118,8 +137,7 @@ class QuantbeatTask(Task):  # type: ignore[misc]
         retries = int(self.request.retries or 0)
         max_retries = self.max_retries if self.max_retries is not None else 0
         if retries >= max_retries:
-            self._finish(task_id, "failed", t0, error=_error_text(exc))
-            self._dead_letter(task_id, args, kwargs, "retries_exhausted", _error_text(exc))
+            self._fail(task_id, args, kwargs, t0, "retries_exhausted", _error_text(exc))
             return  # the caller re-raises the original exception
         settings = get_settings()
         countdown = backoff_delay(
@@ -136,7 +154,28 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             countdown_s=round(countdown, 2),
             error=_error_text(exc),
         )
-        raise self.retry(exc=exc, countdown=countdown, max_retries=max_retries)
+        try:
+            raise self.retry(exc=exc, countdown=countdown, max_retries=max_retries)
+        except Reject as rejected:
+            # Celery could not publish the retry message; without this the task would vanish
+            # with its row left at "retrying".
+            error = f"{_error_text(exc)}; retry not published: {_error_text(rejected)}"
+            self._fail(task_id, args, kwargs, t0, "retry_publish_failed", error)
+            raise
+
+    def _fail(
+        self,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        t0: float,
+        reason: str,
+        error: str,
+        state: str = "failed",
+    ) -> None:
+        """Record a final failure: the job run's state and a dead letter."""
+        self._finish(task_id, state, t0, error=error)
+        self._dead_letter(task_id, args, kwargs, reason, error)
 
     # -- history -----------------------------------------------------------------------------
     def _queue(self) -> str | None:
@@ -244,3 +283,52 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             log.error(
                 "dead_letter.not_recorded", reason=reason, payload=payload, error=_error_text(exc)
             )
+
+
+def record_failure_outside_task(
+    *,
+    task_name: str,
+    task_id: str,
+    args: Any,
+    kwargs: Any,
+    reason: str,
+    error: str,
+    state: str = "failed",
+) -> None:
+    """Record a final failure that the task itself could not record (its process was killed,
+    e.g. by the hard time limit): the job run's state and a dead letter. Never raises."""
+    from db.engine import session_scope
+    from db.jobs import record_dead_letter, record_job_end
+
+    now = _utcnow()
+    payload = {
+        "task": task_name,
+        "id": task_id,
+        "args": mask_value(list(args or ())),
+        "kwargs": mask_value(dict(kwargs or {})),
+        "queue": (queue.value if (queue := queue_for(task_name)) else None),
+    }
+    try:
+        with session_scope() as session:
+            record_job_end(
+                session,
+                task_id=task_id,
+                state=state,
+                finished_at=now,
+                duration_ms=None,
+                error=error,
+            )
+            record_dead_letter(
+                session,
+                fingerprint=f"task:{task_id}",
+                task_id=task_id,
+                task_name=task_name,
+                payload=payload,
+                reason=reason,
+                error=error,
+                seen_at=now,
+            )
+    except Exception as exc:
+        log.error(
+            "dead_letter.not_recorded", reason=reason, payload=payload, error=_error_text(exc)
+        )

@@ -3,7 +3,9 @@
 * logging: structlog JSON for Celery's and our own loggers (Celery's own setup is skipped);
 * after fork: pooled database connections inherited from the parent are abandoned
   (``dispose(close=False)``), so no two processes share a socket;
-* per task: the task id and name are bound to the logging context and cleared afterwards.
+* publishing: argument reprs in message headers (what events and Flower show) are masked;
+* per task: the task id and name are bound to the logging context and cleared afterwards;
+* hard time limits: recorded from the parent (the killed child cannot).
 """
 
 from __future__ import annotations
@@ -11,21 +13,38 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from celery.exceptions import TimeLimitExceeded
 from celery.signals import (
+    before_task_publish,
     setup_logging,
+    task_failure,
     task_postrun,
     task_prerun,
     worker_process_init,
 )
+from celery.utils.saferepr import saferepr
 
 from quantbeat.logging import configure_logging
+from quantbeat.masking import mask_value
 from quantbeat.settings import get_settings
 
 
 @setup_logging.connect
-def _setup_logging(**_: Any) -> None:
+def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
     settings = get_settings()
-    configure_logging(settings.log_level, json=settings.log_json)
+    # `quantbeat worker --loglevel` / `celery worker -l` win over QUANTBEAT_LOG_LEVEL.
+    configure_logging(loglevel or settings.log_level, json=settings.log_json)
+
+
+@before_task_publish.connect
+def _mask_argument_reprs(body: Any = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """Task events (and so Flower) show ``argsrepr``/``kwargsrepr`` from the message headers;
+    mask them in every process that publishes. The arguments themselves are untouched."""
+    if headers is None or not isinstance(body, list | tuple) or len(body) < 2:
+        return
+    args, kwargs = body[0], body[1]
+    headers["argsrepr"] = saferepr(mask_value(list(args or ())), 1024)
+    headers["kwargsrepr"] = saferepr(mask_value(dict(kwargs or {})), 1024)
 
 
 @worker_process_init.connect
@@ -44,3 +63,30 @@ def _bind_task_context(task_id: str | None = None, task: Any = None, **_: Any) -
 @task_postrun.connect
 def _clear_task_context(**_: Any) -> None:
     structlog.contextvars.clear_contextvars()
+
+
+@task_failure.connect
+def _record_hard_time_limit(
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    kwargs: Any = None,
+    **_: Any,
+) -> None:
+    """The hard time limit kills the pool child before the task can record anything; the
+    parent process sees the failure here and records it (job run ``timed_out``, dead letter).
+    Other failures were recorded by the task itself."""
+    if not isinstance(exception, TimeLimitExceeded) or task_id is None or sender is None:
+        return
+    from workers.base import record_failure_outside_task
+
+    record_failure_outside_task(
+        task_name=getattr(sender, "name", str(sender)),
+        task_id=task_id,
+        args=args,
+        kwargs=kwargs,
+        reason="hard_time_limit",
+        error=f"TimeLimitExceeded: hard time limit ({exception}) killed the worker process",
+        state="timed_out",
+    )

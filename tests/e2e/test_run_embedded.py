@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 QUANTBEAT = str(Path(sys.executable).with_name("quantbeat"))
 
 
@@ -22,38 +20,30 @@ def run_quantbeat(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("embedded")
-
-
-def test_run_collects_a_simulated_day_for_the_whole_universe(workdir: Path):
-    done = run_quantbeat(workdir, "--date", "2026-11-20")
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
+def test_run_collects_a_simulated_day_for_the_whole_universe_once(tmp_path: Path):
+    first = run_quantbeat(tmp_path, "--date", "2026-11-20")
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = first.stdout
     assert "SIMULATED" in out
     assert "embedded mode" in out
-    assert "2,500" in out  # the default universe
-    assert "new 2,500" in out
-    assert (workdir / "var" / "quantbeat.sqlite").exists()
+    assert "new 2,500" in out  # the default universe
+    assert (tmp_path / "var" / "quantbeat.sqlite").exists()
 
-
-def test_rerunning_the_same_day_changes_nothing(workdir: Path):
-    done = run_quantbeat(workdir, "--date", "2026-11-20")
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "new 0, changed 0, unchanged 2,500" in done.stdout
-    (line,) = [ln for ln in done.stdout.splitlines() if "candles in database" in ln]
+    again = run_quantbeat(tmp_path, "--date", "2026-11-20")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "new 0, changed 0, unchanged 2,500" in again.stdout
+    (line,) = [ln for ln in again.stdout.splitlines() if "candles in database" in ln]
     assert line.split()[-1] == "2,500"
 
 
-def test_a_weekend_has_no_session(workdir: Path):
-    done = run_quantbeat(workdir, "--date", "2026-11-22")
+def test_a_weekend_has_no_session(tmp_path: Path):
+    done = run_quantbeat(tmp_path, "--date", "2026-11-22")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "no KRX session" in done.stdout
 
 
-def test_bad_date_is_one_line_and_exit_2(workdir: Path):
-    done = run_quantbeat(workdir, "--date", "2026-02-30")
+def test_bad_date_is_one_line_and_exit_2(tmp_path: Path):
+    done = run_quantbeat(tmp_path, "--date", "2026-02-30")
     assert done.returncode == 2
     assert "'2026-02-30'" in done.stderr
     assert "Traceback" not in done.stderr

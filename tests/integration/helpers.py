@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import select, text
 
 from db.engine import session_scope
 from db.models import DeadLetter, JobRun
+
+T = TypeVar("T")
 
 
 def job_run(task_id: str) -> JobRun:
@@ -15,6 +19,16 @@ def job_run(task_id: str) -> JobRun:
         row = session.execute(select(JobRun).where(JobRun.task_id == task_id)).scalar_one()
         session.expunge(row)
         return row
+
+
+def eventually(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 10.0) -> T:
+    """Poll ``read()`` until ``done(value)`` or ``timeout`` seconds; return the last value."""
+    deadline = time.monotonic() + timeout
+    value = read()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        value = read()
+    return value
 
 
 def dead_letter(task_id: str) -> DeadLetter | None:

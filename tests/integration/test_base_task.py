@@ -104,3 +104,69 @@ def test_worker_logs_are_json_with_task_context_and_masked_secrets(celery_app, w
     assert metrics[-1]["success"] is True
     assert metrics[-1]["retries"] == 1
     assert FAKE_KEY not in worker.full_log()
+
+
+def test_a_retry_raised_by_the_task_body_is_recorded(celery_app, worker, clean_db):
+    result = celery_app.send_task("quantbeat.ops.test_self_retry")
+    assert result.get(timeout=60) == {"retries": 1}
+    run = job_run(result.id)
+    assert (run.state, run.attempts) == ("succeeded", 2)
+    states = [
+        line["state"]
+        for line in worker.json_lines()
+        if line.get("task_id") == result.id and line.get("metric_type") == "job"
+    ]
+    assert states == ["retrying", "succeeded"]
+
+
+def test_a_message_delivered_too_often_is_dead_lettered_without_running(celery_app, clean_db):
+    import datetime as dt
+    import uuid
+
+    from db.engine import session_scope
+    from db.jobs import record_job_start
+    from workers.base import PoisonedMessage
+
+    limit = get_settings().max_attempts
+    task_id = str(uuid.uuid4())
+    with session_scope() as session:  # as if it had already been delivered `limit` times
+        for _ in range(limit):
+            record_job_start(
+                session,
+                task_id=task_id,
+                task_name="quantbeat.ops.test_flaky",
+                queue="io",
+                args=[],
+                kwargs={},
+                worker="earlier",
+                retries=0,
+                started_at=dt.datetime.now(dt.UTC),
+            )
+    result = celery_app.send_task(
+        "quantbeat.ops.test_flaky", kwargs={"fail_times": 0}, task_id=task_id
+    )
+    error = _wait_failed(result, PoisonedMessage)
+    assert f"delivered {limit + 1} times" in str(error)
+    run = job_run(task_id)
+    assert (run.state, run.attempts) == ("failed", limit + 1)
+    assert run.result is None  # the task body never ran
+    letter = dead_letter(task_id)
+    assert letter is not None
+    assert letter.reason == "max_attempts_exceeded"
+
+
+def test_secrets_in_arguments_never_reach_the_result_backend(celery_app, clean_db):
+    import redis
+
+    from tests.conftest import TEST_RESULT_BACKEND
+
+    result = celery_app.send_task(
+        "quantbeat.ops.test_flaky", kwargs={"fail_times": 0, "api_key": FAKE_KEY}
+    )
+    result.get(timeout=60)
+    client = redis.Redis.from_url(TEST_RESULT_BACKEND)
+    keys = list(client.scan_iter("*"))
+    assert any(result.id.encode() in k for k in keys)  # the result is there ...
+    for key in keys:
+        if client.type(key) == b"string":
+            assert FAKE_KEY.encode() not in (client.get(key) or b"")  # ... without the secret

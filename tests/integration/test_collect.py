@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from celery.result import AsyncResult
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from db.engine import session_scope
 from db.models import DailyCandle, Instrument, InvestorFlow
@@ -113,3 +113,39 @@ def test_a_day_without_a_session_stores_nothing(celery_app, clean_db):
     assert summary["candles"] is None
     with session_scope() as session:
         assert session.execute(select(func.count()).select_from(DailyCandle)).scalar_one() == 0
+
+
+def test_a_changed_value_is_rewritten_and_only_that_row(celery_app, clean_db):
+    kwargs = {"trade_date": DAY, "market": "KOSPI"}
+    first = celery_app.send_task("quantbeat.collect.daily_candles", kwargs=kwargs).get(timeout=60)
+    n = first["candles"]["inserted"]
+    with session_scope() as session:
+        tampered_id, original = session.execute(
+            text("SELECT id, close FROM daily_candles ORDER BY id LIMIT 1")
+        ).one()
+        session.execute(
+            text("UPDATE daily_candles SET close = close + 1 WHERE id = :i"), {"i": tampered_id}
+        )
+    before = {row[0]: row for row in candle_snapshot(DAY)}
+
+    again = celery_app.send_task("quantbeat.collect.daily_candles", kwargs=kwargs).get(timeout=60)
+
+    assert again["candles"] == {"inserted": 0, "updated": 1, "unchanged": n - 1}
+    after = {row[0]: row for row in candle_snapshot(DAY)}
+    changed = {i for i in before if before[i] != after[i]}
+    assert changed == {tampered_id}
+    assert after[tampered_id][3] == original  # the source's value is back
+
+
+def test_the_same_day_collected_twice_at_once_is_stored_once(celery_app, clean_db):
+    kwargs = {"trade_date": DAY, "market": "KOSDAQ"}
+    results = [
+        celery_app.send_task("quantbeat.collect.daily_candles", kwargs=kwargs) for _ in range(3)
+    ]
+    summaries = [r.get(timeout=90)["candles"] for r in results]
+    n_instruments, _ = _expected(Market.KOSDAQ)
+    assert sum(s["inserted"] for s in summaries) == n_instruments
+    for s in summaries:
+        assert min(s.values()) >= 0
+        assert sum(s.values()) == n_instruments
+    assert len(candle_snapshot(DAY)) == n_instruments

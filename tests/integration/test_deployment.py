@@ -107,17 +107,19 @@ def _rabbitmq_reachable() -> bool:
 
 @pytest.mark.skipif(not _rabbitmq_reachable(), reason="no RabbitMQ on 127.0.0.1:5672")
 def test_rabbitmq_broker_works(clean_db, tmp_path: Path):
-    vhost_free_broker = "amqp://guest:guest@127.0.0.1:5672//"
+    from celery import Celery
+
+    broker = "amqp://guest:guest@127.0.0.1:5672//"
     backend = f"{TEST_REDIS_URL}/11"
     redis.Redis.from_url(backend).flushdb()
-    env = _isolated_env(vhost_free_broker, backend)
+    probe = Celery("probe")
+    probe.config_from_object("celeryconfig")
+    probe.conf.update(broker_url=broker, result_backend=backend)
+    probe.control.purge()  # io, cpu and ai: leftovers of an earlier run must not execute
+    env = _isolated_env(broker, backend)
     proc = start_worker("workers.app", queues="io", tmp_dir=tmp_path, env=env)
     try:
-        from celery import Celery
-
-        probe = Celery(broker=vhost_free_broker, backend=backend)
         proc.wait_ready(probe)
-        probe.control.purge()
         task_id = _send_from_another_process(env)
         assert job_run(task_id).state == "succeeded"
     finally:

@@ -7,7 +7,10 @@ area so they route like production housekeeping tasks (``io`` queue).
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
 
 from quant.errors import PermanentError, TransientError
 from workers.app import app
@@ -36,3 +39,30 @@ def infra_down() -> None:
     from sqlalchemy.exc import OperationalError
 
     raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+
+@app.task(name="quantbeat.ops.test_self_retry", bind=True)
+def self_retry(self: Any) -> dict[str, Any]:
+    """Call ``self.retry`` from the task body once (as a rate limiter would), then succeed."""
+    if not self.request.retries:
+        raise self.retry(countdown=0.2, max_retries=1)
+    return {"retries": int(self.request.retries)}
+
+
+@app.task(name="quantbeat.backtest.test_sleep")
+def sleep(seconds: float, ignore_soft_limit: bool = False) -> dict[str, float]:
+    """Sleep (a stand-in for a long backtest). With ``ignore_soft_limit`` it swallows the soft
+    time limit and keeps going until the hard limit kills its process."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except SoftTimeLimitExceeded:
+            if not ignore_soft_limit:
+                raise
+    return {"slept": seconds}
+
+
+@app.task(name="quantbeat.backtest.test_own_limits", soft_time_limit=7, time_limit=9)
+def own_limits() -> None:
+    """Declares its own time limits (the family's must not override them)."""

@@ -6,9 +6,8 @@ import re
 
 import pytest
 
-import celeryconfig
 from quant.errors import ConfigError
-from quantbeat.settings import get_settings, load_settings
+from quantbeat.settings import Settings, get_settings, load_settings
 from workers.app import app
 from workers.queues import AREA_QUEUES, Queue
 
@@ -31,6 +30,12 @@ def test_visibility_timeout_exceeds_longest_hard_limit_plus_longest_retry_delay(
 def test_settings_refuse_a_visibility_timeout_that_would_redeliver_running_tasks():
     with pytest.raises(ConfigError, match="QUANTBEAT_VISIBILITY_TIMEOUT=3000"):
         load_settings(visibility_timeout=3000, cpu_time_limit=3720, retry_backoff_max=600)
+
+
+def test_max_attempts_must_leave_room_for_every_retry():
+    with pytest.raises(ConfigError, match="QUANTBEAT_MAX_ATTEMPTS=6"):
+        load_settings(max_attempts=6, max_retries=5)
+    assert load_settings(max_attempts=7, max_retries=5).max_attempts == 7
 
 
 def test_soft_limit_must_be_below_hard_limit():
@@ -76,21 +81,36 @@ def test_every_task_has_an_explicit_name_and_routes_to_its_family_queue():
 
 @pytest.mark.parametrize(
     ("name", "family"),
-    [("quantbeat.collect.daily_candles", Queue.IO), ("quantbeat.collect.investor_flows", Queue.IO)],
+    [
+        ("quantbeat.collect.daily_candles", Queue.IO),
+        ("quantbeat.collect.investor_flows", Queue.IO),
+        ("quantbeat.backtest.test_sleep", Queue.CPU),
+    ],
 )
 def test_time_limits_follow_the_task_family(name: str, family: Queue):
+    import tests.support.worker_app  # noqa: F401  (registers a cpu-area task)
+
     soft, hard = get_settings().time_limits(family.value)
     task = app.tasks[name]
     assert (task.soft_time_limit, task.time_limit) == (soft, hard)
+    assert soft < hard
 
 
-def test_annotation_gives_cpu_limits_to_cpu_areas():
-    class FakeTask:
-        name = "quantbeat.backtest.run"
+def test_a_task_keeps_the_limits_its_decorator_sets():
+    import tests.support.worker_app  # noqa: F401
 
-    (annotations,) = celeryconfig.task_annotations
-    soft, hard = get_settings().time_limits("cpu")
-    assert annotations.annotate(FakeTask()) == {"soft_time_limit": soft, "time_limit": hard}
+    task = app.tasks["quantbeat.backtest.test_own_limits"]
+    assert (task.soft_time_limit, task.time_limit) == (7, 9)
+
+
+def test_default_settings_keep_the_visibility_timeout_safe(monkeypatch: pytest.MonkeyPatch):
+    import os
+
+    for key in [k for k in os.environ if k.startswith("QUANTBEAT_")]:
+        monkeypatch.delenv(key)
+    s = Settings(_env_file=None)
+    assert s.visibility_timeout > s.longest_hard_time_limit + s.retry_backoff_max
+    assert s.longest_hard_time_limit == s.cpu_time_limit
 
 
 def test_every_beat_entry_names_a_registered_task_and_expires():

@@ -28,3 +28,17 @@ def test_task_context_is_bound_and_cleared():
     }
     process._clear_task_context()
     assert structlog.contextvars.get_contextvars() == {}
+
+
+def test_published_argument_reprs_are_masked():
+    headers = {"argsrepr": "['x']", "kwargsrepr": "{'api_key': 'AIza-secret'}"}
+    body: tuple[list[str], dict[str, str], dict[str, str]] = (
+        ["2026-11-20"],
+        {"api_key": "AIza-secret", "market": "KOSPI"},
+        {},
+    )
+    process._mask_argument_reprs(body=body, headers=headers)
+    assert "AIza-secret" not in headers["kwargsrepr"]
+    assert "'market': 'KOSPI'" in headers["kwargsrepr"]
+    assert headers["argsrepr"] == "['2026-11-20']"
+    assert body[1]["api_key"] == "AIza-secret"  # the task still receives its real arguments
