@@ -202,3 +202,32 @@ class DeadLetter(TimestampMixin, Base):
     first_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     replayed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DataRejection(TimestampMixin, Base):
+    """A provider row that was not stored because it cannot be a fact (see
+    :mod:`quant.market.quality`), with the reason and the row as received.
+
+    ``fingerprint`` (dataset, source, market, ticker, date, reason) makes a re-run that meets
+    the same bad row count another occurrence instead of adding a row.
+    """
+
+    __tablename__ = "data_rejections"
+    __table_args__ = (
+        UniqueConstraint("fingerprint"),
+        Index("ix_data_rejections_dataset_trade_date", "dataset", "trade_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(255))
+    dataset: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(32))
+    market: Mapped[str] = mapped_column(String(16))
+    ticker: Mapped[str] = mapped_column(String(32))
+    trade_date: Mapped[dt.date | None] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text)
+    payload: Mapped[Any] = mapped_column(JSONType)
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

@@ -7,6 +7,7 @@ not even ``updated_at`` moves. Works on PostgreSQL and SQLite.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +17,9 @@ from sqlalchemy import Table, bindparam, func, literal_column, or_, select, tupl
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.models import DailyCandle, Instrument, InvestorFlow
+from db.models import DailyCandle, DataRejection, Instrument, InvestorFlow
 from quant.errors import ValidationError
+from quant.market.quality import Rejection
 from quant.market.types import DAILY_CANDLE_COLUMNS, INVESTOR_FLOW_COLUMNS
 from quant.market.types import Instrument as InstrumentRecord
 
@@ -233,3 +235,48 @@ def upsert_investor_flows(
         key=("instrument_id", "trade_date"),
         compare=(*compare, "source"),
     )
+
+
+def record_rejections(
+    session: Session, rejections: Iterable[Rejection], *, source: str, seen_at: dt.datetime
+) -> int:
+    """Record rejected rows; a row already recorded for the same reason counts another
+    occurrence. Returns how many rejections were given."""
+    table = DataRejection.__table__
+    rows = [
+        {
+            "fingerprint": (
+                f"{r.dataset}:{source}:{r.market}:{r.ticker}:"
+                f"{r.trade_date.isoformat() if r.trade_date else '-'}:{r.reason}"
+            )[:255],
+            "dataset": r.dataset,
+            "source": source,
+            "market": r.market[:16],
+            "ticker": r.ticker[:32],
+            "trade_date": r.trade_date,
+            "reason": r.reason,
+            "detail": r.detail,
+            "payload": r.values,
+            "occurrences": 1,
+            "first_seen": seen_at,
+            "last_seen": seen_at,
+        }
+        for r in rejections
+    ]
+    if not rows:
+        return 0
+    # One statement per fingerprint at most: duplicates within a batch are merged first.
+    merged = {row["fingerprint"]: row for row in rows}
+    stmt = insert_for(session, table)  # type: ignore[arg-type]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["fingerprint"],
+        set_={
+            "occurrences": table.c.occurrences + 1,
+            "last_seen": stmt.excluded.last_seen,
+            "detail": stmt.excluded.detail,
+            "payload": stmt.excluded.payload,
+            "updated_at": func.now(),
+        },
+    )
+    session.execute(stmt, list(merged.values()))
+    return len(rows)

@@ -130,6 +130,10 @@ def _print_report(report: Any) -> None:
             "investor flows stored",
             f"{f.get('inserted', 0) + f.get('updated', 0):,} (unchanged {f.get('unchanged', 0):,})",
         )
+    table.add_row(
+        "rows rejected",
+        f"{report.rejected:,}" + (" (see data_rejections)" if report.rejected else ""),
+    )
     table.add_row("candles in database", f"{report.candle_rows_total:,}")
     table.add_row("tasks", str(len(report.tasks)))
     table.add_row("time taken", f"{report.seconds:.2f} s")

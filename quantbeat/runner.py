@@ -43,6 +43,7 @@ class RunReport:
     candles: dict[str, int] = field(default_factory=dict)
     flows: dict[str, int] = field(default_factory=dict)
     candle_rows_total: int = 0
+    rejected: int = 0
     tasks: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -190,6 +191,7 @@ def _run(
         report.tasks.append({"task": name, **summary})
         if name == "quantbeat.collect.daily_candles":
             report.instruments += int(summary.get("instruments") or 0)
+        report.rejected += int(summary.get("rejected") or 0)
         for key, target in (("candles", report.candles), ("flows", report.flows)):
             for k, v in (summary.get(key) or {}).items():
                 target[k] = target.get(k, 0) + int(v)

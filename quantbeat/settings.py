@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     market_source: Literal["simulated"] = "simulated"
     sim_seed: int = Field(default=42, ge=0)
     sim_universe_size: int = Field(default=2_500, ge=1, le=20_000)
+    # Fault injection for tests and drills: this fraction of simulated rows is corrupted.
+    sim_corrupt_rate: float = Field(default=0.0, ge=0.0, le=1.0)
 
     # --- credentials and external services --------------------------------------------------
     krx_id: str | None = None

@@ -14,11 +14,12 @@ from zoneinfo import ZoneInfo
 from quant.calendar import TradingCalendar, krx_approximate_calendar, latest_closed_session
 from quant.errors import ConfigError
 from quant.market.base import MarketDataSource
+from quant.market.faults import CorruptingSource
 from quant.market.simulated import SimulatedMarket
 from quantbeat.settings import Settings
 
 _lock = threading.Lock()
-_sources: dict[tuple[str, int, int], MarketDataSource] = {}
+_sources: dict[tuple[str, int, int, float], MarketDataSource] = {}
 
 
 def market_source(settings: Settings) -> MarketDataSource:
@@ -27,7 +28,12 @@ def market_source(settings: Settings) -> MarketDataSource:
     Raises:
         quant.errors.ConfigError: the configured source is unknown or lacks credentials.
     """
-    key = (settings.market_source, settings.sim_seed, settings.sim_universe_size)
+    key = (
+        settings.market_source,
+        settings.sim_seed,
+        settings.sim_universe_size,
+        settings.sim_corrupt_rate,
+    )
     with _lock:
         source = _sources.get(key)
         if source is None:
@@ -38,6 +44,8 @@ def market_source(settings: Settings) -> MarketDataSource:
                 universe_size=settings.sim_universe_size,
                 calendar=krx_calendar(),
             )
+            if settings.sim_corrupt_rate > 0:
+                source = CorruptingSource(source, settings.sim_corrupt_rate, seed=settings.sim_seed)
             _sources[key] = source
     return source
 

@@ -1,0 +1,202 @@
+"""Row checks for provider data: impossible rows are rejected (and recorded by the caller),
+the rest of the batch is kept.
+
+A rejected row is one that cannot be stored as a fact: a missing key, a duplicate, a
+non-finite number, a non-positive price, ``high < low``, an open or close outside the day's
+range, a negative volume, or an instrument the caller does not know. Each rejection names the
+reason and the offending values. (Merely *suspicious* rows — a move beyond the daily limit,
+zero volume on a session — are a later issue's flags, not rejections.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from quant.errors import ValidationError
+from quant.market.types import DAILY_CANDLE_COLUMNS, INVESTOR_FLOW_COLUMNS
+
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One row that was not stored, and why. ``values`` holds the row as received
+    (JSON-safe: NaN and infinities become strings)."""
+
+    dataset: str
+    market: str
+    ticker: str
+    trade_date: dt.date | None
+    reason: str
+    detail: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _as_date(value: object) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return value if isinstance(value, dt.date) else None
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str], dataset: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValidationError(
+            f"{dataset} frame lacks columns {missing} (has {list(frame.columns)})",
+            field="columns",
+            value=missing,
+        )
+
+
+def _split(
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    dataset: str,
+    checks: list[tuple[str, pd.Series, str]],
+    known: Collection[tuple[str, str]] | None,
+) -> tuple[pd.DataFrame, list[Rejection]]:
+    """Apply ``checks`` — (reason, bad-row mask, detail template) in priority order — and
+    return the rows that pass plus one rejection per failing row (its first reason)."""
+    frame = frame.reset_index(drop=True)
+    reason = pd.Series([""] * len(frame), index=frame.index, dtype=object)
+    detail = reason.copy()
+
+    key_missing = frame["ticker"].isna() | (frame["ticker"].astype(str).str.strip() == "")
+    key_missing |= frame["market"].isna() | frame["trade_date"].isna()
+    all_checks: list[tuple[str, pd.Series, str]] = [
+        ("missing_key", key_missing, "market, ticker or trade_date is missing"),
+    ]
+    if known is not None:
+        pairs = list(zip(frame["market"].astype(str), frame["ticker"].astype(str), strict=True))
+        unknown = pd.Series([p not in known for p in pairs], index=frame.index)
+        all_checks.append(
+            ("unknown_instrument", unknown & ~key_missing, "{market}:{ticker} is not listed")
+        )
+    duplicate = frame.duplicated(subset=["market", "ticker", "trade_date"], keep="first")
+    all_checks.append(("duplicate_row", duplicate, "a second row for {ticker} on {trade_date}"))
+    all_checks.extend(checks)
+
+    for code, mask, template in all_checks:
+        hit = mask.fillna(True).astype(bool) & (reason == "")
+        if not hit.any():
+            continue
+        reason[hit] = code
+        for i in frame.index[hit]:
+            row = {c: frame.at[i, c] for c in columns}
+            detail[i] = template.format(**{k: _json_safe(v) for k, v in row.items()})
+
+    bad = reason != ""
+    rejections = [
+        Rejection(
+            dataset=dataset,
+            market=str(frame.at[i, "market"]),
+            ticker=str(frame.at[i, "ticker"]),
+            trade_date=_as_date(frame.at[i, "trade_date"]),
+            reason=str(reason[i]),
+            detail=str(detail[i]),
+            values={c: _json_safe(frame.at[i, c]) for c in columns},
+        )
+        for i in frame.index[bad]
+    ]
+    return frame.loc[~bad, list(columns)].reset_index(drop=True), rejections
+
+
+def check_daily_candles(
+    frame: pd.DataFrame, known: Collection[tuple[str, str]] | None = None
+) -> tuple[pd.DataFrame, list[Rejection]]:
+    """Split a daily-candle frame (:data:`DAILY_CANDLE_COLUMNS`) into storable rows and
+    rejections. ``known``, when given, is the set of (market, ticker) pairs that exist.
+
+    Raises:
+        quant.errors.ValidationError: the frame lacks a required column (nothing can be
+            judged row by row then).
+    """
+    _require_columns(frame, DAILY_CANDLE_COLUMNS, "daily candles")
+    frame = frame.reset_index(drop=True)
+    numbers = frame[[*PRICE_COLUMNS, "volume", "traded_value"]].apply(
+        pd.to_numeric, errors="coerce"
+    )
+    finite = np.isfinite(numbers.to_numpy(dtype=float)).all(axis=1)
+    o, h, lo, c = (numbers[col] for col in PRICE_COLUMNS)
+    checks: list[tuple[str, pd.Series, str]] = [
+        (
+            "non_finite",
+            pd.Series(~finite, index=frame.index),
+            "a price or volume of {ticker} on {trade_date} is not a finite number",
+        ),
+        (
+            "non_positive_price",
+            (numbers[list(PRICE_COLUMNS)] <= 0).any(axis=1),
+            "{ticker} on {trade_date}: prices must be > 0 (open {open}, high {high}, "
+            "low {low}, close {close})",
+        ),
+        ("high_below_low", h < lo, "{ticker} on {trade_date}: high {high} < low {low}"),
+        (
+            "open_outside_range",
+            (o < lo) | (o > h),
+            "{ticker} on {trade_date}: open {open} outside [low {low}, high {high}]",
+        ),
+        (
+            "close_outside_range",
+            (c < lo) | (c > h),
+            "{ticker} on {trade_date}: close {close} outside [low {low}, high {high}]",
+        ),
+        (
+            "negative_volume",
+            (numbers["volume"] < 0) | (numbers["traded_value"] < 0),
+            "{ticker} on {trade_date}: volume {volume} / traded value {traded_value} < 0",
+        ),
+    ]
+    return _split(frame, DAILY_CANDLE_COLUMNS, "daily_candles", checks, known)
+
+
+def check_investor_flows(
+    frame: pd.DataFrame, known: Collection[tuple[str, str]] | None = None
+) -> tuple[pd.DataFrame, list[Rejection]]:
+    """Split an investor-flow frame (:data:`INVESTOR_FLOW_COLUMNS`) like
+    :func:`check_daily_candles`: every net-buying figure must be a finite whole number.
+
+    Raises:
+        quant.errors.ValidationError: the frame lacks a required column.
+    """
+    _require_columns(frame, INVESTOR_FLOW_COLUMNS, "investor flows")
+    frame = frame.reset_index(drop=True)
+    value_cols = [c for c in INVESTOR_FLOW_COLUMNS if c not in ("market", "ticker", "trade_date")]
+    numbers = frame[value_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    finite = np.isfinite(numbers).all(axis=1)
+    whole = np.zeros(len(frame), dtype=bool)
+    whole[finite] = (np.mod(numbers[finite], 1) == 0).all(axis=1)
+    checks: list[tuple[str, pd.Series, str]] = [
+        (
+            "non_finite",
+            pd.Series(~finite, index=frame.index),
+            "a net-buying figure of {ticker} on {trade_date} is not a finite number",
+        ),
+        (
+            "non_integer",
+            pd.Series(~whole, index=frame.index),
+            "{ticker} on {trade_date}: net buying must be whole shares and won",
+        ),
+    ]
+    good, rejections = _split(frame, INVESTOR_FLOW_COLUMNS, "investor_flows", checks, known)
+    good[value_cols] = good[value_cols].astype("int64")
+    return good, rejections
