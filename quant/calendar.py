@@ -29,6 +29,7 @@ __all__ = [
     "ContinuousCalendar",
     "TradingCalendar",
     "WeekdayCalendar",
+    "check_date",
     "krx_approximate_calendar",
     "latest_closed_session",
 ]
@@ -70,7 +71,7 @@ class TradingCalendar(Protocol):
         ...
 
 
-def _check_date(value: object, field: str) -> date:
+def check_date(value: object, field: str) -> date:
     """Return ``value`` if it is a plain :class:`date`, else raise :class:`ValidationError`."""
     if isinstance(value, datetime) or not isinstance(value, date):
         raise ValidationError(
@@ -83,8 +84,8 @@ def _check_date(value: object, field: str) -> date:
 
 
 def _check_range(start: date, end: date) -> None:
-    _check_date(start, "start")
-    _check_date(end, "end")
+    check_date(start, "start")
+    check_date(end, "end")
     if start > end:
         raise ValidationError(
             f"start {start.isoformat()} is after end {end.isoformat()}",
@@ -108,7 +109,7 @@ class WeekdayCalendar:
             quant.errors.ValidationError: a holiday is not a plain :class:`datetime.date`.
         """
         self.name = name
-        checked = frozenset(_check_date(h, "holidays") for h in holidays)
+        checked = frozenset(check_date(h, "holidays") for h in holidays)
         self._holidays = checked
         self._busdaycal = np.busdaycalendar(
             weekmask="1111100",
@@ -129,7 +130,7 @@ class WeekdayCalendar:
         Raises:
             quant.errors.ValidationError: ``d`` is not a plain date.
         """
-        _check_date(d, "d")
+        check_date(d, "d")
         return d.weekday() < 5 and d not in self._holidays
 
     def sessions(self, start: date, end: date) -> list[date]:
@@ -151,7 +152,7 @@ class WeekdayCalendar:
         Raises:
             quant.errors.ValidationError: ``d`` is not a plain date.
         """
-        _check_date(d, "d")
+        check_date(d, "d")
         while not self.is_session(d):
             d -= _ONE_DAY
         return d
@@ -162,7 +163,7 @@ class WeekdayCalendar:
         Raises:
             quant.errors.ValidationError: ``d`` is not a plain date.
         """
-        _check_date(d, "d")
+        check_date(d, "d")
         d += _ONE_DAY
         while not self.is_session(d):
             d += _ONE_DAY
@@ -187,7 +188,7 @@ class ContinuousCalendar:
         Raises:
             quant.errors.ValidationError: ``d`` is not a plain date.
         """
-        _check_date(d, "d")
+        check_date(d, "d")
         return True
 
     def sessions(self, start: date, end: date) -> list[date]:
@@ -206,7 +207,7 @@ class ContinuousCalendar:
         Raises:
             quant.errors.ValidationError: ``d`` is not a plain date.
         """
-        return _check_date(d, "d")
+        return check_date(d, "d")
 
     def next_session(self, d: date) -> date:
         """The day after ``d``.
@@ -214,7 +215,7 @@ class ContinuousCalendar:
         Raises:
             quant.errors.ValidationError: ``d`` is not a plain date or is ``date.max``.
         """
-        _check_date(d, "d")
+        check_date(d, "d")
         if d == date.max:
             raise ValidationError("there is no day after date.max", field="d", value=d)
         return d + _ONE_DAY

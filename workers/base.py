@@ -255,48 +255,33 @@ class QuantbeatTask(Task):  # type: ignore[misc]
         reason: str,
         error: str,
     ) -> None:
-        from db.engine import session_scope
-        from db.jobs import record_dead_letter
-
-        payload = {
-            "task": self.name,
-            "id": task_id,
-            "args": mask_value(list(args)),
-            "kwargs": mask_value(dict(kwargs)),
-            "queue": self._queue(),
-            "retries": int(self.request.retries or 0),
-        }
-        try:
-            with session_scope() as session:
-                record_dead_letter(
-                    session,
-                    fingerprint=f"task:{task_id}",
-                    task_id=task_id,
-                    task_name=self.name,
-                    payload=payload,
-                    reason=reason,
-                    error=error,
-                    seen_at=_utcnow(),
-                )
-        except Exception as exc:
-            # The payload must not vanish: it is at least in the log, masked.
-            log.error(
-                "dead_letter.not_recorded", reason=reason, payload=payload, error=_error_text(exc)
-            )
+        _store_failure(
+            task_name=self.name,
+            task_id=task_id,
+            args=args,
+            kwargs=kwargs,
+            queue=self._queue(),
+            retries=int(self.request.retries or 0),
+            reason=reason,
+            error=error,
+        )
 
 
-def record_failure_outside_task(
+def _store_failure(
     *,
     task_name: str,
     task_id: str,
     args: Any,
     kwargs: Any,
+    queue: str | None,
+    retries: int | None,
     reason: str,
     error: str,
-    state: str = "failed",
+    job_state: str | None = None,
 ) -> None:
-    """Record a final failure that the task itself could not record (its process was killed,
-    e.g. by the hard time limit): the job run's state and a dead letter. Never raises."""
+    """Write a dead letter with the masked payload — and, with ``job_state``, end the job run
+    in the same transaction. Never raises: if the database is unreachable the payload is
+    logged (masked) so it does not vanish."""
     from db.engine import session_scope
     from db.jobs import record_dead_letter, record_job_end
 
@@ -306,18 +291,20 @@ def record_failure_outside_task(
         "id": task_id,
         "args": mask_value(list(args or ())),
         "kwargs": mask_value(dict(kwargs or {})),
-        "queue": (queue.value if (queue := queue_for(task_name)) else None),
+        "queue": queue,
+        "retries": retries,
     }
     try:
         with session_scope() as session:
-            record_job_end(
-                session,
-                task_id=task_id,
-                state=state,
-                finished_at=now,
-                duration_ms=None,
-                error=error,
-            )
+            if job_state is not None:
+                record_job_end(
+                    session,
+                    task_id=task_id,
+                    state=job_state,
+                    finished_at=now,
+                    duration_ms=None,
+                    error=error,
+                )
             record_dead_letter(
                 session,
                 fingerprint=f"task:{task_id}",
@@ -332,3 +319,29 @@ def record_failure_outside_task(
         log.error(
             "dead_letter.not_recorded", reason=reason, payload=payload, error=_error_text(exc)
         )
+
+
+def record_failure_outside_task(
+    *,
+    task_name: str,
+    task_id: str,
+    args: Any,
+    kwargs: Any,
+    reason: str,
+    error: str,
+    state: str = "failed",
+) -> None:
+    """Record a final failure that the task itself could not record (its process was killed,
+    e.g. by the hard time limit): the job run's state and a dead letter. Never raises."""
+    queue = queue_for(task_name)
+    _store_failure(
+        task_name=task_name,
+        task_id=task_id,
+        args=args,
+        kwargs=kwargs,
+        queue=queue.value if queue else None,
+        retries=None,
+        reason=reason,
+        error=error,
+        job_state=state,
+    )

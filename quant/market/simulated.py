@@ -36,14 +36,14 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from quant.calendar import TradingCalendar, krx_approximate_calendar
+from quant.calendar import TradingCalendar, check_date, krx_approximate_calendar
 from quant.errors import NotFound, ValidationError
 from quant.market.types import (
     DAILY_CANDLE_COLUMNS,
@@ -237,17 +237,6 @@ _FLOW_FIELDS = (
 )
 
 
-def _check_date(value: object, field: str) -> date:
-    if isinstance(value, datetime) or not isinstance(value, date):
-        raise ValidationError(
-            f"{field} must be a datetime.date (not a datetime or {type(value).__name__}): "
-            f"{value!r}",
-            field=field,
-            value=value,
-        )
-    return value
-
-
 def _check_int(value: object, field: str, low: int, high: int | None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(
@@ -372,7 +361,7 @@ class SimulatedMarket:
         """
         self._seed = _check_int(seed, "seed", 0, None)
         self._size = _check_int(universe_size, "universe_size", 1, MAX_UNIVERSE_SIZE)
-        self._epoch = _check_date(epoch, "epoch")
+        self._epoch = check_date(epoch, "epoch")
         if calendar is None:
             calendar = krx_approximate_calendar()
         elif not isinstance(calendar, TradingCalendar):
@@ -427,7 +416,7 @@ class SimulatedMarket:
         Raises:
             quant.errors.ValidationError: ``as_of`` is not a plain date.
         """
-        _check_date(as_of, "as_of")
+        check_date(as_of, "as_of")
         return [
             inst for inst in self._universe.instruments if market is None or inst.market == market
         ]
@@ -525,8 +514,8 @@ class SimulatedMarket:
         columns: tuple[str, ...],
         fields: tuple[str, ...],
     ) -> pd.DataFrame:
-        _check_date(start, "start")
-        _check_date(end, "end")
+        check_date(start, "start")
+        check_date(end, "end")
         if start > end:
             raise ValidationError(
                 f"start {start.isoformat()} is after end {end.isoformat()}",

@@ -57,3 +57,38 @@ def test_business_keys_are_unique_constraints(database: str):
         found = [u["column_names"] for u in insp.get_unique_constraints(table)]
         assert columns in found, (table, found)
     engine.dispose()
+
+
+def test_quantbeat_db_upgrade_command(scratch_url: str):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    quantbeat = str(Path(sys.executable).with_name("quantbeat"))
+    env = {**os.environ, "QUANTBEAT_DATABASE_URL": scratch_url}
+    done = subprocess.run(
+        [quantbeat, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    head = migrate.current_revision(scratch_url)
+    assert head is not None
+    assert f"at revision {head}" in done.stdout
+    current = subprocess.run(
+        [quantbeat, "db", "current"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert current.stdout.strip() == head
+
+
+def test_engine_pool_and_isolation_on_postgresql(database: str):
+    from db.engine import forget_engines, get_engine
+
+    forget_engines()
+    engine = get_engine(database)
+    assert engine.pool.size() == 10  # type: ignore[attr-defined]
+    assert engine.pool._max_overflow == 10  # type: ignore[attr-defined]
+    assert engine.pool._pre_ping is True
+    with engine.connect() as conn:
+        level = conn.execute(text("SHOW transaction_isolation")).scalar_one()
+    assert level == "read committed"
+    forget_engines()
