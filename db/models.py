@@ -56,6 +56,19 @@ class TimestampMixin:
     )
 
 
+class OhlcvMixin:
+    """A bar's prices (instrument currency), volume (shares/coins), traded value (KRW) and the
+    provider it came from."""
+
+    open: Mapped[float] = mapped_column(Double)
+    high: Mapped[float] = mapped_column(Double)
+    low: Mapped[float] = mapped_column(Double)
+    close: Mapped[float] = mapped_column(Double)
+    volume: Mapped[float] = mapped_column(Double)
+    traded_value: Mapped[float] = mapped_column(Double)
+    source: Mapped[str] = mapped_column(String(32))
+
+
 class Instrument(TimestampMixin, Base):
     """A tradable instrument; ``(market, ticker)`` is its business key."""
 
@@ -73,7 +86,7 @@ class Instrument(TimestampMixin, Base):
     daily_candles: Mapped[list[DailyCandle]] = relationship(back_populates="instrument")
 
 
-class DailyCandle(TimestampMixin, Base):
+class DailyCandle(OhlcvMixin, TimestampMixin, Base):
     """One daily bar; unique per instrument and trade date."""
 
     __tablename__ = "daily_candles"
@@ -85,18 +98,11 @@ class DailyCandle(TimestampMixin, Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id", ondelete="CASCADE"))
     trade_date: Mapped[dt.date] = mapped_column(Date)
-    open: Mapped[float] = mapped_column(Double)
-    high: Mapped[float] = mapped_column(Double)
-    low: Mapped[float] = mapped_column(Double)
-    close: Mapped[float] = mapped_column(Double)
-    volume: Mapped[float] = mapped_column(Double)
-    traded_value: Mapped[float] = mapped_column(Double)
-    source: Mapped[str] = mapped_column(String(32))
 
     instrument: Mapped[Instrument] = relationship(back_populates="daily_candles")
 
 
-class IntradayCandle(TimestampMixin, Base):
+class IntradayCandle(OhlcvMixin, TimestampMixin, Base):
     """One intraday bar; unique per instrument, interval (``1m``, ``5m``, ``60m`` …) and start."""
 
     __tablename__ = "intraday_candles"
@@ -106,13 +112,6 @@ class IntradayCandle(TimestampMixin, Base):
     instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id", ondelete="CASCADE"))
     interval: Mapped[str] = mapped_column(String(8))
     ts: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    open: Mapped[float] = mapped_column(Double)
-    high: Mapped[float] = mapped_column(Double)
-    low: Mapped[float] = mapped_column(Double)
-    close: Mapped[float] = mapped_column(Double)
-    volume: Mapped[float] = mapped_column(Double)
-    traded_value: Mapped[float] = mapped_column(Double)
-    source: Mapped[str] = mapped_column(String(32))
 
 
 class InvestorFlow(TimestampMixin, Base):
