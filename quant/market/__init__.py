@@ -1,8 +1,10 @@
 """Market data: the provider interface, its record types and the simulated market."""
 
-from quant.market.base import MarketDataSource
+from quant.market.base import IntradaySource, MarketDataSource
 from quant.market.types import (
     DAILY_CANDLE_COLUMNS,
+    INTRADAY_CANDLE_COLUMNS,
+    INTRADAY_INTERVALS,
     INVESTOR_FLOW_COLUMNS,
     Instrument,
     ListingStatus,
@@ -11,8 +13,11 @@ from quant.market.types import (
 
 __all__ = [
     "DAILY_CANDLE_COLUMNS",
+    "INTRADAY_CANDLE_COLUMNS",
+    "INTRADAY_INTERVALS",
     "INVESTOR_FLOW_COLUMNS",
     "Instrument",
+    "IntradaySource",
     "ListingStatus",
     "Market",
     "MarketDataSource",

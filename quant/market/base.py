@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
 import pandas as pd
@@ -53,4 +53,33 @@ class MarketDataSource(Protocol):
         tickers: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Net buying per investor group, with :data:`INVESTOR_FLOW_COLUMNS`, same shape rules."""
+        ...
+
+
+@runtime_checkable
+class IntradaySource(Protocol):
+    """A provider of intraday bars (crypto minute candles, for example).
+
+    Kept apart from :class:`MarketDataSource` because most equity providers have none.
+    """
+
+    name: str
+    simulated: bool
+
+    def intraday_candles(
+        self,
+        start: datetime,
+        end: datetime,
+        interval: str,
+        market: Market | None = None,
+        tickers: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Bars of ``interval`` (one of :data:`INTRADAY_INTERVALS`) starting in
+        ``[start, end)`` (timezone-aware), with :data:`INTRADAY_CANDLE_COLUMNS`, sorted by
+        ticker then ``ts``. Minutes without trades have no bar.
+
+        Raises:
+            quant.errors.ValidationError: naive datetimes, ``start >= end`` or an unknown
+                interval.
+        """
         ...

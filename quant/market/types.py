@@ -86,3 +86,24 @@ INVESTOR_FLOW_COLUMNS: tuple[str, ...] = (
     "institution_net_krw",
     "individual_net_krw",
 )
+
+
+#: Intraday bar intervals quantbeat stores, as Upbit's minute units (``1m`` … ``240m``).
+INTRADAY_INTERVALS: tuple[str, ...] = ("1m", "3m", "5m", "10m", "15m", "30m", "60m", "240m")
+
+#: Columns of an intraday-candle frame, in order. ``ts`` is the bar's start as a timezone-aware
+#: UTC ``pandas.Timestamp``; ``interval`` is one of :data:`INTRADAY_INTERVALS`; prices float64
+#: in the instrument's currency, ``volume`` float64 units (coins for crypto), ``traded_value``
+#: float64 KRW.
+INTRADAY_CANDLE_COLUMNS: tuple[str, ...] = (
+    "market",
+    "ticker",
+    "interval",
+    "ts",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "traded_value",
+)
