@@ -17,6 +17,7 @@ from sqlalchemy import Table, bindparam, func, literal_column, or_, select, tupl
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from db.bulk import copy_upsert
 from db.models import DailyCandle, DataRejection, Instrument, InvestorFlow
 from quant.errors import ValidationError
 from quant.market.quality import Rejection
@@ -167,37 +168,63 @@ def instrument_ids(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tu
     return found
 
 
-def _frame_rows(
+def _with_ids(
     frame: pd.DataFrame,
     columns: Sequence[str],
     ids: Mapping[tuple[str, str], int],
     *,
     source: str,
     what: str,
-) -> list[dict[str, Any]]:
+) -> pd.DataFrame:
+    """``frame`` (with ``columns``) with ``market``/``ticker`` replaced by ``instrument_id`` and
+    a ``source`` column added.
+
+    Raises:
+        quant.errors.ValidationError: a column is missing, or a row names an instrument that
+            is not in ``ids`` (callers reject those rows first, see quant.market.quality).
+    """
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValidationError(f"{what} frame lacks columns {missing}", field="columns")
-    value_cols = [c for c in columns if c not in ("market", "ticker")]
-    rows: list[dict[str, Any]] = []
-    unknown: set[tuple[str, str]] = set()
-    for record in frame[list(columns)].itertuples(index=False, name=None):
-        market, ticker, *values = record
-        ident = ids.get((market, ticker))
-        if ident is None:
-            unknown.add((market, ticker))
-            continue
-        row: dict[str, Any] = {"instrument_id": ident, "source": source}
-        for col, value in zip(value_cols, values, strict=True):
-            row[col] = value.item() if hasattr(value, "item") else value
-        rows.append(row)
-    if unknown:
-        sample = ", ".join(f"{m}:{t}" for m, t in sorted(unknown)[:5])
+    lookup = pd.DataFrame(
+        [(m, t, i) for (m, t), i in ids.items()], columns=["market", "ticker", "instrument_id"]
+    )
+    merged = frame[list(columns)].merge(lookup, on=["market", "ticker"], how="left")
+    unknown = merged["instrument_id"].isna()
+    if unknown.any():
+        sample = ", ".join(
+            f"{m}:{t}"
+            for m, t in merged.loc[unknown, ["market", "ticker"]]
+            .head(5)
+            .itertuples(index=False, name=None)
+        )
         raise ValidationError(
-            f"{what} for {len(unknown)} instrument(s) not in the instruments table: {sample}",
+            f"{what} for {int(unknown.sum())} row(s) whose instrument is not in the "
+            f"instruments table: {sample}",
             field="ticker",
         )
-    return rows
+    value_cols = [c for c in columns if c not in ("market", "ticker")]
+    out = merged[["instrument_id", *value_cols]].copy()
+    out["instrument_id"] = out["instrument_id"].astype("int64")
+    out["source"] = source
+    return out
+
+
+def upsert_frame(
+    session: Session,
+    table: Table,
+    frame: pd.DataFrame,
+    *,
+    key: Sequence[str],
+    compare: Sequence[str],
+) -> UpsertCounts:
+    """Upsert a frame whose columns are ``key`` + ``compare``: through COPY and a temporary
+    table on PostgreSQL (:func:`db.bulk.copy_upsert`), through :func:`upsert_rows` on SQLite.
+    Same guarantees either way."""
+    if session.get_bind().dialect.name == "postgresql":
+        return UpsertCounts(*copy_upsert(session, table, frame, key=key, compare=compare))
+    records = [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
+    return upsert_rows(session, table, records, key=key, compare=compare)
 
 
 def upsert_daily_candles(
@@ -208,8 +235,8 @@ def upsert_daily_candles(
     source: str,
 ) -> UpsertCounts:
     """Upsert a frame with :data:`DAILY_CANDLE_COLUMNS` by (instrument, trade date)."""
-    rows = _frame_rows(frame, DAILY_CANDLE_COLUMNS, ids, source=source, what="daily candles")
-    return upsert_rows(
+    rows = _with_ids(frame, DAILY_CANDLE_COLUMNS, ids, source=source, what="daily candles")
+    return upsert_frame(
         session,
         DailyCandle.__table__,  # type: ignore[arg-type]
         rows,
@@ -226,9 +253,9 @@ def upsert_investor_flows(
     source: str,
 ) -> UpsertCounts:
     """Upsert a frame with :data:`INVESTOR_FLOW_COLUMNS` by (instrument, trade date)."""
-    rows = _frame_rows(frame, INVESTOR_FLOW_COLUMNS, ids, source=source, what="investor flows")
+    rows = _with_ids(frame, INVESTOR_FLOW_COLUMNS, ids, source=source, what="investor flows")
     compare = tuple(c for c in INVESTOR_FLOW_COLUMNS if c not in ("market", "ticker", "trade_date"))
-    return upsert_rows(
+    return upsert_frame(
         session,
         InvestorFlow.__table__,  # type: ignore[arg-type]
         rows,
