@@ -1,0 +1,176 @@
+"""Global rate limits shared by every worker on every host, kept in Redis.
+
+Celery's ``rate_limit`` is per worker process; a provider's limit is per account or per IP.
+:class:`RedisRateLimiter` paces calls to one provider across the whole deployment:
+
+* a Lua script, atomic in Redis and timed by Redis' own clock (``TIME``, so hosts' clocks do
+  not matter), hands out grants at least ``1 / rate`` seconds apart (a GCRA-style pacer with
+  a burst of one): no window of one second ever holds more than ``rate`` grants;
+* a caller that would have to wait longer than ``max_wait`` gets
+  :class:`quant.errors.RateLimited` with ``retry_after`` instead, so a Celery retry frees the
+  worker slot rather than sleeping in it;
+* :meth:`cooldown` (after a 429 with ``Retry-After``, say) stops every worker from calling the
+  provider until it ends.
+
+:class:`LocalRateLimiter` gives the same contract inside one process (the embedded run).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import redis
+
+from quant.errors import RateLimited, ValidationError
+
+# KEYS[1] = pacer key, KEYS[2] = cooldown key; ARGV[1] = interval (s), ARGV[2] = max wait (s).
+# Returns the wait in seconds as a string: "0" means granted now; a positive wait up to
+# max_wait is a reservation (the caller sleeps that long, then calls); a wait above max_wait
+# reserves nothing. The reservation keeps grants spaced by at least `interval`.
+_PACE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local cooldown_ms = redis.call('PTTL', KEYS[2])
+if cooldown_ms > 0 then
+  return tostring(cooldown_ms / 1000 + 100)  -- signal "cooling down" (> any max_wait below)
+end
+local interval = tonumber(ARGV[1])
+local max_wait = tonumber(ARGV[2])
+local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
+local start = math.max(now, next_free)
+local wait = start - now
+if wait > max_wait then
+  return tostring(wait)
+end
+local ttl_ms = math.ceil((wait + interval) * 1000) + 1000
+redis.call('SET', KEYS[1], tostring(start + interval), 'PX', ttl_ms)
+return tostring(wait)
+"""
+
+
+class RateLimiter(Protocol):
+    """What providers are given: ``acquire()`` before every call."""
+
+    def acquire(self) -> None: ...
+
+    def cooldown(self, seconds: float) -> None: ...
+
+
+def _check(name: str, rate: float, max_wait: float) -> None:
+    if not name:
+        raise ValidationError("a rate limiter needs a name", field="name")
+    if rate <= 0:
+        raise ValidationError(f"rate for {name!r} must be > 0 per second, got {rate!r}")
+    if max_wait < 0:
+        raise ValidationError(f"max_wait must be >= 0, got {max_wait!r}")
+
+
+class RedisRateLimiter:
+    """At most ``rate`` calls per second to provider ``name``, across all processes sharing
+    ``client``'s Redis. ``acquire`` sleeps up to ``max_wait`` seconds; longer waits raise
+    :class:`RateLimited`."""
+
+    def __init__(
+        self,
+        client: redis.Redis[bytes],
+        name: str,
+        rate: float,
+        *,
+        max_wait: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+        prefix: str = "quantbeat:ratelimit",
+    ) -> None:
+        _check(name, rate, max_wait)
+        self.name = name
+        self.rate = rate
+        self.max_wait = max_wait
+        self._client = client
+        self._sleep = sleep
+        self._keys = [f"{prefix}:{name}:pace", f"{prefix}:{name}:cooldown"]
+        self._script = client.register_script(_PACE)
+
+    def try_acquire(self) -> float:
+        """Reserve the next slot if it is at most ``max_wait`` away; return the seconds to wait
+        before calling (0: call now). A larger return value means nothing was reserved."""
+        result = self._script(keys=self._keys, args=[1.0 / self.rate, self.max_wait])
+        return float(result.decode() if isinstance(result, bytes) else result)
+
+    def acquire(self) -> None:
+        """Block until this process may call the provider.
+
+        Raises:
+            quant.errors.RateLimited: the wait would exceed ``max_wait`` (or the provider is
+                cooling down); ``retry_after`` says when to try again.
+        """
+        wait = self.try_acquire()
+        if wait > self.max_wait:
+            cooling = self.cooldown_left()
+            retry_after = cooling if cooling > 0 else wait
+            raise RateLimited(
+                f"{self.name}: global rate limit of {self.rate:g}/s"
+                + (f", cooling down for {cooling:.1f} s" if cooling > 0 else ""),
+                retry_after=retry_after,
+            )
+        if wait > 0:
+            self._sleep(wait)
+
+    def cooldown(self, seconds: float) -> None:
+        """Stop every worker from calling the provider for ``seconds`` (never shortens an
+        existing cooldown)."""
+        ms = int(seconds * 1000)
+        if ms <= 0:
+            return
+        key = self._keys[1]
+        current = int(self._client.pttl(key))
+        if ms > current:
+            self._client.set(key, "1", px=ms)
+
+    def cooldown_left(self) -> float:
+        """Seconds of cooldown left (0 when none)."""
+        return max(0, int(self._client.pttl(self._keys[1]))) / 1000.0
+
+
+class LocalRateLimiter:
+    """The same pacing and cooldown within one process (for the embedded run)."""
+
+    def __init__(
+        self,
+        name: str,
+        rate: float,
+        *,
+        max_wait: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        _check(name, rate, max_wait)
+        self.name = name
+        self.rate = rate
+        self.max_wait = max_wait
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next_free = 0.0
+        self._cooldown_until = 0.0
+
+    def acquire(self) -> None:
+        """Block until this process may call the provider (see :meth:`RedisRateLimiter.acquire`)."""
+        with self._lock:
+            now = self._clock()
+            if self._cooldown_until > now:
+                raise RateLimited(
+                    f"{self.name}: cooling down", retry_after=self._cooldown_until - now
+                )
+            start = max(now, self._next_free)
+            wait = start - now
+            if wait > self.max_wait:
+                raise RateLimited(f"{self.name}: rate limit {self.rate:g}/s", retry_after=wait)
+            self._next_free = start + 1.0 / self.rate
+        if wait > 0:
+            self._sleep(wait)
+
+    def cooldown(self, seconds: float) -> None:
+        with self._lock:
+            self._cooldown_until = max(self._cooldown_until, self._clock() + seconds)

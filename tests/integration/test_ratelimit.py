@@ -1,0 +1,78 @@
+"""The Redis rate limiter paces calls across processes: several processes hammering
+``acquire`` together are granted at most ``rate`` calls in any one-second window, and
+together still get close to the full rate."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+import uuid
+
+import pytest
+import redis
+
+from quant.errors import RateLimited
+from quantbeat.ratelimit import RedisRateLimiter
+from tests.conftest import TEST_REDIS_URL
+
+pytestmark = pytest.mark.integration
+
+URL = f"{TEST_REDIS_URL}/6"
+RATE = 20.0
+SECONDS = 3.0
+#: Between a grant and the caller's clock reading, scheduling can shift a timestamp a little.
+JITTER = 0.03
+
+
+def _hammer(prefix: str, until: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    limiter = RedisRateLimiter(redis.Redis.from_url(URL), "fake", RATE, max_wait=5, prefix=prefix)
+    stamps = []
+    while time.time() < until:
+        limiter.acquire()
+        stamps.append(time.time())
+    out.put(stamps)
+
+
+def test_processes_together_never_exceed_the_global_rate():
+    prefix = f"test:{uuid.uuid4().hex}"
+    ctx = mp.get_context("spawn")
+    out: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+    until = time.time() + 1.5 + SECONDS  # spawn start-up first
+    procs = [ctx.Process(target=_hammer, args=(prefix, until, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    stamps = sorted(s for _ in procs for s in out.get(timeout=30))
+    for p in procs:
+        p.join(10)
+    n = int(RATE)
+    # No n+1 grants inside one second: grant i and grant i+n are at least 1 s apart.
+    gaps = [stamps[i + n] - stamps[i] for i in range(len(stamps) - n)]
+    assert min(gaps) >= 1.0 - JITTER, min(gaps)
+    # And the limiter is not simply starving everyone: the busy stretch runs near the rate.
+    busy = stamps[-1] - stamps[0]
+    assert len(stamps) >= 0.8 * RATE * busy
+
+
+def test_a_long_wait_raises_rate_limited_instead_of_sleeping():
+    limiter = RedisRateLimiter(
+        redis.Redis.from_url(URL), "slow", rate=0.5, max_wait=0.1, prefix=f"t:{uuid.uuid4().hex}"
+    )
+    limiter.acquire()
+    t0 = time.monotonic()
+    with pytest.raises(RateLimited) as info:
+        limiter.acquire()
+    assert time.monotonic() - t0 < 0.5
+    assert 1.5 < (info.value.retry_after or 0) <= 2.0
+
+
+def test_cooldown_is_shared_and_never_shortened():
+    prefix = f"t:{uuid.uuid4().hex}"
+    client = redis.Redis.from_url(URL)
+    a = RedisRateLimiter(client, "p", rate=100, prefix=prefix)
+    b = RedisRateLimiter(redis.Redis.from_url(URL), "p", rate=100, prefix=prefix)
+    a.cooldown(3.0)
+    b.cooldown(1.0)  # shorter: ignored
+    with pytest.raises(RateLimited) as info:
+        b.acquire()
+    assert 2.0 < (info.value.retry_after or 0) <= 3.0
+    assert b.cooldown_left() > 2.0

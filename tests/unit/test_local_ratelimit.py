@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from quant.errors import RateLimited, ValidationError
+from quantbeat.ratelimit import LocalRateLimiter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_grants_are_spaced_by_one_over_rate():
+    clock = FakeClock()
+    limiter = LocalRateLimiter("p", rate=4.0, clock=clock, sleep=clock.sleep)
+    times = []
+    for _ in range(9):
+        limiter.acquire()
+        times.append(clock.now)
+    assert [round(b - a, 9) for a, b in itertools.pairwise(times)] == [0.25] * 8
+
+
+def test_a_wait_beyond_max_wait_raises_with_retry_after():
+    clock = FakeClock()
+    limiter = LocalRateLimiter("p", rate=1.0, max_wait=0.5, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    with pytest.raises(RateLimited) as info:
+        limiter.acquire()
+    assert info.value.retry_after == pytest.approx(1.0)
+
+
+def test_cooldown_stops_calls_until_it_ends():
+    clock = FakeClock()
+    limiter = LocalRateLimiter("p", rate=100.0, clock=clock, sleep=clock.sleep)
+    limiter.cooldown(5.0)
+    with pytest.raises(RateLimited) as info:
+        limiter.acquire()
+    assert info.value.retry_after == pytest.approx(5.0)
+    clock.now += 5.0
+    limiter.acquire()
+
+
+@pytest.mark.parametrize(("rate", "max_wait"), [(0.0, 1.0), (-1.0, 1.0), (1.0, -0.1)])
+def test_bad_parameters(rate: float, max_wait: float):
+    with pytest.raises(ValidationError):
+        LocalRateLimiter("p", rate=rate, max_wait=max_wait)
