@@ -14,6 +14,7 @@ time-zone-aware instant depends on the zone.
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
@@ -27,11 +28,13 @@ __all__ = [
     "KRX_APPROXIMATE_YEARS",
     "KRX_FIXED_HOLIDAYS",
     "ContinuousCalendar",
+    "SessionCalendar",
     "TradingCalendar",
     "WeekdayCalendar",
     "check_date",
     "krx_approximate_calendar",
     "latest_closed_session",
+    "xkrx_sessions",
 ]
 
 _ONE_DAY = timedelta(days=1)
@@ -311,3 +314,74 @@ def latest_closed_session(
     if calendar.is_session(today) and now.time() >= close:
         return today
     return calendar.previous_session(today - _ONE_DAY)
+
+
+class SessionCalendar:
+    """A calendar given as its explicit list of sessions between ``first`` and ``last``
+    (inclusive) — for example the Korea Exchange's, computed by exchange_calendars' ``XKRX``
+    (lunar holidays, substitute holidays and one-off closures included).
+
+    Raises :class:`~quant.errors.ValidationError` for a date outside ``[first, last]``: the
+    calendar does not know it, and guessing would silently mislabel sessions.
+    """
+
+    def __init__(self, name: str, sessions: Iterable[date], first: date, last: date) -> None:
+        self.name = name
+        self._first = check_date(first, "first")
+        self._last = check_date(last, "last")
+        ordered = sorted(set(sessions))
+        self._sessions = ordered
+        self._set = frozenset(ordered)
+        if ordered and (ordered[0] < first or ordered[-1] > last):
+            raise ValidationError(f"{name}: sessions fall outside [{first}, {last}]")
+
+    def __repr__(self) -> str:
+        return f"SessionCalendar({self.name!r}, {len(self._sessions)} sessions)"
+
+    @property
+    def bounds(self) -> tuple[date, date]:
+        return self._first, self._last
+
+    def _known(self, d: date, field: str = "date") -> date:
+        d = check_date(d, field)
+        if not self._first <= d <= self._last:
+            raise ValidationError(
+                f"{field} {d} is outside the {self.name} calendar ({self._first}..{self._last})",
+                field=field,
+                value=d,
+            )
+        return d
+
+    def is_session(self, d: date) -> bool:
+        return self._known(d) in self._set
+
+    def sessions(self, start: date, end: date) -> list[date]:
+        start, end = self._known(start, "start"), self._known(end, "end")
+        _check_range(start, end)
+        lo = bisect.bisect_left(self._sessions, start)
+        hi = bisect.bisect_right(self._sessions, end)
+        return self._sessions[lo:hi]
+
+    def previous_session(self, d: date) -> date:
+        i = bisect.bisect_right(self._sessions, self._known(d)) - 1
+        if i < 0:
+            raise ValidationError(f"no {self.name} session on or before {d}", value=d)
+        return self._sessions[i]
+
+    def next_session(self, d: date) -> date:
+        i = bisect.bisect_right(self._sessions, self._known(d))
+        if i >= len(self._sessions):
+            raise ValidationError(f"no {self.name} session after {d}", value=d)
+        return self._sessions[i]
+
+
+def xkrx_sessions(first: date, last: date) -> list[date]:
+    """The Korea Exchange's sessions in ``[first, last]`` from exchange_calendars' ``XKRX``.
+
+    Slow (several seconds: the library builds its lunar-holiday rules); callers cache the
+    result (see ``quantbeat.sources.krx_calendar``).
+    """
+    import exchange_calendars as xcals
+
+    calendar = xcals.get_calendar("XKRX", start=first.isoformat(), end=last.isoformat())
+    return [ts.date() for ts in calendar.sessions]

@@ -16,6 +16,7 @@ from db.models import DailyCandle, Instrument, InvestorFlow
 from quant.market.simulated import SimulatedMarket
 from quant.market.types import Market
 from quantbeat.settings import get_settings
+from quantbeat.sources import krx_calendar
 from tests.integration.helpers import candle_snapshot, job_run
 
 pytestmark = pytest.mark.integration
@@ -25,7 +26,9 @@ DAY = "2026-11-20"  # a Friday, a KRX session
 
 def _expected(market: Market) -> tuple[int, dict[str, float]]:
     s = get_settings()
-    source = SimulatedMarket(seed=s.sim_seed, universe_size=s.sim_universe_size)
+    source = SimulatedMarket(
+        seed=s.sim_seed, universe_size=s.sim_universe_size, calendar=krx_calendar()
+    )
     day = dt.date.fromisoformat(DAY)
     frame = source.daily_candles(day, day, market=market)
     return len(source.list_instruments(day, market)), dict(

@@ -14,12 +14,12 @@ from sqlalchemy import func, select
 
 from db.engine import session_scope
 from db.models import DailyCandle, DataRejection
-from quant.calendar import krx_approximate_calendar
 from quant.market.faults import CorruptingSource
 from quant.market.quality import check_daily_candles
 from quant.market.simulated import SimulatedMarket
 from quant.market.types import Market
 from quantbeat.settings import get_settings
+from quantbeat.sources import krx_calendar
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.conftest import start_worker
 from tests.integration.helpers import job_run
@@ -55,7 +55,7 @@ def test_bad_rows_are_recorded_and_the_rest_of_the_batch_is_stored(clean_db, tmp
 
     s = get_settings()
     source = CorruptingSource(
-        SimulatedMarket(s.sim_seed, s.sim_universe_size, krx_approximate_calendar()),
+        SimulatedMarket(s.sim_seed, s.sim_universe_size, krx_calendar()),
         float(RATE),
         seed=s.sim_seed,
     )
