@@ -2,8 +2,9 @@
 
 Every entry names an explicitly named task (a test checks they are registered) and expires:
 a tick that could not be delivered in time is dropped rather than run late next to the next
-one. Exactly one beat runs (docker-compose.yml); a later issue adds a lock and a unique
-(job, slot) key so a second scheduler cannot double-run.
+one. KRX jobs use :class:`workers.schedules.krx_session_schedule`, so they fire on KRX
+sessions only — weekends and holidays (lunar ones included) send nothing. Exactly one beat
+runs (docker-compose.yml).
 """
 
 from __future__ import annotations
@@ -12,24 +13,45 @@ from typing import Any
 
 from celery.schedules import crontab
 
-#: KRX regular session ends 15:30 KST; closing prices and investor flows settle after that.
-_AFTER_KRX_CLOSE = {"hour": 16, "minute": 10, "day_of_week": "mon-fri"}
+from workers.schedules import krx_session_schedule
+
 _ONE_HOUR = 3600
 
+#: The regular session ends 15:30 KST; closing prices are final minutes later.
+KRX_DAILY_AT = (15, 40)
+#: KRX publishes investor-by-stock trading (foreign/institution/individual) in the evening.
+KRX_FLOWS_AT = (18, 10)
+
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
-    f"collect-daily-candles-{market.lower()}": {
-        "task": "quantbeat.collect.daily_candles",
-        "schedule": crontab(**_AFTER_KRX_CLOSE),
-        "kwargs": {"market": market},
+    **{
+        f"collect-daily-candles-{market.lower()}": {
+            "task": "quantbeat.collect.daily_candles",
+            "schedule": krx_session_schedule(*KRX_DAILY_AT),
+            "kwargs": {"market": market},
+            "options": {"expires": _ONE_HOUR},
+        }
+        for market in ("KOSPI", "KOSDAQ")
+    },
+    **{
+        f"collect-investor-flows-{market.lower()}": {
+            "task": "quantbeat.collect.investor_flows",
+            "schedule": krx_session_schedule(*KRX_FLOWS_AT),
+            "kwargs": {"market": market},
+            "options": {"expires": _ONE_HOUR},
+        }
+        for market in ("KOSPI", "KOSDAQ")
+    },
+    # Crypto trades 24/7: the last closed hour, every hour.
+    "collect-crypto-candles-hourly": {
+        "task": "quantbeat.collect.crypto_candles",
+        "schedule": crontab(minute=2),
+        "kwargs": {"interval": "60m"},
+        "options": {"expires": 50 * 60},
+    },
+    # Listings change slowly; Monday morning, before the open.
+    "refresh-universe-weekly": {
+        "task": "quantbeat.collect.universe",
+        "schedule": crontab(hour=7, minute=30, day_of_week="mon"),
         "options": {"expires": _ONE_HOUR},
-    }
-    for market in ("KOSPI", "KOSDAQ")
-} | {
-    f"collect-investor-flows-{market.lower()}": {
-        "task": "quantbeat.collect.investor_flows",
-        "schedule": crontab(hour=16, minute=40, day_of_week="mon-fri"),
-        "kwargs": {"market": market},
-        "options": {"expires": _ONE_HOUR},
-    }
-    for market in ("KOSPI", "KOSDAQ")
+    },
 }

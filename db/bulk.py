@@ -10,9 +10,11 @@ batch.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 from psycopg import sql
@@ -140,4 +142,78 @@ def copy_upsert(
     finally:
         cursor.close()
     inserted, affected = (int(row[0]), int(row[1])) if row else (0, 0)
+    return inserted, affected - inserted, len(frame) - affected
+
+
+def _sqlite_values(frame: pd.DataFrame) -> list[tuple[object, ...]]:
+    """Rows as Python values stored the way SQLAlchemy stores them in SQLite (dates as
+    ``YYYY-MM-DD``, aware timestamps as naive UTC ``YYYY-MM-DD HH:MM:SS.ffffff``)."""
+    out = pd.DataFrame(index=frame.index)
+    for col in frame.columns:
+        series = frame[col]
+        if isinstance(series.dtype, pd.DatetimeTZDtype):
+            text = series.dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+            out[col] = text.astype(object).where(series.notna(), None)
+        elif series.dtype == object:
+            out[col] = series.map(
+                lambda v: v.isoformat() if isinstance(v, dt.date | dt.datetime) else v
+            )
+        else:
+            out[col] = series.astype(object).where(series.notna(), None)
+    return list(out.itertuples(index=False, name=None))
+
+
+def sqlite_upsert(
+    session: Session,
+    table: Table,
+    frame: pd.DataFrame,
+    *,
+    key: Sequence[str],
+    compare: Sequence[str],
+) -> tuple[int, int, int]:
+    """The SQLite counterpart of :func:`copy_upsert`, for the embedded default: one
+    ``executemany`` of ``INSERT … ON CONFLICT DO UPDATE … WHERE … IS NOT`` through the
+    sqlite3 driver. Counts come from the table's row count and the connection's
+    ``total_changes`` — exact, because the embedded engine begins every transaction
+    ``IMMEDIATE``, so no other writer interleaves.
+
+    Raises:
+        quant.errors.ValidationError: ``frame`` repeats a key or has other columns.
+    """
+    columns = [*key, *compare]
+    if sorted(frame.columns) != sorted(columns):
+        raise ValidationError(
+            f"bulk upsert into {table.name} needs columns {columns}, got {list(frame.columns)}",
+            field="columns",
+        )
+    if frame.empty:
+        return 0, 0, 0
+    if frame.duplicated(subset=list(key)).any():
+        raise ValidationError(
+            f"duplicate {'/'.join(key)} in a batch for {table.name}", field=",".join(key)
+        )
+
+    def q(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    name = q(table.name)
+    statement = (
+        f"INSERT INTO {name} ({', '.join(q(c) for c in columns)}) "  # noqa: S608 - our names
+        f"VALUES ({', '.join('?' for _ in columns)}) "
+        f"ON CONFLICT ({', '.join(q(k) for k in key)}) DO UPDATE SET "
+        + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in compare)
+        + ", updated_at = CURRENT_TIMESTAMP WHERE "
+        + " OR ".join(f"{name}.{q(c)} IS NOT excluded.{q(c)}" for c in compare)
+    )
+    raw: Any = session.connection().connection.driver_connection
+    cursor = raw.cursor()
+    try:
+        before = cursor.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # noqa: S608
+        changes = raw.total_changes
+        cursor.executemany(statement, _sqlite_values(frame[columns]))
+        affected = raw.total_changes - changes
+        after = cursor.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # noqa: S608
+    finally:
+        cursor.close()
+    inserted = int(after) - int(before)
     return inserted, affected - inserted, len(frame) - affected

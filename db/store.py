@@ -13,15 +13,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Table, bindparam, func, literal_column, or_, select, tuple_
+from sqlalchemy import Table, bindparam, func, literal_column, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.bulk import copy_upsert
-from db.models import DailyCandle, DataRejection, Instrument, InvestorFlow
+from db.bulk import copy_upsert, sqlite_upsert
+from db.models import DailyCandle, DataRejection, Instrument, IntradayCandle, InvestorFlow
 from quant.errors import ValidationError
 from quant.market.quality import Rejection
-from quant.market.types import DAILY_CANDLE_COLUMNS, INVESTOR_FLOW_COLUMNS
+from quant.market.types import (
+    DAILY_CANDLE_COLUMNS,
+    INTRADAY_CANDLE_COLUMNS,
+    INVESTOR_FLOW_COLUMNS,
+)
 from quant.market.types import Instrument as InstrumentRecord
 
 #: Rows per INSERT statement: below SQLite's and PostgreSQL's bound-parameter limits.
@@ -219,12 +223,11 @@ def upsert_frame(
     compare: Sequence[str],
 ) -> UpsertCounts:
     """Upsert a frame whose columns are ``key`` + ``compare``: through COPY and a temporary
-    table on PostgreSQL (:func:`db.bulk.copy_upsert`), through :func:`upsert_rows` on SQLite.
-    Same guarantees either way."""
+    table on PostgreSQL (:func:`db.bulk.copy_upsert`), through one sqlite3 ``executemany`` on
+    SQLite (:func:`db.bulk.sqlite_upsert`). Same guarantees either way."""
     if session.get_bind().dialect.name == "postgresql":
         return UpsertCounts(*copy_upsert(session, table, frame, key=key, compare=compare))
-    records = [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
-    return upsert_rows(session, table, records, key=key, compare=compare)
+    return UpsertCounts(*sqlite_upsert(session, table, frame, key=key, compare=compare))
 
 
 def upsert_daily_candles(
@@ -262,6 +265,100 @@ def upsert_investor_flows(
         key=("instrument_id", "trade_date"),
         compare=(*compare, "source"),
     )
+
+
+def upsert_intraday_candles(
+    session: Session,
+    frame: pd.DataFrame,
+    ids: Mapping[tuple[str, str], int],
+    *,
+    source: str,
+) -> UpsertCounts:
+    """Upsert a frame with :data:`INTRADAY_CANDLE_COLUMNS` by (instrument, interval, ts)."""
+    rows = _with_ids(frame, INTRADAY_CANDLE_COLUMNS, ids, source=source, what="intraday candles")
+    return upsert_frame(
+        session,
+        IntradayCandle.__table__,  # type: ignore[arg-type]
+        rows,
+        key=("instrument_id", "interval", "ts"),
+        compare=("open", "high", "low", "close", "volume", "traded_value", "source"),
+    )
+
+
+def latest_intraday_ts(
+    session: Session, instrument_ids: Sequence[int], interval: str
+) -> dict[int, dt.datetime]:
+    """The start of the latest stored ``interval`` bar per instrument (absent: none stored)."""
+    if not instrument_ids:
+        return {}
+    rows = session.execute(
+        select(IntradayCandle.instrument_id, func.max(IntradayCandle.ts))
+        .where(
+            IntradayCandle.interval == interval,
+            IntradayCandle.instrument_id.in_(list(instrument_ids)),
+        )
+        .group_by(IntradayCandle.instrument_id)
+    )
+    out: dict[int, dt.datetime] = {}
+    for ident, ts in rows:
+        out[int(ident)] = ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)
+    return out
+
+
+def oldest_latest_date(session: Session, model: Any, markets: Sequence[str]) -> dt.date | None:
+    """Among the listed instruments of ``markets`` that have rows in ``model`` (a table with
+    ``instrument_id`` and ``trade_date``), the oldest "latest stored date": where an
+    incremental run must resume so that every instrument catches up. ``None``: no rows."""
+    latest = (
+        select(model.instrument_id, func.max(model.trade_date).label("last"))
+        .join(Instrument, Instrument.id == model.instrument_id)
+        .where(Instrument.market.in_(list(markets)), Instrument.listing_status == "listed")
+        .group_by(model.instrument_id)
+        .subquery()
+    )
+    value = session.execute(select(func.min(latest.c.last))).scalar_one_or_none()
+    if value is None:
+        return None
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+def mark_delisted(session: Session, market: str, *, keep: Iterable[str]) -> int:
+    """Mark ``market``'s listed instruments whose tickers are not in ``keep`` as delisted;
+    return how many changed."""
+    kept = set(keep)
+    rows = session.execute(
+        select(Instrument.id, Instrument.ticker).where(
+            Instrument.market == market, Instrument.listing_status == "listed"
+        )
+    ).all()
+    gone = [ident for ident, ticker in rows if ticker not in kept]
+    if gone:
+        session.execute(
+            update(Instrument)
+            .where(Instrument.id.in_(gone))
+            .values(listing_status="delisted", updated_at=func.now())
+        )
+    return len(gone)
+
+
+def ensure_instruments(
+    session: Session, market: str, tickers: Iterable[str], *, source: str
+) -> dict[tuple[str, str], int]:
+    """Ids of ``(market, ticker)`` instruments, inserting the missing ones with the ticker as a
+    provisional name. Existing rows are left exactly as they are (a listing refresh owns
+    names and status)."""
+    wanted = sorted(set(tickers))
+    table = Instrument.__table__
+    rows = [
+        {"market": market, "ticker": t, "name": t, "currency": "KRW", "source": source}
+        for t in wanted
+    ]
+    if rows:
+        stmt = insert_for(session, table).on_conflict_do_nothing(  # type: ignore[arg-type]
+            index_elements=["market", "ticker"]
+        )
+        session.execute(stmt, rows)
+    return instrument_ids(session, ((market, t) for t in wanted))
 
 
 def record_rejections(

@@ -54,6 +54,15 @@ app.add_typer(db_app, name="db")
 app.add_typer(collect_app, name="collect")
 
 
+def _register_import() -> None:
+    from quantbeat.cli_import import import_app
+
+    app.add_typer(import_app, name="import")
+
+
+_register_import()
+
+
 def _parse_date(value: str | None, option: str) -> dt.date | None:
     from tasks._args import parse_date
 
@@ -108,6 +117,12 @@ def _print_report(report: Any) -> None:
     table.add_column(style="dim")
     table.add_column()
     table.add_row("trading day", report.trade_date.isoformat())
+    kind = (
+        "first run: a year of history"
+        if report.history
+        else ("the day asked for" if report.explicit else "since the last stored session")
+    )
+    table.add_row("sessions collected", f"{report.sessions} ({kind})")
     table.add_row(
         "source",
         "simulated market (generated data, not real prices)" if report.simulated else report.source,
@@ -311,6 +326,102 @@ def collect_flows(
 ) -> None:
     """Enqueue quantbeat.collect.investor_flows for a day (needs a running io worker)."""
     _send_and_report("quantbeat.collect.investor_flows", date, market, wait, timeout)
+
+
+@collect_app.command("backfill")
+def collect_backfill(
+    from_: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD)")],
+    to: Annotated[str, typer.Option("--to", help="Last day (YYYY-MM-DD)")],
+    market: Annotated[str | None, typer.Option(help="KOSPI or KOSDAQ; default both")] = None,
+    dataset: Annotated[str, typer.Option(help="candles, flows or both")] = "both",
+    chunk_sessions: Annotated[int, typer.Option(help="Sessions per task")] = 20,
+    wait: Annotated[bool, typer.Option(help="Wait and show progress")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait in all")] = 3600.0,
+) -> None:
+    """Fill history: one quantbeat.collect.daily_range task per chunk of KRX sessions."""
+    from rich.progress import Progress
+
+    from quantbeat.sources import krx_calendar
+    from tasks._args import parse_date, parse_krx_markets
+    from workers.app import app as celery_app
+
+    first, last = parse_date(from_, field="--from"), parse_date(to, field="--to")
+    if first > last:
+        raise ValidationError(f"--from {first} is after --to {last}", field="--from")
+    datasets = {"both": ["candles", "flows"], "candles": ["candles"], "flows": ["flows"]}.get(
+        dataset
+    )
+    if datasets is None:
+        raise ValidationError(
+            f"--dataset must be candles, flows or both, got {dataset!r}", field="--dataset"
+        )
+    if not 1 <= chunk_sessions <= 260:
+        raise ValidationError(
+            f"--chunk-sessions must be 1..260, got {chunk_sessions}", field="--chunk-sessions"
+        )
+    if market is not None:
+        market = parse_krx_markets(market, field="--market")[0].value
+    sessions = krx_calendar().sessions(first, last)
+    if not sessions:
+        console.print(f"no KRX sessions between {first} and {last}")
+        return
+    chunks = [sessions[i : i + chunk_sessions] for i in range(0, len(sessions), chunk_sessions)]
+    sent = [
+        (
+            ds,
+            celery_app.send_task(
+                "quantbeat.collect.daily_range",
+                kwargs={
+                    "start": c[0].isoformat(),
+                    "end": c[-1].isoformat(),
+                    "market": market,
+                    "dataset": ds,
+                },
+            ),
+        )
+        for ds in datasets
+        for c in chunks
+    ]
+    results = [r for _, r in sent]
+    console.print(
+        f"queued {len(results)} task(s): {len(sessions)} sessions {sessions[0]}..{sessions[-1]},"
+        f" datasets {', '.join(datasets)}"
+    )
+    if not wait:
+        return
+    import time
+
+    deadline = time.monotonic() + timeout
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task("backfilling", total=len(results))
+        while True:
+            done = sum(1 for r in results if r.ready())
+            progress.update(bar, completed=done)
+            if done == len(results):
+                break
+            if time.monotonic() > deadline:
+                raise TransientError(
+                    f"backfill: {len(results) - done} task(s) unfinished after {timeout:.0f} s; "
+                    "they keep running on the workers"
+                )
+            time.sleep(0.5)
+    totals: dict[str, dict[str, int]] = {ds: {} for ds in datasets}
+    failed = []
+    for ds, r in sent:
+        if not r.successful():
+            failed.append(r.id)
+            continue
+        summary = r.result
+        counts = {**(summary.get(ds) or {}), "rejected": summary.get("rejected") or 0}
+        for k, v in counts.items():
+            totals[ds][k] = totals[ds].get(k, 0) + int(v)
+    for ds, counts in totals.items():
+        console.print(f"{ds}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    if failed:
+        raise PermanentError(
+            f"{len(failed)} backfill task(s) failed (see quantbeat job history): "
+            + ", ".join(failed[:5])
+        )
 
 
 # --- entry point ------------------------------------------------------------------------------

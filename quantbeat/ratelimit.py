@@ -51,6 +51,11 @@ return tostring(wait)
 """
 
 
+class WaitTooLong(RateLimited):
+    """Our own limiter's queue is longer than ``max_wait``: retry later. (Unlike a provider's
+    429, this says nothing about the provider, so it must not start a shared cooldown.)"""
+
+
 class RateLimiter(Protocol):
     """What providers are given: ``acquire()`` before every call."""
 
@@ -109,7 +114,7 @@ class RedisRateLimiter:
         if wait > self.max_wait:
             cooling = self.cooldown_left()
             retry_after = cooling if cooling > 0 else wait
-            raise RateLimited(
+            raise WaitTooLong(
                 f"{self.name}: global rate limit of {self.rate:g}/s"
                 + (f", cooling down for {cooling:.1f} s" if cooling > 0 else ""),
                 retry_after=retry_after,
@@ -160,13 +165,13 @@ class LocalRateLimiter:
         with self._lock:
             now = self._clock()
             if self._cooldown_until > now:
-                raise RateLimited(
+                raise WaitTooLong(
                     f"{self.name}: cooling down", retry_after=self._cooldown_until - now
                 )
             start = max(now, self._next_free)
             wait = start - now
             if wait > self.max_wait:
-                raise RateLimited(f"{self.name}: rate limit {self.rate:g}/s", retry_after=wait)
+                raise WaitTooLong(f"{self.name}: rate limit {self.rate:g}/s", retry_after=wait)
             self._next_free = start + 1.0 / self.rate
         if wait > 0:
             self._sleep(wait)
@@ -174,3 +179,30 @@ class LocalRateLimiter:
     def cooldown(self, seconds: float) -> None:
         with self._lock:
             self._cooldown_until = max(self._cooldown_until, self._clock() + seconds)
+
+
+_limiters: dict[tuple[str, str, float, float], RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def limiter_for(
+    provider: str, *, redis_url: str, rates: dict[str, float], max_wait: float
+) -> RateLimiter | None:
+    """The process-wide limiter for ``provider`` (``None`` when it has no configured rate):
+    Redis-backed, or in-process when ``redis_url`` is ``memory://``."""
+    rate = rates.get(provider)
+    if rate is None:
+        return None
+    key = (provider, redis_url, rate, max_wait)
+    with _limiters_lock:
+        limiter = _limiters.get(key)
+        if limiter is None:
+            if redis_url.startswith("memory://"):
+                limiter = LocalRateLimiter(provider, rate, max_wait=max_wait)
+            else:
+                client: redis.Redis[bytes] = redis.Redis.from_url(
+                    redis_url, socket_timeout=5, socket_connect_timeout=5
+                )
+                limiter = RedisRateLimiter(client, provider, rate, max_wait=max_wait)
+            _limiters[key] = limiter
+    return limiter

@@ -44,6 +44,10 @@ class RunReport:
     flows: dict[str, int] = field(default_factory=dict)
     candle_rows_total: int = 0
     rejected: int = 0
+    history: bool = False
+    explicit: bool = False
+    sessions: int = 0
+    instrument_counts: dict[tuple[str, ...], int] = field(default_factory=dict)
     tasks: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -175,6 +179,7 @@ def _run(
         migrate.upgrade(settings.database_url)
 
     day = trade_date or latest_krx_session(settings)
+    first_run = _count_candles(settings.database_url) == 0
     t0 = time.perf_counter()
     report = RunReport(
         mode="distributed" if distributed else "embedded",
@@ -185,16 +190,27 @@ def _run(
         simulated=settings.market_source == "simulated",
     )
     with _maybe_worker(distributed):
-        results = _collect(app, day, market, timeout)
+        results = _collect(app, day, market, timeout, history=first_run, explicit=bool(trade_date))
     report.seconds = time.perf_counter() - t0
+    report.history = first_run
+    report.explicit = trade_date is not None
+    ranges: dict[tuple[Any, Any], int] = {}
     for name, summary in results:
         report.tasks.append({"task": name, **summary})
-        if name == "quantbeat.collect.daily_candles":
-            report.instruments += int(summary.get("instruments") or 0)
+        if "candles" in summary:  # one entry per distinct range of candle sessions
+            ranges[(summary.get("start"), summary.get("end"))] = int(summary.get("sessions") or 0)
+        if name.endswith("daily_candles") or (
+            name.endswith("daily_range") and summary.get("candles") is not None
+        ):
+            report.instrument_counts[tuple(summary.get("markets") or ())] = int(
+                summary.get("instruments") or 0
+            )
         report.rejected += int(summary.get("rejected") or 0)
         for key, target in (("candles", report.candles), ("flows", report.flows)):
             for k, v in (summary.get(key) or {}).items():
                 target[k] = target.get(k, 0) + int(v)
+    report.instruments = sum(report.instrument_counts.values())
+    report.sessions = sum(ranges.values())
     report.candle_rows_total = _count_candles(settings.database_url)
     return report
 
@@ -208,19 +224,59 @@ def _maybe_worker(distributed: bool) -> Iterator[None]:
         yield
 
 
+#: Sessions of history the first run collects: a year of KRX sessions, enough for 52-week
+#: highs/lows and relative strength over 252 sessions.
+HISTORY_SESSIONS = 260
+#: Sessions per history task.
+HISTORY_CHUNK = 65
+
+
 def _collect(
-    app: Any, day: dt.date, market: str | None, timeout: float
+    app: Any,
+    day: dt.date,
+    market: str | None,
+    timeout: float,
+    *,
+    history: bool,
+    explicit: bool,
 ) -> list[tuple[str, dict[str, Any]]]:
+    """Send the run's collection tasks and wait for them.
+
+    First run (empty database): :data:`HISTORY_SESSIONS` sessions up to ``day`` in
+    chunks of ``quantbeat.collect.daily_range``. Later runs: the day given (``explicit``),
+    or incrementally from the last stored session up to ``day``.
+    """
     from celery.exceptions import TimeoutError as CeleryTimeout
 
     from quant.market.types import KRX_MARKETS
+    from quantbeat.sources import krx_calendar
 
     markets = [market] if market else [m.value for m in KRX_MARKETS]
     pending = []
-    for name in ("quantbeat.collect.daily_candles", "quantbeat.collect.investor_flows"):
-        for m in markets:
-            result = app.send_task(name, kwargs={"trade_date": day.isoformat(), "market": m})
-            pending.append((name, result))
+    if history:
+        calendar = krx_calendar()
+        sessions = calendar.sessions(day - dt.timedelta(days=HISTORY_SESSIONS * 2), day)
+        sessions = sessions[-HISTORY_SESSIONS:]
+        chunks = [sessions[i : i + HISTORY_CHUNK] for i in range(0, len(sessions), HISTORY_CHUNK)]
+        for dataset in ("candles", "flows"):
+            for chunk in chunks:
+                kwargs = {
+                    "start": chunk[0].isoformat(),
+                    "end": chunk[-1].isoformat(),
+                    "market": market,
+                    "dataset": dataset,
+                }
+                name = "quantbeat.collect.daily_range"
+                pending.append((name, app.send_task(name, kwargs=kwargs)))
+    else:
+        for name in ("quantbeat.collect.daily_candles", "quantbeat.collect.investor_flows"):
+            for m in markets:
+                kwargs = (
+                    {"trade_date": day.isoformat(), "market": m}
+                    if explicit
+                    else {"until": day.isoformat(), "market": m}
+                )
+                pending.append((name, app.send_task(name, kwargs=kwargs)))
     out: list[tuple[str, dict[str, Any]]] = []
     deadline = time.monotonic() + timeout
     for name, result in pending:

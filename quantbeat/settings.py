@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     result_backend: str = "redis://127.0.0.1:6379/1"
     result_expires: int = Field(default=86_400, ge=60)
 
+    # Redis for shared state other than the broker: global rate limits, cooldowns, caches.
+    # "memory://" keeps them in-process (the embedded run).
+    redis_url: str = "redis://127.0.0.1:6379/2"
+
     # --- reliability ------------------------------------------------------------------------
     # Redis emulates acks: an unacked message is handed out again after this many seconds, so
     # it must exceed the longest hard time limit plus the longest retry delay (checked below).
@@ -78,6 +82,19 @@ class Settings(BaseSettings):
     sim_universe_size: int = Field(default=2_500, ge=1, le=20_000)
     # Fault injection for tests and drills: this fraction of simulated rows is corrupted.
     sim_corrupt_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    # Crypto: "simulated" or "upbit"; tickers to collect (empty: every KRW market listed).
+    crypto_source: Literal["simulated", "upbit"] = "simulated"
+    crypto_tickers: list[str] = Field(default_factory=list)
+    # How far back an incremental crypto run looks when nothing is stored yet, in hours.
+    crypto_lookback_hours: int = Field(default=48, ge=1)
+    upbit_base_url: str = "https://api.upbit.com"
+    # Global request rates per provider (requests per second, across all workers and hosts),
+    # and how long a task may wait for its turn before a Celery retry takes over (seconds).
+    provider_rates: dict[str, float] = Field(
+        default_factory=lambda: {"krx": 1.0, "upbit": 8.0, "yfinance": 1.0}
+    )
+    rate_limit_max_wait: float = Field(default=10.0, ge=0)
 
     # --- credentials and external services --------------------------------------------------
     krx_id: str | None = None

@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import threading
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from quant.calendar import (
@@ -24,6 +25,7 @@ from quant.errors import ConfigError
 from quant.market.base import MarketDataSource
 from quant.market.faults import CorruptingSource
 from quant.market.simulated import SimulatedMarket
+from quantbeat.ratelimit import RateLimiter, limiter_for
 from quantbeat.settings import Settings, get_settings
 
 _lock = threading.Lock()
@@ -62,12 +64,22 @@ def market_source(settings: Settings) -> MarketDataSource:
 KRX_CALENDAR_SPAN = (dt.date(2000, 1, 3), dt.date(2040, 12, 31))
 
 
+_calendar_lock = threading.Lock()
+
+
 @functools.cache
 def krx_calendar() -> TradingCalendar:
     """The KRX trading calendar: exchange_calendars' XKRX sessions for
     :data:`KRX_CALENDAR_SPAN`, cached as JSON under ``QUANTBEAT_DATA_DIR/cache`` (building it
     takes several seconds; reading the cache takes milliseconds). The cache is keyed by the
     exchange_calendars version, so an upgrade with new holidays rebuilds it."""
+    # functools.cache does not stop concurrent first calls from each building (several
+    # seconds each); the lock makes the others wait for the first.
+    with _calendar_lock:
+        return _load_krx_calendar()
+
+
+def _load_krx_calendar() -> TradingCalendar:
     import exchange_calendars
 
     first, last = KRX_CALENDAR_SPAN
@@ -95,3 +107,53 @@ def latest_krx_session(settings: Settings, now: dt.datetime | None = None) -> dt
     ``QUANTBEAT_TIMEZONE``): what "today's data" means for collection and the main job."""
     moment = now or dt.datetime.now(ZoneInfo(settings.timezone))
     return latest_closed_session(krx_calendar(), moment)
+
+
+_crypto: dict[tuple[str, str, int, tuple[str, ...]], Any] = {}
+
+
+def crypto_source(settings: Settings) -> Any:
+    """The process-wide crypto source (a :class:`~quant.market.base.MarketDataSource` that is
+    also an :class:`~quant.market.base.IntradaySource`): Upbit behind the global rate limiter,
+    or the simulated crypto market.
+
+    Raises:
+        quant.errors.ConfigError: the configured source is unknown.
+    """
+    key = (
+        settings.crypto_source,
+        settings.upbit_base_url,
+        settings.sim_seed,
+        tuple(settings.crypto_tickers),
+    )
+    with _lock:
+        source = _crypto.get(key)
+        if source is None:
+            if settings.crypto_source == "upbit":
+                from quant.market.upbit import UpbitSource
+
+                limiter = upbit_limiter(settings)
+                source = UpbitSource(
+                    base_url=settings.upbit_base_url,
+                    acquire=limiter.acquire if limiter is not None else None,
+                )
+            elif settings.crypto_source == "simulated":
+                from quant.market.simulated_crypto import SimulatedCrypto
+
+                source = SimulatedCrypto(
+                    seed=settings.sim_seed, tickers=settings.crypto_tickers or None
+                )
+            else:
+                raise ConfigError(f"unknown QUANTBEAT_CRYPTO_SOURCE={settings.crypto_source!r}")
+            _crypto[key] = source
+    return source
+
+
+def upbit_limiter(settings: Settings) -> RateLimiter | None:
+    """The global limiter for Upbit requests (``None`` if no rate is configured)."""
+    return limiter_for(
+        "upbit",
+        redis_url=settings.redis_url,
+        rates=settings.provider_rates,
+        max_wait=settings.rate_limit_max_wait,
+    )

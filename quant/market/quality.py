@@ -20,7 +20,11 @@ import numpy as np
 import pandas as pd
 
 from quant.errors import ValidationError
-from quant.market.types import DAILY_CANDLE_COLUMNS, INVESTOR_FLOW_COLUMNS
+from quant.market.types import (
+    DAILY_CANDLE_COLUMNS,
+    INTRADAY_CANDLE_COLUMNS,
+    INVESTOR_FLOW_COLUMNS,
+)
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 
@@ -73,17 +77,23 @@ def _split(
     dataset: str,
     checks: list[tuple[str, pd.Series, str]],
     known: Collection[tuple[str, str]] | None,
+    key: Sequence[str] = ("trade_date",),
 ) -> tuple[pd.DataFrame, list[Rejection]]:
     """Apply ``checks`` — (reason, bad-row mask, detail template) in priority order — and
-    return the rows that pass plus one rejection per failing row (its first reason)."""
+    return the rows that pass plus one rejection per failing row (its first reason).
+
+    A row is identified by market, ticker and the ``key`` columns; templates may use any
+    column and ``{when}`` (the ``key`` values)."""
     frame = frame.reset_index(drop=True)
     reason = pd.Series([""] * len(frame), index=frame.index, dtype=object)
     detail = reason.copy()
 
     key_missing = frame["ticker"].isna() | (frame["ticker"].astype(str).str.strip() == "")
-    key_missing |= frame["market"].isna() | frame["trade_date"].isna()
+    key_missing |= frame["market"].isna()
+    for col in key:
+        key_missing |= frame[col].isna()
     all_checks: list[tuple[str, pd.Series, str]] = [
-        ("missing_key", key_missing, "market, ticker or trade_date is missing"),
+        ("missing_key", key_missing, f"market, ticker or {'/'.join(key)} is missing"),
     ]
     if known is not None:
         pairs = list(zip(frame["market"].astype(str), frame["ticker"].astype(str), strict=True))
@@ -91,8 +101,8 @@ def _split(
         all_checks.append(
             ("unknown_instrument", unknown & ~key_missing, "{market}:{ticker} is not listed")
         )
-    duplicate = frame.duplicated(subset=["market", "ticker", "trade_date"], keep="first")
-    all_checks.append(("duplicate_row", duplicate, "a second row for {ticker} on {trade_date}"))
+    duplicate = frame.duplicated(subset=["market", "ticker", *key], keep="first")
+    all_checks.append(("duplicate_row", duplicate, "a second row for {ticker} at {when}"))
     all_checks.extend(checks)
 
     for code, mask, template in all_checks:
@@ -101,8 +111,9 @@ def _split(
             continue
         reason[hit] = code
         for i in frame.index[hit]:
-            row = {c: frame.at[i, c] for c in columns}
-            detail[i] = template.format(**{k: _json_safe(v) for k, v in row.items()})
+            row = {c: _json_safe(frame.at[i, c]) for c in columns}
+            when = " ".join(str(row[k]) for k in key)
+            detail[i] = template.format(when=when, **row)
 
     bad = reason != ""
     rejections = [
@@ -110,7 +121,7 @@ def _split(
             dataset=dataset,
             market=str(frame.at[i, "market"]),
             ticker=str(frame.at[i, "ticker"]),
-            trade_date=_as_date(frame.at[i, "trade_date"]),
+            trade_date=_as_date(frame.at[i, key[-1]]),
             reason=str(reason[i]),
             detail=str(detail[i]),
             values={c: _json_safe(frame.at[i, c]) for c in columns},
@@ -132,41 +143,67 @@ def check_daily_candles(
     """
     _require_columns(frame, DAILY_CANDLE_COLUMNS, "daily candles")
     frame = frame.reset_index(drop=True)
+    checks = _candle_checks(frame)
+    return _split(frame, DAILY_CANDLE_COLUMNS, "daily_candles", checks, known)
+
+
+def check_intraday_candles(
+    frame: pd.DataFrame, known: Collection[tuple[str, str]] | None = None
+) -> tuple[pd.DataFrame, list[Rejection]]:
+    """Split an intraday-candle frame (:data:`INTRADAY_CANDLE_COLUMNS`) like
+    :func:`check_daily_candles`; a row is identified by market, ticker, interval and ``ts``.
+
+    Raises:
+        quant.errors.ValidationError: the frame lacks a required column.
+    """
+    _require_columns(frame, INTRADAY_CANDLE_COLUMNS, "intraday candles")
+    frame = frame.reset_index(drop=True)
+    return _split(
+        frame,
+        INTRADAY_CANDLE_COLUMNS,
+        "intraday_candles",
+        _candle_checks(frame),
+        known,
+        key=("interval", "ts"),
+    )
+
+
+def _candle_checks(frame: pd.DataFrame) -> list[tuple[str, pd.Series, str]]:
+    """The value checks every OHLCV bar must pass, in priority order."""
     numbers = frame[[*PRICE_COLUMNS, "volume", "traded_value"]].apply(
         pd.to_numeric, errors="coerce"
     )
     finite = np.isfinite(numbers.to_numpy(dtype=float)).all(axis=1)
     o, h, lo, c = (numbers[col] for col in PRICE_COLUMNS)
-    checks: list[tuple[str, pd.Series, str]] = [
+    return [
         (
             "non_finite",
             pd.Series(~finite, index=frame.index),
-            "a price or volume of {ticker} on {trade_date} is not a finite number",
+            "a price or volume of {ticker} at {when} is not a finite number",
         ),
         (
             "non_positive_price",
             (numbers[list(PRICE_COLUMNS)] <= 0).any(axis=1),
-            "{ticker} on {trade_date}: prices must be > 0 (open {open}, high {high}, "
+            "{ticker} at {when}: prices must be > 0 (open {open}, high {high}, "
             "low {low}, close {close})",
         ),
-        ("high_below_low", h < lo, "{ticker} on {trade_date}: high {high} < low {low}"),
+        ("high_below_low", h < lo, "{ticker} at {when}: high {high} < low {low}"),
         (
             "open_outside_range",
             (o < lo) | (o > h),
-            "{ticker} on {trade_date}: open {open} outside [low {low}, high {high}]",
+            "{ticker} at {when}: open {open} outside [low {low}, high {high}]",
         ),
         (
             "close_outside_range",
             (c < lo) | (c > h),
-            "{ticker} on {trade_date}: close {close} outside [low {low}, high {high}]",
+            "{ticker} at {when}: close {close} outside [low {low}, high {high}]",
         ),
         (
             "negative_volume",
             (numbers["volume"] < 0) | (numbers["traded_value"] < 0),
-            "{ticker} on {trade_date}: volume {volume} / traded value {traded_value} < 0",
+            "{ticker} at {when}: volume {volume} / traded value {traded_value} < 0",
         ),
     ]
-    return _split(frame, DAILY_CANDLE_COLUMNS, "daily_candles", checks, known)
 
 
 def check_investor_flows(
@@ -189,12 +226,12 @@ def check_investor_flows(
         (
             "non_finite",
             pd.Series(~finite, index=frame.index),
-            "a net-buying figure of {ticker} on {trade_date} is not a finite number",
+            "a net-buying figure of {ticker} at {when} is not a finite number",
         ),
         (
             "non_integer",
             pd.Series(~whole, index=frame.index),
-            "{ticker} on {trade_date}: net buying must be whole shares and won",
+            "{ticker} at {when}: net buying must be whole shares and won",
         ),
     ]
     good, rejections = _split(frame, INVESTOR_FLOW_COLUMNS, "investor_flows", checks, known)

@@ -20,26 +20,30 @@ def run_quantbeat(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_run_collects_a_simulated_day_for_the_whole_universe_once(tmp_path: Path):
+def test_first_run_collects_a_year_then_later_runs_change_nothing(tmp_path: Path):
     first = run_quantbeat(tmp_path, "--date", "2026-11-20")
     assert first.returncode == 0, first.stderr[-3000:]
     out = first.stdout
     assert "SIMULATED" in out
     assert "embedded mode" in out
-    assert "new 2,500" in out  # the default universe
+    assert "260 (first run: a year of history)" in out
+    assert "new 650,000" in out  # 2,500 instruments x 260 sessions
     assert (tmp_path / "var" / "quantbeat.sqlite").exists()
 
     again = run_quantbeat(tmp_path, "--date", "2026-11-20")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "new 0, changed 0, unchanged 2,500" in again.stdout
     (line,) = [ln for ln in again.stdout.splitlines() if "candles in database" in ln]
-    assert line.split()[-1] == "2,500"
+    assert line.split()[-1] == "650,000"
 
 
-def test_a_weekend_has_no_session(tmp_path: Path):
-    done = run_quantbeat(tmp_path, "--date", "2026-11-22")
+def test_a_holiday_has_no_session(tmp_path: Path):
+    # Chuseok 2026: the first run still builds the year of history up to the holiday.
+    done = run_quantbeat(tmp_path, "--date", "2026-09-25")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "no KRX session" in done.stdout
+    again = run_quantbeat(tmp_path, "--date", "2026-09-25")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "no KRX session" in again.stdout
 
 
 def test_bad_date_is_one_line_and_exit_2(tmp_path: Path):

@@ -108,5 +108,6 @@ def test_run_distributed_uses_the_running_workers(worker, clean_db):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "distributed mode" in done.stdout
     assert "postgresql+psycopg://postgres@" in done.stdout  # the stack's database, not SQLite
-    universe = os.environ["QUANTBEAT_SIM_UNIVERSE_SIZE"]
-    assert f"new {int(universe):,}" in done.stdout
+    universe = int(os.environ["QUANTBEAT_SIM_UNIVERSE_SIZE"])
+    assert "first run: a year of history" in done.stdout  # the database was empty
+    assert f"new {260 * universe:,}" in done.stdout
