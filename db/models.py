@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Double,
@@ -115,7 +116,10 @@ class IntradayCandle(OhlcvMixin, TimestampMixin, Base):
 
 
 class InvestorFlow(TimestampMixin, Base):
-    """Net buying per investor group for one instrument and day, in shares and in KRW."""
+    """Net buying per investor group for one instrument and day, in shares and in KRW.
+
+    Providers give all six figures; a migrated legacy file may hold one unit only, and the
+    figures it lacks stay NULL (unknown) rather than being invented."""
 
     __tablename__ = "investor_flows"
     __table_args__ = (
@@ -126,12 +130,12 @@ class InvestorFlow(TimestampMixin, Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id", ondelete="CASCADE"))
     trade_date: Mapped[dt.date] = mapped_column(Date)
-    foreign_net_shares: Mapped[int] = mapped_column(BigInteger)
-    institution_net_shares: Mapped[int] = mapped_column(BigInteger)
-    individual_net_shares: Mapped[int] = mapped_column(BigInteger)
-    foreign_net_krw: Mapped[int] = mapped_column(BigInteger)
-    institution_net_krw: Mapped[int] = mapped_column(BigInteger)
-    individual_net_krw: Mapped[int] = mapped_column(BigInteger)
+    foreign_net_shares: Mapped[int | None] = mapped_column(BigInteger)
+    institution_net_shares: Mapped[int | None] = mapped_column(BigInteger)
+    individual_net_shares: Mapped[int | None] = mapped_column(BigInteger)
+    foreign_net_krw: Mapped[int | None] = mapped_column(BigInteger)
+    institution_net_krw: Mapped[int | None] = mapped_column(BigInteger)
+    individual_net_krw: Mapped[int | None] = mapped_column(BigInteger)
     source: Mapped[str] = mapped_column(String(32))
 
 
@@ -230,3 +234,73 @@ class DataRejection(TimestampMixin, Base):
     occurrences: Mapped[int] = mapped_column(Integer, default=1)
     first_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+#: JSON where Python ``None`` is SQL ``NULL`` (not the JSON ``null``), on every dialect.
+NullableJSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+#: States of an :class:`ImportRun`.
+IMPORT_RUN_STATES: tuple[str, ...] = ("running", "succeeded", "failed")
+
+
+class ImportRun(TimestampMixin, Base):
+    """One run of ``quantbeat import csv``: which file, what it held, and what became of its rows.
+
+    Not unique per file: every import is a run (the imported data itself is idempotent).
+    ``rows_read = inserted + updated + unchanged + rejected`` holds for every finished run (the
+    importer checks it); ``blank_lines`` are not rows. ``kind``, ``encoding`` and
+    ``file_sha256`` are ``None`` when the file could not be read that far. ``status`` is one of
+    :data:`IMPORT_RUN_STATES`; ``error`` says why a run failed. A dry run (``dry_run``) rolled
+    back every write except this row.
+    """
+
+    __tablename__ = "import_runs"
+    __table_args__ = (Index("ix_import_runs_started_at", "started_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str | None] = mapped_column(String(32))
+    file_sha256: Mapped[str | None] = mapped_column(String(64))
+    encoding: Mapped[str | None] = mapped_column(String(32))
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    rows_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    inserted: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated: Mapped[int] = mapped_column(BigInteger, default=0)
+    unchanged: Mapped[int] = mapped_column(BigInteger, default=0)
+    rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    blank_lines: Mapped[int] = mapped_column(BigInteger, default=0)
+    reject_file: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[Any] = mapped_column(JSONType)
+
+
+class Signal(TimestampMixin, Base):
+    """A trading signal: one per trading date, strategy and instrument.
+
+    ``score`` is in the strategy's points, ``entry_price`` in the instrument's currency per
+    share; ``reasons`` (a JSON list of sentences) and ``inputs`` (a JSON object of the values
+    used) are ``NULL`` when unknown. ``source`` says where the row came from (``csv_import``
+    for signals migrated from the earlier system, whose rows without a strategy get
+    ``legacy``).
+    """
+
+    __tablename__ = "signals"
+    __table_args__ = (
+        UniqueConstraint("trade_date", "strategy", "instrument_id"),
+        Index("ix_signals_trade_date", "trade_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    trade_date: Mapped[dt.date] = mapped_column(Date)
+    strategy: Mapped[str] = mapped_column(String(32))
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id", ondelete="CASCADE"))
+    score: Mapped[float | None] = mapped_column(Double)
+    grade: Mapped[str | None] = mapped_column(String(8))
+    entry_price: Mapped[float | None] = mapped_column(Double)
+    status: Mapped[str | None] = mapped_column(String(32))
+    reasons: Mapped[Any | None] = mapped_column(NullableJSONType)
+    inputs: Mapped[Any | None] = mapped_column(NullableJSONType)
+    source: Mapped[str] = mapped_column(String(32))
