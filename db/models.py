@@ -100,6 +100,10 @@ class DailyCandle(OhlcvMixin, TimestampMixin, Base):
     instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id", ondelete="CASCADE"))
     trade_date: Mapped[dt.date] = mapped_column(Date)
 
+    #: Comma-separated doubts about an otherwise valid bar (``zero_volume``, ``limit_move``;
+    #: see quant.market.quality.flag_daily_candles); NULL for a clean bar.
+    quality_flags: Mapped[str | None] = mapped_column(String(64))
+
     instrument: Mapped[Instrument] = relationship(back_populates="daily_candles")
 
 

@@ -20,13 +20,15 @@ from sqlalchemy.orm import Session
 from db.bulk import copy_upsert, sqlite_upsert
 from db.models import DailyCandle, DataRejection, Instrument, IntradayCandle, InvestorFlow
 from quant.errors import ValidationError
-from quant.market.quality import Rejection
+from quant.market.quality import KRX_DAILY_LIMIT, Rejection, flag_daily_candles
 from quant.market.types import (
     DAILY_CANDLE_COLUMNS,
     INTRADAY_CANDLE_COLUMNS,
     INVESTOR_FLOW_COLUMNS,
 )
 from quant.market.types import Instrument as InstrumentRecord
+
+KRX_MARKET_NAMES = frozenset({"KOSPI", "KOSDAQ", "KONEX"})
 
 #: Rows per INSERT statement: below SQLite's and PostgreSQL's bound-parameter limits.
 BATCH_ROWS = 1_000
@@ -237,15 +239,57 @@ def upsert_daily_candles(
     *,
     source: str,
 ) -> UpsertCounts:
-    """Upsert a frame with :data:`DAILY_CANDLE_COLUMNS` by (instrument, trade date)."""
+    """Upsert a frame with :data:`DAILY_CANDLE_COLUMNS` by (instrument, trade date), with
+    quality flags (zero volume, a move beyond the KRX limit — judged against the stored
+    previous close for each ticker's first row) so doubtful bars are never stored as clean."""
     rows = _with_ids(frame, DAILY_CANDLE_COLUMNS, ids, source=source, what="daily candles")
+    if not frame.empty:
+        previous = previous_closes(session, ids, min(frame["trade_date"]))
+        limit = KRX_DAILY_LIMIT if set(frame["market"]) <= KRX_MARKET_NAMES else None
+        rows["quality_flags"] = flag_daily_candles(
+            frame.reset_index(drop=True), previous, limit=limit
+        ).to_numpy()
+    else:
+        rows["quality_flags"] = pd.Series(dtype=object)
     return upsert_frame(
         session,
         DailyCandle.__table__,  # type: ignore[arg-type]
         rows,
         key=("instrument_id", "trade_date"),
-        compare=("open", "high", "low", "close", "volume", "traded_value", "source"),
+        compare=(
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "traded_value",
+            "source",
+            "quality_flags",
+        ),
     )
+
+
+def previous_closes(
+    session: Session, ids: Mapping[tuple[str, str], int], before: dt.date
+) -> dict[tuple[str, str], float]:
+    """The latest stored close strictly before ``before`` per (market, ticker) in ``ids``."""
+    if not ids:
+        return {}
+    by_id = {ident: key for key, ident in ids.items()}
+    last = (
+        select(DailyCandle.instrument_id, func.max(DailyCandle.trade_date).label("day"))
+        .where(DailyCandle.trade_date < before, DailyCandle.instrument_id.in_(list(by_id)))
+        .group_by(DailyCandle.instrument_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(DailyCandle.instrument_id, DailyCandle.close).join(
+            last,
+            (DailyCandle.instrument_id == last.c.instrument_id)
+            & (DailyCandle.trade_date == last.c.day),
+        )
+    )
+    return {by_id[int(ident)]: float(close) for ident, close in rows}
 
 
 def upsert_investor_flows(
@@ -404,3 +448,32 @@ def record_rejections(
     )
     session.execute(stmt, list(merged.values()))
     return len(rows)
+
+
+def stored_dates(
+    session: Session, model: Any, markets: Sequence[str], start: dt.date, end: dt.date
+) -> dict[tuple[str, str], list[dt.date]]:
+    """Per listed instrument of ``markets``: the dates in ``[start, end]`` that ``model`` (a
+    table with ``instrument_id`` and ``trade_date``) has rows for (an empty list for none)."""
+    out: dict[tuple[str, str], list[dt.date]] = {
+        (m, t): []
+        for m, t in session.execute(
+            select(Instrument.market, Instrument.ticker).where(
+                Instrument.market.in_(list(markets)), Instrument.listing_status == "listed"
+            )
+        )
+    }
+    rows = session.execute(
+        select(Instrument.market, Instrument.ticker, model.trade_date)
+        .join(Instrument, Instrument.id == model.instrument_id)
+        .where(
+            Instrument.market.in_(list(markets)),
+            Instrument.listing_status == "listed",
+            model.trade_date.between(start, end),
+        )
+    )
+    for market, ticker, day in rows:
+        out[(market, ticker)].append(
+            day if isinstance(day, dt.date) else dt.date.fromisoformat(str(day))
+        )
+    return out

@@ -50,8 +50,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 collect_app = typer.Typer(help="Market-data collection.", no_args_is_help=True)
+data_app = typer.Typer(help="Data quality: gaps.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(collect_app, name="collect")
+app.add_typer(data_app, name="data")
 
 
 def _register_import() -> None:
@@ -422,6 +424,81 @@ def collect_backfill(
             f"{len(failed)} backfill task(s) failed (see quantbeat job history): "
             + ", ".join(failed[:5])
         )
+
+
+@data_app.command("gaps")
+def data_gaps(
+    dataset: Annotated[str, typer.Option(help="candles or flows")] = "candles",
+    market: Annotated[str | None, typer.Option(help="KOSPI or KOSDAQ; default both")] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="Window start; default 260 sessions back")
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Window end; default latest closed")
+    ] = None,
+    backfill: Annotated[
+        bool, typer.Option("--backfill", help="Queue daily_range tasks that fill the gaps")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="Gaps to list")] = 30,
+) -> None:
+    """Report sessions missing per instrument (listed instruments, KRX sessions) and
+    optionally queue the backfill that fills them."""
+    from db.engine import session_scope
+    from db.models import DailyCandle, InvestorFlow
+    from db.store import stored_dates
+    from quant.market.gaps import covering_ranges, find_gaps
+    from quantbeat.settings import get_settings
+    from quantbeat.sources import krx_calendar, latest_krx_session
+    from tasks._args import parse_date, parse_krx_markets
+
+    models = {"candles": DailyCandle, "flows": InvestorFlow}
+    if dataset not in models:
+        raise ValidationError(f"--dataset must be candles or flows, got {dataset!r}")
+    markets = [m.value for m in parse_krx_markets(market, field="--market")]
+    calendar = krx_calendar()
+    end = parse_date(to, field="--to") if to else latest_krx_session(get_settings())
+    if from_:
+        start = parse_date(from_, field="--from")
+    else:
+        start = calendar.sessions(end - dt.timedelta(days=520), end)[-260]
+    sessions = calendar.sessions(start, end)
+    with session_scope() as session:
+        stored = stored_dates(session, models[dataset], markets, start, end)
+    gaps = find_gaps(stored, sessions)
+    missing = sum(g.sessions for g in gaps)
+    console.print(
+        f"{dataset} {start}..{end} ({len(sessions)} KRX sessions), {len(stored):,} listed "
+        f"instruments: {len(gaps):,} gap(s), {missing:,} missing instrument-sessions",
+        soft_wrap=True,
+    )
+    if gaps:
+        table = Table("market", "ticker", "first missing", "last missing", "sessions")
+        for g in gaps[:limit]:
+            table.add_row(
+                g.market, g.ticker, g.first.isoformat(), g.last.isoformat(), str(g.sessions)
+            )
+        console.print(table)
+        if len(gaps) > limit:
+            console.print(f"… and {len(gaps) - limit:,} more (--limit)")
+    if backfill and gaps:
+        from workers.app import app as celery_app
+
+        queued = 0
+        for first, last in covering_ranges(gaps, sessions):
+            span = calendar.sessions(first, last)
+            for i in range(0, len(span), 20):
+                chunk = span[i : i + 20]
+                celery_app.send_task(
+                    "quantbeat.collect.daily_range",
+                    kwargs={
+                        "start": chunk[0].isoformat(),
+                        "end": chunk[-1].isoformat(),
+                        "market": market,
+                        "dataset": dataset,
+                    },
+                )
+                queued += 1
+        console.print(f"queued {queued} quantbeat.collect.daily_range task(s)", soft_wrap=True)
 
 
 # --- entry point ------------------------------------------------------------------------------

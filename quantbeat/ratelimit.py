@@ -80,7 +80,7 @@ class RedisRateLimiter:
 
     def __init__(
         self,
-        client: redis.Redis[bytes],
+        client: redis.Redis,
         name: str,
         rate: float,
         *,
@@ -200,7 +200,7 @@ def limiter_for(
             if redis_url.startswith("memory://"):
                 limiter = LocalRateLimiter(provider, rate, max_wait=max_wait)
             else:
-                client: redis.Redis[bytes] = redis.Redis.from_url(
+                client: redis.Redis = redis.Redis.from_url(
                     redis_url, socket_timeout=5, socket_connect_timeout=5
                 )
                 limiter = RedisRateLimiter(client, provider, rate, max_wait=max_wait)

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     # --- market data ------------------------------------------------------------------------
-    market_source: Literal["simulated"] = "simulated"
+    market_source: Literal["simulated", "krx"] = "simulated"
     sim_seed: int = Field(default=42, ge=0)
     sim_universe_size: int = Field(default=2_500, ge=1, le=20_000)
     # Fault injection for tests and drills: this fraction of simulated rows is corrupted.

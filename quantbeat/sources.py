@@ -47,6 +47,9 @@ def market_source(settings: Settings) -> MarketDataSource:
     with _lock:
         source = _sources.get(key)
         if source is None:
+            if settings.market_source == "krx":
+                _sources[key] = source = _krx_source(settings)
+                return source
             if settings.market_source != "simulated":
                 raise ConfigError(f"unknown QUANTBEAT_MARKET_SOURCE={settings.market_source!r}")
             source = SimulatedMarket(
@@ -146,6 +149,34 @@ def crypto_source(settings: Settings) -> Any:
             else:
                 raise ConfigError(f"unknown QUANTBEAT_CRYPTO_SOURCE={settings.crypto_source!r}")
             _crypto[key] = source
+    return source
+
+
+def _krx_source(settings: Settings) -> MarketDataSource:
+    """KRX through pykrx, paced by the global ``krx`` rate (on top of pykrx's own >= 1 s).
+
+    Raises:
+        quant.errors.ConfigError: QUANTBEAT_KRX_ID / QUANTBEAT_KRX_PW are not set.
+    """
+    from quant.market.krx import KrxSource
+
+    if not settings.krx_id or settings.krx_pw is None:
+        raise ConfigError(
+            "QUANTBEAT_MARKET_SOURCE=krx needs QUANTBEAT_KRX_ID and QUANTBEAT_KRX_PW "
+            "(data.krx.co.kr requires a login since 2025-12-27)"
+        )
+    limiter = limiter_for(
+        "krx",
+        redis_url=settings.redis_url,
+        rates=settings.provider_rates,
+        max_wait=settings.rate_limit_max_wait,
+    )
+    source: MarketDataSource = KrxSource(
+        settings.krx_id,
+        settings.krx_pw.get_secret_value(),
+        calendar=krx_calendar(),
+        acquire=limiter.acquire if limiter is not None else None,
+    )
     return source
 
 

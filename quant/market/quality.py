@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,3 +237,46 @@ def check_investor_flows(
     good, rejections = _split(frame, INVESTOR_FLOW_COLUMNS, "investor_flows", checks, known)
     good[value_cols] = good[value_cols].astype("int64")
     return good, rejections
+
+
+#: KRX's daily price limit: a close more than 30 % away from the previous close cannot be a
+#: real KRX bar (tiny slack for float rounding only).
+KRX_DAILY_LIMIT = 0.30
+
+
+def flag_daily_candles(
+    frame: pd.DataFrame,
+    previous_close: Mapping[tuple[str, str], float] | None = None,
+    *,
+    limit: float | None = KRX_DAILY_LIMIT,
+) -> pd.Series:
+    """Quality flags for bars that passed :func:`check_daily_candles` but look wrong:
+
+    * ``zero_volume`` — no shares traded on a session (a halt, or missing data);
+    * ``limit_move`` — the close moved more than ``limit`` from the previous close (``None``
+      disables it, e.g. for crypto, which has no limit).
+
+    The previous close of a ticker's first row in ``frame`` comes from ``previous_close``
+    (keyed by (market, ticker)); later rows use the row before. Returns a Series aligned with
+    ``frame``: comma-separated flags, or ``None`` for a clean bar.
+    """
+    if frame.empty:
+        return pd.Series([], dtype=object)
+    ordered = frame.sort_values(["market", "ticker", "trade_date"])
+    zero = ordered["volume"].to_numpy() == 0
+    beyond = np.zeros(len(ordered), dtype=bool)
+    if limit is not None:
+        prev = ordered.groupby(["market", "ticker"], sort=False)["close"].shift(1)
+        if previous_close:
+            firsts = prev.isna()
+            keys = zip(ordered.loc[firsts, "market"], ordered.loc[firsts, "ticker"], strict=True)
+            prev.loc[firsts] = [previous_close.get((m, t), np.nan) for m, t in keys]
+        move = np.abs(ordered["close"].to_numpy(dtype=float) / prev.to_numpy(dtype=float) - 1.0)
+        beyond = np.nan_to_num(move, nan=0.0) > limit + 1e-9
+    labels = np.where(
+        zero & beyond,
+        "zero_volume,limit_move",
+        np.where(zero, "zero_volume", np.where(beyond, "limit_move", "")),
+    )
+    flags = pd.Series(labels, index=ordered.index, dtype=object).reindex(frame.index)
+    return flags.where(flags != "", None)

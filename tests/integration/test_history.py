@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 
 from db.engine import session_scope
 from db.models import DailyCandle, Instrument
@@ -132,3 +132,98 @@ def test_universe_refresh_lists_and_delists(celery_app, clean_db):
         ).scalar_one()
     assert status == "delisted"
     assert listed == get_settings().sim_universe_size
+
+
+def test_doubtful_bars_are_stored_flagged(celery_app, clean_db):
+    celery_app.send_task(
+        "quantbeat.collect.daily_range",
+        kwargs={"start": "2026-06-01", "end": "2026-11-19", "market": "KOSPI"},
+    ).get(timeout=120)
+    with session_scope() as session:
+        rows = session.execute(select(DailyCandle.volume, DailyCandle.quality_flags)).all()
+        # A stored close far below the truth makes the next real bar look like a +100 % move.
+        target = session.execute(select(Instrument.id).limit(1)).scalar_one()
+        session.execute(
+            update(DailyCandle)
+            .where(DailyCandle.instrument_id == target, DailyCandle.trade_date == D(2026, 11, 19))
+            .values(close=DailyCandle.close / 2)
+        )
+    assert any(v == 0 for v, _ in rows)  # the simulated market halts now and then
+    for volume, flags in rows:
+        assert ("zero_volume" in (flags or "")) == (volume == 0)
+        assert "limit_move" not in (flags or "")  # the simulated market respects the limit
+    celery_app.send_task(
+        "quantbeat.collect.daily_candles", kwargs={"trade_date": "2026-11-20", "market": "KOSPI"}
+    ).get(timeout=120)
+    with session_scope() as session:
+        flagged = (
+            session.execute(
+                select(DailyCandle.instrument_id).where(
+                    DailyCandle.trade_date == D(2026, 11, 20),
+                    DailyCandle.quality_flags.contains("limit_move"),
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert flagged == [target]
+
+
+def test_data_gaps_reports_and_backfills(worker, clean_db):
+    quantbeat = str(Path(sys.executable).with_name("quantbeat"))
+    env = dict(os.environ)
+    with_market = ["--market", "KOSDAQ", "--from", "2026-11-02", "--to", "2026-11-13"]
+    for start, end in (("2026-11-02", "2026-11-04"), ("2026-11-10", "2026-11-13")):
+        summary = subprocess.run(
+            [
+                quantbeat,
+                "collect",
+                "backfill",
+                "--from",
+                start,
+                "--to",
+                end,
+                "--market",
+                "KOSDAQ",
+                "--dataset",
+                "candles",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert summary.returncode == 0, summary.stderr[-2000:]
+    report = subprocess.run(
+        [quantbeat, "data", "gaps", *with_market, "--backfill"],
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert report.returncode == 0, report.stderr[-2000:]
+    n = len(
+        SimulatedMarket(
+            get_settings().sim_seed, get_settings().sim_universe_size, krx_calendar()
+        ).list_instruments(D(2026, 11, 13), Market.KOSDAQ)
+    )
+    # 11-05, 11-06 and 11-09 are missing for every KOSDAQ instrument.
+    assert f"{n:,} gap(s), {3 * n:,} missing instrument-sessions" in report.stdout
+    assert "2026-11-05" in report.stdout
+    assert "2026-11-09" in report.stdout
+    assert "queued 1 quantbeat.collect.daily_range task(s)" in report.stdout
+
+    def gaps_left() -> str:
+        done = subprocess.run(
+            [quantbeat, "data", "gaps", *with_market],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return done.stdout
+
+    from tests.integration.helpers import eventually
+
+    final = eventually(gaps_left, lambda out: ": 0 gap(s)" in out, timeout=60)
+    assert ": 0 gap(s), 0 missing" in final
