@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import functools
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -31,6 +31,7 @@ __all__ = [
     "SessionCalendar",
     "TradingCalendar",
     "WeekdayCalendar",
+    "check_aware",
     "check_date",
     "krx_approximate_calendar",
     "latest_closed_session",
@@ -84,6 +85,16 @@ def check_date(value: object, field: str) -> date:
             value=value,
         )
     return value
+
+
+def check_aware(value: object, field: str) -> datetime:
+    """``value`` as a UTC datetime if it is timezone-aware, else :class:`ValidationError`
+    naming ``field`` (a naive datetime's instant is ambiguous)."""
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(
+            f"{field} must be a timezone-aware datetime, got {value!r}", field=field, value=value
+        )
+    return value.astimezone(UTC)
 
 
 def _check_range(start: date, end: date) -> None:

@@ -74,7 +74,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from quant.calendar import check_date
+from quant.calendar import check_aware, check_date
 from quant.errors import NotFound, PermanentError, ValidationError
 from quant.market.types import (
     DAILY_CANDLE_COLUMNS,
@@ -83,6 +83,7 @@ from quant.market.types import (
     Instrument,
     ListingStatus,
     Market,
+    selects,
 )
 
 __all__ = [
@@ -281,28 +282,6 @@ def _check_ticker_list(tickers: object, field: str) -> list[str]:
             )
         checked.add(ticker)
     return sorted(checked)
-
-
-def _check_aware(value: object, field: str) -> datetime:
-    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
-        raise ValidationError(
-            f"{field} must be a timezone-aware datetime, got {value!r}", field=field, value=value
-        )
-    return value.astimezone(UTC)
-
-
-def _is_upbit(market: object) -> bool:
-    """Whether a ``market`` argument selects this source (``None`` or UPBIT); a market name
-    string is parsed; anything else is a ValidationError."""
-    if market is None:
-        return True
-    if isinstance(market, str):  # Market is a StrEnum
-        return Market.parse(market) == Market.UPBIT
-    raise ValidationError(
-        f"market must be a quant.market.types.Market or None, got {market!r}",
-        field="market",
-        value=market,
-    )
 
 
 def _ceil_minutes(delta: timedelta) -> int:
@@ -584,7 +563,7 @@ class SimulatedCrypto:
                 not a Market (nor a market name).
         """
         check_date(as_of, "as_of")
-        if not _is_upbit(market):
+        if not selects(market, Market.UPBIT):
             return []
         return list(self._universe.instruments)
 
@@ -621,7 +600,7 @@ class SimulatedCrypto:
                 field="start",
                 value=start,
             )
-        if not _is_upbit(market):
+        if not selects(market, Market.UPBIT):
             return _daily_frame(_NO_NAMES, [], _empty_values())
         positions = self._select(tickers)
         first = max(0, (start - self._epoch_date).days)
@@ -690,8 +669,8 @@ class SimulatedCrypto:
                 could hold more than :data:`MAX_INTRADAY_BARS` bars.
             quant.errors.NotFound: a ticker is not carried by this instance.
         """
-        start_utc = _check_aware(start, "start")
-        end_utc = _check_aware(end, "end")
+        start_utc = check_aware(start, "start")
+        end_utc = check_aware(end, "end")
         if start_utc >= end_utc:
             raise ValidationError(
                 f"start {start.isoformat()} is not before end {end.isoformat()}",
@@ -705,7 +684,7 @@ class SimulatedCrypto:
                 field="interval",
                 value=interval,
             )
-        if not _is_upbit(market):
+        if not selects(market, Market.UPBIT):
             return _intraday_frame(
                 interval, _NO_NAMES, np.empty(0, dtype=np.int64), _empty_values()
             )

@@ -41,6 +41,26 @@ class Market(StrEnum):
 KRX_MARKETS: tuple[Market, ...] = (Market.KOSPI, Market.KOSDAQ)
 
 
+def selects(market: object, target: Market) -> bool:
+    """Whether a provider's ``market`` argument selects ``target``: ``None`` (every market)
+    or ``target`` itself; a market name string is parsed.
+
+    Raises:
+        quant.errors.ValidationError: ``market`` is neither ``None``, a Market nor a name.
+    """
+    from quant.errors import ValidationError
+
+    if market is None:
+        return True
+    if isinstance(market, str):  # Market is a StrEnum, so this covers both
+        return Market.parse(market) == target
+    raise ValidationError(
+        f"market must be a quant.market.types.Market or None, got {market!r}",
+        field="market",
+        value=market,
+    )
+
+
 class ListingStatus(StrEnum):
     LISTED = "listed"
     SUSPENDED = "suspended"

@@ -69,7 +69,7 @@ import pandas as pd
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type
 from tenacity.wait import wait_exponential_jitter
 
-from quant.calendar import check_date
+from quant.calendar import check_aware, check_date
 from quant.errors import (
     NotFound,
     PermanentError,
@@ -85,6 +85,7 @@ from quant.market.types import (
     Instrument,
     ListingStatus,
     Market,
+    selects,
 )
 
 __all__ = [
@@ -219,28 +220,6 @@ def _retry_after(response: httpx.Response) -> float | None:
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
-
-
-def _check_aware(value: object, field: str) -> datetime:
-    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
-        raise ValidationError(
-            f"{field} must be a timezone-aware datetime, got {value!r}", field=field, value=value
-        )
-    return value.astimezone(UTC)
-
-
-def _is_upbit(market: object) -> bool:
-    """Whether a ``market`` argument selects Upbit (``None`` or UPBIT); raises ValidationError
-    for something that is no market at all (a market name string is parsed)."""
-    if market is None:
-        return True
-    if isinstance(market, str):  # Market is a StrEnum; plain names are accepted too
-        return Market.parse(market) == Market.UPBIT
-    raise ValidationError(
-        f"market must be a quant.market.types.Market or None, got {market!r}",
-        field="market",
-        value=market,
-    )
 
 
 def _check_tickers(tickers: Sequence[str]) -> list[str]:
@@ -439,7 +418,7 @@ class UpbitSource:
             quant.errors.ServiceUnavailable: see the module docstring.
         """
         check_date(as_of, "as_of")
-        if not _is_upbit(market):
+        if not selects(market, Market.UPBIT):
             return []
         payload = self._get_json(_MARKET_ALL, {"isDetails": "false"})
         if not isinstance(payload, list):
@@ -506,7 +485,7 @@ class UpbitSource:
                 field="start",
                 value=start,
             )
-        if not _is_upbit(market):
+        if not selects(market, Market.UPBIT):
             return _empty_daily()
         wanted = self._tickers(tickers, end)
         # Bars start at 00:00 UTC; ``to`` is exclusive, so the first page ends with ``end``'s bar.
@@ -571,8 +550,8 @@ class UpbitSource:
             UpbitBanned, UpbitProtocolError, quant.errors.RateLimited,
             quant.errors.ServiceUnavailable: see the module docstring.
         """
-        start_utc = _check_aware(start, "start")
-        end_utc = _check_aware(end, "end")
+        start_utc = check_aware(start, "start")
+        end_utc = check_aware(end, "end")
         if start_utc >= end_utc:
             raise ValidationError(
                 f"start {start.isoformat()} is not before end {end.isoformat()}",
@@ -586,7 +565,7 @@ class UpbitSource:
                 field="interval",
                 value=interval,
             )
-        if not _is_upbit(market):
+        if not selects(market, Market.UPBIT):
             return _intraday_frame(interval, [], [])
         wanted = self._tickers(tickers, end_utc.date())
         # ``to`` has whole seconds; round ``end`` up so a bar starting before it is not lost.
