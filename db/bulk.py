@@ -37,7 +37,7 @@ def copy_text(frame: pd.DataFrame) -> str:
     backslashes, tabs and newlines in strings escaped. Floats keep full precision."""
     out = frame.copy(deep=False)
     for col in out.columns:
-        if out[col].dtype == object:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col].dtype):
             missing = out[col].isna()
             text = (
                 out[col]
@@ -145,22 +145,27 @@ def copy_upsert(
     return inserted, affected - inserted, len(frame) - affected
 
 
+def _sqlite_value(value: object) -> object:
+    """One value as SQLAlchemy stores it in SQLite: dates ``YYYY-MM-DD``, date-times as naive
+    UTC ``YYYY-MM-DD HH:MM:SS.ffffff``, missing values ``None``, numpy scalars as Python."""
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, dt.datetime):  # includes pandas.Timestamp
+        moment = value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
+
+
 def _sqlite_values(frame: pd.DataFrame) -> list[tuple[object, ...]]:
-    """Rows as Python values stored the way SQLAlchemy stores them in SQLite (dates as
-    ``YYYY-MM-DD``, aware timestamps as naive UTC ``YYYY-MM-DD HH:MM:SS.ffffff``)."""
-    out = pd.DataFrame(index=frame.index)
-    for col in frame.columns:
-        series = frame[col]
-        if isinstance(series.dtype, pd.DatetimeTZDtype):
-            text = series.dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S.%f")
-            out[col] = text.astype(object).where(series.notna(), None)
-        elif series.dtype == object:
-            out[col] = series.map(
-                lambda v: v.isoformat() if isinstance(v, dt.date | dt.datetime) else v
-            )
-        else:
-            out[col] = series.astype(object).where(series.notna(), None)
-    return list(out.itertuples(index=False, name=None))
+    """Rows as Python values stored the way SQLAlchemy stores them in SQLite (see
+    :func:`_sqlite_value`), so the same key always has the same text and re-runs match."""
+    columns = [frame[c].astype(object).tolist() for c in frame.columns]
+    return [tuple(_sqlite_value(v) for v in row) for row in zip(*columns, strict=True)]
 
 
 def sqlite_upsert(

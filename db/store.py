@@ -13,22 +13,29 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Table, bindparam, func, literal_column, or_, select, tuple_, update
+from sqlalchemy import (
+    Table,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from db.bulk import copy_upsert, sqlite_upsert
 from db.models import DailyCandle, DataRejection, Instrument, IntradayCandle, InvestorFlow
-from quant.errors import ValidationError
-from quant.market.quality import KRX_DAILY_LIMIT, Rejection, flag_daily_candles
+from quant.errors import ServiceUnavailable, ValidationError
+from quant.market.quality import Rejection, flag_daily_candles
 from quant.market.types import (
     DAILY_CANDLE_COLUMNS,
     INTRADAY_CANDLE_COLUMNS,
     INVESTOR_FLOW_COLUMNS,
 )
 from quant.market.types import Instrument as InstrumentRecord
-
-KRX_MARKET_NAMES = frozenset({"KOSPI", "KOSDAQ", "KONEX"})
 
 #: Rows per INSERT statement: below SQLite's and PostgreSQL's bound-parameter limits.
 BATCH_ROWS = 1_000
@@ -134,9 +141,16 @@ def upsert_rows(
 
 
 def upsert_instruments(
-    session: Session, instruments: Iterable[InstrumentRecord], *, source: str
+    session: Session,
+    instruments: Iterable[InstrumentRecord],
+    *,
+    source: str,
+    refresh: bool = True,
 ) -> dict[tuple[str, str], int]:
-    """Upsert instruments by (market, ticker); return their ids keyed by (market, ticker)."""
+    """Upsert instruments by (market, ticker); return their ids keyed by (market, ticker).
+
+    ``refresh=False`` only inserts the missing ones and leaves existing rows untouched (a
+    collection of old sessions must not put back old names or a delisted status)."""
     rows = [
         {
             "market": i.market.value,
@@ -148,13 +162,17 @@ def upsert_instruments(
         }
         for i in instruments
     ]
-    upsert_rows(
-        session,
-        Instrument.__table__,  # type: ignore[arg-type]
-        rows,
-        key=("market", "ticker"),
-        compare=("name", "currency", "listing_status", "source"),
-    )
+    if refresh:
+        upsert_rows(
+            session,
+            Instrument.__table__,  # type: ignore[arg-type]
+            rows,
+            key=("market", "ticker"),
+            compare=("name", "currency", "listing_status", "source"),
+        )
+    elif rows:
+        insert = insert_for(session, Instrument.__table__)  # type: ignore[arg-type]
+        session.execute(insert.on_conflict_do_nothing(index_elements=["market", "ticker"]), rows)
     return instrument_ids(session, {(r["market"], r["ticker"]) for r in rows})
 
 
@@ -244,10 +262,16 @@ def upsert_daily_candles(
     previous close for each ticker's first row) so doubtful bars are never stored as clean."""
     rows = _with_ids(frame, DAILY_CANDLE_COLUMNS, ids, source=source, what="daily candles")
     if not frame.empty:
-        previous = previous_closes(session, ids, min(frame["trade_date"]))
-        limit = KRX_DAILY_LIMIT if set(frame["market"]) <= KRX_MARKET_NAMES else None
+        grouped = frame.groupby(["market", "ticker"], as_index=False)["trade_date"].min()
+        firsts = {
+            (str(m), str(t)): d
+            for m, t, d in grouped[["market", "ticker", "trade_date"]].itertuples(
+                index=False, name=None
+            )
+        }
+        previous = previous_closes(session, ids, firsts)
         rows["quality_flags"] = flag_daily_candles(
-            frame.reset_index(drop=True), previous, limit=limit
+            frame.reset_index(drop=True), previous
         ).to_numpy()
     else:
         rows["quality_flags"] = pd.Series(dtype=object)
@@ -270,26 +294,37 @@ def upsert_daily_candles(
 
 
 def previous_closes(
-    session: Session, ids: Mapping[tuple[str, str], int], before: dt.date
+    session: Session,
+    ids: Mapping[tuple[str, str], int],
+    firsts: Mapping[tuple[str, str], dt.date],
 ) -> dict[tuple[str, str], float]:
-    """The latest stored close strictly before ``before`` per (market, ticker) in ``ids``."""
-    if not ids:
-        return {}
+    """Per (market, ticker) in ``firsts``: the latest stored close strictly before that
+    instrument's own first date. One query per distinct first date (a collection batch has
+    one; an import chunk a few)."""
+    by_first: dict[dt.date, list[int]] = {}
+    for key, day in firsts.items():
+        if key in ids:
+            by_first.setdefault(day, []).append(ids[key])
     by_id = {ident: key for key, ident in ids.items()}
-    last = (
-        select(DailyCandle.instrument_id, func.max(DailyCandle.trade_date).label("day"))
-        .where(DailyCandle.trade_date < before, DailyCandle.instrument_id.in_(list(by_id)))
-        .group_by(DailyCandle.instrument_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(DailyCandle.instrument_id, DailyCandle.close).join(
-            last,
-            (DailyCandle.instrument_id == last.c.instrument_id)
-            & (DailyCandle.trade_date == last.c.day),
-        )
-    )
-    return {by_id[int(ident)]: float(close) for ident, close in rows}
+    out: dict[tuple[str, str], float] = {}
+    for first, idents in by_first.items():
+        for start in range(0, len(idents), BATCH_ROWS):
+            chunk = idents[start : start + BATCH_ROWS]
+            last = (
+                select(DailyCandle.instrument_id, func.max(DailyCandle.trade_date).label("day"))
+                .where(DailyCandle.trade_date < first, DailyCandle.instrument_id.in_(chunk))
+                .group_by(DailyCandle.instrument_id)
+                .subquery()
+            )
+            rows = session.execute(
+                select(DailyCandle.instrument_id, DailyCandle.close).join(
+                    last,
+                    (DailyCandle.instrument_id == last.c.instrument_id)
+                    & (DailyCandle.trade_date == last.c.day),
+                )
+            )
+            out.update({by_id[int(ident)]: float(close) for ident, close in rows})
+    return out
 
 
 def upsert_investor_flows(
@@ -366,9 +401,19 @@ def oldest_latest_date(session: Session, model: Any, markets: Sequence[str]) -> 
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
 
 
+#: A listing that would delist more than this share of a market's listed instruments at once
+#: is a provider problem (a truncated answer), not news.
+MAX_DELIST_SHARE = 0.10
+
+
 def mark_delisted(session: Session, market: str, *, keep: Iterable[str]) -> int:
     """Mark ``market``'s listed instruments whose tickers are not in ``keep`` as delisted;
-    return how many changed."""
+    return how many changed.
+
+    Raises:
+        quant.errors.ServiceUnavailable: more than :data:`MAX_DELIST_SHARE` would go at once
+            (the listing is probably truncated; nothing is changed).
+    """
     kept = set(keep)
     rows = session.execute(
         select(Instrument.id, Instrument.ticker).where(
@@ -376,6 +421,11 @@ def mark_delisted(session: Session, market: str, *, keep: Iterable[str]) -> int:
         )
     ).all()
     gone = [ident for ident, ticker in rows if ticker not in kept]
+    if rows and len(gone) > MAX_DELIST_SHARE * len(rows):
+        raise ServiceUnavailable(
+            f"{market} listing would delist {len(gone)} of {len(rows)} instruments at once; "
+            "refusing a probably truncated listing"
+        )
     if gone:
         session.execute(
             update(Instrument)

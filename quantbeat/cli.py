@@ -446,7 +446,7 @@ def data_gaps(
     from db.engine import session_scope
     from db.models import DailyCandle, InvestorFlow
     from db.store import stored_dates
-    from quant.market.gaps import covering_ranges, find_gaps
+    from quant.market.gaps import covering_ranges, find_gaps, without_rows
     from quantbeat.settings import get_settings
     from quantbeat.sources import krx_calendar, latest_krx_session
     from tasks._args import parse_date, parse_krx_markets
@@ -466,11 +466,19 @@ def data_gaps(
         stored = stored_dates(session, models[dataset], markets, start, end)
     gaps = find_gaps(stored, sessions)
     missing = sum(g.sessions for g in gaps)
+    empty = without_rows(stored, sessions)
     console.print(
         f"{dataset} {start}..{end} ({len(sessions)} KRX sessions), {len(stored):,} listed "
         f"instruments: {len(gaps):,} gap(s), {missing:,} missing instrument-sessions",
         soft_wrap=True,
     )
+    if empty:
+        console.print(
+            f"{len(empty):,} listed instrument(s) have no row in the window (new listings or "
+            f"old imports; not counted): {', '.join(t for _, t in empty[:10])}"
+            + (" …" if len(empty) > 10 else ""),
+            soft_wrap=True,
+        )
     if gaps:
         table = Table("market", "ticker", "first missing", "last missing", "sessions")
         for g in gaps[:limit]:

@@ -29,13 +29,14 @@ from quant.errors import RateLimited, ValidationError
 # KEYS[1] = pacer key, KEYS[2] = cooldown key; ARGV[1] = interval (s), ARGV[2] = max wait (s).
 # Returns the wait in seconds as a string: "0" means granted now; a positive wait up to
 # max_wait is a reservation (the caller sleeps that long, then calls); a wait above max_wait
-# reserves nothing. The reservation keeps grants spaced by at least `interval`.
+# reserves nothing; a negative value is a cooldown (nothing reserved, -value seconds left).
+# The reservation keeps grants spaced by at least `interval`.
 _PACE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local cooldown_ms = redis.call('PTTL', KEYS[2])
 if cooldown_ms > 0 then
-  return tostring(cooldown_ms / 1000 + 100)  -- signal "cooling down" (> any max_wait below)
+  return tostring(-cooldown_ms / 1000)  -- negative: cooling down for that many seconds
 end
 local interval = tonumber(ARGV[1])
 local max_wait = tonumber(ARGV[2])
@@ -48,6 +49,15 @@ end
 local ttl_ms = math.ceil((wait + interval) * 1000) + 1000
 redis.call('SET', KEYS[1], tostring(start + interval), 'PX', ttl_ms)
 return tostring(wait)
+"""
+
+
+# KEYS[1] = cooldown key; ARGV[1] = milliseconds. Extends, never shortens.
+_EXTEND = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 1
 """
 
 
@@ -96,10 +106,12 @@ class RedisRateLimiter:
         self._sleep = sleep
         self._keys = [f"{prefix}:{name}:pace", f"{prefix}:{name}:cooldown"]
         self._script = client.register_script(_PACE)
+        self._extend = client.register_script(_EXTEND)
 
     def try_acquire(self) -> float:
         """Reserve the next slot if it is at most ``max_wait`` away; return the seconds to wait
-        before calling (0: call now). A larger return value means nothing was reserved."""
+        before calling (0: call now). A larger value means nothing was reserved; a negative
+        one means the provider is cooling down for that many seconds (nothing reserved)."""
         result = self._script(keys=self._keys, args=[1.0 / self.rate, self.max_wait])
         return float(result.decode() if isinstance(result, bytes) else result)
 
@@ -111,27 +123,21 @@ class RedisRateLimiter:
                 cooling down); ``retry_after`` says when to try again.
         """
         wait = self.try_acquire()
+        if wait < 0:
+            raise WaitTooLong(f"{self.name}: cooling down for {-wait:.1f} s", retry_after=-wait)
         if wait > self.max_wait:
-            cooling = self.cooldown_left()
-            retry_after = cooling if cooling > 0 else wait
             raise WaitTooLong(
-                f"{self.name}: global rate limit of {self.rate:g}/s"
-                + (f", cooling down for {cooling:.1f} s" if cooling > 0 else ""),
-                retry_after=retry_after,
+                f"{self.name}: global rate limit of {self.rate:g}/s", retry_after=wait
             )
         if wait > 0:
             self._sleep(wait)
 
     def cooldown(self, seconds: float) -> None:
-        """Stop every worker from calling the provider for ``seconds`` (never shortens an
-        existing cooldown)."""
+        """Stop every worker from calling the provider for ``seconds`` (atomically never
+        shortens an existing cooldown, even when workers race)."""
         ms = int(seconds * 1000)
-        if ms <= 0:
-            return
-        key = self._keys[1]
-        current = int(self._client.pttl(key))
-        if ms > current:
-            self._client.set(key, "1", px=ms)
+        if ms > 0:
+            self._extend(keys=[self._keys[1]], args=[ms])
 
     def cooldown_left(self) -> float:
         """Seconds of cooldown left (0 when none)."""

@@ -227,8 +227,8 @@ def _maybe_worker(distributed: bool) -> Iterator[None]:
 #: Sessions of history the first run collects: a year of KRX sessions, enough for 52-week
 #: highs/lows and relative strength over 252 sessions.
 HISTORY_SESSIONS = 260
-#: Sessions per history task.
-HISTORY_CHUNK = 65
+#: Sessions per history task (small enough for a real provider inside the io time limit).
+HISTORY_CHUNK = 20
 
 
 def _collect(

@@ -105,11 +105,16 @@ def _load_krx_calendar() -> TradingCalendar:
     return SessionCalendar("XKRX", sessions, first, last)
 
 
-def latest_krx_session(settings: Settings, now: dt.datetime | None = None) -> dt.date:
+def latest_krx_session(
+    settings: Settings, now: dt.datetime | None = None, published: dt.time | None = None
+) -> dt.date:
     """The latest KRX session that has closed at ``now`` (default: the current time in
-    ``QUANTBEAT_TIMEZONE``): what "today's data" means for collection and the main job."""
+    ``QUANTBEAT_TIMEZONE``) — or, with ``published``, whose data is out by then (investor
+    flows appear in the evening): what "today's data" means for collection."""
     moment = now or dt.datetime.now(ZoneInfo(settings.timezone))
-    return latest_closed_session(krx_calendar(), moment)
+    if published is None:
+        return latest_closed_session(krx_calendar(), moment)
+    return latest_closed_session(krx_calendar(), moment, close=published)
 
 
 _crypto: dict[tuple[str, str, int, tuple[str, ...]], Any] = {}

@@ -4,7 +4,7 @@ database. Re-running a task for the same day changes no row (see :mod:`db.store`
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from typing import Any
 
 import pandas as pd
@@ -34,6 +34,7 @@ from quant.market.quality import (
     check_investor_flows,
 )
 from quant.market.types import INTRADAY_INTERVALS, Market
+from quant.market.upbit import UpbitBanned
 from quantbeat.ratelimit import WaitTooLong
 from quantbeat.settings import get_settings
 from quantbeat.sources import (
@@ -92,9 +93,20 @@ def _collect_range(
         frame = fetch(source, sessions[0], sessions[-1], m)
         session: Session
         with session_scope() as session:
-            ids: Mapping[tuple[str, str], int] = upsert_instruments(
-                session, listed, source=source.name
+            # Insert-only: names and listing status belong to the universe refresh, and a
+            # range of old sessions must not bring back old names or a delisted status.
+            ids: dict[tuple[str, str], int] = upsert_instruments(
+                session, listed, source=source.name, refresh=False
             )
+            # Tickers in the data but not in today's listing (delisted within the range) are
+            # registered, not rejected: history without them would be survivorship-biased.
+            unlisted = {
+                t
+                for mk, t in zip(frame["market"], frame["ticker"], strict=True)
+                if mk == m.value and isinstance(t, str) and t and (mk, t) not in ids
+            }
+            if unlisted:
+                ids.update(ensure_instruments(session, m.value, unlisted, source=source.name))
             good, rejected = check(frame, ids.keys())
             total = total + upsert(session, good, ids, source=source.name)
             summary["rejected"] += record_rejections(
@@ -106,6 +118,9 @@ def _collect_range(
     summary[dataset] = total.as_dict()
     return summary
 
+
+#: KRX publishes investor-by-stock figures in the evening; before this, today has none.
+KRX_FLOWS_PUBLISHED = dt.time(18, 0)
 
 #: An incremental run catches up at most this many sessions; older gaps are backfills.
 MAX_CATCH_UP_SESSIONS = 30
@@ -134,11 +149,15 @@ def _collect_day(
     else:
         if until is not None:
             last = calendar.previous_session(parse_date(until, field="until"))
+        elif dataset == "flows":
+            last = latest_krx_session(settings, published=KRX_FLOWS_PUBLISHED)
         else:
             last = latest_krx_session(settings)
         with session_scope() as session:
             stored = oldest_latest_date(session, table, [m.value for m in markets])
-        first = last if stored is None or stored >= last else calendar.next_session(stored)
+        # Resume AT the last stored session, not after it: KRX revises figures after the
+        # close (and closes late on exam day), and re-fetching one session is cheap.
+        first = last if stored is None or stored >= last else stored
         recent = calendar.sessions(last - dt.timedelta(days=MAX_CATCH_UP_SESSIONS * 2), last)
         first = max(first, recent[-MAX_CATCH_UP_SESSIONS])
     summary = _collect_range(
@@ -216,7 +235,9 @@ def investor_flows(
     )
 
 
-#: Sessions one backfill task may cover (keeps a task well inside the io time limit).
+#: Sessions one backfill task may cover. With real KRX (>= 1 s per call, several calls per
+#: session for flows) keep chunks near 20 sessions to stay inside the io time limit;
+#: quantbeat collect backfill and the first run do.
 MAX_RANGE_SESSIONS = 260
 
 
@@ -255,6 +276,13 @@ def daily_range(
         check=check,
         upsert=upsert,
     )
+
+
+#: Shared cooldowns after a provider pushes back without saying for how long (seconds).
+BAN_COOLDOWN_S = 600.0
+THROTTLE_COOLDOWN_S = 5.0
+#: Bars per ticker one crypto task fetches at most; a longer catch-up continues next run.
+MAX_CRYPTO_BARS = 2_000
 
 
 def _floor_to_interval(moment: dt.datetime, minutes: int) -> dt.datetime:
@@ -335,13 +363,15 @@ def crypto_candles(
             if start is not None:
                 start_at = _parse_moment(start, field="start")
             else:
+                # Resume after the oldest latest stored bar (never skipping an outage); the
+                # lookback only applies to tickers with nothing stored yet.
                 latest = latest_intraday_ts(session, list(ids.values()), interval)
                 fallback = end_at - dt.timedelta(hours=settings.crypto_lookback_hours)
                 starts = [
                     latest[i] + dt.timedelta(minutes=minutes) if i in latest else fallback
                     for i in ids.values()
                 ]
-                start_at = max(fallback, min(starts)) if starts else fallback
+                start_at = min(starts) if starts else fallback
         summary: dict[str, Any] = {
             "interval": interval,
             "start": start_at.isoformat(),
@@ -354,11 +384,28 @@ def crypto_candles(
         }
         if start_at >= end_at:
             return summary  # nothing new has closed yet
+        cap = start_at + dt.timedelta(minutes=minutes * MAX_CRYPTO_BARS)
+        if cap < end_at:
+            # A long catch-up goes in steps: this run stops at the cap, the next resumes.
+            log.warning(
+                "collect.crypto_truncated",
+                start=start_at.isoformat(),
+                end=end_at.isoformat(),
+                until=cap.isoformat(),
+            )
+            end_at = cap
+            summary["end"] = end_at.isoformat()
+            summary["truncated"] = True
         frame = source.intraday_candles(start_at, end_at, interval, tickers=wanted)
-    except RateLimited as exc:
+    except (RateLimited, UpbitBanned) as exc:
+        # The provider pushed back: stop every worker, not just this one. A ban (418) gets
+        # its stated period or a long default; a 429 its Retry-After or a short default.
         limiter = upbit_limiter(settings) if settings.crypto_source == "upbit" else None
-        if limiter is not None and exc.retry_after and not isinstance(exc, WaitTooLong):
-            limiter.cooldown(exc.retry_after)
+        if limiter is not None and not isinstance(exc, WaitTooLong):
+            if isinstance(exc, UpbitBanned):
+                limiter.cooldown(exc.banned_for or BAN_COOLDOWN_S)
+            else:
+                limiter.cooldown(exc.retry_after or THROTTLE_COOLDOWN_S)
         raise
     with session_scope() as session:
         good, rejected = check_intraday_candles(frame, ids.keys())

@@ -50,6 +50,12 @@ def as_transient(exc: BaseException) -> TransientError | None:
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return ServiceUnavailable(f"database connection lost: {exc.orig}")
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        if type(exc.orig).__module__ == "sqlite3":
+            # SQLite reports syntax and schema errors as OperationalError too; only a locked or
+            # busy database passes by itself.
+            text = str(exc.orig).lower()
+            if "locked" not in text and "busy" not in text:
+                return None
         return ServiceUnavailable(f"database unavailable: {exc.orig}")
     if isinstance(exc, sa_exc.TimeoutError):
         return ServiceUnavailable(f"database pool exhausted: {exc}")

@@ -42,7 +42,9 @@ class krx_session_schedule(BaseSchedule):  # type: ignore[misc]  # noqa: N801 (c
         """The first firing time strictly after ``after`` (aware), in the app's timezone."""
         from quantbeat.sources import krx_calendar
 
-        local: dt.datetime = self.to_local(self.maybe_make_aware(after))
+        # Always the app's zone (Asia/Seoul), whatever zone beat hands us: with enable_utc
+        # Celery's to_local() returns its input unchanged.
+        local: dt.datetime = self.maybe_make_aware(after).astimezone(self.tz)
         candidate = local.replace(hour=self.hour, minute=self.minute, second=0, microsecond=0)
         if candidate <= local:
             candidate += dt.timedelta(days=1)
@@ -52,13 +54,13 @@ class krx_session_schedule(BaseSchedule):  # type: ignore[misc]  # noqa: N801 (c
         return candidate
 
     def remaining_estimate(self, last_run_at: dt.datetime) -> dt.timedelta:
-        now: dt.datetime = self.to_local(self.maybe_make_aware(self.now()))
+        now: dt.datetime = self.maybe_make_aware(self.now()).astimezone(self.tz)
         return self.next_fire(last_run_at) - now
 
     def is_due(self, last_run_at: dt.datetime) -> schedstate:
         """Due when the first firing time after the last run has passed; the next check is
         at the following firing time."""
-        now: dt.datetime = self.to_local(self.maybe_make_aware(self.now()))
+        now: dt.datetime = self.maybe_make_aware(self.now()).astimezone(self.tz)
         if self.next_fire(last_run_at) <= now:
             return schedstate(True, (self.next_fire(now) - now).total_seconds())
         return schedstate(False, (self.next_fire(last_run_at) - now).total_seconds())

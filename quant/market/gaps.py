@@ -1,9 +1,10 @@
 """Gap detection: sessions an instrument should have a row for but does not.
 
-An instrument is expected to have a row for every session from its first stored session (or
-the window's start, if nothing is stored) up to the window's end; every run of consecutive
-missing sessions is one :class:`Gap`. Silent gaps fake profits in backtests, so they are
-reported, and can be backfilled.
+An instrument is expected to have a row for every session from its first stored session in
+the window up to the window's end; every run of consecutive missing sessions is one
+:class:`Gap`. An instrument with no row in the window is not judged here (it may be newly
+listed, or listed only in an old import): :func:`without_rows` names those separately.
+Silent gaps fake profits in backtests, so they are reported, and can be backfilled.
 """
 
 from __future__ import annotations
@@ -31,15 +32,17 @@ def find_gaps(
     """Gaps of every instrument in ``stored`` over the window ``sessions`` (ascending).
 
     ``stored`` maps (market, ticker) to the dates it has rows for (dates outside the window
-    are ignored); an instrument with no dates is missing the whole window. Sorted by market,
-    ticker, first missing session.
+    are ignored); instruments with none in the window are skipped. Sorted by market, ticker,
+    first missing session.
     """
     if not sessions:
         return []
     gaps: list[Gap] = []
     for (market, ticker), dates in sorted(stored.items()):
         have = {d for d in dates if sessions[0] <= d <= sessions[-1]}
-        start = bisect.bisect_left(sessions, min(have)) if have else 0
+        if not have:
+            continue
+        start = bisect.bisect_left(sessions, min(have))
         run: list[date] = []
         for day in sessions[start:]:
             if day in have:
@@ -51,6 +54,19 @@ def find_gaps(
         if run:
             gaps.append(Gap(market, ticker, run[0], run[-1], len(run)))
     return gaps
+
+
+def without_rows(
+    stored: Mapping[tuple[str, str], Iterable[date]], sessions: Sequence[date]
+) -> list[tuple[str, str]]:
+    """Instruments in ``stored`` with no row at all within the window, sorted."""
+    if not sessions:
+        return sorted(stored)
+    return sorted(
+        key
+        for key, dates in stored.items()
+        if not any(sessions[0] <= d <= sessions[-1] for d in dates)
+    )
 
 
 def covering_ranges(gaps: Iterable[Gap], sessions: Sequence[date]) -> list[tuple[date, date]]:

@@ -239,22 +239,25 @@ def check_investor_flows(
     return good, rejections
 
 
-#: KRX's daily price limit: a close more than 30 % away from the previous close cannot be a
-#: real KRX bar (tiny slack for float rounding only).
-KRX_DAILY_LIMIT = 0.30
+#: Daily price limits by market: a close further than this from the previous close cannot be
+#: a real bar there (KOSPI/KOSDAQ ±30 %, KONEX ±15 %; crypto and US have none). A corporate
+#: action (split, rights issue) on unadjusted prices is flagged too — rightly: it needs a
+#: look before the bar feeds an indicator.
+DAILY_LIMITS: dict[str, float] = {"KOSPI": 0.30, "KOSDAQ": 0.30, "KONEX": 0.15}
+KRX_DAILY_LIMIT = DAILY_LIMITS["KOSPI"]
 
 
 def flag_daily_candles(
     frame: pd.DataFrame,
     previous_close: Mapping[tuple[str, str], float] | None = None,
     *,
-    limit: float | None = KRX_DAILY_LIMIT,
+    limits: Mapping[str, float] = DAILY_LIMITS,
 ) -> pd.Series:
     """Quality flags for bars that passed :func:`check_daily_candles` but look wrong:
 
     * ``zero_volume`` — no shares traded on a session (a halt, or missing data);
-    * ``limit_move`` — the close moved more than ``limit`` from the previous close (``None``
-      disables it, e.g. for crypto, which has no limit).
+    * ``limit_move`` — the close moved more than its market's limit (``limits``; markets not
+      in it, such as crypto, have none) from the previous close.
 
     The previous close of a ticker's first row in ``frame`` comes from ``previous_close``
     (keyed by (market, ticker)); later rows use the row before. Returns a Series aligned with
@@ -264,15 +267,14 @@ def flag_daily_candles(
         return pd.Series([], dtype=object)
     ordered = frame.sort_values(["market", "ticker", "trade_date"])
     zero = ordered["volume"].to_numpy() == 0
-    beyond = np.zeros(len(ordered), dtype=bool)
-    if limit is not None:
-        prev = ordered.groupby(["market", "ticker"], sort=False)["close"].shift(1)
-        if previous_close:
-            firsts = prev.isna()
-            keys = zip(ordered.loc[firsts, "market"], ordered.loc[firsts, "ticker"], strict=True)
-            prev.loc[firsts] = [previous_close.get((m, t), np.nan) for m, t in keys]
-        move = np.abs(ordered["close"].to_numpy(dtype=float) / prev.to_numpy(dtype=float) - 1.0)
-        beyond = np.nan_to_num(move, nan=0.0) > limit + 1e-9
+    prev = ordered.groupby(["market", "ticker"], sort=False)["close"].shift(1)
+    if previous_close:
+        firsts = prev.isna()
+        keys = zip(ordered.loc[firsts, "market"], ordered.loc[firsts, "ticker"], strict=True)
+        prev.loc[firsts] = [previous_close.get((m, t), np.nan) for m, t in keys]
+    move = np.abs(ordered["close"].to_numpy(dtype=float) / prev.to_numpy(dtype=float) - 1.0)
+    limit = ordered["market"].map(lambda m: limits.get(str(m), np.inf)).to_numpy(dtype=float)
+    beyond = np.nan_to_num(move, nan=0.0) > limit + 1e-9
     labels = np.where(
         zero & beyond,
         "zero_volume,limit_move",

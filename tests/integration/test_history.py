@@ -59,11 +59,16 @@ def test_incremental_runs_resume_after_the_last_stored_session(celery_app, clean
     summary = celery_app.send_task(
         "quantbeat.collect.daily_candles", kwargs={"market": "KOSPI", "until": "2026-11-20"}
     ).get(timeout=120)
-    assert (summary["start"], summary["end"]) == ("2026-11-16", "2026-11-20")
+    # It re-fetches the last stored session (KRX revises figures after the close) and
+    # collects the rest.
+    assert (summary["start"], summary["end"]) == ("2026-11-13", "2026-11-20")
     assert summary["candles"]["inserted"] == 5 * kospi_size()
+    assert summary["candles"]["unchanged"] == kospi_size()
     # One instrument lagging behind pulls the next run back to where it stopped.
     with session_scope() as session:
-        lagging = session.execute(select(Instrument.id).limit(1)).scalar_one()
+        lagging = session.execute(
+            select(Instrument.id).order_by(Instrument.id).limit(1)
+        ).scalar_one()
         session.execute(
             delete(DailyCandle).where(
                 DailyCandle.instrument_id == lagging, DailyCandle.trade_date >= D(2026, 11, 18)
@@ -72,9 +77,9 @@ def test_incremental_runs_resume_after_the_last_stored_session(celery_app, clean
     again = celery_app.send_task(
         "quantbeat.collect.daily_candles", kwargs={"market": "KOSPI", "until": "2026-11-20"}
     ).get(timeout=120)
-    assert again["start"] == "2026-11-18"
+    assert again["start"] == "2026-11-17"  # the lagging instrument's last stored session
     assert again["candles"]["inserted"] == 3  # the lagging instrument's three days
-    assert again["candles"]["unchanged"] == 3 * kospi_size() - 3
+    assert again["candles"]["unchanged"] == 4 * kospi_size() - 3
 
 
 def test_backfill_command_fills_history_once(worker, clean_db):
@@ -142,7 +147,9 @@ def test_doubtful_bars_are_stored_flagged(celery_app, clean_db):
     with session_scope() as session:
         rows = session.execute(select(DailyCandle.volume, DailyCandle.quality_flags)).all()
         # A stored close far below the truth makes the next real bar look like a +100 % move.
-        target = session.execute(select(Instrument.id).limit(1)).scalar_one()
+        target = session.execute(
+            select(Instrument.id).order_by(Instrument.id).limit(1)
+        ).scalar_one()
         session.execute(
             update(DailyCandle)
             .where(DailyCandle.instrument_id == target, DailyCandle.trade_date == D(2026, 11, 19))

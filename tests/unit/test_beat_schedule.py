@@ -83,3 +83,11 @@ def test_entries():
     ]
     assert krx
     assert all(isinstance(e["schedule"], krx_session_schedule) for e in krx)
+
+
+def test_a_last_run_in_utc_still_means_seoul_wall_clock_time():
+    utc = dt.UTC
+    s = schedule_at(at(2026, 11, 23, 15, 41))
+    # 2026-11-20 06:40 UTC is 15:40 KST: the next firing is Monday 15:40 KST, not 15:40 UTC.
+    assert s.next_fire(dt.datetime(2026, 11, 20, 6, 40, tzinfo=utc)) == at(2026, 11, 23, 15, 40)
+    assert s.is_due(dt.datetime(2026, 11, 20, 6, 40, tzinfo=utc)).is_due is True

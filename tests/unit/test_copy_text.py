@@ -25,3 +25,27 @@ def test_escapes_nulls_and_precision():
     assert first == ["1", "2026-11-20", "tab\\there\\\\back\\nline", repr(0.1 + 0.2)]
     assert second == ["2", "\\N", "\\N", "\\N"]
     assert float(first[3]) == 0.1 + 0.2  # full precision survives
+
+
+def test_string_dtype_columns_are_escaped_too():
+    frame = pd.DataFrame({"s": pd.array(["a\\b", "t\tab", None], dtype="string")})
+    assert copy_text(frame).split("\n")[:3] == ["a\\\\b", "t\\tab", "\\N"]
+
+
+def test_sqlite_values_match_sqlalchemy_storage_whatever_the_dtype():
+    from db.bulk import _sqlite_values
+
+    aware = pd.DataFrame(
+        {"ts": pd.to_datetime(["2026-11-20T09:00:00+09:00"], utc=True), "n": np.array([3])}
+    )
+    naive = pd.DataFrame({"ts": [pd.Timestamp("2026-11-20 00:00:00")], "n": [3]})
+    objects = pd.DataFrame(
+        {"ts": [dt.datetime(2026, 11, 20, 9, tzinfo=dt.timezone(dt.timedelta(hours=9)))], "n": [3]}
+    )
+    dates = pd.DataFrame({"ts": [dt.date(2026, 11, 20)], "n": [np.nan]})
+    expected = ("2026-11-20 00:00:00.000000", 3)
+    assert _sqlite_values(aware) == [expected]
+    assert _sqlite_values(naive) == [expected]
+    assert _sqlite_values(objects) == [expected]
+    assert _sqlite_values(dates) == [("2026-11-20", None)]
+    assert type(_sqlite_values(aware)[0][1]) is int

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from quant.market.gaps import Gap, covering_ranges, find_gaps
+from quant.market.gaps import Gap, covering_ranges, find_gaps, without_rows
 
 S = [dt.date(2026, 11, d) for d in (2, 3, 4, 5, 6, 9, 10, 11, 12, 13)]  # sessions
 
@@ -12,14 +12,14 @@ def test_runs_of_missing_sessions_are_gaps():
         ("KOSPI", "A"): S,  # complete
         ("KOSPI", "B"): [S[0], S[1], S[4], S[5], S[9]],  # two holes
         ("KOSPI", "C"): S[3:8],  # listed late (starts at S[3]), stops early
-        ("KOSPI", "D"): [],  # never collected
+        ("KOSPI", "D"): [],  # no row in the window: not judged, named separately
     }
     assert find_gaps(stored, S) == [
         Gap("KOSPI", "B", S[2], S[3], 2),
         Gap("KOSPI", "B", S[6], S[8], 3),
         Gap("KOSPI", "C", S[8], S[9], 2),
-        Gap("KOSPI", "D", S[0], S[9], 10),
     ]
+    assert without_rows(stored, S) == [("KOSPI", "D")]
 
 
 def test_dates_outside_the_window_are_ignored():

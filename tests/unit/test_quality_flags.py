@@ -56,6 +56,14 @@ def test_within_a_frame_the_row_before_is_the_previous_close():
     assert list(flags) == ["limit_move", None, None]  # aligned with the frame's own order
 
 
-def test_no_limit_for_crypto():
-    frame = bars(("KRW-BTC", D, 300.0, 1.0))
-    assert list(flag_daily_candles(frame, {("KOSPI", "KRW-BTC"): 100.0}, limit=None)) == [None]
+def test_limits_are_per_market():
+    frame = pd.concat(
+        [
+            bars(("000001", D, 118.0, 5.0)),  # KOSPI +18 %: fine
+            bars(("000002", D, 118.0, 5.0)).assign(market="KONEX"),  # KONEX +18 % > 15 %
+            bars(("KRW-BTC", D, 300.0, 1.0)).assign(market="UPBIT"),  # crypto: no limit
+        ],
+        ignore_index=True,
+    )
+    prev = {("KOSPI", "000001"): 100.0, ("KONEX", "000002"): 100.0, ("UPBIT", "KRW-BTC"): 100.0}
+    assert list(flag_daily_candles(frame, prev)) == [None, "limit_move", None]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -38,6 +39,8 @@ def test_negative_retries_rejected():
         (ConnectionRefusedError(), True),
         (TimeoutError(), True),
         (IntegrityError("INSERT", {}, Exception("duplicate key")), False),
+        (OperationalError("SELECT", {}, sqlite3.OperationalError("database is locked")), True),
+        (OperationalError("SELECT", {}, sqlite3.OperationalError('near "(": syntax error')), False),
         (PermanentError("x"), False),
         (ValueError("bug"), False),
         (KeyError("bug"), False),
