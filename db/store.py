@@ -262,10 +262,12 @@ def upsert_daily_candles(
     previous close for each ticker's first row) so doubtful bars are never stored as clean."""
     rows = _with_ids(frame, DAILY_CANDLE_COLUMNS, ids, source=source, what="daily candles")
     if not frame.empty:
-        grouped = frame.groupby(["market", "ticker"], as_index=False)["trade_date"].min()
+        # Each ticker's first date (sort + drop_duplicates: a groupby min over date objects
+        # would run in Python per group).
+        first_rows = frame.sort_values("trade_date").drop_duplicates(["market", "ticker"])
         firsts = {
             (str(m), str(t)): d
-            for m, t, d in grouped[["market", "ticker", "trade_date"]].itertuples(
+            for m, t, d in first_rows[["market", "ticker", "trade_date"]].itertuples(
                 index=False, name=None
             )
         }
@@ -526,4 +528,32 @@ def stored_dates(
         out[(market, ticker)].append(
             day if isinstance(day, dt.date) else dt.date.fromisoformat(str(day))
         )
+    return out
+
+
+def stored_bar_starts(
+    session: Session, market: str, interval: str, start: dt.datetime, end: dt.datetime
+) -> dict[tuple[str, str], list[dt.datetime]]:
+    """Per listed instrument of ``market``: the starts (aware UTC) of its stored ``interval``
+    bars in ``[start, end]`` (an empty list for none)."""
+    out: dict[tuple[str, str], list[dt.datetime]] = {
+        (m, t): []
+        for m, t in session.execute(
+            select(Instrument.market, Instrument.ticker).where(
+                Instrument.market == market, Instrument.listing_status == "listed"
+            )
+        )
+    }
+    rows = session.execute(
+        select(Instrument.market, Instrument.ticker, IntradayCandle.ts)
+        .join(Instrument, Instrument.id == IntradayCandle.instrument_id)
+        .where(
+            Instrument.market == market,
+            Instrument.listing_status == "listed",
+            IntradayCandle.interval == interval,
+            IntradayCandle.ts.between(start, end),
+        )
+    )
+    for m, t, ts in rows:
+        out[(m, t)].append(ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC))
     return out

@@ -428,7 +428,9 @@ def collect_backfill(
 
 @data_app.command("gaps")
 def data_gaps(
-    dataset: Annotated[str, typer.Option(help="candles or flows")] = "candles",
+    dataset: Annotated[
+        str, typer.Option(help="candles, flows, or crypto-<interval> (e.g. crypto-60m)")
+    ] = "candles",
     market: Annotated[str | None, typer.Option(help="KOSPI or KOSDAQ; default both")] = None,
     from_: Annotated[
         str | None, typer.Option("--from", help="Window start; default 260 sessions back")
@@ -451,9 +453,15 @@ def data_gaps(
     from quantbeat.sources import krx_calendar, latest_krx_session
     from tasks._args import parse_date, parse_krx_markets
 
+    if dataset.startswith("crypto-"):
+        _crypto_gaps(dataset.removeprefix("crypto-"), from_, to, backfill, limit)
+        return
     models = {"candles": DailyCandle, "flows": InvestorFlow}
     if dataset not in models:
-        raise ValidationError(f"--dataset must be candles or flows, got {dataset!r}")
+        raise ValidationError(
+            f"--dataset must be candles, flows or crypto-<interval> (e.g. crypto-60m), "
+            f"got {dataset!r}"
+        )
     markets = [m.value for m in parse_krx_markets(market, field="--market")]
     calendar = krx_calendar()
     end = parse_date(to, field="--to") if to else latest_krx_session(get_settings())
@@ -507,6 +515,77 @@ def data_gaps(
                 )
                 queued += 1
         console.print(f"queued {queued} quantbeat.collect.daily_range task(s)", soft_wrap=True)
+
+
+def _crypto_gaps(
+    interval: str, from_: str | None, to: str | None, backfill: bool, limit: int
+) -> None:
+    """Gaps in stored crypto bars: every ``interval`` step, 24/7, from each market's first
+    stored bar in the window. Upbit emits no bar for a minute without trades, so thin markets
+    show short gaps that a backfill cannot fill; the report says so."""
+    from db.engine import session_scope
+    from db.store import stored_bar_starts
+    from quant.market.gaps import covering_ranges, find_gaps
+    from quant.market.types import INTRADAY_INTERVALS, Market
+    from tasks.collect import _floor_to_interval
+
+    if interval not in INTRADAY_INTERVALS:
+        raise ValidationError(
+            f"--dataset crypto-<interval> needs one of {', '.join(INTRADAY_INTERVALS)}, "
+            f"got {interval!r}",
+            field="--dataset",
+        )
+    minutes = int(interval.removesuffix("m"))
+    step = dt.timedelta(minutes=minutes)
+
+    def moment(value: str | None, default: dt.datetime, option: str) -> dt.datetime:
+        if value is None:
+            return default
+        from tasks.collect import _parse_moment
+
+        text = value if "T" in value else f"{value}T00:00:00+00:00"
+        return _parse_moment(text, field=option)
+
+    end = moment(to, _floor_to_interval(dt.datetime.now(dt.UTC), minutes) - step, "--to")
+    start = moment(from_, end - dt.timedelta(days=7), "--from")
+    if start > end:
+        raise ValidationError(f"--from {start} is after --to {end}", field="--from")
+    points = [start + i * step for i in range(int((end - start) / step) + 1)]
+    with session_scope() as session:
+        stored = stored_bar_starts(session, Market.UPBIT.value, interval, start, end)
+    gaps = find_gaps(stored, points)
+    console.print(
+        f"crypto {interval} bars {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M} UTC, "
+        f"{len(stored):,} listed markets: {len(gaps):,} gap(s), "
+        f"{sum(g.sessions for g in gaps):,} missing bars (Upbit has no bar where nothing "
+        "traded, so thin markets show gaps that stay)",
+        soft_wrap=True,
+    )
+    if gaps:
+        table = Table("market", "first missing (UTC)", "last missing (UTC)", "bars")
+        for g in gaps[:limit]:
+            table.add_row(
+                g.ticker, f"{g.first:%Y-%m-%d %H:%M}", f"{g.last:%Y-%m-%d %H:%M}", str(g.sessions)
+            )
+        console.print(table)
+    if backfill and gaps:
+        from workers.app import app as celery_app
+
+        tickers = sorted({g.ticker for g in gaps})
+        ranges = covering_ranges(gaps, points)
+        for first, last in ranges:
+            celery_app.send_task(
+                "quantbeat.collect.crypto_candles",
+                kwargs={
+                    "interval": interval,
+                    "start": first.isoformat(),
+                    "end": (last + step).isoformat(),
+                    "tickers": tickers,
+                },
+            )
+        console.print(
+            f"queued {len(ranges)} quantbeat.collect.crypto_candles task(s)", soft_wrap=True
+        )
 
 
 # --- entry point ------------------------------------------------------------------------------

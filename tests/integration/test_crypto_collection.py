@@ -85,3 +85,52 @@ def test_two_workers_share_one_global_rate(clean_db, tmp_path: Path):
         stored = session.execute(select(func.count()).select_from(IntradayCandle)).scalar_one()
     assert hosts == 2
     assert stored == 400 * len(MARKETS)
+
+
+def test_crypto_gaps_are_found_and_backfilled(celery_app, worker, clean_db):
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration.helpers import eventually
+
+    tickers = ["KRW-BTC", "KRW-ETH"]
+    day = dt.datetime(2026, 11, 18, tzinfo=dt.UTC)
+    for start, end in (
+        (day, day + dt.timedelta(hours=6)),
+        (day + dt.timedelta(hours=10), day + dt.timedelta(hours=24)),
+    ):
+        celery_app.send_task(
+            "quantbeat.collect.crypto_candles",
+            kwargs={
+                "interval": "60m",
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "tickers": tickers,
+            },
+        ).get(timeout=120)
+    quantbeat = str(Path(sys.executable).with_name("quantbeat"))
+    argv = [
+        quantbeat,
+        "data",
+        "gaps",
+        "--dataset",
+        "crypto-60m",
+        "--from",
+        "2026-11-18T00:00:00+00:00",
+        "--to",
+        "2026-11-18T23:00:00+00:00",
+    ]
+    env = {**os.environ, "COLUMNS": "200"}
+    first = subprocess.run(
+        [*argv, "--backfill"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    # Hours 06:00-09:00 are missing for both markets: 2 gaps of 4 bars.
+    assert "2 gap(s), 8 missing bars" in first.stdout
+    assert "queued 1 quantbeat.collect.crypto_candles task(s)" in first.stdout
+
+    def report() -> str:
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120).stdout
+
+    assert "0 gap(s), 0 missing bars" in eventually(report, lambda out: "0 gap(s)" in out, 60)
