@@ -33,6 +33,7 @@ __all__ = [
     "WeekdayCalendar",
     "check_aware",
     "check_date",
+    "check_range",
     "krx_approximate_calendar",
     "latest_closed_session",
     "xkrx_sessions",
@@ -97,7 +98,8 @@ def check_aware(value: object, field: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def _check_range(start: date, end: date) -> None:
+def check_range(start: date, end: date) -> None:
+    """Both plain dates and ``start <= end``, else :class:`ValidationError` naming the value."""
     check_date(start, "start")
     check_date(end, "end")
     if start > end:
@@ -153,7 +155,7 @@ class WeekdayCalendar:
         Raises:
             quant.errors.ValidationError: ``start`` is after ``end``, or either is not a date.
         """
-        _check_range(start, end)
+        check_range(start, end)
         days = np.arange(
             np.datetime64(start, "D"), np.datetime64(end, "D") + np.timedelta64(1, "D")
         )
@@ -211,7 +213,7 @@ class ContinuousCalendar:
         Raises:
             quant.errors.ValidationError: ``start`` is after ``end``, or either is not a date.
         """
-        _check_range(start, end)
+        check_range(start, end)
         first = start.toordinal()
         return [date.fromordinal(o) for o in range(first, end.toordinal() + 1)]
 
@@ -368,7 +370,7 @@ class SessionCalendar:
 
     def sessions(self, start: date, end: date) -> list[date]:
         start, end = self._known(start, "start"), self._known(end, "end")
-        _check_range(start, end)
+        check_range(start, end)
         lo = bisect.bisect_left(self._sessions, start)
         hi = bisect.bisect_right(self._sessions, end)
         return self._sessions[lo:hi]

@@ -85,7 +85,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from quant.calendar import TradingCalendar, check_date, krx_approximate_calendar
+from quant.calendar import TradingCalendar, check_date, check_range, krx_approximate_calendar
 from quant.errors import (
     ConfigError,
     NotFound,
@@ -689,14 +689,7 @@ class KrxSource:
         tickers: Sequence[str] | None,
     ) -> tuple[list[date], dict[Market, list[str]] | None]:
         """Sessions in ``[start, end]`` and, when tickers were given, the tickers by market."""
-        check_date(start, "start")
-        check_date(end, "end")
-        if start > end:
-            raise ValidationError(
-                f"start {start.isoformat()} is after end {end.isoformat()}",
-                field="start",
-                value=start,
-            )
+        check_range(start, end)
         markets = self._markets(market)
         if tickers is None:
             return self._calendar.sessions(start, end), None

@@ -43,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from quant.calendar import TradingCalendar, check_date, krx_approximate_calendar
+from quant.calendar import TradingCalendar, check_date, check_range, krx_approximate_calendar
 from quant.errors import NotFound, ValidationError
 from quant.market.types import (
     DAILY_CANDLE_COLUMNS,
@@ -514,14 +514,7 @@ class SimulatedMarket:
         columns: tuple[str, ...],
         fields: tuple[str, ...],
     ) -> pd.DataFrame:
-        check_date(start, "start")
-        check_date(end, "end")
-        if start > end:
-            raise ValidationError(
-                f"start {start.isoformat()} is after end {end.isoformat()}",
-                field="start",
-                value=start,
-            )
+        check_range(start, end)
         selection = self._select(market, tickers)
         with self._lock:
             sessions, bars = self._simulate(start, end, selection)

@@ -74,7 +74,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from quant.calendar import check_aware, check_date
+from quant.calendar import check_aware, check_date, check_range
 from quant.errors import NotFound, PermanentError, ValidationError
 from quant.market.types import (
     DAILY_CANDLE_COLUMNS,
@@ -592,14 +592,7 @@ class SimulatedCrypto:
             quant.errors.NotFound: a ticker is not carried by this instance (all such are
                 named).
         """
-        check_date(start, "start")
-        check_date(end, "end")
-        if start > end:
-            raise ValidationError(
-                f"start {start.isoformat()} is after end {end.isoformat()}",
-                field="start",
-                value=start,
-            )
+        check_range(start, end)
         if not selects(market, Market.UPBIT):
             return _daily_frame(_NO_NAMES, [], _empty_values())
         positions = self._select(tickers)

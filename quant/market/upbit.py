@@ -69,7 +69,7 @@ import pandas as pd
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type
 from tenacity.wait import wait_exponential_jitter
 
-from quant.calendar import check_aware, check_date
+from quant.calendar import check_aware, check_date, check_range
 from quant.errors import (
     NotFound,
     PermanentError,
@@ -477,14 +477,7 @@ class UpbitSource:
             UpbitBanned, UpbitProtocolError, quant.errors.RateLimited,
             quant.errors.ServiceUnavailable: see the module docstring.
         """
-        check_date(start, "start")
-        check_date(end, "end")
-        if start > end:
-            raise ValidationError(
-                f"start {start.isoformat()} is after end {end.isoformat()}",
-                field="start",
-                value=start,
-            )
+        check_range(start, end)
         if not selects(market, Market.UPBIT):
             return _empty_daily()
         wanted = self._tickers(tickers, end)

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from quant.calendar import check_date
+from quant.calendar import check_date, check_range
 from quant.errors import (
     ConfigError,
     NotFound,
@@ -230,14 +230,7 @@ class YahooSource:
             quant.errors.ServiceUnavailable: network failure, Yahoo down, unparsable answer.
             quant.errors.ConfigError: yfinance is not installed.
         """
-        check_date(start, "start")
-        check_date(end, "end")
-        if start > end:
-            raise ValidationError(
-                f"start {start.isoformat()} is after end {end.isoformat()}",
-                field="start",
-                value=start,
-            )
+        check_range(start, end)
         selected = self._select(market, tickers)
         parts = [self._history(m, t, start, end) for m, t in selected]
         parts = [p for p in parts if not p.empty]
