@@ -76,6 +76,28 @@ def copy_rows(session: Session, target: str | sql.Identifier, frame: pd.DataFram
         cursor.close()
 
 
+def _check_batch(
+    table: Table, frame: pd.DataFrame, key: Sequence[str], compare: Sequence[str]
+) -> list[str]:
+    """The batch's column order (``key`` + ``compare``), after checking that ``frame`` has
+    exactly those columns and repeats no key.
+
+    Raises:
+        quant.errors.ValidationError: other columns, or a repeated key.
+    """
+    columns = [*key, *compare]
+    if sorted(frame.columns) != sorted(columns):
+        raise ValidationError(
+            f"bulk upsert into {table.name} needs columns {columns}, got {list(frame.columns)}",
+            field="columns",
+        )
+    if not frame.empty and frame.duplicated(subset=list(key)).any():
+        raise ValidationError(
+            f"duplicate {'/'.join(key)} in a batch for {table.name}", field=",".join(key)
+        )
+    return columns
+
+
 def copy_upsert(
     session: Session,
     table: Table,
@@ -91,18 +113,9 @@ def copy_upsert(
         quant.errors.ValidationError: ``frame`` repeats a key, or its columns are not exactly
             ``key`` + ``compare``.
     """
-    columns = [*key, *compare]
-    if sorted(frame.columns) != sorted(columns):
-        raise ValidationError(
-            f"bulk upsert into {table.name} needs columns {columns}, got {list(frame.columns)}",
-            field="columns",
-        )
+    columns = _check_batch(table, frame, key, compare)
     if frame.empty:
         return 0, 0, 0
-    if frame.duplicated(subset=list(key)).any():
-        raise ValidationError(
-            f"duplicate {'/'.join(key)} in a batch for {table.name}", field=",".join(key)
-        )
     frame = frame[columns]
     temp = sql.Identifier(f"_qb_bulk_{next(_temp_names)}")
     target = sql.Identifier(table.name)
@@ -185,18 +198,9 @@ def sqlite_upsert(
     Raises:
         quant.errors.ValidationError: ``frame`` repeats a key or has other columns.
     """
-    columns = [*key, *compare]
-    if sorted(frame.columns) != sorted(columns):
-        raise ValidationError(
-            f"bulk upsert into {table.name} needs columns {columns}, got {list(frame.columns)}",
-            field="columns",
-        )
+    columns = _check_batch(table, frame, key, compare)
     if frame.empty:
         return 0, 0, 0
-    if frame.duplicated(subset=list(key)).any():
-        raise ValidationError(
-            f"duplicate {'/'.join(key)} in a batch for {table.name}", field=",".join(key)
-        )
 
     def q(name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
