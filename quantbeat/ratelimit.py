@@ -192,13 +192,20 @@ _limiters_lock = threading.Lock()
 
 
 def limiter_for(
-    provider: str, *, redis_url: str, rates: dict[str, float], max_wait: float
+    provider: str,
+    *,
+    redis_url: str,
+    rates: dict[str, float],
+    max_wait: float,
+    headroom: float = 1.0,
 ) -> RateLimiter | None:
     """The process-wide limiter for ``provider`` (``None`` when it has no configured rate):
-    Redis-backed, or in-process when ``redis_url`` is ``memory://``."""
-    rate = rates.get(provider)
-    if rate is None:
+    Redis-backed, or in-process when ``redis_url`` is ``memory://``. Grants are paced at
+    ``headroom`` × the configured rate."""
+    configured = rates.get(provider)
+    if configured is None:
         return None
+    rate = configured * headroom
     key = (provider, redis_url, rate, max_wait)
     with _limiters_lock:
         limiter = _limiters.get(key)

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
         default_factory=lambda: {"krx": 1.0, "upbit": 8.0, "yfinance": 1.0}
     )
     rate_limit_max_wait: float = Field(default=10.0, ge=0)
+    # Pace at this fraction of each provider rate: providers count arrivals, and a request
+    # delayed on its way (a busy host) lets the next ones bunch up behind it.
+    rate_limit_headroom: float = Field(default=0.9, ge=0.5, le=1.0)
 
     # --- credentials and external services --------------------------------------------------
     krx_id: str | None = None

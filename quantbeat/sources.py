@@ -175,6 +175,7 @@ def _krx_source(settings: Settings) -> MarketDataSource:
         redis_url=settings.redis_url,
         rates=settings.provider_rates,
         max_wait=settings.rate_limit_max_wait,
+        headroom=settings.rate_limit_headroom,
     )
     source: MarketDataSource = KrxSource(
         settings.krx_id,
@@ -192,4 +193,5 @@ def upbit_limiter(settings: Settings) -> RateLimiter | None:
         redis_url=settings.redis_url,
         rates=settings.provider_rates,
         max_wait=settings.rate_limit_max_wait,
+        headroom=settings.rate_limit_headroom,
     )
