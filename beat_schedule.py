@@ -23,9 +23,11 @@ KRX_DAILY_AT = (15, 40)
 KRX_FLOWS_AT = (18, 10)
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # Collection, then the scan indicators for the whole universe (a chain; see
+    # tasks.pipeline).
     **{
-        f"collect-daily-candles-{market.lower()}": {
-            "task": "quantbeat.collect.daily_candles",
+        f"krx-close-{market.lower()}": {
+            "task": "quantbeat.pipeline.krx_close",
             "schedule": krx_session_schedule(*KRX_DAILY_AT),
             "kwargs": {"market": market},
             "options": {"expires": _ONE_HOUR},

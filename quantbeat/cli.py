@@ -17,6 +17,7 @@ code  meaning
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
@@ -51,7 +52,12 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 collect_app = typer.Typer(help="Market-data collection.", no_args_is_help=True)
 data_app = typer.Typer(help="Data quality: gaps.", no_args_is_help=True)
+indicators_app = typer.Typer(
+    help="Indicator values for an instrument (cache-first; misses computed by cpu workers).",
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
+app.add_typer(indicators_app, name="indicators")
 app.add_typer(collect_app, name="collect")
 app.add_typer(data_app, name="data")
 
@@ -152,6 +158,29 @@ def _print_report(report: Any) -> None:
         f"{report.rejected:,}" + (" (see data_rejections)" if report.rejected else ""),
     )
     table.add_row("candles in database", f"{report.candle_rows_total:,}")
+    if report.indicators:
+        ind = report.indicators
+        table.add_row(
+            "indicators precomputed",
+            f"{ind.get('indicators', 0)} scan indicators × {ind.get('with_bars', 0):,} instruments "
+            f"= {ind.get('series', 0):,} series in {ind.get('seconds', 0):.1f} s "
+            f"(cache: {ind.get('cache')})",
+        )
+    if report.sample:
+        smp = report.sample
+        rsi = "n/a (too few bars)" if smp.get("rsi") is None else f"{smp['rsi']:.1f}"
+        table.add_row(
+            "sample read",
+            f"RSI(14) of {smp['instrument']} = {rsi}, from the {smp['source']} "
+            f"in {smp['ms']:.1f} ms",
+        )
+    if report.cache:
+        rate = report.cache.get("hit_rate")
+        table.add_row(
+            "indicator cache",
+            f"hits {report.cache.get('hits', 0):,}, misses {report.cache.get('misses', 0):,}"
+            + (f", hit rate {rate:.1%}" if rate is not None else ""),
+        )
     table.add_row("tasks", str(len(report.tasks)))
     table.add_row("time taken", f"{report.seconds:.2f} s")
     if report.log_file:
@@ -586,6 +615,127 @@ def _crypto_gaps(
         console.print(
             f"queued {len(ranges)} quantbeat.collect.crypto_candles task(s)", soft_wrap=True
         )
+
+
+# --- indicators ------------------------------------------------------------------------------
+def _param_pairs(values: list[str] | None) -> dict[str, object]:
+    """``NAME=VALUE`` options → a dict; numbers are parsed, the rest stay text."""
+    out: dict[str, object] = {}
+    for item in values or []:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise ValidationError(
+                f"--param must look like NAME=VALUE, got {item!r}", field="--param", value=item
+            )
+        text = raw.strip()
+        value: object = text
+        try:
+            value = int(text)
+        except ValueError:
+            with contextlib.suppress(ValueError):
+                value = float(text)
+        out[name.strip()] = value
+    return out
+
+
+@indicators_app.command("get")
+def indicators_get(
+    instrument: Annotated[
+        str, typer.Argument(help="MARKET:TICKER (or a ticker), e.g. KOSPI:005930")
+    ],
+    indicator: Annotated[
+        str, typer.Argument(help="Indicator name (see: quantbeat indicators list)")
+    ],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE (repeatable)")
+    ] = None,
+    interval: Annotated[str, typer.Option(help="1d or an intraday interval (1m … 240m)")] = "1d",
+    start: Annotated[str | None, typer.Option(help="First bar time (ISO); default open")] = None,
+    end: Annotated[str | None, typer.Option(help="Last bar time (ISO); default latest")] = None,
+    limit: Annotated[int, typer.Option(help="Bars to compute over (the last N in range)")] = 1000,
+    rows: Annotated[int, typer.Option(help="Rows to print (the latest)")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every value as JSON")] = False,
+    inline: Annotated[
+        bool, typer.Option("--inline", help="Compute in this process (no worker needed)")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a worker")] = 30.0,
+) -> None:
+    """Print an indicator's values for an instrument: from the cache, or computed by a cpu
+    worker (--inline: here)."""
+    from quantbeat.indicators import get_indicator, iter_rows
+
+    result = get_indicator(
+        instrument,
+        indicator,
+        _param_pairs(param),
+        interval=interval,
+        start=start,
+        end=end,
+        limit=limit,
+        timeout=timeout,
+        inline=inline,
+    )
+    if as_json:
+        console.print_json(data=result.to_json())
+        return
+    req = result.request
+    params = ", ".join(f"{k}={v}" for k, v in req.params.items()) or "no parameters"
+    origin = "from the cache" if result.source == "cache" else "computed"
+    console.print(
+        f"{req.indicator}({params}) of {req.instrument}, {req.interval}: "
+        f"{len(result.time)} bars, {origin}",
+        soft_wrap=True,
+    )
+    table = Table()
+    table.add_column("time")
+    for name in result.values:
+        table.add_column(name, justify="right")
+    for row in iter_rows(result, rows):
+        table.add_row(row[0], *("" if v is None else f"{v:,.4f}" for v in row[1:]))
+    console.print(table)
+
+
+@indicators_app.command("list")
+def indicators_list() -> None:
+    """The indicators, their parameters (with defaults) and outputs."""
+    from quant.indicators import describe
+
+    table = Table()
+    table.add_column("indicator")
+    table.add_column("parameters (default)")
+    table.add_column("outputs")
+    table.add_column("description")
+    for item in describe():
+        params = ", ".join(f"{p['name']}={p['default']}" for p in item["params"]) or "-"
+        table.add_row(item["name"], params, ", ".join(item["outputs"]), item["description"])
+    console.print(table)
+
+
+@indicators_app.command("cache")
+def indicators_cache(
+    clear: Annotated[bool, typer.Option("--clear", help="Remove every entry and counter")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
+) -> None:
+    """The indicator cache's counters: hits, misses, hit rate, evictions (entries dropped
+    because new candles were stored), dropped stale writes and errors."""
+    from quantbeat.indicators import indicator_cache
+
+    cache = indicator_cache()
+    if clear:
+        cache.clear()
+        console.print("indicator cache cleared")
+        return
+    stats = cache.stats().as_dict()
+    if as_json:
+        console.print_json(data=stats)
+        return
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="dim")
+    table.add_column()
+    for key, value in stats.items():
+        shown = f"{value:.1%}" if key == "hit_rate" and value is not None else str(value)
+        table.add_row(key.replace("_", " "), shown)
+    console.print(table)
 
 
 # --- entry point ------------------------------------------------------------------------------

@@ -552,6 +552,15 @@ class _Importer:
                 rejected,
                 where=f"{self.options.path} lines {chunk.first_line}-{chunk.last_line}",
             )
+        if (
+            not self.options.dry_run
+            and self.layout is not None
+            and self.layout.kind is CsvKind.DAILY_PRICES
+        ):
+            # After the commit: cached indicators of these instruments are now stale.
+            from quantbeat.indicators import invalidate_stored
+
+            invalidate_stored(chunk.good, outcome.counts)
         # Written once the chunk's transaction has ended, so the reject file and the counts
         # always describe the same rows, even if a later chunk fails.
         rejects = sorted([*chunk.rejects, *extra_rejects], key=lambda r: r.line)

@@ -50,6 +50,9 @@ class RunReport:
     instrument_counts: dict[tuple[str, ...], int] = field(default_factory=dict)
     tasks: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    indicators: dict[str, Any] = field(default_factory=dict)
+    sample: dict[str, Any] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)
 
 
 def embedded_environment(data_dir: Path, database_url: str | None = None) -> dict[str, str]:
@@ -59,6 +62,8 @@ def embedded_environment(data_dir: Path, database_url: str | None = None) -> dic
         "QUANTBEAT_BROKER_URL": EMBEDDED_BROKER,
         "QUANTBEAT_RESULT_BACKEND": EMBEDDED_BACKEND,
         "QUANTBEAT_DATABASE_URL": database_url or f"sqlite:///{db_path}",
+        # Rate limits and the indicator cache in-process: no Redis needed.
+        "QUANTBEAT_REDIS_URL": "memory://",
     }
 
 
@@ -189,8 +194,13 @@ def _run(
         source=settings.market_source,
         simulated=settings.market_source == "simulated",
     )
+    from quantbeat.indicators import forget_service
+
+    forget_service()
     with _maybe_worker(distributed):
+        deadline = time.monotonic() + timeout
         results = _collect(app, day, market, timeout, history=first_run, explicit=bool(trade_date))
+        _indicators(app, report, day, market, max(1.0, deadline - time.monotonic()))
     report.seconds = time.perf_counter() - t0
     report.history = first_run
     report.explicit = trade_date is not None
@@ -289,6 +299,48 @@ def _collect(
             ) from None
         out.append((name, summary))
     return out
+
+
+def _indicators(
+    app: Any, report: RunReport, day: dt.date, market: str | None, timeout: float
+) -> None:
+    """The pipeline's next step: precompute the scan indicators for the universe (a ``cpu``
+    task), then read one instrument's RSI through the public API, as a client would."""
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    from db.candles import universe
+    from db.engine import session_scope
+    from quant.market.types import KRX_MARKETS
+    from quantbeat.indicators import cache_stats, get_indicator
+
+    name = "quantbeat.indicators.precompute"
+    sent = app.send_task(name, kwargs={"trade_date": day.isoformat(), "market": market})
+    try:
+        report.indicators = sent.get(timeout=timeout)
+    except CeleryTimeout:
+        raise ServiceUnavailable(
+            f"{name} ({sent.id}) did not finish within {timeout:.0f} s: "
+            "is a worker consuming the cpu queue?"
+        ) from None
+    report.tasks.append({"task": name, **report.indicators})
+    markets = [market] if market else [m.value for m in KRX_MARKETS]
+    with session_scope() as session:
+        members = universe(session, markets)
+    if members:
+        from quant.indicators import SCAN_BARS
+
+        instrument = members[0][1]
+        t0 = time.perf_counter()
+        result = get_indicator(
+            instrument, "rsi", {"period": 14}, end=day, limit=SCAN_BARS, timeout=timeout
+        )
+        report.sample = {
+            "instrument": instrument,
+            "rsi": result.latest()["rsi"],
+            "source": result.source,
+            "ms": (time.perf_counter() - t0) * 1000,
+        }
+    report.cache = cache_stats().as_dict()
 
 
 def _count_candles(url: str) -> int:

@@ -99,6 +99,33 @@ class Settings(BaseSettings):
     # delayed on its way (a busy host) lets the next ones bunch up behind it.
     rate_limit_headroom: float = Field(default=0.9, ge=0.5, le=1.0)
 
+    # --- indicator cache ----------------------------------------------------------------------
+    # Seconds an indicator/candle cache entry lives, per bar interval (an interval not listed
+    # gets one bar's length; 1d gets a day). New candles invalidate entries at once anyway.
+    cache_ttl: dict[str, int] = Field(
+        default_factory=lambda: {
+            "1m": 60,
+            "3m": 180,
+            "5m": 300,
+            "10m": 600,
+            "15m": 900,
+            "30m": 1_800,
+            "60m": 3_600,
+            "240m": 14_400,
+            "1d": 86_400,
+        }
+    )
+    # Redis socket timeout for cache calls; after a cache failure it is bypassed this long.
+    cache_timeout: float = Field(default=0.5, gt=0)
+    cache_retry_after: float = Field(default=5.0, ge=0)
+    # A batch of indicator requests answers within this many seconds (late items: Timeout).
+    indicator_batch_timeout: float = Field(default=5.0, gt=0)
+    # On a miss, once an instrument's candles are loaded, these indicators (with default
+    # parameters) are computed and cached too: a chart usually adds several. [] disables.
+    indicator_prefetch: list[str] = Field(
+        default_factory=lambda: ["sma", "ema", "rsi", "macd", "bbands", "atr", "obv"]
+    )
+
     # --- credentials and external services --------------------------------------------------
     krx_id: str | None = None
     krx_pw: SecretStr | None = None
@@ -106,6 +133,32 @@ class Settings(BaseSettings):
     gemini_model: str = "gemini-3.5-flash"
     flower_basic_auth: SecretStr | None = None
     flower_port: int = Field(default=5555, ge=1, le=65_535)
+
+    @field_validator("cache_ttl")
+    @classmethod
+    def _check_ttls(cls, value: dict[str, int]) -> dict[str, int]:
+        from quant.indicators.request import INTERVALS
+
+        for interval, seconds in value.items():
+            if interval not in INTERVALS:
+                raise ValueError(
+                    f"unknown interval {interval!r} (intervals: {', '.join(INTERVALS)})"
+                )
+            if seconds < 1:
+                raise ValueError(f"TTL of {interval} must be at least 1 s, got {seconds}")
+        return value
+
+    @field_validator("indicator_prefetch")
+    @classmethod
+    def _check_prefetch(cls, value: list[str]) -> list[str]:
+        from quant.indicators import INDICATORS
+
+        unknown = [name for name in value if name not in INDICATORS]
+        if unknown:
+            raise ValueError(
+                f"unknown indicator {unknown[0]!r} (indicators: {', '.join(INDICATORS)})"
+            )
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

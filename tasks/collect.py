@@ -35,6 +35,7 @@ from quant.market.quality import (
 )
 from quant.market.types import INTRADAY_INTERVALS, Market
 from quant.market.upbit import UpbitBanned
+from quantbeat.indicators import invalidate_stored
 from quantbeat.ratelimit import WaitTooLong
 from quantbeat.settings import get_settings
 from quantbeat.sources import (
@@ -108,10 +109,13 @@ def _collect_range(
             if unlisted:
                 ids.update(ensure_instruments(session, m.value, unlisted, source=source.name))
             good, rejected = check(frame, ids.keys())
-            total = total + upsert(session, good, ids, source=source.name)
+            counts = upsert(session, good, ids, source=source.name)
+            total = total + counts
             summary["rejected"] += record_rejections(
                 session, rejected, source=source.name, seen_at=dt.datetime.now(dt.UTC)
             )
+        if dataset == "candles":
+            invalidate_stored(good, counts)
         for r in rejected[:20]:
             log.warning("collect.row_rejected", dataset=dataset, reason=r.reason, detail=r.detail)
         summary["instruments"] += len(listed)
@@ -413,6 +417,7 @@ def crypto_candles(
         summary["rejected"] = record_rejections(
             session, rejected, source=source.name, seen_at=dt.datetime.now(dt.UTC)
         )
+    invalidate_stored(good, counts)
     summary["candles"] = counts.as_dict()
     return summary
 

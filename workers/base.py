@@ -242,7 +242,7 @@ class QuantbeatTask(Task):  # type: ignore[misc]
                     finished_at=_utcnow(),
                     duration_ms=duration_ms,
                     error=error,
-                    result=mask_value(result) if isinstance(result, dict | list) else None,
+                    result=_history_result(result),
                 )
         except Exception as exc:
             log.warning("job_run.end_not_recorded", state=state, error=_error_text(exc))
@@ -265,6 +265,29 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             reason=reason,
             error=error,
         )
+
+
+#: Results larger than this (JSON bytes) are summarized in job history, not stored whole:
+#: an indicator task returns thousands of values, the history needs only what happened.
+MAX_HISTORY_RESULT_BYTES = 8_192
+
+
+def _history_result(result: Any) -> Any:
+    """The masked result to keep in ``job_runs.result``: small dicts/lists as they are,
+    larger ones as ``{"omitted_bytes": n, "keys"|"items": …}``, anything else ``None``."""
+    if not isinstance(result, dict | list):
+        return None
+    import json
+
+    try:
+        size = len(json.dumps(result, default=str))
+    except (TypeError, ValueError):
+        return None
+    if size <= MAX_HISTORY_RESULT_BYTES:
+        return mask_value(result)
+    if isinstance(result, dict):
+        return {"omitted_bytes": size, "keys": sorted(str(k) for k in result)[:50]}
+    return {"omitted_bytes": size, "items": len(result)}
 
 
 def _store_failure(

@@ -5,7 +5,9 @@
   (``dispose(close=False)``), so no two processes share a socket;
 * publishing: argument reprs in message headers (what events and Flower show) are masked;
 * per task: the task id and name are bound to the logging context and cleared afterwards;
-* hard time limits: recorded from the parent (the killed child cannot).
+* hard time limits: recorded from the parent (the killed child cannot);
+* at worker start: numba kernels are compiled (or loaded from their on-disk cache) once in
+  the parent, so forked pool children inherit them instead of compiling in their first task.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from celery.signals import (
     task_failure,
     task_postrun,
     task_prerun,
+    worker_init,
     worker_process_init,
 )
 from celery.utils.saferepr import saferepr
@@ -47,11 +50,22 @@ def _mask_argument_reprs(body: Any = None, headers: dict[str, Any] | None = None
     headers["kwargsrepr"] = saferepr(mask_value(dict(kwargs or {})), 1024)
 
 
+@worker_init.connect
+def _warm_up(**_: Any) -> None:
+    from quant.indicators.custom import warm_up
+
+    warm_up()
+
+
 @worker_process_init.connect
 def _after_fork(**_: Any) -> None:
     from db.engine import dispose_engines
+    from quantbeat.cache import forget_caches
+    from quantbeat.indicators import forget_service
 
     dispose_engines(close=False)
+    forget_caches()
+    forget_service()
 
 
 @task_prerun.connect

@@ -27,6 +27,7 @@ class Queue(StrEnum):
 AREA_QUEUES: dict[str, Queue] = {
     "collect": Queue.IO,
     "ops": Queue.IO,
+    "pipeline": Queue.IO,
     "indicators": Queue.CPU,
     "scans": Queue.CPU,
     "backtest": Queue.CPU,

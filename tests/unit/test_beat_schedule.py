@@ -68,7 +68,7 @@ def test_entries():
     app.loader.import_default_modules()
     names = {e["task"] for e in BEAT_SCHEDULE.values()}
     assert names == {
-        "quantbeat.collect.daily_candles",
+        "quantbeat.pipeline.krx_close",
         "quantbeat.collect.investor_flows",
         "quantbeat.collect.crypto_candles",
         "quantbeat.collect.universe",
@@ -76,11 +76,7 @@ def test_entries():
     for entry in BEAT_SCHEDULE.values():
         assert entry["task"] in app.tasks
         assert entry["options"]["expires"] > 0
-    krx = [
-        e
-        for e in BEAT_SCHEDULE.values()
-        if e["task"].startswith("quantbeat.collect.d") or e["task"].endswith("investor_flows")
-    ]
+    krx = [e for e in BEAT_SCHEDULE.values() if e["task"].endswith(("krx_close", "investor_flows"))]
     assert krx
     assert all(isinstance(e["schedule"], krx_session_schedule) for e in krx)
 

@@ -1,0 +1,632 @@
+"""The indicator cache: candle arrays and indicator results in Redis, shared by every worker
+and client on every host.
+
+Layout (``P`` is the key prefix, ``qb:ind`` by default):
+
+* ``P:{MARKET:TICKER}:{interval}`` — a hash per instrument and bar interval. Field
+  ``c|{range}`` holds the candle arrays of a range, ``i|{range}|{indicator}|{params}`` an
+  indicator's outputs over that range; ``params`` is the canonical ``name=value`` list, so
+  the key does not depend on parameter order or on spelling a default. The hash expires after
+  the interval's TTL (set when it is created, so no entry outlives it).
+* ``P:gen:{MARKET:TICKER}`` — the instrument's generation, incremented by every invalidation.
+  A reader notes it before loading candles and its write is dropped if it changed meanwhile,
+  so a computation that read old candles never lands after the invalidation.
+* ``P:stats`` — counters shared by all processes: ``hits``/``misses`` (indicator lookups),
+  ``candle_hits``/``candle_misses``, ``invalidated`` (entries removed because new candles
+  were stored: the cache's evictions) and ``stale_writes`` (writes dropped by the generation
+  check).
+
+Values are compact binary (:func:`encode_series`): a small header and raw little-endian int64
+times and float64 columns, about 8 bytes a number instead of ~20 for JSON text.
+
+:class:`SafeCache` wraps a backend so that a cache failure is never an error: it is logged
+as a warning, counted, the cache is bypassed for ``retry_after`` seconds, and callers compute
+from the database as if it were a miss. :class:`LocalCache` keeps the same contract in one
+process (``QUANTBEAT_REDIS_URL=memory://``, the embedded run).
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import redis
+import structlog
+
+from quant.indicators.request import INTERVALS
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_PREFIX = "qb:ind"
+
+# --- values -----------------------------------------------------------------------------------
+_MAGIC = b"QB"
+_VERSION = 1
+_UNITS = {"D": 0, "s": 1}
+_UNIT_NAMES = {v: k for k, v in _UNITS.items()}
+_HEADER = struct.Struct("<2sBBIH")  # magic, version, time unit, bars, columns
+
+
+class CacheFormatError(ValueError):
+    """A cached value is not in the format :func:`decode_series` reads."""
+
+
+def encode_series(time_: npt.NDArray[np.datetime64], columns: dict[str, npt.ArrayLike]) -> bytes:
+    """Encode a time axis (``datetime64[D]`` or ``[s]``) and named float64 columns of the same
+    length as bytes: a 10-byte header, the column names, the times as int64, then each
+    column as float64 (little-endian)."""
+    unit = np.datetime_data(time_.dtype)[0]
+    if unit not in _UNITS:
+        raise ValueError(f"time unit must be D or s, got {unit}")
+    n = len(time_)
+    parts = [_HEADER.pack(_MAGIC, _VERSION, _UNITS[unit], n, len(columns))]
+    for name in columns:
+        raw = name.encode()
+        if len(raw) > 255:
+            raise ValueError(f"column name longer than 255 bytes: {name[:40]}…")
+        parts.append(struct.pack("<B", len(raw)) + raw)
+    parts.append(np.ascontiguousarray(time_.astype(np.int64), dtype="<i8").tobytes())
+    for name, values in columns.items():
+        array = np.ascontiguousarray(values, dtype="<f8")
+        if array.shape != (n,):
+            raise ValueError(f"column {name} has shape {array.shape}, expected ({n},)")
+        parts.append(array.tobytes())
+    return b"".join(parts)
+
+
+def decode_series(
+    blob: bytes,
+) -> tuple[npt.NDArray[np.datetime64], dict[str, npt.NDArray[np.float64]]]:
+    """The inverse of :func:`encode_series`; arrays are read-only views of ``blob``.
+
+    Raises:
+        CacheFormatError: ``blob`` is not a value this version wrote.
+    """
+    try:
+        magic, version, unit, n, k = _HEADER.unpack_from(blob, 0)
+        if magic != _MAGIC or version != _VERSION or unit not in _UNIT_NAMES:
+            raise CacheFormatError(f"not a cached series (header {blob[:4]!r})")
+        offset = _HEADER.size
+        names = []
+        for _ in range(k):
+            (length,) = struct.unpack_from("<B", blob, offset)
+            names.append(blob[offset + 1 : offset + 1 + length].decode())
+            offset += 1 + length
+        if len(blob) != offset + 8 * n * (k + 1):
+            raise CacheFormatError(f"cached series has {len(blob)} bytes, expected more/less")
+        times = np.frombuffer(blob, dtype="<i8", count=n, offset=offset)
+        offset += 8 * n
+        columns = {}
+        for name in names:
+            columns[name] = np.frombuffer(blob, dtype="<f8", count=n, offset=offset)
+            offset += 8 * n
+    except (struct.error, UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, CacheFormatError):
+            raise
+        raise CacheFormatError(f"unreadable cached series: {exc}") from None
+    return times.astype(f"datetime64[{_UNIT_NAMES[unit]}]"), columns
+
+
+# --- keys -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Entry:
+    """One cached value: an instrument (``MARKET:TICKER``), a bar interval and a field."""
+
+    instrument: str
+    interval: str
+    field: str
+
+    @classmethod
+    def candles(cls, instrument: str, interval: str, range_key: str) -> Entry:
+        return cls(instrument, interval, f"c|{range_key}")
+
+    @classmethod
+    def indicator(
+        cls, instrument: str, interval: str, range_key: str, indicator: str, params_key: str
+    ) -> Entry:
+        return cls(instrument, interval, f"i|{range_key}|{indicator}|{params_key}")
+
+    @property
+    def is_candles(self) -> bool:
+        return self.field.startswith("c|")
+
+
+@dataclass(frozen=True)
+class Read:
+    """A lookup's answer: the value (``None`` on a miss) and the instrument's generation, to
+    pass to :meth:`Cache.put` after computing a missing value."""
+
+    value: bytes | None
+    generation: int
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    candle_hits: int = 0
+    candle_misses: int = 0
+    invalidated: int = 0
+    stale_writes: int = 0
+    errors: int = 0
+    backend: str = ""
+
+    @property
+    def hit_rate(self) -> float | None:
+        """Indicator hits / lookups, ``None`` before the first lookup."""
+        total = self.hits + self.misses
+        return self.hits / total if total else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": self.hit_rate,
+            "candle_hits": self.candle_hits,
+            "candle_misses": self.candle_misses,
+            "evictions": self.invalidated,
+            "stale_writes": self.stale_writes,
+            "errors": self.errors,
+        }
+
+
+class Cache(Protocol):
+    """What the indicator service needs from a cache backend."""
+
+    name: str
+
+    def get_many(
+        self, entries: Sequence[Entry], *, count: bool = True, count_candles: bool = True
+    ) -> list[Read]:
+        """Look the entries up in one round trip. ``count=False`` leaves the indicator
+        hit/miss counters alone (a worker re-checking what its client already looked up),
+        ``count_candles=False`` the candle counters (internal reads such as prefetching)."""
+        ...
+
+    def put_many(self, items: Sequence[tuple[Entry, bytes, int]]) -> int:
+        """Store ``(entry, value, generation)`` items; returns how many were stored (an item
+        whose instrument was invalidated since ``generation`` was read is dropped)."""
+        ...
+
+    def generations(self, instruments: Sequence[str]) -> list[int]: ...
+
+    def invalidate(self, instruments: Iterable[str]) -> int:
+        """Drop every entry of the instruments; returns how many were removed."""
+        ...
+
+    def stats(self) -> CacheStats: ...
+
+    def clear(self) -> None:
+        """Remove every entry and reset the counters (tests, ``quantbeat indicators cache
+        --clear``)."""
+        ...
+
+
+def ttl_for(interval: str, ttls: dict[str, int]) -> int:
+    """Seconds an entry of ``interval`` lives: the configured TTL, else one bar's length
+    (one day for ``1d``)."""
+    if interval in ttls:
+        return ttls[interval]
+    return 86_400 if interval == "1d" else 60 * int(interval.removesuffix("m"))
+
+
+# --- Redis ------------------------------------------------------------------------------------
+# KEYS: hash, gen, stats. ARGV: field, counter prefix ("" or "candle_"), count ("1"/"0").
+_GET = """
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[3] == '1' then
+  if v then redis.call('HINCRBY', KEYS[3], ARGV[2] .. 'hits', 1)
+  else redis.call('HINCRBY', KEYS[3], ARGV[2] .. 'misses', 1) end
+end
+return {v or false, redis.call('GET', KEYS[2]) or '0'}
+"""
+
+# KEYS: hash, gen, stats. ARGV: expected generation, ttl, field1, value1, ...
+_PUT = """
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then
+  redis.call('HINCRBY', KEYS[3], 'stale_writes', (#ARGV - 2) / 2)
+  return 0
+end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return (#ARGV - 2) / 2
+"""
+
+# KEYS: gen, stats, hash1, hash2, ... ARGV: generation ttl.
+_INVALIDATE = """
+local n = 0
+for i = 3, #KEYS do
+  n = n + redis.call('HLEN', KEYS[i])
+  redis.call('UNLINK', KEYS[i])
+end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+if n > 0 then redis.call('HINCRBY', KEYS[2], 'invalidated', n) end
+return n
+"""
+
+_STAT_FIELDS = ("hits", "misses", "candle_hits", "candle_misses", "invalidated", "stale_writes")
+
+
+class RedisCache:
+    """The cache in Redis (see the module docstring for the layout)."""
+
+    name = "redis"
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        ttls: dict[str, int] | None = None,
+        prefix: str = DEFAULT_PREFIX,
+    ) -> None:
+        self._client = client
+        self._ttls = dict(ttls or {})
+        self._prefix = prefix
+        self._stats_key = f"{prefix}:stats"
+        self._get = client.register_script(_GET)
+        self._put = client.register_script(_PUT)
+        self._invalidate = client.register_script(_INVALIDATE)
+        # Generations outlive every entry, so a lost generation cannot revive an old entry.
+        self._gen_ttl = 2 * max([ttl_for(i, self._ttls) for i in INTERVALS])
+
+    def _hash(self, instrument: str, interval: str) -> str:
+        return f"{self._prefix}:{instrument}:{interval}"
+
+    def _gen(self, instrument: str) -> str:
+        return f"{self._prefix}:gen:{instrument}"
+
+    def get_many(
+        self, entries: Sequence[Entry], *, count: bool = True, count_candles: bool = True
+    ) -> list[Read]:
+        if not entries:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for e in entries:
+            self._get(
+                keys=[
+                    self._hash(e.instrument, e.interval),
+                    self._gen(e.instrument),
+                    self._stats_key,
+                ],
+                args=[
+                    e.field,
+                    "candle_" if e.is_candles else "",
+                    "1" if (count_candles if e.is_candles else count) else "0",
+                ],
+                client=pipe,
+            )
+        return [Read(value, int(gen)) for value, gen in pipe.execute()]
+
+    def put_many(self, items: Sequence[tuple[Entry, bytes, int]]) -> int:
+        groups: dict[tuple[str, str, int], list[tuple[str, bytes]]] = {}
+        for entry, value, generation in items:
+            groups.setdefault((entry.instrument, entry.interval, generation), []).append(
+                (entry.field, value)
+            )
+        if not groups:
+            return 0
+        pipe = self._client.pipeline(transaction=False)
+        for (instrument, interval, generation), fields in groups.items():
+            args: list[Any] = [str(generation), ttl_for(interval, self._ttls)]
+            for f, v in fields:
+                args += [f, v]
+            self._put(
+                keys=[self._hash(instrument, interval), self._gen(instrument), self._stats_key],
+                args=args,
+                client=pipe,
+            )
+        return sum(int(n) for n in pipe.execute())
+
+    def generations(self, instruments: Sequence[str]) -> list[int]:
+        if not instruments:
+            return []
+        values = self._client.mget([self._gen(i) for i in instruments])
+        return [int(v) if v is not None else 0 for v in values]
+
+    def invalidate(self, instruments: Iterable[str]) -> int:
+        removed = 0
+        names = list(dict.fromkeys(instruments))
+        for start in range(0, len(names), 500):
+            pipe = self._client.pipeline(transaction=False)
+            for name in names[start : start + 500]:
+                self._invalidate(
+                    keys=[
+                        self._gen(name),
+                        self._stats_key,
+                        *(self._hash(name, i) for i in INTERVALS),
+                    ],
+                    args=[self._gen_ttl],
+                    client=pipe,
+                )
+            removed += sum(int(n) for n in pipe.execute())
+        return removed
+
+    def stats(self) -> CacheStats:
+        raw = self._client.hgetall(self._stats_key)
+        counts = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+        return CacheStats(
+            **{f: counts.get(f, 0) for f in _STAT_FIELDS},
+            backend=self.name,
+        )
+
+    def clear(self) -> None:
+        batch: list[Any] = []
+        for key in self._client.scan_iter(match=f"{self._prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                self._client.unlink(*batch)
+                batch = []
+        if batch:
+            self._client.unlink(*batch)
+
+
+# --- in-process ---------------------------------------------------------------------------------
+class LocalCache:
+    """The same contract inside one process (threads share it); for the embedded run."""
+
+    name = "memory"
+
+    def __init__(
+        self,
+        *,
+        ttls: dict[str, int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 200_000,
+    ) -> None:
+        self._ttls = dict(ttls or {})
+        self._clock = clock
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+        self._hashes: dict[tuple[str, str], tuple[float, dict[str, bytes]]] = {}
+        self._gens: dict[str, int] = {}
+        self._counts = dict.fromkeys(_STAT_FIELDS, 0)
+        self._size = 0
+
+    def _live(self, instrument: str, interval: str) -> dict[str, bytes] | None:
+        found = self._hashes.get((instrument, interval))
+        if found is None:
+            return None
+        expires, fields = found
+        if self._clock() >= expires:
+            self._size -= len(fields)
+            del self._hashes[(instrument, interval)]
+            return None
+        return fields
+
+    def get_many(
+        self, entries: Sequence[Entry], *, count: bool = True, count_candles: bool = True
+    ) -> list[Read]:
+        out = []
+        with self._lock:
+            for e in entries:
+                fields = self._live(e.instrument, e.interval)
+                value = fields.get(e.field) if fields is not None else None
+                if count_candles if e.is_candles else count:
+                    prefix = "candle_" if e.is_candles else ""
+                    self._counts[prefix + ("hits" if value is not None else "misses")] += 1
+                out.append(Read(value, self._gens.get(e.instrument, 0)))
+        return out
+
+    def put_many(self, items: Sequence[tuple[Entry, bytes, int]]) -> int:
+        stored = 0
+        with self._lock:
+            for entry, value, generation in items:
+                if self._gens.get(entry.instrument, 0) != generation:
+                    self._counts["stale_writes"] += 1
+                    continue
+                if self._size >= self._max_entries:
+                    continue  # full: behave like a miss later rather than grow without bound
+                fields = self._live(entry.instrument, entry.interval)
+                if fields is None:
+                    fields = {}
+                    expires = self._clock() + ttl_for(entry.interval, self._ttls)
+                    self._hashes[(entry.instrument, entry.interval)] = (expires, fields)
+                if entry.field not in fields:
+                    self._size += 1
+                fields[entry.field] = value
+                stored += 1
+        return stored
+
+    def generations(self, instruments: Sequence[str]) -> list[int]:
+        with self._lock:
+            return [self._gens.get(i, 0) for i in instruments]
+
+    def invalidate(self, instruments: Iterable[str]) -> int:
+        removed = 0
+        with self._lock:
+            for name in dict.fromkeys(instruments):
+                for interval in INTERVALS:
+                    found = self._hashes.pop((name, interval), None)
+                    if found is not None:
+                        removed += len(found[1])
+                        self._size -= len(found[1])
+                self._gens[name] = self._gens.get(name, 0) + 1
+            self._counts["invalidated"] += removed
+        return removed
+
+    def stats(self) -> CacheStats:
+        with self._lock:
+            return CacheStats(**self._counts, backend=self.name)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._hashes.clear()
+            self._counts = dict.fromkeys(_STAT_FIELDS, 0)
+            self._size = 0
+
+
+# --- failure isolation ------------------------------------------------------------------------
+class SafeCache:
+    """A backend whose failures degrade to misses.
+
+    Any error from the backend (Redis down, a timeout, an unreadable value) is logged as a
+    ``cache.unavailable`` warning and counted in ``errors``; the backend is then skipped for
+    ``retry_after`` seconds (lookups are misses, writes are dropped) so that an outage costs
+    one timeout, not one per request. Nothing here raises.
+    """
+
+    def __init__(
+        self,
+        backend: Cache,
+        *,
+        retry_after: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self._retry_after = retry_after
+        self._clock = clock
+        self._down_until = 0.0
+        self._errors = 0
+        self._lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        return self._clock() >= self._down_until
+
+    def _failed(self, operation: str, exc: BaseException) -> None:
+        with self._lock:
+            self._errors += 1
+            first = self.available
+            self._down_until = self._clock() + self._retry_after
+        if first:
+            log.warning(
+                "cache.unavailable",
+                backend=self.name,
+                operation=operation,
+                error=f"{type(exc).__name__}: {exc}",
+                bypass_s=self._retry_after,
+                fallback="computing from the database",
+            )
+
+    def get_many(
+        self, entries: Sequence[Entry], *, count: bool = True, count_candles: bool = True
+    ) -> list[Read]:
+        if entries and self.available:
+            try:
+                return self.backend.get_many(entries, count=count, count_candles=count_candles)
+            except Exception as exc:
+                self._failed("get", exc)
+        return [Read(None, -1) for _ in entries]
+
+    def put_many(self, items: Sequence[tuple[Entry, bytes, int]]) -> int:
+        # A generation of -1 comes from a failed read: the value cannot be guarded, so it is
+        # not written.
+        guarded = [item for item in items if item[2] >= 0]
+        if guarded and self.available:
+            try:
+                return self.backend.put_many(guarded)
+            except Exception as exc:
+                self._failed("put", exc)
+        return 0
+
+    def generations(self, instruments: Sequence[str]) -> list[int]:
+        if instruments and self.available:
+            try:
+                return self.backend.generations(instruments)
+            except Exception as exc:
+                self._failed("generations", exc)
+        return [-1 for _ in instruments]
+
+    def invalidate(self, instruments: Iterable[str]) -> int:
+        """Invalidate, retrying briefly; a failure is logged (stale entries then live at most
+        their TTL) and returns 0. Ignores the bypass window: invalidation matters most."""
+        names = list(instruments)
+        if not names:
+            return 0
+        last: BaseException | None = None
+        for attempt in range(3):
+            try:
+                removed = self.backend.invalidate(names)
+            except Exception as exc:
+                last = exc
+                if attempt < 2:
+                    time.sleep(0.05 * 2**attempt)
+            else:
+                with self._lock:
+                    self._down_until = 0.0
+                return removed
+        assert last is not None
+        with self._lock:
+            self._errors += 1
+        log.warning(
+            "cache.invalidation_failed",
+            backend=self.name,
+            instruments=len(names),
+            error=f"{type(last).__name__}: {last}",
+            consequence="entries of these instruments may be stale until their TTL",
+        )
+        return 0
+
+    def stats(self) -> CacheStats:
+        """Counters from the backend plus this process's errors (backend counters are zero
+        when it cannot be reached)."""
+        base = CacheStats(backend=self.name)
+        if self.available:
+            try:
+                base = self.backend.stats()
+            except Exception as exc:
+                self._failed("stats", exc)
+        return CacheStats(
+            hits=base.hits,
+            misses=base.misses,
+            candle_hits=base.candle_hits,
+            candle_misses=base.candle_misses,
+            invalidated=base.invalidated,
+            stale_writes=base.stale_writes,
+            errors=base.errors + self._errors,
+            backend=base.backend,
+        )
+
+    def clear(self) -> None:
+        try:
+            self.backend.clear()
+        except Exception as exc:
+            self._failed("clear", exc)
+
+
+_caches: dict[tuple[str, str, tuple[tuple[str, int], ...]], SafeCache] = {}
+_caches_lock = threading.Lock()
+
+
+def cache_for(
+    redis_url: str,
+    *,
+    ttls: dict[str, int],
+    timeout: float = 0.5,
+    retry_after: float = 5.0,
+    prefix: str = DEFAULT_PREFIX,
+) -> SafeCache:
+    """The process-wide cache for ``redis_url`` (in-process for ``memory://``)."""
+    key = (redis_url, prefix, tuple(sorted(ttls.items())))
+    with _caches_lock:
+        found = _caches.get(key)
+        if found is None:
+            backend: Cache
+            if redis_url.startswith("memory://"):
+                backend = LocalCache(ttls=ttls)
+            else:
+                client = redis.Redis.from_url(
+                    redis_url,
+                    socket_timeout=timeout,
+                    socket_connect_timeout=timeout,
+                    health_check_interval=30,
+                )
+                backend = RedisCache(client, ttls=ttls, prefix=prefix)
+            found = SafeCache(backend, retry_after=retry_after)
+            _caches[key] = found
+        return found
+
+
+def forget_caches() -> None:
+    """Drop the process-wide caches (after fork, and in tests that change settings)."""
+    with _caches_lock:
+        _caches.clear()
