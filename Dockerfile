@@ -33,7 +33,8 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH \
-    QUANTBEAT_DATA_DIR=/var/lib/quantbeat
+    QUANTBEAT_DATA_DIR=/var/lib/quantbeat \
+    NUMBA_CACHE_DIR=/var/lib/quantbeat/numba-cache
 
 # Unprivileged user with a fixed uid/gid, so volume ownership is predictable and
 # orchestrators that require runAsNonRoot accept the image (Celery also warns when a worker
@@ -48,6 +49,9 @@ COPY --from=build /opt/venv /opt/venv
 
 WORKDIR /app
 USER 10001:10001
+
+# numba compiles the volume-profile kernels once per worker start into NUMBA_CACHE_DIR
+# (site-packages is read-only for this user); later starts load them from there.
 
 # Flower's web UI (only the flower service listens).
 EXPOSE 5555

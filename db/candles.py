@@ -40,18 +40,23 @@ def resolve_instrument(session: Session, name: str) -> tuple[int, str]:
             raise NotFound(f"no instrument {name}")
         return int(found), name
     rows = session.execute(
-        select(Instrument.id, Instrument.market).where(Instrument.ticker == name)
+        select(Instrument.id, Instrument.market, Instrument.listing_status).where(
+            Instrument.ticker == name
+        )
     ).all()
     if not rows:
         raise NotFound(f"no instrument with ticker {name}")
+    listed = [r for r in rows if r[2] == "listed"]
+    if len(rows) > 1 and len(listed) == 1:
+        rows = listed  # a company that moved market keeps its ticker; the listed one counts
     if len(rows) > 1:
-        options = ", ".join(sorted(f"{m}:{name}" for _, m in rows))
+        options = ", ".join(sorted(f"{m}:{name}" for _, m, _ in rows))
         raise ValidationError(
             f"ticker {name} is listed on several markets ({options}); give MARKET:TICKER",
             field="instrument",
             value=name,
         )
-    ident, market = rows[0]
+    ident, market, _ = rows[0]
     return int(ident), f"{market}:{name}"
 
 
@@ -114,7 +119,7 @@ def load_daily_universe(
     absent): the same bars :func:`load_candles` reads for each, in one query."""
     if not instrument_ids:
         return {}
-    ids = [int(i) for i in instrument_ids]
+    ids = sorted({int(i) for i in instrument_ids})
     cols = ", ".join(f"d.{c}" for c in _PRICE_COLUMNS)
     if session.get_bind().dialect.name == "postgresql":
         # One index range scan per instrument, newest first, stopping after `bars` rows.
@@ -136,7 +141,8 @@ def load_daily_universe(
             "WHERE rn <= :bars ORDER BY instrument_id, trade_date"
         )
         params: dict[str, Any] = {f"i{n}": v for n, v in enumerate(ids)}
-        params.update(end=end, bars=bars)
+        # ISO text, as the Date column stores it (no reliance on sqlite3's date adapter).
+        params.update(end=end.isoformat(), bars=bars)
         rows = session.execute(sql, params).all()
     out: dict[int, Candles] = {}
     start = 0

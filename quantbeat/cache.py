@@ -8,13 +8,20 @@ Layout (``P`` is the key prefix, ``qb:ind`` by default):
   indicator's outputs over that range; ``params`` is the canonical ``name=value`` list, so
   the key does not depend on parameter order or on spelling a default. The hash expires after
   the interval's TTL (set when it is created, so no entry outlives it).
-* ``P:gen:{MARKET:TICKER}`` — the instrument's generation, incremented by every invalidation.
-  A reader notes it before loading candles and its write is dropped if it changed meanwhile,
-  so a computation that read old candles never lands after the invalidation.
+* ``P:gen:{MARKET:TICKER}`` — the instrument's generation, raised by every invalidation (to
+  at least the Redis clock in microseconds, so a lost generation never comes back with an
+  old value). A reader notes it before loading candles and its write is dropped if it
+  changed (or vanished) meanwhile, so a computation that read old candles never lands after
+  the invalidation.
 * ``P:stats`` — counters shared by all processes: ``hits``/``misses`` (indicator lookups),
   ``candle_hits``/``candle_misses``, ``invalidated`` (entries removed because new candles
-  were stored: the cache's evictions) and ``stale_writes`` (writes dropped by the generation
-  check).
+  were stored: reported as evictions) and ``stale_writes`` (writes dropped by the generation
+  check). Entries the cache's Redis evicted for memory are reported as
+  ``memory_evictions`` (its ``evicted_keys``); TTL expiry is not counted.
+
+The cache belongs in a Redis of its own with ``maxmemory`` and ``allkeys-lru``
+(``QUANTBEAT_CACHE_URL``; docker-compose.yml's ``redis-cache``): the broker's Redis runs
+``noeviction``, and a full cache there would block task publishing.
 
 Values are compact binary (:func:`encode_series`): a small header and raw little-endian int64
 times and float64 columns, about 8 bytes a number instead of ~20 for JSON text.
@@ -38,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 import redis
 import structlog
+from billiard.exceptions import SoftTimeLimitExceeded
 
 from quant.indicators.request import INTERVALS
 
@@ -155,6 +163,9 @@ class CacheStats:
     invalidated: int = 0
     stale_writes: int = 0
     errors: int = 0
+    #: Keys the cache's Redis evicted for memory (server-wide ``evicted_keys``; the cache
+    #: should have a Redis of its own, see docker-compose.yml).
+    memory_evictions: int = 0
     backend: str = ""
 
     @property
@@ -172,6 +183,7 @@ class CacheStats:
             "candle_hits": self.candle_hits,
             "candle_misses": self.candle_misses,
             "evictions": self.invalidated,
+            "memory_evictions": self.memory_evictions,
             "stale_writes": self.stale_writes,
             "errors": self.errors,
         }
@@ -218,19 +230,50 @@ def ttl_for(interval: str, ttls: dict[str, int]) -> int:
 
 
 # --- Redis ------------------------------------------------------------------------------------
-# KEYS: hash, gen, stats. ARGV: field, counter prefix ("" or "candle_"), count ("1"/"0").
-_GET = """
+# Generations are Redis-clock microseconds, never reused: a generation key that expired,
+# was evicted or was lost in a restart comes back with a new, larger value, so a writer holding
+# an old generation can never match it again. A missing generation refuses writes.
+_NOW_US = """
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+"""
+
+# KEYS: gen. ARGV: generation ttl. Returns the generation, creating it when missing.
+_ENSURE_GEN = """
+local function ensure_gen(key, ttl)
+  local g = redis.call('GET', key)
+  if not g then
+    redis.call('SET', key, string.format('%d', now_us()), 'EX', ttl, 'NX')
+    g = redis.call('GET', key)
+  end
+  return g
+end
+"""
+
+# KEYS: hash, gen, stats. ARGV: field, counter prefix ("" or "candle_"), count ("1"/"0"),
+# generation ttl.
+_GET = (
+    _NOW_US
+    + _ENSURE_GEN
+    + """
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[3] == '1' then
   if v then redis.call('HINCRBY', KEYS[3], ARGV[2] .. 'hits', 1)
   else redis.call('HINCRBY', KEYS[3], ARGV[2] .. 'misses', 1) end
 end
-return {v or false, redis.call('GET', KEYS[2]) or '0'}
+return {v or false, ensure_gen(KEYS[2], ARGV[4])}
 """
+)
+
+# KEYS: gen. ARGV: generation ttl.
+_GEN = _NOW_US + _ENSURE_GEN + "return ensure_gen(KEYS[1], ARGV[1])"
 
 # KEYS: hash, gen, stats. ARGV: expected generation, ttl, field1, value1, ...
 _PUT = """
-if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then
+local g = redis.call('GET', KEYS[2])
+if (not g) or g ~= ARGV[1] then
   redis.call('HINCRBY', KEYS[3], 'stale_writes', (#ARGV - 2) / 2)
   return 0
 end
@@ -240,23 +283,31 @@ return (#ARGV - 2) / 2
 """
 
 # KEYS: gen, stats, hash1, hash2, ... ARGV: generation ttl.
-_INVALIDATE = """
+_INVALIDATE = (
+    _NOW_US
+    + """
 local n = 0
 for i = 3, #KEYS do
   n = n + redis.call('HLEN', KEYS[i])
   redis.call('UNLINK', KEYS[i])
 end
-redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[1])
+local old = tonumber(redis.call('GET', KEYS[1]) or '0')
+redis.call('SET', KEYS[1], string.format('%d', math.max(old + 1, now_us())), 'EX', ARGV[1])
 if n > 0 then redis.call('HINCRBY', KEYS[2], 'invalidated', n) end
 return n
 """
+)
 
 _STAT_FIELDS = ("hits", "misses", "candle_hits", "candle_misses", "invalidated", "stale_writes")
 
 
 class RedisCache:
-    """The cache in Redis (see the module docstring for the layout)."""
+    """The cache in Redis (see the module docstring for the layout).
+
+    Scripts are loaded once and called by SHA inside pipelines (one round trip per call); a
+    Redis that lost them (a restart, ``SCRIPT FLUSH``) gets them again and the call is
+    repeated once.
+    """
 
     name = "redis"
 
@@ -271,10 +322,9 @@ class RedisCache:
         self._ttls = dict(ttls or {})
         self._prefix = prefix
         self._stats_key = f"{prefix}:stats"
-        self._get = client.register_script(_GET)
-        self._put = client.register_script(_PUT)
-        self._invalidate = client.register_script(_INVALIDATE)
-        # Generations outlive every entry, so a lost generation cannot revive an old entry.
+        self._sources = {"get": _GET, "gen": _GEN, "put": _PUT, "invalidate": _INVALIDATE}
+        self._shas: dict[str, str] = {}
+        # Generations outlive every entry; when one expires anyway, its successor is larger.
         self._gen_ttl = 2 * max([ttl_for(i, self._ttls) for i in INTERVALS])
 
     def _hash(self, instrument: str, interval: str) -> str:
@@ -283,27 +333,51 @@ class RedisCache:
     def _gen(self, instrument: str) -> str:
         return f"{self._prefix}:gen:{instrument}"
 
+    def _load(self) -> None:
+        self._shas = {
+            name: str(self._client.script_load(source)) for name, source in self._sources.items()
+        }
+
+    def _run(self, script: str, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """EVALSHA ``script`` once per ``(keys, args)`` in one pipeline round trip."""
+        if not calls:
+            return []
+        for attempt in range(2):
+            if not self._shas:
+                self._load()
+            pipe = self._client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(self._shas[script], len(keys), *keys, *args)
+            try:
+                return list(pipe.execute())
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                self._shas = {}
+        raise AssertionError("unreachable")
+
     def get_many(
         self, entries: Sequence[Entry], *, count: bool = True, count_candles: bool = True
     ) -> list[Read]:
-        if not entries:
-            return []
-        pipe = self._client.pipeline(transaction=False)
+        calls = []
         for e in entries:
-            self._get(
-                keys=[
-                    self._hash(e.instrument, e.interval),
-                    self._gen(e.instrument),
-                    self._stats_key,
-                ],
-                args=[
-                    e.field,
-                    "candle_" if e.is_candles else "",
-                    "1" if (count_candles if e.is_candles else count) else "0",
-                ],
-                client=pipe,
+            counted = count_candles if e.is_candles else count
+            calls.append(
+                (
+                    [
+                        self._hash(e.instrument, e.interval),
+                        self._gen(e.instrument),
+                        self._stats_key,
+                    ],
+                    [
+                        e.field,
+                        "candle_" if e.is_candles else "",
+                        "1" if counted else "0",
+                        self._gen_ttl,
+                    ],
+                )
             )
-        return [Read(value, int(gen)) for value, gen in pipe.execute()]
+        return [Read(value, int(gen)) for value, gen in self._run("get", calls)]
 
     def put_many(self, items: Sequence[tuple[Entry, bytes, int]]) -> int:
         groups: dict[tuple[str, str, int], list[tuple[str, bytes]]] = {}
@@ -311,55 +385,51 @@ class RedisCache:
             groups.setdefault((entry.instrument, entry.interval, generation), []).append(
                 (entry.field, value)
             )
-        if not groups:
-            return 0
-        pipe = self._client.pipeline(transaction=False)
+        calls = []
         for (instrument, interval, generation), fields in groups.items():
             args: list[Any] = [str(generation), ttl_for(interval, self._ttls)]
             for f, v in fields:
                 args += [f, v]
-            self._put(
-                keys=[self._hash(instrument, interval), self._gen(instrument), self._stats_key],
-                args=args,
-                client=pipe,
+            calls.append(
+                ([self._hash(instrument, interval), self._gen(instrument), self._stats_key], args)
             )
-        return sum(int(n) for n in pipe.execute())
+        return sum(int(n) for n in self._run("put", calls))
 
     def generations(self, instruments: Sequence[str]) -> list[int]:
-        if not instruments:
-            return []
-        values = self._client.mget([self._gen(i) for i in instruments])
-        return [int(v) if v is not None else 0 for v in values]
+        calls = [([self._gen(i)], [self._gen_ttl]) for i in instruments]
+        return [int(g) for g in self._run("gen", calls)]
 
     def invalidate(self, instruments: Iterable[str]) -> int:
         removed = 0
         names = list(dict.fromkeys(instruments))
         for start in range(0, len(names), 500):
-            pipe = self._client.pipeline(transaction=False)
-            for name in names[start : start + 500]:
-                self._invalidate(
-                    keys=[
-                        self._gen(name),
-                        self._stats_key,
-                        *(self._hash(name, i) for i in INTERVALS),
-                    ],
-                    args=[self._gen_ttl],
-                    client=pipe,
+            calls = [
+                (
+                    [self._gen(n), self._stats_key, *(self._hash(n, i) for i in INTERVALS)],
+                    [self._gen_ttl],
                 )
-            removed += sum(int(n) for n in pipe.execute())
+                for n in names[start : start + 500]
+            ]
+            removed += sum(int(n) for n in self._run("invalidate", calls))
         return removed
 
     def stats(self) -> CacheStats:
         raw = self._client.hgetall(self._stats_key)
         counts = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+        info = self._client.info("stats")
         return CacheStats(
             **{f: counts.get(f, 0) for f in _STAT_FIELDS},
+            memory_evictions=int(info.get("evicted_keys", 0)),
             backend=self.name,
         )
 
     def clear(self) -> None:
+        """Remove entries and counters. Generations stay: they must never repeat."""
         batch: list[Any] = []
         for key in self._client.scan_iter(match=f"{self._prefix}:*", count=1000):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            if name.startswith(f"{self._prefix}:gen:"):
+                continue
             batch.append(key)
             if len(batch) >= 1000:
                 self._client.unlink(*batch)
@@ -389,6 +459,7 @@ class LocalCache:
         self._gens: dict[str, int] = {}
         self._counts = dict.fromkeys(_STAT_FIELDS, 0)
         self._size = 0
+        self._evicted = 0
 
     def _live(self, instrument: str, interval: str) -> dict[str, bytes] | None:
         found = self._hashes.get((instrument, interval))
@@ -422,9 +493,12 @@ class LocalCache:
                 if self._gens.get(entry.instrument, 0) != generation:
                     self._counts["stale_writes"] += 1
                     continue
-                if self._size >= self._max_entries:
-                    continue  # full: behave like a miss later rather than grow without bound
                 fields = self._live(entry.instrument, entry.interval)
+                if self._size >= self._max_entries and (
+                    fields is None or entry.field not in fields
+                ):
+                    self._make_room()
+                    fields = self._live(entry.instrument, entry.interval)
                 if fields is None:
                     fields = {}
                     expires = self._clock() + ttl_for(entry.interval, self._ttls)
@@ -434,6 +508,22 @@ class LocalCache:
                 fields[entry.field] = value
                 stored += 1
         return stored
+
+    def _make_room(self) -> None:
+        """Drop expired hashes; if still full, the hashes that expire soonest (about a tenth
+        of the entries), counted as memory evictions. Called with the lock held."""
+        now = self._clock()
+        for key in [k for k, (expires, _) in self._hashes.items() if expires <= now]:
+            self._size -= len(self._hashes.pop(key)[1])
+        target = self._max_entries - max(1, self._max_entries // 10)
+        if self._size <= target:
+            return
+        for key in sorted(self._hashes, key=lambda k: self._hashes[k][0]):
+            dropped = len(self._hashes.pop(key)[1])
+            self._size -= dropped
+            self._evicted += dropped
+            if self._size <= target:
+                break
 
     def generations(self, instruments: Sequence[str]) -> list[int]:
         with self._lock:
@@ -454,13 +544,14 @@ class LocalCache:
 
     def stats(self) -> CacheStats:
         with self._lock:
-            return CacheStats(**self._counts, backend=self.name)
+            return CacheStats(**self._counts, memory_evictions=self._evicted, backend=self.name)
 
     def clear(self) -> None:
         with self._lock:
             self._hashes.clear()
             self._counts = dict.fromkeys(_STAT_FIELDS, 0)
             self._size = 0
+            self._evicted = 0
 
 
 # --- failure isolation ------------------------------------------------------------------------
@@ -513,6 +604,8 @@ class SafeCache:
         if entries and self.available:
             try:
                 return self.backend.get_many(entries, count=count, count_candles=count_candles)
+            except SoftTimeLimitExceeded:
+                raise  # the task must stop, not carry on without a cache
             except Exception as exc:
                 self._failed("get", exc)
         return [Read(None, -1) for _ in entries]
@@ -524,6 +617,8 @@ class SafeCache:
         if guarded and self.available:
             try:
                 return self.backend.put_many(guarded)
+            except SoftTimeLimitExceeded:
+                raise  # the task must stop, not carry on without a cache
             except Exception as exc:
                 self._failed("put", exc)
         return 0
@@ -532,13 +627,17 @@ class SafeCache:
         if instruments and self.available:
             try:
                 return self.backend.generations(instruments)
+            except SoftTimeLimitExceeded:
+                raise  # the task must stop, not carry on without a cache
             except Exception as exc:
                 self._failed("generations", exc)
         return [-1 for _ in instruments]
 
-    def invalidate(self, instruments: Iterable[str]) -> int:
-        """Invalidate, retrying briefly; a failure is logged (stale entries then live at most
-        their TTL) and returns 0. Ignores the bypass window: invalidation matters most."""
+    def invalidate(self, instruments: Iterable[str]) -> int | None:
+        """Invalidate, retrying briefly; returns the entries removed, or ``None`` when the
+        backend could not be reached (logged; the caller should retry later, see
+        :func:`quantbeat.indicators.invalidate_stored`). Ignores the bypass window:
+        invalidation matters most."""
         names = list(instruments)
         if not names:
             return 0
@@ -546,6 +645,8 @@ class SafeCache:
         for attempt in range(3):
             try:
                 removed = self.backend.invalidate(names)
+            except SoftTimeLimitExceeded:
+                raise  # the task must stop, not carry on without a cache
             except Exception as exc:
                 last = exc
                 if attempt < 2:
@@ -562,9 +663,8 @@ class SafeCache:
             backend=self.name,
             instruments=len(names),
             error=f"{type(last).__name__}: {last}",
-            consequence="entries of these instruments may be stale until their TTL",
         )
-        return 0
+        return None
 
     def stats(self) -> CacheStats:
         """Counters from the backend plus this process's errors (backend counters are zero
@@ -573,6 +673,8 @@ class SafeCache:
         if self.available:
             try:
                 base = self.backend.stats()
+            except SoftTimeLimitExceeded:
+                raise  # the task must stop, not carry on without a cache
             except Exception as exc:
                 self._failed("stats", exc)
         return CacheStats(
@@ -583,12 +685,15 @@ class SafeCache:
             invalidated=base.invalidated,
             stale_writes=base.stale_writes,
             errors=base.errors + self._errors,
+            memory_evictions=base.memory_evictions,
             backend=base.backend,
         )
 
     def clear(self) -> None:
         try:
             self.backend.clear()
+        except SoftTimeLimitExceeded:
+            raise  # the task must stop, not carry on without a cache
         except Exception as exc:
             self._failed("clear", exc)
 

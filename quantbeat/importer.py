@@ -560,7 +560,7 @@ class _Importer:
             # After the commit: cached indicators of these instruments are now stale.
             from quantbeat.indicators import invalidate_stored
 
-            invalidate_stored(chunk.good, outcome.counts)
+            invalidate_stored(chunk.good)
         # Written once the chunk's transaction has ended, so the reject file and the counts
         # always describe the same rows, even if a later chunk fails.
         rejects = sorted([*chunk.rejects, *extra_rejects], key=lambda r: r.line)

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import structlog
+from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.orm import Session
 
 from quant.errors import NotFound, QuantbeatError, TransientError, ValidationError
@@ -49,6 +50,8 @@ log = structlog.get_logger(__name__)
 
 #: Requests one batch may hold.
 MAX_BATCH = 10
+#: Threads one process computes batch groups on (requests of one instrument and range).
+BATCH_THREADS = 4
 
 Source = Literal["cache", "computed"]
 
@@ -96,9 +99,9 @@ class IndicatorResult:
 
 
 def _json_floats(values: npt.NDArray[np.float64]) -> list[float | None]:
-    """Floats for JSON, ``None`` for NaN (touching only the NaN positions)."""
+    """Floats for JSON, ``None`` for NaN and ±inf (touching only those positions)."""
     out: list[float | None] = values.tolist()
-    for i in np.flatnonzero(np.isnan(values)).tolist():
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
         out[i] = None
     return out
 
@@ -114,10 +117,11 @@ def error_item(exc: BaseException, where: str | None = None) -> dict[str, Any]:
 
 
 def indicator_cache(settings: Settings | None = None) -> SafeCache:
-    """The process-wide indicator cache for the configured ``QUANTBEAT_REDIS_URL``."""
+    """The process-wide indicator cache: ``QUANTBEAT_CACHE_URL``, else
+    ``QUANTBEAT_REDIS_URL`` (``memory://``: in-process)."""
     settings = settings or get_settings()
     return cache_for(
-        settings.redis_url,
+        settings.cache_url or settings.redis_url,
         ttls=settings.cache_ttl,
         timeout=settings.cache_timeout,
         retry_after=settings.cache_retry_after,
@@ -152,6 +156,11 @@ class IndicatorService:
         self._defer = defer
         self._names: dict[str, tuple[int, str]] = {}
         self._names_lock = threading.Lock()
+        # One bounded pool per service for batch groups: work a timed-out batch left behind
+        # queues here instead of adding threads (and database connections) per batch.
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=BATCH_THREADS, thread_name_prefix="indicators"
+        )
 
     # -- instruments --------------------------------------------------------------------------
     def resolve(self, instrument: str) -> tuple[int, str]:
@@ -202,12 +211,17 @@ class IndicatorService:
         counted as a miss); this lookup is not counted again.
         """
         ident, request = self.canonical(request)
-        return self._compute_group(ident, [request], counted=counted)[0]
+        (result,) = self._compute_group(ident, [request], counted=counted)
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     def _compute_group(
         self, ident: int, requests: Sequence[IndicatorRequest], *, counted: bool = False
-    ) -> list[IndicatorResult]:
-        """Requests sharing one instrument, interval and range: one candle load for all."""
+    ) -> list[IndicatorResult | Exception]:
+        """Requests sharing one instrument, interval and range: one candle load for all.
+        Each request gets its result or its own exception (a failing indicator does not
+        fail its neighbours); a failure to load the candles raises."""
         first = requests[0]
         entries = [_indicator_entry(r) for r in requests]
         candle_entry = Entry.candles(first.instrument, first.interval, first.range_key)
@@ -227,12 +241,22 @@ class IndicatorService:
         if len(candles) == 0:
             span = first.range_key.split("#")[0]
             raise NotFound(f"no {first.interval} bars for {first.instrument} in {span}")
-        out: list[IndicatorResult] = []
+        out: list[IndicatorResult | Exception] = []
         for request, entry, cached in zip(requests, entries, results, strict=True):
             if cached is not None:
                 out.append(cached)
                 continue
-            values = compute(request.indicator, candles, request.params)
+            try:
+                values = compute(request.indicator, candles, request.params)
+            except SoftTimeLimitExceeded:
+                raise
+            except QuantbeatError as exc:
+                out.append(exc)
+                continue
+            except Exception as exc:  # a bug in one indicator must not fail the others
+                log.exception("indicators.compute_failed", indicator=request.indicator)
+                out.append(exc)
+                continue
             writes.append((entry, encode_series(candles.time, dict(values)), generation))
             out.append(IndicatorResult(request, candles.time, values, "computed"))
         if self._defer is None:
@@ -287,9 +311,20 @@ class IndicatorService:
         reads = self.cache.get_many(entries, count=False)
         out = []
         for request, entry, read in zip(extra, entries, reads, strict=True):
-            if read.value is None:
+            if read.value is not None:
+                continue
+            try:
                 values = compute(request.indicator, candles, request.params)
-                out.append((entry, encode_series(candles.time, dict(values)), generation))
+            except SoftTimeLimitExceeded:
+                raise
+            except Exception as exc:  # a prefetch is a bonus: never fail a request for it
+                log.warning(
+                    "indicators.prefetch_failed",
+                    indicator=request.indicator,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                continue
+            out.append((entry, encode_series(candles.time, dict(values)), generation))
         return out
 
     def _load(self, ident: int, request: IndicatorRequest) -> Candles:
@@ -307,7 +342,11 @@ class IndicatorService:
 
     # -- batches ------------------------------------------------------------------------------
     def compute_batch(
-        self, items: Sequence[object], *, timeout: float | None = None, counted: bool = False
+        self,
+        items: Sequence[object],
+        *,
+        timeout: float | None = None,
+        counted: bool | Sequence[bool] = False,
     ) -> list[dict[str, Any]]:
         """Compute 1–:data:`MAX_BATCH` requests (JSON form); one JSON item per request, in
         order: its values (:meth:`IndicatorResult.to_json`) or its own error
@@ -315,8 +354,12 @@ class IndicatorService:
 
         Duplicates are computed once; requests for the same instrument and range share one
         candle load; groups run concurrently. Items not done within ``timeout`` seconds
-        (default: the service's batch timeout, 5 s) get a ``Timeout`` error; their work
-        goes on in the background and still fills the cache.
+        (default: the service's batch timeout, 5 s) get a ``TimeoutError`` item; groups
+        not started by then are cancelled, those running finish in the background and still
+        fill the cache. The timeout covers the work here, not time spent in the queue.
+
+        ``counted`` (one flag, or one per item): the sender already looked the item up in
+        the cache, so it is not counted again.
 
         Raises:
             quant.errors.ValidationError: ``items`` is not a list of 1–10 requests.
@@ -324,6 +367,7 @@ class IndicatorService:
         check_batch(items)
         deadline = time.monotonic() + (self._batch_timeout if timeout is None else timeout)
         out: list[dict[str, Any] | None] = [None] * len(items)
+        flags = [counted] * len(items) if isinstance(counted, bool) else list(counted)
         unique: dict[tuple[str, ...], list[int]] = {}
         parsed: dict[tuple[str, ...], IndicatorRequest] = {}
         for i, item in enumerate(items):
@@ -342,39 +386,37 @@ class IndicatorService:
 
         def run(keys: list[tuple[str, ...]]) -> list[dict[str, Any]]:
             requests = [parsed[k] for k in keys]
+            # counted only if every copy was looked up by the sender
+            was_counted = all(flags[i] for k in keys for i in unique[k])
             try:
                 ident, canonical = self.canonical(requests[0])
                 requests = [IndicatorRequest(canonical.instrument, *_rest(r)) for r in requests]
-                results = self._compute_group(ident, requests, counted=counted)
-                return [r.to_json() for r in results]
+                results = self._compute_group(ident, requests, counted=was_counted)
+            except SoftTimeLimitExceeded:
+                raise
             except QuantbeatError as exc:
                 return [error_item(exc) for _ in keys]
-            except Exception as exc:  # one broken item must not fail the batch
+            except Exception as exc:  # one broken group must not fail the batch
                 log.exception("indicators.batch_item_failed", instrument=requests[0].instrument)
                 return [error_item(exc) for _ in keys]
+            return [error_item(r) if isinstance(r, BaseException) else r.to_json() for r in results]
 
-        pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, min(4, len(groups))), thread_name_prefix="indicators"
+        futures = {self._pool.submit(run, keys): keys for keys in groups.values()}
+        done, _pending = concurrent.futures.wait(
+            futures, timeout=max(0.0, deadline - time.monotonic())
         )
-        try:
-            futures = {pool.submit(run, keys): keys for keys in groups.values()}
-            done, _pending = concurrent.futures.wait(
-                futures, timeout=max(0.0, deadline - time.monotonic())
-            )
-            for future, keys in futures.items():
-                if future in done:
-                    answers = future.result()
-                else:
-                    timeout_s = self._batch_timeout if timeout is None else timeout
-                    answers = [
-                        error_item(TimeoutError(f"not computed within {timeout_s:g} s"))
-                        for _ in keys
-                    ]
-                for key, answer in zip(keys, answers, strict=True):
-                    for i in unique[key]:
-                        out[i] = answer
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+        timeout_s = self._batch_timeout if timeout is None else timeout
+        for future, keys in futures.items():
+            if future in done:
+                answers = future.result()
+            else:
+                future.cancel()  # not started yet: drop it; running: let it fill the cache
+                answers = [
+                    error_item(TimeoutError(f"not computed within {timeout_s:g} s")) for _ in keys
+                ]
+            for key, answer in zip(keys, answers, strict=True):
+                for i in unique[key]:
+                    out[i] = answer
         return [o if o is not None else error_item(RuntimeError("not computed")) for o in out]
 
     # -- the universe -------------------------------------------------------------------------
@@ -390,7 +432,9 @@ class IndicatorService:
         """Compute ``items`` over the last ``bars`` daily bars up to ``end`` for every
         instrument of ``universe`` (``(id, "MARKET:TICKER")``) and store them in the cache
         under the keys a request with ``end=end, limit=bars`` looks up (what the scans
-        read). Returns ``{"instruments", "with_bars", "series", "stored", "seconds"}``.
+        read). Returns ``{"instruments", "with_bars", "indicators", "series", "failed",
+        "stored", "cache", "seconds"}`` (``failed``: series whose computation raised; they
+        are logged and skipped). Chunks are skipped while the cache is unavailable.
         """
         from db.candles import load_daily_universe
 
@@ -399,11 +443,14 @@ class IndicatorService:
             IndicatorRequest.create("KOSPI:X", name, dict(params), end=end, limit=bars)
             for name, params in items
         ]
-        with_bars = series = stored = 0
+        with_bars = series = stored = failed = 0
         for offset in range(0, len(universe), chunk):
             part = list(universe[offset : offset + chunk])
             names = [name for _, name in part]
             generations = self.cache.generations(names)
+            if all(g < 0 for g in generations):
+                log.warning("indicators.precompute_skipped", reason="cache unavailable")
+                continue  # nowhere to store the results: computing them would be wasted
             with self._sessions() as session:
                 candles = load_daily_universe(session, [i for i, _ in part], end=end, bars=bars)
             writes: list[tuple[Entry, bytes, int]] = []
@@ -421,7 +468,19 @@ class IndicatorService:
                     )
                 )
                 for request in requests:
-                    values = compute(request.indicator, bars_of, request.params)
+                    try:
+                        values = compute(request.indicator, bars_of, request.params)
+                    except SoftTimeLimitExceeded:
+                        raise
+                    except Exception as exc:  # one instrument's bad data must not stop the run
+                        failed += 1
+                        log.warning(
+                            "indicators.precompute_failed",
+                            instrument=name,
+                            indicator=request.indicator,
+                            error=f"{type(exc).__name__}: {exc}",
+                        )
+                        continue
                     entry = Entry.indicator(
                         name, "1d", range_key, request.indicator, request.params_key
                     )
@@ -433,6 +492,7 @@ class IndicatorService:
             "with_bars": with_bars,
             "indicators": len(requests),
             "series": series,
+            "failed": failed,
             "stored": stored,
             "cache": self.cache.name,
             "seconds": round(time.perf_counter() - started, 3),
@@ -573,8 +633,11 @@ def get_indicator(
                 return hit
     from workers.app import app
 
+    # A request with a market was looked up (and counted) above; a bare ticker was not.
     sent = app.send_task(
-        "quantbeat.indicators.compute", args=[request.to_json()], kwargs={"counted": True}
+        "quantbeat.indicators.compute",
+        args=[request.to_json()],
+        kwargs={"counted": request.market is not None},
     )
     try:
         return IndicatorResult.from_json(_wait(sent, timeout, "quantbeat.indicators.compute"))
@@ -599,6 +662,7 @@ def get_indicators(
         answers = svc.compute_batch(list(requests))
         return [IndicatorResult.from_json(a) if a["ok"] else a for a in answers]
     out: list[IndicatorResult | dict[str, Any] | None] = [None] * len(requests)
+    parsed: dict[int, IndicatorRequest] = {}
     lookups: list[tuple[int, IndicatorRequest]] = []
     for i, item in enumerate(requests):
         try:
@@ -606,6 +670,7 @@ def get_indicators(
         except ValidationError as exc:
             out[i] = error_item(exc)
             continue
+        parsed[i] = request
         if request.market is not None:
             lookups.append((i, request))
     reads = svc.cache.get_many([_indicator_entry(r) for _, r in lookups])
@@ -616,12 +681,12 @@ def get_indicators(
     if missing:
         from workers.app import app
 
-        # Requests with a market were looked up (and counted) here; bare tickers were not.
-        counted = all(":" in str(requests[i].get("instrument", "")) for i in missing)
+        # The validated form goes (JSON-safe whatever the caller passed); requests with a
+        # market were looked up (and counted) here, bare tickers were not.
         sent = app.send_task(
             "quantbeat.indicators.compute_batch",
-            args=[[requests[i] for i in missing]],
-            kwargs={"counted": counted},
+            args=[[parsed[i].to_json() for i in missing]],
+            kwargs={"counted": [parsed[i].market is not None for i in missing]},
         )
         try:
             answers = _wait(sent, timeout, "quantbeat.indicators.compute_batch")
@@ -632,15 +697,35 @@ def get_indicators(
     return [o for o in out if o is not None]
 
 
-def invalidate_stored(frame: Any, counts: Any) -> int:
+def invalidate_stored(frame: Any) -> int | None:
     """After candles were committed: drop the cached entries of every instrument in ``frame``
-    (columns ``market`` and ``ticker``) when ``counts`` (:class:`db.store.UpsertCounts`) says
-    rows were inserted or updated. Returns the entries removed; never raises (a failure is
-    logged, and those entries then live at most their TTL)."""
-    if counts.inserted + counts.updated == 0 or len(frame) == 0:
+    (columns ``market`` and ``ticker``).
+
+    Every stored instrument is invalidated, changed or not: a re-run after a worker died
+    between its commit and this call finds its rows unchanged, and must still invalidate.
+    Returns the entries removed. Never raises: if the cache cannot be reached, a
+    ``quantbeat.indicators.invalidate`` task is queued to retry with backoff (returns
+    ``None``), so a cache outage never fails a collection and never leaves stale entries
+    behind once the cache is back.
+    """
+    if len(frame) == 0:
         return 0
     names = sorted({f"{m}:{t}" for m, t in zip(frame["market"], frame["ticker"], strict=True)})
     removed = indicator_cache().invalidate(names)
+    if removed is None:
+        try:
+            from workers.app import app
+
+            app.send_task("quantbeat.indicators.invalidate", args=[names], add_to_parent=False)
+            log.warning("cache.invalidation_queued", instruments=len(names))
+        except Exception as exc:
+            log.error(
+                "cache.invalidation_lost",
+                instruments=len(names),
+                error=f"{type(exc).__name__}: {exc}",
+                consequence="entries of these instruments may be stale until their TTL",
+            )
+        return None
     log.debug("cache.invalidated", instruments=len(names), entries=removed)
     return removed
 

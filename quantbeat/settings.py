@@ -115,6 +115,10 @@ class Settings(BaseSettings):
             "1d": 86_400,
         }
     )
+    # Redis of the indicator cache (default: QUANTBEAT_REDIS_URL). In production give it a
+    # Redis of its own with maxmemory and allkeys-lru: the broker's Redis must never evict,
+    # and must never fill up with cache entries either.
+    cache_url: str | None = None
     # Redis socket timeout for cache calls; after a cache failure it is bypassed this long.
     cache_timeout: float = Field(default=0.5, gt=0)
     cache_retry_after: float = Field(default=5.0, ge=0)

@@ -115,7 +115,7 @@ def _collect_range(
                 session, rejected, source=source.name, seen_at=dt.datetime.now(dt.UTC)
             )
         if dataset == "candles":
-            invalidate_stored(good, counts)
+            invalidate_stored(good)
         for r in rejected[:20]:
             log.warning("collect.row_rejected", dataset=dataset, reason=r.reason, detail=r.detail)
         summary["instruments"] += len(listed)
@@ -417,7 +417,7 @@ def crypto_candles(
         summary["rejected"] = record_rejections(
             session, rejected, source=source.name, seen_at=dt.datetime.now(dt.UTC)
         )
-    invalidate_stored(good, counts)
+    invalidate_stored(good)
     summary["candles"] = counts.as_dict()
     return summary
 

@@ -68,6 +68,27 @@ def prefetch(request: dict[str, Any]) -> dict[str, Any]:
     return {"stored": service().prefetch(IndicatorRequest.parse(request))}
 
 
+@app.task(name="quantbeat.indicators.invalidate")
+def invalidate(instruments: list[str]) -> dict[str, Any]:
+    """Drop the cached entries of ``instruments`` (``MARKET:TICKER``): queued by collection
+    when the cache could not be reached right after new candles were stored. A cache that is
+    still unreachable raises ServiceUnavailable, so the task is retried with backoff.
+    Returns ``{"instruments", "removed"}``."""
+    from quant.errors import ServiceUnavailable, ValidationError
+    from quantbeat.indicators import indicator_cache
+
+    if not isinstance(instruments, list) or not all(
+        isinstance(i, str) and ":" in i for i in instruments
+    ):
+        raise ValidationError(
+            "instruments must be a list of MARKET:TICKER strings", field="instruments"
+        )
+    removed = indicator_cache().invalidate(instruments)
+    if removed is None:
+        raise ServiceUnavailable("the indicator cache cannot be reached; retrying")
+    return {"instruments": len(instruments), "removed": removed}
+
+
 @app.task(name="quantbeat.indicators.precompute")
 def precompute(trade_date: str | None = None, market: str | None = None) -> dict[str, Any]:
     """Compute the scan indicators (:data:`quant.indicators.SCAN_SET`) over the last

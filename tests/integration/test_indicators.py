@@ -349,3 +349,117 @@ def test_a_worker_miss_sends_the_prefetch_as_a_follow_up_task(celery_app, cache,
     found = eventually(lambda: cache.get_many([entry], count=False)[0].value, bool, timeout=20)
     assert found is not None
     assert get_indicator(instrument, "macd", None, end=DAY, limit=44).source == "cache"
+
+
+def test_one_failing_indicator_does_not_fail_its_neighbours_in_a_group(cache, history, monkeypatch):
+    import quantbeat.indicators as module
+
+    real = module.compute  # type: ignore[attr-defined]
+
+    def broken(name, candles, params=None):
+        if name == "obv":
+            raise RuntimeError("obv broke")
+        return real(name, candles, params)
+
+    monkeypatch.setattr(module, "compute", broken)
+    svc = IndicatorService(cache, prefetch=["obv"])  # a failing prefetch is only logged
+    instrument = history[13][1]
+    day = DAY.isoformat()
+    answers = svc.compute_batch(
+        [
+            {"instrument": instrument, "indicator": "rsi", "end": day, "limit": 30},
+            {"instrument": instrument, "indicator": "obv", "end": day, "limit": 30},
+        ]
+    )
+    assert answers[0]["ok"] is True
+    assert answers[1]["ok"] is False
+    assert answers[1]["error"] == {"type": "RuntimeError", "message": "obv broke"}
+    with pytest.raises(RuntimeError, match="obv broke"):
+        svc.compute(IndicatorRequest.create(instrument, "obv", end=DAY, limit=31))
+
+
+def test_a_lost_generation_never_lets_a_stale_write_in(cache, history):
+    client = redis.Redis.from_url(get_settings().redis_url)
+    backend = RedisCache(client, prefix="qb:test-gen")
+    backend.clear()
+    instrument = history[14][1]
+    entry = Entry.indicator(instrument, "1d", "*..*#10", "obv", "")
+    (read,) = backend.get_many([entry])
+    client.delete(f"qb:test-gen:gen:{instrument}")  # evicted, expired or lost in a restart
+    assert backend.put_many([(entry, b"stale", read.generation)]) == 0
+    (again,) = backend.get_many([entry])
+    assert again.generation > read.generation  # a new generation, never an old one again
+    assert backend.put_many([(entry, b"fresh", again.generation)]) == 1
+    backend.invalidate([instrument])
+    assert backend.generations([instrument])[0] > again.generation
+
+
+def test_an_unreachable_cache_at_invalidation_queues_a_retrying_task(
+    celery_app, cache, history, monkeypatch
+):
+    import pandas as pd
+
+    import quantbeat.indicators as module
+    from tests.integration.helpers import eventually
+
+    instrument = history[15][1]
+    assert service().compute(IndicatorRequest.create(instrument, "rsi", limit=20)).source == (
+        "computed"
+    )
+    dead = SafeCache(
+        RedisCache(redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2))
+    )
+    monkeypatch.setattr(module, "indicator_cache", lambda settings=None: dead)
+    market, ticker = instrument.split(":")
+    assert module.invalidate_stored(pd.DataFrame({"market": [market], "ticker": [ticker]})) is None
+    monkeypatch.undo()
+
+    def invalidated() -> int:
+        return int(cache.stats().invalidated)
+
+    assert eventually(invalidated, lambda n: n >= 1, timeout=20) >= 1
+    assert service().compute(IndicatorRequest.create(instrument, "rsi", limit=20)).source == (
+        "computed"
+    )
+
+
+def test_a_bare_ticker_resolves_to_the_listed_instrument(cache, history):
+    from db.models import Instrument
+
+    market, ticker = history[16][1].split(":")
+    with session_scope() as session:
+        session.add(
+            Instrument(
+                market="KOSDAQ",
+                ticker=ticker,
+                name="moved to KOSPI",
+                listing_status="delisted",
+                source="test",
+            )
+        )
+    try:
+        result = service().compute(IndicatorRequest.create(ticker, "sma", end=DAY, limit=20))
+        assert result.request.instrument == f"{market}:{ticker}"
+    finally:
+        with session_scope() as session:
+            session.execute(
+                text("DELETE FROM instruments WHERE market = 'KOSDAQ' AND ticker = :t"),
+                {"t": ticker},
+            )
+
+
+def test_the_batch_api_sends_validated_json_whatever_the_caller_passed(celery_app, cache, history):
+    instrument = history[17][1]
+    out: list[Any] = get_indicators(
+        [
+            {
+                "instrument": instrument,
+                "indicator": "sma",
+                "params": {"period": np.int64(12)},
+                "end": DAY,
+                "limit": np.int64(30),
+            }
+        ]
+    )
+    assert out[0].source == "computed"
+    assert out[0].request.params == {"period": 12, "source": "close"}

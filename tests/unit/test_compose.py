@@ -19,6 +19,7 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 EXPECTED_SERVICES = {
     "postgres",
     "redis",
+    "redis-cache",
     "migrate",
     "worker-io",
     "worker-cpu",
@@ -172,6 +173,19 @@ def test_app_services_share_stores(services: dict[str, dict[str, Any]]) -> None:
     assert str(database_url).startswith("postgresql+psycopg://")
     assert "@postgres:5432/" in str(database_url)
     assert broker_url == "redis://redis:6379/0"
+
+
+def test_the_cache_has_its_own_evicting_redis(services: dict[str, dict[str, Any]]) -> None:
+    argv = _argv(services["redis-cache"])
+    assert _option(argv, "--maxmemory-policy") == ["allkeys-lru"]
+    assert _option(argv, "--maxmemory")
+    assert _option(argv, "--appendonly") == ["no"]
+    for name in WORKER_QUEUES:
+        assert _environment(services[name]).get("QUANTBEAT_CACHE_URL") == (
+            "redis://redis-cache:6379/0"
+        )
+        # the broker's Redis never holds the cache
+        assert "redis-cache" not in str(_environment(services[name]).get("QUANTBEAT_BROKER_URL"))
 
 
 def _environment_without_quantbeat() -> dict[str, str]:

@@ -339,13 +339,24 @@ def test_a_write_computed_before_an_invalidation_is_dropped():
     assert cache.stats().stale_writes == 2
 
 
-def test_a_full_cache_drops_new_entries():
-    cache = LocalCache(clock=Clock(), max_entries=2)
-    assert cache.put_many([(_ind(), b"1", 0), (_cdl(), b"2", 0), (_ind(B), b"3", 0)]) == 2
-    assert cache.get_many([_ind(B)])[0].value is None
-    # Invalidation frees room.
-    cache.invalidate([A])
+def test_a_full_cache_evicts_what_expires_soonest_to_make_room():
+    clock = Clock()
+    cache = LocalCache(clock=clock, max_entries=2)
+    assert cache.put_many([(_ind(), b"1", 0), (_cdl(), b"2", 0)]) == 2
+    clock.now += 10  # B's hash is created later, so A's expires first
     assert cache.put_many([(_ind(B), b"3", 0)]) == 1
+    assert cache.get_many([_ind(B)])[0].value == b"3"
+    assert cache.get_many([_ind(), _cdl()], count=False)[0].value is None  # A's hash went
+    assert cache.stats().memory_evictions == 2
+
+
+def test_a_full_cache_first_drops_expired_hashes_without_counting_evictions():
+    clock = Clock()
+    cache = LocalCache(clock=clock, max_entries=2)
+    cache.put_many([(_ind(), b"1", 0), (_cdl(), b"2", 0)])
+    clock.now += 86_400  # A's 1d hash has expired but nobody looked it up
+    assert cache.put_many([(_ind(B), b"3", 0)]) == 1
+    assert cache.stats().memory_evictions == 0
 
 
 def test_clear_resets_entries_and_counters():
@@ -548,10 +559,10 @@ def test_invalidate_retries_then_gives_up_without_raising(logs, no_sleep):
     safe = SafeCache(backend, clock=clock)
     safe.get_many([_ind()])  # down: in the bypass window now
     backend.calls.clear()
-    assert safe.invalidate([A, B]) == 0
-    # Invalidation ignores the bypass window and tries three times, backing off.
+    assert safe.invalidate([A, B]) is None  # "could not": the caller queues a retry
+    # Invalidation ignores the bypass window and tries three times, backing off between.
     assert backend.calls == ["invalidate"] * 3
-    assert no_sleep[:2] == [0.05, 0.1]
+    assert no_sleep == [0.05, 0.1]
     failed = [e for e in logs if e["event"] == "cache.invalidation_failed"]
     assert len(failed) == 1
     assert failed[0]["log_level"] == "warning"
