@@ -23,25 +23,17 @@ KRX_DAILY_AT = (15, 40)
 KRX_FLOWS_AT = (18, 10)
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
-    # Collection, then the scan indicators for the whole universe (a chain; see
-    # tasks.pipeline).
-    **{
-        f"krx-close-{market.lower()}": {
-            "task": "quantbeat.pipeline.krx_close",
-            "schedule": krx_session_schedule(*KRX_DAILY_AT),
-            "kwargs": {"market": market},
-            "options": {"expires": _ONE_HOUR},
-        }
-        for market in ("KOSPI", "KOSDAQ")
+    # One chain per tick for both markets (scans rank the whole universe, so they run once):
+    # candles -> scan indicators -> VCP scan; flows -> closing-bet scan (see tasks.pipeline).
+    "krx-close": {
+        "task": "quantbeat.pipeline.krx_close",
+        "schedule": krx_session_schedule(*KRX_DAILY_AT),
+        "options": {"expires": _ONE_HOUR},
     },
-    **{
-        f"collect-investor-flows-{market.lower()}": {
-            "task": "quantbeat.collect.investor_flows",
-            "schedule": krx_session_schedule(*KRX_FLOWS_AT),
-            "kwargs": {"market": market},
-            "options": {"expires": _ONE_HOUR},
-        }
-        for market in ("KOSPI", "KOSDAQ")
+    "krx-flows": {
+        "task": "quantbeat.pipeline.krx_flows",
+        "schedule": krx_session_schedule(*KRX_FLOWS_AT),
+        "options": {"expires": _ONE_HOUR},
     },
     # Crypto trades 24/7: the last closed hour, every hour.
     "collect-crypto-candles-hourly": {

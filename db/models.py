@@ -308,3 +308,34 @@ class Signal(TimestampMixin, Base):
     reasons: Mapped[Any | None] = mapped_column(NullableJSONType)
     inputs: Mapped[Any | None] = mapped_column(NullableJSONType)
     source: Mapped[str] = mapped_column(String(32))
+
+
+class ScanRun(TimestampMixin, Base):
+    """One run of a universe scan (``strategy`` on ``trade_date``): its parameters, what it
+    covered and how long it took.
+
+    ``state`` is ``running``, ``completed`` or ``failed``. Coverage counts instruments:
+    ``total`` in the universe, ``scanned`` (evaluated), ``failed`` (their evaluation raised, or
+    their chunk failed for good), ``candidates`` (signals written). ``data_version`` names the
+    data the scan read (the newest candle/flow write of the day), so two runs can be compared.
+    """
+
+    __tablename__ = "scan_runs"
+    __table_args__ = (Index("ix_scan_runs_trade_date_strategy", "trade_date", "strategy"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    strategy: Mapped[str] = mapped_column(String(32))
+    trade_date: Mapped[dt.date] = mapped_column(Date)
+    state: Mapped[str] = mapped_column(String(16))
+    params: Mapped[Any] = mapped_column(JSONType)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    scanned: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    candidates: Mapped[int] = mapped_column(Integer, default=0)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_failed: Mapped[int] = mapped_column(Integer, default=0)
+    data_version: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)

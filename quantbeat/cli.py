@@ -181,11 +181,36 @@ def _print_report(report: Any) -> None:
             f"hits {report.cache.get('hits', 0):,}, misses {report.cache.get('misses', 0):,}"
             + (f", hit rate {rate:.1%}" if rate is not None else ""),
         )
+    for name, scan in report.scans.items():
+        table.add_row(
+            f"{name} scan",
+            f"{scan.get('scanned', 0):,}/{scan.get('total', 0):,} instruments scanned, "
+            f"{scan.get('failed', 0)} failed, {scan.get('candidates', 0)} candidates",
+        )
     table.add_row("tasks", str(len(report.tasks)))
     table.add_row("time taken", f"{report.seconds:.2f} s")
     if report.log_file:
         table.add_row("log", report.log_file)
     console.print(table)
+    for name, scan in report.scans.items():
+        top = scan.get("top") or []
+        if not top:
+            continue
+        ranked = Table(title=f"top {name} candidates, {report.trade_date}", title_justify="left")
+        for column in ("#", "instrument", "name", "score", "grade", "entry"):
+            ranked.add_column(
+                column, justify="right" if column in ("#", "score", "entry") else "left"
+            )
+        for c in top:
+            ranked.add_row(
+                str(c.rank),
+                c.instrument,
+                c.name,
+                "" if c.score is None else f"{c.score:.1f}",
+                c.grade or "",
+                "" if c.entry_price is None else f"{c.entry_price:,.0f}",
+            )
+        console.print(ranked)
 
 
 # --- processes ------------------------------------------------------------------------------
@@ -736,6 +761,85 @@ def indicators_cache(
         shown = f"{value:.1%}" if key == "hit_rate" and value is not None else str(value)
         table.add_row(key.replace("_", " "), shown)
     console.print(table)
+
+
+# --- scans -----------------------------------------------------------------------------------
+@app.command()
+def scan(
+    strategy: Annotated[str, typer.Argument(help="vcp or closing-bet")],
+    date: Annotated[
+        str | None, typer.Option(help="Trading day (YYYY-MM-DD); default: latest closed")
+    ] = None,
+    market: Annotated[str | None, typer.Option(help="KOSPI or KOSDAQ; default: both")] = None,
+    top: Annotated[int, typer.Option(help="Candidates to print")] = 20,
+    wait: Annotated[bool, typer.Option(help="Wait for the scan and print the candidates")] = True,
+    show: Annotated[
+        bool, typer.Option("--show", help="Only print the stored candidates of the day")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the scan")] = 600.0,
+) -> None:
+    """Run one universe scan on the cpu workers (or --show the stored result) and print the
+    ranked candidates."""
+    from quantbeat.scans import candidates, canonical_strategy, run_scan
+    from quantbeat.settings import get_settings
+    from quantbeat.sources import latest_krx_session
+    from tasks._args import parse_krx_markets
+
+    name = canonical_strategy(strategy)
+    day = _parse_date(date, "--date")
+    if market is not None:
+        market = parse_krx_markets(market, field="--market")[0].value
+    if show:
+        ranked = candidates(name, day or latest_krx_session(get_settings()), limit=top)
+        summary: dict[str, Any] = {"strategy": name}
+    else:
+        summary = run_scan(name, day, market=market, wait=wait, timeout=timeout)
+        if not wait:
+            console.print(f"queued the {name} scan as run {summary['run_id']}")
+            return
+        ranked = summary.pop("ranked")[:top]
+    if as_json:
+        console.print_json(
+            data={
+                **summary,
+                "candidates": [
+                    {
+                        "rank": c.rank,
+                        "instrument": c.instrument,
+                        "name": c.name,
+                        "score": c.score,
+                        "grade": c.grade,
+                        "entry_price": c.entry_price,
+                        "status": c.status,
+                        "reasons": list(c.reasons),
+                    }
+                    for c in ranked
+                ],
+            }
+        )
+        return
+    if "coverage" in summary:
+        console.print(
+            f"{name} scan of {summary['trade_date']}: {summary['coverage']} instruments "
+            f"scanned, {summary['failed']} failed, {summary['candidates']} candidates "
+            f"({summary['duration_ms'] / 1000:.1f} s, run {summary['run_id']})",
+            soft_wrap=True,
+        )
+    table = Table()
+    for column in ("#", "instrument", "name", "score", "grade", "entry", "note"):
+        table.add_column(column, justify="right" if column in ("#", "score", "entry") else "left")
+    for c in ranked:
+        table.add_row(
+            str(c.rank),
+            c.instrument,
+            c.name,
+            "" if c.score is None else f"{c.score:.1f}",
+            c.grade or "",
+            "" if c.entry_price is None else f"{c.entry_price:,.0f}",
+            c.status or "",
+        )
+    console.print(table if ranked else "no candidates")
 
 
 # --- entry point ------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ class RunReport:
     indicators: dict[str, Any] = field(default_factory=dict)
     sample: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
+    scans: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def embedded_environment(data_dir: Path, database_url: str | None = None) -> dict[str, str]:
@@ -201,6 +202,7 @@ def _run(
         deadline = time.monotonic() + timeout
         results = _collect(app, day, market, timeout, history=first_run, explicit=bool(trade_date))
         _indicators(app, report, day, market, max(1.0, deadline - time.monotonic()))
+        _scans(app, report, day, market, max(1.0, deadline - time.monotonic()))
     report.seconds = time.perf_counter() - t0
     report.history = first_run
     report.explicit = trade_date is not None
@@ -341,6 +343,44 @@ def _indicators(
             "ms": (time.perf_counter() - t0) * 1000,
         }
     report.cache = cache_stats().as_dict()
+
+
+#: Candidates per strategy the report lists.
+TOP_CANDIDATES = 5
+
+
+def _scans(app: Any, report: RunReport, day: dt.date, market: str | None, timeout: float) -> None:
+    """The pipeline's last step: the VCP and closing-bet scans of the day over the universe
+    (a chord of chunks each), and their top candidates."""
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    from quantbeat.scans import candidates
+
+    started = {
+        name: app.send_task(
+            "quantbeat.scans.run",
+            kwargs={"strategy": name, "trade_date": day.isoformat(), "market": market},
+        )
+        for name in ("vcp", "closing_bet")
+    }
+    for name, sent in started.items():
+        try:
+            launched = sent.get(timeout=timeout)
+            summary = (
+                app.AsyncResult(launched["chord"]).get(timeout=timeout)
+                if launched["chord"]
+                else launched
+            )
+        except CeleryTimeout:
+            raise ServiceUnavailable(
+                f"the {name} scan did not finish within {timeout:.0f} s: "
+                "is a worker consuming the cpu queue?"
+            ) from None
+        report.tasks.append({"task": "quantbeat.scans.run", **summary})
+        report.scans[name] = {
+            **summary,
+            "top": candidates(name, day, limit=TOP_CANDIDATES),
+        }
 
 
 def _count_candles(url: str) -> int:

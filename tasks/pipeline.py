@@ -1,8 +1,8 @@
 """Pipelines (``io`` queue): tasks that start a chain of other tasks and return its id.
 
 Beat schedules single tasks; a pipeline task turns one tick into a Celery chain, so each step
-runs on its own queue (collection on ``io``, indicators on ``cpu``) and starts only after the
-previous one succeeded. A failed step stops the chain; it is recorded (job history, dead
+runs on its own queue (collection on ``io``, indicators and scans on ``cpu``) and starts only
+after the previous one succeeded. A failed step stops the chain; it is recorded (job history, dead
 letters) like any task failure.
 """
 
@@ -16,28 +16,48 @@ from tasks._args import parse_date, parse_krx_markets
 from workers.app import app
 
 
-@app.task(name="quantbeat.pipeline.krx_close")
-def krx_close(trade_date: str | None = None, market: str | None = None) -> dict[str, Any]:
-    """After the KRX close: collect the day's candles, then precompute the scan indicators
-    for the whole universe (``quantbeat.indicators.precompute``), so that scans read cached
-    values. ``trade_date`` defaults to the latest closed session (incremental collection),
-    ``market`` to both KRX markets. Returns ``{"chain": <last task id>, "steps": [...]}``.
-    """
+def _checked(trade_date: str | None, market: str | None) -> str | None:
     if trade_date is not None:
         parse_date(trade_date, field="trade_date")
-    if market is not None:
-        market = parse_krx_markets(market)[0].value
-    steps = [
-        app.signature(
-            "quantbeat.collect.daily_candles",
-            kwargs={"trade_date": trade_date, "market": market},
-            immutable=True,
-        ),
-        app.signature(
-            "quantbeat.indicators.precompute",
-            kwargs={"trade_date": trade_date, "market": market},
-            immutable=True,
-        ),
-    ]
+    return parse_krx_markets(market)[0].value if market is not None else None
+
+
+def _launch(steps: list[Any]) -> dict[str, Any]:
     result = chain(*steps).apply_async()
     return {"chain": result.id, "steps": [s.task for s in steps]}
+
+
+@app.task(name="quantbeat.pipeline.krx_close")
+def krx_close(trade_date: str | None = None, market: str | None = None) -> dict[str, Any]:
+    """After the KRX close (15:40): collect the day's candles, precompute the scan
+    indicators for the whole universe (``quantbeat.indicators.precompute``), then start the
+    VCP scan, which reads them from the cache. ``trade_date`` defaults to the latest closed
+    session (incremental collection), ``market`` to both KRX markets. Returns ``{"chain":
+    <last task id>, "steps": [...]}``.
+    """
+    market = _checked(trade_date, market)
+    day = {"trade_date": trade_date, "market": market}
+    return _launch(
+        [
+            app.signature("quantbeat.collect.daily_candles", kwargs=day, immutable=True),
+            app.signature("quantbeat.indicators.precompute", kwargs=day, immutable=True),
+            app.signature("quantbeat.scans.run", kwargs={"strategy": "vcp", **day}, immutable=True),
+        ]
+    )
+
+
+@app.task(name="quantbeat.pipeline.krx_flows")
+def krx_flows(trade_date: str | None = None, market: str | None = None) -> dict[str, Any]:
+    """After KRX publishes investor flows (18:10): collect them, then start the closing-bet
+    scan, whose supply component needs the day's foreign and institution figures. Returns
+    ``{"chain", "steps"}`` like :func:`krx_close`."""
+    market = _checked(trade_date, market)
+    day = {"trade_date": trade_date, "market": market}
+    return _launch(
+        [
+            app.signature("quantbeat.collect.investor_flows", kwargs=day, immutable=True),
+            app.signature(
+                "quantbeat.scans.run", kwargs={"strategy": "closing_bet", **day}, immutable=True
+            ),
+        ]
+    )

@@ -11,7 +11,12 @@ from celery import Celery
 import workers.process  # noqa: F401  (connects the worker signals)
 
 #: Modules that define tasks. Adding a module here is how a task becomes known to workers.
-TASK_MODULES: tuple[str, ...] = ("tasks.collect", "tasks.indicators", "tasks.pipeline")
+TASK_MODULES: tuple[str, ...] = (
+    "tasks.collect",
+    "tasks.indicators",
+    "tasks.pipeline",
+    "tasks.scans",
+)
 
 app = Celery("quantbeat", task_cls="workers.base:QuantbeatTask", include=list(TASK_MODULES))
 app.config_from_object("celeryconfig")

@@ -29,6 +29,13 @@ def test_first_run_collects_a_year_then_later_runs_change_nothing(tmp_path: Path
     assert "260 (first run: a year of history)" in out
     assert "new 650,000" in out  # 2,500 instruments x 260 sessions
     assert (tmp_path / "var" / "quantbeat.sqlite").exists()
+    # the whole pipeline: indicators precomputed, both scans over the universe, top candidates
+    assert "15 scan indicators × 2,500 instruments" in out
+    assert "from the cache" in out
+    scans = {ln.split()[0]: ln for ln in out.splitlines() if ln.split()[1:2] == ["scan"]}
+    assert set(scans) == {"vcp", "closing_bet"}
+    assert all("2,500/2,500 instruments scanned, 0 failed" in ln for ln in scans.values())
+    assert "top vcp candidates, 2026-11-20" in out
 
     again = run_quantbeat(tmp_path, "--date", "2026-11-20")
     assert again.returncode == 0, again.stderr[-3000:]

@@ -275,7 +275,11 @@ class _NoCache:
         pass
 
 
-def test_the_krx_close_pipeline_chains_collection_and_precompute(celery_app, cache, history):
+def test_the_krx_close_pipeline_chains_collection_precompute_and_the_vcp_scan(
+    celery_app, cache, history
+):
+    from db.models import ScanRun
+
     sent = celery_app.send_task(
         "quantbeat.pipeline.krx_close", kwargs={"trade_date": DAY.isoformat(), "market": "KOSPI"}
     )
@@ -283,10 +287,19 @@ def test_the_krx_close_pipeline_chains_collection_and_precompute(celery_app, cac
     assert started["steps"] == [
         "quantbeat.collect.daily_candles",
         "quantbeat.indicators.precompute",
+        "quantbeat.scans.run",
     ]
-    final = celery_app.AsyncResult(started["chain"]).get(timeout=120)
-    assert final["trade_date"] == DAY.isoformat()
-    assert final["with_bars"] == len(history)
+    scan = celery_app.AsyncResult(started["chain"]).get(timeout=120)
+    assert (scan["strategy"], scan["trade_date"]) == ("vcp", DAY.isoformat())
+    assert scan["total"] == len(history)
+    done = celery_app.AsyncResult(scan["chord"]).get(timeout=120)
+    assert done["state"] == "completed"
+    assert done["scanned"] == len(history)
+    with session_scope() as session:
+        run = session.get(ScanRun, scan["run_id"])
+        assert run is not None
+        assert run.state == "completed"
+    # the precompute step ran before the scan: the scan indicators are cached
     instrument = history[10][1]
     hit = get_indicator(instrument, "rs_raw", {}, end=DAY, limit=SCAN_BARS)
     assert hit.source == "cache"

@@ -69,7 +69,7 @@ def test_entries():
     names = {e["task"] for e in BEAT_SCHEDULE.values()}
     assert names == {
         "quantbeat.pipeline.krx_close",
-        "quantbeat.collect.investor_flows",
+        "quantbeat.pipeline.krx_flows",
         "quantbeat.collect.crypto_candles",
         "quantbeat.collect.universe",
     }

@@ -1,0 +1,200 @@
+"""Scan runs and their signals: start and finish a run, replace a scan's signals for the
+instruments it covered, read the flows a scan needs.
+
+Re-running a scan for a day replaces its signals: for the instruments a run covered, signals
+that no longer qualify are deleted and the rest upserted on ``(trade_date, strategy,
+instrument_id)``; nothing is duplicated and instruments the run did not reach keep theirs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from db.models import DailyCandle, InvestorFlow, ScanRun, Signal
+from db.store import UpsertCounts, upsert_rows
+
+#: Flow columns as stored (see :class:`db.models.InvestorFlow`).
+FLOW_COLUMNS: tuple[str, ...] = (
+    "foreign_net_krw",
+    "institution_net_krw",
+    "individual_net_krw",
+    "foreign_net_shares",
+    "institution_net_shares",
+    "individual_net_shares",
+)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def start_run(
+    session: Session,
+    *,
+    strategy: str,
+    trade_date: dt.date,
+    params: Mapping[str, Any],
+    total: int,
+    chunks: int,
+    data_version: str | None,
+) -> int:
+    """Record a scan run as ``running``; returns its id."""
+    run = ScanRun(
+        strategy=strategy,
+        trade_date=trade_date,
+        state="running",
+        params=dict(params),
+        total=total,
+        scanned=0,
+        failed=0,
+        candidates=0,
+        chunks=chunks,
+        chunks_failed=0,
+        data_version=data_version,
+        started_at=_now(),
+    )
+    session.add(run)
+    session.flush()
+    return int(run.id)
+
+
+def add_chunk_result(
+    session: Session, run_id: int, *, scanned: int, failed: int, candidates: int
+) -> None:
+    """Add one chunk's coverage to its run (atomically: chunks finish concurrently)."""
+    session.execute(
+        update(ScanRun)
+        .where(ScanRun.id == run_id)
+        .values(
+            scanned=ScanRun.scanned + scanned,
+            failed=ScanRun.failed + failed,
+            candidates=ScanRun.candidates + candidates,
+        )
+    )
+
+
+def finish_run(
+    session: Session,
+    run_id: int,
+    *,
+    state: str,
+    chunks_failed: int = 0,
+    error: str | None = None,
+) -> ScanRun:
+    """Mark a run ``completed`` or ``failed`` with its duration; returns the row."""
+    run = session.get(ScanRun, run_id)
+    if run is None:
+        raise LookupError(f"no scan run {run_id}")
+    now = _now()
+    started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=dt.UTC)
+    run.state = state
+    run.chunks_failed = chunks_failed
+    run.error = error
+    run.finished_at = now
+    run.duration_ms = (now - started).total_seconds() * 1000.0
+    session.flush()
+    return run
+
+
+def replace_signals(
+    session: Session,
+    *,
+    trade_date: dt.date,
+    strategy: str,
+    covered: Sequence[int],
+    rows: Sequence[Mapping[str, Any]],
+    source: str = "scan",
+) -> UpsertCounts:
+    """Make the signals of ``strategy`` on ``trade_date`` for the ``covered`` instruments
+    exactly ``rows`` (each with ``instrument_id``, ``score``, ``grade``, ``entry_price``,
+    ``status``, ``reasons``, ``inputs``): stale ones are deleted, the rest upserted."""
+    keep = {int(r["instrument_id"]) for r in rows}
+    gone = [int(i) for i in covered if int(i) not in keep]
+    if gone:
+        session.execute(
+            delete(Signal).where(
+                Signal.trade_date == trade_date,
+                Signal.strategy == strategy,
+                Signal.instrument_id.in_(gone),
+            )
+        )
+    table = Signal.__table__
+    full = [
+        {
+            "trade_date": trade_date,
+            "strategy": strategy,
+            "instrument_id": int(r["instrument_id"]),
+            "score": r.get("score"),
+            "grade": r.get("grade"),
+            "entry_price": r.get("entry_price"),
+            "status": r.get("status"),
+            "reasons": r.get("reasons"),
+            "inputs": r.get("inputs"),
+            "source": source,
+        }
+        for r in rows
+    ]
+    return upsert_rows(
+        session,
+        table,  # type: ignore[arg-type]
+        full,
+        key=("trade_date", "strategy", "instrument_id"),
+        compare=("score", "grade", "entry_price", "status", "reasons", "inputs", "source"),
+    )
+
+
+def load_flows(
+    session: Session,
+    times: Mapping[int, np.ndarray],
+) -> dict[int, dict[str, np.ndarray]]:
+    """Flows aligned to each instrument's candle dates (``times``: id → ``datetime64[D]``
+    array): ``{id: {column: float64 array}}``, NaN where a day has no (or an unknown)
+    figure."""
+    if not times:
+        return {}
+    first = min(t[0] for t in times.values() if len(t)).astype(dt.date)
+    last = max(t[-1] for t in times.values() if len(t)).astype(dt.date)
+    rows = session.execute(
+        select(
+            InvestorFlow.instrument_id,
+            InvestorFlow.trade_date,
+            *(getattr(InvestorFlow, c) for c in FLOW_COLUMNS),
+        ).where(
+            InvestorFlow.instrument_id.in_(list(times)),
+            InvestorFlow.trade_date >= first,
+            InvestorFlow.trade_date <= last,
+        )
+    ).all()
+    by_id: dict[int, dict[np.datetime64, tuple[Any, ...]]] = {}
+    for row in rows:
+        day = np.datetime64(row[1] if isinstance(row[1], dt.date) else str(row[1]), "D")
+        by_id.setdefault(int(row[0]), {})[day] = tuple(row[2:])
+    out: dict[int, dict[str, np.ndarray]] = {}
+    for ident, days in times.items():
+        found = by_id.get(ident, {})
+        matrix = np.full((len(days), len(FLOW_COLUMNS)), np.nan)
+        for i, day in enumerate(days):
+            values = found.get(day)
+            if values is not None:
+                matrix[i] = [np.nan if v is None else float(v) for v in values]
+        out[ident] = {c: matrix[:, k].copy() for k, c in enumerate(FLOW_COLUMNS)}
+    return out
+
+
+def data_version(session: Session, trade_date: dt.date) -> str:
+    """The data a scan of ``trade_date`` reads, as text: candle and flow row counts of the
+    day and their newest write (``candles=2500@2026-11-20T06:41:02Z;flows=…``)."""
+    parts = []
+    for name, model in (("candles", DailyCandle), ("flows", InvestorFlow)):
+        count, newest = session.execute(
+            select(func.count(), func.max(model.updated_at)).where(model.trade_date == trade_date)
+        ).one()
+        stamp = newest.strftime("%Y-%m-%dT%H:%M:%S") if newest is not None else "-"
+        parts.append(f"{name}={count}@{stamp}")
+    return ";".join(parts)[:64]

@@ -1,0 +1,371 @@
+"""Universe scans: the service behind the ``quantbeat.scans.*`` tasks, the Python API and the
+``quantbeat scan`` command.
+
+A scan of one strategy on one trading day:
+
+1. ``run`` (coordinator) lists the universe, computes every instrument's RS percentile rating
+   from the cached RS raw scores (the daily precompute stores them; misses are computed from
+   the database), records a ``scan_runs`` row and fans the universe out in chunks;
+2. each ``chunk`` reads its instruments' candles and indicator series from the cache
+   (falling back to the database), their flows from the database, evaluates the strategy
+   (:mod:`quant.scans`) per instrument — one instrument's failure is counted, not fatal — and
+   replaces the day's signals for the instruments it covered;
+3. ``finish`` (the chord's callback) marks the run completed with its coverage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import structlog
+
+from quant.errors import ValidationError
+from quant.indicators import SCAN_BARS, Candles, canonical_params, params_key
+from quant.indicators.candles import COLUMNS
+from quant.indicators.custom import rs_rating
+from quant.indicators.request import IndicatorRequest
+from quant.scans.inputs import SERIES, ScanInputs
+from quantbeat.cache import Entry, SafeCache, decode_series
+
+log = structlog.get_logger(__name__)
+
+#: Instruments per chunk task.
+DEFAULT_CHUNK = 250
+#: Sessions of investor flows a scan reads (the supply score's longest window is 20); older
+#: bars get NaN flows.
+FLOW_BARS = 40
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One instrument's verdict: a candidate (a signal row) or not, with why."""
+
+    candidate: bool
+    score: float | None = None
+    grade: str | None = None
+    entry_price: float | None = None
+    status: str | None = None
+    reasons: tuple[str, ...] = ()
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+
+
+Strategy = Callable[[ScanInputs], Evaluation]
+
+#: Strategies by name; filled by :mod:`quantbeat.strategies` (kept apart so the
+#: domain adapters can grow without touching the plumbing here).
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def strategy(name: object) -> Strategy:
+    """The strategy called ``name``.
+
+    Raises:
+        quant.errors.ValidationError: unknown strategy (the message lists the known ones).
+    """
+    import quantbeat.strategies  # noqa: F401  (registers the strategies)
+
+    found = STRATEGIES.get(name) if isinstance(name, str) else None
+    if found is None:
+        raise ValidationError(
+            f"unknown strategy {name!r} (known: {', '.join(sorted(STRATEGIES))})",
+            field="strategy",
+            value=name,
+        )
+    return found
+
+
+def _range_key(trade_date: dt.date) -> str:
+    return IndicatorRequest.create("KOSPI:X", "obv", end=trade_date, limit=SCAN_BARS).range_key
+
+
+def _series_entries(name: str, range_key: str) -> list[tuple[Entry, list[tuple[str, str]]]]:
+    """The cache entries holding :data:`quant.scans.inputs.SERIES`, each with the (series
+    name, output) pairs it provides (Bollinger's three bands are one entry)."""
+    grouped: dict[Entry, list[tuple[str, str]]] = {}
+    for series, (indicator, params, output) in SERIES.items():
+        key = params_key(canonical_params(indicator, params))
+        entry = Entry.indicator(name, "1d", range_key, indicator, key)
+        grouped.setdefault(entry, []).append((series, output))
+    return list(grouped.items())
+
+
+def load_inputs(
+    cache: SafeCache,
+    members: Sequence[tuple[int, str]],
+    trade_date: dt.date,
+    *,
+    ratings: Mapping[str, float | None] | None = None,
+    benchmark: float | None = None,
+    news: Mapping[str, int] | None = None,
+) -> dict[int, ScanInputs]:
+    """Each member's :class:`ScanInputs` for ``trade_date``: candles and indicator series
+    from the cache (one round trip for the chunk), the rest from the database (candles of
+    cache misses, every instrument's flows). Members without bars are absent."""
+    from db.candles import load_daily_universe
+    from db.engine import session_scope
+    from db.scans import load_flows
+
+    range_key = _range_key(trade_date)
+    plan: list[tuple[int, str, list[tuple[Entry, list[tuple[str, str]]]]]] = []
+    lookups: list[Entry] = []
+    for ident, name in members:
+        series = _series_entries(name, range_key)
+        plan.append((ident, name, series))
+        lookups.append(Entry.candles(name, "1d", range_key))
+        lookups.extend(entry for entry, _ in series)
+    reads = iter(cache.get_many(lookups, count=False, count_candles=False))
+    candles: dict[int, Candles] = {}
+    precomputed: dict[int, dict[str, np.ndarray]] = {}
+    for ident, _name, series in plan:
+        candle_read = next(reads)
+        if candle_read.value is not None:
+            time_, columns = decode_series(candle_read.value)
+            candles[ident] = Candles(time=time_, **{c: columns[c] for c in COLUMNS})
+        found: dict[str, np.ndarray] = {}
+        for _entry, outputs in series:
+            read = next(reads)
+            if read.value is None:
+                continue
+            values = decode_series(read.value)[1]
+            for series_name, output in outputs:
+                found[series_name] = values[output]
+        precomputed[ident] = found
+    missing = [ident for ident, *_ in plan if ident not in candles]
+    with session_scope() as session:
+        if missing:
+            candles.update(load_daily_universe(session, missing, end=trade_date, bars=SCAN_BARS))
+        recent = {i: c.time[-FLOW_BARS:] for i, c in candles.items() if len(c)}
+        flows = _pad(load_flows(session, recent), {i: len(c) for i, c in candles.items()})
+    out: dict[int, ScanInputs] = {}
+    for ident, name, *_ in plan:
+        bars = candles.get(ident)
+        if bars is None or len(bars) == 0:
+            continue
+        available = {k: v for k, v in precomputed.get(ident, {}).items() if len(v) == len(bars)}
+        out[ident] = ScanInputs(
+            instrument=name,
+            candles=bars,
+            precomputed=available,
+            flows=flows.get(ident, {}),
+            rs_rating=(ratings or {}).get(name),
+            benchmark_rs_raw=benchmark,
+            news_score=(news or {}).get(name),
+        )
+    return out
+
+
+def _pad(
+    flows: dict[int, dict[str, np.ndarray]], lengths: Mapping[int, int]
+) -> dict[int, dict[str, np.ndarray]]:
+    """Flows of the last bars, NaN-padded in front to each instrument's candle count."""
+    out = {}
+    for ident, columns in flows.items():
+        n = lengths[ident]
+        out[ident] = {
+            name: np.concatenate((np.full(n - len(values), np.nan), values))
+            for name, values in columns.items()
+        }
+    return out
+
+
+def universe_ratings(
+    cache: SafeCache, members: Sequence[tuple[int, str]], trade_date: dt.date
+) -> tuple[dict[str, float | None], float | None]:
+    """Every member's RS percentile rating (1–99; ``None`` without 253 bars of history) and
+    the universe median RS raw score (the "index" for out-performance), from the cached RS
+    raw scores, computing the misses from the database."""
+    from db.candles import load_daily_universe
+    from db.engine import session_scope
+    from quant.indicators.custom import rs_raw
+
+    range_key = _range_key(trade_date)
+    key = params_key(canonical_params("rs_raw", {}))
+    entries = [Entry.indicator(name, "1d", range_key, "rs_raw", key) for _, name in members]
+    reads = cache.get_many(entries, count=False)
+    raw: dict[str, float] = {}
+    missing: list[tuple[int, str]] = []
+    for (ident, name), read in zip(members, reads, strict=True):
+        if read.value is None:
+            missing.append((ident, name))
+            continue
+        values = decode_series(read.value)[1]["rs_raw"]
+        raw[name] = float(values[-1]) if len(values) else float("nan")
+    for start in range(0, len(missing), DEFAULT_CHUNK):
+        part = missing[start : start + DEFAULT_CHUNK]
+        with session_scope() as session:
+            loaded = load_daily_universe(
+                session, [i for i, _ in part], end=trade_date, bars=SCAN_BARS
+            )
+        for ident, name in part:
+            bars = loaded.get(ident)
+            if bars is not None and len(bars):
+                raw[name] = float(rs_raw(bars.close)[-1])
+    names = [name for _, name in members if name in raw]
+    values = np.array([raw[n] for n in names], dtype=np.float64)
+    ratings = rs_rating(values) if len(values) else values
+    out: dict[str, float | None] = {
+        n: (None if np.isnan(r) else float(r)) for n, r in zip(names, ratings, strict=True)
+    }
+    finite = values[np.isfinite(values)]
+    benchmark = float(np.median(finite)) if len(finite) else None
+    return out, benchmark
+
+
+def evaluate(
+    evaluator: Strategy, inputs: Mapping[int, ScanInputs]
+) -> tuple[list[dict[str, Any]], int, list[str]]:
+    """Run ``evaluator`` on every instrument: (signal rows of the candidates, instruments
+    evaluated, instruments whose evaluation raised — logged, never fatal)."""
+    rows: list[dict[str, Any]] = []
+    scanned = 0
+    failed: list[str] = []
+    for ident, item in inputs.items():
+        try:
+            verdict = evaluator(item)
+        except Exception as exc:
+            failed.append(item.instrument)
+            log.warning(
+                "scan.instrument_failed",
+                instrument=item.instrument,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            continue
+        scanned += 1
+        if verdict.candidate:
+            rows.append(
+                {
+                    "instrument_id": ident,
+                    "score": verdict.score,
+                    "grade": verdict.grade,
+                    "entry_price": verdict.entry_price,
+                    "status": verdict.status,
+                    "reasons": list(verdict.reasons),
+                    "inputs": _json_safe(dict(verdict.inputs)),
+                }
+            )
+    return rows, scanned, failed
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+# --- reading results and the Python API ------------------------------------------------------
+@dataclass(frozen=True)
+class Candidate:
+    """A stored signal, ranked by score (1 = best)."""
+
+    rank: int
+    instrument: str
+    name: str
+    score: float | None
+    grade: str | None
+    entry_price: float | None
+    status: str | None
+    reasons: tuple[str, ...]
+    inputs: Mapping[str, Any]
+
+
+def canonical_strategy(name: str) -> str:
+    """``closing-bet`` → ``closing_bet``; raises ValidationError for an unknown strategy."""
+    value = name.strip().lower().replace("-", "_")
+    strategy(value)
+    return value
+
+
+def candidates(
+    strategy_name: str, trade_date: dt.date, *, limit: int | None = None
+) -> list[Candidate]:
+    """The stored candidates of a scan day, best first (score, then grade, then ticker)."""
+    from sqlalchemy import select
+
+    from db.engine import session_scope
+    from db.models import Instrument, Signal
+
+    name = canonical_strategy(strategy_name)
+    with session_scope() as session:
+        rows = session.execute(
+            select(Signal, Instrument)
+            .join(Instrument, Instrument.id == Signal.instrument_id)
+            .where(Signal.trade_date == trade_date, Signal.strategy == name)
+        ).all()
+    ordered = sorted(
+        rows,
+        key=lambda r: (
+            -(r[0].score if r[0].score is not None else float("-inf")),
+            r[0].grade or "~",
+            r[1].ticker,
+        ),
+    )
+    out = []
+    for rank, (signal, instrument) in enumerate(ordered[:limit] if limit else ordered, 1):
+        out.append(
+            Candidate(
+                rank=rank,
+                instrument=f"{instrument.market}:{instrument.ticker}",
+                name=instrument.name,
+                score=signal.score,
+                grade=signal.grade,
+                entry_price=signal.entry_price,
+                status=signal.status,
+                reasons=tuple(signal.reasons or ()),
+                inputs=signal.inputs or {},
+            )
+        )
+    return out
+
+
+def run_scan(
+    strategy_name: str,
+    trade_date: dt.date | None = None,
+    *,
+    market: str | None = None,
+    wait: bool = True,
+    timeout: float = 600.0,
+) -> dict[str, Any]:
+    """Enqueue ``quantbeat.scans.run`` and (``wait``) wait for the whole chord: returns the
+    run's summary (``run_id``, ``coverage``, ``candidates`` …) plus ``"ranked"``: the
+    :class:`Candidate` list. Needs running ``cpu`` workers.
+
+    Raises:
+        quant.errors.ValidationError: unknown strategy or bad date.
+        quant.errors.TransientError: the scan did not finish within ``timeout`` seconds.
+    """
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    from quant.errors import TransientError
+    from workers.app import app
+
+    name = canonical_strategy(strategy_name)
+    sent = app.send_task(
+        "quantbeat.scans.run",
+        kwargs={
+            "strategy": name,
+            "trade_date": trade_date.isoformat() if trade_date else None,
+            "market": market,
+        },
+    )
+    try:
+        started: dict[str, Any] = sent.get(timeout=timeout)
+        if not wait or started["chord"] is None:
+            return started
+        summary: dict[str, Any] = app.AsyncResult(started["chord"]).get(timeout=timeout)
+    except CeleryTimeout:
+        raise TransientError(
+            f"the {name} scan did not finish within {timeout:g} s; are cpu workers running? "
+            "(quantbeat worker --queues cpu)"
+        ) from None
+    day = dt.date.fromisoformat(summary["trade_date"])
+    return {**summary, "ranked": candidates(name, day)}

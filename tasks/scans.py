@@ -1,0 +1,167 @@
+"""Universe scan tasks (``cpu`` queue): a coordinator fans the universe out in chunks as a
+Celery chord whose callback records the run's coverage. See :mod:`quantbeat.scans`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import chord
+
+from quant.errors import ValidationError
+from quantbeat.settings import get_settings
+from quantbeat.sources import latest_krx_session
+from tasks._args import parse_date, parse_krx_markets
+from workers.app import app
+
+
+def _strategy_name(value: object) -> str:
+    from quantbeat.scans import strategy
+
+    strategy(value)  # raises ValidationError naming the known strategies
+    assert isinstance(value, str)
+    return value
+
+
+@app.task(name="quantbeat.scans.run")
+def run(
+    strategy: str,
+    trade_date: str | None = None,
+    market: str | None = None,
+    chunk_size: int | None = None,
+) -> dict[str, Any]:
+    """Scan the listed universe of the KRX market (both when ``None``) with ``strategy``
+    (``vcp`` or ``closing_bet``) on ``trade_date`` (default: the latest closed session).
+
+    Records a ``scan_runs`` row, computes the universe RS ratings, and starts a chord of
+    ``quantbeat.scans.chunk`` tasks (``chunk_size`` instruments each, default 250) whose
+    callback ``quantbeat.scans.finish`` completes the run. Returns ``{"run_id", "strategy",
+    "trade_date", "total", "chunks", "chord"}`` at once; the signals land as chunks finish.
+
+    Raises ValidationError for an unknown strategy, a bad date, market or chunk size.
+    """
+    from db.candles import universe
+    from db.engine import session_scope
+    from db.scans import data_version, start_run
+    from quantbeat.indicators import indicator_cache
+    from quantbeat.scans import DEFAULT_CHUNK, universe_ratings
+
+    name = _strategy_name(strategy)
+    day = (
+        parse_date(trade_date, field="trade_date")
+        if trade_date is not None
+        else latest_krx_session(get_settings())
+    )
+    markets = [m.value for m in parse_krx_markets(market)]
+    size = DEFAULT_CHUNK if chunk_size is None else chunk_size
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 2_000:
+        raise ValidationError(
+            f"chunk_size must be an integer from 1 to 2000, got {chunk_size!r}",
+            field="chunk_size",
+            value=chunk_size,
+        )
+    with session_scope() as session:
+        members = universe(session, markets)
+        version = data_version(session, day)
+    ratings, benchmark = universe_ratings(indicator_cache(), members, day)
+    chunks = [members[i : i + size] for i in range(0, len(members), size)]
+    with session_scope() as session:
+        run_id = start_run(
+            session,
+            strategy=name,
+            trade_date=day,
+            params={"markets": markets, "chunk_size": size},
+            total=len(members),
+            chunks=len(chunks),
+            data_version=version,
+        )
+    summary = {
+        "run_id": run_id,
+        "strategy": name,
+        "trade_date": day.isoformat(),
+        "total": len(members),
+        "chunks": len(chunks),
+    }
+    if not chunks:
+        finish([], run_id)
+        return {**summary, "chord": None}
+    header = [
+        app.signature(
+            "quantbeat.scans.chunk",
+            args=[
+                run_id,
+                name,
+                day.isoformat(),
+                [[ident, inst] for ident, inst in part],
+                {inst: ratings.get(inst) for _, inst in part},
+                benchmark,
+            ],
+        )
+        for part in chunks
+    ]
+    body = app.signature("quantbeat.scans.finish", kwargs={"run_id": run_id})
+    result = chord(header)(body)
+    return {**summary, "chord": result.id}
+
+
+@app.task(name="quantbeat.scans.chunk")
+def chunk(
+    run_id: int,
+    strategy: str,
+    trade_date: str,
+    members: list[list[Any]],
+    ratings: dict[str, float | None],
+    benchmark: float | None,
+) -> dict[str, Any]:
+    """Evaluate one chunk of the universe and replace its instruments' signals for the day.
+    Idempotent: a retried or redelivered chunk writes the same signals (its coverage is
+    added to the run once per successful execution). Returns ``{"scanned", "failed",
+    "candidates", "missing"}`` (``missing``: instruments without bars that day)."""
+    from db.engine import session_scope
+    from db.scans import add_chunk_result, replace_signals
+    from quantbeat.indicators import indicator_cache
+    from quantbeat.scans import evaluate, load_inputs
+    from quantbeat.scans import strategy as lookup
+
+    evaluator = lookup(strategy)
+    day = parse_date(trade_date, field="trade_date")
+    pairs = [(int(ident), str(name)) for ident, name in members]
+    inputs = load_inputs(indicator_cache(), pairs, day, ratings=ratings, benchmark=benchmark)
+    rows, scanned, failed = evaluate(evaluator, inputs)
+    with session_scope() as session:
+        replace_signals(session, trade_date=day, strategy=strategy, covered=list(inputs), rows=rows)
+        add_chunk_result(
+            session,
+            run_id,
+            scanned=scanned,
+            failed=len(failed),
+            candidates=len(rows),
+        )
+    return {
+        "scanned": scanned,
+        "failed": len(failed),
+        "candidates": len(rows),
+        "missing": len(pairs) - len(inputs),
+    }
+
+
+@app.task(name="quantbeat.scans.finish")
+def finish(results: list[dict[str, Any]], run_id: int) -> dict[str, Any]:
+    """The chord's callback: mark the run completed and return its coverage
+    ``{"run_id", "state", "total", "scanned", "failed", "candidates", "coverage"}``."""
+    from db.engine import session_scope
+    from db.scans import finish_run
+
+    with session_scope() as session:
+        row = finish_run(session, run_id, state="completed")
+        return {
+            "run_id": run_id,
+            "strategy": row.strategy,
+            "trade_date": row.trade_date.isoformat(),
+            "state": row.state,
+            "total": row.total,
+            "scanned": row.scanned,
+            "failed": row.failed,
+            "candidates": row.candidates,
+            "coverage": f"{row.scanned}/{row.total}",
+            "duration_ms": round(row.duration_ms or 0.0, 1),
+        }

@@ -1,0 +1,157 @@
+"""Universe scans through a real worker: the chord of chunks, the run's coverage, signals
+replaced (never duplicated) on a re-run."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, select, text
+
+from db.candles import universe
+from db.engine import get_engine, session_scope
+from db.models import ScanRun, Signal
+from quantbeat.indicators import forget_service, indicator_cache
+
+pytestmark = pytest.mark.integration
+
+DAY = dt.date(2026, 11, 20)
+FIRST = dt.date(2026, 9, 15)
+
+
+@pytest.fixture(scope="module")
+def members(database: str) -> list[tuple[int, str]]:
+    """About 45 sessions of simulated KOSPI candles and flows up to DAY, and one instrument
+    made a textbook closing-bet day: +15 % on 8x volume and 2조 KRW traded."""
+    from db.models import Base
+    from tasks.collect import daily_range
+
+    names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with get_engine(database).begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    daily_range(FIRST.isoformat(), DAY.isoformat(), market="KOSPI")
+    daily_range(FIRST.isoformat(), DAY.isoformat(), market="KOSPI", dataset="flows")
+    with session_scope() as session:
+        found = universe(session, ["KOSPI"])
+        ident = found[0][0]
+        prev = session.execute(
+            text(
+                "SELECT close, volume FROM daily_candles WHERE instrument_id = :i "
+                "AND trade_date < :d ORDER BY trade_date DESC LIMIT 1"
+            ),
+            {"i": ident, "d": DAY},
+        ).one()
+        avg_volume = session.execute(
+            text(
+                "SELECT avg(volume) FROM (SELECT volume FROM daily_candles WHERE instrument_id "
+                "= :i AND trade_date < :d ORDER BY trade_date DESC LIMIT 20) v"
+            ),
+            {"i": ident, "d": DAY},
+        ).scalar_one()
+        close = prev.close * 1.15
+        volume = float(avg_volume) * 8
+        session.execute(
+            text(
+                "UPDATE daily_candles SET open = :o, high = :h, low = :l, close = :c, "
+                "volume = :v, traded_value = 2e12 WHERE instrument_id = :i AND trade_date = :d"
+            ),
+            {
+                "o": prev.close * 1.01,
+                "h": close,
+                "l": prev.close,
+                "c": close,
+                "v": volume,
+                "i": ident,
+                "d": DAY,
+            },
+        )
+    forget_service()
+    indicator_cache().clear()
+    return found
+
+
+def _signals(strategy: str) -> list[tuple[int, str | None, float | None]]:
+    with session_scope() as session:
+        return [
+            (r.instrument_id, r.grade, r.score)
+            for r in session.execute(
+                select(Signal).where(Signal.trade_date == DAY, Signal.strategy == strategy)
+            ).scalars()
+        ]
+
+
+def test_a_closing_bet_scan_covers_the_universe_and_replaces_its_signals(celery_app, members):
+    started = celery_app.send_task(
+        "quantbeat.scans.run",
+        kwargs={
+            "strategy": "closing_bet",
+            "trade_date": DAY.isoformat(),
+            "market": "KOSPI",
+            "chunk_size": 40,
+        },
+    ).get(timeout=60)
+    assert started["total"] == len(members)
+    assert started["chunks"] == -(-len(members) // 40)
+    final = celery_app.AsyncResult(started["chord"]).get(timeout=120)
+    assert final["state"] == "completed"
+    assert final["scanned"] + final["failed"] <= final["total"]
+    assert final["scanned"] == len(members)  # everyone has bars that day
+    assert final["coverage"] == f"{len(members)}/{len(members)}"
+
+    first = _signals("closing_bet")
+    assert final["candidates"] == len(first)
+    textbook = members[0][0]
+    assert textbook in {i for i, _, _ in first}
+    with session_scope() as session:
+        row = session.execute(
+            select(Signal).where(Signal.instrument_id == textbook, Signal.trade_date == DAY)
+        ).scalar_one()
+        assert row.grade == "S"
+        assert row.reasons
+        assert isinstance(row.reasons, list)
+        used = row.inputs
+        assert isinstance(used, dict)
+        assert used["traded_value_krw"] == 2e12
+        assert used["news"] == "no news analysed"
+        assert row.entry_price == pytest.approx(used["exit_plan"]["stop_loss"] / 0.97)
+
+    again = celery_app.send_task(
+        "quantbeat.scans.run",
+        kwargs={"strategy": "closing_bet", "trade_date": DAY.isoformat(), "market": "KOSPI"},
+    ).get(timeout=60)
+    celery_app.AsyncResult(again["chord"]).get(timeout=120)
+    assert sorted(_signals("closing_bet")) == sorted(first)  # replaced, not duplicated
+    with session_scope() as session:
+        runs = session.execute(
+            select(func.count()).select_from(ScanRun).where(ScanRun.state == "completed")
+        ).scalar_one()
+        assert runs >= 2
+        run = session.get(ScanRun, again["run_id"])
+        assert run is not None
+        assert run.data_version
+        assert run.data_version.startswith("candles=")
+        assert run.duration_ms is not None
+
+
+def test_an_unknown_strategy_is_rejected_with_the_known_ones(celery_app, members):
+    from quant.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="closing_bet"):
+        celery_app.send_task(
+            "quantbeat.scans.run", kwargs={"strategy": "nope", "trade_date": DAY.isoformat()}
+        ).get(timeout=60)
+
+
+def test_the_cli_runs_a_scan_and_prints_the_ranked_candidates(celery_app, members, capsys):
+    from quantbeat import cli
+
+    code = cli.main(["scan", "closing-bet", "--date", DAY.isoformat(), "--market", "KOSPI"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"closing_bet scan of {DAY}: {len(members)}/{len(members)} instruments" in out
+    assert members[0][1] in out  # the textbook candidate is listed
+    assert cli.main(["scan", "closing-bet", "--date", DAY.isoformat(), "--show", "--json"]) == 0
+    shown = capsys.readouterr().out
+    assert '"grade": "S"' in shown
+    assert cli.main(["scan", "nope"]) == cli.EXIT_USAGE
+    assert "closing_bet" in capsys.readouterr().err
