@@ -302,7 +302,8 @@ class Signal(TimestampMixin, Base):
     strategy: Mapped[str] = mapped_column(String(32))
     instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id", ondelete="CASCADE"))
     score: Mapped[float | None] = mapped_column(Double)
-    grade: Mapped[str | None] = mapped_column(String(8))
+    #: S/A/B/C (closing bet), Textbook … Weak (VCP), or a legacy grade.
+    grade: Mapped[str | None] = mapped_column(String(16))
     entry_price: Mapped[float | None] = mapped_column(Double)
     status: Mapped[str | None] = mapped_column(String(32))
     reasons: Mapped[Any | None] = mapped_column(NullableJSONType)

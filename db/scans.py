@@ -65,18 +65,26 @@ def start_run(
 
 
 def add_chunk_result(
-    session: Session, run_id: int, *, scanned: int, failed: int, candidates: int
+    session: Session,
+    run_id: int,
+    *,
+    scanned: int,
+    failed: int,
+    candidates: int,
+    chunk_error: str | None = None,
 ) -> None:
-    """Add one chunk's coverage to its run (atomically: chunks finish concurrently)."""
-    session.execute(
-        update(ScanRun)
-        .where(ScanRun.id == run_id)
-        .values(
-            scanned=ScanRun.scanned + scanned,
-            failed=ScanRun.failed + failed,
-            candidates=ScanRun.candidates + candidates,
-        )
-    )
+    """Add one chunk's coverage to its run (atomically: chunks finish concurrently). A chunk
+    that failed as a whole passes its ``chunk_error``: it counts in ``chunks_failed`` and the
+    first such error is kept."""
+    values: dict[str, Any] = {
+        "scanned": ScanRun.scanned + scanned,
+        "failed": ScanRun.failed + failed,
+        "candidates": ScanRun.candidates + candidates,
+    }
+    if chunk_error is not None:
+        values["chunks_failed"] = ScanRun.chunks_failed + 1
+        values["error"] = func.coalesce(ScanRun.error, chunk_error[:2000])
+    session.execute(update(ScanRun).where(ScanRun.id == run_id).values(**values))
 
 
 def finish_run(
@@ -94,8 +102,8 @@ def finish_run(
     now = _now()
     started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=dt.UTC)
     run.state = state
-    run.chunks_failed = chunks_failed
-    run.error = error
+    run.chunks_failed = max(run.chunks_failed, chunks_failed)
+    run.error = error if error is not None else run.error
     run.finished_at = now
     run.duration_ms = (now - started).total_seconds() * 1000.0
     session.flush()

@@ -202,6 +202,14 @@ class Cache(Protocol):
         ``count_candles=False`` the candle counters (internal reads such as prefetching)."""
         ...
 
+    def peek_many(
+        self, groups: Sequence[tuple[str, str, Sequence[str]]]
+    ) -> list[list[bytes | None]]:
+        """Bulk read for scans: per ``(instrument, interval, fields)`` the fields' values, in
+        one round trip, without counters or generations (a reader that does not write back).
+        """
+        ...
+
     def put_many(self, items: Sequence[tuple[Entry, bytes, int]]) -> int:
         """Store ``(entry, value, generation)`` items; returns how many were stored (an item
         whose instrument was invalidated since ``generation`` was read is dropped)."""
@@ -379,6 +387,16 @@ class RedisCache:
             )
         return [Read(value, int(gen)) for value, gen in self._run("get", calls)]
 
+    def peek_many(
+        self, groups: Sequence[tuple[str, str, Sequence[str]]]
+    ) -> list[list[bytes | None]]:
+        if not groups:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for instrument, interval, fields in groups:
+            pipe.hmget(self._hash(instrument, interval), list(fields))
+        return [list(values) for values in pipe.execute()]
+
     def put_many(self, items: Sequence[tuple[Entry, bytes, int]]) -> int:
         groups: dict[tuple[str, str, int], list[tuple[str, bytes]]] = {}
         for entry, value, generation in items:
@@ -485,6 +503,16 @@ class LocalCache:
                     self._counts[prefix + ("hits" if value is not None else "misses")] += 1
                 out.append(Read(value, self._gens.get(e.instrument, 0)))
         return out
+
+    def peek_many(
+        self, groups: Sequence[tuple[str, str, Sequence[str]]]
+    ) -> list[list[bytes | None]]:
+        with self._lock:
+            out = []
+            for instrument, interval, fields in groups:
+                found = self._live(instrument, interval) or {}
+                out.append([found.get(f) for f in fields])
+            return out
 
     def put_many(self, items: Sequence[tuple[Entry, bytes, int]]) -> int:
         stored = 0
@@ -609,6 +637,18 @@ class SafeCache:
             except Exception as exc:
                 self._failed("get", exc)
         return [Read(None, -1) for _ in entries]
+
+    def peek_many(
+        self, groups: Sequence[tuple[str, str, Sequence[str]]]
+    ) -> list[list[bytes | None]]:
+        if groups and self.available:
+            try:
+                return self.backend.peek_many(groups)
+            except SoftTimeLimitExceeded:
+                raise  # the task must stop, not carry on without a cache
+            except Exception as exc:
+                self._failed("peek", exc)
+        return [[None] * len(fields) for _, _, fields in groups]
 
     def put_many(self, items: Sequence[tuple[Entry, bytes, int]]) -> int:
         # A generation of -1 comes from a failed read: the value cannot be guarded, so it is

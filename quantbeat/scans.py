@@ -111,28 +111,30 @@ def load_inputs(
 
     range_key = _range_key(trade_date)
     plan: list[tuple[int, str, list[tuple[Entry, list[tuple[str, str]]]]]] = []
-    lookups: list[Entry] = []
+    groups: list[tuple[str, str, list[str]]] = []
     for ident, name in members:
         series = _series_entries(name, range_key)
         plan.append((ident, name, series))
-        lookups.append(Entry.candles(name, "1d", range_key))
-        lookups.extend(entry for entry, _ in series)
-    reads = iter(cache.get_many(lookups, count=False, count_candles=False))
+        fields = [Entry.candles(name, "1d", range_key).field]
+        fields.extend(entry.field for entry, _ in series)
+        groups.append((name, "1d", fields))
+    values_of = cache.peek_many(groups)  # one HMGET per instrument, one round trip
     candles: dict[int, Candles] = {}
     precomputed: dict[int, dict[str, np.ndarray]] = {}
-    for ident, _name, series in plan:
-        candle_read = next(reads)
-        if candle_read.value is not None:
-            time_, columns = decode_series(candle_read.value)
+    for (ident, _name, series), values in zip(plan, values_of, strict=True):
+        blobs = iter(values)
+        candle_blob = next(blobs)
+        if candle_blob is not None:
+            time_, columns = decode_series(candle_blob)
             candles[ident] = Candles(time=time_, **{c: columns[c] for c in COLUMNS})
         found: dict[str, np.ndarray] = {}
         for _entry, outputs in series:
-            read = next(reads)
-            if read.value is None:
+            blob = next(blobs)
+            if blob is None:
                 continue
-            values = decode_series(read.value)[1]
+            decoded = decode_series(blob)[1]
             for series_name, output in outputs:
-                found[series_name] = values[output]
+                found[series_name] = decoded[output]
         precomputed[ident] = found
     missing = [ident for ident, *_ in plan if ident not in candles]
     with session_scope() as session:
@@ -184,15 +186,15 @@ def universe_ratings(
 
     range_key = _range_key(trade_date)
     key = params_key(canonical_params("rs_raw", {}))
-    entries = [Entry.indicator(name, "1d", range_key, "rs_raw", key) for _, name in members]
-    reads = cache.get_many(entries, count=False)
+    field_name = Entry.indicator("-", "1d", range_key, "rs_raw", key).field
+    blobs = cache.peek_many([(name, "1d", [field_name]) for _, name in members])
     raw: dict[str, float] = {}
     missing: list[tuple[int, str]] = []
-    for (ident, name), read in zip(members, reads, strict=True):
-        if read.value is None:
+    for (ident, name), (blob,) in zip(members, blobs, strict=True):
+        if blob is None:
             missing.append((ident, name))
             continue
-        values = decode_series(read.value)[1]["rs_raw"]
+        values = decode_series(blob)[1]["rs_raw"]
         raw[name] = float(values[-1]) if len(values) else float("nan")
     for start in range(0, len(missing), DEFAULT_CHUNK):
         part = missing[start : start + DEFAULT_CHUNK]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
+from billiard.exceptions import SoftTimeLimitExceeded
 from celery import chord
 
 from quant.errors import ValidationError
@@ -12,6 +14,9 @@ from quantbeat.settings import get_settings
 from quantbeat.sources import latest_krx_session
 from tasks._args import parse_date, parse_krx_markets
 from workers.app import app
+from workers.retry import as_transient
+
+log = structlog.get_logger(__name__)
 
 
 def _strategy_name(value: object) -> str:
@@ -99,6 +104,7 @@ def run(
         for part in chunks
     ]
     body = app.signature("quantbeat.scans.finish", kwargs={"run_id": run_id})
+    body.link_error(app.signature("quantbeat.scans.failed", kwargs={"run_id": run_id}))
     result = chord(header)(body)
     return {**summary, "chord": result.id}
 
@@ -125,23 +131,47 @@ def chunk(
     evaluator = lookup(strategy)
     day = parse_date(trade_date, field="trade_date")
     pairs = [(int(ident), str(name)) for ident, name in members]
-    inputs = load_inputs(indicator_cache(), pairs, day, ratings=ratings, benchmark=benchmark)
-    rows, scanned, failed = evaluate(evaluator, inputs)
-    with session_scope() as session:
-        replace_signals(session, trade_date=day, strategy=strategy, covered=list(inputs), rows=rows)
-        add_chunk_result(
-            session,
-            run_id,
-            scanned=scanned,
-            failed=len(failed),
-            candidates=len(rows),
-        )
+    try:
+        inputs = load_inputs(indicator_cache(), pairs, day, ratings=ratings, benchmark=benchmark)
+        rows, scanned, failed = evaluate(evaluator, inputs)
+        with session_scope() as session:
+            replace_signals(
+                session, trade_date=day, strategy=strategy, covered=list(inputs), rows=rows
+            )
+            add_chunk_result(
+                session, run_id, scanned=scanned, failed=len(failed), candidates=len(rows)
+            )
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as exc:
+        if as_transient(exc) is not None:
+            raise  # the base task retries it with backoff
+        # A permanent failure of the whole chunk: counted, so the run still completes and
+        # reports its coverage (e.g. 2,250/2,500) instead of hanging in "running".
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("scan.chunk_failed", run_id=run_id, instruments=len(pairs), error=error)
+        with session_scope() as session:
+            add_chunk_result(
+                session, run_id, scanned=0, failed=len(pairs), candidates=0, chunk_error=error
+            )
+        return {"scanned": 0, "failed": len(pairs), "candidates": 0, "chunk_error": error}
     return {
         "scanned": scanned,
         "failed": len(failed),
         "candidates": len(rows),
         "missing": len(pairs) - len(inputs),
     }
+
+
+@app.task(name="quantbeat.scans.failed")
+def failed(request: Any, exc: Any, traceback: Any, run_id: int) -> None:
+    """The chord's error callback (a chunk failed for good after its retries): the run is
+    marked ``failed`` with the error and the coverage the other chunks reached."""
+    from db.engine import session_scope
+    from db.scans import finish_run
+
+    with session_scope() as session:
+        finish_run(session, run_id, state="failed", error=f"{exc}"[:2000])
 
 
 @app.task(name="quantbeat.scans.finish")
@@ -154,6 +184,8 @@ def finish(results: list[dict[str, Any]], run_id: int) -> dict[str, Any]:
     with session_scope() as session:
         row = finish_run(session, run_id, state="completed")
         return {
+            "chunks_failed": row.chunks_failed,
+            "error": row.error,
             "run_id": run_id,
             "strategy": row.strategy,
             "trade_date": row.trade_date.isoformat(),

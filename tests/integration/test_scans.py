@@ -155,3 +155,37 @@ def test_the_cli_runs_a_scan_and_prints_the_ranked_candidates(celery_app, member
     assert '"grade": "S"' in shown
     assert cli.main(["scan", "nope"]) == cli.EXIT_USAGE
     assert "closing_bet" in capsys.readouterr().err
+
+
+def test_a_chunk_that_fails_for_good_leaves_the_run_completed_with_its_coverage(
+    celery_app, members
+):
+    size = 5
+    chunks = [members[i : i + size] for i in range(0, len(members), size)]
+    bad = [c for c in chunks if any(int(name.split(":")[1]) % 7 == 0 for _, name in c)]
+    assert bad
+    assert len(bad) < len(chunks)
+    started = celery_app.send_task(
+        "quantbeat.scans.run",
+        kwargs={
+            "strategy": "test_overlong_grade",
+            "trade_date": DAY.isoformat(),
+            "market": "KOSPI",
+            "chunk_size": size,
+        },
+    ).get(timeout=60)
+    final = celery_app.AsyncResult(started["chord"]).get(timeout=120)
+    assert final["state"] == "completed"
+    assert final["chunks_failed"] == len(bad)
+    failed_instruments = sum(len(c) for c in bad)
+    assert final["failed"] == failed_instruments
+    assert final["scanned"] == len(members) - failed_instruments
+    assert final["coverage"] == f"{len(members) - failed_instruments}/{len(members)}"
+    assert "value too long" in final["error"]
+    with session_scope() as session:
+        stored = session.execute(
+            select(func.count())
+            .select_from(Signal)
+            .where(Signal.strategy == "test_overlong_grade", Signal.trade_date == DAY)
+        ).scalar_one()
+    assert stored == len(members) - failed_instruments  # the good chunks' signals landed

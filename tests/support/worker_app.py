@@ -66,3 +66,21 @@ def sleep(seconds: float, ignore_soft_limit: bool = False) -> dict[str, float]:
 @app.task(name="quantbeat.backtest.test_own_limits", soft_time_limit=7, time_limit=9)
 def own_limits() -> None:
     """Declares its own time limits (the family's must not override them)."""
+
+
+def _register_test_strategies() -> None:
+    """A scan strategy whose signal rows cannot be stored for tickers divisible by 7 (a grade
+    longer than the column): the chunks holding one fail permanently, the others succeed."""
+    import quantbeat.strategies  # noqa: F401  (the real ones first)
+    from quant.scans.inputs import ScanInputs
+    from quantbeat.scans import STRATEGIES, Evaluation
+
+    def overlong_grade(inputs: ScanInputs) -> Evaluation:
+        ticker = inputs.instrument.split(":")[1]
+        bad = ticker.isdigit() and int(ticker) % 7 == 0
+        return Evaluation(candidate=True, score=1.0, grade="X" * 40 if bad else "ok")
+
+    STRATEGIES["test_overlong_grade"] = overlong_grade
+
+
+_register_test_strategies()

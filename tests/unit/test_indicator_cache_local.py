@@ -401,6 +401,12 @@ class Flaky:
         self._call("get")
         return self.inner.get_many(entries, count=count, count_candles=count_candles)
 
+    def peek_many(
+        self, groups: Sequence[tuple[str, str, Sequence[str]]]
+    ) -> list[list[bytes | None]]:
+        self._call("peek")
+        return self.inner.peek_many(groups)
+
     def put_many(self, items: Sequence[tuple[Entry, bytes, int]]) -> int:
         self._call("put")
         return self.inner.put_many(items)
@@ -615,3 +621,16 @@ def test_any_exception_from_the_backend_is_isolated(logs):
     safe = SafeCache(Broken(), clock=Clock())
     assert safe.get_many([_ind()]) == [Read(None, -1)]
     assert "CacheFormatError: garbled" in _unavailable(logs)[0]["error"]
+
+
+def test_peek_many_reads_fields_without_counting_and_fails_soft(logs):
+    cache = LocalCache(clock=Clock())
+    cache.put_many([(_ind(), b"1", 0), (_cdl(), b"2", 0)])
+    (values,) = cache.peek_many([(A, "1d", [_ind().field, "nope", _cdl().field])])
+    assert values == [b"1", None, b"2"]
+    assert _counts(cache.stats()) == (0, 0, 0, 0)
+    backend = Flaky()
+    backend.down = True
+    safe = SafeCache(backend, clock=Clock())
+    assert safe.peek_many([(A, "1d", ["x", "y"])]) == [[None, None]]
+    assert safe.stats().errors == 1
