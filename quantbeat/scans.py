@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from quant.errors import ValidationError
+from quant.errors import TransientError, ValidationError
 from quant.indicators import SCAN_BARS, Candles, canonical_params, params_key
 from quant.indicators.candles import COLUMNS
 from quant.indicators.custom import rs_rating
@@ -221,13 +221,16 @@ def evaluate(
     evaluator: Strategy, inputs: Mapping[int, ScanInputs]
 ) -> tuple[list[dict[str, Any]], int, list[str]]:
     """Run ``evaluator`` on every instrument: (signal rows of the candidates, instruments
-    evaluated, instruments whose evaluation raised — logged, never fatal)."""
+    evaluated, instruments whose evaluation raised — logged, never fatal). A
+    :class:`quant.errors.TransientError` is re-raised: the chunk is retried."""
     rows: list[dict[str, Any]] = []
     scanned = 0
     failed: list[str] = []
     for ident, item in inputs.items():
         try:
             verdict = evaluator(item)
+        except TransientError:
+            raise  # the chunk is retried as a whole (base task policy)
         except Exception as exc:
             failed.append(item.instrument)
             log.warning(

@@ -189,3 +189,44 @@ def test_a_chunk_that_fails_for_good_leaves_the_run_completed_with_its_coverage(
             .where(Signal.strategy == "test_overlong_grade", Signal.trade_date == DAY)
         ).scalar_one()
     assert stored == len(members) - failed_instruments  # the good chunks' signals landed
+
+
+def test_a_chunk_failing_transiently_is_retried_and_the_run_covers_everything(celery_app, members):
+    import redis
+
+    from quantbeat.settings import get_settings
+
+    client = redis.Redis.from_url(get_settings().redis_url)
+    client.delete("test:flaky-once:count")
+    client.set("test:flaky-once:target", members[0][1], ex=600)
+    started = celery_app.send_task(
+        "quantbeat.scans.run",
+        kwargs={
+            "strategy": "test_flaky_once",
+            "trade_date": DAY.isoformat(),
+            "market": "KOSPI",
+            "chunk_size": 20,
+        },
+    ).get(timeout=60)
+    final = celery_app.AsyncResult(started["chord"]).get(timeout=180)
+    assert final["state"] == "completed"
+    assert final["coverage"] == f"{len(members)}/{len(members)}"
+    assert final["failed"] == 0
+    assert final["chunks_failed"] == 0
+    assert int(client.get("test:flaky-once:count") or 0) == 2  # failed once, then succeeded
+    with session_scope() as session:
+        attempts = session.execute(
+            text(
+                "SELECT attempts, state FROM job_runs WHERE task_name = 'quantbeat.scans.chunk' "
+                "AND args::text LIKE '%test_flaky_once%' ORDER BY attempts DESC"
+            )
+        ).all()
+    assert len(attempts) == started["chunks"]
+    assert [tuple(a) for a in attempts[:2]] == [(2, "succeeded"), (1, "succeeded")]
+    with session_scope() as session:
+        stored = session.execute(
+            select(func.count())
+            .select_from(Signal)
+            .where(Signal.strategy == "test_flaky_once", Signal.trade_date == DAY)
+        ).scalar_one()
+    assert stored == len(members)  # the retried chunk wrote its signals once

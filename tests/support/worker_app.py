@@ -82,5 +82,22 @@ def _register_test_strategies() -> None:
 
     STRATEGIES["test_overlong_grade"] = overlong_grade
 
+    def flaky_once(inputs: ScanInputs) -> Evaluation:
+        """The instrument named in Redis key ``test:flaky-once:target`` fails transiently the
+        first time it is scanned (so its chunk is retried once)."""
+        import redis
+
+        from quant.errors import ServiceUnavailable
+        from quantbeat.settings import get_settings
+
+        client = redis.Redis.from_url(get_settings().redis_url)
+        target = client.get("test:flaky-once:target")
+        mine = isinstance(target, bytes) and target.decode() == inputs.instrument
+        if mine and client.incr("test:flaky-once:count") == 1:
+            raise ServiceUnavailable(f"simulated outage while scanning {inputs.instrument}")
+        return Evaluation(candidate=True, score=2.0, grade="ok")
+
+    STRATEGIES["test_flaky_once"] = flaky_once
+
 
 _register_test_strategies()
