@@ -290,10 +290,16 @@ def canonical_strategy(name: str) -> str:
     return value
 
 
+#: Strategies whose grade ranks before the score: a closing-bet S outranks an A with more
+#: points (the grade also reflects traded value).
+GRADE_ORDER: dict[str, dict[str, int]] = {"closing_bet": {"S": 0, "A": 1, "B": 2, "C": 3}}
+
+
 def candidates(
     strategy_name: str, trade_date: dt.date, *, limit: int | None = None
 ) -> list[Candidate]:
-    """The stored candidates of a scan day, best first (score, then grade, then ticker)."""
+    """The stored candidates of a scan day, best first: by grade where the strategy ranks
+    grades (:data:`GRADE_ORDER`), then by score, then ticker."""
     from sqlalchemy import select
 
     from db.engine import session_scope
@@ -306,11 +312,12 @@ def candidates(
             .join(Instrument, Instrument.id == Signal.instrument_id)
             .where(Signal.trade_date == trade_date, Signal.strategy == name)
         ).all()
+    grades = GRADE_ORDER.get(name, {})
     ordered = sorted(
         rows,
         key=lambda r: (
+            grades.get(r[0].grade or "", len(grades)),
             -(r[0].score if r[0].score is not None else float("-inf")),
-            r[0].grade or "~",
             r[1].ticker,
         ),
     )

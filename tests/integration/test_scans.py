@@ -100,6 +100,12 @@ def test_a_closing_bet_scan_covers_the_universe_and_replaces_its_signals(celery_
 
     first = _signals("closing_bet")
     assert final["candidates"] == len(first)
+    from quantbeat.scans import candidates
+
+    ranked = candidates("closing-bet", DAY)
+    assert ranked[0].instrument == members[0][1]  # the S grade ranks first
+    order = {"S": 0, "A": 1, "B": 2, "C": 3}
+    assert [order[c.grade or "C"] for c in ranked] == sorted(order[c.grade or "C"] for c in ranked)
     textbook = members[0][0]
     assert textbook in {i for i, _, _ in first}
     with session_scope() as session:
