@@ -173,25 +173,38 @@ def load_flows(
             InvestorFlow.instrument_id,
             InvestorFlow.trade_date,
             *(getattr(InvestorFlow, c) for c in FLOW_COLUMNS),
-        ).where(
+        )
+        .where(
             InvestorFlow.instrument_id.in_(list(times)),
             InvestorFlow.trade_date >= first,
             InvestorFlow.trade_date <= last,
         )
+        .order_by(InvestorFlow.instrument_id, InvestorFlow.trade_date)
     ).all()
-    by_id: dict[int, dict[np.datetime64, tuple[Any, ...]]] = {}
-    for row in rows:
-        day = np.datetime64(row[1] if isinstance(row[1], dt.date) else str(row[1]), "D")
-        by_id.setdefault(int(row[0]), {})[day] = tuple(row[2:])
     out: dict[int, dict[str, np.ndarray]] = {}
-    for ident, days in times.items():
-        found = by_id.get(ident, {})
-        matrix = np.full((len(days), len(FLOW_COLUMNS)), np.nan)
-        for i, day in enumerate(days):
-            values = found.get(day)
-            if values is not None:
-                matrix[i] = [np.nan if v is None else float(v) for v in values]
-        out[ident] = {c: matrix[:, k].copy() for k, c in enumerate(FLOW_COLUMNS)}
+    if rows:
+        columns = list(zip(*rows, strict=True))
+        ids = np.asarray(columns[0], dtype=np.int64)
+        days = np.asarray(columns[1], dtype="datetime64[D]")
+        # None (an unknown figure) becomes NaN in a float array
+        values = np.asarray(list(zip(*columns[2:], strict=True)), dtype=np.float64)
+        cuts = np.flatnonzero(np.diff(ids)) + 1
+        starts = np.concatenate(([0], cuts))
+        ends = np.concatenate((cuts, [len(ids)]))
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            ident = int(ids[a])
+            wanted = times.get(ident)
+            if wanted is None:
+                continue
+            matrix = np.full((len(wanted), len(FLOW_COLUMNS)), np.nan)
+            pos = np.searchsorted(days[a:b], wanted)
+            pos = np.minimum(pos, b - a - 1)
+            hit = days[a:b][pos] == wanted
+            matrix[hit] = values[a:b][pos[hit]]
+            out[ident] = {c: matrix[:, k].copy() for k, c in enumerate(FLOW_COLUMNS)}
+    for ident, wanted in times.items():
+        if ident not in out:
+            out[ident] = {c: np.full(len(wanted), np.nan) for c in FLOW_COLUMNS}
     return out
 
 

@@ -16,7 +16,7 @@ A scan of one strategy on one trading day:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +53,19 @@ class Evaluation:
     inputs: Mapping[str, Any] = field(default_factory=dict)
 
 
-Strategy = Callable[[ScanInputs], Evaluation]
+@dataclass(frozen=True)
+class Strategy:
+    """A scan strategy: its evaluation and what it reads — the precomputed series (names of
+    :data:`quant.scans.inputs.SERIES`; others are computed on demand) and whether it needs
+    investor flows. Reading only these keeps a chunk's cache and database reads small."""
+
+    evaluate: Callable[[ScanInputs], Evaluation]
+    series: tuple[str, ...] = ()
+    flows: bool = False
+    #: With ``flows``: a cheap test, without flows, of whether an instrument can still be a
+    #: candidate; flows are loaded only for those (``None``: for every instrument).
+    needs_flows: Callable[[ScanInputs], bool] | None = None
+
 
 #: Strategies by name; filled by :mod:`quantbeat.strategies` (kept apart so the
 #: domain adapters can grow without touching the plumbing here).
@@ -82,11 +94,16 @@ def _range_key(trade_date: dt.date) -> str:
     return IndicatorRequest.create("KOSPI:X", "obv", end=trade_date, limit=SCAN_BARS).range_key
 
 
-def _series_entries(name: str, range_key: str) -> list[tuple[Entry, list[tuple[str, str]]]]:
-    """The cache entries holding :data:`quant.scans.inputs.SERIES`, each with the (series
-    name, output) pairs it provides (Bollinger's three bands are one entry)."""
+def _series_entries(
+    name: str, range_key: str, wanted: Collection[str] | None = None
+) -> list[tuple[Entry, list[tuple[str, str]]]]:
+    """The cache entries holding the ``wanted`` series of :data:`quant.scans.inputs.SERIES`
+    (all by default), each with the (series name, output) pairs it provides (Bollinger's
+    three bands are one entry)."""
     grouped: dict[Entry, list[tuple[str, str]]] = {}
     for series, (indicator, params, output) in SERIES.items():
+        if wanted is not None and series not in wanted:
+            continue
         key = params_key(canonical_params(indicator, params))
         entry = Entry.indicator(name, "1d", range_key, indicator, key)
         grouped.setdefault(entry, []).append((series, output))
@@ -101,10 +118,13 @@ def load_inputs(
     ratings: Mapping[str, float | None] | None = None,
     benchmark: float | None = None,
     news: Mapping[str, int] | None = None,
+    series: Collection[str] | None = None,
+    flows: bool = True,
 ) -> dict[int, ScanInputs]:
-    """Each member's :class:`ScanInputs` for ``trade_date``: candles and indicator series
-    from the cache (one round trip for the chunk), the rest from the database (candles of
-    cache misses, every instrument's flows). Members without bars are absent."""
+    """Each member's :class:`ScanInputs` for ``trade_date``: candles and the ``series``
+    (default: all of :data:`quant.scans.inputs.SERIES`) from the cache, one round trip for
+    the chunk; from the database the candles of cache misses and (``flows``) every
+    instrument's recent investor flows. Members without bars are absent."""
     from db.candles import load_daily_universe
     from db.engine import session_scope
     from db.scans import load_flows
@@ -113,22 +133,22 @@ def load_inputs(
     plan: list[tuple[int, str, list[tuple[Entry, list[tuple[str, str]]]]]] = []
     groups: list[tuple[str, str, list[str]]] = []
     for ident, name in members:
-        series = _series_entries(name, range_key)
-        plan.append((ident, name, series))
+        entries = _series_entries(name, range_key, series)
+        plan.append((ident, name, entries))
         fields = [Entry.candles(name, "1d", range_key).field]
-        fields.extend(entry.field for entry, _ in series)
+        fields.extend(entry.field for entry, _ in entries)
         groups.append((name, "1d", fields))
     values_of = cache.peek_many(groups)  # one HMGET per instrument, one round trip
     candles: dict[int, Candles] = {}
     precomputed: dict[int, dict[str, np.ndarray]] = {}
-    for (ident, _name, series), values in zip(plan, values_of, strict=True):
+    for (ident, _name, entries), values in zip(plan, values_of, strict=True):
         blobs = iter(values)
         candle_blob = next(blobs)
         if candle_blob is not None:
             time_, columns = decode_series(candle_blob)
             candles[ident] = Candles(time=time_, **{c: columns[c] for c in COLUMNS})
         found: dict[str, np.ndarray] = {}
-        for _entry, outputs in series:
+        for _entry, outputs in entries:
             blob = next(blobs)
             if blob is None:
                 continue
@@ -141,7 +161,11 @@ def load_inputs(
         if missing:
             candles.update(load_daily_universe(session, missing, end=trade_date, bars=SCAN_BARS))
         recent = {i: c.time[-FLOW_BARS:] for i, c in candles.items() if len(c)}
-        flows = _pad(load_flows(session, recent), {i: len(c) for i, c in candles.items()})
+        flow_data = (
+            _pad(load_flows(session, recent), {i: len(c) for i, c in candles.items()})
+            if flows
+            else {}
+        )
     out: dict[int, ScanInputs] = {}
     for ident, name, *_ in plan:
         bars = candles.get(ident)
@@ -152,12 +176,28 @@ def load_inputs(
             instrument=name,
             candles=bars,
             precomputed=available,
-            flows=flows.get(ident, {}),
+            flows=flow_data.get(ident, {}),
             rs_rating=(ratings or {}).get(name),
             benchmark_rs_raw=benchmark,
             news_score=(news or {}).get(name),
         )
     return out
+
+
+def attach_flows(inputs: dict[int, ScanInputs], idents: Collection[int]) -> None:
+    """Load the recent investor flows of ``idents`` and put them into their inputs."""
+    from dataclasses import replace
+
+    from db.engine import session_scope
+    from db.scans import load_flows
+
+    wanted = {i: inputs[i].candles.time[-FLOW_BARS:] for i in idents if len(inputs[i])}
+    if not wanted:
+        return
+    with session_scope() as session:
+        loaded = _pad(load_flows(session, wanted), {i: len(inputs[i]) for i in wanted})
+    for ident, columns in loaded.items():
+        inputs[ident] = replace(inputs[ident], flows=columns, _computed={})
 
 
 def _pad(
@@ -218,17 +258,18 @@ def universe_ratings(
 
 
 def evaluate(
-    evaluator: Strategy, inputs: Mapping[int, ScanInputs]
+    evaluator: Strategy | Callable[[ScanInputs], Evaluation], inputs: Mapping[int, ScanInputs]
 ) -> tuple[list[dict[str, Any]], int, list[str]]:
     """Run ``evaluator`` on every instrument: (signal rows of the candidates, instruments
     evaluated, instruments whose evaluation raised — logged, never fatal). A
     :class:`quant.errors.TransientError` is re-raised: the chunk is retried."""
+    run = evaluator.evaluate if isinstance(evaluator, Strategy) else evaluator
     rows: list[dict[str, Any]] = []
     scanned = 0
     failed: list[str] = []
     for ident, item in inputs.items():
         try:
-            verdict = evaluator(item)
+            verdict = run(item)
         except TransientError:
             raise  # the chunk is retried as a whole (base task policy)
         except Exception as exc:

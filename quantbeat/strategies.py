@@ -12,7 +12,7 @@ from quant.scans.closing_bet import closing_bet
 from quant.scans.inputs import ScanInputs
 from quant.scans.supply import supply_demand
 from quant.scans.vcp import scan_vcp
-from quantbeat.scans import STRATEGIES, Evaluation
+from quantbeat.scans import STRATEGIES, Evaluation, Strategy
 
 
 def _num(value: float | None) -> float | None:
@@ -112,5 +112,19 @@ def evaluate_vcp(inputs: ScanInputs) -> Evaluation:
     )
 
 
-STRATEGIES["closing_bet"] = evaluate_closing_bet
-STRATEGIES["vcp"] = evaluate_vcp
+def closing_bet_needs_flows(inputs: ScanInputs) -> bool:
+    """Flows only feed the supply points of an instrument that passes the hard filters,
+    which do not depend on them: the others need no flows."""
+    return closing_bet(inputs, None).passed_filters
+
+
+STRATEGIES["closing_bet"] = Strategy(
+    evaluate_closing_bet,
+    series=("high_52w", "sma_20", "sma_60", "bb_upper", "bb_middle", "bb_lower"),
+    flows=True,
+    needs_flows=closing_bet_needs_flows,
+)
+STRATEGIES["vcp"] = Strategy(
+    evaluate_vcp,
+    series=("sma_50", "sma_150", "sma_200", "high_52w", "low_52w", "rs_raw"),
+)

@@ -125,14 +125,25 @@ def chunk(
     from db.engine import session_scope
     from db.scans import add_chunk_result, replace_signals
     from quantbeat.indicators import indicator_cache
-    from quantbeat.scans import evaluate, load_inputs
+    from quantbeat.scans import attach_flows, evaluate, load_inputs
     from quantbeat.scans import strategy as lookup
 
     evaluator = lookup(strategy)
     day = parse_date(trade_date, field="trade_date")
     pairs = [(int(ident), str(name)) for ident, name in members]
     try:
-        inputs = load_inputs(indicator_cache(), pairs, day, ratings=ratings, benchmark=benchmark)
+        inputs = load_inputs(
+            indicator_cache(),
+            pairs,
+            day,
+            ratings=ratings,
+            benchmark=benchmark,
+            series=evaluator.series,
+            flows=evaluator.flows and evaluator.needs_flows is None,
+        )
+        if evaluator.flows and evaluator.needs_flows is not None:
+            test = evaluator.needs_flows
+            attach_flows(inputs, [i for i, item in inputs.items() if test(item)])
         rows, scanned, failed = evaluate(evaluator, inputs)
         with session_scope() as session:
             replace_signals(

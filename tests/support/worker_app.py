@@ -73,14 +73,14 @@ def _register_test_strategies() -> None:
     longer than the column): the chunks holding one fail permanently, the others succeed."""
     import quantbeat.strategies  # noqa: F401  (the real ones first)
     from quant.scans.inputs import ScanInputs
-    from quantbeat.scans import STRATEGIES, Evaluation
+    from quantbeat.scans import STRATEGIES, Evaluation, Strategy
 
     def overlong_grade(inputs: ScanInputs) -> Evaluation:
         ticker = inputs.instrument.split(":")[1]
         bad = ticker.isdigit() and int(ticker) % 7 == 0
         return Evaluation(candidate=True, score=1.0, grade="X" * 40 if bad else "ok")
 
-    STRATEGIES["test_overlong_grade"] = overlong_grade
+    STRATEGIES["test_overlong_grade"] = Strategy(overlong_grade)
 
     def flaky_once(inputs: ScanInputs) -> Evaluation:
         """The instrument named in Redis key ``test:flaky-once:target`` fails transiently the
@@ -97,7 +97,7 @@ def _register_test_strategies() -> None:
             raise ServiceUnavailable(f"simulated outage while scanning {inputs.instrument}")
         return Evaluation(candidate=True, score=2.0, grade="ok")
 
-    STRATEGIES["test_flaky_once"] = flaky_once
+    STRATEGIES["test_flaky_once"] = Strategy(flaky_once)
 
 
 _register_test_strategies()
