@@ -16,6 +16,7 @@ A scan of one strategy on one trading day:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,20 +95,21 @@ def _range_key(trade_date: dt.date) -> str:
     return IndicatorRequest.create("KOSPI:X", "obv", end=trade_date, limit=SCAN_BARS).range_key
 
 
-def _series_entries(
-    name: str, range_key: str, wanted: Collection[str] | None = None
-) -> list[tuple[Entry, list[tuple[str, str]]]]:
-    """The cache entries holding the ``wanted`` series of :data:`quant.scans.inputs.SERIES`
-    (all by default), each with the (series name, output) pairs it provides (Bollinger's
-    three bands are one entry)."""
-    grouped: dict[Entry, list[tuple[str, str]]] = {}
+@functools.lru_cache(maxsize=64)
+def _series_fields(
+    range_key: str, wanted: tuple[str, ...] | None
+) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """The cache fields holding the ``wanted`` series of :data:`quant.scans.inputs.SERIES`
+    (all when ``None``) over a range, each with the (series name, output) pairs it provides
+    (Bollinger's three bands are one field). Fields do not depend on the instrument."""
+    grouped: dict[str, list[tuple[str, str]]] = {}
     for series, (indicator, params, output) in SERIES.items():
         if wanted is not None and series not in wanted:
             continue
         key = params_key(canonical_params(indicator, params))
-        entry = Entry.indicator(name, "1d", range_key, indicator, key)
-        grouped.setdefault(entry, []).append((series, output))
-    return list(grouped.items())
+        field_name = Entry.indicator("-", "1d", range_key, indicator, key).field
+        grouped.setdefault(field_name, []).append((series, output))
+    return tuple((f, tuple(pairs)) for f, pairs in grouped.items())
 
 
 def load_inputs(
@@ -130,18 +132,14 @@ def load_inputs(
     from db.scans import load_flows
 
     range_key = _range_key(trade_date)
-    plan: list[tuple[int, str, list[tuple[Entry, list[tuple[str, str]]]]]] = []
-    groups: list[tuple[str, str, list[str]]] = []
-    for ident, name in members:
-        entries = _series_entries(name, range_key, series)
-        plan.append((ident, name, entries))
-        fields = [Entry.candles(name, "1d", range_key).field]
-        fields.extend(entry.field for entry, _ in entries)
-        groups.append((name, "1d", fields))
-    values_of = cache.peek_many(groups)  # one HMGET per instrument, one round trip
+    entries = _series_fields(range_key, tuple(sorted(series)) if series is not None else None)
+    fields = [Entry.candles("-", "1d", range_key).field, *(f for f, _ in entries)]
+    plan = list(members)
+    # one HMGET per instrument, one round trip for the chunk
+    values_of = cache.peek_many([(name, "1d", fields) for _, name in plan])
     candles: dict[int, Candles] = {}
     precomputed: dict[int, dict[str, np.ndarray]] = {}
-    for (ident, _name, entries), values in zip(plan, values_of, strict=True):
+    for (ident, _name), values in zip(plan, values_of, strict=True):
         blobs = iter(values)
         candle_blob = next(blobs)
         if candle_blob is not None:
@@ -156,18 +154,21 @@ def load_inputs(
             for series_name, output in outputs:
                 found[series_name] = decoded[output]
         precomputed[ident] = found
-    missing = [ident for ident, *_ in plan if ident not in candles]
-    with session_scope() as session:
-        if missing:
-            candles.update(load_daily_universe(session, missing, end=trade_date, bars=SCAN_BARS))
-        recent = {i: c.time[-FLOW_BARS:] for i, c in candles.items() if len(c)}
-        flow_data = (
-            _pad(load_flows(session, recent), {i: len(c) for i, c in candles.items()})
-            if flows
-            else {}
-        )
+    missing = [ident for ident, _ in plan if ident not in candles]
+    flow_data: dict[int, dict[str, np.ndarray]] = {}
+    if missing or flows:  # a warm cache and no flows: no database round trip at all
+        with session_scope() as session:
+            if missing:
+                candles.update(
+                    load_daily_universe(session, missing, end=trade_date, bars=SCAN_BARS)
+                )
+            if flows:
+                recent = {i: c.time[-FLOW_BARS:] for i, c in candles.items() if len(c)}
+                flow_data = _pad(
+                    load_flows(session, recent), {i: len(c) for i, c in candles.items()}
+                )
     out: dict[int, ScanInputs] = {}
-    for ident, name, *_ in plan:
+    for ident, name in plan:
         bars = candles.get(ident)
         if bars is None or len(bars) == 0:
             continue
