@@ -574,7 +574,7 @@ def test_signals_with_strategies_and_rejects_found_after_parsing(clean_db: str, 
         (7, "value_too_long", "fifth"),
         (8, "non_positive_price", "sixth"),
     ]
-    assert "SUPERLONGGRADE" in rows[2][2]
+    assert "SUPERLONGGRADEOVER16" in rows[2][2]
     assert signals(clean_db) == [
         (dt.date(2026, 2, 11), "000660", "legacy", 55.0, "C", None, "CLOSED",
          ["no strategy in the log"], {"note": "third"}, "csv_import"),
