@@ -50,6 +50,9 @@ log = structlog.get_logger(__name__)
 
 #: Requests one batch may hold.
 MAX_BATCH = 10
+#: Pseudo-instruments holding universe-wide cache entries (the RS ratings of a market set).
+UNIVERSE_NAMES: tuple[str, ...] = ("UNIVERSE:KOSDAQ+KOSPI", "UNIVERSE:KOSPI", "UNIVERSE:KOSDAQ")
+
 #: Threads one process computes batch groups on (requests of one instrument and range).
 BATCH_THREADS = 4
 
@@ -428,13 +431,16 @@ class IndicatorService:
         bars: int = SCAN_BARS,
         items: Sequence[tuple[str, dict[str, object]]] = SCAN_SET,
         chunk: int = 250,
+        rs_raw_last: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         """Compute ``items`` over the last ``bars`` daily bars up to ``end`` for every
         instrument of ``universe`` (``(id, "MARKET:TICKER")``) and store them in the cache
         under the keys a request with ``end=end, limit=bars`` looks up (what the scans
-        read). Returns ``{"instruments", "with_bars", "indicators", "series", "failed",
-        "stored", "cache", "seconds"}`` (``failed``: series whose computation raised; they
-        are logged and skipped). Chunks are skipped while the cache is unavailable.
+        read). ``rs_raw_last``, when given, receives every instrument's last RS raw score
+        (for the universe RS ratings the scans use). Returns ``{"instruments", "with_bars",
+        "indicators", "series", "failed", "stored", "cache", "seconds"}`` (``failed``: series
+        whose computation raised; they are logged and skipped). Chunks are skipped while the
+        cache is unavailable.
         """
         from db.candles import load_daily_universe
 
@@ -486,6 +492,8 @@ class IndicatorService:
                     )
                     writes.append((entry, encode_series(bars_of.time, dict(values)), generation))
                     series += 1
+                    if rs_raw_last is not None and request.indicator == "rs_raw":
+                        rs_raw_last[name] = float(values["rs_raw"][-1])
             stored += self.cache.put_many(writes)
         return {
             "instruments": len(universe),
@@ -711,6 +719,9 @@ def invalidate_stored(frame: Any) -> int | None:
     if len(frame) == 0:
         return 0
     names = sorted({f"{m}:{t}" for m, t in zip(frame["market"], frame["ticker"], strict=True)})
+    # the universe-wide entries (RS ratings) depend on every instrument's candles
+    stored_markets = set(frame["market"])
+    names += [u for u in UNIVERSE_NAMES if stored_markets & set(u.split(":", 1)[1].split("+"))]
     removed = indicator_cache().invalidate(names)
     if removed is None:
         try:

@@ -215,12 +215,68 @@ def _pad(
     return out
 
 
+def universe_name(markets: Collection[str]) -> str:
+    """The pseudo-instrument holding a market set's universe-wide entries."""
+    return "UNIVERSE:" + "+".join(sorted(markets))
+
+
+def _ratings_field(trade_date: dt.date) -> str:
+    return f"u|{_range_key(trade_date)}|rs_rating"
+
+
+def ratings_from(raw: Mapping[str, float]) -> tuple[dict[str, float | None], float | None]:
+    """RS percentile ratings (1–99, ``None`` for NaN) of the raw scores, and their median."""
+    names = list(raw)
+    values = np.array([raw[n] for n in names], dtype=np.float64)
+    ratings = rs_rating(values) if len(values) else values
+    out: dict[str, float | None] = {
+        n: (None if np.isnan(r) else float(r)) for n, r in zip(names, ratings, strict=True)
+    }
+    finite = values[np.isfinite(values)]
+    return out, (float(np.median(finite)) if len(finite) else None)
+
+
+def store_universe_ratings(
+    cache: SafeCache,
+    markets: Collection[str],
+    trade_date: dt.date,
+    raw: Mapping[str, float],
+    generation: int,
+) -> bool:
+    """Cache a market set's RS ratings for ``trade_date`` (computed by the precompute step
+    from the RS raw scores it already has), guarded by the universe's ``generation`` (read
+    before the candles were loaded). Returns whether it was stored."""
+    import json
+
+    ratings, benchmark = ratings_from(raw)
+    blob = json.dumps(
+        {"members": len(raw), "ratings": ratings, "benchmark": benchmark},
+        separators=(",", ":"),
+    ).encode()
+    entry = Entry(universe_name(markets), "1d", _ratings_field(trade_date))
+    return cache.put_many([(entry, blob, generation)]) == 1
+
+
 def universe_ratings(
-    cache: SafeCache, members: Sequence[tuple[int, str]], trade_date: dt.date
+    cache: SafeCache,
+    members: Sequence[tuple[int, str]],
+    trade_date: dt.date,
+    markets: Collection[str] | None = None,
 ) -> tuple[dict[str, float | None], float | None]:
     """Every member's RS percentile rating (1–99; ``None`` without 253 bars of history) and
-    the universe median RS raw score (the "index" for out-performance), from the cached RS
-    raw scores, computing the misses from the database."""
+    the universe median RS raw score (the "index" for out-performance): cached by the
+    precompute step for the market set (``markets``), else from the cached RS raw scores,
+    computing the misses from the database."""
+    import json
+
+    if markets is not None:
+        ((blob,),) = cache.peek_many([(universe_name(markets), "1d", [_ratings_field(trade_date)])])
+        if blob is not None:
+            stored = json.loads(blob)
+            ratings: dict[str, float | None] = stored["ratings"]
+            with_bars = {name for _, name in members} & set(ratings)
+            if stored["members"] == len(ratings) == len(with_bars):
+                return ratings, stored["benchmark"]
     from db.candles import load_daily_universe
     from db.engine import session_scope
     from quant.indicators.custom import rs_raw
@@ -247,15 +303,7 @@ def universe_ratings(
             bars = loaded.get(ident)
             if bars is not None and len(bars):
                 raw[name] = float(rs_raw(bars.close)[-1])
-    names = [name for _, name in members if name in raw]
-    values = np.array([raw[n] for n in names], dtype=np.float64)
-    ratings = rs_rating(values) if len(values) else values
-    out: dict[str, float | None] = {
-        n: (None if np.isnan(r) else float(r)) for n, r in zip(names, ratings, strict=True)
-    }
-    finite = values[np.isfinite(values)]
-    benchmark = float(np.median(finite)) if len(finite) else None
-    return out, benchmark
+    return ratings_from({name: raw[name] for _, name in members if name in raw})
 
 
 def evaluate(

@@ -107,7 +107,14 @@ def precompute(trade_date: str | None = None, market: str | None = None) -> dict
         if trade_date is not None
         else latest_krx_session(get_settings())
     )
+    from quantbeat.scans import store_universe_ratings, universe_name
+
+    names = [m.value for m in markets]
+    svc = service()
+    (generation,) = svc.cache.generations([universe_name(names)])
     with session_scope() as session:
-        members = universe(session, [m.value for m in markets])
-    summary = service().precompute(members, end=day, bars=SCAN_BARS)
-    return {"trade_date": day.isoformat(), "markets": [m.value for m in markets], **summary}
+        members = universe(session, names)
+    raw: dict[str, float] = {}
+    summary = svc.precompute(members, end=day, bars=SCAN_BARS, rs_raw_last=raw)
+    ratings = store_universe_ratings(svc.cache, names, day, raw, generation)
+    return {"trade_date": day.isoformat(), "markets": names, **summary, "rs_ratings": ratings}

@@ -67,7 +67,7 @@ def run(
     with session_scope() as session:
         members = universe(session, markets)
         version = data_version(session, day)
-    ratings, benchmark = universe_ratings(indicator_cache(), members, day)
+    ratings, benchmark = universe_ratings(indicator_cache(), members, day, markets)
     chunks = [members[i : i + size] for i in range(0, len(members), size)]
     with session_scope() as session:
         run_id = start_run(

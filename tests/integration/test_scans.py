@@ -236,3 +236,28 @@ def test_a_chunk_failing_transiently_is_retried_and_the_run_covers_everything(ce
             .where(Signal.strategy == "test_flaky_once", Signal.trade_date == DAY)
         ).scalar_one()
     assert stored == len(members)  # the retried chunk wrote its signals once
+
+
+def test_the_precompute_caches_the_universe_ratings_the_scan_reads(celery_app, members):
+    import pandas as pd
+
+    from quantbeat.cache import LocalCache, SafeCache
+    from quantbeat.indicators import invalidate_stored
+    from quantbeat.scans import _ratings_field, universe_name, universe_ratings
+
+    cache = indicator_cache()
+    cache.clear()
+    summary = celery_app.send_task(
+        "quantbeat.indicators.precompute",
+        kwargs={"trade_date": DAY.isoformat(), "market": "KOSPI"},
+    ).get(timeout=120)
+    assert summary["rs_ratings"] is True
+    cached = universe_ratings(cache, members, DAY, ["KOSPI"])
+    fresh = universe_ratings(SafeCache(LocalCache()), members, DAY)  # from the database
+    assert cached == fresh
+    assert set(cached[0]) == {name for _, name in members}
+    lookup = [(universe_name(["KOSPI"]), "1d", [_ratings_field(DAY)])]
+    assert cache.peek_many(lookup)[0][0] is not None
+    market, ticker = members[3][1].split(":")
+    invalidate_stored(pd.DataFrame({"market": [market], "ticker": [ticker]}))
+    assert cache.peek_many(lookup)[0][0] is None  # new candles: the ratings are stale
