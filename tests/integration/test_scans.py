@@ -261,3 +261,32 @@ def test_the_precompute_caches_the_universe_ratings_the_scan_reads(celery_app, m
     market, ticker = members[3][1].split(":")
     invalidate_stored(pd.DataFrame({"market": [market], "ticker": [ticker]}))
     assert cache.peek_many(lookup)[0][0] is None  # new candles: the ratings are stale
+
+
+def test_a_chunk_that_exhausts_its_retries_fails_the_run_through_the_error_callback(
+    celery_app, members
+):
+    from tests.integration.helpers import eventually
+
+    started = celery_app.send_task(
+        "quantbeat.scans.run",
+        kwargs={
+            "strategy": "test_always_down",
+            "trade_date": DAY.isoformat(),
+            "market": "KOSPI",
+            "chunk_size": 100,
+        },
+    ).get(timeout=60)
+
+    def state() -> str:
+        with session_scope() as session:
+            run = session.get(ScanRun, started["run_id"])
+            assert run is not None
+            return run.state
+
+    assert eventually(state, lambda s: s != "running", timeout=90) == "failed"
+    with session_scope() as session:
+        run = session.get(ScanRun, started["run_id"])
+        assert run is not None
+        assert "simulated lasting outage" in (run.error or "")
+        assert run.finished_at is not None

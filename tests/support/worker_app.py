@@ -99,5 +99,12 @@ def _register_test_strategies() -> None:
 
     STRATEGIES["test_flaky_once"] = Strategy(flaky_once)
 
+    def always_down(inputs: ScanInputs) -> Evaluation:
+        from quant.errors import ServiceUnavailable
+
+        raise ServiceUnavailable(f"simulated lasting outage while scanning {inputs.instrument}")
+
+    STRATEGIES["test_always_down"] = Strategy(always_down)
+
 
 _register_test_strategies()
