@@ -29,16 +29,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
-import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _support import ensure_database, start_worker, stop_worker  # noqa: E402
 
 DB_URL = os.environ.get(
     "QUANTBEAT_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_bench"
@@ -69,15 +69,6 @@ def ms(values: list[float]) -> str:
     return f"p50 {pct(values, 0.5) * 1e3:7.2f} ms  p90 {pct(values, 0.9) * 1e3:7.2f} ms"
 
 
-def ensure_database() -> None:
-    import psycopg
-
-    admin, name = DB_URL.replace("+psycopg", "").rsplit("/", 1)
-    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname=%s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def ensure_history() -> list[str]:
     """At least BARS sessions of simulated KOSPI candles up to DAY; the instruments."""
     from sqlalchemy import func, select
@@ -106,41 +97,8 @@ def ensure_history() -> list[str]:
         return [name for _, name in universe(s, ["KOSPI"])]
 
 
-def start_worker() -> subprocess.Popen[bytes]:
-    hostname = f"bench-ind-{uuid.uuid4().hex[:6]}@localhost"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.app",
-            "worker",
-            "--queues=cpu",
-            "--pool=prefork",
-            "--concurrency=2",
-            f"--hostname={hostname}",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel=WARNING",
-        ],
-        cwd=ROOT,
-        env={**os.environ},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    from workers.app import app
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if app.control.ping(destination=[hostname], timeout=1.0):
-            return proc
-    proc.kill()
-    raise SystemExit("the benchmark worker did not start")
-
-
 def main() -> None:
-    ensure_database()
+    ensure_database(DB_URL)
     import redis
 
     redis.Redis.from_url(REDIS_URL).flushdb()
@@ -149,16 +107,11 @@ def main() -> None:
     from workers.app import app
 
     cache = indicator_cache()
-    worker = start_worker()
+    worker = start_worker("bench-ind")
     try:
         run(names, cache, get_indicator, get_indicators, app)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
+        stop_worker(worker)
 
 
 def run(names: list[str], cache: Any, get_indicator: Any, get_indicators: Any, app: Any) -> None:

@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _support import ensure_database, start_worker, stop_worker  # noqa: E402
 
 DB_URL = os.environ.get(
     "QUANTBEAT_BENCH_DATABASE_URL",
@@ -54,15 +54,6 @@ DAY = dt.date(2026, 11, 20)
 SESSIONS = 310
 FLOW_SESSIONS = 60
 STRATEGIES = ("vcp", "closing_bet")
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    admin, name = DB_URL.replace("+psycopg", "").rsplit("/", 1)
-    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname=%s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def ensure_history() -> int:
@@ -98,39 +89,6 @@ def ensure_history() -> int:
         )
 
 
-def start_worker() -> subprocess.Popen[bytes]:
-    hostname = f"bench-scan-{uuid.uuid4().hex[:6]}@localhost"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.app",
-            "worker",
-            "--queues=cpu",
-            "--pool=prefork",
-            "--concurrency=2",
-            f"--hostname={hostname}",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel=WARNING",
-        ],
-        cwd=ROOT,
-        env={**os.environ},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    from workers.app import app
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if app.control.ping(destination=[hostname], timeout=1.0):
-            return proc
-    proc.kill()
-    raise SystemExit("the benchmark worker did not start")
-
-
 def scan_through_queue(app: Any, strategy: str) -> tuple[float, dict[str, Any]]:
     t0 = time.perf_counter()
     started = app.send_task(
@@ -147,7 +105,7 @@ def stored_candidates(strategy: str) -> dict[str, tuple[float | None, str | None
 
 
 def main() -> None:
-    ensure_database()
+    ensure_database(DB_URL)
     import redis
 
     redis.Redis.from_url(REDIS_URL).flushdb()
@@ -159,7 +117,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from pandas_scan import scan_universe_pandas
 
-    worker = start_worker()
+    worker = start_worker("bench-scan")
     try:
         t0 = time.perf_counter()
         app.send_task(
@@ -180,12 +138,7 @@ def main() -> None:
             cold[strategy], _ = scan_through_queue(app, strategy)
             indicator_cache().clear()
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
+        stop_worker(worker)
 
     engine = get_engine(DB_URL)
     reference: dict[str, float] = {}
