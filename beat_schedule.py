@@ -21,6 +21,8 @@ _ONE_HOUR = 3600
 KRX_DAILY_AT = (15, 40)
 #: KRX publishes investor-by-stock trading (foreign/institution/individual) in the evening.
 KRX_FLOWS_AT = (18, 10)
+#: After both scans: backtest the day's signals per strategy (tasks.backtests.nightly).
+KRX_NIGHTLY_BACKTEST_AT = (20, 30)
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # One chain per tick for both markets (scans rank the whole universe, so they run once):
@@ -33,6 +35,12 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "krx-flows": {
         "task": "quantbeat.pipeline.krx_flows",
         "schedule": krx_session_schedule(*KRX_FLOWS_AT),
+        "options": {"expires": _ONE_HOUR},
+    },
+    # The day's VCP and closing-bet candidates, backtested over the last two years.
+    "backtest-nightly": {
+        "task": "quantbeat.backtest.nightly",
+        "schedule": krx_session_schedule(*KRX_NIGHTLY_BACKTEST_AT),
         "options": {"expires": _ONE_HOUR},
     },
     # Crypto trades 24/7: the last closed hour, every hour.

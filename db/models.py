@@ -340,3 +340,76 @@ class ScanRun(TimestampMixin, Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     duration_ms: Mapped[float | None] = mapped_column(Double)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class BacktestRun(TimestampMixin, Base):
+    """One backtest run: what was asked (``spec``), on which data, how it went, its metrics.
+
+    ``id`` is the run id handed to the client (a UUID4 hex). ``state``: ``queued`` →
+    ``running`` → ``completed`` | ``failed`` | ``cancelled`` | ``timed_out``. ``attempts``
+    counts executions (a redelivery after a killed worker is the second); only the attempt
+    that still owns the run may store its result, once. ``metrics`` are the domain-notes §5
+    figures (fractions, JSON-safe); ``summary`` holds counts, final equity and notes. Live
+    progress is in Redis; ``done``/``total`` here are the last recorded figures.
+    """
+
+    __tablename__ = "backtest_runs"
+    __table_args__ = (
+        Index("ix_backtest_runs_state", "state"),
+        Index("ix_backtest_runs_submitted_at", "submitted_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    strategy: Mapped[str] = mapped_column(String(32))
+    spec: Mapped[Any] = mapped_column(JSONType)
+    origin: Mapped[str] = mapped_column(String(16), default="api")
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    data_version: Mapped[str | None] = mapped_column(String(128))
+    submitted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[float | None] = mapped_column(Double)
+    metrics: Mapped[Any | None] = mapped_column(JSONType)
+    summary: Mapped[Any | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class BacktestTrade(Base):
+    """One exit of a backtest run (a partial exit is its own row; an open position at the
+    end has no exit date and reason ``open``). Prices are fill prices in the instrument's
+    currency, ``pnl`` and ``fees`` in the same currency, ``return_pct`` a fraction."""
+
+    __tablename__ = "backtest_trades"
+
+    run_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("backtest_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(40))
+    entry_date: Mapped[dt.date] = mapped_column(Date)
+    exit_date: Mapped[dt.date | None] = mapped_column(Date)
+    entry_price: Mapped[float] = mapped_column(Double)
+    exit_price: Mapped[float] = mapped_column(Double)
+    quantity: Mapped[float] = mapped_column(Double)
+    fees: Mapped[float] = mapped_column(Double)
+    pnl: Mapped[float] = mapped_column(Double)
+    return_pct: Mapped[float | None] = mapped_column(Double)
+    exit_reason: Mapped[str] = mapped_column(String(16))
+
+
+class BacktestEquity(Base):
+    """The daily equity curve of a backtest run: portfolio value at each session's close
+    (currency units) and how many positions were open."""
+
+    __tablename__ = "backtest_equity"
+
+    run_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("backtest_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    equity: Mapped[float] = mapped_column(Double)
+    positions: Mapped[int] = mapped_column(Integer, default=0)

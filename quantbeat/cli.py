@@ -66,6 +66,9 @@ def _register_import() -> None:
     from quantbeat.cli_import import import_app
 
     app.add_typer(import_app, name="import")
+    from quantbeat.cli_backtest import backtest_app
+
+    app.add_typer(backtest_app, name="backtest")
 
 
 _register_import()
@@ -187,6 +190,12 @@ def _print_report(report: Any) -> None:
             f"{scan.get('scanned', 0):,}/{scan.get('total', 0):,} instruments scanned, "
             f"{scan.get('failed', 0)} failed, {scan.get('candidates', 0)} candidates",
         )
+    for name, bt in report.backtests.items():
+        table.add_row(
+            f"{name} backtest",
+            f"{bt['state']}: {bt['instruments']} instruments, {bt.get('seconds', 0):.1f} s "
+            f"(run {bt['run_id']})",
+        )
     table.add_row("tasks", str(len(report.tasks)))
     table.add_row("time taken", f"{report.seconds:.2f} s")
     if report.log_file:
@@ -211,6 +220,50 @@ def _print_report(report: Any) -> None:
                 "" if c.entry_price is None else f"{c.entry_price:,.0f}",
             )
         console.print(ranked)
+    _print_backtests(report)
+
+
+def _figure(run: dict[str, Any], name: str) -> Any:
+    found = (run.get("metrics") or {}).get(name)
+    return found if found is not None else (run.get("summary") or {}).get(name)
+
+
+def _print_backtests(report: Any) -> None:
+    """The run's closing section: each strategy's backtest metrics and its report path."""
+    if not report.backtests:
+        return
+    names = list(report.backtests)
+    table = Table(
+        title=f"backtests over the stored history{' (SIMULATED data)' if report.simulated else ''}",
+        title_justify="left",
+    )
+    table.add_column("metric")
+    for name in names:
+        table.add_column(name, justify="right")
+    from quantbeat.cli_backtest import _fmt
+
+    rows = ("total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown",
+            "max_drawdown_days", "calmar", "win_rate", "profit_factor", "expectancy",
+            "exposure", "trades", "open_trades")  # fmt: skip
+    for metric in rows:
+        table.add_row(
+            metric,
+            *(_fmt(metric, _figure(report.backtests[n], metric)) for n in names),
+        )
+    table.add_row(
+        "final equity",
+        *(
+            f"{(report.backtests[n].get('summary') or {}).get('final_equity', 0):,.0f}"
+            for n in names
+        ),
+    )
+    console.print(table)
+    for name in names:
+        bt = report.backtests[name]
+        if bt.get("report"):
+            console.print(f"{name} report: {bt['report']}", soft_wrap=True)
+        elif bt.get("error"):
+            console.print(f"{name} backtest {bt['state']}: {bt['error']}", soft_wrap=True)
 
 
 # --- processes ------------------------------------------------------------------------------

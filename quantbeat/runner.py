@@ -54,6 +54,7 @@ class RunReport:
     sample: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
     scans: dict[str, dict[str, Any]] = field(default_factory=dict)
+    backtests: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def embedded_environment(data_dir: Path, database_url: str | None = None) -> dict[str, str]:
@@ -203,6 +204,7 @@ def _run(
         results = _collect(app, day, market, timeout, history=first_run, explicit=bool(trade_date))
         _indicators(app, report, day, market, max(1.0, deadline - time.monotonic()))
         _scans(app, report, day, market, max(1.0, deadline - time.monotonic()))
+        _backtests(report, day, market, max(1.0, deadline - time.monotonic()))
     report.seconds = time.perf_counter() - t0
     report.history = first_run
     report.explicit = trade_date is not None
@@ -381,6 +383,59 @@ def _scans(app: Any, report: RunReport, day: dt.date, market: str | None, timeou
             **summary,
             "top": candidates(name, day, limit=TOP_CANDIDATES),
         }
+
+
+#: Most positions the run's universe backtests hold at once (shared cash).
+BACKTEST_MAX_POSITIONS = 10
+
+
+def _backtests(report: RunReport, day: dt.date, market: str | None, timeout: float) -> None:
+    """The pipeline's closing step: backtest each scanned strategy over the stored history
+    of the whole universe (one shared account, at most :data:`BACKTEST_MAX_POSITIONS`
+    positions), as asynchronous runs on the cpu workers, then write their reports."""
+    from sqlalchemy import func, select
+
+    from db.candles import universe
+    from db.engine import session_scope
+    from db.models import DailyCandle
+    from quant.backtest.strategies import FOR_SCAN
+    from quant.market.types import KRX_MARKETS
+    from quantbeat.backtests import submit_backtest, wait, write_report
+
+    markets = [market] if market else [m.value for m in KRX_MARKETS]
+    with session_scope() as session:
+        members = universe(session, markets)
+        first = session.execute(select(func.min(DailyCandle.trade_date))).scalar_one()
+    if not members or first is None or first >= day:
+        return
+    started = {}
+    for scan in report.scans:
+        strategy = FOR_SCAN[scan]
+        t0 = time.perf_counter()
+        run_id = submit_backtest(
+            {
+                "strategy": strategy,
+                "instruments": [name for _, name in members],
+                "start": first.isoformat(),
+                "end": day.isoformat(),
+                "execution": {"max_positions": BACKTEST_MAX_POSITIONS},
+                "label": f"quantbeat run: {scan} over the stored history",
+            },
+            origin="run",
+        )
+        started[strategy] = (run_id, t0)
+    deadline = time.monotonic() + timeout
+    for strategy, (run_id, t0) in started.items():
+        try:
+            final = wait(run_id, timeout=max(1.0, deadline - time.monotonic()))
+        except TimeoutError as exc:
+            raise ServiceUnavailable(f"{exc}: is a worker consuming the cpu queue?") from None
+        entry: dict[str, Any] = {**final, "seconds": time.perf_counter() - t0}
+        if final["state"] == "completed":
+            files = write_report(run_id)
+            entry["report"] = str(files.html)
+            entry["image"] = str(files.png) if files.png else None
+        report.backtests[strategy] = entry
 
 
 def _count_candles(url: str) -> int:

@@ -130,6 +130,19 @@ class Settings(BaseSettings):
         default_factory=lambda: ["sma", "ema", "rsi", "macd", "bbands", "atr", "obv"]
     )
 
+    # --- backtests ------------------------------------------------------------------------------
+    # Default soft/hard time limits of one backtest run (seconds); a spec may ask for less.
+    backtest_soft_time_limit: int = Field(default=3_600, ge=1)
+    backtest_time_limit: int = Field(default=3_720, ge=1)
+    # Calendar days of history the nightly backtest of the day's signals covers.
+    backtest_nightly_days: int = Field(default=730, ge=30)
+    # Where `quantbeat backtest report` writes reports (default: <data_dir>/reports).
+    report_dir: Path | None = None
+    # S3-compatible export of a run's artifacts (s3://bucket/prefix), and a non-AWS endpoint
+    # (MinIO, Ceph); credentials come from boto3's usual chain (AWS_ACCESS_KEY_ID, ...).
+    backtest_export_url: str | None = None
+    s3_endpoint_url: str | None = None
+
     # --- credentials and external services --------------------------------------------------
     krx_id: str | None = None
     krx_pw: SecretStr | None = None
@@ -179,6 +192,11 @@ class Settings(BaseSettings):
                     f"QUANTBEAT_{family.upper()}_SOFT_TIME_LIMIT={soft} must be below "
                     f"QUANTBEAT_{family.upper()}_TIME_LIMIT={hard}"
                 )
+        if self.backtest_soft_time_limit >= self.backtest_time_limit:
+            raise ValueError(
+                f"QUANTBEAT_BACKTEST_SOFT_TIME_LIMIT={self.backtest_soft_time_limit} must be "
+                f"below QUANTBEAT_BACKTEST_TIME_LIMIT={self.backtest_time_limit}"
+            )
         if self.max_attempts < self.max_retries + 2:
             raise ValueError(
                 f"QUANTBEAT_MAX_ATTEMPTS={self.max_attempts} must be at least "
@@ -195,6 +213,11 @@ class Settings(BaseSettings):
             )
         return self
 
+    @property
+    def reports_path(self) -> Path:
+        """The directory reports are written to."""
+        return self.report_dir if self.report_dir is not None else self.data_dir / "reports"
+
     def time_limits(self, family: str) -> tuple[int, int]:
         """(soft, hard) time limit in seconds for a task family."""
         soft: int = getattr(self, f"{family}_soft_time_limit")
@@ -203,7 +226,9 @@ class Settings(BaseSettings):
 
     @property
     def longest_hard_time_limit(self) -> int:
-        return max(self.io_time_limit, self.cpu_time_limit, self.ai_time_limit)
+        return max(
+            self.io_time_limit, self.cpu_time_limit, self.ai_time_limit, self.backtest_time_limit
+        )
 
     @property
     def is_sqlite(self) -> bool:

@@ -52,20 +52,26 @@ def _mask_argument_reprs(body: Any = None, headers: dict[str, Any] | None = None
 
 @worker_init.connect
 def _warm_up(**_: Any) -> None:
+    from quant.backtest.engine import warm_up as warm_up_engine
+    from quant.backtest.strategies import warm_up as warm_up_strategies
     from quant.indicators.custom import warm_up
 
     warm_up()
+    warm_up_engine()
+    warm_up_strategies()
 
 
 @worker_process_init.connect
 def _after_fork(**_: Any) -> None:
     from db.engine import dispose_engines
+    from quantbeat.backtests import forget_state_stores
     from quantbeat.cache import forget_caches
     from quantbeat.indicators import forget_service
 
     dispose_engines(close=False)
     forget_caches()
     forget_service()
+    forget_state_stores()
 
 
 @task_prerun.connect
@@ -93,6 +99,10 @@ def _record_hard_time_limit(
     Other failures were recorded by the task itself."""
     if not isinstance(exception, TimeLimitExceeded) or task_id is None or sender is None:
         return
+    if getattr(sender, "name", None) == "quantbeat.backtest.run":
+        from quantbeat.backtests import on_hard_time_limit
+
+        on_hard_time_limit(args, kwargs)
     from workers.base import record_failure_outside_task
 
     record_failure_outside_task(

@@ -70,6 +70,7 @@ def test_entries():
     assert names == {
         "quantbeat.pipeline.krx_close",
         "quantbeat.pipeline.krx_flows",
+        "quantbeat.backtest.nightly",
         "quantbeat.collect.crypto_candles",
         "quantbeat.collect.universe",
     }

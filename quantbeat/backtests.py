@@ -1,0 +1,893 @@
+"""Asynchronous backtest runs: submit, watch, cancel, report.
+
+``submit_backtest(spec) → run_id`` validates the spec (strategy, parameters, execution
+settings, dates, instruments) before anything is enqueued, records the run as ``queued`` in
+PostgreSQL and sends ``quantbeat.backtest.run`` to the ``cpu`` queue with the run's soft and
+hard time limits. The worker (:func:`execute_run`) claims the run, loads the candles, builds
+the signals instrument by instrument — publishing progress and checking for a cancel request
+between instruments (at most every :data:`CHECK_EVERY` s) — simulates, computes the metrics
+and stores trades, equity and metrics in one transaction.
+
+States: ``queued`` → ``running`` → ``completed`` | ``failed`` | ``cancelled`` |
+``timed_out``. PostgreSQL holds runs and results; Redis (``QUANTBEAT_REDIS_URL``) only the
+live state: progress, ETA and the cancel flag (in-process with ``memory://``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticError
+
+from quant.errors import NotFound, ValidationError
+
+log = structlog.get_logger(__name__)
+
+#: Seconds between cancel checks (and progress writes) while a run works: cancel takes
+#: effect within this plus one instrument's work.
+CHECK_EVERY = 0.2
+#: Calendar days of candles loaded before ``start`` so indicators are warm at ``start``.
+WARMUP_DAYS = 400
+#: Live state lives this long in Redis after the last update (seconds).
+STATE_TTL = 7 * 86_400
+#: Most instruments one run may cover.
+MAX_INSTRUMENTS = 5_000
+#: The task that executes a run.
+TASK_NAME = "quantbeat.backtest.run"
+
+
+class BacktestSpec(BaseModel):
+    """What to backtest. Prices and cash are in the instruments' currency (KRW).
+
+    ``instruments``: ``MARKET:TICKER`` (or a bare ticker listed on one market). ``params``
+    override the strategy's defaults; ``execution`` overrides its execution rules (fees,
+    slippage, sizing, accounts, max_positions …, see :class:`quant.backtest.engine.
+    ExecutionConfig`). ``soft_time_limit``/``time_limit`` in seconds (default: settings).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strategy: str
+    instruments: list[str] = Field(min_length=1, max_length=MAX_INSTRUMENTS)
+    start: dt.date
+    end: dt.date
+    initial_cash: float = Field(default=100_000_000.0, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+    execution: dict[str, Any] = Field(default_factory=dict)
+    soft_time_limit: int | None = Field(default=None, ge=1)
+    time_limit: int | None = Field(default=None, ge=2)
+    label: str | None = Field(default=None, max_length=200)
+
+
+def parse_spec(data: Mapping[str, Any] | BacktestSpec) -> BacktestSpec:
+    """A spec from a mapping (JSON), with errors naming the bad field.
+
+    Raises:
+        quant.errors.ValidationError: a missing, unknown or ill-typed field.
+    """
+    if isinstance(data, BacktestSpec):
+        return data
+    try:
+        return BacktestSpec.model_validate(dict(data))
+    except PydanticError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "spec"
+        raise ValidationError(
+            f"backtest spec field {where}: {first['msg']} (got {first.get('input')!r})",
+            field=where,
+            value=first.get("input"),
+        ) from None
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """A validated spec with its instruments resolved to ``(id, "MARKET:TICKER")``."""
+
+    spec: BacktestSpec
+    instruments: list[tuple[int, str]]
+    soft_time_limit: int
+    time_limit: int
+
+    def as_json(self) -> dict[str, Any]:
+        data = self.spec.model_dump(mode="json")
+        data["instruments"] = [name for _, name in self.instruments]
+        data["soft_time_limit"] = self.soft_time_limit
+        data["time_limit"] = self.time_limit
+        return data
+
+
+def validate_spec(
+    spec: Mapping[str, Any] | BacktestSpec, *, today: dt.date | None = None
+) -> ResolvedSpec:
+    """Check everything a run needs before it is enqueued.
+
+    Raises:
+        quant.errors.ValidationError: unknown strategy, bad parameters or execution settings,
+            ``start`` not before ``end``, ``end`` in the future, a time limit pair out of
+            order, or unknown instruments (all of them listed).
+    """
+    from db.candles import resolve_instrument
+    from db.engine import session_scope
+    from quant.backtest.strategies import get as get_strategy
+    from quantbeat.settings import get_settings
+
+    parsed = parse_spec(spec)
+    strategy = get_strategy(parsed.strategy)
+    strategy.params(parsed.params)
+    strategy.execution_with(parsed.execution)
+    today = today or dt.date.today()
+    if parsed.start >= parsed.end:
+        raise ValidationError(
+            f"backtest start {parsed.start} must be before end {parsed.end}", field="start"
+        )
+    if parsed.end > today:
+        raise ValidationError(
+            f"backtest end {parsed.end} is in the future (today is {today})", field="end"
+        )
+    settings = get_settings()
+    soft = parsed.soft_time_limit or settings.backtest_soft_time_limit
+    hard = parsed.time_limit or max(settings.backtest_time_limit, soft + 1)
+    if soft >= hard:
+        raise ValidationError(
+            f"soft_time_limit {soft} s must be below time_limit {hard} s", field="time_limit"
+        )
+    if hard > settings.backtest_time_limit:
+        raise ValidationError(
+            f"time_limit {hard} s exceeds QUANTBEAT_BACKTEST_TIME_LIMIT "
+            f"({settings.backtest_time_limit} s)",
+            field="time_limit",
+        )
+    resolved: list[tuple[int, str]] = []
+    unknown: list[str] = []
+    seen: set[int] = set()
+    with session_scope() as session:
+        for name in parsed.instruments:
+            try:
+                ident, full = resolve_instrument(session, name)
+            except NotFound:
+                unknown.append(name)
+                continue
+            if ident not in seen:
+                seen.add(ident)
+                resolved.append((ident, full))
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise ValidationError(
+            f"unknown instrument(s) in the backtest spec: {shown}{more}",
+            field="instruments",
+            value=unknown,
+        )
+    return ResolvedSpec(parsed, resolved, soft, hard)
+
+
+# --------------------------------------------------------------------------------------------
+# Live state (Redis, or in-process for memory://)
+# --------------------------------------------------------------------------------------------
+
+
+class StateStore(Protocol):
+    def update(self, run_id: str, fields: Mapping[str, Any]) -> None: ...
+    def read(self, run_id: str) -> dict[str, str]: ...
+    def request_cancel(self, run_id: str) -> None: ...
+    def cancel_requested(self, run_id: str) -> bool: ...
+
+
+class RedisState:
+    """Live run state in Redis: hash ``qb:bt:{run_id}`` and flag ``qb:bt:{run_id}:cancel``."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def update(self, run_id: str, fields: Mapping[str, Any]) -> None:
+        key = f"qb:bt:{run_id}"
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hset(key, mapping={k: _text(v) for k, v in fields.items()})
+        pipe.expire(key, STATE_TTL)
+        pipe.execute()
+
+    def read(self, run_id: str) -> dict[str, str]:
+        raw = self._client.hgetall(f"qb:bt:{run_id}")
+        return {_str(k): _str(v) for k, v in raw.items()}
+
+    def request_cancel(self, run_id: str) -> None:
+        self._client.set(f"qb:bt:{run_id}:cancel", "1", ex=STATE_TTL)
+
+    def cancel_requested(self, run_id: str) -> bool:
+        return bool(self._client.exists(f"qb:bt:{run_id}:cancel"))
+
+
+class MemoryState:
+    """The same, in this process (the embedded run's worker threads share it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._data: dict[str, dict[str, str]] = {}
+        self._cancel: set[str] = set()
+
+    def update(self, run_id: str, fields: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._data.setdefault(run_id, {}).update({k: _text(v) for k, v in fields.items()})
+
+    def read(self, run_id: str) -> dict[str, str]:
+        with self._lock:
+            return dict(self._data.get(run_id, {}))
+
+    def request_cancel(self, run_id: str) -> None:
+        with self._lock:
+            self._cancel.add(run_id)
+
+    def cancel_requested(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._cancel
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+_stores: dict[str, StateStore] = {}
+_stores_lock = threading.Lock()
+
+
+def state_store(redis_url: str | None = None) -> StateStore:
+    """The process-wide live-state store for ``redis_url`` (default: settings)."""
+    from quantbeat.settings import get_settings
+
+    url = redis_url or get_settings().redis_url
+    with _stores_lock:
+        store = _stores.get(url)
+        if store is None:
+            if url.startswith("memory://"):
+                store = MemoryState()
+            else:
+                import redis
+
+                store = RedisState(
+                    redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+                )
+            _stores[url] = store
+        return store
+
+
+def forget_state_stores() -> None:
+    """Drop cached clients (after fork)."""
+    with _stores_lock:
+        _stores.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# Client API
+# --------------------------------------------------------------------------------------------
+
+
+def submit_backtest(
+    spec: Mapping[str, Any] | BacktestSpec,
+    *,
+    origin: str = "api",
+    app: Any = None,
+) -> str:
+    """Validate ``spec``, record the run as ``queued`` and enqueue it; returns the run id.
+
+    Raises:
+        quant.errors.ValidationError: the spec is invalid (nothing is enqueued).
+    """
+    from db.backtests import create_run
+    from db.engine import session_scope
+
+    resolved = validate_spec(spec)
+    run_id = uuid.uuid4().hex
+    with session_scope() as session:
+        create_run(
+            session,
+            run_id,
+            strategy=resolved.spec.strategy,
+            spec=resolved.as_json(),
+            total=len(resolved.instruments),
+            origin=origin,
+        )
+    state_store().update(
+        run_id,
+        {
+            "state": "queued",
+            "done": 0,
+            "total": len(resolved.instruments),
+            "submitted": time.time(),
+        },
+    )
+    if app is None:
+        from workers.app import app as default_app
+
+        app = default_app
+    app.send_task(
+        TASK_NAME,
+        args=[run_id],
+        task_id=f"backtest-{run_id}",
+        soft_time_limit=resolved.soft_time_limit,
+        time_limit=resolved.time_limit,
+    )
+    log.info("backtest.submitted", run_id=run_id, strategy=resolved.spec.strategy,
+             instruments=len(resolved.instruments))  # fmt: skip
+    return run_id
+
+
+def status(run_id: str) -> dict[str, Any]:
+    """The run's state, progress (fraction and ``n/m`` instruments), ETA (s) and, once
+    completed, its metrics.
+
+    Raises:
+        quant.errors.NotFound: no such run.
+    """
+    from db.backtests import FINAL_STATES, get_run
+    from db.engine import session_scope
+
+    with session_scope() as session:
+        run = get_run(session, run_id)
+        row = {
+            "run_id": run.id,
+            "strategy": run.strategy,
+            "state": run.state,
+            "origin": run.origin,
+            "attempts": run.attempts,
+            "done": run.done,
+            "total": run.total,
+            "submitted_at": run.submitted_at.isoformat() if run.submitted_at else None,
+            "started_at": run.started_at.isoformat() if run.started_at else None,
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "duration_ms": run.duration_ms,
+            "error": run.error,
+            "metrics": run.metrics,
+            "summary": run.summary,
+            "data_version": run.data_version,
+            "label": (run.spec or {}).get("label"),
+        }
+    live = state_store().read(run_id) if row["state"] not in FINAL_STATES else {}
+    progress = 1.0 if row["state"] == "completed" else 0.0
+    eta: float | None = 0.0 if row["state"] in FINAL_STATES else None
+    phase = row["state"]
+    if live:
+        row["done"] = int(float(live.get("done", str(row["done"]))))
+        row["total"] = int(float(live.get("total", str(row["total"]))))
+        progress = float(live.get("progress", 0.0))
+        eta = float(live["eta"]) if live.get("eta") not in (None, "", "null") else None
+        phase = live.get("phase", phase)
+    row["progress"] = round(progress, 4)
+    row["instruments"] = f"{row['done']}/{row['total']}"
+    row["eta_seconds"] = None if eta is None else round(eta, 1)
+    row["phase"] = phase
+    return row
+
+
+def list_backtests(
+    *, limit: int = 20, state: str | None = None, strategy: str | None = None
+) -> list[dict[str, Any]]:
+    """The newest runs first (id, strategy, state, instruments, submitted, key metrics)."""
+    from db.backtests import list_runs
+    from db.engine import session_scope
+
+    with session_scope() as session:
+        runs = list_runs(session, limit=limit, state=state, strategy=strategy)
+        return [
+            {
+                "run_id": r.id,
+                "strategy": r.strategy,
+                "state": r.state,
+                "instruments": f"{r.done}/{r.total}",
+                "submitted_at": r.submitted_at.isoformat() if r.submitted_at else None,
+                "total_return": (r.metrics or {}).get("total_return"),
+                "sharpe": (r.metrics or {}).get("sharpe"),
+                "trades": (r.metrics or {}).get("trades"),
+                "origin": r.origin,
+            }
+            for r in runs
+        ]
+
+
+def cancel(run_id: str, *, wait: float = 2.0, app: Any = None) -> str:
+    """Cancel a run: a queued one at once (and its message revoked), a running one
+    cooperatively — its worker stops at its next check. Waits up to ``wait`` seconds for the
+    run to reach a final state and returns the state seen last.
+
+    Raises:
+        quant.errors.NotFound: no such run.
+    """
+    from db.backtests import FINAL_STATES, request_cancel
+    from db.engine import session_scope
+
+    state_store().request_cancel(run_id)
+    with session_scope() as session:
+        state = request_cancel(session, run_id)
+    if state == "cancelled":
+        state_store().update(run_id, {"state": "cancelled", "phase": "cancelled", "eta": 0})
+        if app is None:
+            from workers.app import app as default_app
+
+            app = default_app
+        try:
+            app.control.revoke(f"backtest-{run_id}")
+        except Exception as exc:  # the DB state already stops it; revoking is an optimisation
+            log.warning("backtest.revoke_failed", run_id=run_id, error=str(exc))
+    deadline = time.monotonic() + wait
+    while state not in FINAL_STATES and time.monotonic() < deadline:
+        time.sleep(0.05)
+        state = _db_state(run_id)
+    return state
+
+
+def wait(run_id: str, *, timeout: float = 600.0, poll: float = 0.1) -> dict[str, Any]:
+    """Poll until the run reaches a final state; returns :func:`status`.
+
+    Raises:
+        TimeoutError: still unfinished after ``timeout`` seconds.
+    """
+    from db.backtests import FINAL_STATES
+
+    deadline = time.monotonic() + timeout
+    while True:
+        current = status(run_id)
+        if current["state"] in FINAL_STATES:
+            return current
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"backtest {run_id} still {current['state']} after {timeout:.0f} s "
+                f"({current['instruments']} instruments)"
+            )
+        time.sleep(poll)
+
+
+def _db_state(run_id: str) -> str:
+    from db.backtests import get_run
+    from db.engine import session_scope
+
+    with session_scope() as session:
+        return get_run(session, run_id).state
+
+
+# --------------------------------------------------------------------------------------------
+# Worker side
+# --------------------------------------------------------------------------------------------
+
+
+class RunCancelled(Exception):
+    """Raised inside a run when its cancel flag is seen."""
+
+
+class Progress:
+    """Publishes a run's progress and watches its cancel flag, at most every
+    :data:`CHECK_EVERY` seconds (always on the first and the last instrument)."""
+
+    def __init__(self, store: StateStore, run_id: str, total: int) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.total = total
+        self.started = time.monotonic()
+        self._last = 0.0
+        self.done = 0
+
+    def check(self) -> None:
+        if self.store.cancel_requested(self.run_id):
+            raise RunCancelled(self.run_id)
+
+    def report(self, fraction: float, done: int, phase: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < CHECK_EVERY:
+            return
+        self._last = now
+        self.check()
+        self.done = done
+        elapsed = now - self.started
+        eta = elapsed * (1 - fraction) / fraction if fraction > 0.01 else None
+        self.store.update(
+            self.run_id,
+            {
+                "state": "running",
+                "phase": phase,
+                "progress": round(fraction, 4),
+                "done": done,
+                "total": self.total,
+                "eta": "null" if eta is None else round(eta, 2),
+                "updated": time.time(),
+            },
+        )
+
+
+@dataclass
+class LoadedMarket:
+    market: Any  # quant.backtest.engine.Market
+    flows: dict[str, np.ndarray[Any, Any]]
+    start_index: int
+
+
+def load_market(
+    instruments: Sequence[tuple[int, str]],
+    start: dt.date,
+    end: dt.date,
+    *,
+    flows: bool,
+    on_instrument: Callable[[int], None] | None = None,
+) -> LoadedMarket:
+    """Daily candles of ``instruments`` from ``start − WARMUP_DAYS`` to ``end``, aligned on
+    the union of their sessions (NaN where an instrument has no bar), plus their flows.
+
+    Raises:
+        quant.errors.ValidationError: no instrument has a candle in the range.
+    """
+    from db.candles import load_candles
+    from db.engine import session_scope
+    from db.scans import load_flows
+    from quant.backtest.engine import Market
+
+    first = start - dt.timedelta(days=WARMUP_DAYS)
+    frames = {}
+    with session_scope() as session:
+        for i, (ident, _name) in enumerate(instruments):
+            frames[ident] = load_candles(session, ident, "1d", start=first, end=end, limit=5_000)
+            if on_instrument is not None:
+                on_instrument(i + 1)
+        flow_data = (
+            load_flows(session, {k: v.time for k, v in frames.items() if len(v)}) if flows else {}
+        )
+    all_times = [f.time for f in frames.values() if len(f)]
+    if not all_times:
+        raise ValidationError(
+            f"no daily candles between {first} and {end} for the backtest's instruments",
+            field="instruments",
+        )
+    times = np.unique(np.concatenate(all_times)).astype("datetime64[D]")
+    n, m = len(times), len(instruments)
+    columns = {k: np.full((n, m), np.nan) for k in ("open", "high", "low", "close", "volume",
+                                                  "traded_value")}  # fmt: skip
+    flow_columns: dict[str, np.ndarray[Any, Any]] = {}
+    for c, (ident, _name) in enumerate(instruments):
+        frame = frames[ident]
+        if not len(frame):
+            continue
+        rows = np.searchsorted(times, frame.time.astype("datetime64[D]"))
+        for key, array in columns.items():
+            array[rows, c] = getattr(frame, key)
+        for key, values in flow_data.get(ident, {}).items():
+            flow_columns.setdefault(key, np.full((n, m), np.nan))[rows, c] = values
+    market = Market(
+        times=times,
+        symbols=tuple(name for _, name in instruments),
+        **columns,
+    )
+    start_index = int(np.searchsorted(times, np.datetime64(start, "D")))
+    return LoadedMarket(market, flow_columns, start_index)
+
+
+def execute_run(run_id: str) -> dict[str, Any]:
+    """Run one backtest in this worker (the body of ``quantbeat.backtest.run``).
+
+    Idempotent: a finished run is left alone; a run redelivered after its worker died is
+    taken over (``attempts`` + 1) and stores its result once. Returns ``{"run_id", "state",
+    ...}``; soft time limit → ``timed_out``, cancel → ``cancelled``, bad data → ``failed``.
+    """
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    from db.backtests import claim, finish, get_run, set_progress
+    from db.engine import session_scope
+
+    store = state_store()
+    with session_scope() as session:
+        claimed = claim(session, run_id)
+        if claimed is None:
+            state = get_run(session, run_id).state if session.get_bind() else "missing"
+            return {"run_id": run_id, "state": state, "skipped": True}
+        attempt, cancel_requested = claimed
+        run = get_run(session, run_id)
+        spec_json = dict(run.spec)
+    store.update(run_id, {"state": "running", "attempt": attempt, "pid": os.getpid(),
+                          "started": time.time(), "phase": "starting", "progress": 0})  # fmt: skip
+    log.info("backtest.started", run_id=run_id, attempt=attempt)
+    tracker = Progress(store, run_id, len(spec_json["instruments"]))
+    try:
+        if cancel_requested:
+            raise RunCancelled(run_id)
+        tracker.check()
+        result = _execute(run_id, spec_json, tracker, attempt)
+    except RunCancelled:
+        with session_scope() as session:
+            finish(session, run_id, state="cancelled", attempt=attempt,
+                   error="cancelled while running", done=tracker.done)  # fmt: skip
+        store.update(run_id, {"state": "cancelled", "phase": "cancelled", "eta": 0})
+        log.info("backtest.cancelled", run_id=run_id, done=tracker.done)
+        return {"run_id": run_id, "state": "cancelled", "done": tracker.done}
+    except SoftTimeLimitExceeded:
+        with session_scope() as session:
+            finish(session, run_id, state="timed_out", attempt=attempt,
+                   error="soft time limit exceeded", done=tracker.done)  # fmt: skip
+        store.update(run_id, {"state": "timed_out", "phase": "timed_out", "eta": 0})
+        log.warning("backtest.timed_out", run_id=run_id, done=tracker.done)
+        return {"run_id": run_id, "state": "timed_out", "done": tracker.done}
+    except (ValidationError, NotFound) as exc:
+        with session_scope() as session:
+            finish(session, run_id, state="failed", attempt=attempt, error=str(exc)[:2000])
+        store.update(run_id, {"state": "failed", "phase": "failed", "eta": 0})
+        log.error("backtest.failed", run_id=run_id, error=str(exc))
+        return {"run_id": run_id, "state": "failed", "error": str(exc)}
+    except Exception as exc:
+        from workers.retry import as_transient
+
+        if as_transient(exc) is not None:
+            raise  # retried with backoff by the base task; the next attempt takes over
+        with session_scope() as session:
+            finish(session, run_id, state="failed", attempt=attempt,
+                   error=f"{type(exc).__name__}: {exc}"[:2000])  # fmt: skip
+        store.update(run_id, {"state": "failed", "phase": "failed", "eta": 0})
+        raise
+    with session_scope() as session:
+        set_progress(session, run_id, tracker.total, tracker.total)
+    return result
+
+
+def _execute(
+    run_id: str, spec_json: Mapping[str, Any], tracker: Progress, attempt: int
+) -> dict[str, Any]:
+    from db.backtests import store_result
+    from db.engine import session_scope
+    from db.scans import data_version
+    from quant.backtest.engine import simulate
+    from quant.backtest.metrics import compute_metrics
+    from quant.backtest.strategies import get as get_strategy
+
+    spec = parse_spec(spec_json)
+    strategy = get_strategy(spec.strategy)
+    params = strategy.params(spec.params)
+    execution = strategy.execution_with(spec.execution)
+    with session_scope() as session:
+        instruments = [_resolve(session, name) for name in spec.instruments]
+    m = len(instruments)
+    tracker.report(0.0, 0, "loading", force=True)
+    loaded = load_market(
+        instruments,
+        spec.start,
+        spec.end,
+        flows=strategy.needs_flows,
+        on_instrument=lambda i: tracker.report(0.3 * i / m, 0, "loading"),
+    )
+    market = loaded.market
+    signals = strategy.signals(
+        market,
+        params,
+        loaded.flows,
+        progress=lambda done, total: tracker.report(0.3 + 0.6 * done / total, done, "signals"),
+    )
+    tracker.report(0.9, m, "simulating", force=True)
+    if loaded.start_index > 0:  # warm-up bars feed indicators only: no trades before start
+        signals.entries[: loaded.start_index] = False
+    result = simulate(market, signals, execution, initial_cash=spec.initial_cash)
+    s = loaded.start_index
+    times = market.times[s:]
+    equity = result.equity[s:]
+    prev = np.concatenate(([result.initial_cash], equity[:-1]))
+    returns = equity / prev - 1.0
+    trades = result.trade_rows()
+    closed_pnl = np.array([t["pnl"] for t in trades if t["exit_time"] is not None])
+    metrics = compute_metrics(returns, times, closed_pnl).as_dict()
+    open_trades = sum(1 for t in trades if t["exit_time"] is None)
+    summary = {
+        "initial_cash": result.initial_cash,
+        "final_equity": float(equity[-1]) if len(equity) else result.initial_cash,
+        "sessions": len(times),
+        "first_day": str(times[0]) if len(times) else None,
+        "last_day": str(times[-1]) if len(times) else None,
+        "closed_trades": len(closed_pnl),
+        "open_trades": open_trades,
+        "instruments": m,
+        "fill": execution.fill,
+        "execution": execution.as_dict(),
+        "params": params,
+        "notes": {k: v for k, v in signals.notes.items()},
+    }
+    tracker.report(0.95, m, "storing", force=True)
+    curve = [
+        (dt.date.fromisoformat(str(d)), float(e), int(p))
+        for d, e, p in zip(times, equity, result.in_market[s:], strict=True)
+    ]
+    with session_scope() as session:
+        version = data_version(session, spec.end)
+        stored = store_result(
+            session,
+            run_id,
+            attempt=attempt,
+            metrics=metrics,
+            summary=summary,
+            trades=trades,
+            equity=curve,
+            data_version=version,
+            total=m,
+        )
+    if not stored:
+        # cancelled or taken over meanwhile: whoever owns the run now decides its outcome
+        tracker.check()
+        log.warning("backtest.result_not_stored", run_id=run_id, attempt=attempt)
+        return {"run_id": run_id, "state": "superseded", "attempt": attempt}
+    tracker.store.update(run_id, {"state": "completed", "phase": "completed", "progress": 1,
+                                  "done": m, "eta": 0})  # fmt: skip
+    log.info("backtest.completed", run_id=run_id, trades=len(trades),
+             total_return=metrics.get("total_return"))  # fmt: skip
+    return {
+        "run_id": run_id,
+        "state": "completed",
+        "trades": len(trades),
+        "total_return": metrics.get("total_return"),
+        "sharpe": metrics.get("sharpe"),
+        "final_equity": summary["final_equity"],
+    }
+
+
+def _resolve(session: Any, name: str) -> tuple[int, str]:
+    from db.candles import resolve_instrument
+
+    return resolve_instrument(session, name)
+
+
+def on_hard_time_limit(args: Any, kwargs: Any) -> None:
+    """Called in the worker's parent when the hard limit killed a run's child: the run
+    becomes ``timed_out`` (its child can no longer say so)."""
+    from db.backtests import finish
+    from db.engine import session_scope
+
+    run_id = (list(args or []) or [None])[0] or (kwargs or {}).get("run_id")
+    if not isinstance(run_id, str):
+        return
+    with session_scope() as session:
+        finish(session, run_id, state="timed_out", error="hard time limit: worker process killed")
+    state_store().update(run_id, {"state": "timed_out", "phase": "timed_out", "eta": 0})
+
+
+# --------------------------------------------------------------------------------------------
+# Reports
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    html: Path
+    png: Path | None
+    exported: list[str]
+
+
+def report_data(run_id: str) -> Any:
+    """The run's :class:`quant.backtest.report.ReportData` (from PostgreSQL).
+
+    Raises:
+        quant.errors.NotFound: no such run.
+        quant.errors.ValidationError: the run has not completed (no result to report).
+    """
+    from db.backtests import get_run, load_equity, load_trades
+    from db.engine import session_scope
+    from quant.backtest.report import ReportData
+    from quant.backtest.strategies import get as get_strategy
+    from quantbeat.settings import get_settings
+
+    with session_scope() as session:
+        run = get_run(session, run_id)
+        if run.state != "completed":
+            raise ValidationError(
+                f"backtest {run_id} is {run.state}: only a completed run has a report",
+                field="run_id",
+                value=run_id,
+            )
+        spec = dict(run.spec)
+        metrics = dict(run.metrics or {})
+        summary = dict(run.summary or {})
+        version = run.data_version
+        trades = load_trades(session, run_id)
+        curve = load_equity(session, run_id)
+    instruments = spec.get("instruments", [])
+    title = (
+        f"{get_strategy(spec['strategy']).title} — "
+        f"{instruments[0] if len(instruments) == 1 else f'{len(instruments)} instruments'} — "
+        f"{spec['start']} … {spec['end']}"
+    )
+    shown_spec = {k: v for k, v in spec.items() if k != "instruments"}
+    shown_spec["instruments"] = (
+        ", ".join(instruments) if len(instruments) <= 10 else f"{len(instruments)} instruments"
+    )
+    metrics.update(
+        {
+            "final_equity": summary.get("final_equity"),
+            "open_trades": summary.get("open_trades"),
+        }
+    )
+    return ReportData(
+        run_id=run_id,
+        title=title,
+        times=np.array([d for d, _, _ in curve], dtype="datetime64[D]"),
+        equity=np.array([e for _, e, _ in curve], dtype=np.float64),
+        metrics=metrics,
+        trades=trades,
+        spec=shown_spec,
+        data_version=version,
+        simulated=get_settings().market_source == "simulated",
+    )
+
+
+def write_report(
+    run_id: str,
+    *,
+    directory: Path | None = None,
+    png: bool = True,
+    export: str | None = None,
+) -> ReportFiles:
+    """Render the run's report (self-contained HTML, and a PNG) into ``directory`` (default:
+    settings' report directory) and, with ``export`` (``s3://bucket/prefix``) or
+    ``QUANTBEAT_BACKTEST_EXPORT_URL``, upload the artifacts there.
+
+    Raises:
+        quant.errors.NotFound / ValidationError: as :func:`report_data`.
+        quantbeat.export.ExportError: the upload failed.
+    """
+    from quant.backtest.report import render_html, render_png
+    from quantbeat.settings import get_settings
+
+    settings = get_settings()
+    data = report_data(run_id)
+    target_dir = directory or settings.reports_path
+    target_dir.mkdir(parents=True, exist_ok=True)
+    html = render_html(data)
+    html_path = target_dir / f"backtest-{run_id}.html"
+    html_path.write_text(html, encoding="utf-8")
+    png_bytes = render_png(data) if png else None
+    png_path = None
+    if png_bytes is not None:
+        png_path = target_dir / f"backtest-{run_id}.png"
+        png_path.write_bytes(png_bytes)
+    exported: list[str] = []
+    url = export or settings.backtest_export_url
+    if url:
+        from quantbeat.export import S3Target, artifacts_for, export_artifacts
+
+        target = S3Target.parse(url, endpoint_url=settings.s3_endpoint_url)
+        artifacts = artifacts_for(
+            html, png_bytes, _trades_csv(data.trades), _equity_csv(data), data.metrics
+        )
+        exported = export_artifacts(run_id, artifacts, target)
+    return ReportFiles(html_path, png_path, exported)
+
+
+def _trades_csv(trades: Sequence[Mapping[str, Any]]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    fields = ["symbol", "entry_time", "exit_time", "entry_price", "exit_price", "quantity",
+              "fees", "pnl", "return_pct", "exit_reason"]  # fmt: skip
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in trades:
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def _equity_csv(data: Any) -> str:
+    lines = ["day,equity"]
+    lines += [f"{d},{e:.6f}" for d, e in zip(data.times.astype(str), data.equity, strict=True)]
+    return "\n".join(lines) + "\n"
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a float, or ``None`` for NaN/inf/None."""
+    if value is None:
+        return None
+    f = float(value)
+    return f if math.isfinite(f) else None
