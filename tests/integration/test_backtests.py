@@ -1,0 +1,311 @@
+"""Backtest runs through a real prefork cpu worker, PostgreSQL and Redis: validation before
+enqueue, results stored once, progress with ETA, cooperative cancel within 2 s, time limits,
+concurrent runs, and a run redelivered after its worker process was killed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from sqlalchemy import func, select, text
+
+from db.engine import get_engine, session_scope
+from db.models import BacktestEquity, BacktestRun, BacktestTrade
+from quant.errors import ValidationError
+from quantbeat import backtests
+from quantbeat.settings import reset_settings
+from tests.conftest import TEST_REDIS_URL
+from tests.integration.conftest import WorkerProcess, start_worker
+from tests.integration.helpers import eventually
+
+pytestmark = pytest.mark.integration
+
+DAY = dt.date(2026, 11, 20)
+FIRST = dt.date(2026, 5, 4)
+BROKER, BACKEND = f"{TEST_REDIS_URL}/11", f"{TEST_REDIS_URL}/12"
+FINAL = ("completed", "failed", "cancelled", "timed_out")
+
+
+@pytest.fixture(scope="module")
+def names(database: str) -> list[str]:
+    """About 140 sessions of simulated KOSPI candles for a 40-instrument universe (its
+    KOSPI part: a dozen or more instruments)."""
+    from db.candles import universe
+    from db.models import Base
+    from tasks.collect import daily_range
+
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with get_engine(database).begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    saved = os.environ.get("QUANTBEAT_SIM_UNIVERSE_SIZE")
+    os.environ["QUANTBEAT_SIM_UNIVERSE_SIZE"] = "40"
+    reset_settings()
+    try:
+        start = FIRST
+        while start <= DAY:
+            end = min(start + dt.timedelta(days=60), DAY)
+            daily_range(start.isoformat(), end.isoformat(), market="KOSPI")
+            start = end + dt.timedelta(days=1)
+    finally:
+        if saved is None:
+            os.environ.pop("QUANTBEAT_SIM_UNIVERSE_SIZE", None)
+        else:
+            os.environ["QUANTBEAT_SIM_UNIVERSE_SIZE"] = saved
+        reset_settings()
+    with session_scope() as session:
+        found = [name for _, name in universe(session, ["KOSPI"])]
+    assert len(found) >= 12
+    return found
+
+
+@pytest.fixture(scope="module")
+def cpu_worker(
+    names: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    """A prefork worker (4 children) on the cpu queue, with the test strategies."""
+    from tests.support.backtest_app import app
+
+    for url in (BROKER, BACKEND):
+        redis.Redis.from_url(url).flushdb()
+    proc = start_worker(
+        "tests.support.backtest_app",
+        queues="cpu",
+        tmp_dir=tmp_path_factory.mktemp("backtest-worker"),
+        env={"QUANTBEAT_BROKER_URL": BROKER, "QUANTBEAT_RESULT_BACKEND": BACKEND},
+        pool="prefork",
+    )
+    saved = {"broker_url": app.conf.broker_url, "result_backend": app.conf.result_backend}
+    app.conf.update(broker_url=BROKER, result_backend=BACKEND)
+    try:
+        proc.wait_ready(app)
+        yield proc
+    finally:
+        proc.stop()
+        app.conf.update(**saved)  # the session's other workers use the default stores
+
+
+def _submit(spec: dict[str, object]) -> str:
+    from tests.support.backtest_app import app
+
+    return backtests.submit_backtest(spec, app=app)
+
+
+def _spec(names: list[str], strategy: str = "sma_crossover", **extra: object) -> dict[str, object]:
+    return {
+        "strategy": strategy,
+        "instruments": names,
+        "start": "2026-07-01",
+        "end": DAY.isoformat(),
+        **extra,
+    }
+
+
+def _row(run_id: str) -> BacktestRun:
+    with session_scope() as session:
+        run = session.get(BacktestRun, run_id)
+        assert run is not None
+        session.expunge(run)
+        return run
+
+
+def _stored(run_id: str) -> tuple[int, int]:
+    with session_scope() as session:
+        trades = session.execute(
+            select(func.count()).where(BacktestTrade.run_id == run_id)
+        ).scalar_one()
+        days = session.execute(
+            select(func.count()).where(BacktestEquity.run_id == run_id)
+        ).scalar_one()
+        return int(trades), int(days)
+
+
+def _sessions(start: str) -> int:
+    with session_scope() as session:
+        return int(
+            session.execute(
+                text("SELECT count(DISTINCT trade_date) FROM daily_candles WHERE trade_date >= :d"),
+                {"d": dt.date.fromisoformat(start)},
+            ).scalar_one()
+        )
+
+
+def test_a_run_completes_and_stores_metrics_trades_and_equity(cpu_worker, names):
+    run_id = _submit(_spec(names[:5], initial_cash=50_000_000.0))
+    final = backtests.wait(run_id, timeout=60)
+    assert final["state"] == "completed", final
+    assert final["progress"] == 1.0
+    assert final["instruments"] == "5/5"
+    trades, days = _stored(run_id)
+    summary, metrics = final["summary"], final["metrics"]
+    assert days == summary["sessions"] == _sessions("2026-07-01")
+    assert trades == summary["closed_trades"] + summary["open_trades"]
+    assert metrics["trades"] == summary["closed_trades"]
+    assert metrics["total_return"] == pytest.approx(summary["final_equity"] / 50_000_000.0 - 1)
+    with session_scope() as session:
+        last = session.execute(
+            select(BacktestEquity.equity)
+            .where(BacktestEquity.run_id == run_id)
+            .order_by(BacktestEquity.day.desc())
+            .limit(1)
+        ).scalar_one()
+        pnl = session.execute(
+            select(func.sum(BacktestTrade.pnl)).where(BacktestTrade.run_id == run_id)
+        ).scalar_one()
+    assert last == pytest.approx(summary["final_equity"])
+    # every trade's pnl (closed and open, marked at the last close) adds up to the change
+    assert 50_000_000.0 + float(pnl or 0.0) == pytest.approx(last, rel=1e-9)
+    run = _row(run_id)
+    assert run.attempts == 1
+    assert run.data_version
+    assert run.spec["instruments"] == names[:5]
+    listed = backtests.list_backtests(limit=50)
+    assert run_id in [r["run_id"] for r in listed]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"strategy": "nope"}, "unknown strategy 'nope'"),
+        ({"start": "2026-11-20", "end": "2026-11-01"}, "must be before end"),
+        ({"end": "2099-01-01"}, "in the future"),
+        ({"instruments": ["KOSPI:999999", "NOPE"]}, "unknown instrument(s)"),
+        ({"params": {"fast": 50, "slow": 20}}, "fast < slow"),
+        ({"params": {"speed": 1}}, "no parameter 'speed'"),
+        ({"execution": {"fees": 0.5}}, "fees must be in"),
+        ({"initial_cash": -1}, "initial_cash"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_an_invalid_spec_is_rejected_before_anything_is_enqueued(
+    cpu_worker, names, change, message
+):
+    with session_scope() as session:
+        before = session.execute(select(func.count()).select_from(BacktestRun)).scalar_one()
+    with pytest.raises(ValidationError) as info:
+        _submit({**_spec(names[:2]), **change})
+    assert message in str(info.value)
+    with session_scope() as session:
+        after = session.execute(select(func.count()).select_from(BacktestRun)).scalar_one()
+    assert after == before
+
+
+def test_progress_eta_and_a_cooperative_cancel_within_two_seconds(cpu_worker, names):
+    run_id = _submit(_spec(names, "test_slow", params={"sleep": 0.5}))
+    seen = eventually(
+        lambda: backtests.status(run_id),
+        lambda s: s["state"] == "running" and s["done"] >= 3,
+        timeout=30,
+    )
+    assert seen["state"] == "running", seen
+    assert 0.3 < seen["progress"] < 0.9
+    assert seen["instruments"] == f"{seen['done']}/{len(names)}"
+    assert seen["eta_seconds"] is not None
+    assert seen["eta_seconds"] > 0
+    asked = time.monotonic()
+    state = backtests.cancel(run_id, wait=2.0)
+    assert state == "cancelled", backtests.status(run_id)
+    assert time.monotonic() - asked <= 2.0
+    # no partial result, and it is never redelivered or run again
+    time.sleep(1.5)
+    run = _row(run_id)
+    assert run.state == "cancelled"
+    assert run.attempts == 1
+    assert run.metrics is None
+    assert _stored(run_id) == (0, 0)
+    assert backtests.status(run_id)["state"] == "cancelled"
+
+
+def test_many_runs_at_once_and_a_queued_run_cancelled_before_it_starts(cpu_worker, names):
+    ids = [_submit(_spec(names[i : i + 4], "test_slow", params={"sleep": 0.5})) for i in range(6)]
+    # four children: two runs wait in the queue; cancel the last one while it is queued
+    queued = eventually(
+        lambda: [i for i in ids if _row(i).state == "queued"],
+        lambda q: bool(q) and sum(_row(i).state == "running" for i in ids) == 4,
+        timeout=20,
+    )
+    victim = queued[-1]
+    assert backtests.cancel(victim, wait=0) == "cancelled"
+    finals = {i: backtests.wait(i, timeout=60)["state"] for i in ids if i != victim}
+    assert set(finals.values()) == {"completed"}, finals
+    time.sleep(1.0)
+    run = _row(victim)
+    assert run.state == "cancelled"
+    assert run.attempts == 0  # never started
+    assert _stored(victim) == (0, 0)
+
+
+def test_the_soft_time_limit_marks_the_run_timed_out(cpu_worker, names):
+    run_id = _submit(_spec(names[:2], "test_endless", soft_time_limit=2, time_limit=6))
+    final = backtests.wait(run_id, timeout=30)
+    assert final["state"] == "timed_out", final
+    assert "soft time limit" in (final["error"] or "")
+    assert _stored(run_id) == (0, 0)
+
+
+def test_a_run_redelivered_after_its_process_was_killed_completes_once(cpu_worker, names):
+    run_id = _submit(_spec(names[:12], "test_slow", params={"sleep": 0.4}))
+    state = backtests.state_store()
+    running = eventually(
+        lambda: state.read(run_id),
+        lambda s: s.get("state") == "running" and int(s.get("done", "0")) >= 2,
+        timeout=30,
+    )
+    pid = int(running["pid"])
+    assert pid != cpu_worker.proc.pid  # a pool child, not the worker's main process
+    os.kill(pid, signal.SIGKILL)
+    final = backtests.wait(run_id, timeout=60)
+    assert final["state"] == "completed", final
+    run = _row(run_id)
+    assert run.attempts == 2
+    trades, days = _stored(run_id)
+    assert days == _sessions("2026-07-01")
+    assert trades == final["summary"]["closed_trades"] + final["summary"]["open_trades"]
+
+
+def test_the_report_is_written_from_the_stored_result(cpu_worker, names, tmp_path):
+    run_id = _submit(_spec(names[:3]))
+    assert backtests.wait(run_id, timeout=60)["state"] == "completed"
+    files = backtests.write_report(run_id, directory=tmp_path)
+    html = files.html.read_text(encoding="utf-8")
+    assert run_id in html
+    assert "data:image/png;base64," in html
+    assert names[0] in html or "3 instruments" in html
+    assert files.png is not None
+    assert files.png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_nightly_task_backtests_the_day_s_signals_per_strategy(cpu_worker, names):
+    from db.candles import resolve_instrument
+    from db.models import Signal
+    from tasks.backtests import nightly
+    from tests.support.backtest_app import app
+
+    with session_scope() as session:
+        for name in names[:3]:
+            ident, _ = resolve_instrument(session, name)
+            session.add(
+                Signal(
+                    trade_date=DAY,
+                    strategy="closing_bet",
+                    instrument_id=ident,
+                    score=9.0,
+                    grade="A",
+                    source="scan",
+                )
+            )
+    app.set_current()  # nightly() sends with the app it is registered on
+    result = nightly(DAY.isoformat(), days=120)
+    runs = result["runs"]
+    assert runs["vcp_breakout"] is None  # no VCP signals that day: nothing submitted
+    run_id = runs["closing_bet"]
+    final = backtests.wait(run_id, timeout=60)
+    assert final["state"] == "completed", final
+    run = _row(run_id)
+    assert run.origin == "beat"
+    assert sorted(run.spec["instruments"]) == sorted(names[:3])
+    assert run.spec["start"] == (DAY - dt.timedelta(days=120)).isoformat()
