@@ -45,6 +45,8 @@ WARMUP_DAYS = 400
 STATE_TTL = 7 * 86_400
 #: Most instruments one run may cover.
 MAX_INSTRUMENTS = 5_000
+#: Instruments whose candles are read in one query.
+LOAD_CHUNK = 250
 #: The task that executes a run.
 TASK_NAME = "quantbeat.backtest.run"
 
@@ -529,20 +531,27 @@ def load_market(
     Raises:
         quant.errors.ValidationError: no instrument has a candle in the range.
     """
-    from db.candles import load_candles
+    from db.candles import load_daily_universe
     from db.engine import session_scope
     from db.scans import load_flows
     from quant.backtest.engine import Market
 
     first = start - dt.timedelta(days=WARMUP_DAYS)
-    frames = {}
+    lower = np.datetime64(first, "D")
+    bars = (end - first).days + 1  # calendar days bound the sessions in range
+    ids = [ident for ident, _ in instruments]
+    frames: dict[int, Any] = {}
     with session_scope() as session:
-        for i, (ident, _name) in enumerate(instruments):
-            frames[ident] = load_candles(session, ident, "1d", start=first, end=end, limit=5_000)
+        for at in range(0, len(ids), LOAD_CHUNK):
+            part = ids[at : at + LOAD_CHUNK]
+            frames.update(load_daily_universe(session, part, end=end, bars=bars))
             if on_instrument is not None:
-                on_instrument(i + 1)
+                on_instrument(min(at + LOAD_CHUNK, len(ids)))
+        frames = {k: _since(v, lower) for k, v in frames.items()}
         flow_data = (
-            load_flows(session, {k: v.time for k, v in frames.items() if len(v)}) if flows else {}
+            load_flows(session, {k: v.time for k, v in frames.items() if len(v)})
+            if flows
+            else {}
         )
     all_times = [f.time for f in frames.values() if len(f)]
     if not all_times:
@@ -556,8 +565,8 @@ def load_market(
                                                   "traded_value")}  # fmt: skip
     flow_columns: dict[str, np.ndarray[Any, Any]] = {}
     for c, (ident, _name) in enumerate(instruments):
-        frame = frames[ident]
-        if not len(frame):
+        frame = frames.get(ident)
+        if frame is None or not len(frame):
             continue
         rows = np.searchsorted(times, frame.time.astype("datetime64[D]"))
         for key, array in columns.items():
@@ -571,6 +580,23 @@ def load_market(
     )
     start_index = int(np.searchsorted(times, np.datetime64(start, "D")))
     return LoadedMarket(market, flow_columns, start_index)
+
+
+def _since(frame: Any, lower: np.datetime64) -> Any:
+    from quant.indicators import Candles
+
+    keep = frame.time.astype("datetime64[D]") >= lower
+    if keep.all():
+        return frame
+    return Candles(
+        time=frame.time[keep],
+        open=frame.open[keep],
+        high=frame.high[keep],
+        low=frame.low[keep],
+        close=frame.close[keep],
+        volume=frame.volume[keep],
+        traded_value=frame.traded_value[keep],
+    )
 
 
 def execute_run(run_id: str) -> dict[str, Any]:

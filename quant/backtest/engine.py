@@ -21,7 +21,8 @@ Timing of a bar ``t`` (prices in the instrument's currency; fractions are not pe
    (``fill="close"``) or are queued for ``open[t+1]``.
 
 The initial stop and the target are bracket orders, live from the entry fill; the partial
-target is placed once the fill is known, so it is live from the bar after the entry. An
+target is placed once the fill is known, so it is live from the bar after the entry; like
+the target, it is a limit sell, so an open above its level fills at the open. An
 entry whose stop is at or above its own fill is skipped.
 
 Fills pay ``slippage`` (buys at ``price·(1+s)``, sells at ``price·(1−s)``) and ``fees`` on
@@ -45,6 +46,7 @@ many columns) and the total equity is their sum.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar, cast
@@ -121,6 +123,20 @@ class ExecutionConfig:
     max_positions: int = 0
 
     def __post_init__(self) -> None:
+        # Fix: a value of the wrong type (e.g. a JSON string through ``from_dict``) raised a
+        # bare TypeError from the range checks below (or, for the flags, reached the kernel);
+        # it is bad input like any other, so it is a ValidationError naming the field.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(f.default, bool):
+                if not isinstance(value, bool | np.bool_):
+                    raise ValidationError(
+                        f"{f.name} must be true or false, got {value!r}", field=f.name
+                    )
+            elif isinstance(f.default, float) and (
+                isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real)
+            ):
+                raise ValidationError(f"{f.name} must be a number, got {value!r}", field=f.name)
         if self.fill not in ("next_open", "close"):
             raise ValidationError(
                 f"fill must be 'next_open' or 'close', got {self.fill!r}", field="fill"
@@ -151,7 +167,9 @@ class ExecutionConfig:
             _nan_or_positive(name, getattr(self, name))
         for name in ("stop_loss", "open_stop_loss", "trailing"):
             if getattr(self, name) >= 1:
-                raise ValidationError(f"{name} must be below 1, got {getattr(self, name)!r}")
+                raise ValidationError(  # Fix: name the field, like every other check
+                    f"{name} must be below 1, got {getattr(self, name)!r}", field=name
+                )
         if not (0 < self.partial_fraction < 1):
             raise ValidationError(
                 f"partial_fraction must be in (0, 1), got {self.partial_fraction!r}",
@@ -469,6 +487,7 @@ def _simulate(
     ref_level = np.full(m, np.nan)
     below = np.zeros(m, dtype=np.int64)
     partial_done = np.zeros(m, dtype=np.bool_)
+    first_open = np.zeros(m, dtype=np.bool_)  # a close-fill entry not yet past an open
     last_close = np.full(m, np.nan)
     pending_exit = np.zeros(m, dtype=np.bool_)
     pending_reason = np.zeros(m, dtype=np.int64)
@@ -500,7 +519,11 @@ def _simulate(
             if units[c] > 0.0 and not math.isnan(o):
                 px = np.nan
                 reason = 0
-                first = entry_bar[c] == t - 1 if fill_close else False
+                # Fix: the open rules apply at the first *traded* open after a close-fill
+                # entry (``first_open``), not only at bar entry+1: after a halted bar the
+                # next open is still the first one the position sees.
+                first = first_open[c]
+                first_open[c] = False
                 if pending_exit[c]:
                     px = o
                     reason = pending_reason[c]
@@ -512,7 +535,9 @@ def _simulate(
                     reason = _TARGET
                 elif o <= stop_px[c] or o <= trail_px[c]:
                     px = o
-                    reason = _TRAIL if trail_px[c] > stop_px[c] else _STOP
+                    # Fix: an unset (NaN) fixed stop must not label a trailing gap "stop_loss".
+                    trail_hit = math.isnan(stop_px[c]) or trail_px[c] > stop_px[c]
+                    reason = _TRAIL if trail_hit else _STOP
                 elif o >= target_px[c]:
                     px = o
                     reason = _TARGET
@@ -603,6 +628,7 @@ def _simulate(
                         target_px[c] = level_r
                 partial_px[c] = fill + partial_r * r if not math.isnan(partial_r) else np.nan
                 partial_done[c] = False
+                first_open[c] = False
                 trail_px[c] = np.nan
                 high_since[c] = o
                 ref_level[c] = pend_level[c]
@@ -621,8 +647,10 @@ def _simulate(
             px = np.nan
             reason = 0
             if lo <= stop_px[c] or lo <= trail_px[c]:
-                # the higher of the two levels is hit first on the way down
-                if trail_px[c] > stop_px[c]:
+                # the higher of the two levels is hit first on the way down. Fix: with no
+                # fixed stop (NaN) the trailing level is the one hit; comparing with NaN
+                # picked the NaN stop and the trailing stop never filled intrabar.
+                if math.isnan(stop_px[c]) or trail_px[c] > stop_px[c]:
                     px = trail_px[c]
                     reason = _TRAIL
                 else:
@@ -633,7 +661,12 @@ def _simulate(
             if math.isnan(px) and not partial_done[c] and entry_bar[c] < t and hi >= partial_px[c]:
                 part = _floor_units(units[c] * partial_frac, lot)
                 if part > 0.0 and part < units[c]:
-                    fill = partial_px[c] * (1.0 - slip)
+                    # a limit sell: a gap above the level fills at the (better) open
+                    level_p = partial_px[c]
+                    o = open_[t, c]
+                    if not math.isnan(o) and o > level_p:
+                        level_p = o
+                    fill = level_p * (1.0 - slip)
                     fee_out = part * fill * fees
                     cash[a] += part * fill - fee_out
                     t_col[k] = c
@@ -823,6 +856,7 @@ def _simulate(
                     target_px[c] = level_r
             partial_px[c] = fill + partial_r * r if not math.isnan(partial_r) else np.nan
             partial_done[c] = False
+            first_open[c] = True  # the open rules wait for the next traded open
             trail_px[c] = np.nan
             high_since[c] = cl
             ref_level[c] = level[t, c] if has_level else np.nan

@@ -107,6 +107,15 @@ def _shift(x: np.ndarray[Any, Any], fill: Any) -> np.ndarray[Any, Any]:
     return out
 
 
+def _ffill(x: FloatArray) -> FloatArray:
+    """Each NaN replaced by the last non-NaN value above it in its column (NaN before any)."""
+    n = x.shape[0]
+    rows = np.where(np.isnan(x), 0, np.arange(n).reshape((-1,) + (1,) * (x.ndim - 1)))
+    rows = np.maximum.accumulate(rows, axis=0)
+    result: FloatArray = np.take_along_axis(x, rows, axis=0)
+    return result
+
+
 def crossed_above(a: FloatArray, b: FloatArray) -> BoolArray:
     """``a[t-1] < b[t-1] and a[t] > b[t]`` (NaN compares False)."""
     with np.errstate(invalid="ignore"):
@@ -267,8 +276,13 @@ def vcp_breakout(
     n, m = market.shape
     vcp_params = VcpParams()
     ratings = _rs_ratings(market, int(params["min_universe"]))
+    # Fix: "not applied" was min_rs_rating=0.0 with a rating of 0.0, but TrendTemplateParams
+    # requires min_rs_rating > 0, so every run with fewer than min_universe instruments
+    # raised ValidationError. The lowest real rating (1) against a minimum of 1 always
+    # passes and still scores 0 RS points, as 0 did.
+    unranked = 1.0
     trend_params = TrendTemplateParams(
-        min_rs_rating=float(params["min_rs_rating"]) if ratings is not None else 0.0
+        min_rs_rating=float(params["min_rs_rating"]) if ratings is not None else unranked
     )
     entries = np.zeros((n, m), dtype=np.bool_)
     stop = np.full((n, m), np.nan)
@@ -285,11 +299,13 @@ def vcp_breakout(
                 (close > series["sma_50"])
                 & (close > series["sma_150"])
                 & (close > series["sma_200"])
-                & (candles.volume >= float(params["prefilter_volume"]) * vol_mean)
+                # Fix: a NaN (missing) bar in the 50 bars made the mean NaN and rejected
+                # the bar, while the scan skips missing bars; unknown → let the scan decide.
+                & ~(candles.volume < float(params["prefilter_volume"]) * vol_mean)
             )
             exits[:, c] = close < series["sma_50"]
         for t in np.flatnonzero(maybe):
-            rs = float(ratings[t, c]) if ratings is not None else 0.0
+            rs = float(ratings[t, c]) if ratings is not None else unranked
             if ratings is not None and math.isnan(rs):
                 continue
             inputs = _slice_inputs(market.symbols[c], candles, series, {}, int(t), rs)
@@ -332,14 +348,19 @@ def closing_bet_signals(
     priority = np.zeros((n, m))
     allowed = set(str(g) for g in params["grades"])
     tv = market.column("traded_value")
-    prev_close = _shift(market.close, np.nan)
+    # Fix: the prefilter must be a necessary condition of the scan, which measures the
+    # change against the last bar *with* a close and skips missing bars in the volume
+    # baseline. A plain shift (NaN after a missing bar) and a rolling mean over a window
+    # holding a NaN rejected candidates the scan grades; use the last present close, and
+    # let an unknown baseline through to the scan.
+    prev_close = _shift(_ffill(market.close), np.nan)
     vol_prev = _shift(rolling_mean(market.volume, 20), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         change = market.close / prev_close - 1.0
         maybe = (
             (tv >= bet_params.min_traded_value_krw)
             & (change >= float(params["min_change"]))
-            & (market.volume >= float(params["min_volume_ratio"]) * vol_prev)
+            & ~(market.volume < float(params["min_volume_ratio"]) * vol_prev)
         )
     scanned = 0
     for c in range(m):
@@ -513,7 +534,7 @@ STRATEGIES: dict[str, Strategy] = {
         ),
         Strategy(
             name="closing_bet",
-            title="Closing-price betting (종가베팅 V2)",
+            title="Closing-price betting V2",
             build=closing_bet_signals,
             defaults={
                 "grades": ["S", "A", "B"],

@@ -36,6 +36,15 @@ def test_first_run_collects_a_year_then_later_runs_change_nothing(tmp_path: Path
     assert set(scans) == {"vcp", "closing_bet"}
     assert all("2,500/2,500 instruments scanned, 0 failed" in ln for ln in scans.values())
     assert "top vcp candidates, 2026-11-20" in out
+    # ... and it ends with a backtest of each scanned strategy over the stored history
+    assert "backtests over the stored history (SIMULATED data)" in out
+    for strategy in ("vcp_breakout", "closing_bet"):
+        (line,) = [ln for ln in out.splitlines() if ln.startswith(f"{strategy} backtest")]
+        assert "completed: 2500/2500 instruments" in line
+        (report,) = [ln for ln in out.splitlines() if ln.startswith(f"{strategy} report: ")]
+        path = tmp_path / report.split(": ", 1)[1].strip()
+        assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert any(ln.split()[:1] == ["total_return"] for ln in out.splitlines())
 
     again = run_quantbeat(tmp_path, "--date", "2026-11-20")
     assert again.returncode == 0, again.stderr[-3000:]
