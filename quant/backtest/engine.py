@@ -415,7 +415,7 @@ class BacktestResult:
 @_jit
 def _floor_units(units: float, lot: float) -> float:
     if lot > 0.0:
-        return math.floor(units / lot + 1e-9) * lot
+        return float(np.floor(units / lot + 1e-9)) * lot  # math.floor is int64 in numba
     return units
 
 

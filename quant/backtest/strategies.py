@@ -171,6 +171,19 @@ def volume_zone_breakout(
     p = params
     n, m = market.shape
     close, high, low, volume = market.close, market.high, market.low, market.volume
+    vol_sma_prev = _shift(rolling_mean(volume, int(p["volume_sma"])), np.nan)
+    trend_sma = rolling_mean(close, int(p["trend_sma"]))
+    exit_sma = rolling_mean(close, int(p["exit_sma"]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        span = high - low
+        close_pos = np.where(span > 0, (close - low) / span, 1.0)
+        # The conditions that need no profile: the profile (the costly part) is built only
+        # on the bars that pass them, the only bars whose VAH/VAL/POC anything reads.
+        cheap = (
+            (volume >= float(p["volume_mult"]) * vol_sma_prev)
+            & (close > trend_sma)
+            & (close_pos >= float(p["close_position"]))
+        )
     poc = np.full((n, m), np.nan)
     vah = np.full((n, m), np.nan)
     val = np.full((n, m), np.nan)
@@ -184,22 +197,16 @@ def volume_zone_breakout(
             window=int(p["profile_bars"]),
             bins=int(p["bins"]),
             value_area=float(p["value_area"]),
+            at=np.ascontiguousarray(cheap[:, c]),
         )
         atr_[:, c] = atr(high[:, c], low[:, c], close[:, c], int(p["atr_period"]))
         if progress is not None:
             progress(c + 1, m)
-    vol_sma_prev = _shift(rolling_mean(volume, int(p["volume_sma"])), np.nan)
-    trend_sma = rolling_mean(close, int(p["trend_sma"]))
-    exit_sma = rolling_mean(close, int(p["exit_sma"]))
     with np.errstate(invalid="ignore", divide="ignore"):
-        span = high - low
-        close_pos = np.where(span > 0, (close - low) / span, 1.0)
         entries = (
-            (close > vah * (1.0 + float(p["breakout_buffer"])))
+            cheap
+            & (close > vah * (1.0 + float(p["breakout_buffer"])))
             & (_shift(close, np.nan) <= vah)
-            & (volume >= float(p["volume_mult"]) * vol_sma_prev)
-            & (close > trend_sma)
-            & (close_pos >= float(p["close_position"]))
             & ((vah - val) / poc <= float(p["max_value_area_width"]))
         )
         stop = np.maximum(vah - float(p["stop_atr"]) * atr_, close * (1.0 - float(p["max_stop"])))

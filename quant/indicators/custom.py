@@ -388,6 +388,36 @@ def _rolling_profile(
     return poc, vah, val
 
 
+@_jit
+def _rolling_profile_at(
+    high: FloatArray,
+    low: FloatArray,
+    volume: FloatArray,
+    window: int,
+    bins: int,
+    value_area: float,
+    at: npt.NDArray[np.bool_],
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """:func:`_rolling_profile`, computed only where ``at`` is True (NaN elsewhere)."""
+    n = len(high)
+    poc = np.full(n, np.nan)
+    vah = np.full(n, np.nan)
+    val = np.full(n, np.nan)
+    volumes = np.empty(bins)
+    edges = np.empty(bins + 1)
+    for t in range(window, n):
+        if not at[t]:
+            continue
+        index, point, upper, lower = _profile_into(
+            high, low, volume, t - window, t, bins, value_area, volumes, edges
+        )
+        if index >= 0:
+            poc[t] = point
+            vah[t] = upper
+            val[t] = lower
+    return poc, vah, val
+
+
 def _check_bars(high: FloatArray, low: FloatArray, volume: FloatArray) -> npt.NDArray[np.bool_]:
     """Mask of present bars, after checking that each has ``low <= high`` and ``volume >= 0``."""
     mask = present(high, low, volume)
@@ -485,6 +515,7 @@ def rolling_volume_profile(
     window: int = 60,
     bins: int = 24,
     value_area: float = 0.70,
+    at: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """POC, VAH and VAL, in price units, of the volume profile of the ``window`` present bars
     before each bar (``t − window … t − 1``: the bar itself is excluded, so nothing looks
@@ -493,6 +524,8 @@ def rolling_volume_profile(
     NaN until ``window`` present bars precede a bar (all NaN for a shorter series), where the
     window's total volume is 0, and at missing bars (a bar missing in any input is skipped
     and reports NaN itself; the value at a present bar depends only on earlier bars).
+    With ``at`` (a boolean mask of the input length), only the bars where it is True are
+    computed — the others are NaN — for callers that need the profile on a few bars only.
 
     Returns:
         ``(poc, vah, val)``, float64 arrays of the input length.
@@ -505,9 +538,24 @@ def rolling_volume_profile(
     h, lo, v = as_inputs(high=high, low=low, volume=volume)
     span = check_int(window, "window", minimum=1, maximum=MAX_WINDOW)
     count, share = _check_profile_params(bins, value_area)
-    _check_bars(h, lo, v)
-    poc, vah, val = on_present(_rolling, [h, lo, v], window=span, bins=count, share=share)
-    return poc, vah, val
+    mask = _check_bars(h, lo, v)
+    if at is None:
+        poc, vah, val = on_present(_rolling, [h, lo, v], window=span, bins=count, share=share)
+        return poc, vah, val
+    sel = np.asarray(at)
+    if sel.dtype != np.bool_ or sel.shape != h.shape:
+        raise ValidationError(
+            f"at must be a boolean mask of {len(h)} bars, got {sel.dtype} {sel.shape}",
+            field="at",
+        )
+    outs = [np.full(len(h), np.nan) for _ in range(3)]
+    if mask.any():
+        found = _rolling_profile_at(
+            h[mask], lo[mask], v[mask], span, count, share, np.ascontiguousarray(sel[mask])
+        )
+        for out, values in zip(outs, found, strict=True):
+            out[mask] = values
+    return outs[0], outs[1], outs[2]
 
 
 def warm_up() -> None:

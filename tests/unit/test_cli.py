@@ -28,6 +28,62 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
         (["collect", "daily", "--market", "NYSE", "--no-wait"], "'NYSE'"),
         (["run", "--date", "yesterday"], "'yesterday'"),
         (["worker", "--queues", "gpu"], "'gpu'"),
+        (
+            [
+                "backtest",
+                "submit",
+                "nope",
+                "KOSPI:005930",
+                "--start",
+                "2026-01-02",
+                "--end",
+                "2026-06-30",
+            ],
+            "unknown strategy 'nope'",
+        ),
+        (
+            [
+                "backtest",
+                "submit",
+                "sma_crossover",
+                "KOSPI:005930",
+                "--start",
+                "2026-01-02",
+                "--end",
+                "2026-06-30",
+                "-p",
+                "fast",
+            ],
+            "'fast'",
+        ),
+        (
+            [
+                "backtest",
+                "submit",
+                "sma_crossover",
+                "KOSPI:005930",
+                "--start",
+                "2026-01-02",
+                "--end",
+                "2026-06-30",
+                "-p",
+                "fast=40",
+            ],
+            "fast < slow",
+        ),
+        (
+            [
+                "backtest",
+                "submit",
+                "sma_crossover",
+                "KOSPI:005930",
+                "--start",
+                "June",
+                "--end",
+                "2026-06-30",
+            ],
+            "start",
+        ),
     ],
 )
 def test_invalid_input_is_one_line_exit_2(capsys, argv, needle):
@@ -74,5 +130,5 @@ def test_help_lists_the_commands(capsys):
     code = cli.main(["--help"])
     out = capsys.readouterr().out
     assert code == 0
-    for command in ("run", "worker", "beat", "flower", "db", "collect"):
+    for command in ("run", "worker", "beat", "flower", "db", "collect", "backtest"):
         assert command in out

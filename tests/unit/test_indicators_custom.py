@@ -612,3 +612,22 @@ def test_volume_profile_is_immutable():
         p.volumes[0] = 5.0
     with pytest.raises(AttributeError):
         p.poc = 1.0  # type: ignore[misc]
+
+
+def test_rolling_volume_profile_at_selected_bars_equals_the_full_computation():
+    rng = np.random.default_rng(11)
+    n = 300
+    close = 100 + np.cumsum(rng.normal(0, 1, n))
+    high = close + rng.uniform(0, 2, n)
+    low = close - rng.uniform(0, 2, n)
+    volume = rng.uniform(1e3, 1e4, n)
+    high[[40, 41, 150]] = np.nan  # missing bars are skipped the same way
+    at = rng.uniform(size=n) < 0.2
+    full = rolling_volume_profile(high, low, volume, window=60)
+    some = rolling_volume_profile(high, low, volume, window=60, at=at)
+    for whole, part in zip(full, some, strict=True):
+        np.testing.assert_array_equal(part[at], whole[at])
+        assert np.isnan(part[~at]).all()
+    assert np.isfinite(some[1][at]).sum() > 20
+    with pytest.raises(ValidationError, match="boolean mask"):
+        rolling_volume_profile(high, low, volume, at=np.ones(n))
