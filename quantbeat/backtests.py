@@ -549,9 +549,7 @@ def load_market(
                 on_instrument(min(at + LOAD_CHUNK, len(ids)))
         frames = {k: _since(v, lower) for k, v in frames.items()}
         flow_data = (
-            load_flows(session, {k: v.time for k, v in frames.items() if len(v)})
-            if flows
-            else {}
+            load_flows(session, {k: v.time for k, v in frames.items() if len(v)}) if flows else {}
         )
     all_times = [f.time for f in frames.values() if len(f)]
     if not all_times:
