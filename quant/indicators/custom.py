@@ -515,7 +515,7 @@ def rolling_volume_profile(
     window: int = 60,
     bins: int = 24,
     value_area: float = 0.70,
-    at: npt.NDArray[np.bool_] | None = None,
+    at: object = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """POC, VAH and VAL, in price units, of the volume profile of the ``window`` present bars
     before each bar (``t − window … t − 1``: the bar itself is excluded, so nothing looks
