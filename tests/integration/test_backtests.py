@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from celery import Celery
 from sqlalchemy import func, select, text
 
 from db.engine import get_engine, session_scope
@@ -63,12 +64,24 @@ def names(database: str) -> list[str]:
     return found
 
 
+def _client() -> Celery:
+    """A client of the test worker's broker; the production app (shared by the session's
+    other workers) is left alone."""
+    client = Celery("backtest-client")
+    client.config_from_object("celeryconfig")
+    client.conf.update(broker_url=BROKER, result_backend=BACKEND)
+    return client
+
+
+CLIENT = _client()
+
+
 @pytest.fixture(scope="module")
 def cpu_worker(
     names: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
     """A prefork worker (4 children) on the cpu queue, with the test strategies."""
-    from tests.support.backtest_app import app
+    import tests.support.backtest_app  # noqa: F401  (the test strategies, for validation)
 
     for url in (BROKER, BACKEND):
         redis.Redis.from_url(url).flushdb()
@@ -79,20 +92,15 @@ def cpu_worker(
         env={"QUANTBEAT_BROKER_URL": BROKER, "QUANTBEAT_RESULT_BACKEND": BACKEND},
         pool="prefork",
     )
-    saved = {"broker_url": app.conf.broker_url, "result_backend": app.conf.result_backend}
-    app.conf.update(broker_url=BROKER, result_backend=BACKEND)
     try:
-        proc.wait_ready(app)
+        proc.wait_ready(CLIENT)
         yield proc
     finally:
         proc.stop()
-        app.conf.update(**saved)  # the session's other workers use the default stores
 
 
 def _submit(spec: dict[str, object]) -> str:
-    from tests.support.backtest_app import app
-
-    return backtests.submit_backtest(spec, app=app)
+    return backtests.submit_backtest(spec, app=CLIENT)
 
 
 def _spec(names: list[str], strategy: str = "sma_crossover", **extra: object) -> dict[str, object]:
@@ -207,7 +215,7 @@ def test_progress_eta_and_a_cooperative_cancel_within_two_seconds(cpu_worker, na
     assert seen["eta_seconds"] is not None
     assert seen["eta_seconds"] > 0
     asked = time.monotonic()
-    state = backtests.cancel(run_id, wait=2.0)
+    state = backtests.cancel(run_id, wait=2.0, app=CLIENT)
     assert state == "cancelled", backtests.status(run_id)
     assert time.monotonic() - asked <= 2.0
     # no partial result, and it is never redelivered or run again
@@ -229,7 +237,7 @@ def test_many_runs_at_once_and_a_queued_run_cancelled_before_it_starts(cpu_worke
         timeout=20,
     )
     victim = queued[-1]
-    assert backtests.cancel(victim, wait=0) == "cancelled"
+    assert backtests.cancel(victim, wait=0, app=CLIENT) == "cancelled"
     finals = {i: backtests.wait(i, timeout=60)["state"] for i in ids if i != victim}
     assert set(finals.values()) == {"completed"}, finals
     time.sleep(1.0)
@@ -279,11 +287,10 @@ def test_the_report_is_written_from_the_stored_result(cpu_worker, names, tmp_pat
     assert files.png.read_bytes().startswith(b"\x89PNG")
 
 
-def test_the_nightly_task_backtests_the_day_s_signals_per_strategy(cpu_worker, names):
+def test_the_nightly_task_backtests_the_day_s_signals_per_strategy(cpu_worker, names, monkeypatch):
+    import tasks.backtests
     from db.candles import resolve_instrument
     from db.models import Signal
-    from tasks.backtests import nightly
-    from tests.support.backtest_app import app
 
     with session_scope() as session:
         for name in names[:3]:
@@ -298,8 +305,8 @@ def test_the_nightly_task_backtests_the_day_s_signals_per_strategy(cpu_worker, n
                     source="scan",
                 )
             )
-    app.set_current()  # nightly() sends with the app it is registered on
-    result = nightly(DAY.isoformat(), days=120)
+    monkeypatch.setattr(tasks.backtests, "app", CLIENT)  # send to the test worker's broker
+    result = tasks.backtests.nightly(DAY.isoformat(), days=120)
     runs = result["runs"]
     assert runs["vcp_breakout"] is None  # no VCP signals that day: nothing submitted
     run_id = runs["closing_bet"]
