@@ -290,7 +290,8 @@ def test_no_look_ahead(name, params, min_trades, seed):
 
 
 def test_registry():
-    assert set(STRATEGIES) == {
+    # integration tests register test_* strategies in the same process
+    assert {n for n in STRATEGIES if not n.startswith("test_")} == {
         "sma_crossover",
         "volume_zone_breakout",
         "vcp_breakout",
