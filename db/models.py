@@ -413,3 +413,73 @@ class BacktestEquity(Base):
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     equity: Mapped[float] = mapped_column(Double)
     positions: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class NewsItem(TimestampMixin, Base):
+    """A news item, stored once per ``key`` (sha256 of its normalized URL, see
+    :attr:`quant.news.NewsItem.key`). ``published_at`` is UTC (``NULL`` when the feed gave no
+    date); ``simulated`` marks items of the simulated news source."""
+
+    __tablename__ = "news_items"
+    __table_args__ = (UniqueConstraint("key"), Index("ix_news_items_published_at", "published_at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class NewsMention(Base):
+    """Which instruments a news item mentions."""
+
+    __tablename__ = "news_mentions"
+    __table_args__ = (Index("ix_news_mentions_instrument_id", "instrument_id"),)
+
+    news_id: Mapped[int] = mapped_column(
+        ForeignKey("news_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    instrument_id: Mapped[int] = mapped_column(
+        ForeignKey("instruments.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class AiAnalysis(TimestampMixin, Base):
+    """One AI analysis of an instrument's signal and news on a trading day, cached per
+    ``(instrument, trade_date, model, prompt_version)``.
+
+    ``status`` is ``succeeded`` or ``failed`` (``error`` says why: rejected request, invalid
+    output, retries or quota exhausted). ``analyzer`` is ``gemini`` or ``offline`` (rule-based,
+    no network). ``sentiment`` −1…1, ``confidence`` 0…1, ``news_score`` 0…3; token counts as
+    the provider reported them (``NULL`` offline).
+    """
+
+    __tablename__ = "ai_analyses"
+    __table_args__ = (
+        UniqueConstraint("instrument_id", "trade_date", "model", "prompt_version"),
+        Index("ix_ai_analyses_trade_date", "trade_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id", ondelete="CASCADE"))
+    trade_date: Mapped[dt.date] = mapped_column(Date)
+    strategy: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(64))
+    prompt_version: Mapped[str] = mapped_column(String(48))
+    analyzer: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    sentiment: Mapped[float | None] = mapped_column(Double)
+    confidence: Mapped[float | None] = mapped_column(Double)
+    news_score: Mapped[int | None] = mapped_column(Integer)
+    catalyst: Mapped[str | None] = mapped_column(Text)
+    risk_flags: Mapped[Any | None] = mapped_column(NullableJSONType)
+    news_count: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    total_tokens: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Double)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    error: Mapped[str | None] = mapped_column(Text)

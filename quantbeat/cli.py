@@ -69,6 +69,10 @@ def _register_import() -> None:
     from quantbeat.cli_backtest import backtest_app
 
     app.add_typer(backtest_app, name="backtest")
+    from quantbeat.cli_ai import analyze, news_app
+
+    app.command("analyze")(analyze)
+    app.add_typer(news_app, name="news")
 
 
 _register_import()
@@ -190,6 +194,20 @@ def _print_report(report: Any) -> None:
             f"{scan.get('scanned', 0):,}/{scan.get('total', 0):,} instruments scanned, "
             f"{scan.get('failed', 0)} failed, {scan.get('candidates', 0)} candidates",
         )
+    if report.news:
+        n = report.news
+        table.add_row(
+            "news collected",
+            f"{n.get('items', 0):,} items ({n.get('new', 0):,} new, {n.get('mentions', 0):,} "
+            f"instrument mentions) from {', '.join(n.get('sources') or {}) or 'no source'}",
+        )
+    for name, a in report.analysis.items():
+        offline = " (offline rules: no Gemini key)" if a.get("analyzer") == "offline" else ""
+        table.add_row(
+            f"{name} analysis",
+            f"{a['succeeded']}/{a['analysed']} top candidates analysed, {a['failed']} failed, "
+            f"{a['model']}{offline}",
+        )
     for name, bt in report.backtests.items():
         table.add_row(
             f"{name} backtest",
@@ -220,7 +238,31 @@ def _print_report(report: Any) -> None:
                 "" if c.entry_price is None else f"{c.entry_price:,.0f}",
             )
         console.print(ranked)
+    _print_analyses(report)
     _print_backtests(report)
+
+
+def _print_analyses(report: Any) -> None:
+    """The analysed candidates: news score, sentiment and catalyst per instrument."""
+    for name, a in report.analysis.items():
+        rows = a.get("rows") or []
+        if not rows:
+            continue
+        table = Table(title=f"{name} candidates analysed ({a['model']})", title_justify="left")
+        for column in ("instrument", "news", "sentiment", "items", "catalyst"):
+            table.add_column(
+                column, justify="right" if column in ("news", "sentiment", "items") else "left"
+            )
+        for r in rows:
+            ok = r["status"] == "succeeded"
+            table.add_row(
+                r["instrument"],
+                str(r["news_score"]) if ok else "failed",
+                f"{r['sentiment']:+.2f}" if ok and r["sentiment"] is not None else "",
+                str(r["news_count"]),
+                (r["catalyst"] or "")[:70],
+            )
+        console.print(table)
 
 
 def _figure(run: dict[str, Any], name: str) -> Any:

@@ -148,6 +148,22 @@ class Settings(BaseSettings):
     krx_pw: SecretStr | None = None
     gemini_api_key: SecretStr | None = None
     gemini_model: str = "gemini-3.5-flash"
+    # A non-default Gemini endpoint (a proxy, or the fake server in tests).
+    gemini_base_url: str | None = None
+    gemini_timeout: float = Field(default=30.0, gt=0)
+    # The project's quota, shared by every ai worker on every host: requests per minute and
+    # per day (the day resets at midnight Pacific, as Google's does).
+    gemini_rpm: int = Field(default=5, ge=1)
+    gemini_rpd: int = Field(default=20, ge=1)
+    # Shared cooldown after a 429/503/504 that gave no Retry-After (seconds).
+    ai_cooldown: float = Field(default=30.0, gt=0)
+    # Candidates per strategy the pipeline analyses after a scan.
+    ai_top_n: int = Field(default=5, ge=0, le=200)
+    # News: RSS/Atom feed URLs, and/or a directory (or file) of feeds and JSON lines; the
+    # simulated market gets the simulated news source. Items this many days back are used.
+    news_feeds: list[str] = Field(default_factory=list)
+    news_dir: Path | None = None
+    news_lookback_days: int = Field(default=3, ge=1, le=30)
     flower_basic_auth: SecretStr | None = None
     flower_port: int = Field(default=5555, ge=1, le=65_535)
 

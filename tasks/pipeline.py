@@ -30,8 +30,9 @@ def _launch(steps: list[Any]) -> dict[str, Any]:
 @app.task(name="quantbeat.pipeline.krx_close")
 def krx_close(trade_date: str | None = None, market: str | None = None) -> dict[str, Any]:
     """After the KRX close (15:40): collect the day's candles, precompute the scan
-    indicators for the whole universe (``quantbeat.indicators.precompute``), then start the
-    VCP scan, which reads them from the cache. ``trade_date`` defaults to the latest closed
+    indicators for the whole universe (``quantbeat.indicators.precompute``), collect news,
+    then start the VCP scan, which reads the indicators from the cache and, when it finishes,
+    starts the AI analysis of its top candidates. ``trade_date`` defaults to the latest closed
     session (incremental collection), ``market`` to both KRX markets. Returns ``{"chain":
     <last task id>, "steps": [...]}``.
     """
@@ -41,15 +42,23 @@ def krx_close(trade_date: str | None = None, market: str | None = None) -> dict[
         [
             app.signature("quantbeat.collect.daily_candles", kwargs=day, immutable=True),
             app.signature("quantbeat.indicators.precompute", kwargs=day, immutable=True),
-            app.signature("quantbeat.scans.run", kwargs={"strategy": "vcp", **day}, immutable=True),
+            app.signature(
+                "quantbeat.news.collect", kwargs={"trade_date": trade_date}, immutable=True
+            ),
+            app.signature(
+                "quantbeat.scans.run",
+                kwargs={"strategy": "vcp", "analyze": True, **day},
+                immutable=True,
+            ),
         ]
     )
 
 
 @app.task(name="quantbeat.pipeline.krx_flows")
 def krx_flows(trade_date: str | None = None, market: str | None = None) -> dict[str, Any]:
-    """After KRX publishes investor flows (18:10): collect them, then start the closing-bet
-    scan, whose supply component needs the day's foreign and institution figures. Returns
+    """After KRX publishes investor flows (18:10): collect them and the news, then start the
+    closing-bet scan (its supply component needs the day's foreign and institution figures);
+    its top candidates are analysed, and the scan re-run with their news scores. Returns
     ``{"chain", "steps"}`` like :func:`krx_close`."""
     market = _checked(trade_date, market)
     day = {"trade_date": trade_date, "market": market}
@@ -57,7 +66,12 @@ def krx_flows(trade_date: str | None = None, market: str | None = None) -> dict[
         [
             app.signature("quantbeat.collect.investor_flows", kwargs=day, immutable=True),
             app.signature(
-                "quantbeat.scans.run", kwargs={"strategy": "closing_bet", **day}, immutable=True
+                "quantbeat.news.collect", kwargs={"trade_date": trade_date}, immutable=True
+            ),
+            app.signature(
+                "quantbeat.scans.run",
+                kwargs={"strategy": "closing_bet", "analyze": True, **day},
+                immutable=True,
             ),
         ]
     )

@@ -33,6 +33,7 @@ def run(
     trade_date: str | None = None,
     market: str | None = None,
     chunk_size: int | None = None,
+    analyze: bool = False,
 ) -> dict[str, Any]:
     """Scan the listed universe of the KRX market (both when ``None``) with ``strategy``
     (``vcp`` or ``closing_bet``) on ``trade_date`` (default: the latest closed session).
@@ -41,6 +42,9 @@ def run(
     ``quantbeat.scans.chunk`` tasks (``chunk_size`` instruments each, default 250) whose
     callback ``quantbeat.scans.finish`` completes the run. Returns ``{"run_id", "strategy",
     "trade_date", "total", "chunks", "chord"}`` at once; the signals land as chunks finish.
+
+    With ``analyze``, the finished run starts ``quantbeat.ai.analyze_candidates`` for its
+    top candidates (the pipeline's analysis step).
 
     Raises ValidationError for an unknown strategy, a bad date, market or chunk size.
     """
@@ -87,7 +91,7 @@ def run(
         "chunks": len(chunks),
     }
     if not chunks:
-        finish([], run_id)
+        finish([], run_id, analyze=bool(analyze))
         return {**summary, "chord": None}
     header = [
         app.signature(
@@ -103,7 +107,9 @@ def run(
         )
         for part in chunks
     ]
-    body = app.signature("quantbeat.scans.finish", kwargs={"run_id": run_id})
+    body = app.signature(
+        "quantbeat.scans.finish", kwargs={"run_id": run_id, "analyze": bool(analyze)}
+    )
     body.link_error(app.signature("quantbeat.scans.failed", kwargs={"run_id": run_id}))
     result = chord(header)(body)
     return {**summary, "chord": result.id}
@@ -122,6 +128,7 @@ def chunk(
     Idempotent: a retried or redelivered chunk writes the same signals (its coverage is
     added to the run once per successful execution). Returns ``{"scanned", "failed",
     "candidates", "missing"}`` (``missing``: instruments without bars that day)."""
+    from db.ai import news_scores
     from db.engine import session_scope
     from db.scans import add_chunk_result, replace_signals
     from quantbeat.indicators import indicator_cache
@@ -132,12 +139,17 @@ def chunk(
     day = parse_date(trade_date, field="trade_date")
     pairs = [(int(ident), str(name)) for ident, name in members]
     try:
+        with session_scope() as session:
+            # the AI analyses' news scores of the day (the closing bet's news points)
+            scores = news_scores(session, day, [ident for ident, _ in pairs])
+        names = dict(pairs)
         inputs = load_inputs(
             indicator_cache(),
             pairs,
             day,
             ratings=ratings,
             benchmark=benchmark,
+            news={names[ident]: score for ident, score in scores.items()},
             series=evaluator.series,
             flows=evaluator.flows and evaluator.needs_flows is None,
         )
@@ -186,15 +198,23 @@ def failed(request: Any, exc: Any, traceback: Any, run_id: int) -> None:
 
 
 @app.task(name="quantbeat.scans.finish")
-def finish(results: list[dict[str, Any]], run_id: int) -> dict[str, Any]:
+def finish(results: list[dict[str, Any]], run_id: int, analyze: bool = False) -> dict[str, Any]:
     """The chord's callback: mark the run completed and return its coverage
-    ``{"run_id", "state", "total", "scanned", "failed", "candidates", "coverage"}``."""
+    ``{"run_id", "state", "total", "scanned", "failed", "candidates", "coverage"}``; with
+    ``analyze``, start the AI analysis of its top candidates (``analysis``: that task's id)."""
     from db.engine import session_scope
     from db.scans import finish_run
 
     with session_scope() as session:
         row = finish_run(session, run_id, state="completed")
+        analysis = None
+        if analyze:
+            analysis = app.send_task(
+                "quantbeat.ai.analyze_candidates",
+                kwargs={"strategy": row.strategy, "trade_date": row.trade_date.isoformat()},
+            ).id
         return {
+            "analysis": analysis,
             "chunks_failed": row.chunks_failed,
             "error": row.error,
             "run_id": run_id,

@@ -12,6 +12,7 @@ import workers.process  # noqa: F401  (connects the worker signals)
 
 #: Modules that define tasks. Adding a module here is how a task becomes known to workers.
 TASK_MODULES: tuple[str, ...] = (
+    "tasks.ai",
     "tasks.backtests",
     "tasks.collect",
     "tasks.indicators",

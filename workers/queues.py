@@ -28,6 +28,7 @@ AREA_QUEUES: dict[str, Queue] = {
     "collect": Queue.IO,
     "ops": Queue.IO,
     "pipeline": Queue.IO,
+    "news": Queue.IO,
     "indicators": Queue.CPU,
     "scans": Queue.CPU,
     "backtest": Queue.CPU,

@@ -290,3 +290,64 @@ def test_a_chunk_that_exhausts_its_retries_fails_the_run_through_the_error_callb
         assert run is not None
         assert "simulated lasting outage" in (run.error or "")
         assert run.finished_at is not None
+
+
+def test_the_closing_bet_uses_the_ai_news_score(celery_app, members):
+    """An analysed candidate's news score enters the closing bet: 0 (no news) fails its hard
+    filter; news that mentions it, analysed again, brings it back with its news points."""
+    import datetime as dt
+
+    from db.ai import store_news
+    from db.models import AiAnalysis
+    from quant.ai import OfflineAnalyzer
+    from quant.news import NewsItem
+    from quantbeat.ai import analyze
+
+    def rescan() -> None:
+        started = celery_app.send_task(
+            "quantbeat.scans.run",
+            kwargs={"strategy": "closing_bet", "trade_date": DAY.isoformat(), "market": "KOSPI"},
+        ).get(timeout=60)
+        celery_app.AsyncResult(started["chord"]).get(timeout=120)
+
+    textbook, name = members[0]
+    with session_scope() as session:
+        session.execute(text("DELETE FROM ai_analyses"))
+    rescan()
+    assert textbook in {i for i, _, _ in _signals("closing_bet")}
+    first = analyze(name, DAY, "closing_bet", analyzer=OfflineAnalyzer())
+    assert first["status"] == "succeeded"
+    assert first["news_score"] == 0  # no news stored for it
+    assert analyze(name, DAY, "closing_bet", analyzer=OfflineAnalyzer())["cached"] is True
+    rescan()
+    assert textbook not in {i for i, _, _ in _signals("closing_bet")}  # news > 0 is required
+
+    item = NewsItem(
+        source="local",
+        url=f"https://news.example.invalid/{name}",
+        title=f"{name} 대규모 공급 계약 수주",
+        summary="record contract win",
+        published_at=dt.datetime.combine(DAY, dt.time(1, 0), dt.UTC),
+        instruments=(name,),
+    )
+    with session_scope() as session:
+        store_news(session, [item], {name: textbook})
+    again = analyze(name, DAY, "closing_bet", analyzer=OfflineAnalyzer(), force=True)
+    assert again["news_score"] >= 1
+    rescan()
+    with session_scope() as session:
+        row = session.execute(
+            select(Signal).where(
+                Signal.instrument_id == textbook,
+                Signal.trade_date == DAY,
+                Signal.strategy == "closing_bet",
+            )
+        ).scalar_one()
+        used = row.inputs
+        assert isinstance(used, dict)
+        assert used["components"]["news"] == again["news_score"]
+        assert used["news"] != "no news analysed"
+        count = session.execute(
+            select(func.count()).where(AiAnalysis.instrument_id == textbook)
+        ).scalar_one()
+        assert count == 1  # cached per (instrument, date, model, prompt version)

@@ -1,0 +1,327 @@
+"""AI analysis of scan candidates, and the news it reads: the adapters between
+:mod:`quant.ai` / :mod:`quant.news` and the database, settings and the shared Gemini quota.
+
+* :func:`analyzer_for` — Gemini (``google-genai``) when ``QUANTBEAT_GEMINI_API_KEY`` is set,
+  otherwise the offline rule-based analyzer (labelled offline everywhere it shows).
+* :func:`analyze` — one analysis of an instrument's candidate on a day: the cached result if
+  one exists for ``(instrument, date, model, prompt version)``; else the request is built from
+  the stored signal, the last candles and flows and the news that mention the instrument,
+  sent under the global limiter, and stored with its token counts. Throttling answers
+  (429/503/504) start the shared cooldown and are raised as transient (the task retries with
+  backoff and jitter, honouring ``Retry-After``); rejected requests (400/403/404), invalid
+  output and an exhausted daily quota are recorded as failed, never retried forever.
+* :func:`collect_news` — fetch the configured sources, match instruments, store deduplicated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import structlog
+
+from quant.errors import PermanentError, RateLimited, ServiceUnavailable
+from quantbeat.settings import Settings, get_settings
+
+log = structlog.get_logger(__name__)
+
+#: Daily bars and flow days a prompt shows.
+PROMPT_CANDLES = 20
+PROMPT_FLOWS = 10
+
+
+def analyzer_for(settings: Settings | None = None) -> Any:
+    """The configured analyzer: Gemini with a key, else the offline one."""
+    from quant.ai import GeminiAnalyzer, OfflineAnalyzer
+
+    s = settings or get_settings()
+    if s.gemini_api_key is None:
+        return OfflineAnalyzer()
+    return GeminiAnalyzer(
+        s.gemini_api_key.get_secret_value(),
+        s.gemini_model,
+        base_url=s.gemini_base_url,
+        timeout=s.gemini_timeout,
+    )
+
+
+def limiter(settings: Settings | None = None) -> Any:
+    """The shared Gemini quota of these settings."""
+    from quantbeat.ai_limits import ai_limiter
+
+    s = settings or get_settings()
+    return ai_limiter(s.redis_url, rpm=s.gemini_rpm, rpd=s.gemini_rpd)
+
+
+def _request(session: Any, ident: int, name: str, day: dt.date, strategy: str) -> Any:
+    from sqlalchemy import select
+
+    from db.ai import news_for
+    from db.candles import load_candles
+    from db.models import Instrument, Signal
+    from db.scans import load_flows
+    from quant.ai import AnalysisRequest, NewsInput
+
+    signal = session.execute(
+        select(Signal).where(
+            Signal.instrument_id == ident, Signal.trade_date == day, Signal.strategy == strategy
+        )
+    ).scalar_one_or_none()
+    company = session.get(Instrument, ident)
+    frame = load_candles(session, ident, "1d", end=day, limit=PROMPT_CANDLES)
+    candles = [
+        {
+            "date": str(frame.time[i]),
+            "open": float(frame.open[i]),
+            "high": float(frame.high[i]),
+            "low": float(frame.low[i]),
+            "close": float(frame.close[i]),
+            "volume": float(frame.volume[i]),
+            "traded_value": float(frame.traded_value[i]),
+        }
+        for i in range(len(frame))
+    ]
+    flows: list[dict[str, Any]] = []
+    if len(frame):
+        found = load_flows(session, {ident: frame.time}).get(ident, {})
+        for i in range(max(0, len(frame) - PROMPT_FLOWS), len(frame)):
+            row: dict[str, Any] = {"date": str(frame.time[i])}
+            for column in ("foreign_net_krw", "institution_net_krw"):
+                values = found.get(column)
+                value = None if values is None else float(values[i])
+                row[column] = None if value is None or value != value else value
+            flows.append(row)
+    settings = get_settings()
+    until = dt.datetime.combine(day, dt.time(23, 59, 59), dt.UTC)
+    since = until - dt.timedelta(days=settings.news_lookback_days)
+    news = [
+        NewsInput(
+            title=n.title,
+            summary=n.summary,
+            source=n.source,
+            url=n.url,
+            published_at=n.published_at,
+        )
+        for n in news_for(session, ident, since=since, until=until)
+    ]
+    return AnalysisRequest(
+        instrument=name,
+        name=(company.name if company is not None else name) or name,
+        trade_date=day,
+        strategy=strategy,
+        signal={
+            "score": signal.score if signal else None,
+            "grade": signal.grade if signal else None,
+            "entry_price": signal.entry_price if signal else None,
+            "status": signal.status if signal else None,
+            "reasons": list(signal.reasons or []) if signal else [],
+        },
+        candles=candles,
+        flows=flows,
+        news=news,
+    )
+
+
+def _row(outcome: Any, ident: int, day: dt.date, strategy: str, news: int) -> dict[str, Any]:
+    a = outcome.analysis
+    return {
+        "instrument_id": ident,
+        "trade_date": day,
+        "strategy": strategy,
+        "model": outcome.model,
+        "prompt_version": outcome.prompt_version,
+        "analyzer": outcome.analyzer,
+        "status": "succeeded",
+        "sentiment": a.sentiment,
+        "confidence": a.confidence,
+        "news_score": a.news_score,
+        "catalyst": a.catalyst,
+        "risk_flags": list(a.risk_flags),
+        "news_count": news,
+        "prompt_tokens": outcome.prompt_tokens,
+        "output_tokens": outcome.output_tokens,
+        "total_tokens": outcome.total_tokens,
+        "latency_ms": outcome.latency_ms,
+        "error": None,
+    }
+
+
+def _summary(row: Any, instrument: str, *, cached: bool) -> dict[str, Any]:
+    return {
+        "instrument": instrument,
+        "trade_date": row.trade_date.isoformat(),
+        "status": row.status,
+        "analyzer": row.analyzer,
+        "model": row.model,
+        "prompt_version": row.prompt_version,
+        "news_score": row.news_score,
+        "sentiment": row.sentiment,
+        "confidence": row.confidence,
+        "catalyst": row.catalyst,
+        "risk_flags": row.risk_flags,
+        "tokens": row.total_tokens,
+        "error": row.error,
+        "cached": cached,
+    }
+
+
+def analyze(
+    instrument: str,
+    trade_date: dt.date,
+    strategy: str,
+    *,
+    attempt: int = 1,
+    analyzer: Any = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Analyse ``instrument``'s ``strategy`` candidate of ``trade_date`` (see the module
+    docstring). Returns the stored analysis as a dict (``cached`` True when it was).
+
+    Raises:
+        quant.errors.RateLimited / ServiceUnavailable: throttled or unavailable — retry later
+            (a shared cooldown has been started for provider answers).
+        quant.errors.NotFound / ValidationError: unknown instrument.
+    """
+    from db.ai import cached_analysis, save_analysis
+    from db.candles import resolve_instrument
+    from db.engine import session_scope
+    from quant.ai import PROMPT_VERSION
+    from quantbeat.ai_limits import QuotaExhausted
+    from quantbeat.ratelimit import WaitTooLong
+
+    chosen = analyzer or analyzer_for()
+    with session_scope() as session:
+        ident, name = resolve_instrument(session, instrument)
+        found = cached_analysis(session, ident, trade_date, chosen.model, PROMPT_VERSION)
+        if found is not None and found.status == "succeeded" and not force:
+            return _summary(found, name, cached=True)
+        request = _request(session, ident, name, trade_date, strategy)
+    try:
+        if chosen.name != "offline":
+            limiter().acquire()
+        outcome = chosen.analyze(request)
+    except QuotaExhausted as exc:
+        return record_failure(name, trade_date, strategy, chosen, f"quota: {exc}", attempt)
+    except WaitTooLong:
+        raise  # our own queue or a running cooldown: retry later, no new cooldown
+    except (RateLimited, ServiceUnavailable) as exc:
+        seconds = exc.retry_after or get_settings().ai_cooldown
+        limiter().cooldown(seconds)
+        log.warning("ai.throttled", instrument=name, retry_after=exc.retry_after,
+                    cooldown_s=seconds, error=str(exc))  # fmt: skip
+        raise
+    except PermanentError as exc:
+        return record_failure(name, trade_date, strategy, chosen, str(exc), attempt)
+    with session_scope() as session:
+        save_analysis(
+            session,
+            {**_row(outcome, ident, trade_date, strategy, len(request.news)), "attempts": attempt},
+        )
+        stored = cached_analysis(session, ident, trade_date, outcome.model, PROMPT_VERSION)
+        assert stored is not None
+        result = _summary(stored, name, cached=False)
+    log.info("ai.analysed", instrument=name, analyzer=outcome.analyzer, model=outcome.model,
+             news_score=outcome.analysis.news_score, tokens=outcome.total_tokens)  # fmt: skip
+    return result
+
+
+def record_failure(
+    instrument: str,
+    trade_date: dt.date,
+    strategy: str,
+    analyzer: Any,
+    error: str,
+    attempt: int,
+) -> dict[str, Any]:
+    """Record a failed analysis (a success already stored is kept) and return it."""
+    from db.ai import cached_analysis, save_analysis
+    from db.candles import resolve_instrument
+    from db.engine import session_scope
+    from quant.ai import PROMPT_VERSION
+    from quantbeat.masking import mask_text
+
+    with session_scope() as session:
+        ident, name = resolve_instrument(session, instrument)
+        save_analysis(
+            session,
+            {
+                "instrument_id": ident,
+                "trade_date": trade_date,
+                "strategy": strategy,
+                "model": analyzer.model,
+                "prompt_version": PROMPT_VERSION,
+                "analyzer": analyzer.name,
+                "status": "failed",
+                "news_count": 0,
+                "attempts": attempt,
+                "error": mask_text(error)[:2000],
+            },
+        )
+        row = cached_analysis(session, ident, trade_date, analyzer.model, PROMPT_VERSION)
+        assert row is not None
+        log.warning("ai.failed", instrument=name, error=row.error)
+        return _summary(row, name, cached=False)
+
+
+def top_candidates(strategy: str, trade_date: dt.date, top: int) -> list[str]:
+    """The ``top`` best stored candidates of a scan day ("MARKET:TICKER")."""
+    from quantbeat.scans import candidates
+
+    return [c.instrument for c in candidates(strategy, trade_date, limit=top)]
+
+
+def collect_news(trade_date: dt.date, settings: Settings | None = None) -> dict[str, Any]:
+    """Fetch every configured news source (RSS/HTTP feeds, a local directory, and the
+    simulated source when the market is simulated), match the items to the listed
+    instruments and store them deduplicated. A failing source is reported, not fatal.
+    Returns ``{"sources": {name: {...}}, "items", "new", "mentions", "rejected"}``."""
+    from sqlalchemy import select
+
+    from db.ai import store_news
+    from db.candles import universe
+    from db.engine import session_scope
+    from db.models import Instrument
+    from quant.market.types import KRX_MARKETS
+    from quant.news import LocalFileSource, RssSource, SimulatedNewsSource, match_instruments
+
+    s = settings or get_settings()
+    with session_scope() as session:
+        members = universe(session, [m.value for m in KRX_MARKETS])
+        names = dict(session.execute(select(Instrument.id, Instrument.name)).all())
+    ids = {name: ident for ident, name in members}
+    aliases = {name: [name.split(":")[1], *([names[i]] if names.get(i) else [])]
+               for i, name in members}  # fmt: skip
+    sources: list[Any] = [RssSource(url, name=f"feed{i + 1}") for i, url in enumerate(s.news_feeds)]
+    if s.news_dir is not None:
+        sources.append(LocalFileSource(s.news_dir))
+    if s.market_source == "simulated":
+        sources.append(
+            SimulatedNewsSource(
+                [(name, names.get(i) or name) for i, name in members],
+                seed=s.sim_seed,
+                day=trade_date,
+            )
+        )
+    since = dt.datetime.combine(
+        trade_date - dt.timedelta(days=s.news_lookback_days), dt.time(), dt.UTC
+    )
+    report: dict[str, Any] = {"sources": {}, "items": 0, "new": 0, "mentions": 0, "rejected": 0}
+    for source in sources:
+        try:
+            fetched = source.fetch(since=since)
+        except (ServiceUnavailable, RateLimited, PermanentError) as exc:
+            report["sources"][source.name] = {"error": str(exc)}
+            log.warning("news.source_failed", source=source.name, error=str(exc))
+            continue
+        finally:
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()  # an RssSource owns an HTTP client
+        items = match_instruments(fetched.items, aliases)
+        with session_scope() as session:
+            counts = store_news(session, items, ids, simulated=fetched.simulated)
+        counts["rejected"] = len(fetched.rejected)
+        report["sources"][source.name] = counts
+        for key in ("items", "new", "mentions", "rejected"):
+            report[key] += counts[key]
+    return report
