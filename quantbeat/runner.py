@@ -55,6 +55,8 @@ class RunReport:
     cache: dict[str, Any] = field(default_factory=dict)
     scans: dict[str, dict[str, Any]] = field(default_factory=dict)
     backtests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    news: dict[str, Any] = field(default_factory=dict)
+    analysis: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def embedded_environment(data_dir: Path, database_url: str | None = None) -> dict[str, str]:
@@ -204,6 +206,7 @@ def _run(
         results = _collect(app, day, market, timeout, history=first_run, explicit=bool(trade_date))
         _indicators(app, report, day, market, max(1.0, deadline - time.monotonic()))
         _scans(app, report, day, market, max(1.0, deadline - time.monotonic()))
+        _analysis(app, report, day, max(1.0, deadline - time.monotonic()))
         _backtests(report, day, market, max(1.0, deadline - time.monotonic()))
     report.seconds = time.perf_counter() - t0
     report.history = first_run
@@ -383,6 +386,94 @@ def _scans(app: Any, report: RunReport, day: dt.date, market: str | None, timeou
             **summary,
             "top": candidates(name, day, limit=TOP_CANDIDATES),
         }
+
+
+def _analysis(app: Any, report: RunReport, day: dt.date, timeout: float) -> None:
+    """The pipeline's analysis step: collect the day's news, analyse each scan's top
+    candidates on the ``ai`` queue (Gemini with a key, else the offline analyzer), and — for
+    the closing bet — wait for the re-scan that folds the news scores into the grades."""
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    from quantbeat.ai import analyzer_for
+    from quantbeat.scans import candidates
+
+    def get(result: Any, what: str) -> Any:
+        try:
+            return result.get(timeout=timeout)
+        except CeleryTimeout:
+            raise ServiceUnavailable(
+                f"{what} did not finish within {timeout:.0f} s: is a worker consuming the "
+                "io and ai queues?"
+            ) from None
+
+    news = get(
+        app.send_task("quantbeat.news.collect", kwargs={"trade_date": day.isoformat()}),
+        "quantbeat.news.collect",
+    )
+    report.news = news
+    report.tasks.append({"task": "quantbeat.news.collect", **news})
+    analyzer = analyzer_for()
+    for name in list(report.scans):
+        started = get(
+            app.send_task(
+                "quantbeat.ai.analyze_candidates",
+                kwargs={"strategy": name, "trade_date": day.isoformat()},
+            ),
+            "quantbeat.ai.analyze_candidates",
+        )
+        done: dict[str, Any] = {"analysed": 0, "succeeded": 0, "failed": 0}
+        if started["chord"]:
+            done = get(app.AsyncResult(started["chord"]), f"the {name} analyses")
+            if done.get("rescan"):
+                launched = get(app.AsyncResult(done["rescan"]), f"the {name} re-scan")
+                rescan = (
+                    get(app.AsyncResult(launched["chord"]), f"the {name} re-scan")
+                    if launched.get("chord")
+                    else launched
+                )
+                report.scans[name] = {**rescan, "top": candidates(name, day, limit=TOP_CANDIDATES)}
+        report.tasks.append({"task": "quantbeat.ai.analyze_candidates", **started})
+        report.analysis[name] = {
+            **{k: done.get(k, 0) for k in ("analysed", "succeeded", "failed")},
+            "analyzer": analyzer.name,
+            "model": analyzer.model,
+            "rows": _analyses(day, started["instruments"]),
+        }
+
+
+def _analyses(day: dt.date, instruments: list[str]) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from db.engine import session_scope
+    from db.models import AiAnalysis, Instrument
+
+    rows = []
+    with session_scope() as session:
+        for name in instruments:
+            market, ticker = name.split(":", 1)
+            found = session.execute(
+                select(AiAnalysis)
+                .join(Instrument, Instrument.id == AiAnalysis.instrument_id)
+                .where(
+                    Instrument.market == market,
+                    Instrument.ticker == ticker,
+                    AiAnalysis.trade_date == day,
+                )
+                .order_by(AiAnalysis.updated_at.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+            if found is not None:
+                rows.append(
+                    {
+                        "instrument": name,
+                        "status": found.status,
+                        "news_score": found.news_score,
+                        "sentiment": found.sentiment,
+                        "catalyst": found.catalyst,
+                        "news_count": found.news_count,
+                    }
+                )
+    return rows
 
 
 #: Most positions the run's universe backtests hold at once (shared cash).

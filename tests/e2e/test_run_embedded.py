@@ -36,6 +36,11 @@ def test_first_run_collects_a_year_then_later_runs_change_nothing(tmp_path: Path
     assert set(scans) == {"vcp", "closing_bet"}
     assert all("2,500/2,500 instruments scanned, 0 failed" in ln for ln in scans.values())
     assert "top vcp candidates, 2026-11-20" in out
+    # the news of the day (the simulated source) and the offline analysis of the top candidates
+    assert "from simulated" in out
+    for strategy in ("vcp", "closing_bet"):
+        (line,) = [ln for ln in out.splitlines() if ln.startswith(f"{strategy} analysis")]
+        assert "top candidates analysed, 0 failed, offline-rules-v1 (offline rules" in line
     # ... and it ends with a backtest of each scanned strategy over the stored history
     assert "backtests over the stored history (SIMULATED data)" in out
     for strategy in ("vcp_breakout", "closing_bet"):
