@@ -281,7 +281,9 @@ class _NoCache:
 def test_the_krx_close_pipeline_chains_collection_precompute_and_the_vcp_scan(
     celery_app, cache, history
 ):
-    from db.models import ScanRun
+    from sqlalchemy import select
+
+    from db.models import AiAnalysis, ScanRun
 
     sent = celery_app.send_task(
         "quantbeat.pipeline.krx_close", kwargs={"trade_date": DAY.isoformat(), "market": "KOSPI"}
@@ -290,6 +292,7 @@ def test_the_krx_close_pipeline_chains_collection_precompute_and_the_vcp_scan(
     assert started["steps"] == [
         "quantbeat.collect.daily_candles",
         "quantbeat.indicators.precompute",
+        "quantbeat.news.collect",
         "quantbeat.scans.run",
     ]
     scan = celery_app.AsyncResult(started["chain"]).get(timeout=120)
@@ -302,6 +305,23 @@ def test_the_krx_close_pipeline_chains_collection_precompute_and_the_vcp_scan(
         run = session.get(ScanRun, scan["run_id"])
         assert run is not None
         assert run.state == "completed"
+    # ... and the finished scan started the analysis of its top candidates (offline here)
+    analysis = celery_app.AsyncResult(done["analysis"]).get(timeout=60)
+    assert analysis["strategy"] == "vcp"
+    from quantbeat.scans import candidates
+
+    top = [c.instrument for c in candidates("vcp", DAY, limit=5)]
+    assert analysis["instruments"] == top  # the top QUANTBEAT_AI_TOP_N (5) candidates
+    assert bool(analysis["chord"]) == bool(top)
+    if top:
+        finished = celery_app.AsyncResult(analysis["chord"]).get(timeout=120)
+        assert finished["analysed"] == len(analysis["instruments"])
+        with session_scope() as session:
+            rows = session.execute(
+                select(AiAnalysis.analyzer, AiAnalysis.status).where(AiAnalysis.trade_date == DAY)
+            ).all()
+        assert len(rows) == len(analysis["instruments"])
+        assert set(rows) == {("offline", "succeeded")}
     # the precompute step ran before the scan: the scan indicators are cached
     instrument = history[10][1]
     hit = get_indicator(instrument, "rs_raw", {}, end=DAY, limit=SCAN_BARS)
