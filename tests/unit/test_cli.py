@@ -28,6 +28,8 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
         (["collect", "daily", "--market", "NYSE", "--no-wait"], "'NYSE'"),
         (["run", "--date", "yesterday"], "'yesterday'"),
         (["worker", "--queues", "gpu"], "'gpu'"),
+        (["analyze", "KOSPI:005930", "--strategy", "momentum", "--no-wait"], "'momentum'"),
+        (["analyze", "KOSPI:005930", "--date", "2026-13-01", "--no-wait"], "'2026-13-01'"),
         (
             [
                 "backtest",
@@ -130,5 +132,5 @@ def test_help_lists_the_commands(capsys):
     code = cli.main(["--help"])
     out = capsys.readouterr().out
     assert code == 0
-    for command in ("run", "worker", "beat", "flower", "db", "collect", "backtest"):
+    for command in ("run", "worker", "beat", "flower", "db", "collect", "backtest", "analyze"):
         assert command in out
