@@ -420,6 +420,61 @@ def _floor_units(units: float, lot: float) -> float:
 
 
 @_jit
+def _stop_for(fill: float, signal_stop: float, stop_loss: float) -> float:
+    """The initial stop: the signal's stop, raised to ``fill·(1 − stop_loss)`` if higher."""
+    level = signal_stop
+    if not math.isnan(stop_loss):
+        by_pct = fill * (1.0 - stop_loss)
+        if math.isnan(level) or by_pct > level:
+            level = by_pct
+    return level
+
+
+@_jit
+def _units_for(
+    fill: float,
+    stop_level: float,
+    equity: float,
+    cash: float,
+    weight: float,
+    sizing_risk: bool,
+    fraction: float,
+    risk: float,
+    fees: float,
+    lot: float,
+) -> float:
+    """Units to buy at ``fill`` (0: skip the entry), as the module docstring's sizing says."""
+    if stop_level >= fill:
+        return 0.0  # would be stopped out at its own fill
+    unit_cost = fill * (1.0 + fees)
+    budget = equity * fraction * weight
+    if sizing_risk:
+        if math.isnan(stop_level):
+            return 0.0
+        size = min(equity * risk * weight / (fill - stop_level), budget / unit_cost)
+    else:
+        size = budget / unit_cost
+    return _floor_units(min(size, cash / unit_cost), lot)
+
+
+@_jit
+def _targets(
+    fill: float, stop_level: float, take_profit: float, take_profit_r: float, partial_r: float
+) -> tuple[float, float, float]:
+    """``(R per unit, target, partial target)`` of a new position (NaN where unset)."""
+    r = fill - stop_level if stop_level < fill else np.nan
+    target = np.nan
+    if not math.isnan(take_profit):
+        target = fill * (1.0 + take_profit)
+    if not math.isnan(take_profit_r) and not math.isnan(r):
+        by_r = fill + take_profit_r * r
+        if math.isnan(target) or by_r < target:
+            target = by_r
+    partial = fill + partial_r * r if not math.isnan(partial_r) else np.nan
+    return r, target, partial
+
+
+@_jit
 def _simulate(
     open_: FloatArray,
     high: FloatArray,
@@ -590,23 +645,11 @@ def _simulate(
                 if max_positions > 0 and n_open[a] >= max_positions:
                     continue
                 fill = o * (1.0 + slip)
-                stop_level = pend_stop[c]
-                if not math.isnan(sl):
-                    pct_stop = fill * (1.0 - sl)
-                    if math.isnan(stop_level) or pct_stop > stop_level:
-                        stop_level = pct_stop
-                if stop_level >= fill:
-                    continue  # would be stopped out at its own fill
-                budget = acc_equity[a] * fraction * pend_mult[c]
-                if sizing_risk:
-                    if math.isnan(stop_level):
-                        continue
-                    by_risk = acc_equity[a] * risk * pend_mult[c] / (fill - stop_level)
-                    size = min(by_risk, budget / (fill * (1.0 + fees)))
-                else:
-                    size = budget / (fill * (1.0 + fees))
-                size = min(size, cash[a] / (fill * (1.0 + fees)))
-                size = _floor_units(size, lot)
+                stop_level = _stop_for(fill, pend_stop[c], sl)
+                size = _units_for(
+                    fill, stop_level, acc_equity[a], cash[a], pend_mult[c],
+                    sizing_risk, fraction, risk, fees, lot,
+                )  # fmt: skip
                 if not size > 0.0:
                     continue
                 fee_in = size * fill * fees
@@ -617,16 +660,9 @@ def _simulate(
                 entry_fee_unit[c] = fee_in / size
                 entry_bar[c] = t
                 stop_px[c] = stop_level
-                r = fill - stop_level if stop_level < fill else np.nan
-                r_unit[c] = r
-                target_px[c] = np.nan
-                if not math.isnan(tp):
-                    target_px[c] = fill * (1.0 + tp)
-                if not math.isnan(tp_r) and not math.isnan(r):
-                    level_r = fill + tp_r * r
-                    if math.isnan(target_px[c]) or level_r < target_px[c]:
-                        target_px[c] = level_r
-                partial_px[c] = fill + partial_r * r if not math.isnan(partial_r) else np.nan
+                r_unit[c], target_px[c], partial_px[c] = _targets(
+                    fill, stop_level, tp, tp_r, partial_r
+                )
                 partial_done[c] = False
                 first_open[c] = False
                 trail_px[c] = np.nan
@@ -817,24 +853,11 @@ def _simulate(
             if max_positions > 0 and n_open[a] >= max_positions:
                 continue
             fill = cl * (1.0 + slip)
-            stop_level = stop[t, c] if has_stop else np.nan
-            if not math.isnan(sl):
-                pct_stop = fill * (1.0 - sl)
-                if math.isnan(stop_level) or pct_stop > stop_level:
-                    stop_level = pct_stop
-            m_c = mult[t, c] if has_mult else 1.0
-            if stop_level >= fill:
-                continue  # would be stopped out at its own fill
-            budget = acc_equity[a] * fraction * m_c
-            if sizing_risk:
-                if math.isnan(stop_level):
-                    continue
-                by_risk = acc_equity[a] * risk * m_c / (fill - stop_level)
-                size = min(by_risk, budget / (fill * (1.0 + fees)))
-            else:
-                size = budget / (fill * (1.0 + fees))
-            size = min(size, cash[a] / (fill * (1.0 + fees)))
-            size = _floor_units(size, lot)
+            stop_level = _stop_for(fill, stop[t, c] if has_stop else np.nan, sl)
+            size = _units_for(
+                fill, stop_level, acc_equity[a], cash[a], mult[t, c] if has_mult else 1.0,
+                sizing_risk, fraction, risk, fees, lot,
+            )  # fmt: skip
             if not size > 0.0:
                 continue
             fee_in = size * fill * fees
@@ -845,16 +868,7 @@ def _simulate(
             entry_fee_unit[c] = fee_in / size
             entry_bar[c] = t
             stop_px[c] = stop_level
-            r = fill - stop_level if stop_level < fill else np.nan
-            r_unit[c] = r
-            target_px[c] = np.nan
-            if not math.isnan(tp):
-                target_px[c] = fill * (1.0 + tp)
-            if not math.isnan(tp_r) and not math.isnan(r):
-                level_r = fill + tp_r * r
-                if math.isnan(target_px[c]) or level_r < target_px[c]:
-                    target_px[c] = level_r
-            partial_px[c] = fill + partial_r * r if not math.isnan(partial_r) else np.nan
+            r_unit[c], target_px[c], partial_px[c] = _targets(fill, stop_level, tp, tp_r, partial_r)
             partial_done[c] = False
             first_open[c] = True  # the open rules wait for the next traded open
             trail_px[c] = np.nan

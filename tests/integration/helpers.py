@@ -53,3 +53,39 @@ def candle_snapshot(trade_date: str) -> list[tuple[Any, ...]]:
             {"d": trade_date},
         )
         return [tuple(r) for r in rows]
+
+
+def small_kospi_history(
+    database: str, start: str, end: str, *, universe_size: int = 40
+) -> list[str]:
+    """Empty every table, then collect simulated KOSPI candles for ``[start, end]`` from a
+    ``universe_size``-instrument simulated universe (its KOSPI part); returns their names."""
+    import datetime as dt
+    import os
+
+    from db.candles import universe
+    from db.engine import get_engine
+    from db.models import Base
+    from quantbeat.settings import reset_settings
+    from tasks.collect import daily_range
+
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with get_engine(database).begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    saved = os.environ.get("QUANTBEAT_SIM_UNIVERSE_SIZE")
+    os.environ["QUANTBEAT_SIM_UNIVERSE_SIZE"] = str(universe_size)
+    reset_settings()
+    try:
+        first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+        while first <= last:  # daily_range takes at most a few months at a time
+            stop = min(first + dt.timedelta(days=60), last)
+            daily_range(first.isoformat(), stop.isoformat(), market="KOSPI")
+            first = stop + dt.timedelta(days=1)
+    finally:
+        if saved is None:
+            os.environ.pop("QUANTBEAT_SIM_UNIVERSE_SIZE", None)
+        else:
+            os.environ["QUANTBEAT_SIM_UNIVERSE_SIZE"] = saved
+        reset_settings()
+    with session_scope() as session:
+        return [name for _, name in universe(session, ["KOSPI"])]

@@ -6,20 +6,20 @@ failed (not retried), the key never reaches the logs; news is stored once."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterator
 
 import pytest
 import redis
 from sqlalchemy import func, select, text
 
-from db.engine import get_engine, session_scope
+from db.engine import session_scope
 from db.models import AiAnalysis, NewsItem, NewsMention
 from quant.ai import GeminiAnalyzer
 from quant.errors import RateLimited, ServiceUnavailable
 from quantbeat.ai import analyze, limiter
 from quantbeat.ratelimit import WaitTooLong
 from quantbeat.settings import get_settings, reset_settings
+from tests.integration.helpers import small_kospi_history
 from tests.support import fake_gemini as fg
 
 pytestmark = pytest.mark.integration
@@ -30,26 +30,7 @@ KEY = "AIzaTESTKEY0123456789abcdefghijklmnopqrs"
 
 @pytest.fixture(scope="module")
 def names(database: str) -> list[str]:
-    from db.candles import universe
-    from db.models import Base
-    from tasks.collect import daily_range
-
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-    with get_engine(database).begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    saved = os.environ.get("QUANTBEAT_SIM_UNIVERSE_SIZE")
-    os.environ["QUANTBEAT_SIM_UNIVERSE_SIZE"] = "40"
-    reset_settings()
-    try:
-        daily_range("2026-11-10", DAY.isoformat(), market="KOSPI")
-    finally:
-        if saved is None:
-            os.environ.pop("QUANTBEAT_SIM_UNIVERSE_SIZE", None)
-        else:
-            os.environ["QUANTBEAT_SIM_UNIVERSE_SIZE"] = saved
-        reset_settings()
-    with session_scope() as session:
-        return [name for _, name in universe(session, ["KOSPI"])]
+    return small_kospi_history(database, "2026-11-10", DAY.isoformat())
 
 
 @pytest.fixture

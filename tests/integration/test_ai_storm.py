@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,13 +17,13 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
-from sqlalchemy import select, text
+from sqlalchemy import select
 
-from db.engine import get_engine, session_scope
+from db.engine import session_scope
 from db.models import AiAnalysis
-from quantbeat.settings import reset_settings
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.conftest import WorkerProcess, start_worker
+from tests.integration.helpers import small_kospi_history
 
 pytestmark = pytest.mark.integration
 
@@ -38,26 +37,7 @@ ANALYSES = 10
 
 @pytest.fixture(scope="module")
 def names(database: str) -> list[str]:
-    from db.candles import universe
-    from db.models import Base
-    from tasks.collect import daily_range
-
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-    with get_engine(database).begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    saved = os.environ.get("QUANTBEAT_SIM_UNIVERSE_SIZE")
-    os.environ["QUANTBEAT_SIM_UNIVERSE_SIZE"] = "40"
-    reset_settings()
-    try:
-        daily_range("2026-11-02", DAY.isoformat(), market="KOSPI")
-    finally:
-        if saved is None:
-            os.environ.pop("QUANTBEAT_SIM_UNIVERSE_SIZE", None)
-        else:
-            os.environ["QUANTBEAT_SIM_UNIVERSE_SIZE"] = saved
-        reset_settings()
-    with session_scope() as session:
-        found = [name for _, name in universe(session, ["KOSPI"])]
+    found = small_kospi_history(database, "2026-11-02", DAY.isoformat())
     assert len(found) >= ANALYSES
     return found[:ANALYSES]
 

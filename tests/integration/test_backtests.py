@@ -15,14 +15,13 @@ import redis
 from celery import Celery
 from sqlalchemy import func, select, text
 
-from db.engine import get_engine, session_scope
+from db.engine import session_scope
 from db.models import BacktestEquity, BacktestRun, BacktestTrade
 from quant.errors import ValidationError
 from quantbeat import backtests
-from quantbeat.settings import reset_settings
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.conftest import WorkerProcess, start_worker
-from tests.integration.helpers import eventually
+from tests.integration.helpers import eventually, small_kospi_history
 
 pytestmark = pytest.mark.integration
 
@@ -36,30 +35,7 @@ FINAL = ("completed", "failed", "cancelled", "timed_out")
 def names(database: str) -> list[str]:
     """About 140 sessions of simulated KOSPI candles for a 40-instrument universe (its
     KOSPI part: a dozen or more instruments)."""
-    from db.candles import universe
-    from db.models import Base
-    from tasks.collect import daily_range
-
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-    with get_engine(database).begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    saved = os.environ.get("QUANTBEAT_SIM_UNIVERSE_SIZE")
-    os.environ["QUANTBEAT_SIM_UNIVERSE_SIZE"] = "40"
-    reset_settings()
-    try:
-        start = FIRST
-        while start <= DAY:
-            end = min(start + dt.timedelta(days=60), DAY)
-            daily_range(start.isoformat(), end.isoformat(), market="KOSPI")
-            start = end + dt.timedelta(days=1)
-    finally:
-        if saved is None:
-            os.environ.pop("QUANTBEAT_SIM_UNIVERSE_SIZE", None)
-        else:
-            os.environ["QUANTBEAT_SIM_UNIVERSE_SIZE"] = saved
-        reset_settings()
-    with session_scope() as session:
-        found = [name for _, name in universe(session, ["KOSPI"])]
+    found = small_kospi_history(database, FIRST.isoformat(), DAY.isoformat())
     assert len(found) >= 12
     return found
 
