@@ -612,9 +612,8 @@ def execute_run(run_id: str) -> dict[str, Any]:
     store = state_store()
     with session_scope() as session:
         claimed = claim(session, run_id)
-        if claimed is None:
-            state = get_run(session, run_id).state if session.get_bind() else "missing"
-            return {"run_id": run_id, "state": state, "skipped": True}
+        if claimed is None:  # finished already (a redelivery after the result was stored)
+            return {"run_id": run_id, "state": get_run(session, run_id).state, "skipped": True}
         attempt, cancel_requested = claimed
         run = get_run(session, run_id)
         spec_json = dict(run.spec)
@@ -665,7 +664,7 @@ def execute_run(run_id: str) -> dict[str, Any]:
 def _execute(
     run_id: str, spec_json: Mapping[str, Any], tracker: Progress, attempt: int
 ) -> dict[str, Any]:
-    from db.backtests import store_result
+    from db.backtests import get_run, store_result
     from db.engine import session_scope
     from db.scans import data_version
     from quant.backtest.engine import simulate
@@ -740,8 +739,12 @@ def _execute(
             total=m,
         )
     if not stored:
-        # cancelled or taken over meanwhile: whoever owns the run now decides its outcome
+        # Cancelled (the flag may be in PostgreSQL only, if Redis lost it) or taken over by a
+        # later attempt, which then decides the outcome.
         tracker.check()
+        with session_scope() as session:
+            if get_run(session, run_id).cancel_requested:
+                raise RunCancelled(run_id)
         log.warning("backtest.result_not_stored", run_id=run_id, attempt=attempt)
         return {"run_id": run_id, "state": "superseded", "attempt": attempt}
     tracker.store.update(run_id, {"state": "completed", "phase": "completed", "progress": 1,

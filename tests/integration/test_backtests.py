@@ -204,6 +204,20 @@ def test_progress_eta_and_a_cooperative_cancel_within_two_seconds(cpu_worker, na
     assert backtests.status(run_id)["state"] == "cancelled"
 
 
+def test_a_cancel_recorded_only_in_postgresql_still_ends_the_run_cancelled(cpu_worker, names):
+    """If Redis lost the cancel flag, the run finishes its work but stores nothing and ends
+    cancelled: the flag in PostgreSQL is checked before the result is stored."""
+    from db.backtests import request_cancel
+
+    run_id = _submit(_spec(names[:4], "test_slow", params={"sleep": 0.3}))
+    eventually(lambda: _row(run_id).state, lambda s: s == "running", timeout=30)
+    with session_scope() as session:
+        assert request_cancel(session, run_id) == "running"  # no Redis flag set
+    final = backtests.wait(run_id, timeout=60)
+    assert final["state"] == "cancelled", final
+    assert _stored(run_id) == (0, 0)
+
+
 def test_many_runs_at_once_and_a_queued_run_cancelled_before_it_starts(cpu_worker, names):
     ids = [_submit(_spec(names[i : i + 4], "test_slow", params={"sleep": 0.5})) for i in range(6)]
     # four children: two runs wait in the queue; cancel the last one while it is queued
