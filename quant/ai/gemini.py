@@ -41,8 +41,6 @@ HTTP errors are raised ``from None``: the SDK's own exception text is the raw er
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import functools
 import importlib
 import json
@@ -61,6 +59,7 @@ from quant.ai.errors import AiRequestRejected, InvalidAiOutput
 from quant.ai.models import Analysis, AnalysisOutcome, AnalysisRequest
 from quant.ai.prompt import PROMPT_VERSION, build_prompt
 from quant.errors import ConfigError, QuantbeatError, RateLimited, ServiceUnavailable
+from quant.retry_after import parse_retry_after
 
 if TYPE_CHECKING:
     from google import genai
@@ -105,28 +104,6 @@ def _transport_errors() -> tuple[_ErrorTypes, _ErrorTypes, _ErrorTypes]:
     unsupported = _classes(("UnsupportedProtocol",))
     transport = (*_classes(("TransportError",)), ConnectionError)
     return timeouts, unsupported, transport
-
-
-def parse_retry_after(value: str, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header value, or ``None`` when unparseable.
-
-    Accepts delta-seconds (``"2"``, ``"1.5"``) and an HTTP date (seconds from ``now``, a Unix
-    time defaulting to the current time; a past date gives 0). Negative or non-finite values
-    give ``None``.
-    """
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        reference = time.time() if now is None else now
-        return max(0.0, when.timestamp() - reference)
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _header(headers: object, name: str) -> str | None:

@@ -60,7 +60,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any
 
@@ -87,6 +86,7 @@ from quant.market.types import (
     Market,
     selects,
 )
+from quant.retry_after import retry_after as retry_after_of
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -199,27 +199,6 @@ def _error_text(response: httpx.Response) -> str:
     except (UnicodeDecodeError, LookupError):
         text = repr(response.content[:_TEXT_LIMIT])
     return " ".join(text.split())[:_TEXT_LIMIT]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """The ``Retry-After`` header in seconds (delta-seconds or an HTTP date), if usable."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 def _check_tickers(tickers: Sequence[str]) -> list[str]:
@@ -728,13 +707,13 @@ class UpbitSource:
         suffix = f": {detail}" if detail else ""
         market = params.get("market")
         if status == 429:
-            retry_after = _retry_after(response)
+            retry_after = retry_after_of(response.headers)
             hint = f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""
             raise RateLimited(
                 f"Upbit throttled {what} with HTTP 429{hint}{suffix}", retry_after=retry_after
             )
         if status == 418:
-            banned_for = _retry_after(response)
+            banned_for = retry_after_of(response.headers)
             period = f" for {banned_for:g} s (Retry-After)" if banned_for is not None else ""
             raise UpbitBanned(
                 f"Upbit banned this IP{period} (HTTP 418) on {what}{suffix}. Not retried: "
@@ -745,7 +724,7 @@ class UpbitSource:
         if status == 408 or 500 <= status <= 599:
             raise ServiceUnavailable(
                 f"Upbit {what} failed with HTTP {status}{suffix}",
-                retry_after=_retry_after(response),
+                retry_after=retry_after_of(response.headers),
             )
         if status == 404:
             subject = f"market {market!r}" if market is not None else f"endpoint {path}"

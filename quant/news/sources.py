@@ -26,7 +26,6 @@ import json
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, tzinfo
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -51,6 +50,7 @@ from quant.news.items import (
     keep_since,
     mask_url,
 )
+from quant.retry_after import retry_after as retry_after_of
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -84,27 +84,6 @@ class FeedHTTPError(PermanentError):
         super().__init__(message)
         self.status = status
         self.url = url
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """``Retry-After`` in seconds (delta-seconds or an HTTP date), ``None`` if absent/bad."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 def _check_name(name: object) -> str:
@@ -256,12 +235,12 @@ class RssSource:
         if status == 200:
             return
         if status == 429:
-            retry_after = _retry_after(response)
+            retry_after = retry_after_of(response.headers)
             hint = f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""
             raise RateLimited(f"{what} was throttled: HTTP 429{hint}", retry_after=retry_after)
         if status == 408 or 500 <= status <= 599:
             raise ServiceUnavailable(
-                f"{what} failed with HTTP {status}", retry_after=_retry_after(response)
+                f"{what} failed with HTTP {status}", retry_after=retry_after_of(response.headers)
             )
         raise FeedHTTPError(
             f"{what} failed with HTTP {status}; not retried", status=status, url=self._shown

@@ -31,7 +31,6 @@ from quant.ai import (
     NewsInput,
     build_prompt,
 )
-from quant.ai.gemini import parse_retry_after
 from quant.errors import (
     ConfigError,
     PermanentError,
@@ -40,6 +39,7 @@ from quant.errors import (
     TransientError,
     ValidationError,
 )
+from quant.retry_after import parse_retry_after
 from tests.support import fake_gemini as fg
 from tests.support.fake_gemini import FakeGemini, requests_in_window
 
