@@ -420,6 +420,46 @@ def _floor_units(units: float, lot: float) -> float:
 
 
 @_jit
+def _record(
+    trades: tuple[
+        IntArray,
+        IntArray,
+        IntArray,
+        FloatArray,
+        FloatArray,
+        FloatArray,
+        FloatArray,
+        FloatArray,
+        IntArray,
+    ],
+    k: int,
+    column: int,
+    entry_bar: int,
+    exit_bar: int,
+    entry_price: float,
+    fill: float,
+    units: float,
+    entry_fee_per_unit: float,
+    fees: float,
+    reason: int,
+) -> float:
+    """Write trade row ``k`` (``units`` sold at ``fill``, paying ``fees`` on the notional) and
+    return the sale's net proceeds for the account's cash."""
+    col, entry, exit_, entry_px, exit_px, units_out, fees_out, pnl, reasons = trades
+    fee_out = units * fill * fees
+    col[k] = column
+    entry[k] = entry_bar
+    exit_[k] = exit_bar
+    entry_px[k] = entry_price
+    exit_px[k] = fill
+    units_out[k] = units
+    fees_out[k] = fee_out + units * entry_fee_per_unit
+    pnl[k] = units * (fill - entry_price) - fees_out[k]
+    reasons[k] = reason
+    return units * fill - fee_out
+
+
+@_jit
 def _stop_for(fill: float, signal_stop: float, stop_loss: float) -> float:
     """The initial stop: the signal's stop, raised to ``fill·(1 − stop_loss)`` if higher."""
     level = signal_stop
@@ -562,6 +602,7 @@ def _simulate(
     t_fees = np.empty(cap)
     t_pnl = np.empty(cap)
     t_reason = np.empty(cap, dtype=np.int64)
+    trades = (t_col, t_entry, t_exit, t_entry_px, t_exit_px, t_units, t_fees, t_pnl, t_reason)
     k = 0
 
     order = np.empty(m, dtype=np.int64)
@@ -599,17 +640,19 @@ def _simulate(
                 if not math.isnan(px):
                     a = 0 if shared else c
                     fill = px * (1.0 - slip)
-                    fee_out = units[c] * fill * fees
-                    cash[a] += units[c] * fill - fee_out
-                    t_col[k] = c
-                    t_entry[k] = entry_bar[c]
-                    t_exit[k] = t
-                    t_entry_px[k] = entry_px[c]
-                    t_exit_px[k] = fill
-                    t_units[k] = units[c]
-                    t_fees[k] = fee_out + units[c] * entry_fee_unit[c]
-                    t_pnl[k] = units[c] * (fill - entry_px[c]) - t_fees[k]
-                    t_reason[k] = reason
+                    cash[a] += _record(
+                        trades,
+                        k,
+                        c,
+                        entry_bar[c],
+                        t,
+                        entry_px[c],
+                        fill,
+                        units[c],
+                        entry_fee_unit[c],
+                        fees,
+                        reason,
+                    )
                     k += 1
                     units[c] = 0.0
                     n_open[a] -= 1
@@ -703,17 +746,19 @@ def _simulate(
                     if not math.isnan(o) and o > level_p:
                         level_p = o
                     fill = level_p * (1.0 - slip)
-                    fee_out = part * fill * fees
-                    cash[a] += part * fill - fee_out
-                    t_col[k] = c
-                    t_entry[k] = entry_bar[c]
-                    t_exit[k] = t
-                    t_entry_px[k] = entry_px[c]
-                    t_exit_px[k] = fill
-                    t_units[k] = part
-                    t_fees[k] = fee_out + part * entry_fee_unit[c]
-                    t_pnl[k] = part * (fill - entry_px[c]) - t_fees[k]
-                    t_reason[k] = _PARTIAL
+                    cash[a] += _record(
+                        trades,
+                        k,
+                        c,
+                        entry_bar[c],
+                        t,
+                        entry_px[c],
+                        fill,
+                        part,
+                        entry_fee_unit[c],
+                        fees,
+                        _PARTIAL,
+                    )
                     k += 1
                     units[c] -= part
                 partial_done[c] = True
@@ -722,17 +767,19 @@ def _simulate(
                 reason = _TARGET
             if not math.isnan(px):
                 fill = px * (1.0 - slip)
-                fee_out = units[c] * fill * fees
-                cash[a] += units[c] * fill - fee_out
-                t_col[k] = c
-                t_entry[k] = entry_bar[c]
-                t_exit[k] = t
-                t_entry_px[k] = entry_px[c]
-                t_exit_px[k] = fill
-                t_units[k] = units[c]
-                t_fees[k] = fee_out + units[c] * entry_fee_unit[c]
-                t_pnl[k] = units[c] * (fill - entry_px[c]) - t_fees[k]
-                t_reason[k] = reason
+                cash[a] += _record(
+                    trades,
+                    k,
+                    c,
+                    entry_bar[c],
+                    t,
+                    entry_px[c],
+                    fill,
+                    units[c],
+                    entry_fee_unit[c],
+                    fees,
+                    reason,
+                )
                 k += 1
                 units[c] = 0.0
                 n_open[a] -= 1
@@ -789,17 +836,19 @@ def _simulate(
             if close_now:
                 a = 0 if shared else c
                 fill = cl * (1.0 - slip)
-                fee_out = units[c] * fill * fees
-                cash[a] += units[c] * fill - fee_out
-                t_col[k] = c
-                t_entry[k] = entry_bar[c]
-                t_exit[k] = t
-                t_entry_px[k] = entry_px[c]
-                t_exit_px[k] = fill
-                t_units[k] = units[c]
-                t_fees[k] = fee_out + units[c] * entry_fee_unit[c]
-                t_pnl[k] = units[c] * (fill - entry_px[c]) - t_fees[k]
-                t_reason[k] = reason
+                cash[a] += _record(
+                    trades,
+                    k,
+                    c,
+                    entry_bar[c],
+                    t,
+                    entry_px[c],
+                    fill,
+                    units[c],
+                    entry_fee_unit[c],
+                    fees,
+                    reason,
+                )
                 k += 1
                 units[c] = 0.0
                 n_open[a] -= 1
@@ -890,16 +939,11 @@ def _simulate(
     # positions still open: one row each, valued at the last close
     for c in range(m):
         if units[c] > 0.0:
-            px = last_close[c]
-            t_col[k] = c
-            t_entry[k] = entry_bar[c]
-            t_exit[k] = -1
-            t_entry_px[k] = entry_px[c]
-            t_exit_px[k] = px
-            t_units[k] = units[c]
-            t_fees[k] = units[c] * entry_fee_unit[c]
-            t_pnl[k] = units[c] * (px - entry_px[c]) - t_fees[k]
-            t_reason[k] = _OPEN
+            # no exit fee: the position is only valued, not sold
+            _record(
+                trades, k, c, entry_bar[c], -1, entry_px[c], last_close[c], units[c],
+                entry_fee_unit[c], 0.0, _OPEN,
+            )  # fmt: skip
             k += 1
     return (
         equity,
