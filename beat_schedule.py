@@ -3,8 +3,10 @@
 Every entry names an explicitly named task (a test checks they are registered) and expires:
 a tick that could not be delivered in time is dropped rather than run late next to the next
 one. KRX jobs use :class:`workers.schedules.krx_session_schedule`, so they fire on KRX
-sessions only — weekends and holidays (lunar ones included) send nothing. Exactly one beat
-runs (docker-compose.yml).
+sessions only — weekends and holidays (lunar ones included) send nothing. Several beats may
+run (celery-redbeat: one ticks, the others wait for its lock), and every message carries its
+scheduled time so a duplicate tick is a no-op (workers/beat.py). An entry can be switched off
+without a deploy: ``quantbeat settings set schedule.<entry>.enabled false``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute=2),
         "kwargs": {"interval": "60m"},
         "options": {"expires": 50 * 60},
+    },
+    # Job runs left "started" by a dead worker: requeued (idempotent) or marked lost.
+    "reap-orphans": {
+        "task": "quantbeat.ops.reap",
+        "schedule": crontab(minute="*/5"),
+        "options": {"expires": 4 * 60},
     },
     # Listings change slowly; Monday morning, before the open.
     "refresh-universe-weekly": {

@@ -73,6 +73,9 @@ task_reject_on_worker_lost = True  # a killed pool child requeues instead of ack
 worker_prefetch_multiplier = 1  # a long task never holds a second message hostage
 task_acks_on_failure = True  # a failure is final once recorded in dead_letters
 task_acks_on_timeout = True
+# Messages that can never run (unknown task, undecodable body, broken protocol) are recorded in
+# dead_letters before Celery drops them; a malformed body no longer stops the worker.
+worker_consumer = "workers.consumer:QuantbeatConsumer"
 
 # --- time limits per task family ----------------------------------------------------------------
 # No global task_soft_time_limit/task_time_limit: Celery would copy it onto every task class
@@ -116,3 +119,11 @@ worker_redirect_stdouts = False
 from beat_schedule import BEAT_SCHEDULE  # noqa: E402  (import after settings are read)
 
 beat_schedule = BEAT_SCHEDULE
+# celery-redbeat: the schedule and last-run times in Redis, one active beat behind a lock;
+# workers.beat adds the per-slot headers that make a duplicate tick a no-op in PostgreSQL.
+beat_scheduler = "workers.beat:QuantbeatScheduler"
+beat_max_loop_interval = _settings.beat_max_interval
+redbeat_redis_url = None if _settings.redis_url.startswith("memory://") else _settings.redis_url
+redbeat_key_prefix = "qb:redbeat:"
+redbeat_lock_key = "qb:redbeat::lock"
+redbeat_lock_timeout = _settings.beat_lock_timeout

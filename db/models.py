@@ -182,6 +182,8 @@ JOB_STATES: tuple[str, ...] = (
     "timed_out",
     "ignored",
     "requeued",
+    "duplicate",
+    "lost",
 )
 
 
@@ -209,6 +211,48 @@ class DeadLetter(TimestampMixin, Base):
     first_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     replayed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The task id of the latest replay (``quantbeat dlq replay``), and how many there were.
+    replayed_task_id: Mapped[str | None] = mapped_column(String(64))
+    replays: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+
+
+class BeatSlot(Base):
+    """One scheduled firing of a beat entry that a task has claimed.
+
+    ``(entry, scheduled_for)`` is unique: a second beat (or a duplicate tick) sending the same
+    entry for the same scheduled time produces a message whose execution finds the slot taken
+    and does nothing. ``scheduled_for`` is the schedule's due time (UTC, whole seconds), not
+    the moment the message was sent.
+    """
+
+    __tablename__ = "beat_slots"
+    __table_args__ = (
+        UniqueConstraint("entry", "scheduled_for"),
+        Index("ix_beat_slots_claimed_at", "claimed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    entry: Mapped[str] = mapped_column(String(200))
+    scheduled_for: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    task_name: Mapped[str] = mapped_column(String(200))
+    task_id: Mapped[str] = mapped_column(String(64))
+    claimed_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("CURRENT_TIMESTAMP")
+    )
+
+
+class StoredSetting(TimestampMixin, Base):
+    """An operator setting kept in the database (strategy parameters, schedule switches).
+
+    ``value`` is any JSON value; ``key`` is dotted (``strategy.vcp``, ``schedule.krx-close``).
+    Read through :mod:`quantbeat.config_store`, which caches them in-process.
+    """
+
+    __tablename__ = "stored_settings"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSONType)
+    updated_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class DataRejection(TimestampMixin, Base):

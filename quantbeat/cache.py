@@ -48,6 +48,7 @@ import structlog
 from billiard.exceptions import SoftTimeLimitExceeded
 
 from quant.indicators.request import INTERVALS
+from quantbeat.metrics import record_cache
 
 log = structlog.get_logger(__name__)
 
@@ -583,6 +584,19 @@ class LocalCache:
 
 
 # --- failure isolation ------------------------------------------------------------------------
+def _record_lookups(
+    entries: Sequence[Entry], reads: Sequence[Read], *, count: bool, count_candles: bool
+) -> None:
+    """Count hits and misses in Prometheus (one call per cache and result, not per entry)."""
+    tally = {("indicators", True): 0, ("indicators", False): 0}
+    tally.update({("candles", True): 0, ("candles", False): 0})
+    for entry, read in zip(entries, reads, strict=False):
+        if count_candles if entry.is_candles else count:
+            tally[("candles" if entry.is_candles else "indicators", read.value is not None)] += 1
+    for (cache, hit), n in tally.items():
+        record_cache(cache, hit, n)
+
+
 class SafeCache:
     """A backend whose failures degrade to misses.
 
@@ -629,14 +643,20 @@ class SafeCache:
     def get_many(
         self, entries: Sequence[Entry], *, count: bool = True, count_candles: bool = True
     ) -> list[Read]:
+        """Look up ``entries`` (see :meth:`Cache.get_many`); also counted in Prometheus'
+        ``quantbeat_cache_requests_total`` (cache ``indicators`` or ``candles``) under the same
+        flags, a lookup the unavailable backend could not answer as a miss."""
+        reads = [Read(None, -1) for _ in entries]
         if entries and self.available:
             try:
-                return self.backend.get_many(entries, count=count, count_candles=count_candles)
+                reads = self.backend.get_many(entries, count=count, count_candles=count_candles)
             except SoftTimeLimitExceeded:
                 raise  # the task must stop, not carry on without a cache
             except Exception as exc:
                 self._failed("get", exc)
-        return [Read(None, -1) for _ in entries]
+        if count or count_candles:
+            _record_lookups(entries, reads, count=count, count_candles=count_candles)
+        return reads
 
     def peek_many(
         self, groups: Sequence[tuple[str, str, Sequence[str]]]

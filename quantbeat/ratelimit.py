@@ -25,6 +25,7 @@ from typing import Protocol
 import redis
 
 from quant.errors import RateLimited, ValidationError
+from quantbeat.metrics import record_rate_limit_wait
 
 # KEYS[1] = pacer key, KEYS[2] = cooldown key; ARGV[1] = interval (s), ARGV[2] = max wait (s).
 # Returns the wait in seconds as a string: "0" means granted now; a positive wait up to
@@ -129,6 +130,7 @@ class RedisRateLimiter:
             raise WaitTooLong(
                 f"{self.name}: global rate limit of {self.rate:g}/s", retry_after=wait
             )
+        record_rate_limit_wait(self.name, wait)
         if wait > 0:
             self._sleep(wait)
 
@@ -179,6 +181,7 @@ class LocalRateLimiter:
             if wait > self.max_wait:
                 raise WaitTooLong(f"{self.name}: rate limit {self.rate:g}/s", retry_after=wait)
             self._next_free = start + 1.0 / self.rate
+        record_rate_limit_wait(self.name, wait)
         if wait > 0:
             self._sleep(wait)
 

@@ -59,6 +59,19 @@ class Settings(BaseSettings):
     # Deliveries of one task id (retries and redeliveries after a lost worker) after which the
     # message is dead-lettered instead of run again.
     max_attempts: int = Field(default=8, ge=1)
+
+    # --- operations -------------------------------------------------------------------------
+    # Stored settings (strategy parameters, schedule switches) are cached this long per process.
+    stored_settings_ttl: float = Field(default=3_600.0, gt=0)
+    # How often a process asks Redis whether another process changed a stored setting.
+    stored_settings_check_every: float = Field(default=5.0, ge=0)
+    # Beat: the longest sleep between ticks, and the Redis lock that lets one beat run at a
+    # time (a standby beat takes over at most this long after the active one died).
+    beat_max_interval: float = Field(default=30.0, gt=0)
+    beat_lock_timeout: int = Field(default=150, ge=10)
+    # Reaper: a job run left "started" whose worker is gone, or that no live worker is
+    # running, for at least this long is requeued (idempotent tasks) or marked failed.
+    reaper_grace: float = Field(default=300.0, ge=10)
     retry_backoff_base: float = Field(default=2.0, gt=0)
     retry_backoff_max: int = Field(default=600, ge=1)
     worker_max_tasks_per_child: int = Field(default=200, ge=1)
@@ -166,6 +179,18 @@ class Settings(BaseSettings):
     news_lookback_days: int = Field(default=3, ge=1, le=30)
     flower_basic_auth: SecretStr | None = None
     flower_port: int = Field(default=5555, ge=1, le=65_535)
+    # Prometheus: port of a worker's /metrics endpoint (0: none; two workers on one host need
+    # different ports, `quantbeat worker --metrics-port`), and where a prefork worker keeps
+    # its processes' shared metric files (default <data_dir>/prometheus; one folder per node).
+    metrics_port: int = Field(default=9808, ge=0, le=65_535)
+    metrics_dir: Path | None = None
+    # Flower's persistent task history (a shelve file; default <data_dir>/flower/flower.db),
+    # how often it is saved besides at shutdown (seconds), and how many tasks it keeps.
+    flower_db: Path | None = None
+    flower_state_save_interval: float = Field(default=60.0, gt=0)
+    flower_max_tasks: int = Field(default=10_000, ge=1)
+    # `quantbeat health serve`: port of GET /health and /health/live (container healthchecks).
+    health_port: int = Field(default=8008, ge=0, le=65_535)
 
     @field_validator("cache_ttl")
     @classmethod
@@ -233,6 +258,13 @@ class Settings(BaseSettings):
     def reports_path(self) -> Path:
         """The directory reports are written to."""
         return self.report_dir if self.report_dir is not None else self.data_dir / "reports"
+
+    @property
+    def flower_db_path(self) -> Path:
+        """The file Flower keeps its task history in."""
+        if self.flower_db is not None:
+            return self.flower_db
+        return self.data_dir / "flower" / "flower.db"
 
     def time_limits(self, family: str) -> tuple[int, int]:
         """(soft, hard) time limit in seconds for a task family."""

@@ -5,24 +5,92 @@ Trend Template + VCP). Importing this module registers them in
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from quant.scans.closing_bet import closing_bet
+from quant.errors import ValidationError
+from quant.scans.closing_bet import ClosingBetParams, closing_bet
 from quant.scans.inputs import ScanInputs
-from quant.scans.supply import supply_demand
-from quant.scans.vcp import scan_vcp
+from quant.scans.supply import SupplyParams, supply_demand
+from quant.scans.trend import TrendTemplateParams
+from quant.scans.vcp import VcpParams, scan_vcp
 from quantbeat.scans import STRATEGIES, Evaluation, Strategy
+
+#: The parameter dataclasses each scan strategy reads; a stored override (the setting
+#: ``strategy.<name>``) is a flat mapping of their field names to values.
+PARAM_TYPES: dict[str, tuple[type[Any], ...]] = {
+    "vcp": (TrendTemplateParams, VcpParams),
+    "closing_bet": (ClosingBetParams, SupplyParams),
+}
+
+
+def _as_field_value(value: Any) -> Any:
+    """JSON has no tuples: tier tables arrive as lists of lists."""
+    if isinstance(value, list):
+        return tuple(_as_field_value(v) for v in value)
+    return value
+
+
+def build_params(strategy: str, overrides: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    """The parameter objects of ``strategy`` with ``overrides`` applied (defaults elsewhere).
+
+    Raises:
+        quant.errors.ValidationError: ``overrides`` is not a mapping, names a field that none
+            of the strategy's parameter types has, or gives a value the type refuses.
+    """
+    types = PARAM_TYPES.get(strategy)
+    if types is None:
+        raise ValidationError(
+            f"strategy {strategy!r} has no parameters to override "
+            f"(strategies with parameters: {', '.join(sorted(PARAM_TYPES))})",
+            field="strategy",
+            value=strategy,
+        )
+    overrides = overrides or {}
+    if not isinstance(overrides, Mapping):
+        raise ValidationError(
+            f"parameters of {strategy} must be an object of field: value, got {overrides!r}",
+            field=f"strategy.{strategy}",
+            value=overrides,
+        )
+    fields = {f.name: kind for kind in types for f in dataclasses.fields(kind)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValidationError(
+            f"unknown {strategy} parameter {unknown[0]!r} "
+            f"(parameters: {', '.join(sorted(fields))})",
+            field=f"strategy.{strategy}",
+            value=unknown[0],
+        )
+    built = []
+    for kind in types:
+        own = {k: _as_field_value(v) for k, v in overrides.items() if fields[k] is kind}
+        try:
+            built.append(kind(**own))
+        except (ValidationError, TypeError, ValueError) as exc:
+            raise ValidationError(
+                f"invalid parameters for strategy.{strategy} {own!r}: {exc}",
+                field=f"strategy.{strategy}",
+                value=own,
+            ) from exc
+    return tuple(built)
 
 
 def _num(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def evaluate_closing_bet(inputs: ScanInputs) -> Evaluation:
+def evaluate_closing_bet(
+    inputs: ScanInputs,
+    params: ClosingBetParams | None = None,
+    supply_params: SupplyParams | None = None,
+) -> Evaluation:
     """A graded closing-bet candidate (S/A/B/C); the score is the V2 total (0–21 points)."""
-    supply = supply_demand(inputs)
-    bet = closing_bet(inputs, supply)
+    supply = supply_demand(inputs, supply_params)
+    bet = closing_bet(inputs, supply, params)
     plan = bet.exit_plan
     used: dict[str, Any] = {
         "change_pct": _num(bet.change_pct),
@@ -70,10 +138,14 @@ def evaluate_closing_bet(inputs: ScanInputs) -> Evaluation:
     )
 
 
-def evaluate_vcp(inputs: ScanInputs) -> Evaluation:
+def evaluate_vcp(
+    inputs: ScanInputs,
+    trend_params: TrendTemplateParams | None = None,
+    vcp_params: VcpParams | None = None,
+) -> Evaluation:
     """A VCP candidate (Trend Template passed and a valid contraction pattern); the score is
     the composite 0–100 VCP score, the grade its rating, the entry price the pivot."""
-    result = scan_vcp(inputs)
+    result = scan_vcp(inputs, trend_params or TrendTemplateParams(), vcp_params or VcpParams())
     pattern, score, trend = result.pattern, result.score, result.trend
     used: dict[str, Any] = {
         "trend_template": {name: bool(ok) for name, ok in trend.criteria.items()},
@@ -112,10 +184,32 @@ def evaluate_vcp(inputs: ScanInputs) -> Evaluation:
     )
 
 
-def closing_bet_needs_flows(inputs: ScanInputs) -> bool:
+def closing_bet_needs_flows(inputs: ScanInputs, params: ClosingBetParams | None = None) -> bool:
     """Flows only feed the supply points of an instrument that passes the hard filters,
     which do not depend on them: the others need no flows."""
-    return closing_bet(inputs, None).passed_filters
+    return closing_bet(inputs, None, params).passed_filters
+
+
+def configured(strategy: Strategy, name: str, overrides: Mapping[str, Any] | None) -> Strategy:
+    """``strategy`` evaluating with ``overrides`` (see :func:`build_params`); itself when
+    there are none.
+
+    Raises:
+        quant.errors.ValidationError: as :func:`build_params`.
+    """
+    if not overrides:
+        return strategy
+    params = build_params(name, overrides)
+    evaluate: Callable[[ScanInputs], Evaluation]
+    needs: Callable[[ScanInputs], bool] | None = strategy.needs_flows
+    if name == "vcp":
+        evaluate = functools.partial(evaluate_vcp, trend_params=params[0], vcp_params=params[1])
+    else:
+        evaluate = functools.partial(
+            evaluate_closing_bet, params=params[0], supply_params=params[1]
+        )
+        needs = functools.partial(closing_bet_needs_flows, params=params[0])
+    return dataclasses.replace(strategy, evaluate=evaluate, needs_flows=needs)
 
 
 STRATEGIES["closing_bet"] = Strategy(

@@ -68,6 +68,14 @@ def run(
             field="chunk_size",
             value=chunk_size,
         )
+    from quantbeat.config_store import strategy_overrides
+    from quantbeat.strategies import PARAM_TYPES, build_params
+
+    # Stored parameter overrides (`quantbeat settings set strategy.<name> ...`), read once so
+    # every chunk of this run evaluates with the same ones; invalid ones fail the run here.
+    overrides = strategy_overrides(name) if name in PARAM_TYPES else {}
+    if overrides:
+        build_params(name, overrides)
     with session_scope() as session:
         members = universe(session, markets)
         version = data_version(session, day)
@@ -78,7 +86,7 @@ def run(
             session,
             strategy=name,
             trade_date=day,
-            params={"markets": markets, "chunk_size": size},
+            params={"markets": markets, "chunk_size": size, "overrides": overrides},
             total=len(members),
             chunks=len(chunks),
             data_version=version,
@@ -104,6 +112,7 @@ def run(
                 {inst: ratings.get(inst) for _, inst in part},
                 benchmark,
             ],
+            kwargs={"params": overrides} if overrides else {},
         )
         for part in chunks
     ]
@@ -123,8 +132,10 @@ def chunk(
     members: list[list[Any]],
     ratings: dict[str, float | None],
     benchmark: float | None,
+    params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate one chunk of the universe and replace its instruments' signals for the day.
+    ``params``: the run's parameter overrides of the strategy (see quantbeat.config_store).
     Idempotent: a retried or redelivered chunk writes the same signals (its coverage is
     added to the run once per successful execution). Returns ``{"scanned", "failed",
     "candidates", "missing"}`` (``missing``: instruments without bars that day)."""
@@ -134,8 +145,9 @@ def chunk(
     from quantbeat.indicators import indicator_cache
     from quantbeat.scans import attach_flows, evaluate, load_inputs
     from quantbeat.scans import strategy as lookup
+    from quantbeat.strategies import configured
 
-    evaluator = lookup(strategy)
+    evaluator = configured(lookup(strategy), strategy, params)
     day = parse_date(trade_date, field="trade_date")
     pairs = [(int(ident), str(name)) for ident, name in members]
     try:

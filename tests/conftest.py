@@ -30,6 +30,11 @@ TEST_ENV = {
     "QUANTBEAT_RETRY_BACKOFF_MAX": "2",
     "QUANTBEAT_MAX_RETRIES": "3",
     "QUANTBEAT_SIM_UNIVERSE_SIZE": "300",
+    # A stored-setting change reaches the test workers within half a second.
+    "QUANTBEAT_STORED_SETTINGS_CHECK_EVERY": "0.5",
+    # Test workers serve no Prometheus endpoint unless a test asks for one (a fixed port would
+    # be taken by the first of them).
+    "QUANTBEAT_METRICS_PORT": "0",
     "QUANTBEAT_LOG_LEVEL": "INFO",
 }
 os.environ.update(TEST_ENV)
@@ -42,7 +47,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+#: The two-beat test needs over two minutes of wall-clock time: it starts in the background
+#: when collected (tests/integration/beat_experiment.py) and runs last.
+BEAT_HA_TEST = "test_beat_ha.py::test_two_beats_run_each_minute_once"
+BEAT_EXPERIMENT = pytest.StashKey[object]()
+
+
+def _start_beat_experiment(config: pytest.Config, items: list[pytest.Item]) -> None:
+    chosen = [item for item in items if item.nodeid.endswith(BEAT_HA_TEST)]
+    if not chosen or config.getoption("collectonly"):
+        return
+    items[:] = [item for item in items if item not in chosen] + chosen
+    from tests.integration.beat_experiment import start
+
+    config.stash[BEAT_EXPERIMENT] = start(TEST_DATABASE_URL)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    experiment = session.config.stash.get(BEAT_EXPERIMENT, None)
+    if experiment is not None:
+        experiment.stop()  # type: ignore[attr-defined]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _start_beat_experiment(config, items)
     if config.getoption("--live"):
         return
     skip_live = pytest.mark.skip(reason="talks to real external services; run with --live")

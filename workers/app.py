@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+import workers.metrics  # connects the Prometheus metrics signals
 import workers.process  # noqa: F401  (connects the worker signals)
 
 #: Modules that define tasks. Adding a module here is how a task becomes known to workers.
@@ -16,6 +17,8 @@ TASK_MODULES: tuple[str, ...] = (
     "tasks.backtests",
     "tasks.collect",
     "tasks.indicators",
+    "tasks.maintenance",
+    "tasks.ops",
     "tasks.pipeline",
     "tasks.scans",
 )

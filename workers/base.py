@@ -65,6 +65,11 @@ class PoisonedMessage(PermanentError):
     timing out its worker); it is dead-lettered instead of being run again."""
 
 
+class RunLost(PermanentError):
+    """The reaper gave this run up as lost (its worker died and the task is not idempotent);
+    a late redelivery of its message fails with this instead of running."""
+
+
 class QuantbeatTask(Task):  # type: ignore[misc]
     """Base class for quantbeat tasks (set as the app's ``task_cls``)."""
 
@@ -72,6 +77,9 @@ class QuantbeatTask(Task):  # type: ignore[misc]
     max_retries: int | None = None
     #: Results of a task are small summaries; the data lives in PostgreSQL.
     ignore_result = False
+    #: Whether running the task twice is harmless (unique business keys, upserts): the reaper
+    #: requeues an idempotent run its worker lost, and marks any other ``lost``.
+    idempotent: ClassVar[bool] = True
     #: Executions beyond this many deliveries are dead-lettered without running (a message
     #: that keeps killing its worker must not loop forever). ``None``: QUANTBEAT_MAX_ATTEMPTS.
     max_attempts: ClassVar[int | None] = None
@@ -90,6 +98,14 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             return super().__call__(*args, **kwargs)
 
         t0 = time.perf_counter()
+        if self._reaped_as_lost(task_id):
+            # The reaper gave this non-idempotent run up (dead letter "worker_lost"); a late
+            # redelivery of its message must not run it behind the operator's back.
+            log.warning("task.lost_not_run", task_id=task_id)
+            raise RunLost(
+                f"task {task_id} was marked lost by the reaper and is not run again; "
+                "replay its dead letter (quantbeat dlq replay) to run it"
+            )
         attempts = self._record_start(task_id, args, kwargs, _utcnow())
         limit = self.max_attempts or get_settings().max_attempts
         if attempts is not None and attempts > limit:
@@ -98,6 +114,12 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             # A failure, not Ignore: the caller waiting on the result learns what happened.
             raise PoisonedMessage(message)
         try:
+            owner = self._claim_beat_slot(task_id)
+            if owner is not None and owner != task_id:
+                # Another message already ran this schedule slot: a duplicate tick is a no-op.
+                skipped = {"duplicate_of": owner, "beat_slot": self._beat_slot()}
+                self._finish(task_id, "duplicate", t0, result=skipped)
+                return skipped
             result = super().__call__(*args, **kwargs)
         except Retry as exc:  # the task body called self.retry() itself
             self._finish(task_id, "retrying", t0, error=_error_text(exc))
@@ -177,6 +199,50 @@ class QuantbeatTask(Task):  # type: ignore[misc]
         self._finish(task_id, state, t0, error=error)
         self._dead_letter(task_id, args, kwargs, reason, error)
 
+    # -- beat slots --------------------------------------------------------------------------
+    def _beat_slot(self) -> tuple[str, str] | None:
+        """``(entry, scheduled_for ISO)`` from the headers beat set (see workers.beat)."""
+        from workers.beat import BEAT_ENTRY_HEADER, BEAT_SLOT_HEADER
+
+        request = self.request
+        headers = request.headers or {}
+        entry = request.get(BEAT_ENTRY_HEADER) or headers.get(BEAT_ENTRY_HEADER)
+        slot = request.get(BEAT_SLOT_HEADER) or headers.get(BEAT_SLOT_HEADER)
+        if not entry or not slot:
+            return None
+        return str(entry), str(slot)
+
+    def _claim_beat_slot(self, task_id: str) -> str | None:
+        """The task id that owns this message's beat slot (``None``: not sent by beat).
+
+        Raises:
+            quant.errors.ValidationError: the slot header is not an ISO datetime.
+            sqlalchemy errors: the database is unreachable (transient: retried).
+        """
+        found = self._beat_slot()
+        if found is None:
+            return None
+        entry, slot = found
+        try:
+            scheduled_for = dt.datetime.fromisoformat(slot)
+        except ValueError:
+            raise ValidationError(
+                f"beat slot header {slot!r} of entry {entry!r} is not an ISO datetime",
+                field="qb_beat_slot",
+                value=slot,
+            ) from None
+        from db.beat import claim_slot
+        from db.engine import session_scope
+
+        with session_scope() as session:
+            return claim_slot(
+                session,
+                entry=entry,
+                scheduled_for=scheduled_for,
+                task_name=self.name,
+                task_id=task_id,
+            )
+
     # -- history -----------------------------------------------------------------------------
     def _queue(self) -> str | None:
         info = self.request.delivery_info or {}
@@ -185,6 +251,17 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             return str(queue)
         routed = queue_for(self.name)
         return routed.value if routed else None
+
+    def _reaped_as_lost(self, task_id: str) -> bool:
+        from db.engine import session_scope
+        from db.jobs import job_state
+
+        try:
+            with session_scope() as session:
+                return job_state(session, task_id) == "lost"
+        except Exception as exc:
+            log.warning("job_run.state_not_read", error=_error_text(exc))
+            return False
 
     def _record_start(
         self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], started: dt.datetime
@@ -228,7 +305,7 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             task=self.name,
             queue=self._queue(),
             duration_ms=round(duration_ms, 2),
-            success=state == "succeeded",
+            success=state in ("succeeded", "duplicate"),
             state=state,
             retries=int(self.request.retries or 0),
             error=error,

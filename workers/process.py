@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import structlog
@@ -66,12 +68,14 @@ def _after_fork(**_: Any) -> None:
     from db.engine import dispose_engines
     from quantbeat.backtests import forget_state_stores
     from quantbeat.cache import forget_caches
+    from quantbeat.config_store import forget_settings_cache
     from quantbeat.indicators import forget_service
 
     dispose_engines(close=False)
     forget_caches()
     forget_service()
     forget_state_stores()
+    forget_settings_cache()
 
 
 @task_prerun.connect
@@ -83,6 +87,10 @@ def _bind_task_context(task_id: str | None = None, task: Any = None, **_: Any) -
 @task_postrun.connect
 def _clear_task_context(**_: Any) -> None:
     structlog.contextvars.clear_contextvars()
+
+
+_recorded_time_limits: OrderedDict[str, None] = OrderedDict()
+_recorded_lock = threading.Lock()
 
 
 @task_failure.connect
@@ -99,6 +107,14 @@ def _record_hard_time_limit(
     Other failures were recorded by the task itself."""
     if not isinstance(exception, TimeLimitExceeded) or task_id is None or sender is None:
         return
+    # Celery 5.7 reports one hard time limit twice (timeout handler and pool error callback);
+    # record it once, or the dead letter would count two occurrences.
+    with _recorded_lock:
+        if task_id in _recorded_time_limits:
+            return
+        _recorded_time_limits[task_id] = None
+        while len(_recorded_time_limits) > 1024:
+            _recorded_time_limits.popitem(last=False)
     if getattr(sender, "name", None) == "quantbeat.backtest.run":
         from quantbeat.backtests import on_hard_time_limit
 

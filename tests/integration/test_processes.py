@@ -48,25 +48,47 @@ def _status(url: str, auth: str | None = None) -> int:
 
 
 def test_beat_starts_with_the_schedule_and_persists_it(tmp_path: Path, redis_stores: None):
+    """`quantbeat beat` takes redbeat's lock, stores every entry of the schedule in Redis
+    (where a standby beat finds it), and records its ticks for `quantbeat health`."""
+    import redis
+
+    from beat_schedule import BEAT_SCHEDULE
+    from quantbeat.health import BEAT_TICK_KEY
+    from quantbeat.settings import get_settings
+
+    client = redis.Redis.from_url(get_settings().redis_url)
+    for key in client.scan_iter("qb:redbeat:*"):
+        client.delete(key)
+    client.delete(BEAT_TICK_KEY)
     log = tmp_path / "beat.log"
     env = {**os.environ, "QUANTBEAT_DATA_DIR": str(tmp_path / "data")}
     with log.open("wb") as out:
         proc = subprocess.Popen([QUANTBEAT, "beat"], env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and "beat: Starting" not in log.read_text():
+            while time.monotonic() < deadline and not client.exists(BEAT_TICK_KEY):
                 assert proc.poll() is None, log.read_text()[-3000:]
                 time.sleep(0.3)
-            assert "beat: Starting" in log.read_text(), log.read_text()[-3000:]
+            assert "beat: Acquired lock" in log.read_text(), log.read_text()[-3000:]
+            assert client.exists(BEAT_TICK_KEY), log.read_text()[-3000:]
+            stored = {k.decode() for k in client.scan_iter("qb:redbeat:*")}
+            assert {f"qb:redbeat:{name}" for name in BEAT_SCHEDULE} <= stored
+            assert client.exists("qb:redbeat::lock")
         finally:
             _stop(proc)
-    assert list((tmp_path / "data").glob("celerybeat-schedule*")), "no schedule file written"
+    assert not client.exists("qb:redbeat::lock"), "the lock was not released at shutdown"
+    for key in client.scan_iter("qb:redbeat:*"):
+        client.delete(key)
 
 
 def test_flower_requires_basic_auth(tmp_path: Path, redis_stores: None):
     port = _free_port()
     secret = "admin:s3cret-pw"
-    env = {**os.environ, "QUANTBEAT_FLOWER_BASIC_AUTH": secret}
+    env = {
+        **os.environ,
+        "QUANTBEAT_FLOWER_BASIC_AUTH": secret,
+        "QUANTBEAT_DATA_DIR": str(tmp_path / "data"),
+    }
     log = tmp_path / "flower.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

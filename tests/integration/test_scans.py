@@ -4,6 +4,7 @@ replaced (never duplicated) on a re-run."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from sqlalchemy import func, select, text
@@ -351,3 +352,36 @@ def test_the_closing_bet_uses_the_ai_news_score(celery_app, members):
             select(func.count()).where(AiAnalysis.instrument_id == textbook)
         ).scalar_one()
         assert count == 1  # cached per (instrument, date, model, prompt version)
+
+
+def test_stored_strategy_parameters_apply_to_the_next_run(celery_app, members):
+    """`quantbeat settings set strategy.closing_bet ...` reaches the worker's scan at once
+    (the change bumps the generation the worker's settings cache checks)."""
+    from quantbeat.cli import main
+    from quantbeat.config_store import unset_setting
+
+    textbook = members[0][0]
+    assert main(["settings", "set", "strategy.closing_bet", '{"min_traded_value_krw": 3e12}']) == 0
+    assert main(["settings", "set", "strategy.closing_bet", '{"min_traded_valu": 1}']) == 2
+    try:
+        time.sleep(1)  # the worker's cache checks the generation every 0.5 s in tests
+        started = celery_app.send_task(
+            "quantbeat.scans.run",
+            kwargs={"strategy": "closing_bet", "trade_date": DAY.isoformat(), "market": "KOSPI"},
+        ).get(timeout=60)
+        final = celery_app.AsyncResult(started["chord"]).get(timeout=120)
+        assert final["state"] == "completed"
+        assert textbook not in {i for i, _, _ in _signals("closing_bet")}
+        with session_scope() as session:
+            run = session.get(ScanRun, started["run_id"])
+            assert run is not None
+            assert run.params["overrides"] == {"min_traded_value_krw": 3e12}
+    finally:
+        unset_setting("strategy.closing_bet")
+    time.sleep(1)
+    again = celery_app.send_task(
+        "quantbeat.scans.run",
+        kwargs={"strategy": "closing_bet", "trade_date": DAY.isoformat(), "market": "KOSPI"},
+    ).get(timeout=60)
+    celery_app.AsyncResult(again["chord"]).get(timeout=120)
+    assert textbook in {i for i, _, _ in _signals("closing_bet")}

@@ -41,6 +41,30 @@ def infra_down() -> None:
     raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
 
 
+@app.task(name="quantbeat.ops.test_gated", bind=True, max_retries=1)
+def gated(self: Any, gate: str, failure: str = "transient", **secrets: Any) -> dict[str, Any]:
+    """Fail while the Redis key ``test:gate:<gate>`` is unset, then succeed: with
+    ``failure="transient"`` by TransientError (one retry, then dead-lettered as
+    ``retries_exhausted``), otherwise by ValidationError (dead-lettered at once). Opening the gate
+    makes a replay of the dead letter succeed."""
+    import redis
+
+    from quant.errors import ValidationError
+    from quantbeat.settings import get_settings
+
+    if not redis.Redis.from_url(get_settings().redis_url).exists(f"test:gate:{gate}"):
+        if failure == "transient":
+            raise TransientError(f"gate {gate} is closed")
+        raise ValidationError(f"gate {gate} is closed", field="gate", value=gate)
+    return {"gate": gate, "retries": int(self.request.retries or 0)}
+
+
+@app.task(name="quantbeat.ops.test_once", idempotent=False)
+def once(marker: str) -> dict[str, str]:
+    """A task that declares itself not idempotent (the reaper must not requeue it)."""
+    return {"marker": marker}
+
+
 @app.task(name="quantbeat.ops.test_self_retry", bind=True)
 def self_retry(self: Any) -> dict[str, Any]:
     """Call ``self.retry`` from the task body once (as a rate limiter would), then succeed."""

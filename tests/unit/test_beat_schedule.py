@@ -73,6 +73,7 @@ def test_entries():
         "quantbeat.backtest.nightly",
         "quantbeat.collect.crypto_candles",
         "quantbeat.collect.universe",
+        "quantbeat.ops.reap",
     }
     for entry in BEAT_SCHEDULE.values():
         assert entry["task"] in app.tasks

@@ -1,5 +1,6 @@
 """docker-compose.yml keeps the deployment's invariants: one beat, durable Redis, healthchecks,
-migrations before workers, one queue per worker service, authenticated Flower."""
+migrations before workers, one queue per worker service, authenticated Flower, Prometheus
+scraping every worker."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+PROMETHEUS_FILE = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
 EXPECTED_SERVICES = {
     "postgres",
@@ -26,6 +28,8 @@ EXPECTED_SERVICES = {
     "worker-ai",
     "beat",
     "flower",
+    "prometheus",
+    "health",
 }
 WORKER_QUEUES = {"worker-io": "io", "worker-cpu": "cpu", "worker-ai": "ai"}
 
@@ -107,13 +111,25 @@ def test_migrate_is_one_shot(services: dict[str, dict[str, Any]]) -> None:
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
-def test_beat_is_single_and_unscaled(services: dict[str, dict[str, Any]]) -> None:
+def test_beat_runs_redbeat_with_a_standby(services: dict[str, dict[str, Any]]) -> None:
+    """One beat service, replicated for failover: `quantbeat beat` uses redbeat's lock, so
+    only one replica ticks (tests/integration/test_beat_ha.py shows the outcome)."""
     beats = [name for name, svc in services.items() if _argv(svc)[:1] == ["beat"]]
-    assert beats == ["beat"], f"exactly one service may run beat, found {beats}"
-    beat = services["beat"]
-    replicas = (beat.get("deploy") or {}).get("replicas", 1)
-    assert int(replicas) == 1, "beat must never be scaled"
-    assert int(beat.get("scale", 1)) == 1, "beat must never be scaled"
+    assert beats == ["beat"], f"one service runs beat, found {beats}"
+    replicas = (services["beat"].get("deploy") or {}).get("replicas", 1)
+    assert int(replicas) == 2
+
+
+def test_health_endpoint_is_served(services: dict[str, dict[str, Any]]) -> None:
+    health = services["health"]
+    assert _argv(health)[:2] == ["health", "serve"]
+    assert "8008" in " ".join(_argv(health))
+    assert "/health/live" in str(health["healthcheck"]["test"])
+
+
+def test_flower_state_is_on_a_volume(services: dict[str, dict[str, Any]]) -> None:
+    mounts = [str(v) for v in services["flower"].get("volumes", [])]
+    assert any("/var/lib/quantbeat" in m for m in mounts), mounts
 
 
 def test_workers_wait_for_migrations_and_stores(services: dict[str, dict[str, Any]]) -> None:
@@ -186,6 +202,54 @@ def test_the_cache_has_its_own_evicting_redis(services: dict[str, dict[str, Any]
         )
         # the broker's Redis never holds the cache
         assert "redis-cache" not in str(_environment(services[name]).get("QUANTBEAT_BROKER_URL"))
+
+
+def _scrape_jobs() -> dict[str, dict[str, Any]]:
+    document = yaml.safe_load(PROMETHEUS_FILE.read_text(encoding="utf-8"))
+    return {job["job_name"]: job for job in document["scrape_configs"]}
+
+
+def test_every_worker_replica_is_scraped_on_its_metrics_port(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    jobs = _scrape_jobs()
+    for name in WORKER_QUEUES:
+        port = str(_environment(services[name]).get("QUANTBEAT_METRICS_PORT"))
+        assert port.isdigit(), f"{name}: QUANTBEAT_METRICS_PORT={port!r}"
+        assert port != "0", f"{name} serves no metrics"
+        assert port in [str(p) for p in services[name].get("expose", [])], name
+        # DNS discovery finds every replica of a scaled service (a static target finds one).
+        discovered = [
+            (sd["names"], int(sd["port"]))
+            for job in jobs.values()
+            for sd in job.get("dns_sd_configs", [])
+        ]
+        assert ([name], int(port)) in discovered, f"no scrape job for {name}:{port}"
+
+
+def test_prometheus_reads_the_mounted_config_and_scrapes_flower_with_credentials(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    prometheus = services["prometheus"]
+    mounts = [str(v) for v in prometheus.get("volumes", [])]
+    assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
+    script = " ".join(_argv(prometheus))
+    assert "--config.file=/etc/prometheus/prometheus.yml" in script
+    # Passed through by name, never with a default (a committed password).
+    assert _environment(prometheus).get("QUANTBEAT_FLOWER_BASIC_AUTH") in (None, "")
+    flower = [
+        job
+        for job in _scrape_jobs().values()
+        if any("flower:5555" in sc.get("targets", []) for sc in job.get("static_configs", []))
+    ]
+    assert len(flower) == 1
+    auth = flower[0]["basic_auth"]
+    for file in (auth["username_file"], auth["password_file"]):
+        assert f"> {file}" in script, f"the prometheus service does not write {file}"
+    # Prometheus has no authentication of its own: not published beyond loopback by default.
+    assert [str(p) for p in prometheus.get("ports", [])] == [
+        "${PROMETHEUS_BIND:-127.0.0.1}:9090:9090"
+    ]
 
 
 def _environment_without_quantbeat() -> dict[str, str]:

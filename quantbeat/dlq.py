@@ -1,0 +1,237 @@
+"""The dead-letter queue: what ``quantbeat dlq list|show|replay|purge`` does.
+
+Dead letters (table ``dead_letters``) are written by the base task class
+(:mod:`workers.base`: retries exhausted, validation and permanent errors, time-outs, poisoned
+messages, …) and by the worker's consumer (:mod:`workers.consumer`: unknown tasks, undecodable
+and invalid messages). Each holds the masked payload, the reason and the error.
+
+**Replay** re-sends a letter's task by name with its stored arguments, as a new task (new task
+id, routed like any other send) and records the new id, the time and one more replay on the
+letter, which stays for the record (``purge`` removes letters). A letter is refused — with the
+letter, its task and why — when:
+
+* its task is not registered in the worker app (an ``unknown_task`` letter, a renamed task);
+* it holds no arguments (an undecodable or invalid message);
+* its stored arguments contain the mask ``***``: secrets were masked when the letter was
+  stored, and replaying would send the mask in their place. Such a task must be re-submitted
+  with the real values.
+
+Every function works in the caller's session; the caller commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from db.models import DeadLetter
+from quant.errors import ValidationError
+from quantbeat.masking import MASK
+
+
+def letter_summary(letter: DeadLetter) -> dict[str, Any]:
+    """The columns ``dlq list`` shows, JSON-ready (times as ISO 8601 strings)."""
+    return {
+        "id": letter.id,
+        "reason": letter.reason,
+        "task_name": letter.task_name,
+        "task_id": letter.task_id,
+        "occurrences": letter.occurrences,
+        "first_seen": _iso(letter.first_seen),
+        "last_seen": _iso(letter.last_seen),
+        "replays": letter.replays or 0,
+        "replayed_at": _iso(letter.replayed_at),
+        "error": letter.error,
+    }
+
+
+def letter_detail(letter: DeadLetter) -> dict[str, Any]:
+    """Every column of a letter, JSON-ready (the payload as stored, already masked)."""
+    return {
+        **letter_summary(letter),
+        "fingerprint": letter.fingerprint,
+        "replayed_task_id": letter.replayed_task_id,
+        "created_at": _iso(letter.created_at),
+        "updated_at": _iso(letter.updated_at),
+        "payload": letter.payload,
+    }
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.astimezone(dt.UTC).isoformat()
+
+
+def list_letters(
+    session: Session,
+    *,
+    reasons: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    since: dt.datetime | None = None,
+    limit: int = 50,
+) -> list[DeadLetter]:
+    """Dead letters, most recently seen first (``tasks``: names or globs such as
+    ``quantbeat.collect.*``; ``since``: last seen at or after).
+
+    Raises:
+        quant.errors.ValidationError: ``limit`` is not positive.
+    """
+    from db.jobs import list_dead_letters
+
+    if limit < 1:
+        raise ValidationError(f"--limit must be at least 1, got {limit}", field="--limit")
+    return list_dead_letters(
+        session, reasons=reasons, task_patterns=tasks, since=since, limit=limit
+    )
+
+
+def get_letter(session: Session, letter_id: int, *, for_update: bool = False) -> DeadLetter:
+    """The dead letter ``letter_id``.
+
+    Raises:
+        quant.errors.ValidationError: there is no such letter (the message names the id).
+    """
+    from db.jobs import get_dead_letter
+
+    letter = get_dead_letter(session, letter_id, for_update=for_update)
+    if letter is None:
+        raise ValidationError(f"no dead letter with id {letter_id}", field="ID", value=letter_id)
+    return letter
+
+
+def masked_fields(value: Any, path: str) -> list[str]:
+    """The places in ``value`` (``kwargs.password``, ``args[0]``) whose text holds the mask."""
+    if isinstance(value, str):
+        return [path] if MASK in value else []
+    if isinstance(value, dict):
+        return [f for key, item in value.items() for f in masked_fields(item, f"{path}.{key}")]
+    if isinstance(value, list | tuple):
+        return [f for i, item in enumerate(value) for f in masked_fields(item, f"{path}[{i}]")]
+    return []
+
+
+def replay_problem(letter: DeadLetter, registered: Any) -> str | None:
+    """Why ``letter`` cannot be replayed through an app whose task registry is ``registered``
+    (a container of task names), or ``None`` when it can."""
+    payload = letter.payload if isinstance(letter.payload, dict) else {}
+    name = letter.task_name or payload.get("task")
+    label = f"dead letter {letter.id} ({name or 'no task name'}, {letter.reason})"
+    if letter.reason == "undecodable":
+        return f"{label}: the message could not be decoded, so there are no arguments to send"
+    if not name:
+        return f"{label}: it names no task"
+    if name not in registered:
+        return (
+            f"{label}: task {name!r} is not registered in the worker app (workers.app), "
+            "so no worker would run it"
+        )
+    args, kwargs = payload.get("args"), payload.get("kwargs")
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        return f"{label}: its payload holds no task arguments (args list and kwargs mapping)"
+    masked = masked_fields(args, "args") + masked_fields(kwargs, "kwargs")
+    if masked:
+        return (
+            f"{label}: {', '.join(masked)} {'was' if len(masked) == 1 else 'were'} masked "
+            f"({MASK!r}) when the letter was stored, so a replay would send the mask instead "
+            "of the real value; submit the task again with the real arguments"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Replay:
+    """One letter's replay: the new task id (``None`` on a dry run or when refused), or why
+    it was refused."""
+
+    letter_id: int
+    task_name: str | None
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+    task_id: str | None = None
+    refused: str | None = None
+
+
+def replay(
+    session: Session,
+    app: Any,
+    *,
+    ids: Sequence[int] = (),
+    replay_all: bool = False,
+    reasons: Sequence[str] | None = None,
+    dry_run: bool = False,
+) -> list[Replay]:
+    """Re-send dead letters' tasks through the Celery ``app`` (its ``tasks`` registry must be
+    loaded) and record each replay on its letter.
+
+    With explicit ``ids`` it is all or nothing: if any letter is missing or refused, nothing is
+    sent. With ``replay_all`` or ``reasons`` (and no ids) every matching letter that can be
+    replayed is sent, and the others are returned with ``refused`` set. ``dry_run`` sends and
+    records nothing.
+
+    Raises:
+        quant.errors.ValidationError: no selection was given; an id does not exist; an explicit
+            letter cannot be replayed (the message names each letter and why).
+    """
+    from db.jobs import list_dead_letters, mark_replayed
+
+    if not ids and not replay_all and not reasons:
+        raise ValidationError("name the dead letters to replay: IDs, --all or --reason")
+    if ids:
+        letters = [get_letter(session, i, for_update=not dry_run) for i in dict.fromkeys(ids)]
+        if reasons:
+            letters = [letter for letter in letters if letter.reason in reasons]
+    else:
+        found = list_dead_letters(session, reasons=reasons, limit=None)
+        letters = [get_letter(session, letter.id, for_update=not dry_run) for letter in found]
+    plans = [_plan(letter, app.tasks) for letter in letters]
+    refused = [p.refused for p in plans if p.refused]
+    if ids and refused:
+        raise ValidationError("; ".join(r for r in refused if r), field="ID")
+    done: list[Replay] = []
+    for plan in plans:
+        if plan.refused or dry_run:
+            done.append(plan)
+            continue
+        result = app.send_task(plan.task_name, args=plan.args, kwargs=plan.kwargs)
+        mark_replayed(session, plan.letter_id, task_id=result.id, replayed_at=_utcnow())
+        done.append(
+            Replay(plan.letter_id, plan.task_name, plan.args, plan.kwargs, task_id=result.id)
+        )
+    return done
+
+
+def _plan(letter: DeadLetter, registered: Any) -> Replay:
+    problem = replay_problem(letter, registered)
+    if problem is not None:
+        return Replay(letter.id, letter.task_name, refused=problem)
+    payload = letter.payload
+    return Replay(
+        letter.id,
+        letter.task_name or payload.get("task"),
+        list(payload["args"]),
+        dict(payload["kwargs"]),
+    )
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def purge(
+    session: Session,
+    *,
+    older_than: dt.datetime | None = None,
+    reasons: Sequence[str] | None = None,
+    ids: Sequence[int] | None = None,
+) -> int:
+    """Delete the dead letters matching every given filter; return how many were deleted.
+
+    Raises:
+        quant.errors.ValidationError: no filter was given.
+    """
+    from db.jobs import purge_dead_letters
+
+    return purge_dead_letters(session, older_than=older_than, reasons=reasons, ids=ids)

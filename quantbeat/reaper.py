@@ -1,0 +1,173 @@
+"""The reaper: job runs left ``started`` by a worker that died.
+
+A worker killed mid-task (SIGKILL, OOM, a lost host) leaves its job run in ``started``. With
+Redis as the broker its message comes back only after the visibility timeout (hours); with a
+lost host and no ``reject_on_worker_lost`` it may not come back at all. Every five minutes
+(beat entry ``reap-orphans``) :func:`reap` looks for runs that have been ``started`` for at
+least ``QUANTBEAT_REAPER_GRACE`` seconds and that no live worker is running:
+
+* the task is **idempotent** (every quantbeat task is, unless it says ``idempotent=False``)
+  and its stored arguments are complete → it is sent again with the same task id
+  (``requeued``; the redelivered execution counts as another attempt in the same row);
+* otherwise → the run is marked ``lost`` (a failure) with a dead letter (reason
+  ``worker_lost``) for an operator to replay; a late redelivery of its message is not run.
+
+If the workers cannot be inspected (broker down) nothing is reaped: a run is only declared
+orphaned when the live workers have said they are not running it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+
+from quantbeat.masking import MASK
+
+log = structlog.get_logger("quantbeat.reaper")
+
+
+@dataclass
+class ReapReport:
+    """What one pass did: task ids requeued and marked lost, and runs still running."""
+
+    checked: int = 0
+    requeued: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    running: int = 0
+    skipped_reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "requeued": self.requeued,
+            "lost": self.lost,
+            "running": self.running,
+            "skipped_reason": self.skipped_reason,
+        }
+
+
+def contains_mask(value: Any) -> bool:
+    """Whether a stored (masked) payload had a value replaced by the mask."""
+    if isinstance(value, str):
+        return MASK in value
+    if isinstance(value, dict):
+        return any(contains_mask(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(contains_mask(v) for v in value)
+    return False
+
+
+def _live_tasks(app: Any, timeout: float) -> tuple[set[str], set[str]] | None:
+    """(names of live workers, ids of tasks they are running or hold), or ``None`` when the
+    workers cannot be asked (broker unreachable)."""
+    try:
+        inspect = app.control.inspect(timeout=timeout)
+        pings = app.control.ping(timeout=timeout) or []
+        active = inspect.active() or {}
+        reserved = inspect.reserved() or {}
+    except Exception as exc:
+        log.warning("reaper.inspect_failed", error=f"{type(exc).__name__}: {exc}")
+        return None
+    workers = {name for reply in pings for name in reply}
+    workers |= set(active) | set(reserved)
+    ids = {
+        str(task.get("id"))
+        for listing in (active, reserved)
+        for tasks in listing.values()
+        for task in tasks or ()
+    }
+    return workers, ids
+
+
+def reap(
+    app: Any,
+    *,
+    grace: float,
+    now: dt.datetime | None = None,
+    own_task_id: str | None = None,
+    inspect_timeout: float = 2.0,
+) -> ReapReport:
+    """One pass over job runs ``started`` at least ``grace`` seconds ago (see the module).
+
+    Raises:
+        sqlalchemy errors: the database is unreachable (the task retries).
+    """
+    from db.engine import session_scope
+    from db.models import JobRun
+    from workers.base import record_failure_outside_task
+
+    now = now or dt.datetime.now(dt.UTC)
+    cutoff = now - dt.timedelta(seconds=grace)
+    with session_scope() as session:
+        rows = [
+            (r.task_id, r.task_name, r.worker, r.args, r.kwargs)
+            for r in session.execute(
+                select(JobRun).where(JobRun.state == "started", JobRun.started_at < cutoff)
+            ).scalars()
+        ]
+    report = ReapReport(checked=len(rows))
+    rows = [r for r in rows if r[0] != own_task_id]
+    if not rows:
+        return report
+    live = _live_tasks(app, inspect_timeout)
+    if live is None:
+        report.skipped_reason = "workers could not be inspected (broker unreachable?)"
+        return report
+    workers, running = live
+    for task_id, task_name, worker, args, kwargs in rows:
+        if task_id in running:
+            report.running += 1
+            continue
+        why = (
+            f"worker {worker} is gone"
+            if worker not in workers
+            else f"worker {worker} is alive but not running it"
+        )
+        task = app.tasks.get(task_name)
+        idempotent = bool(getattr(task, "idempotent", False)) if task is not None else False
+        masked = contains_mask(args) or contains_mask(kwargs)
+        if idempotent and not masked:
+            # Marked before sending: the new execution's own "started" must not be overwritten.
+            _mark(task_id, "requeued", f"reaped: {why}; requeued (idempotent)")
+            app.send_task(
+                task_name, args=list(args or ()), kwargs=dict(kwargs or {}), task_id=task_id
+            )
+            report.requeued.append(task_id)
+            log.warning("reaper.requeued", task_id=task_id, task=task_name, reason=why)
+            continue
+        because = (
+            "its arguments were stored masked"
+            if masked
+            else ("it is not idempotent" if task is not None else "the task is not registered")
+        )
+        record_failure_outside_task(
+            task_name=task_name,
+            task_id=task_id,
+            args=args,
+            kwargs=kwargs,
+            reason="worker_lost",
+            error=f"reaped: {why}; not requeued because {because}",
+            state="lost",
+        )
+        report.lost.append(task_id)
+        log.error("reaper.lost", task_id=task_id, task=task_name, reason=why, because=because)
+    return report
+
+
+def _mark(task_id: str, state: str, error: str) -> None:
+    from db.engine import session_scope
+    from db.jobs import record_job_end
+
+    with session_scope() as session:
+        record_job_end(
+            session,
+            task_id=task_id,
+            state=state,
+            finished_at=dt.datetime.now(dt.UTC),
+            duration_ms=None,
+            error=error,
+        )
