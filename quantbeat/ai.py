@@ -198,6 +198,11 @@ def analyze(
         request = _request(session, ident, name, trade_date, strategy)
     try:
         if chosen.name != "offline":
+            # The SDK's set-up takes seconds the first time: do it before taking a slot, or
+            # requests granted seconds apart would leave together.
+            prepare = getattr(chosen, "prepare", None)
+            if prepare is not None:
+                prepare()
             limiter().acquire()
         outcome = chosen.analyze(request)
     except QuotaExhausted as exc:

@@ -10,7 +10,9 @@ Celery's ``rate_limit`` is per worker process; a provider's limit is per account
   :class:`quant.errors.RateLimited` with ``retry_after`` instead, so a Celery retry frees the
   worker slot rather than sleeping in it;
 * :meth:`cooldown` (after a 429 with ``Retry-After``, say) stops every worker from calling the
-  provider until it ends.
+  provider until it ends. A caller that reserved a slot before the cooldown began checks
+  again after waiting for it, so no call leaves during a cooldown (only one already on its
+  way when the provider answered can still arrive).
 
 :class:`LocalRateLimiter` gives the same contract inside one process (the embedded run).
 """
@@ -120,8 +122,9 @@ class RedisRateLimiter:
         """Block until this process may call the provider.
 
         Raises:
-            quant.errors.RateLimited: the wait would exceed ``max_wait`` (or the provider is
-                cooling down); ``retry_after`` says when to try again.
+            quant.errors.RateLimited: the wait would exceed ``max_wait``, or the provider is
+                cooling down (also when a cooldown began while this caller waited for its
+                reserved slot); ``retry_after`` says when to try again.
         """
         wait = self.try_acquire()
         if wait < 0:
@@ -133,6 +136,10 @@ class RedisRateLimiter:
         record_rate_limit_wait(self.name, wait)
         if wait > 0:
             self._sleep(wait)
+            # Another worker may have been throttled while this one waited for its slot.
+            left = self.cooldown_left()
+            if left > 0:
+                raise WaitTooLong(f"{self.name}: cooling down for {left:.1f} s", retry_after=left)
 
     def cooldown(self, seconds: float) -> None:
         """Stop every worker from calling the provider for ``seconds`` (atomically never
@@ -184,6 +191,14 @@ class LocalRateLimiter:
         record_rate_limit_wait(self.name, wait)
         if wait > 0:
             self._sleep(wait)
+            left = self.cooldown_left()
+            if left > 0:
+                raise WaitTooLong(f"{self.name}: cooling down", retry_after=left)
+
+    def cooldown_left(self) -> float:
+        """Seconds of cooldown left (0 when none)."""
+        with self._lock:
+            return max(0.0, self._cooldown_until - self._clock())
 
     def cooldown(self, seconds: float) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -122,8 +123,8 @@ _crypto: dict[tuple[str, str, int, tuple[str, ...]], Any] = {}
 
 def crypto_source(settings: Settings) -> Any:
     """The process-wide crypto source (a :class:`~quant.market.base.MarketDataSource` that is
-    also an :class:`~quant.market.base.IntradaySource`): Upbit behind the global rate limiter,
-    or the simulated crypto market.
+    also an :class:`~quant.market.base.IntradaySource`): Upbit behind the global rate limiter
+    (each 429 it answers starts the limiter's shared cooldown), or the simulated crypto market.
 
     Raises:
         quant.errors.ConfigError: the configured source is unknown.
@@ -144,6 +145,7 @@ def crypto_source(settings: Settings) -> Any:
                 source = UpbitSource(
                     base_url=settings.upbit_base_url,
                     acquire=limiter.acquire if limiter is not None else None,
+                    throttled=_shared_cooldown(limiter) if limiter is not None else None,
                 )
             elif settings.crypto_source == "simulated":
                 from quant.market.simulated_crypto import SimulatedCrypto
@@ -184,6 +186,21 @@ def _krx_source(settings: Settings) -> MarketDataSource:
         acquire=limiter.acquire if limiter is not None else None,
     )
     return source
+
+
+#: Shared cooldown (seconds) after a provider's 429 that did not say how long to wait.
+THROTTLE_COOLDOWN_S = 5.0
+
+
+def _shared_cooldown(limiter: RateLimiter) -> Callable[[float | None], None]:
+    """A source's ``throttled`` hook: a 429 stops every worker calling that provider for its
+    ``Retry-After`` (else :data:`THROTTLE_COOLDOWN_S`), at once — not only when the refused
+    request has used up its own retries."""
+
+    def throttled(retry_after: float | None) -> None:
+        limiter.cooldown(retry_after if retry_after else THROTTLE_COOLDOWN_S)
+
+    return throttled
 
 
 def upbit_limiter(settings: Settings) -> RateLimiter | None:

@@ -39,6 +39,7 @@ from quantbeat.indicators import invalidate_stored
 from quantbeat.ratelimit import WaitTooLong
 from quantbeat.settings import get_settings
 from quantbeat.sources import (
+    THROTTLE_COOLDOWN_S,
     crypto_source,
     krx_calendar,
     latest_krx_session,
@@ -282,9 +283,9 @@ def daily_range(
     )
 
 
-#: Shared cooldowns after a provider pushes back without saying for how long (seconds).
+#: Shared cooldown after a provider bans us without saying for how long (seconds); a 429's
+#: is quantbeat.sources.THROTTLE_COOLDOWN_S.
 BAN_COOLDOWN_S = 600.0
-THROTTLE_COOLDOWN_S = 5.0
 #: Bars per ticker one crypto task fetches at most; a longer catch-up continues next run.
 MAX_CRYPTO_BARS = 2_000
 

@@ -234,6 +234,16 @@ class GeminiAnalyzer:
                 self._client_pid = pid
             return self._client_instance
 
+    def prepare(self) -> None:
+        """Set up this process's SDK client now. The first set-up in a process imports
+        google-genai and builds the client (seconds on a busy host); a caller that paces
+        requests calls this before taking its slot, so the request leaves when its slot comes.
+
+        Raises:
+            quant.errors.ConfigError: the client cannot be set up.
+        """
+        self._client()
+
     def close(self) -> None:
         """Close the HTTP connections of this process's client (a later call reopens them)."""
         with self._lock:

@@ -27,7 +27,9 @@ Rate limits and failures (Upbit quotation API, candle group ~10 requests/s per I
   request waits :data:`EXHAUSTED_PAUSE` seconds first;
 * HTTP 429 — retried with exponential backoff and jitter (a ``Retry-After`` header is a floor),
   at most ``max_attempts`` attempts in all, then :class:`quant.errors.RateLimited` (carrying
-  ``retry_after`` when the header was sent). A ``Retry-After`` longer than
+  ``retry_after`` when the header was sent). Every 429 is reported to the caller's
+  ``throttled`` hook first (a shared cooldown: other threads and hosts share the IP's budget,
+  so they must pause too, not only the request that was refused). A ``Retry-After`` longer than
   :data:`MAX_IN_PROVIDER_WAIT` is not waited for here: ``RateLimited`` is raised at once so the
   caller (a Celery retry) can wait without holding a worker;
 * HTTP 418 — Upbit has banned the IP for persisting after 429s. Retrying lengthens the ban, so
@@ -152,8 +154,9 @@ class UpbitProtocolError(PermanentError):
 
 
 class _AcquireFailed(Exception):
-    """Carries an exception raised by the caller's ``acquire`` hook past the retry loop, so a
-    limiter's refusal is never retried here (the limiter, not this provider, decides)."""
+    """Carries an exception raised by the caller's ``acquire`` (or ``throttled``) hook past the
+    retry loop, so a limiter's refusal is never retried here (the limiter, not this provider,
+    decides)."""
 
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
@@ -320,6 +323,10 @@ class UpbitSource:
         acquire: when given, called with no arguments right before EVERY HTTP request, retries
             included — a hook for a caller's global rate limiter. It may block; whatever it
             raises propagates unchanged and is not retried here.
+        throttled: when given, called with the ``Retry-After`` seconds (``None`` when Upbit
+            sent none) each time Upbit answers HTTP 429, before this source waits to retry or
+            gives up — a hook for a caller's shared cooldown. Whatever it raises propagates
+            unchanged and is not retried here.
 
     Raises:
         quant.errors.ValidationError: ``max_attempts`` < 1 or ``timeout`` not positive.
@@ -337,6 +344,7 @@ class UpbitSource:
         max_attempts: int = 4,
         timeout: float = 10.0,
         acquire: Callable[[], None] | None = None,
+        throttled: Callable[[float | None], None] | None = None,
     ) -> None:
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise ValidationError(
@@ -359,6 +367,7 @@ class UpbitSource:
         self._max_attempts = max_attempts
         self._timeout = float(timeout)
         self._acquire = acquire
+        self._throttled = throttled
         self._lock = threading.Lock()
         self._exhausted = False  # the last response said Remaining-Req sec=0
 
@@ -679,6 +688,11 @@ class UpbitSource:
                 f"Upbit {what} failed: {type(error).__name__}: {error}"
             ) from error
         self._note_remaining(response)
+        if response.status_code == 429 and self._throttled is not None:
+            try:
+                self._throttled(retry_after_of(response.headers))
+            except Exception as error:
+                raise _AcquireFailed(error) from error
         return self._decode(response, path, params, what)
 
     def _note_remaining(self, response: httpx.Response) -> None:

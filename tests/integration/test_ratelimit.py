@@ -76,3 +76,24 @@ def test_cooldown_is_shared_and_never_shortened():
         b.acquire()
     assert 2.0 < (info.value.retry_after or 0) <= 3.0
     assert b.cooldown_left() > 2.0
+
+
+def test_a_cooldown_begun_while_a_caller_waits_for_its_slot_stops_its_call():
+    prefix = f"t:{uuid.uuid4().hex}"
+    other = RedisRateLimiter(redis.Redis.from_url(URL), "p", rate=2, prefix=prefix)
+
+    def sleep_while_another_worker_is_throttled(seconds: float) -> None:
+        time.sleep(seconds)
+        other.cooldown(3.0)  # another worker was answered 429 meanwhile
+
+    waiting = RedisRateLimiter(
+        redis.Redis.from_url(URL),
+        "p",
+        rate=2,
+        prefix=prefix,
+        sleep=sleep_while_another_worker_is_throttled,
+    )
+    other.acquire()
+    with pytest.raises(RateLimited) as info:
+        waiting.acquire()  # its slot is 0.5 s ahead: waits, then finds the cooldown
+    assert 2.0 < (info.value.retry_after or 0) <= 3.0

@@ -202,6 +202,25 @@ def test_one_analyzer_serves_several_threads(fake, analyzer):
     assert len(fake.log) == 8
 
 
+def test_prepare_sets_the_client_up_without_a_request(fake, analyzer, monkeypatch):
+    built: list[object] = []
+    real = GeminiAnalyzer._client
+
+    def counting(self: GeminiAnalyzer) -> object:
+        client = real(self)
+        if client not in built:
+            built.append(client)
+        return client
+
+    monkeypatch.setattr(GeminiAnalyzer, "_client", counting)
+    analyzer.prepare()  # what a paced caller does before taking its slot
+    assert len(built) == 1
+    assert fake.log == []
+    analyzer.analyze(_request())
+    assert len(built) == 1  # the request used the client prepare() built
+    assert len(fake.log) == 1
+
+
 # -- transient failures ----------------------------------------------------------------------
 
 

@@ -51,6 +51,24 @@ def test_cooldown_stops_calls_until_it_ends():
     limiter.acquire()
 
 
+def test_a_cooldown_begun_while_waiting_for_a_reserved_slot_stops_the_call():
+    clock = FakeClock()
+
+    def sleep_while_another_thread_is_throttled(seconds: float) -> None:
+        clock.sleep(seconds)
+        limiter.cooldown(3.0)  # another thread was answered 429 meanwhile
+
+    limiter = LocalRateLimiter(
+        "p", rate=2.0, clock=clock, sleep=sleep_while_another_thread_is_throttled
+    )
+    limiter.acquire()  # at once: no wait
+    with pytest.raises(RateLimited) as info:
+        limiter.acquire()  # its slot is 0.5 s ahead: waits, then finds the cooldown
+    assert clock.slept == [0.5]
+    assert info.value.retry_after == pytest.approx(3.0)
+    assert limiter.cooldown_left() == pytest.approx(3.0)
+
+
 @pytest.mark.parametrize(("rate", "max_wait"), [(0.0, 1.0), (-1.0, 1.0), (1.0, -0.1)])
 def test_bad_parameters(rate: float, max_wait: float):
     with pytest.raises(ValidationError):

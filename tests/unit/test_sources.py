@@ -34,3 +34,45 @@ def test_krx_with_credentials_builds_without_importing_pykrx():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["KrxSource", "False"]
     assert isinstance(KrxSource, type)
+
+
+def test_a_429_from_upbit_starts_the_shared_cooldown_at_once():
+    """The crypto source reports each 429 to the provider's limiter, so every worker pauses,
+    not only the request that was refused (here: a Retry-After too long to wait in place)."""
+    import datetime as dt
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from quant.errors import RateLimited
+    from quantbeat.sources import crypto_source, upbit_limiter
+
+    class Throttling(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(429)
+            self.send_header("Retry-After", "30")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Throttling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = load_settings(
+            crypto_source="upbit",
+            upbit_base_url=f"http://127.0.0.1:{server.server_address[1]}",
+            redis_url="memory://",
+            provider_rates={"upbit": 7.25},  # a limiter of this test's own
+        )
+        source = crypto_source(settings)
+        with pytest.raises(RateLimited, match="HTTP 429"):
+            source.list_instruments(dt.date(2026, 11, 20))
+    finally:
+        server.shutdown()
+        server.server_close()
+    limiter = upbit_limiter(settings)
+    assert limiter is not None
+    with pytest.raises(RateLimited, match="cooling down") as info:
+        limiter.acquire()
+    assert 29.0 < (info.value.retry_after or 0) <= 30.0

@@ -646,6 +646,38 @@ def test_acquire_refusal_propagates_unretried(upbit: FakeUpbit, rec: Recorder):
     assert rec.pauses == []
 
 
+def test_every_429_reaches_the_throttled_hook_before_the_wait(upbit: FakeUpbit, rec: Recorder):
+    upbit.script(
+        Reply(429, b"", {"Retry-After": "2"}),
+        Reply(429, b""),
+        Reply(body=fixture("days_krw_btc.json")),
+    )
+    reported: list[tuple[float | None, int]] = []  # (Retry-After, pauses so far)
+
+    def throttled(retry_after: float | None) -> None:
+        reported.append((retry_after, len(rec.pauses)))
+
+    src = UpbitSource(base_url=upbit.base_url, pause=rec.pause, throttled=throttled)
+    with src:
+        frame = src.daily_candles(date(2024, 3, 3), date(2024, 3, 5), tickers=["KRW-BTC"])
+    assert len(frame) == 3
+    # each 429 is reported as it arrives, before the source waits to retry it
+    assert reported == [(2.0, 0), (None, 1)]
+
+
+def test_a_refusing_throttled_hook_propagates_unretried(upbit: FakeUpbit, rec: Recorder):
+    upbit.script(then=Reply(429, b"", {"Retry-After": "1"}))
+
+    def throttled(retry_after: float | None) -> None:
+        raise ConnectionError("the cooldown store is down")
+
+    src = UpbitSource(base_url=upbit.base_url, pause=rec.pause, throttled=throttled)
+    with src, pytest.raises(ConnectionError, match="cooldown store"):
+        src.list_instruments(date(2024, 3, 5))
+    assert len(upbit.requests) == 1
+    assert rec.pauses == []
+
+
 def test_no_origin_header_even_if_the_client_sets_one(upbit: FakeUpbit, rec: Recorder):
     upbit.respond_with(upbit_paging(history("KRW-BTC", date(2022, 1, 1), 450)))
     client = httpx.Client(headers={"Origin": "https://example.com"})
