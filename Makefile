@@ -5,11 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 TEST_ENV := var/test-services.env
 
-.PHONY: run test lint format check-services benchmarks clean help
+.PHONY: run test faults lint format check-services benchmarks clean help
 
 help:
 	@echo "make run    - install into .venv and run the main job on the embedded default"
 	@echo "make test   - install, prepare PostgreSQL/Redis for tests, lint, run the whole suite"
+	@echo "make faults - run the fault scenarios and write their outcome table into README.md"
 	@echo "make lint   - ruff + mypy"
 	@echo "make format - ruff format + fixes"
 
@@ -32,6 +33,11 @@ lint: $(STAMP)
 
 test: check-services lint
 	set -a && . ./$(TEST_ENV) && set +a && $(PY) -m pytest
+
+faults: check-services
+	rm -rf var/faults
+	set -a && . ./$(TEST_ENV) && set +a && $(PY) -m pytest tests/faults
+	$(PY) scripts/faults_table.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     # --- reliability ------------------------------------------------------------------------
     # Redis emulates acks: an unacked message is handed out again after this many seconds, so
     # it must exceed the longest hard time limit plus the longest retry delay (checked below).
-    visibility_timeout: int = Field(default=7_200, ge=60)
+    # The floor is low so a fault test can watch a whole-worker kill be redelivered in seconds
+    # (with time limits to match); the check below is what keeps a deployment safe.
+    visibility_timeout: int = Field(default=7_200, ge=10)
     max_retries: int = Field(default=5, ge=0)
     # Deliveries of one task id (retries and redeliveries after a lost worker) after which the
     # message is dead-lettered instead of run again.

@@ -41,14 +41,19 @@ os.environ.update(TEST_ENV)
 os.environ.pop("QUANTBEAT_GEMINI_API_KEY", None)
 
 
+#: The service fixtures (database, redis_stores, clean_db, worker, celery_app) for
+#: tests/integration and tests/faults.
+pytest_plugins = ["tests.support.services"]
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--live", action="store_true", default=False, help="run tests that need the internet"
     )
 
 
-#: The two-beat test needs over two minutes of wall-clock time: it starts in the background
-#: when collected (tests/integration/beat_experiment.py) and runs last.
+#: The two-beat test (fault scenario 6) needs over two minutes of wall-clock time: it starts in
+#: the background when collected (tests/faults/beat_experiment.py) and runs last.
 BEAT_HA_TEST = "test_beat_ha.py::test_two_beats_run_each_minute_once"
 BEAT_EXPERIMENT = pytest.StashKey[object]()
 
@@ -58,7 +63,7 @@ def _start_beat_experiment(config: pytest.Config, items: list[pytest.Item]) -> N
     if not chosen or config.getoption("collectonly"):
         return
     items[:] = [item for item in items if item not in chosen] + chosen
-    from tests.integration.beat_experiment import start
+    from tests.faults.beat_experiment import start
 
     config.stash[BEAT_EXPERIMENT] = start(TEST_DATABASE_URL)
 

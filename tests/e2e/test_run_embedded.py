@@ -12,9 +12,12 @@ from pathlib import Path
 QUANTBEAT = str(Path(sys.executable).with_name("quantbeat"))
 
 
-def run_quantbeat(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_quantbeat(
+    cwd: Path, *args: str, settings: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTBEAT_")}
     env["COLUMNS"] = "200"
+    env.update(settings or {})
     return subprocess.run(
         [QUANTBEAT, "run", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
@@ -59,10 +62,13 @@ def test_first_run_collects_a_year_then_later_runs_change_nothing(tmp_path: Path
 
 
 def test_a_holiday_has_no_session(tmp_path: Path):
-    # Chuseok 2026: the first run still builds the year of history up to the holiday.
-    done = run_quantbeat(tmp_path, "--date", "2026-09-25")
+    # Chuseok 2026: the first run still builds the year of history up to the holiday. The
+    # calendar is the subject, not the universe's size: 100 simulated instruments keep it short.
+    small = {"QUANTBEAT_SIM_UNIVERSE_SIZE": "100"}
+    done = run_quantbeat(tmp_path, "--date", "2026-09-25", settings=small)
     assert done.returncode == 0, done.stderr[-3000:]
-    again = run_quantbeat(tmp_path, "--date", "2026-09-25")
+    assert "new 26,000" in done.stdout  # 100 instruments x 260 sessions
+    again = run_quantbeat(tmp_path, "--date", "2026-09-25", settings=small)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "no KRX session" in again.stdout
 

@@ -1,12 +1,12 @@
 """Backtest runs through a real prefork cpu worker, PostgreSQL and Redis: validation before
-enqueue, results stored once, progress with ETA, cooperative cancel within 2 s, time limits,
-concurrent runs, and a run redelivered after its worker process was killed."""
+enqueue, results stored once, a cancel recorded only in PostgreSQL, concurrent runs, a run
+cancelled while queued, reports and the nightly task. Progress with ETA and a cancel while
+running, time limits, and runs whose worker or pool child was killed are fault scenarios:
+tests/faults/test_worker_faults.py."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
 import time
 from collections.abc import Iterator
 
@@ -178,32 +178,6 @@ def test_an_invalid_spec_is_rejected_before_anything_is_enqueued(
     assert after == before
 
 
-def test_progress_eta_and_a_cooperative_cancel_within_two_seconds(cpu_worker, names):
-    run_id = _submit(_spec(names, "test_slow", params={"sleep": 0.5}))
-    seen = eventually(
-        lambda: backtests.status(run_id),
-        lambda s: s["state"] == "running" and s["done"] >= 3,
-        timeout=30,
-    )
-    assert seen["state"] == "running", seen
-    assert 0.3 < seen["progress"] < 0.9
-    assert seen["instruments"] == f"{seen['done']}/{len(names)}"
-    assert seen["eta_seconds"] is not None
-    assert seen["eta_seconds"] > 0
-    asked = time.monotonic()
-    state = backtests.cancel(run_id, wait=2.0, app=CLIENT)
-    assert state == "cancelled", backtests.status(run_id)
-    assert time.monotonic() - asked <= 2.0
-    # no partial result, and it is never redelivered or run again
-    time.sleep(1.5)
-    run = _row(run_id)
-    assert run.state == "cancelled"
-    assert run.attempts == 1
-    assert run.metrics is None
-    assert _stored(run_id) == (0, 0)
-    assert backtests.status(run_id)["state"] == "cancelled"
-
-
 def test_a_cancel_recorded_only_in_postgresql_still_ends_the_run_cancelled(cpu_worker, names):
     """If Redis lost the cancel flag, the run finishes its work but stores nothing and ends
     cancelled: the flag in PostgreSQL is checked before the result is stored."""
@@ -235,34 +209,6 @@ def test_many_runs_at_once_and_a_queued_run_cancelled_before_it_starts(cpu_worke
     assert run.state == "cancelled"
     assert run.attempts == 0  # never started
     assert _stored(victim) == (0, 0)
-
-
-def test_the_soft_time_limit_marks_the_run_timed_out(cpu_worker, names):
-    run_id = _submit(_spec(names[:2], "test_endless", soft_time_limit=2, time_limit=6))
-    final = backtests.wait(run_id, timeout=30)
-    assert final["state"] == "timed_out", final
-    assert "soft time limit" in (final["error"] or "")
-    assert _stored(run_id) == (0, 0)
-
-
-def test_a_run_redelivered_after_its_process_was_killed_completes_once(cpu_worker, names):
-    run_id = _submit(_spec(names[:12], "test_slow", params={"sleep": 0.4}))
-    state = backtests.state_store()
-    running = eventually(
-        lambda: state.read(run_id),
-        lambda s: s.get("state") == "running" and int(s.get("done", "0")) >= 2,
-        timeout=30,
-    )
-    pid = int(running["pid"])
-    assert pid != cpu_worker.proc.pid  # a pool child, not the worker's main process
-    os.kill(pid, signal.SIGKILL)
-    final = backtests.wait(run_id, timeout=60)
-    assert final["state"] == "completed", final
-    run = _row(run_id)
-    assert run.attempts == 2
-    trades, days = _stored(run_id)
-    assert days == _sessions("2026-07-01")
-    assert trades == final["summary"]["closed_trades"] + final["summary"]["open_trades"]
 
 
 def test_the_report_is_written_from_the_stored_result(cpu_worker, names, tmp_path):

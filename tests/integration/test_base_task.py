@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from celery.exceptions import TimeoutError as CeleryTimeout
 
-from quant.errors import PermanentError, TransientError, ValidationError
+from quant.errors import PermanentError, TransientError
 from quantbeat.settings import get_settings
 from tests.integration.helpers import dead_letter, job_run
 
@@ -73,20 +73,6 @@ def test_infrastructure_errors_count_as_transient(celery_app, clean_db):
     letter = dead_letter(result.id)
     assert letter is not None
     assert letter.reason == "retries_exhausted"
-
-
-def test_invalid_arguments_fail_fast_and_name_the_value(celery_app, clean_db):
-    result = celery_app.send_task(
-        "quantbeat.collect.daily_candles", kwargs={"trade_date": "2026-02-30"}
-    )
-    error = _wait_failed(result, ValidationError)
-    assert "trade_date" in str(error)
-    assert "2026-02-30" in str(error)
-    run = job_run(result.id)
-    assert (run.state, run.attempts) == ("failed", 1)
-    letter = dead_letter(result.id)
-    assert letter is not None
-    assert letter.reason == "validation_error"
 
 
 def test_worker_logs_are_json_with_task_context_and_masked_secrets(celery_app, worker, clean_db):

@@ -1,5 +1,6 @@
-"""Crypto collection against a local fake Upbit: two ``io`` worker processes collecting at
-once never exceed the configured global request rate, as counted by the server."""
+"""Crypto collection through the session worker: gaps in stored crypto candles are found and
+backfilled by ``quantbeat data gaps --backfill``. (Two worker processes sharing Upbit's global
+rate through a 429 storm are fault scenario 7: tests/faults/test_rate_storm.py.)"""
 
 from __future__ import annotations
 
@@ -7,84 +8,8 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-import redis
-from celery import Celery
-from sqlalchemy import func, select
-
-from db.engine import session_scope
-from db.models import IntradayCandle, JobRun
-from tests.conftest import TEST_REDIS_URL
-from tests.integration.conftest import start_worker
-from tests.support.fake_upbit import HISTORY_START, fake_upbit
 
 pytestmark = pytest.mark.integration
-
-RATE = 5
-MARKETS = [f"KRW-C{i:02d}" for i in range(16)]
-JITTER = 0.05
-
-
-def test_two_workers_share_one_global_rate(clean_db, tmp_path: Path):
-    broker, backend, shared = (f"{TEST_REDIS_URL}/{n}" for n in (4, 5, 6))
-    for url in (broker, backend):
-        redis.Redis.from_url(url).flushdb()
-    for key in redis.Redis.from_url(shared).scan_iter("quantbeat:ratelimit:upbit:*"):
-        redis.Redis.from_url(shared).delete(key)
-    client = Celery("client")
-    client.config_from_object("celeryconfig")
-    client.conf.update(broker_url=broker, result_backend=backend)
-
-    start = HISTORY_START
-    end = start + dt.timedelta(minutes=400)  # two pages of 200 one-minute bars per market
-    with fake_upbit(MARKETS) as server:
-        env = {
-            "QUANTBEAT_BROKER_URL": broker,
-            "QUANTBEAT_RESULT_BACKEND": backend,
-            "QUANTBEAT_REDIS_URL": shared,
-            "QUANTBEAT_CRYPTO_SOURCE": "upbit",
-            "QUANTBEAT_UPBIT_BASE_URL": server.url,
-            "QUANTBEAT_PROVIDER_RATES": f'{{"upbit": {RATE}}}',
-            "QUANTBEAT_RATE_LIMIT_MAX_WAIT": "30",
-        }
-        workers = [
-            start_worker("workers.app", queues="io", tmp_dir=tmp_path, env=env) for _ in range(2)
-        ]
-        try:
-            for w in workers:
-                w.wait_ready(client)
-            results = [
-                client.send_task(
-                    "quantbeat.collect.crypto_candles",
-                    kwargs={
-                        "interval": "1m",
-                        "start": start.isoformat(),
-                        "end": end.isoformat(),
-                        "tickers": [market],
-                    },
-                )
-                for market in MARKETS
-            ]
-            summaries = [r.get(timeout=120) for r in results]
-        finally:
-            for w in workers:
-                w.stop()
-        arrivals = sorted(server.arrivals)
-
-    assert all(s["candles"]["inserted"] == 400 for s in summaries), summaries
-    assert len(arrivals) >= 2 * len(MARKETS)
-    # Never more than RATE requests inside one second, as the server saw them.
-    gaps = [arrivals[i + RATE] - arrivals[i] for i in range(len(arrivals) - RATE)]
-    assert min(gaps) >= 1.0 - JITTER, min(gaps)
-    # Both workers took part, so the limit held across processes, not within one.
-    with session_scope() as session:
-        hosts = session.execute(
-            select(func.count(func.distinct(JobRun.worker))).where(
-                JobRun.task_name == "quantbeat.collect.crypto_candles"
-            )
-        ).scalar_one()
-        stored = session.execute(select(func.count()).select_from(IntradayCandle)).scalar_one()
-    assert hosts == 2
-    assert stored == 400 * len(MARKETS)
 
 
 def test_crypto_gaps_are_found_and_backfilled(celery_app, worker, clean_db):

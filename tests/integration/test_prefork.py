@@ -1,5 +1,6 @@
 """A prefork worker, as the cpu queue runs: children must not share the parent's database
-connections, and soft/hard time limits must end in recorded, dead-lettered failures."""
+connections. (Soft and hard time limits on prefork are fault scenario 9:
+tests/faults/test_worker_faults.py.)"""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 from celery import Celery
-from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.conftest import WorkerProcess, start_worker
-from tests.integration.helpers import dead_letter, eventually, job_run
+from tests.integration.helpers import job_run
 
 pytestmark = pytest.mark.integration
 
@@ -60,39 +60,3 @@ def test_children_write_concurrently_after_the_parent_used_the_pool(prefork, cle
         assert (run.state, run.attempts) == ("succeeded", 1), prefork.log()
     errors = [line for line in prefork.json_lines() if line.get("level") in ("error", "critical")]
     assert errors == []
-
-
-def test_soft_time_limit_marks_the_run_timed_out(prefork, clean_db):
-    result = _client().send_task(
-        "quantbeat.backtest.test_sleep", args=[30], soft_time_limit=1, time_limit=20
-    )
-    with pytest.raises(SoftTimeLimitExceeded):
-        result.get(timeout=60)
-    run = job_run(result.id)
-    assert (run.state, run.attempts) == ("timed_out", 1)
-    letter = dead_letter(result.id)
-    assert letter is not None
-    assert letter.reason == "timed_out"
-
-
-def test_hard_time_limit_kills_the_child_and_is_recorded_by_the_parent(prefork, clean_db):
-    client = _client()
-    result = client.send_task(
-        "quantbeat.backtest.test_sleep",
-        args=[30],
-        kwargs={"ignore_soft_limit": True},
-        soft_time_limit=1,
-        time_limit=2,
-    )
-    with pytest.raises(TimeLimitExceeded):
-        result.get(timeout=60)
-    # The parent records it after marking the result failed: poll briefly.
-    run = eventually(lambda: job_run(result.id), lambda r: r.state != "started")
-    assert run.state == "timed_out"
-    assert "hard time limit" in (run.error or "")
-    letter = dead_letter(result.id)
-    assert letter is not None
-    assert letter.reason == "hard_time_limit"
-    # The pool replaced the killed child: work goes on.
-    after = client.send_task("quantbeat.backtest.test_sleep", args=[0.1])
-    assert after.get(timeout=60) == {"slept": 0.1}

@@ -2,7 +2,9 @@
 
 * ``test_slow`` — SMA crossover signals, but each instrument takes ``sleep`` seconds (a
   stand-in for an expensive scan), reporting progress between instruments;
-* ``test_endless`` — never finishes (until a time limit or cancel stops it).
+* ``test_endless`` — never finishes (until a time limit or cancel stops it);
+* ``test_stubborn`` — never finishes and swallows the soft time limit, so only the hard limit
+  (which kills its pool child) stops it.
 
 Start with ``celery -A tests.support.backtest_app worker -P prefork -Q cpu``; tests import
 this module too, so the client validates specs against the same registry.
@@ -48,6 +50,21 @@ def _endless(
             progress(0, m)
 
 
+def _stubborn(
+    market: Market,
+    params: Mapping[str, Any],
+    flows: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> Signals:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    while True:
+        try:
+            time.sleep(0.05)
+        except SoftTimeLimitExceeded:
+            continue
+
+
 STRATEGIES["test_slow"] = Strategy(
     name="test_slow",
     title="test: slow SMA crossover",
@@ -59,6 +76,13 @@ STRATEGIES["test_endless"] = Strategy(
     name="test_endless",
     title="test: never ends",
     build=_endless,
+    defaults={},
+    execution=ExecutionConfig(fill="next_open"),
+)
+STRATEGIES["test_stubborn"] = Strategy(
+    name="test_stubborn",
+    title="test: never ends, ignores the soft time limit",
+    build=_stubborn,
     defaults={},
     execution=ExecutionConfig(fill="next_open"),
 )

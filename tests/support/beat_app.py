@@ -1,5 +1,5 @@
 """The production Celery app with a once-a-minute test schedule, for the two-beat test
-(tests/integration/beat_experiment.py). Beats and the worker of that test run
+(tests/faults/beat_experiment.py). Beats and the worker of that test run
 ``celery -A tests.support.beat_app``.
 
 ``TEST_BEAT_ENTRY`` names the schedule entry; ``TEST_REDBEAT_PREFIX`` keeps each group's

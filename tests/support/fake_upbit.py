@@ -1,5 +1,10 @@
 """A local HTTP server that speaks enough of Upbit's REST API for collection tests, and
-records when every request arrived (the server's clock is the judge of the request rate)."""
+records when every request arrived (the server's clock is the judge of the request rate).
+
+A storm: ``throttled`` names candle requests (0-based, in arrival order) answered HTTP 429 with
+``Retry-After: retry_after`` instead of bars; ``log`` holds ``(time.time(), status)`` of every
+candle request, so a test can check that nothing arrived during a cooldown the server asked
+for."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import json
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -42,11 +47,16 @@ def _bar(market: str, unit: int, start: dt.datetime) -> dict[str, Any]:
 class FakeUpbit(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, markets: list[str]) -> None:
+    def __init__(
+        self, markets: list[str], *, throttled: Collection[int] = (), retry_after: int = 2
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.markets = markets
+        self.throttled = frozenset(throttled)
+        self.retry_after = retry_after
         self.lock = threading.Lock()
         self.arrivals: list[float] = []  # time.time() of each candle request
+        self.log: list[tuple[float, int]] = []  # (time.time(), status) of each candle request
 
     @property
     def url(self) -> str:
@@ -59,12 +69,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:  # keep test output quiet
         return
 
-    def _send(self, status: int, body: object) -> None:
+    def _send(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Remaining-Req", "group=candles; min=1800; sec=29")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -78,11 +90,23 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         if url.path.startswith("/v1/candles/minutes/"):
-            with self.server.lock:
-                self.server.arrivals.append(time.time())
-            unit = int(url.path.rsplit("/", 1)[1])
             market = query.get("market", "")
-            if market not in self.server.markets:
+            status = 200 if market in self.server.markets else 404
+            with self.server.lock:
+                arrived = time.time()
+                if len(self.server.arrivals) in self.server.throttled:
+                    status = 429
+                self.server.arrivals.append(arrived)
+                self.server.log.append((arrived, status))
+            if status == 429:
+                self._send(
+                    429,
+                    {"error": {"name": "too_many_requests", "message": "Too many requests"}},
+                    {"Retry-After": str(self.server.retry_after)},
+                )
+                return
+            unit = int(url.path.rsplit("/", 1)[1])
+            if status == 404:
                 self._send(404, {"error": {"name": "invalid_market", "message": market}})
                 return
             count = min(int(query.get("count", "200")), 200)
@@ -108,8 +132,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def fake_upbit(markets: list[str]) -> Iterator[FakeUpbit]:
-    server = FakeUpbit(markets)
+def fake_upbit(
+    markets: list[str], *, throttled: Collection[int] = (), retry_after: int = 2
+) -> Iterator[FakeUpbit]:
+    """The server, serving from a thread, for the ``with`` block (see the module docstring)."""
+    server = FakeUpbit(markets, throttled=throttled, retry_after=retry_after)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -1,5 +1,8 @@
-"""Integration fixtures: the real PostgreSQL test database (schema from ``alembic upgrade
-head``), real Redis, and a real Celery worker in a subprocess."""
+"""Service fixtures of the integration and fault tests: the real PostgreSQL test database
+(schema from ``alembic upgrade head``), real Redis, and a real Celery worker in a subprocess.
+
+A pytest plugin (``pytest_plugins`` in tests/conftest.py), so that tests/integration and
+tests/faults share one session database and one session worker."""
 
 from __future__ import annotations
 
@@ -20,7 +23,6 @@ from sqlalchemy import text
 from tests.conftest import TEST_BROKER_URL, TEST_DATABASE_URL, TEST_RESULT_BACKEND
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")

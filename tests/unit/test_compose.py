@@ -113,7 +113,7 @@ def test_migrate_is_one_shot(services: dict[str, dict[str, Any]]) -> None:
 
 def test_beat_runs_redbeat_with_a_standby(services: dict[str, dict[str, Any]]) -> None:
     """One beat service, replicated for failover: `quantbeat beat` uses redbeat's lock, so
-    only one replica ticks (tests/integration/test_beat_ha.py shows the outcome)."""
+    only one replica ticks (tests/faults/test_beat_ha.py shows the outcome)."""
     beats = [name for name, svc in services.items() if _argv(svc)[:1] == ["beat"]]
     assert beats == ["beat"], f"one service runs beat, found {beats}"
     replicas = (services["beat"].get("deploy") or {}).get("replicas", 1)

@@ -1,4 +1,5 @@
-"""Two beats for two minutes against a once-a-minute schedule (issue 8's done-when).
+"""Two beats for two minutes against a once-a-minute schedule (issue 8's done-when; fault
+scenario 6 of issue 9).
 
 It takes over two minutes of wall-clock time, so it runs in the background while the rest of
 the suite runs: :func:`start` is called when collection selects
@@ -52,7 +53,9 @@ class BeatExperiment:
 
     database_url: str
     workdir: Path
-    started: float = 0.0
+    started: float = 0.0  # time.monotonic() when the beats were started
+    started_wall: float = 0.0  # the same moment, time.time()
+    stopped_wall: float = 0.0  # time.time() when finish() stopped the processes
     error: BaseException | None = None
     redis_port: int = 0
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -122,6 +125,7 @@ class BeatExperiment:
             self._env(),
         )
         self.started = time.monotonic()
+        self.started_wall = time.time()
         for group, env in GROUPS.items():
             for n in (1, 2):
                 self.procs[f"{group}-{n}"] = self._spawn(
@@ -152,7 +156,9 @@ class BeatExperiment:
 
     def finish(self) -> dict[str, Any]:
         """Wait out the run, stop every process, and return ``{"executions": [...],
-        "slots": [...], "logs": {...}}`` read from the experiment's database."""
+        "slots": [...], "logs": {...}, "window": (started, stopped)}`` read from the
+        experiment's database (``window`` in ``time.time()`` seconds: when the beats started,
+        when the processes were told to stop)."""
         if self._thread is not None:
             self._thread.join(120)
         if self.error is not None:
@@ -160,8 +166,13 @@ class BeatExperiment:
         time.sleep(self.remaining())
         # Let the last sent tick finish before the worker stops.
         time.sleep(3)
+        self.stopped_wall = time.time()
         self.stop()
-        return {**_read(self.database_url), "logs": self.logs()}
+        return {
+            **_read(self.database_url),
+            "logs": self.logs(),
+            "window": (self.started_wall, self.stopped_wall),
+        }
 
     def logs(self) -> dict[str, str]:
         out = {}
