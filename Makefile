@@ -16,7 +16,7 @@ help:
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,yfinance]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -e '.[dev,yfinance]'
 	@touch $(STAMP)
 
 run: $(STAMP)
@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy .
 
 test: check-services lint
-	set -a && . ./$(TEST_ENV) && set +a && $(PY) -m pytest
+	set -a && . ./$(TEST_ENV) && set +a && $(PY) -m pytest --durations=25
 
 faults: check-services
 	rm -rf var/faults

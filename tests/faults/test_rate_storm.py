@@ -9,7 +9,7 @@ Each provider is a fake server of its own that logs when every request arrived (
 clock is the judge):
 
 * Gemini (tests/support/fake_gemini.py, a subprocess): the first 4 answers are 429 with
-  ``Retry-After: 3``, then 30 % of the rest (seeded); ``QUANTBEAT_GEMINI_RPM`` = 30.
+  ``Retry-After: 3``, then 30 % of the rest (seeded); ``QUANTBEAT_GEMINI_RPM`` = 60.
 * Upbit (tests/support/fake_upbit.py, a thread): two bursts of 429 with ``Retry-After: 2``;
   ``QUANTBEAT_PROVIDER_RATES`` = 5/s for ``upbit``. Every 429 starts the limiter's shared
   cooldown at once (quantbeat/sources.py), and a worker that reserved a slot before a cooldown
@@ -53,7 +53,7 @@ IN_FLIGHT = 0.25
 
 # --- Gemini -----------------------------------------------------------------------------------
 DAY = dt.date(2026, 11, 20)
-RPM = 30  # one request per 2 s across all workers
+RPM = 60  # one request per second across all workers
 GEMINI_RETRY_AFTER = 3.0
 ANALYSES = 10
 
