@@ -4,6 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 TEST_ENV := var/test-services.env
+# Let Python cache compiled modules (some environments set PYTHONDONTWRITEBYTECODE=1): the
+# suite starts dozens of worker and CLI processes, and each would otherwise compile every
+# module it imports from source (6 s instead of 2 s per start, measured).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: run test faults lint format check-services benchmarks clean help
 
