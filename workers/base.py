@@ -28,8 +28,10 @@ skipped, and the task's own database access then fails as a transient error and 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 from celery import Task
@@ -40,6 +42,9 @@ from quantbeat.masking import mask_text, mask_value
 from quantbeat.settings import get_settings
 from workers.queues import queue_for
 from workers.retry import as_transient, backoff_delay
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 log = structlog.get_logger("quantbeat.task")
 
@@ -267,24 +272,35 @@ class QuantbeatTask(Task):  # type: ignore[misc]
         self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], started: dt.datetime
     ) -> int | None:
         from db.engine import session_scope
-        from db.jobs import record_job_start
 
+        start = self._start_record(task_id, args, kwargs, started)
         try:
             with session_scope() as session:
-                return record_job_start(
-                    session,
-                    task_id=task_id,
-                    task_name=self.name,
-                    queue=self._queue(),
-                    args=mask_value(list(args)),
-                    kwargs=mask_value(dict(kwargs)),
-                    worker=self.request.hostname,
-                    retries=int(self.request.retries or 0),
-                    started_at=started,
-                )
+                return start(session)
         except Exception as exc:
             log.warning("job_run.start_not_recorded", error=_error_text(exc))
+            # Written with the end instead (see _finish): the database may be back by then,
+            # and a finished execution must not be left without history.
+            self.request.qb_pending_start = start
             return None
+
+    def _start_record(
+        self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], started: dt.datetime
+    ) -> Callable[[Session], int]:
+        """A function of a session that records this execution's start (see record_job_start)."""
+        from db.jobs import record_job_start
+
+        fields = {
+            "task_id": task_id,
+            "task_name": self.name,
+            "queue": self._queue(),
+            "args": mask_value(list(args)),
+            "kwargs": mask_value(dict(kwargs)),
+            "worker": self.request.hostname,
+            "retries": int(self.request.retries or 0),
+            "started_at": started,
+        }
+        return functools.partial(record_job_start, **fields)
 
     def _finish(
         self,
@@ -310,8 +326,11 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             retries=int(self.request.retries or 0),
             error=error,
         )
+        pending = getattr(self.request, "qb_pending_start", None)
         try:
             with session_scope() as session:
+                if pending is not None:
+                    pending(session)
                 record_job_end(
                     session,
                     task_id=task_id,
@@ -323,6 +342,8 @@ class QuantbeatTask(Task):  # type: ignore[misc]
                 )
         except Exception as exc:
             log.warning("job_run.end_not_recorded", state=state, error=_error_text(exc))
+        else:
+            self.request.qb_pending_start = None
 
     def _dead_letter(
         self,
