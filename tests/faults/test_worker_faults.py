@@ -35,16 +35,24 @@ import redis
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.result import AsyncResult
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 import tests.support.backtest_app  # noqa: F401  (the test strategies, for spec validation)
 from db.engine import session_scope
-from db.models import BacktestEquity, BacktestRun, BacktestTrade
+from db.models import BacktestEquity
 from quantbeat import backtests
 from quantbeat.settings import get_settings
 from tests.faults.outcomes import Outcome
 from tests.faults.servers import ThrowawayRedis
-from tests.integration.helpers import dead_letter, eventually, job_run, small_kospi_history
+from tests.integration.helpers import (
+    backtest_row,
+    backtest_rows_stored,
+    dead_letter,
+    eventually,
+    job_run,
+    sessions_since,
+    small_kospi_history,
+)
 from tests.support.services import WorkerProcess, start_worker
 
 pytestmark = pytest.mark.integration
@@ -225,41 +233,11 @@ def _submit_slow(client: Celery, names: list[str], sleep: float) -> str:
     return backtests.submit_backtest(_slow_spec(names, sleep), app=client)
 
 
-def _row(run_id: str) -> BacktestRun:
-    with session_scope() as session:
-        run = session.get(BacktestRun, run_id)
-        assert run is not None
-        session.expunge(run)
-        return run
-
-
-def _stored(run_id: str) -> tuple[int, int]:
-    """(trade rows, equity rows) stored for the run."""
-    with session_scope() as session:
-        trades = session.execute(
-            select(func.count()).where(BacktestTrade.run_id == run_id)
-        ).scalar_one()
-        days = session.execute(
-            select(func.count()).where(BacktestEquity.run_id == run_id)
-        ).scalar_one()
-        return int(trades), int(days)
-
-
-def _sessions(start: str) -> int:
-    with session_scope() as session:
-        return int(
-            session.execute(
-                text("SELECT count(DISTINCT trade_date) FROM daily_candles WHERE trade_date >= :d"),
-                {"d": dt.date.fromisoformat(start)},
-            ).scalar_one()
-        )
-
-
 def _duplicate_rows(run_id: str) -> int:
     """Business rows of the run beyond one result: equity rows beyond one per session, trade
     rows beyond the trades its summary counts."""
-    run = _row(run_id)
-    trades, days = _stored(run_id)
+    run = backtest_row(run_id)
+    trades, days = backtest_rows_stored(run_id)
     with session_scope() as session:
         distinct_days = session.execute(
             select(func.count(func.distinct(BacktestEquity.day))).where(
@@ -276,8 +254,8 @@ def _assert_one_result(run_id: str, final: dict[str, Any]) -> None:
     """The run completed and its result is stored once: one equity row per session, its
     trades as counted in its summary."""
     assert final["state"] == "completed", final
-    trades, days = _stored(run_id)
-    assert days == _sessions(START)
+    trades, days = backtest_rows_stored(run_id)
+    assert days == sessions_since(START)
     assert trades == final["summary"]["closed_trades"] + final["summary"]["open_trades"]
     assert _duplicate_rows(run_id) == 0
 
@@ -340,7 +318,7 @@ def test_1_a_worker_killed_whole_mid_backtest_is_redelivered_and_stores_one_resu
     recovery = time.monotonic() - killed_at
     assert final["state"] == "completed", (final, workers.log())
     _assert_one_result(run_id, final)
-    run = _row(run_id)
+    run = backtest_row(run_id)
     assert run.attempts == 2
     job = job_run(f"backtest-{run_id}")
     assert (job.state, job.attempts) == ("succeeded", 2)
@@ -383,7 +361,7 @@ def test_2_a_killed_pool_child_requeues_its_task_and_a_task_that_always_kills_it
     recovery = time.monotonic() - killed_at
     assert owner.proc.poll() is None  # the worker itself lives on
     _assert_one_result(run_id, final)
-    run = _row(run_id)
+    run = backtest_row(run_id)
     assert run.attempts == 2
     job = job_run(f"backtest-{run_id}")
     assert (job.state, job.attempts) == ("succeeded", 2)
@@ -439,7 +417,7 @@ def test_3_a_warm_shutdown_finishes_its_running_tasks_and_leaves_the_rest_to_oth
     recovery = time.monotonic() - stopped_at
     for run_id, final in finals.items():
         _assert_one_result(run_id, final)
-    runs = [_row(i) for i in ids]
+    runs = [backtest_row(i) for i in ids]
     assert [r.attempts for r in runs] == [1] * len(ids)  # none restarted
     jobs = {i: job_run(f"backtest-{i}") for i in ids}
     assert all(j.attempts == 1 for j in jobs.values())
@@ -502,12 +480,12 @@ def test_9_an_endless_backtest_is_timed_out_by_the_soft_limit_and_the_hard_limit
     hard = backtests.wait(hard_run, timeout=30)
     assert hard["state"] == "timed_out", hard
     assert "hard time limit" in (hard["error"] or "")
-    assert _stored(hard_run) == (0, 0)
+    assert backtest_rows_stored(hard_run) == (0, 0)
 
     soft = backtests.wait(soft_run, timeout=30)
     assert soft["state"] == "timed_out", soft
     assert "soft time limit" in (soft["error"] or "")
-    assert _stored(soft_run) == (0, 0)
+    assert backtest_rows_stored(soft_run) == (0, 0)
     with pytest.raises(SoftTimeLimitExceeded):
         sleeper.get(timeout=60)
     slept = job_run(sleeper.id)
@@ -535,7 +513,7 @@ def test_9_an_endless_backtest_is_timed_out_by_the_soft_limit_and_the_hard_limit
             break
     assert fresh & served, (fresh, served)
     replaced = time.monotonic() - killed_at
-    runs = [_row(soft_run), _row(hard_run)]
+    runs = [backtest_row(soft_run), backtest_row(hard_run)]
     timed_out = sum(r.state == "timed_out" for r in runs) + int(slept.state == "timed_out")
     outcome(
         Outcome(
@@ -579,19 +557,19 @@ def test_10_a_run_cancelled_while_running_ends_cancelled_and_is_never_redelivere
     assert took <= 2.0
     # no partial result, and it is never redelivered or run again
     time.sleep(1.0)
-    run = _row(run_id)
+    run = backtest_row(run_id)
     assert run.state == "cancelled"
     assert run.attempts == 1
     assert run.metrics is None
     assert run.summary is None
-    assert _stored(run_id) == (0, 0)
+    assert backtest_rows_stored(run_id) == (0, 0)
     final = backtests.status(run_id)
     assert final["state"] == "cancelled"
     assert final["progress"] < 1.0
     job = job_run(f"backtest-{run_id}")
     assert (job.state, job.attempts) == ("succeeded", 1)
     assert _copies_in_broker(workers.broker, f"backtest-{run_id}") == 0
-    trades, days = _stored(run_id)
+    trades, days = backtest_rows_stored(run_id)
     outcome(
         Outcome(
             number=10,

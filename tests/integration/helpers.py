@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from db.engine import session_scope
-from db.models import DeadLetter, JobRun
+from db.models import BacktestEquity, BacktestRun, BacktestTrade, DeadLetter, JobRun
 
 T = TypeVar("T")
 
@@ -89,3 +90,35 @@ def small_kospi_history(
         reset_settings()
     with session_scope() as session:
         return [name for _, name in universe(session, ["KOSPI"])]
+
+
+def backtest_row(run_id: str) -> BacktestRun:
+    """The backtest run's row, detached from its session."""
+    with session_scope() as session:
+        run = session.get(BacktestRun, run_id)
+        assert run is not None
+        session.expunge(run)
+        return run
+
+
+def backtest_rows_stored(run_id: str) -> tuple[int, int]:
+    """(trade rows, equity rows) stored for the backtest run."""
+    with session_scope() as session:
+        trades = session.execute(
+            select(func.count()).where(BacktestTrade.run_id == run_id)
+        ).scalar_one()
+        days = session.execute(
+            select(func.count()).where(BacktestEquity.run_id == run_id)
+        ).scalar_one()
+        return int(trades), int(days)
+
+
+def sessions_since(start: str) -> int:
+    """Distinct trade dates stored from ``start`` (ISO date) on."""
+    with session_scope() as session:
+        return int(
+            session.execute(
+                text("SELECT count(DISTINCT trade_date) FROM daily_candles WHERE trade_date >= :d"),
+                {"d": dt.date.fromisoformat(start)},
+            ).scalar_one()
+        )

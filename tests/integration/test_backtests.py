@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from celery import Celery
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from db.engine import session_scope
 from db.models import BacktestEquity, BacktestRun, BacktestTrade
@@ -21,7 +21,13 @@ from quant.errors import ValidationError
 from quantbeat import backtests
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.conftest import WorkerProcess, start_worker
-from tests.integration.helpers import eventually, small_kospi_history
+from tests.integration.helpers import (
+    backtest_row,
+    backtest_rows_stored,
+    eventually,
+    sessions_since,
+    small_kospi_history,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -89,44 +95,15 @@ def _spec(names: list[str], strategy: str = "sma_crossover", **extra: object) ->
     }
 
 
-def _row(run_id: str) -> BacktestRun:
-    with session_scope() as session:
-        run = session.get(BacktestRun, run_id)
-        assert run is not None
-        session.expunge(run)
-        return run
-
-
-def _stored(run_id: str) -> tuple[int, int]:
-    with session_scope() as session:
-        trades = session.execute(
-            select(func.count()).where(BacktestTrade.run_id == run_id)
-        ).scalar_one()
-        days = session.execute(
-            select(func.count()).where(BacktestEquity.run_id == run_id)
-        ).scalar_one()
-        return int(trades), int(days)
-
-
-def _sessions(start: str) -> int:
-    with session_scope() as session:
-        return int(
-            session.execute(
-                text("SELECT count(DISTINCT trade_date) FROM daily_candles WHERE trade_date >= :d"),
-                {"d": dt.date.fromisoformat(start)},
-            ).scalar_one()
-        )
-
-
 def test_a_run_completes_and_stores_metrics_trades_and_equity(cpu_worker, names):
     run_id = _submit(_spec(names[:5], initial_cash=50_000_000.0))
     final = backtests.wait(run_id, timeout=60)
     assert final["state"] == "completed", final
     assert final["progress"] == 1.0
     assert final["instruments"] == "5/5"
-    trades, days = _stored(run_id)
+    trades, days = backtest_rows_stored(run_id)
     summary, metrics = final["summary"], final["metrics"]
-    assert days == summary["sessions"] == _sessions("2026-07-01")
+    assert days == summary["sessions"] == sessions_since("2026-07-01")
     assert trades == summary["closed_trades"] + summary["open_trades"]
     assert metrics["trades"] == summary["closed_trades"]
     assert metrics["total_return"] == pytest.approx(summary["final_equity"] / 50_000_000.0 - 1)
@@ -143,7 +120,7 @@ def test_a_run_completes_and_stores_metrics_trades_and_equity(cpu_worker, names)
     assert last == pytest.approx(summary["final_equity"])
     # every trade's pnl (closed and open, marked at the last close) adds up to the change
     assert 50_000_000.0 + float(pnl or 0.0) == pytest.approx(last, rel=1e-9)
-    run = _row(run_id)
+    run = backtest_row(run_id)
     assert run.attempts == 1
     assert run.data_version
     assert run.spec["instruments"] == names[:5]
@@ -184,20 +161,20 @@ def test_a_cancel_recorded_only_in_postgresql_still_ends_the_run_cancelled(cpu_w
     from db.backtests import request_cancel
 
     run_id = _submit(_spec(names[:4], "test_slow", params={"sleep": 0.3}))
-    eventually(lambda: _row(run_id).state, lambda s: s == "running", timeout=30)
+    eventually(lambda: backtest_row(run_id).state, lambda s: s == "running", timeout=30)
     with session_scope() as session:
         assert request_cancel(session, run_id) == "running"  # no Redis flag set
     final = backtests.wait(run_id, timeout=60)
     assert final["state"] == "cancelled", final
-    assert _stored(run_id) == (0, 0)
+    assert backtest_rows_stored(run_id) == (0, 0)
 
 
 def test_many_runs_at_once_and_a_queued_run_cancelled_before_it_starts(cpu_worker, names):
     ids = [_submit(_spec(names[i : i + 4], "test_slow", params={"sleep": 0.5})) for i in range(6)]
     # four children: two runs wait in the queue; cancel the last one while it is queued
     queued = eventually(
-        lambda: [i for i in ids if _row(i).state == "queued"],
-        lambda q: bool(q) and sum(_row(i).state == "running" for i in ids) == 4,
+        lambda: [i for i in ids if backtest_row(i).state == "queued"],
+        lambda q: bool(q) and sum(backtest_row(i).state == "running" for i in ids) == 4,
         timeout=20,
     )
     victim = queued[-1]
@@ -205,10 +182,10 @@ def test_many_runs_at_once_and_a_queued_run_cancelled_before_it_starts(cpu_worke
     finals = {i: backtests.wait(i, timeout=60)["state"] for i in ids if i != victim}
     assert set(finals.values()) == {"completed"}, finals
     time.sleep(1.0)
-    run = _row(victim)
+    run = backtest_row(victim)
     assert run.state == "cancelled"
     assert run.attempts == 0  # never started
-    assert _stored(victim) == (0, 0)
+    assert backtest_rows_stored(victim) == (0, 0)
 
 
 def test_the_report_is_written_from_the_stored_result(cpu_worker, names, tmp_path):
@@ -248,7 +225,7 @@ def test_the_nightly_task_backtests_the_day_s_signals_per_strategy(cpu_worker, n
     run_id = runs["closing_bet"]
     final = backtests.wait(run_id, timeout=60)
     assert final["state"] == "completed", final
-    run = _row(run_id)
+    run = backtest_row(run_id)
     assert run.origin == "beat"
     assert sorted(run.spec["instruments"]) == sorted(names[:3])
     assert run.spec["start"] == (DAY - dt.timedelta(days=120)).isoformat()
