@@ -1,4 +1,5 @@
-"""Celery configuration, as lower-case settings derived from :class:`quantbeat.settings.Settings`.
+"""Celery configuration: lower-case settings derived from
+:class:`quantbeat.infra.settings.Settings`.
 
 Loaded by ``workers.app`` with ``app.config_from_object("celeryconfig")``. Every value that an
 operator may need to change comes from a ``QUANTBEAT_*`` variable; the rest are decisions,
@@ -13,7 +14,7 @@ from typing import Any
 from kombu.entity import Exchange
 from kombu.entity import Queue as KombuQueue
 
-from quantbeat.settings import get_settings
+from quantbeat.infra.settings import get_settings
 from workers.queues import AREA_QUEUES, Queue, queue_for
 
 _settings = get_settings()

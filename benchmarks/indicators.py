@@ -77,7 +77,7 @@ def ensure_history() -> list[str]:
     from db.candles import universe
     from db.engine import session_scope
     from db.models import DailyCandle
-    from quantbeat.sources import krx_calendar
+    from quantbeat.infra.sources import krx_calendar
     from tasks.collect import daily_range
 
     migrate.upgrade(DB_URL)
@@ -103,7 +103,7 @@ def main() -> None:
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     names = ensure_history()
-    from quantbeat.indicators import get_indicator, get_indicators, indicator_cache
+    from quantbeat.services.indicators import get_indicator, get_indicators, indicator_cache
     from workers.app import app
 
     cache = indicator_cache()

@@ -63,7 +63,7 @@ def ensure_history() -> int:
     from db import migrate
     from db.engine import session_scope
     from db.models import DailyCandle, InvestorFlow
-    from quantbeat.sources import krx_calendar
+    from quantbeat.infra.sources import krx_calendar
     from tasks.collect import daily_range
 
     migrate.upgrade(DB_URL)
@@ -99,7 +99,7 @@ def scan_through_queue(app: Any, strategy: str) -> tuple[float, dict[str, Any]]:
 
 
 def stored_candidates(strategy: str) -> dict[str, tuple[float | None, str | None]]:
-    from quantbeat.scans import candidates
+    from quantbeat.services.scans import candidates
 
     return {c.instrument: (c.score, c.grade) for c in candidates(strategy, DAY)}
 
@@ -111,7 +111,7 @@ def main() -> None:
     redis.Redis.from_url(REDIS_URL).flushdb()
     universe = ensure_history()
     from db.engine import get_engine
-    from quantbeat.indicators import indicator_cache
+    from quantbeat.services.indicators import indicator_cache
     from workers.app import app
 
     sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -1,6 +1,6 @@
 """Operator settings stored in the database (table ``stored_settings``).
 
-Callers validate values first (:mod:`quantbeat.config_store`) and commit; these functions
+Callers validate values first (:mod:`quantbeat.services.settings_store`) and commit; these functions
 read and write what they are given.
 """
 

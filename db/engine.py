@@ -95,7 +95,7 @@ def _sqlite_engine(url: str, database: str | None, *, echo: bool) -> Engine:
 
 def get_engine(url: str | None = None) -> Engine:
     """The process-wide engine for ``url`` (default: the configured database URL)."""
-    from quantbeat.settings import get_settings
+    from quantbeat.infra.settings import get_settings
 
     settings = get_settings()
     key = url or settings.database_url
@@ -121,7 +121,7 @@ def get_engine(url: str | None = None) -> Engine:
 def session_scope(url: str | None = None) -> Iterator[Session]:
     """A session in one transaction: committed when the block ends, rolled back on error."""
     get_engine(url)
-    from quantbeat.settings import get_settings
+    from quantbeat.infra.settings import get_settings
 
     factory = _sessionmakers[url or get_settings().database_url]
     with factory() as session, session.begin():

@@ -2,7 +2,7 @@
 and the reads and operator actions behind ``quantbeat jobs`` and ``quantbeat dlq``.
 
 Each call runs in the caller's session; callers commit. Arguments and payloads must already be
-masked (see :mod:`quantbeat.masking`); these functions store what they are given.
+masked (see :mod:`quantbeat.infra.masking`); these functions store what they are given.
 """
 
 from __future__ import annotations

@@ -245,7 +245,7 @@ class StoredSetting(TimestampMixin, Base):
     """An operator setting kept in the database (strategy parameters, schedule switches).
 
     ``value`` is any JSON value; ``key`` is dotted (``strategy.vcp``, ``schedule.krx-close``).
-    Read through :mod:`quantbeat.config_store`, which caches them in-process.
+    Read through :mod:`quantbeat.services.settings_store`, which caches them in-process.
     """
 
     __tablename__ = "stored_settings"

@@ -392,7 +392,7 @@ def xkrx_sessions(first: date, last: date) -> list[date]:
     """The Korea Exchange's sessions in ``[first, last]`` from exchange_calendars' ``XKRX``.
 
     Slow (several seconds: the library builds its lunar-holiday rules); callers cache the
-    result (see ``quantbeat.sources.krx_calendar``).
+    result (see ``quantbeat.infra.sources.krx_calendar``).
     """
     import exchange_calendars as xcals
 

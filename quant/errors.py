@@ -13,7 +13,7 @@
 
 Workers retry only :class:`TransientError` (exponential backoff with jitter, bounded); a
 :class:`PermanentError` fails at once and is recorded. The CLI maps each family to one line on
-stderr and an exit code (see ``quantbeat.cli``).
+stderr and an exit code (see ``quantbeat.cli.main``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """``python -m quantbeat``: the CLI."""
 
-from quantbeat.cli import entrypoint
+from quantbeat.cli.main import entrypoint
 
 entrypoint()

@@ -1,5 +1,6 @@
 """AI analysis and news tasks. ``quantbeat.ai.*`` run on the ``ai`` queue (slow,
-rate-limited I/O kept apart), ``quantbeat.news.collect`` on ``io``. See :mod:`quantbeat.ai`."""
+rate-limited I/O kept apart), ``quantbeat.news.collect`` on ``io``. See
+:mod:`quantbeat.services.ai`."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import structlog
 from celery import chord
 
 from quant.errors import TransientError, ValidationError
-from quantbeat.settings import get_settings
-from quantbeat.sources import latest_krx_session
-from tasks._args import parse_date
+from quantbeat.infra.settings import get_settings
+from quantbeat.infra.sources import latest_krx_session
+from quantbeat.services.args import parse_date
 from workers.app import app
 
 log = structlog.get_logger(__name__)
@@ -37,8 +38,8 @@ def analyze(self: Any, instrument: str, trade_date: str, strategy: str) -> dict[
     Throttling retries with backoff and jitter (honouring Retry-After) under the shared
     cooldown; when the retries run out the analysis is recorded as failed and the task fails
     (dead-lettered). Returns the stored analysis."""
-    from quantbeat.ai import analyze as run_analysis
-    from quantbeat.ai import analyzer_for, record_failure
+    from quantbeat.services.ai import analyze as run_analysis
+    from quantbeat.services.ai import analyzer_for, record_failure
 
     day = parse_date(trade_date, field="trade_date")
     name = _strategy(strategy)
@@ -59,7 +60,7 @@ def analyze_candidates(
     """Analyse the ``top`` (default ``QUANTBEAT_AI_TOP_N``) best candidates of a scan day as
     a chord of ``quantbeat.ai.analyze`` tasks; its callback ``quantbeat.ai.finish`` re-runs
     the closing-bet scan so the news scores enter the grades. Returns at once."""
-    from quantbeat.ai import top_candidates
+    from quantbeat.services.ai import top_candidates
 
     name = _strategy(strategy)
     settings = get_settings()
@@ -108,7 +109,7 @@ def finish(results: list[dict[str, Any]], strategy: str, trade_date: str) -> dic
 def collect_news(trade_date: str | None = None) -> dict[str, Any]:
     """Fetch the configured news sources, match instruments, store deduplicated items.
     Returns per-source counts (a failing source is reported, the others still stored)."""
-    from quantbeat.ai import collect_news as run_collect
+    from quantbeat.services.ai import collect_news as run_collect
 
     settings = get_settings()
     day = (

@@ -1,5 +1,5 @@
 """Backtest tasks (``cpu`` queue): one run per task, and the nightly backtest of the day's
-signals. See :mod:`quantbeat.backtests` for the run's life cycle."""
+signals. See :mod:`quantbeat.services.backtests` for the run's life cycle."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import structlog
 
 from quant.errors import ValidationError
-from quantbeat.settings import get_settings
-from quantbeat.sources import latest_krx_session
-from tasks._args import parse_date
+from quantbeat.infra.settings import get_settings
+from quantbeat.infra.sources import latest_krx_session
+from quantbeat.services.args import parse_date
 from workers.app import app
 
 log = structlog.get_logger(__name__)
@@ -19,11 +19,12 @@ log = structlog.get_logger(__name__)
 
 @app.task(name="quantbeat.backtest.run")
 def run(run_id: str) -> dict[str, Any]:
-    """Execute the queued backtest ``run_id`` (see :func:`quantbeat.backtests.execute_run`):
+    """Execute the queued backtest ``run_id``
+    (see :func:`quantbeat.services.backtests.execute_run`):
     progress and the cancel flag in Redis, the result in PostgreSQL. Idempotent: a finished
     run is skipped, a redelivered one is taken over and stores one result. The soft and hard
     time limits come from the run's spec (sent with the message)."""
-    from quantbeat.backtests import execute_run
+    from quantbeat.services.backtests import execute_run
 
     if not isinstance(run_id, str) or not run_id:
         raise ValidationError(f"run_id must be a run id string, got {run_id!r}", field="run_id")
@@ -37,8 +38,8 @@ def nightly(trade_date: str | None = None, days: int | None = None) -> dict[str,
     the last ``days`` calendar days (default ``QUANTBEAT_BACKTEST_NIGHTLY_DAYS``). Submits one
     run per strategy that has candidates; returns ``{strategy: run_id | None}``."""
     from quant.backtest.strategies import FOR_SCAN
-    from quantbeat.backtests import submit_backtest
-    from quantbeat.scans import candidates
+    from quantbeat.services.backtests import submit_backtest
+    from quantbeat.services.scans import candidates
 
     settings = get_settings()
     day = (

@@ -35,10 +35,9 @@ from quant.market.quality import (
 )
 from quant.market.types import INTRADAY_INTERVALS, Market
 from quant.market.upbit import UpbitBanned
-from quantbeat.indicators import invalidate_stored
-from quantbeat.ratelimit import WaitTooLong
-from quantbeat.settings import get_settings
-from quantbeat.sources import (
+from quantbeat.infra.ratelimit import WaitTooLong
+from quantbeat.infra.settings import get_settings
+from quantbeat.infra.sources import (
     THROTTLE_COOLDOWN_S,
     crypto_source,
     krx_calendar,
@@ -46,7 +45,8 @@ from quantbeat.sources import (
     market_source,
     upbit_limiter,
 )
-from tasks._args import parse_date, parse_krx_markets
+from quantbeat.services.args import parse_date, parse_krx_markets
+from quantbeat.services.indicators import invalidate_stored
 from workers.app import app
 
 log = structlog.get_logger(__name__)
@@ -284,7 +284,7 @@ def daily_range(
 
 
 #: Shared cooldown after a provider bans us without saying for how long (seconds); a 429's
-#: is quantbeat.sources.THROTTLE_COOLDOWN_S.
+#: is quantbeat.infra.sources.THROTTLE_COOLDOWN_S.
 BAN_COOLDOWN_S = 600.0
 #: Bars per ticker one crypto task fetches at most; a longer catch-up continues next run.
 MAX_CRYPTO_BARS = 2_000

@@ -1,4 +1,4 @@
-"""Indicator tasks (``cpu`` queue): thin adapters over :mod:`quantbeat.indicators`.
+"""Indicator tasks (``cpu`` queue): thin adapters over :mod:`quantbeat.services.indicators`.
 
 Results are JSON (``null`` for NaN). A bad request fails at once with a ValidationError that
 names the field; in a batch it is that item's error and the other items are still answered.
@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from quant.indicators import SCAN_BARS, IndicatorRequest
-from quantbeat.indicators import service
-from quantbeat.settings import get_settings
-from quantbeat.sources import latest_krx_session
-from tasks._args import parse_date, parse_krx_markets
+from quantbeat.infra.settings import get_settings
+from quantbeat.infra.sources import latest_krx_session
+from quantbeat.services.args import parse_date, parse_krx_markets
+from quantbeat.services.indicators import service
 from workers.app import app
 
 #: Request tasks answer in milliseconds; these limits only catch a stuck one.
@@ -75,7 +75,7 @@ def invalidate(instruments: list[str]) -> dict[str, Any]:
     still unreachable raises ServiceUnavailable, so the task is retried with backoff.
     Returns ``{"instruments", "removed"}``."""
     from quant.errors import ServiceUnavailable, ValidationError
-    from quantbeat.indicators import indicator_cache
+    from quantbeat.services.indicators import indicator_cache
 
     if not isinstance(instruments, list) or not all(
         isinstance(i, str) and ":" in i for i in instruments
@@ -107,7 +107,7 @@ def precompute(trade_date: str | None = None, market: str | None = None) -> dict
         if trade_date is not None
         else latest_krx_session(get_settings())
     )
-    from quantbeat.scans import store_universe_ratings, universe_name
+    from quantbeat.services.scans import store_universe_ratings, universe_name
 
     names = [m.value for m in markets]
     svc = service()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from quantbeat.settings import get_settings
+from quantbeat.infra.settings import get_settings
 from workers.app import app
 
 #: Claims of beat slots are kept this long (they only need to outlive a duplicate tick).
@@ -15,11 +15,11 @@ BEAT_SLOT_RETENTION = dt.timedelta(days=30)
 @app.task(name="quantbeat.ops.reap", bind=True)
 def reap(self: Any, grace: float | None = None) -> dict[str, Any]:
     """Requeue (idempotent) or mark lost the job runs left ``started`` by dead workers, and
-    prune old beat-slot claims (see :mod:`quantbeat.reaper`). Idempotent: a run requeued
+    prune old beat-slot claims (see :mod:`quantbeat.services.reaper`). Idempotent: a run requeued
     once is ``requeued``, no longer ``started``. Returns the pass's report."""
     from db.beat import prune_slots
     from db.engine import session_scope
-    from quantbeat.reaper import reap as reap_runs
+    from quantbeat.services.reaper import reap as reap_runs
 
     settings = get_settings()
     report = reap_runs(

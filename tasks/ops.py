@@ -1,14 +1,14 @@
 """Operations tasks (``io`` queue): the deployment's health as a task.
 
 ``quantbeat.ops.health`` returns the same report as ``quantbeat health --json``, seen from a
-worker (so it also proves a worker consumes ``io``). See :mod:`quantbeat.health`.
+worker (so it also proves a worker consumes ``io``). See :mod:`quantbeat.services.health`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from quantbeat.health import DEFAULT_TIMEOUT, check_health, check_timeout
+from quantbeat.services.health import DEFAULT_TIMEOUT, check_health, check_timeout
 from workers.app import app
 
 #: A check returns within its timeout (at most 120 s); these limits only catch a stuck one.
@@ -23,7 +23,7 @@ HEALTH_HARD_LIMIT_S = 180
 )
 def health(timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
     """Check every component within ``timeout`` seconds (0 < timeout ≤ 120) and return
-    :meth:`quantbeat.health.HealthReport.as_dict`: ``status`` (healthy, degraded,
+    :meth:`quantbeat.services.health.HealthReport.as_dict`: ``status`` (healthy, degraded,
     unhealthy), ``exit_code``, ``checked_at``, ``duration_ms``, ``reasons`` and
     ``components``. An unhealthy deployment is a result, not an error.
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import chain
 
-from tasks._args import parse_date, parse_krx_markets
+from quantbeat.services.args import parse_date, parse_krx_markets
 from workers.app import app
 
 

@@ -1,5 +1,5 @@
 """Universe scan tasks (``cpu`` queue): a coordinator fans the universe out in chunks as a
-Celery chord whose callback records the run's coverage. See :mod:`quantbeat.scans`."""
+Celery chord whose callback records the run's coverage. See :mod:`quantbeat.services.scans`."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from celery import chord
 
 from quant.errors import ValidationError
-from quantbeat.settings import get_settings
-from quantbeat.sources import latest_krx_session
-from tasks._args import parse_date, parse_krx_markets
+from quantbeat.infra.settings import get_settings
+from quantbeat.infra.sources import latest_krx_session
+from quantbeat.services.args import parse_date, parse_krx_markets
 from workers.app import app
 from workers.retry import as_transient
 
@@ -20,7 +20,7 @@ log = structlog.get_logger(__name__)
 
 
 def _strategy_name(value: object) -> str:
-    from quantbeat.scans import strategy
+    from quantbeat.services.scans import strategy
 
     strategy(value)  # raises ValidationError naming the known strategies
     assert isinstance(value, str)
@@ -51,8 +51,8 @@ def run(
     from db.candles import universe
     from db.engine import session_scope
     from db.scans import data_version, start_run
-    from quantbeat.indicators import indicator_cache
-    from quantbeat.scans import DEFAULT_CHUNK, universe_ratings
+    from quantbeat.services.indicators import indicator_cache
+    from quantbeat.services.scans import DEFAULT_CHUNK, universe_ratings
 
     name = _strategy_name(strategy)
     day = (
@@ -68,8 +68,8 @@ def run(
             field="chunk_size",
             value=chunk_size,
         )
-    from quantbeat.config_store import strategy_overrides
-    from quantbeat.strategies import PARAM_TYPES, build_params
+    from quantbeat.services.settings_store import strategy_overrides
+    from quantbeat.services.strategies import PARAM_TYPES, build_params
 
     # Stored parameter overrides (`quantbeat settings set strategy.<name> ...`), read once so
     # every chunk of this run evaluates with the same ones; invalid ones fail the run here.
@@ -135,17 +135,18 @@ def chunk(
     params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate one chunk of the universe and replace its instruments' signals for the day.
-    ``params``: the run's parameter overrides of the strategy (see quantbeat.config_store).
+    ``params``: the run's parameter overrides of the strategy
+    (see quantbeat.services.settings_store).
     Idempotent: a retried or redelivered chunk writes the same signals (its coverage is
     added to the run once per successful execution). Returns ``{"scanned", "failed",
     "candidates", "missing"}`` (``missing``: instruments without bars that day)."""
     from db.ai import news_scores
     from db.engine import session_scope
     from db.scans import add_chunk_result, replace_signals
-    from quantbeat.indicators import indicator_cache
-    from quantbeat.scans import attach_flows, evaluate, load_inputs
-    from quantbeat.scans import strategy as lookup
-    from quantbeat.strategies import configured
+    from quantbeat.services.indicators import indicator_cache
+    from quantbeat.services.scans import attach_flows, evaluate, load_inputs
+    from quantbeat.services.scans import strategy as lookup
+    from quantbeat.services.strategies import configured
 
     evaluator = configured(lookup(strategy), strategy, params)
     day = parse_date(trade_date, field="trade_date")

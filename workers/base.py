@@ -38,8 +38,8 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 
 from quant.errors import PermanentError, TransientError, ValidationError
-from quantbeat.masking import mask_text, mask_value
-from quantbeat.settings import get_settings
+from quantbeat.infra.masking import mask_text, mask_value
+from quantbeat.infra.settings import get_settings
 from workers.queues import queue_for
 from workers.retry import as_transient, backoff_delay
 

@@ -29,7 +29,7 @@ from redbeat import decoder as _redbeat_decoder
 from redbeat import schedulers as _redbeat_schedulers
 from redbeat.schedulers import RedBeatScheduler
 
-from quantbeat.health import BEAT_TICK_KEY
+from quantbeat.services.health import BEAT_TICK_KEY
 from workers.schedules import krx_session_schedule
 
 log = structlog.get_logger("quantbeat.beat")
@@ -74,7 +74,7 @@ def scheduled_time(schedule: Any, now: dt.datetime) -> dt.datetime:
         )
         if candidate > local:
             candidate -= dt.timedelta(days=1)
-        from quantbeat.sources import krx_calendar
+        from quantbeat.infra.sources import krx_calendar
 
         calendar = krx_calendar()
         for _ in range(60):
@@ -158,7 +158,7 @@ def _enabled(entry: str) -> bool:
     """The entry's stored switch; an unreadable store leaves it enabled (logged): the slot key
     still prevents duplicates, while skipping would silently lose the job."""
     try:
-        from quantbeat.config_store import schedule_enabled
+        from quantbeat.services.settings_store import schedule_enabled
 
         return schedule_enabled(entry)
     except Exception as exc:

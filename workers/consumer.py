@@ -43,7 +43,7 @@ from celery.worker.consumer.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 from vine import promise  # type: ignore[import-untyped]
 
-from quantbeat.masking import mask_text, mask_value
+from quantbeat.infra.masking import mask_text, mask_value
 
 log = structlog.get_logger("quantbeat.consumer")
 

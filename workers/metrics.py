@@ -3,7 +3,7 @@ is imported.
 
 * per task execution (in the process that runs it): ``quantbeat_task_total``,
   ``quantbeat_task_duration_seconds``, ``quantbeat_tasks_running``, retries and failures by
-  reason (see :mod:`quantbeat.metrics`). Failures only the main process sees — a hard time
+  reason (see :mod:`quantbeat.infra.metrics`). Failures only the main process sees — a hard time
   limit killing the pool child, a lost child, a rejected message — are counted there.
 * at scrape time, in the worker's main process: ``quantbeat_worker_up{worker}`` (1),
   ``quantbeat_queue_length{queue}`` for every quantbeat queue (waiting messages, read from
@@ -54,7 +54,7 @@ from celery.signals import (
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from quant.errors import PermanentError, TransientError, ValidationError
-from quantbeat import metrics
+from quantbeat.infra import metrics
 from workers.queues import Queue, queue_for
 
 log = structlog.get_logger(__name__)
@@ -85,7 +85,8 @@ def queue_label(name: str, request: Any = None) -> str:
 
 
 def failure_reason(exc: BaseException | None) -> str:
-    """The ``reason`` label of a final failure (one of :data:`quantbeat.metrics.FAILURE_REASONS`);
+    """The ``reason`` label of a final failure
+    (one of :data:`quantbeat.infra.metrics.FAILURE_REASONS`);
     the same vocabulary as the dead letters' reasons."""
     from workers.base import PoisonedMessage
     from workers.retry import as_transient
@@ -314,7 +315,7 @@ def _is_prefork(pool_cls: Any) -> bool:
 def _prepare(sender: Any = None, **_: Any) -> None:
     """Main process, before the pool forks: choose the port and, for prefork, the shared
     multiprocess directory (values created in any process after this land there)."""
-    from quantbeat.settings import get_settings
+    from quantbeat.infra.settings import get_settings
 
     settings = get_settings()
     _state.port = settings.metrics_port

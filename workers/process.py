@@ -29,9 +29,9 @@ from celery.signals import (
 )
 from celery.utils.saferepr import saferepr
 
-from quantbeat.logging import configure_logging
-from quantbeat.masking import mask_value
-from quantbeat.settings import get_settings
+from quantbeat.infra.logging import configure_logging
+from quantbeat.infra.masking import mask_value
+from quantbeat.infra.settings import get_settings
 
 
 @setup_logging.connect
@@ -66,10 +66,10 @@ def _warm_up(**_: Any) -> None:
 @worker_process_init.connect
 def _after_fork(**_: Any) -> None:
     from db.engine import dispose_engines
-    from quantbeat.backtests import forget_state_stores
-    from quantbeat.cache import forget_caches
-    from quantbeat.config_store import forget_settings_cache
-    from quantbeat.indicators import forget_service
+    from quantbeat.infra.cache import forget_caches
+    from quantbeat.services.backtests import forget_state_stores
+    from quantbeat.services.indicators import forget_service
+    from quantbeat.services.settings_store import forget_settings_cache
 
     dispose_engines(close=False)
     forget_caches()
@@ -116,7 +116,7 @@ def _record_hard_time_limit(
         while len(_recorded_time_limits) > 1024:
             _recorded_time_limits.popitem(last=False)
     if getattr(sender, "name", None) == "quantbeat.backtest.run":
-        from quantbeat.backtests import on_hard_time_limit
+        from quantbeat.services.backtests import on_hard_time_limit
 
         on_hard_time_limit(args, kwargs)
     from workers.base import record_failure_outside_task

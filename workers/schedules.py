@@ -40,7 +40,7 @@ class krx_session_schedule(BaseSchedule):  # type: ignore[misc]  # noqa: N801 (c
 
     def next_fire(self, after: dt.datetime) -> dt.datetime:
         """The first firing time strictly after ``after`` (aware), in the app's timezone."""
-        from quantbeat.sources import krx_calendar
+        from quantbeat.infra.sources import krx_calendar
 
         # Always the app's zone (Asia/Seoul), whatever zone beat hands us: with enable_utc
         # Celery's to_local() returns its input unchanged.

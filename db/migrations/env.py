@@ -14,7 +14,7 @@ target_metadata = Base.metadata
 def _url() -> str:
     url = config.attributes.get("quantbeat_url") or config.get_main_option("sqlalchemy.url")
     if not url:
-        from quantbeat.settings import get_settings
+        from quantbeat.infra.settings import get_settings
 
         url = get_settings().database_url
     return str(url)

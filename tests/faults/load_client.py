@@ -7,13 +7,13 @@ for the line ``{"instruments": ["KOSPI:000020", …]}`` on stdin, then runs ``N`
 for ``S`` seconds. Each thread loops over requests through quantbeat's public client API,
 nothing test-specific:
 
-* an indicator request (:func:`quantbeat.indicators.get_indicator`): popular indicators
+* an indicator request (:func:`quantbeat.services.indicators.get_indicator`): popular indicators
   (become cache hits, answered in the client) or a long tail of parameters (misses, computed
   by a ``cpu`` worker);
-* now and then a batch of three (:func:`quantbeat.indicators.get_indicators`, one
+* now and then a batch of three (:func:`quantbeat.services.indicators.get_indicators`, one
   ``compute_batch`` task for the misses);
-* now and then a small backtest (:func:`quantbeat.backtests.submit_backtest`, then
-  :func:`quantbeat.backtests.wait` until a final state).
+* now and then a small backtest (:func:`quantbeat.services.backtests.submit_backtest`, then
+  :func:`quantbeat.services.backtests.wait` until a final state).
 
 No new request starts after ``S`` seconds; requests in flight are awaited (each within
 :data:`REQUEST_TIMEOUT_S`). The output file holds every request's record (kind, latency in
@@ -74,7 +74,7 @@ class Record:
 def _check(result: Any) -> str:
     """The result's source if it holds values (:data:`LIMIT` bars, a finite last value per
     output); raises AssertionError otherwise."""
-    from quantbeat.indicators import IndicatorResult
+    from quantbeat.services.indicators import IndicatorResult
 
     if not isinstance(result, IndicatorResult):
         raise AssertionError(f"not values: {result!r}"[:300])
@@ -107,7 +107,7 @@ class Client:
         return {"instrument": instrument, "indicator": name, "params": params}
 
     def one_indicator(self) -> str:
-        from quantbeat.indicators import get_indicator
+        from quantbeat.services.indicators import get_indicator
 
         a = self.indicator_args()
         result = get_indicator(
@@ -121,7 +121,7 @@ class Client:
         return _check(result)
 
     def batch(self) -> str:
-        from quantbeat.indicators import get_indicators
+        from quantbeat.services.indicators import get_indicators
 
         requests = [{**self.indicator_args(), "end": self.end, "limit": LIMIT} for _ in range(3)]
         answers = get_indicators(requests, timeout=REQUEST_TIMEOUT_S)
@@ -130,7 +130,7 @@ class Client:
         return ",".join(_check(a) for a in answers)
 
     def backtest(self) -> str:
-        from quantbeat.backtests import submit_backtest, wait
+        from quantbeat.services.backtests import submit_backtest, wait
 
         end = dt.date.fromisoformat(self.end)
         spec = {
@@ -173,8 +173,8 @@ def _warm_up() -> None:
     from sqlalchemy import text
 
     from db.engine import session_scope
-    from quantbeat.backtests import state_store
-    from quantbeat.indicators import service
+    from quantbeat.services.backtests import state_store
+    from quantbeat.services.indicators import service
     from workers.app import app
 
     service().cache.generations(["KOSPI:000020"])
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    from quantbeat.logging import configure_logging
+    from quantbeat.infra.logging import configure_logging
 
     configure_logging("WARNING")  # to stderr: warnings and errors only
     _warm_up()

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from db.engine import session_scope
 from db.models import DeadLetter
 from quant.errors import ValidationError
-from quantbeat import cli
+from quantbeat.cli import main as cli
 from tests.conftest import TEST_BROKER_URL
 from tests.faults.outcomes import Outcome
 from tests.integration.helpers import eventually, job_run

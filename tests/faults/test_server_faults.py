@@ -31,7 +31,7 @@ import redis
 from celery import Celery
 from sqlalchemy import Engine, text
 
-from quantbeat.settings import Settings
+from quantbeat.infra.settings import Settings
 from tests.faults.outcomes import Outcome
 from tests.faults.servers import ThrowawayPostgres, ThrowawayRedis
 from tests.support.services import WorkerProcess, start_worker

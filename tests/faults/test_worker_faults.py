@@ -40,8 +40,8 @@ from sqlalchemy import func, select
 import tests.support.backtest_app  # noqa: F401  (the test strategies, for spec validation)
 from db.engine import session_scope
 from db.models import BacktestEquity
-from quantbeat import backtests
-from quantbeat.settings import get_settings
+from quantbeat.infra.settings import get_settings
+from quantbeat.services import backtests
 from tests.faults.outcomes import Outcome
 from tests.faults.servers import ThrowawayRedis
 from tests.integration.helpers import (

@@ -67,7 +67,7 @@ def small_kospi_history(
     from db.candles import universe
     from db.engine import get_engine
     from db.models import Base
-    from quantbeat.settings import reset_settings
+    from quantbeat.infra.settings import reset_settings
     from tasks.collect import daily_range
 
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)

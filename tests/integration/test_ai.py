@@ -16,9 +16,9 @@ from db.engine import session_scope
 from db.models import AiAnalysis, NewsItem, NewsMention
 from quant.ai import GeminiAnalyzer
 from quant.errors import RateLimited, ServiceUnavailable
-from quantbeat.ai import analyze, limiter
-from quantbeat.ratelimit import WaitTooLong
-from quantbeat.settings import get_settings, reset_settings
+from quantbeat.infra.ratelimit import WaitTooLong
+from quantbeat.infra.settings import get_settings, reset_settings
+from quantbeat.services.ai import analyze, limiter
 from tests.integration.helpers import small_kospi_history
 from tests.support import fake_gemini as fg
 

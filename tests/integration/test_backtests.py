@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from db.engine import session_scope
 from db.models import BacktestEquity, BacktestRun, BacktestTrade
 from quant.errors import ValidationError
-from quantbeat import backtests
+from quantbeat.services import backtests
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.conftest import WorkerProcess, start_worker
 from tests.integration.helpers import (

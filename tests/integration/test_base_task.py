@@ -7,7 +7,7 @@ import pytest
 from celery.exceptions import TimeoutError as CeleryTimeout
 
 from quant.errors import PermanentError, TransientError
-from quantbeat.settings import get_settings
+from quantbeat.infra.settings import get_settings
 from tests.integration.helpers import dead_letter, job_run
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ from db.engine import session_scope
 from db.models import DailyCandle, Instrument, InvestorFlow
 from quant.market.simulated import SimulatedMarket
 from quant.market.types import Market
-from quantbeat.settings import get_settings
-from quantbeat.sources import krx_calendar
+from quantbeat.infra.settings import get_settings
+from quantbeat.infra.sources import krx_calendar
 from tests.integration.helpers import candle_snapshot, job_run
 
 pytestmark = pytest.mark.integration

@@ -20,9 +20,9 @@ from db.engine import create_engine_for, get_engine
 from db.models import DailyCandle, ImportRun, Instrument, InvestorFlow, Signal
 from quant.errors import ConfigError, ValidationError
 from quant.migration.csv_import import CsvKind
-from quantbeat import importer
-from quantbeat.cli_import import import_app
-from quantbeat.importer import (
+from quantbeat.cli.importer import import_app
+from quantbeat.services import importer
+from quantbeat.services.importer import (
     ImportReport,
     ReconciliationError,
     default_reject_file,

@@ -13,8 +13,8 @@ import redis
 from db.engine import session_scope
 from db.models import DeadLetter
 from quant.errors import ValidationError
-from quantbeat import cli
-from quantbeat.settings import get_settings
+from quantbeat.cli import main as cli
+from quantbeat.infra.settings import get_settings
 from tests.integration.helpers import dead_letter, job_run
 
 pytestmark = pytest.mark.integration

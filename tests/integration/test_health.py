@@ -222,7 +222,7 @@ def test_killing_every_worker_is_reported_unhealthy_within_30_s(
 
 
 def test_health_task_returns_the_report_through_a_worker(celery_app: Any) -> None:
-    from quantbeat.health import check_health
+    from quantbeat.services.health import check_health
 
     result = celery_app.send_task("quantbeat.ops.health", kwargs={"timeout": 5})
     report = result.get(timeout=60)

@@ -16,8 +16,8 @@ from db.engine import session_scope
 from db.models import DailyCandle, Instrument
 from quant.market.simulated import SimulatedMarket
 from quant.market.types import Market
-from quantbeat.settings import get_settings
-from quantbeat.sources import krx_calendar
+from quantbeat.infra.settings import get_settings
+from quantbeat.infra.sources import krx_calendar
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,10 @@ from structlog.testing import capture_logs
 from db.candles import load_candles, resolve_instrument, universe
 from db.engine import get_engine, session_scope
 from quant.indicators import SCAN_BARS, SCAN_SET, IndicatorRequest, compute
-from quantbeat import cli
-from quantbeat.cache import Entry, RedisCache, SafeCache, decode_series
-from quantbeat.indicators import (
+from quantbeat.cli import main as cli
+from quantbeat.infra.cache import Entry, RedisCache, SafeCache, decode_series
+from quantbeat.infra.settings import get_settings
+from quantbeat.services.indicators import (
     IndicatorService,
     forget_service,
     get_indicator,
@@ -28,7 +29,6 @@ from quantbeat.indicators import (
     indicator_cache,
     service,
 )
-from quantbeat.settings import get_settings
 from tests.conftest import TEST_REDIS_URL
 
 pytestmark = pytest.mark.integration
@@ -253,7 +253,7 @@ class _NoCache:
     name = "none"
 
     def get_many(self, entries, *, count=True, count_candles=True):
-        from quantbeat.cache import Read
+        from quantbeat.infra.cache import Read
 
         return [Read(None, 0) for _ in entries]
 
@@ -270,7 +270,7 @@ class _NoCache:
         return 0
 
     def stats(self):
-        from quantbeat.cache import CacheStats
+        from quantbeat.infra.cache import CacheStats
 
         return CacheStats(backend=self.name)
 
@@ -308,7 +308,7 @@ def test_the_krx_close_pipeline_chains_collection_precompute_and_the_vcp_scan(
     # ... and the finished scan started the analysis of its top candidates (offline here)
     analysis = celery_app.AsyncResult(done["analysis"]).get(timeout=60)
     assert analysis["strategy"] == "vcp"
-    from quantbeat.scans import candidates
+    from quantbeat.services.scans import candidates
 
     top = [c.instrument for c in candidates("vcp", DAY, limit=5)]
     assert analysis["instruments"] == top  # the top QUANTBEAT_AI_TOP_N (5) candidates
@@ -388,7 +388,7 @@ def test_a_worker_miss_sends_the_prefetch_as_a_follow_up_task(celery_app, cache,
 
 
 def test_one_failing_indicator_does_not_fail_its_neighbours_in_a_group(cache, history, monkeypatch):
-    import quantbeat.indicators as module
+    import quantbeat.services.indicators as module
 
     real = module.compute  # type: ignore[attr-defined]
 
@@ -435,7 +435,7 @@ def test_an_unreachable_cache_at_invalidation_queues_a_retrying_task(
 ):
     import pandas as pd
 
-    import quantbeat.indicators as module
+    import quantbeat.services.indicators as module
     from tests.integration.helpers import eventually
 
     instrument = history[15][1]

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from quant.errors import PermanentError
-from quantbeat import cli
+from quantbeat.cli import main as cli
 
 pytestmark = pytest.mark.integration
 

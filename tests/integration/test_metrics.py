@@ -78,7 +78,7 @@ def metrics_worker(
     argv = [
         sys.executable,
         "-c",
-        "import sys; import tests.support.worker_app; from quantbeat.cli import main; "
+        "import sys; import tests.support.worker_app; from quantbeat.cli.main import main; "
         "sys.exit(main(sys.argv[1:]))",
         "worker",
         "--queues=io,cpu",

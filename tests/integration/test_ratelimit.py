@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from quant.errors import RateLimited
-from quantbeat.ratelimit import RedisRateLimiter
+from quantbeat.infra.ratelimit import RedisRateLimiter
 from tests.conftest import TEST_REDIS_URL
 
 pytestmark = pytest.mark.integration

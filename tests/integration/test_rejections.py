@@ -18,8 +18,8 @@ from quant.market.faults import CorruptingSource
 from quant.market.quality import check_daily_candles
 from quant.market.simulated import SimulatedMarket
 from quant.market.types import Market
-from quantbeat.settings import get_settings
-from quantbeat.sources import krx_calendar
+from quantbeat.infra.settings import get_settings
+from quantbeat.infra.sources import krx_calendar
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.conftest import start_worker
 from tests.integration.helpers import job_run

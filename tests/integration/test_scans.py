@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from db.candles import universe
 from db.engine import get_engine, session_scope
 from db.models import ScanRun, Signal
-from quantbeat.indicators import forget_service, indicator_cache
+from quantbeat.services.indicators import forget_service, indicator_cache
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +101,7 @@ def test_a_closing_bet_scan_covers_the_universe_and_replaces_its_signals(celery_
 
     first = _signals("closing_bet")
     assert final["candidates"] == len(first)
-    from quantbeat.scans import candidates
+    from quantbeat.services.scans import candidates
 
     ranked = candidates("closing-bet", DAY)
     assert ranked[0].instrument == members[0][1]  # the S grade ranks first
@@ -150,7 +150,7 @@ def test_an_unknown_strategy_is_rejected_with_the_known_ones(celery_app, members
 
 
 def test_the_cli_runs_a_scan_and_prints_the_ranked_candidates(celery_app, members, capsys):
-    from quantbeat import cli
+    from quantbeat.cli import main as cli
 
     code = cli.main(["scan", "closing-bet", "--date", DAY.isoformat(), "--market", "KOSPI"])
     out = capsys.readouterr().out
@@ -201,7 +201,7 @@ def test_a_chunk_that_fails_for_good_leaves_the_run_completed_with_its_coverage(
 def test_a_chunk_failing_transiently_is_retried_and_the_run_covers_everything(celery_app, members):
     import redis
 
-    from quantbeat.settings import get_settings
+    from quantbeat.infra.settings import get_settings
 
     client = redis.Redis.from_url(get_settings().redis_url)
     client.delete("test:flaky-once:count")
@@ -242,9 +242,9 @@ def test_a_chunk_failing_transiently_is_retried_and_the_run_covers_everything(ce
 def test_the_precompute_caches_the_universe_ratings_the_scan_reads(celery_app, members):
     import pandas as pd
 
-    from quantbeat.cache import LocalCache, SafeCache
-    from quantbeat.indicators import invalidate_stored
-    from quantbeat.scans import _ratings_field, universe_name, universe_ratings
+    from quantbeat.infra.cache import LocalCache, SafeCache
+    from quantbeat.services.indicators import invalidate_stored
+    from quantbeat.services.scans import _ratings_field, universe_name, universe_ratings
 
     cache = indicator_cache()
     cache.clear()
@@ -302,7 +302,7 @@ def test_the_closing_bet_uses_the_ai_news_score(celery_app, members):
     from db.models import AiAnalysis
     from quant.ai import OfflineAnalyzer
     from quant.news import NewsItem
-    from quantbeat.ai import analyze
+    from quantbeat.services.ai import analyze
 
     def rescan() -> None:
         started = celery_app.send_task(
@@ -357,8 +357,8 @@ def test_the_closing_bet_uses_the_ai_news_score(celery_app, members):
 def test_stored_strategy_parameters_apply_to_the_next_run(celery_app, members):
     """`quantbeat settings set strategy.closing_bet ...` reaches the worker's scan at once
     (the change bumps the generation the worker's settings cache checks)."""
-    from quantbeat.cli import main
-    from quantbeat.config_store import unset_setting
+    from quantbeat.cli.main import main
+    from quantbeat.services.settings_store import unset_setting
 
     textbook = members[0][0]
     assert main(["settings", "set", "strategy.closing_bet", '{"min_traded_value_krw": 3e12}']) == 0

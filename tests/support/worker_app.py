@@ -50,7 +50,7 @@ def gated(self: Any, gate: str, failure: str = "transient", **secrets: Any) -> d
     import redis
 
     from quant.errors import ValidationError
-    from quantbeat.settings import get_settings
+    from quantbeat.infra.settings import get_settings
 
     if not redis.Redis.from_url(get_settings().redis_url).exists(f"test:gate:{gate}"):
         if failure == "transient":
@@ -95,9 +95,9 @@ def own_limits() -> None:
 def _register_test_strategies() -> None:
     """A scan strategy whose signal rows cannot be stored for tickers divisible by 7 (a grade
     longer than the column): the chunks holding one fail permanently, the others succeed."""
-    import quantbeat.strategies  # noqa: F401  (the real ones first)
+    import quantbeat.services.strategies  # noqa: F401  (the real ones first)
     from quant.scans.inputs import ScanInputs
-    from quantbeat.scans import STRATEGIES, Evaluation, Strategy
+    from quantbeat.services.scans import STRATEGIES, Evaluation, Strategy
 
     def overlong_grade(inputs: ScanInputs) -> Evaluation:
         ticker = inputs.instrument.split(":")[1]
@@ -112,7 +112,7 @@ def _register_test_strategies() -> None:
         import redis
 
         from quant.errors import ServiceUnavailable
-        from quantbeat.settings import get_settings
+        from quantbeat.infra.settings import get_settings
 
         client = redis.Redis.from_url(get_settings().redis_url)
         target = client.get("test:flaky-once:target")

@@ -45,7 +45,7 @@ def kill_child(marker: str) -> None:
     SIGKILL the process running the task. Never returns."""
     import redis
 
-    from quantbeat.settings import get_settings
+    from quantbeat.infra.settings import get_settings
 
     client = redis.Redis.from_url(get_settings().redis_url)
     client.incr(f"test:kill-child:{marker}")

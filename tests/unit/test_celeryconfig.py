@@ -7,7 +7,7 @@ import re
 import pytest
 
 from quant.errors import ConfigError
-from quantbeat.settings import Settings, get_settings, load_settings
+from quantbeat.infra.settings import Settings, get_settings, load_settings
 from workers.app import app
 from workers.queues import AREA_QUEUES, Queue
 

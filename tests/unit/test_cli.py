@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from quantbeat import cli
-from quantbeat.settings import reset_settings
+from quantbeat.cli import main as cli
+from quantbeat.infra.settings import reset_settings
 
 
 @pytest.fixture(autouse=True)

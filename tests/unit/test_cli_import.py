@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 from quant.errors import ValidationError
 from quant.market.types import Market
 from quant.migration.csv_import import CsvKind, FlowUnit
-from quantbeat import cli_import, importer
-from quantbeat.cli_import import import_app, print_report
-from quantbeat.importer import ImportReport, default_reject_file, import_csv
+from quantbeat.cli import importer as cli_import
+from quantbeat.cli.importer import import_app, print_report
+from quantbeat.services import importer
+from quantbeat.services.importer import ImportReport, default_reject_file, import_csv
 
 PRICES = "date,ticker,market,open,high,low,close,volume,traded_value\n"
 

@@ -9,8 +9,8 @@ import pytest
 
 from db.jobs import glob_to_like
 from quant.errors import ValidationError
-from quantbeat import cli
-from quantbeat.timespec import parse_duration, parse_since
+from quantbeat.cli import main as cli
+from quantbeat.infra.timespec import parse_duration, parse_since
 
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
 

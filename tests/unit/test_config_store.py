@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from quant.errors import ValidationError
-from quantbeat.config_store import SettingsCache, validate
-from quantbeat.strategies import build_params
+from quantbeat.services.settings_store import SettingsCache, validate
+from quantbeat.services.strategies import build_params
 
 
 class Clock:

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from db.models import DeadLetter
 from quant.errors import ValidationError
-from quantbeat.dlq import masked_fields, replay, replay_problem
+from quantbeat.services.dlq import masked_fields, replay, replay_problem
 from workers.consumer import (
     MAX_BODY_CHARS,
     describe_message,
@@ -148,7 +148,7 @@ def test_recording_never_raises_and_logs_the_masked_payload_when_the_database_is
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from db.engine import forget_engines
-    from quantbeat.settings import reset_settings
+    from quantbeat.infra.settings import reset_settings
 
     monkeypatch.setenv("QUANTBEAT_DATABASE_URL", "postgresql+psycopg://u:pw@127.0.0.1:1/none")
     monkeypatch.setenv("QUANTBEAT_DB_POOL_TIMEOUT", "1")

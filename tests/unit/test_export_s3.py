@@ -1,4 +1,4 @@
-"""quantbeat.export: artifacts to S3-compatible storage, against moto's in-memory S3."""
+"""quantbeat.services.export: artifacts to S3-compatible storage, against moto's in-memory S3."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from quantbeat.export import (
+from quantbeat.services.export import (
     DEFAULT_PREFIX,
     ExportError,
     S3Target,

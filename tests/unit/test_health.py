@@ -15,8 +15,10 @@ import pytest
 
 from quant.calendar import krx_approximate_calendar
 from quant.errors import ValidationError
-from quantbeat import cli, health
-from quantbeat.health import (
+from quantbeat.cli import main as cli
+from quantbeat.infra.settings import reset_settings
+from quantbeat.services import health
+from quantbeat.services.health import (
     CachedHealth,
     CheckContext,
     ComponentHealth,
@@ -25,7 +27,6 @@ from quantbeat.health import (
     ScanSummary,
     Status,
 )
-from quantbeat.settings import reset_settings
 
 NOW = dt.datetime(2026, 11, 20, 7, 0, tzinfo=dt.UTC)  # Friday 16:00 KST
 H, W, U = Status.HEALTHY, Status.WARNING, Status.UNHEALTHY

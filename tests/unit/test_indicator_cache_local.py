@@ -18,8 +18,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from structlog.testing import capture_logs
 
 from quant.indicators.request import INTERVALS
-from quantbeat import cache as cache_module
-from quantbeat.cache import (
+from quantbeat.infra import cache as cache_module
+from quantbeat.infra.cache import (
     CacheFormatError,
     CacheStats,
     Entry,
@@ -431,18 +431,18 @@ class Flaky:
 
 @pytest.fixture
 def logs() -> Iterator[list[MutableMapping[str, Any]]]:
-    """Captured log events of quantbeat.cache. The module logger is swapped for a fresh lazy
+    """Captured log events of quantbeat.infra.cache. The module logger is swapped for a fresh lazy
     proxy inside the capture, so a logger cached by an earlier structlog configuration (the
     app's uses cache_logger_on_first_use) cannot bypass it."""
     with capture_logs() as captured, pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cache_module, "log", structlog.get_logger("quantbeat.cache"))
+        mp.setattr(cache_module, "log", structlog.get_logger("quantbeat.infra.cache"))
         yield captured
 
 
 @pytest.fixture
 def no_sleep(monkeypatch) -> list[float]:
     slept: list[float] = []
-    monkeypatch.setattr(time, "sleep", slept.append)  # the module quantbeat.cache sleeps with
+    monkeypatch.setattr(time, "sleep", slept.append)  # the module quantbeat.infra.cache sleeps with
     return slept
 
 

@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from quant.errors import RateLimited, ValidationError
-from quantbeat.ratelimit import LocalRateLimiter
+from quantbeat.infra.ratelimit import LocalRateLimiter
 
 
 class FakeClock:

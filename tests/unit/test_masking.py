@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from quantbeat.masking import MASK, is_sensitive_key, mask_text, mask_value
+from quantbeat.infra.masking import MASK, is_sensitive_key, mask_text, mask_value
 
 GOOGLE_KEY = "AIzaSyA-" + "a" * 31
 

@@ -19,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.exc import OperationalError
 
 from quant.errors import PermanentError, ServiceUnavailable, ValidationError
-from quantbeat import metrics
-from quantbeat.cache import Entry, LocalCache, SafeCache, encode_series
-from quantbeat.ratelimit import LocalRateLimiter, WaitTooLong
+from quantbeat.infra import metrics
+from quantbeat.infra.cache import Entry, LocalCache, SafeCache, encode_series
+from quantbeat.infra.ratelimit import LocalRateLimiter, WaitTooLong
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -213,7 +213,7 @@ def test_worker_collector_reports_up_and_survives_an_unreachable_broker():
 
 
 def test_cli_refuses_a_bad_metrics_port():
-    from quantbeat.cli import EXIT_USAGE, main
+    from quantbeat.cli.main import EXIT_USAGE, main
 
     assert main(["worker", "--metrics-port", "70000"]) == EXIT_USAGE
 
@@ -228,7 +228,7 @@ _MULTIPROCESS_SCRIPT = textwrap.dedent(
     from prometheus_client import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from quantbeat import metrics
+    from quantbeat.infra import metrics
 
     path = Path(sys.argv[1])
     path.mkdir(parents=True)

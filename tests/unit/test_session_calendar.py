@@ -9,8 +9,8 @@ import pytest
 
 from quant.calendar import SessionCalendar
 from quant.errors import ValidationError
-from quantbeat.settings import reset_settings
-from quantbeat.sources import krx_calendar
+from quantbeat.infra.settings import reset_settings
+from quantbeat.infra.sources import krx_calendar
 
 D = dt.date
 

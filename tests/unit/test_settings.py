@@ -7,7 +7,7 @@ import pytest
 from pydantic import SecretStr
 
 from quant.errors import ConfigError
-from quantbeat.settings import Settings, load_settings
+from quantbeat.infra.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

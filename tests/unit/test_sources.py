@@ -7,8 +7,8 @@ import pytest
 from quant.errors import ConfigError
 from quant.market.krx import KrxSource
 from quant.market.simulated import SimulatedMarket
-from quantbeat.settings import load_settings
-from quantbeat.sources import market_source
+from quantbeat.infra.settings import load_settings
+from quantbeat.infra.sources import market_source
 
 
 def test_simulated_by_default():
@@ -26,8 +26,8 @@ def test_krx_with_credentials_builds_without_importing_pykrx():
 
     code = (
         "import sys\n"
-        "from quantbeat.settings import load_settings\n"
-        "from quantbeat.sources import market_source\n"
+        "from quantbeat.infra.settings import load_settings\n"
+        "from quantbeat.infra.sources import market_source\n"
         "s = market_source(load_settings(market_source='krx', krx_id='me', krx_pw='pw'))\n"
         "print(type(s).__name__, 'pykrx' in sys.modules)\n"
     )
@@ -44,7 +44,7 @@ def test_a_429_from_upbit_starts_the_shared_cooldown_at_once():
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from quant.errors import RateLimited
-    from quantbeat.sources import crypto_source, upbit_limiter
+    from quantbeat.infra.sources import crypto_source, upbit_limiter
 
     class Throttling(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from quant.errors import ServiceUnavailable
-from quantbeat.settings import Settings, get_settings, reset_settings
+from quantbeat.infra.settings import Settings, get_settings, reset_settings
 
 EMBEDDED_BROKER = "memory://"
 EMBEDDED_BACKEND = "cache+memory://"
@@ -179,7 +179,7 @@ def _run(
 ) -> RunReport:
     from db import migrate
     from db.engine import display_url
-    from quantbeat.sources import latest_krx_session
+    from quantbeat.infra.sources import latest_krx_session
     from workers.app import app
 
     if not distributed:
@@ -198,7 +198,7 @@ def _run(
         source=settings.market_source,
         simulated=settings.market_source == "simulated",
     )
-    from quantbeat.indicators import forget_service
+    from quantbeat.services.indicators import forget_service
 
     forget_service()
     with _maybe_worker(distributed):
@@ -266,7 +266,7 @@ def _collect(
     from celery.exceptions import TimeoutError as CeleryTimeout
 
     from quant.market.types import KRX_MARKETS
-    from quantbeat.sources import krx_calendar
+    from quantbeat.infra.sources import krx_calendar
 
     markets = [market] if market else [m.value for m in KRX_MARKETS]
     pending = []
@@ -318,7 +318,7 @@ def _indicators(
     from db.candles import universe
     from db.engine import session_scope
     from quant.market.types import KRX_MARKETS
-    from quantbeat.indicators import cache_stats, get_indicator
+    from quantbeat.services.indicators import cache_stats, get_indicator
 
     name = "quantbeat.indicators.precompute"
     sent = app.send_task(name, kwargs={"trade_date": day.isoformat(), "market": market})
@@ -359,7 +359,7 @@ def _scans(app: Any, report: RunReport, day: dt.date, market: str | None, timeou
     (a chord of chunks each), and their top candidates."""
     from celery.exceptions import TimeoutError as CeleryTimeout
 
-    from quantbeat.scans import candidates
+    from quantbeat.services.scans import candidates
 
     started = {
         name: app.send_task(
@@ -394,8 +394,8 @@ def _analysis(app: Any, report: RunReport, day: dt.date, timeout: float) -> None
     the closing bet — wait for the re-scan that folds the news scores into the grades."""
     from celery.exceptions import TimeoutError as CeleryTimeout
 
-    from quantbeat.ai import analyzer_for
-    from quantbeat.scans import candidates
+    from quantbeat.services.ai import analyzer_for
+    from quantbeat.services.scans import candidates
 
     def get(result: Any, what: str) -> Any:
         try:
@@ -491,7 +491,7 @@ def _backtests(report: RunReport, day: dt.date, market: str | None, timeout: flo
     from db.models import DailyCandle
     from quant.backtest.strategies import FOR_SCAN
     from quant.market.types import KRX_MARKETS
-    from quantbeat.backtests import submit_backtest, wait, write_report
+    from quantbeat.services.backtests import submit_backtest, wait, write_report
 
     markets = [market] if market else [m.value for m in KRX_MARKETS]
     with session_scope() as session:

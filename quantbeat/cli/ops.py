@@ -1,10 +1,10 @@
 """``quantbeat jobs list|show`` (job history) and ``quantbeat dlq list|show|replay|purge`` (dead
 letters).
 
-Registered on the main CLI (see :mod:`quantbeat.cli` for exit codes: an unknown id or a bad
+Registered on the main CLI (see :mod:`quantbeat.cli.main` for exit codes: an unknown id or a bad
 option value is a usage error, exit code 2). Times are printed in UTC. ``--since`` and
 ``--older-than`` take a duration (``90s``, ``15m``, ``1h``, ``2d``) or an ISO date/datetime
-(:mod:`quantbeat.timespec`); ``--task`` takes names or globs (``quantbeat.collect.*``) and may
+(:mod:`quantbeat.infra.timespec`); ``--task`` takes names or globs (``quantbeat.collect.*``) and may
 be repeated. Arguments, payloads and errors are shown as stored: masked.
 """
 
@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from quant.errors import ValidationError
-from quantbeat.timespec import parse_since
+from quantbeat.infra.timespec import parse_since
 
 jobs_app = typer.Typer(
     help="Job history: every task execution with its attempts, timings and error.",
@@ -269,7 +269,7 @@ def dlq_list(
 ) -> None:
     """Dead letters: id, reason, task, occurrences, last seen, replays, error."""
     from db.engine import session_scope
-    from quantbeat.dlq import letter_summary, list_letters
+    from quantbeat.services.dlq import letter_summary, list_letters
 
     cutoff, limit = _since(since), _limit(limit)
     with session_scope() as session:
@@ -305,7 +305,7 @@ def dlq_show(
 ) -> None:
     """Everything about one dead letter, its (masked) payload pretty-printed."""
     from db.engine import session_scope
-    from quantbeat.dlq import get_letter, letter_detail
+    from quantbeat.services.dlq import get_letter, letter_detail
 
     with session_scope() as session:
         row = letter_detail(get_letter(session, letter_id))
@@ -345,7 +345,7 @@ def dlq_replay(
     With --all/--reason the letters that can be replayed are sent and the others listed.
     """
     from db.engine import session_scope
-    from quantbeat.dlq import replay
+    from quantbeat.services.dlq import replay
 
     if ids and replay_all:
         raise ValidationError("give dead letter IDs or --all, not both", field="--all")
@@ -396,7 +396,7 @@ def dlq_purge(
 ) -> None:
     """Delete dead letters matching every given filter (at least one is required)."""
     from db.engine import session_scope
-    from quantbeat.dlq import purge
+    from quantbeat.services.dlq import purge
 
     if older_than is None and not reason and not ids:
         raise ValidationError(

@@ -27,7 +27,7 @@ from typing import Protocol
 import redis
 
 from quant.errors import RateLimited, ValidationError
-from quantbeat.metrics import record_rate_limit_wait
+from quantbeat.infra.metrics import record_rate_limit_wait
 
 # KEYS[1] = pacer key, KEYS[2] = cooldown key; ARGV[1] = interval (s), ARGV[2] = max wait (s).
 # Returns the wait in seconds as a string: "0" means granted now; a positive wait up to

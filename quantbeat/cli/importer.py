@@ -1,9 +1,9 @@
 """``quantbeat import csv``: move the earlier system's CSV files into the database.
 
-Registered on the main CLI as ``quantbeat import`` (see :mod:`quantbeat.cli`, which maps a
-:class:`quant.errors.ValidationError` to exit code 2). The work is :func:`quantbeat.importer.
-import_csv`; this module parses the options, shows a progress bar and prints the closing
-reconciliation.
+Registered on the main CLI as ``quantbeat import`` (see :mod:`quantbeat.cli.main`, which maps a
+:class:`quant.errors.ValidationError` to exit code 2). The work is
+:func:`quantbeat.services.importer.import_csv`; this module parses the options, shows a
+progress bar and prints the closing reconciliation.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from rich.table import Table
 
 from quant.errors import ValidationError
 from quant.migration.csv_import import CsvKind, FlowUnit, parse_market
-from quantbeat.importer import ImportReport, import_csv
+from quantbeat.services.importer import ImportReport, import_csv
 
 import_app = typer.Typer(
     help="Import files of the earlier system (CSV migration).",

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from quantbeat.masking import mask_text
+from quantbeat.infra.masking import mask_text
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",

@@ -1,7 +1,7 @@
 """``quantbeat backtest submit|status|list|cancel|report``: asynchronous backtest runs.
 
-Registered on the main CLI as ``quantbeat backtest`` (see :mod:`quantbeat.cli` for exit
-codes). The work is in :mod:`quantbeat.backtests`.
+Registered on the main CLI as ``quantbeat backtest`` (see :mod:`quantbeat.cli.main` for exit
+codes). The work is in :mod:`quantbeat.services.backtests`.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def submit(
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 3_600.0,
 ) -> None:
     """Validate and enqueue a backtest; prints its run id (--wait: follows it)."""
-    from quantbeat.backtests import status, submit_backtest
+    from quantbeat.services.backtests import status, submit_backtest
 
     spec: dict[str, Any] = {
         "strategy": strategy.replace("-", "_"),
@@ -171,7 +171,7 @@ def status_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
 ) -> None:
     """State, progress (fraction and n/m instruments), ETA; metrics once completed."""
-    from quantbeat.backtests import status
+    from quantbeat.services.backtests import status
 
     row = status(run_id)
     if as_json:
@@ -188,7 +188,7 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
 ) -> None:
     """Recent runs with their state and headline metrics."""
-    from quantbeat.backtests import list_backtests
+    from quantbeat.services.backtests import list_backtests
 
     rows = list_backtests(limit=limit, state=state, strategy=strategy)
     if as_json:
@@ -219,7 +219,7 @@ def cancel_cmd(
     wait: Annotated[float, typer.Option(help="Seconds to wait for it to stop")] = 2.0,
 ) -> None:
     """Cancel a run (queued: at once; running: its worker stops within about a second)."""
-    from quantbeat.backtests import cancel
+    from quantbeat.services.backtests import cancel
 
     state = cancel(run_id, wait=wait)
     console.print(f"run {run_id}: {state}")
@@ -237,7 +237,7 @@ def report_cmd(
 ) -> None:
     """Write the run's self-contained HTML report (equity, drawdown, metrics, trades) and a
     PNG; optionally export them with the trades/equity CSVs and metrics JSON to S3."""
-    from quantbeat.backtests import write_report
+    from quantbeat.services.backtests import write_report
 
     files = write_report(run_id, directory=out, png=png, export=export)
     console.print(f"report: {files.html}", soft_wrap=True)

@@ -558,7 +558,7 @@ class _Importer:
             and self.layout.kind is CsvKind.DAILY_PRICES
         ):
             # After the commit: cached indicators of these instruments are now stale.
-            from quantbeat.indicators import invalidate_stored
+            from quantbeat.services.indicators import invalidate_stored
 
             invalidate_stored(chunk.good)
         # Written once the chunk's transaction has ended, so the reject file and the counts

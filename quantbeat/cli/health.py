@@ -1,7 +1,7 @@
 """``quantbeat health [--json]`` and ``quantbeat health serve``: the deployment's health.
 
 Registered on the main CLI as ``quantbeat health``. Unlike other commands, the exit code is the
-health itself: 0 healthy, 1 degraded, 2 unhealthy (see :mod:`quantbeat.health`).
+health itself: 0 healthy, 1 degraded, 2 unhealthy (see :mod:`quantbeat.services.health`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from quantbeat.health import DEFAULT_TIMEOUT, CachedHealth, HealthReport, Status
+from quantbeat.services.health import DEFAULT_TIMEOUT, CachedHealth, HealthReport, Status
 
 health_app = typer.Typer(
     help="Health of the deployment: database, broker, workers, beat, data, signals, AI. "
@@ -65,7 +65,7 @@ def health(
     """Check every component and print the report; exit 0 healthy, 1 degraded, 2 unhealthy."""
     if ctx.invoked_subcommand is not None:
         return
-    from quantbeat.health import check_health, check_timeout
+    from quantbeat.services.health import check_health, check_timeout
 
     report = check_health(timeout=check_timeout(timeout, field="--timeout"))
     if as_json:
@@ -90,8 +90,8 @@ def serve(
     GET /health: the JSON report, 200 when healthy or degraded, 503 when unhealthy.
     GET /health/live: 200 while this process runs."""
     from quant.errors import ValidationError
-    from quantbeat.health import check_health, check_timeout, make_server
-    from quantbeat.settings import get_settings
+    from quantbeat.infra.settings import get_settings
+    from quantbeat.services.health import check_health, check_timeout, make_server
 
     budget = check_timeout(timeout, field="--timeout")
     if not 0 <= cache <= 3600:

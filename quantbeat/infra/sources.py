@@ -26,8 +26,8 @@ from quant.errors import ConfigError
 from quant.market.base import MarketDataSource
 from quant.market.faults import CorruptingSource
 from quant.market.simulated import SimulatedMarket
-from quantbeat.ratelimit import RateLimiter, limiter_for
-from quantbeat.settings import Settings, get_settings
+from quantbeat.infra.ratelimit import RateLimiter, limiter_for
+from quantbeat.infra.settings import Settings, get_settings
 
 _lock = threading.Lock()
 _sources: dict[tuple[str, int, int, float], MarketDataSource] = {}

@@ -3,7 +3,7 @@
 Google limits a *project*: requests per minute and per day (the day resets at midnight
 Pacific). :class:`AiLimiter` keeps both in Redis (in-process for ``memory://``):
 
-* **per minute** — the shared pacer of :mod:`quantbeat.ratelimit`, at ``rpm / 60`` grants per
+* **per minute** — the shared pacer of :mod:`quantbeat.infra.ratelimit`, at ``rpm / 60`` grants per
   second: grants are spaced ``60 / rpm`` seconds apart, so no minute ever holds more than
   ``rpm`` of them;
 * **per day** — a counter per Pacific day; a grant beyond ``rpd`` is refused with
@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from quant.errors import RateLimited
-from quantbeat.ratelimit import LocalRateLimiter, RedisRateLimiter, WaitTooLong
+from quantbeat.infra.ratelimit import LocalRateLimiter, RedisRateLimiter, WaitTooLong
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 PROVIDER = "gemini"
@@ -47,7 +47,8 @@ def seconds_to_reset(now: dt.datetime | None = None) -> float:
 class AiLimiter:
     """``acquire()`` before every Gemini request; ``cooldown()`` after a throttling answer.
 
-    Raises (from :meth:`acquire`): :class:`quantbeat.ratelimit.WaitTooLong` (the minute's slots
+    Raises (from :meth:`acquire`):
+    :class:`quantbeat.infra.ratelimit.WaitTooLong` (the minute's slots
     are taken further ahead than ``max_wait``, or a cooldown is running) and
     :class:`QuotaExhausted` (the day's quota is used); both carry ``retry_after``.
     """

@@ -25,9 +25,9 @@ from typing import Any
 import structlog
 from sqlalchemy import select
 
-from quantbeat.masking import MASK
+from quantbeat.infra.masking import MASK
 
-log = structlog.get_logger("quantbeat.reaper")
+log = structlog.get_logger("quantbeat.services.reaper")
 
 
 @dataclass

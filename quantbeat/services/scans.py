@@ -30,7 +30,7 @@ from quant.indicators.candles import COLUMNS
 from quant.indicators.custom import rs_rating
 from quant.indicators.request import IndicatorRequest
 from quant.scans.inputs import SERIES, ScanInputs
-from quantbeat.cache import Entry, SafeCache, decode_series
+from quantbeat.infra.cache import Entry, SafeCache, decode_series
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +68,7 @@ class Strategy:
     needs_flows: Callable[[ScanInputs], bool] | None = None
 
 
-#: Strategies by name; filled by :mod:`quantbeat.strategies` (kept apart so the
+#: Strategies by name; filled by :mod:`quantbeat.services.strategies` (kept apart so the
 #: domain adapters can grow without touching the plumbing here).
 STRATEGIES: dict[str, Strategy] = {}
 
@@ -79,7 +79,7 @@ def strategy(name: object) -> Strategy:
     Raises:
         quant.errors.ValidationError: unknown strategy (the message lists the known ones).
     """
-    import quantbeat.strategies  # noqa: F401  (registers the strategies)
+    import quantbeat.services.strategies  # noqa: F401  (registers the strategies)
 
     found = STRATEGIES.get(name) if isinstance(name, str) else None
     if found is None:

@@ -124,7 +124,7 @@ def validate_spec(
     from db.candles import resolve_instrument
     from db.engine import session_scope
     from quant.backtest.strategies import get as get_strategy
-    from quantbeat.settings import get_settings
+    from quantbeat.infra.settings import get_settings
 
     parsed = parse_spec(spec)
     strategy = get_strategy(parsed.strategy)
@@ -251,7 +251,7 @@ _stores_lock = threading.Lock()
 
 def state_store(redis_url: str | None = None) -> StateStore:
     """The process-wide live-state store for ``redis_url`` (default: settings)."""
-    from quantbeat.settings import get_settings
+    from quantbeat.infra.settings import get_settings
 
     url = redis_url or get_settings().redis_url
     with _stores_lock:
@@ -804,7 +804,7 @@ def report_data(run_id: str) -> Any:
     from db.engine import session_scope
     from quant.backtest.report import ReportData
     from quant.backtest.strategies import get as get_strategy
-    from quantbeat.settings import get_settings
+    from quantbeat.infra.settings import get_settings
 
     with session_scope() as session:
         run = get_run(session, run_id)
@@ -862,10 +862,10 @@ def write_report(
 
     Raises:
         quant.errors.NotFound / ValidationError: as :func:`report_data`.
-        quantbeat.export.ExportError: the upload failed.
+        quantbeat.services.export.ExportError: the upload failed.
     """
     from quant.backtest.report import render_html, render_png
-    from quantbeat.settings import get_settings
+    from quantbeat.infra.settings import get_settings
 
     settings = get_settings()
     data = report_data(run_id)
@@ -882,7 +882,7 @@ def write_report(
     exported: list[str] = []
     url = export or settings.backtest_export_url
     if url:
-        from quantbeat.export import S3Target, artifacts_for, export_artifacts
+        from quantbeat.services.export import S3Target, artifacts_for, export_artifacts
 
         target = S3Target.parse(url, endpoint_url=settings.s3_endpoint_url)
         artifacts = artifacts_for(

@@ -43,8 +43,15 @@ from quant.indicators import (
     compute,
 )
 from quant.indicators.candles import COLUMNS
-from quantbeat.cache import CacheStats, Entry, SafeCache, cache_for, decode_series, encode_series
-from quantbeat.settings import Settings, get_settings
+from quantbeat.infra.cache import (
+    CacheStats,
+    Entry,
+    SafeCache,
+    cache_for,
+    decode_series,
+    encode_series,
+)
+from quantbeat.infra.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
 

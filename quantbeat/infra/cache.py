@@ -48,7 +48,7 @@ import structlog
 from billiard.exceptions import SoftTimeLimitExceeded
 
 from quant.indicators.request import INTERVALS
-from quantbeat.metrics import record_cache
+from quantbeat.infra.metrics import record_cache
 
 log = structlog.get_logger(__name__)
 
@@ -696,7 +696,7 @@ class SafeCache:
     def invalidate(self, instruments: Iterable[str]) -> int | None:
         """Invalidate, retrying briefly; returns the entries removed, or ``None`` when the
         backend could not be reached (logged; the caller should retry later, see
-        :func:`quantbeat.indicators.invalidate_stored`). Ignores the bypass window:
+        :func:`quantbeat.services.indicators.invalidate_stored`). Ignores the bypass window:
         invalidation matters most."""
         names = list(instruments)
         if not names:

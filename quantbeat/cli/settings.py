@@ -1,5 +1,5 @@
 """``quantbeat settings``: operator settings stored in the database (see
-:mod:`quantbeat.config_store`): strategy parameter overrides and schedule switches."""
+:mod:`quantbeat.services.settings_store`): strategy parameter overrides and schedule switches."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def settings_set(
     value: Annotated[str, typer.Argument(help="a JSON value")],
 ) -> None:
     """Validate and store a setting; running beat and workers pick it up within seconds."""
-    from quantbeat.config_store import set_setting
+    from quantbeat.services.settings_store import set_setting
 
     stored = set_setting(key, _parse_value(value), updated_by=getpass.getuser())
     console.print(f"{key} = {json.dumps(stored, ensure_ascii=False)}")
@@ -94,7 +94,7 @@ def settings_set(
 @settings_app.command("unset")
 def settings_unset(key: Annotated[str, typer.Argument(help="the setting to remove")]) -> None:
     """Remove a setting (back to its default)."""
-    from quantbeat.config_store import unset_setting
+    from quantbeat.services.settings_store import unset_setting
 
     existed = unset_setting(key)
     console.print(f"{key} removed" if existed else f"{key} was not set")

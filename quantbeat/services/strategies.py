@@ -1,7 +1,7 @@
-"""The scan strategies, adapted to :class:`quantbeat.scans.Evaluation` (what a signal row
+"""The scan strategies, adapted to :class:`quantbeat.services.scans.Evaluation` (what a signal row
 stores): ``closing_bet`` (종가베팅 V2 with the supply/demand score) and ``vcp`` (Minervini
 Trend Template + VCP). Importing this module registers them in
-:data:`quantbeat.scans.STRATEGIES`."""
+:data:`quantbeat.services.scans.STRATEGIES`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from quant.scans.inputs import ScanInputs
 from quant.scans.supply import SupplyParams, supply_demand
 from quant.scans.trend import TrendTemplateParams
 from quant.scans.vcp import VcpParams, scan_vcp
-from quantbeat.scans import STRATEGIES, Evaluation, Strategy
+from quantbeat.services.scans import STRATEGIES, Evaluation, Strategy
 
 #: The parameter dataclasses each scan strategy reads; a stored override (the setting
 #: ``strategy.<name>``) is a flat mapping of their field names to values.

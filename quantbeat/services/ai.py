@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from quant.errors import PermanentError, RateLimited, ServiceUnavailable
-from quantbeat.settings import Settings, get_settings
+from quantbeat.infra.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +47,7 @@ def analyzer_for(settings: Settings | None = None) -> Any:
 
 def limiter(settings: Settings | None = None) -> Any:
     """The shared Gemini quota of these settings."""
-    from quantbeat.ai_limits import ai_limiter
+    from quantbeat.infra.ai_quota import ai_limiter
 
     s = settings or get_settings()
     return ai_limiter(s.redis_url, rpm=s.gemini_rpm, rpd=s.gemini_rpd)
@@ -186,8 +186,8 @@ def analyze(
     from db.candles import resolve_instrument
     from db.engine import session_scope
     from quant.ai import PROMPT_VERSION
-    from quantbeat.ai_limits import QuotaExhausted
-    from quantbeat.ratelimit import WaitTooLong
+    from quantbeat.infra.ai_quota import QuotaExhausted
+    from quantbeat.infra.ratelimit import WaitTooLong
 
     chosen = analyzer or analyzer_for()
     with session_scope() as session:
@@ -243,7 +243,7 @@ def record_failure(
     from db.candles import resolve_instrument
     from db.engine import session_scope
     from quant.ai import PROMPT_VERSION
-    from quantbeat.masking import mask_text
+    from quantbeat.infra.masking import mask_text
 
     with session_scope() as session:
         ident, name = resolve_instrument(session, instrument)
@@ -270,7 +270,7 @@ def record_failure(
 
 def top_candidates(strategy: str, trade_date: dt.date, top: int) -> list[str]:
     """The ``top`` best stored candidates of a scan day ("MARKET:TICKER")."""
-    from quantbeat.scans import candidates
+    from quantbeat.services.scans import candidates
 
     return [c.instrument for c in candidates(strategy, trade_date, limit=top)]
 

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from db.models import DeadLetter
 from quant.errors import ValidationError
-from quantbeat.masking import MASK
+from quantbeat.infra.masking import MASK
 
 
 def letter_summary(letter: DeadLetter) -> dict[str, Any]:

@@ -27,7 +27,7 @@ unhealthy, ``degraded`` when any other component is unhealthy or any is a warnin
 Checks run concurrently, each in a daemon thread, and the report is built when all finished or
 the timeout passed: a check still running then is reported unhealthy ("did not finish within
 … s"), so a dead service never makes the report wait for socket timeouts. Errors are reported
-as masked one-line messages (:func:`quantbeat.masking.mask_text`), never raised.
+as masked one-line messages (:func:`quantbeat.infra.masking.mask_text`), never raised.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from quant.errors import ValidationError
-from quantbeat.masking import mask_text
-from quantbeat.settings import Settings, get_settings
+from quantbeat.infra.masking import mask_text
+from quantbeat.infra.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -307,7 +307,7 @@ def _warm_up() -> None:
     import beat_schedule  # noqa: F401
     import db.models  # noqa: F401
     import workers.app  # noqa: F401
-    from quantbeat.sources import krx_calendar
+    from quantbeat.infra.sources import krx_calendar
 
     krx_calendar()
 
@@ -720,7 +720,7 @@ def sessions_behind(calendar: TradingCalendar, latest: dt.date, expected: dt.dat
     """Sessions after ``latest`` up to ``expected`` (0 when ``latest`` is not older)."""
     if latest >= expected:
         return 0
-    from quantbeat.sources import KRX_CALENDAR_SPAN
+    from quantbeat.infra.sources import KRX_CALENDAR_SPAN
 
     start = max(latest + dt.timedelta(days=1), KRX_CALENDAR_SPAN[0])
     return max(1, len(calendar.sessions(start, expected)))
@@ -770,7 +770,7 @@ def check_data_freshness(ctx: CheckContext) -> ComponentHealth:
     from beat_schedule import KRX_DAILY_AT, KRX_FLOWS_AT
     from db.models import DailyCandle, Instrument, IntradayCandle, InvestorFlow
     from quant.market.types import Market
-    from quantbeat.sources import krx_calendar
+    from quantbeat.infra.sources import krx_calendar
 
     per_crypto = (
         select(func.max(IntradayCandle.ts))
@@ -877,7 +877,7 @@ def check_signals(ctx: CheckContext) -> ComponentHealth:
 
     from beat_schedule import KRX_DAILY_AT, KRX_FLOWS_AT
     from db.models import ScanRun
-    from quantbeat.sources import krx_calendar
+    from quantbeat.infra.sources import krx_calendar
 
     calendar = krx_calendar()
     local = ctx.now.astimezone(ZoneInfo(ctx.settings.timezone))
@@ -968,7 +968,7 @@ def check_ai(ctx: CheckContext) -> ComponentHealth:
             "no Gemini key (QUANTBEAT_GEMINI_API_KEY): the offline rule-based analyzer is used",
             details={"provider": "offline"},
         )
-    from quantbeat.ai_limits import AiLimiter, seconds_to_reset
+    from quantbeat.infra.ai_quota import AiLimiter, seconds_to_reset
 
     if _scheme(s.redis_url) == "memory":
         return assess_ai(

@@ -3,7 +3,7 @@
 Two kinds of keys, validated on ``set``:
 
 * ``strategy.<name>`` — parameter overrides of a scan strategy (``vcp``, ``closing_bet``): an
-  object of field: value (see :func:`quantbeat.strategies.build_params`). A scan reads them
+  object of field: value (see :func:`quantbeat.services.strategies.build_params`). A scan reads them
   once when it starts and hands them to every chunk, so one run uses one set of parameters.
 * ``schedule.<entry>.enabled`` — ``true``/``false``: whether beat sends the schedule entry
   ``<entry>`` (a name in :data:`beat_schedule.BEAT_SCHEDULE`). A disabled entry's ticks are
@@ -31,7 +31,7 @@ import structlog
 
 from quant.errors import ValidationError
 
-log = structlog.get_logger("quantbeat.config_store")
+log = structlog.get_logger("quantbeat.services.settings_store")
 
 #: Redis key of the settings generation (incremented on every change).
 GENERATION_KEY = "qb:settings:generation"
@@ -67,7 +67,7 @@ def validate(key: str, value: Any) -> Any:
         return value
     match = _STRATEGY_KEY.match(key)
     if match:
-        from quantbeat.strategies import build_params
+        from quantbeat.services.strategies import build_params
 
         build_params(match["name"], value)
         return dict(value)
@@ -193,7 +193,7 @@ _cache_lock = threading.Lock()
 
 
 def _redis_client() -> Any | None:
-    from quantbeat.settings import get_settings
+    from quantbeat.infra.settings import get_settings
 
     url = get_settings().redis_url
     if url.startswith("memory://"):
@@ -204,7 +204,7 @@ def _redis_client() -> Any | None:
 
 
 def _record_read(hit: bool) -> None:
-    from quantbeat.metrics import record_cache
+    from quantbeat.infra.metrics import record_cache
 
     record_cache("settings", hit)
 
@@ -214,7 +214,7 @@ def settings_cache() -> SettingsCache:
     global _cache
     with _cache_lock:
         if _cache is None:
-            from quantbeat.settings import get_settings
+            from quantbeat.infra.settings import get_settings
 
             client = _redis_client()
 

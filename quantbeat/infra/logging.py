@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from quantbeat.masking import mask_value
+from quantbeat.infra.masking import mask_value
 
 
 def _mask_processor(

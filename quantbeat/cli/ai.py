@@ -1,5 +1,5 @@
 """``quantbeat analyze`` and ``quantbeat news collect``: AI analysis of a candidate and the
-news it reads. Registered on the main CLI (see :mod:`quantbeat.cli` for exit codes)."""
+news it reads. Registered on the main CLI (see :mod:`quantbeat.cli.main` for exit codes)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ news_app = typer.Typer(
 
 
 def _day(value: str | None) -> dt.date:
-    from quantbeat.settings import get_settings
-    from quantbeat.sources import latest_krx_session
-    from tasks._args import parse_date
+    from quantbeat.infra.settings import get_settings
+    from quantbeat.infra.sources import latest_krx_session
+    from quantbeat.services.args import parse_date
 
     if value is None:
         return latest_krx_session(get_settings())
@@ -68,7 +68,7 @@ def analyze(
     day = _day(date)
     name = _strategy(strategy)
     if inline:
-        from quantbeat.ai import analyze as run_analysis
+        from quantbeat.services.ai import analyze as run_analysis
 
         _print_analysis(run_analysis(instrument, day, name))
         return
@@ -86,7 +86,7 @@ def news_collect(
     date: Annotated[str | None, typer.Option(help="Trading day; default: latest closed")] = None,
 ) -> None:
     """Fetch the configured sources now (in this process) and store new items."""
-    from quantbeat.ai import collect_news
+    from quantbeat.services.ai import collect_news
 
     report = collect_news(_day(date))
     for name, counts in report["sources"].items():

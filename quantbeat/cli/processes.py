@@ -1,0 +1,162 @@
+"""``quantbeat worker``, ``beat`` and ``flower``: the long-running processes."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import typer
+
+from quant.errors import ConfigError, ValidationError
+
+
+def _queues(value: str) -> list[str]:
+    from workers.queues import Queue
+
+    names = [q.strip() for q in value.split(",") if q.strip()]
+    known = {q.value for q in Queue}
+    bad = [q for q in names if q not in known]
+    if not names or bad:
+        raise ValidationError(
+            f"--queues must list queues from {sorted(known)}, got {value!r}",
+            field="--queues",
+            value=value,
+        )
+    return names
+
+
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated: io, cpu, ai")] = "io,cpu,ai",
+    pool: Annotated[
+        str | None, typer.Option(help="prefork|threads|solo; default: prefork for cpu")
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Processes or threads")] = None,
+    hostname: Annotated[str | None, typer.Option(help="Node name; default <queues>@%h")] = None,
+    loglevel: Annotated[str, typer.Option(help="Log level")] = "INFO",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Prometheus /metrics port; default QUANTBEAT_METRICS_PORT (9808); 0: off. "
+            "Two workers on one host need different ports."
+        ),
+    ] = None,
+) -> None:
+    """Start a Celery worker consuming the given queues."""
+    names = _queues(queues)
+    chosen_pool = pool or ("prefork" if "cpu" in names else "threads")
+    if chosen_pool not in ("prefork", "threads", "solo"):
+        raise ValidationError(f"--pool must be prefork, threads or solo, got {pool!r}")
+    if metrics_port is not None:
+        if not 0 <= metrics_port <= 65_535:
+            raise ValidationError(
+                f"--metrics-port must be 0 (off) or a port 1-65535, got {metrics_port}",
+                field="--metrics-port",
+                value=metrics_port,
+            )
+        # The worker's signal handlers read settings; this process is the worker.
+        from quantbeat.infra.settings import reset_settings
+
+        os.environ["QUANTBEAT_METRICS_PORT"] = str(metrics_port)
+        reset_settings()
+    if concurrency is None:
+        concurrency = (os.cpu_count() or 2) if chosen_pool == "prefork" else 16
+    from workers.app import app as celery_app
+
+    _celery(
+        celery_app,
+        [
+            "worker",
+            f"--queues={','.join(names)}",
+            f"--pool={chosen_pool}",
+            f"--concurrency={concurrency}",
+            f"--hostname={hostname or '-'.join(names) + '@%h'}",
+            f"--loglevel={loglevel}",
+        ],
+    )
+
+
+def _celery(celery_app: Any, argv: list[str]) -> None:
+    """Run a celery sub-command in this process; a non-zero exit becomes ours."""
+    code = celery_app.start(argv)
+    if code:
+        raise typer.Exit(int(code))
+
+
+def beat(
+    loglevel: Annotated[str, typer.Option(help="Log level")] = "INFO",
+) -> None:
+    """Start Celery beat (celery-redbeat). Several may run: one ticks, the others wait for
+    its lock, and a duplicate tick is a no-op (see workers/beat.py)."""
+    from quantbeat.infra.settings import get_settings
+    from workers.app import app as celery_app
+
+    settings = get_settings()
+    if settings.redis_url.startswith("memory://"):
+        raise ConfigError(
+            "beat keeps its schedule and lock in Redis; QUANTBEAT_REDIS_URL is "
+            f"{settings.redis_url!r}: set it to a redis:// URL"
+        )
+    _celery(
+        celery_app,
+        [
+            "beat",
+            "--scheduler=workers.beat:QuantbeatScheduler",
+            f"--max-interval={settings.beat_max_interval:g}",
+            f"--loglevel={loglevel}",
+        ],
+    )
+
+
+def flower(
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port; default QUANTBEAT_FLOWER_PORT")
+    ] = None,
+    address: Annotated[
+        str, typer.Option(help="Address to listen on (default: every interface)")
+    ] = "",
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Allow running without basic auth (local only)")
+    ] = False,
+) -> None:
+    """Start Flower, the Celery monitoring UI, with basic auth from QUANTBEAT_FLOWER_BASIC_AUTH.
+
+    Task history persists across restarts in QUANTBEAT_FLOWER_DB (default
+    <data dir>/flower/flower.db), saved every QUANTBEAT_FLOWER_STATE_SAVE_INTERVAL seconds and
+    at shutdown, capped at QUANTBEAT_FLOWER_MAX_TASKS tasks.
+
+    Raises:
+        quant.errors.ConfigError: no basic auth and no ``--no-auth``, or basic auth that is not
+            ``user:password`` (comma-separated for several users).
+    """
+    from quantbeat.infra.settings import get_settings
+    from workers.app import app as celery_app
+
+    settings = get_settings()
+    if settings.flower_basic_auth is not None:
+        credentials = settings.flower_basic_auth.get_secret_value()
+        if not all(user and ":" in user for user in credentials.split(",")):
+            # Never echo the value: it holds passwords.
+            raise ConfigError(
+                "QUANTBEAT_FLOWER_BASIC_AUTH must be user:password (several: comma-separated)"
+            )
+        # Through Flower's own environment option, not argv: argv is visible in `ps`.
+        os.environ["FLOWER_BASIC_AUTH"] = credentials
+    elif not no_auth:
+        raise ConfigError(
+            "QUANTBEAT_FLOWER_BASIC_AUTH is not set (user:password); "
+            "pass --no-auth to run Flower unprotected on a trusted machine"
+        )
+    db = settings.flower_db_path
+    # The state file is a pickle (shelve): whoever can write it can run code in Flower.
+    db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    argv = [
+        "flower",
+        f"--port={port or settings.flower_port}",
+        "--persistent=True",
+        f"--db={db}",
+        f"--state_save_interval={round(settings.flower_state_save_interval * 1000)}",
+        f"--max_tasks={settings.flower_max_tasks}",
+    ]
+    if address:
+        argv.append(f"--address={address}")
+    _celery(celery_app, argv)

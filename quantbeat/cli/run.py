@@ -1,0 +1,232 @@
+"""``quantbeat run``: the main job and its printed report."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from quantbeat.cli.common import console, parse_date_option
+
+
+def run(
+    date: Annotated[
+        str | None, typer.Option(help="Trading day (YYYY-MM-DD); default: latest closed")
+    ] = None,
+    market: Annotated[str | None, typer.Option(help="KOSPI or KOSDAQ; default: both")] = None,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            "--distributed", help="Use the configured broker, database and running workers"
+        ),
+    ] = False,
+    database_url: Annotated[
+        str | None, typer.Option(help="Database URL; default: var/quantbeat.sqlite (embedded)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the work")] = 600.0,
+) -> None:
+    """Run the main job and print its report (embedded: SQLite, in-process broker and worker)."""
+    from quantbeat.infra.logging import configure_logging
+    from quantbeat.infra.settings import get_settings
+    from quantbeat.services import runner
+    from quantbeat.services.args import parse_krx_markets
+
+    day = parse_date_option(date, "--date")
+    if market is not None:
+        market = parse_krx_markets(market, field="--market")[0].value
+    settings = get_settings()
+    log_file = settings.data_dir / "quantbeat-run.log"
+    configure_logging(settings.log_level, json=True, path=log_file)
+    report = runner.run(
+        trade_date=day,
+        market=market,
+        distributed=distributed,
+        database_url=database_url,
+        timeout=timeout,
+        log_file=str(log_file),
+    )
+    _print_report(report)
+
+
+def _print_report(report: Any) -> None:
+    label = " [bold yellow](SIMULATED market data)[/]" if report.simulated else ""
+    console.print(f"[bold]quantbeat run[/] — {report.mode} mode{label}")
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="dim")
+    table.add_column()
+    table.add_row("trading day", report.trade_date.isoformat())
+    kind = (
+        "first run: a year of history"
+        if report.history
+        else ("the day asked for" if report.explicit else "since the last stored session")
+    )
+    table.add_row("sessions collected", f"{report.sessions} ({kind})")
+    table.add_row(
+        "source",
+        "simulated market (generated data, not real prices)" if report.simulated else report.source,
+    )
+    table.add_row("database", report.database)
+    table.add_row("instruments", f"{report.instruments:,}")
+    if report.candles:
+        c = report.candles
+        stored = c.get("inserted", 0) + c.get("updated", 0)
+        table.add_row(
+            "candles stored",
+            f"{stored:,} (new {c.get('inserted', 0):,}, changed {c.get('updated', 0):,}, "
+            f"unchanged {c.get('unchanged', 0):,})",
+        )
+    else:
+        table.add_row("candles stored", "0 (no KRX session on this day)")
+    if report.flows:
+        f = report.flows
+        table.add_row(
+            "investor flows stored",
+            f"{f.get('inserted', 0) + f.get('updated', 0):,} (unchanged {f.get('unchanged', 0):,})",
+        )
+    table.add_row(
+        "rows rejected",
+        f"{report.rejected:,}" + (" (see data_rejections)" if report.rejected else ""),
+    )
+    table.add_row("candles in database", f"{report.candle_rows_total:,}")
+    if report.indicators:
+        ind = report.indicators
+        table.add_row(
+            "indicators precomputed",
+            f"{ind.get('indicators', 0)} scan indicators × {ind.get('with_bars', 0):,} instruments "
+            f"= {ind.get('series', 0):,} series in {ind.get('seconds', 0):.1f} s "
+            f"(cache: {ind.get('cache')})",
+        )
+    if report.sample:
+        smp = report.sample
+        rsi = "n/a (too few bars)" if smp.get("rsi") is None else f"{smp['rsi']:.1f}"
+        table.add_row(
+            "sample read",
+            f"RSI(14) of {smp['instrument']} = {rsi}, from the {smp['source']} "
+            f"in {smp['ms']:.1f} ms",
+        )
+    if report.cache:
+        rate = report.cache.get("hit_rate")
+        table.add_row(
+            "indicator cache",
+            f"hits {report.cache.get('hits', 0):,}, misses {report.cache.get('misses', 0):,}"
+            + (f", hit rate {rate:.1%}" if rate is not None else ""),
+        )
+    for name, scan in report.scans.items():
+        table.add_row(
+            f"{name} scan",
+            f"{scan.get('scanned', 0):,}/{scan.get('total', 0):,} instruments scanned, "
+            f"{scan.get('failed', 0)} failed, {scan.get('candidates', 0)} candidates",
+        )
+    if report.news:
+        n = report.news
+        table.add_row(
+            "news collected",
+            f"{n.get('items', 0):,} items ({n.get('new', 0):,} new, {n.get('mentions', 0):,} "
+            f"instrument mentions) from {', '.join(n.get('sources') or {}) or 'no source'}",
+        )
+    for name, a in report.analysis.items():
+        offline = " (offline rules: no Gemini key)" if a.get("analyzer") == "offline" else ""
+        table.add_row(
+            f"{name} analysis",
+            f"{a['succeeded']}/{a['analysed']} top candidates analysed, {a['failed']} failed, "
+            f"{a['model']}{offline}",
+        )
+    for name, bt in report.backtests.items():
+        table.add_row(
+            f"{name} backtest",
+            f"{bt['state']}: {bt['instruments']} instruments, {bt.get('seconds', 0):.1f} s "
+            f"(run {bt['run_id']})",
+        )
+    table.add_row("tasks", str(len(report.tasks)))
+    table.add_row("time taken", f"{report.seconds:.2f} s")
+    if report.log_file:
+        table.add_row("log", report.log_file)
+    console.print(table)
+    for name, scan in report.scans.items():
+        top = scan.get("top") or []
+        if not top:
+            continue
+        ranked = Table(title=f"top {name} candidates, {report.trade_date}", title_justify="left")
+        for column in ("#", "instrument", "name", "score", "grade", "entry"):
+            ranked.add_column(
+                column, justify="right" if column in ("#", "score", "entry") else "left"
+            )
+        for c in top:
+            ranked.add_row(
+                str(c.rank),
+                c.instrument,
+                c.name,
+                "" if c.score is None else f"{c.score:.1f}",
+                c.grade or "",
+                "" if c.entry_price is None else f"{c.entry_price:,.0f}",
+            )
+        console.print(ranked)
+    _print_analyses(report)
+    _print_backtests(report)
+
+
+def _print_analyses(report: Any) -> None:
+    """The analysed candidates: news score, sentiment and catalyst per instrument."""
+    for name, a in report.analysis.items():
+        rows = a.get("rows") or []
+        if not rows:
+            continue
+        table = Table(title=f"{name} candidates analysed ({a['model']})", title_justify="left")
+        for column in ("instrument", "news", "sentiment", "items", "catalyst"):
+            table.add_column(
+                column, justify="right" if column in ("news", "sentiment", "items") else "left"
+            )
+        for r in rows:
+            ok = r["status"] == "succeeded"
+            table.add_row(
+                r["instrument"],
+                str(r["news_score"]) if ok else "failed",
+                f"{r['sentiment']:+.2f}" if ok and r["sentiment"] is not None else "",
+                str(r["news_count"]),
+                (r["catalyst"] or "")[:70],
+            )
+        console.print(table)
+
+
+def _figure(run: dict[str, Any], name: str) -> Any:
+    found = (run.get("metrics") or {}).get(name)
+    return found if found is not None else (run.get("summary") or {}).get(name)
+
+
+def _print_backtests(report: Any) -> None:
+    """The run's closing section: each strategy's backtest metrics and its report path."""
+    if not report.backtests:
+        return
+    names = list(report.backtests)
+    table = Table(
+        title=f"backtests over the stored history{' (SIMULATED data)' if report.simulated else ''}",
+        title_justify="left",
+    )
+    table.add_column("metric")
+    for name in names:
+        table.add_column(name, justify="right")
+    from quantbeat.cli.backtest import _fmt
+
+    rows = ("total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown",
+            "max_drawdown_days", "calmar", "win_rate", "profit_factor", "expectancy",
+            "exposure", "trades", "open_trades")  # fmt: skip
+    for metric in rows:
+        table.add_row(
+            metric,
+            *(_fmt(metric, _figure(report.backtests[n], metric)) for n in names),
+        )
+    table.add_row(
+        "final equity",
+        *(
+            f"{(report.backtests[n].get('summary') or {}).get('final_equity', 0):,.0f}"
+            for n in names
+        ),
+    )
+    console.print(table)
+    for name in names:
+        bt = report.backtests[name]
+        if bt.get("report"):
+            console.print(f"{name} report: {bt['report']}", soft_wrap=True)
+        elif bt.get("error"):
+            console.print(f"{name} backtest {bt['state']}: {bt['error']}", soft_wrap=True)

@@ -1,0 +1,87 @@
+"""``quantbeat scan``: one universe scan and its ranked candidates."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from quantbeat.cli.common import console, parse_date_option
+
+
+def scan(
+    strategy: Annotated[str, typer.Argument(help="vcp or closing-bet")],
+    date: Annotated[
+        str | None, typer.Option(help="Trading day (YYYY-MM-DD); default: latest closed")
+    ] = None,
+    market: Annotated[str | None, typer.Option(help="KOSPI or KOSDAQ; default: both")] = None,
+    top: Annotated[int, typer.Option(help="Candidates to print")] = 20,
+    wait: Annotated[bool, typer.Option(help="Wait for the scan and print the candidates")] = True,
+    show: Annotated[
+        bool, typer.Option("--show", help="Only print the stored candidates of the day")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the scan")] = 600.0,
+) -> None:
+    """Run one universe scan on the cpu workers (or --show the stored result) and print the
+    ranked candidates."""
+    from quantbeat.infra.settings import get_settings
+    from quantbeat.infra.sources import latest_krx_session
+    from quantbeat.services.args import parse_krx_markets
+    from quantbeat.services.scans import candidates, canonical_strategy, run_scan
+
+    name = canonical_strategy(strategy)
+    day = parse_date_option(date, "--date")
+    if market is not None:
+        market = parse_krx_markets(market, field="--market")[0].value
+    if show:
+        ranked = candidates(name, day or latest_krx_session(get_settings()), limit=top)
+        summary: dict[str, Any] = {"strategy": name}
+    else:
+        summary = run_scan(name, day, market=market, wait=wait, timeout=timeout)
+        if not wait:
+            console.print(f"queued the {name} scan as run {summary['run_id']}")
+            return
+        ranked = summary.pop("ranked")[:top]
+    if as_json:
+        console.print_json(
+            data={
+                **summary,
+                "candidates": [
+                    {
+                        "rank": c.rank,
+                        "instrument": c.instrument,
+                        "name": c.name,
+                        "score": c.score,
+                        "grade": c.grade,
+                        "entry_price": c.entry_price,
+                        "status": c.status,
+                        "reasons": list(c.reasons),
+                    }
+                    for c in ranked
+                ],
+            }
+        )
+        return
+    if "coverage" in summary:
+        console.print(
+            f"{name} scan of {summary['trade_date']}: {summary['coverage']} instruments "
+            f"scanned, {summary['failed']} failed, {summary['candidates']} candidates "
+            f"({summary['duration_ms'] / 1000:.1f} s, run {summary['run_id']})",
+            soft_wrap=True,
+        )
+    table = Table()
+    for column in ("#", "instrument", "name", "score", "grade", "entry", "note"):
+        table.add_column(column, justify="right" if column in ("#", "score", "entry") else "left")
+    for c in ranked:
+        table.add_row(
+            str(c.rank),
+            c.instrument,
+            c.name,
+            "" if c.score is None else f"{c.score:.1f}",
+            c.grade or "",
+            "" if c.entry_price is None else f"{c.entry_price:,.0f}",
+            c.status or "",
+        )
+    console.print(table if ranked else "no candidates")
