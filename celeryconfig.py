@@ -14,6 +14,7 @@ from typing import Any
 from kombu.entity import Exchange
 from kombu.entity import Queue as KombuQueue
 
+from quantbeat.infra.keys import REDBEAT_LOCK_KEY, REDBEAT_PREFIX
 from quantbeat.infra.settings import get_settings
 from workers.queues import AREA_QUEUES, Queue, queue_for
 
@@ -125,6 +126,6 @@ beat_schedule = BEAT_SCHEDULE
 beat_scheduler = "workers.beat:QuantbeatScheduler"
 beat_max_loop_interval = _settings.beat_max_interval
 redbeat_redis_url = None if _settings.redis_url.startswith("memory://") else _settings.redis_url
-redbeat_key_prefix = "qb:redbeat:"
-redbeat_lock_key = "qb:redbeat::lock"
+redbeat_key_prefix = REDBEAT_PREFIX
+redbeat_lock_key = REDBEAT_LOCK_KEY
 redbeat_lock_timeout = _settings.beat_lock_timeout

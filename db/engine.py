@@ -22,6 +22,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from quant.errors import ConfigError
+from quantbeat.infra.forkstate import after_fork
+from quantbeat.infra.settings import get_settings
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
@@ -95,7 +97,6 @@ def _sqlite_engine(url: str, database: str | None, *, echo: bool) -> Engine:
 
 def get_engine(url: str | None = None) -> Engine:
     """The process-wide engine for ``url`` (default: the configured database URL)."""
-    from quantbeat.infra.settings import get_settings
 
     settings = get_settings()
     key = url or settings.database_url
@@ -121,7 +122,6 @@ def get_engine(url: str | None = None) -> Engine:
 def session_scope(url: str | None = None) -> Iterator[Session]:
     """A session in one transaction: committed when the block ends, rolled back on error."""
     get_engine(url)
-    from quantbeat.infra.settings import get_settings
 
     factory = _sessionmakers[url or get_settings().database_url]
     with factory() as session, session.begin():
@@ -137,6 +137,12 @@ def dispose_engines(*, close: bool = True) -> None:
     with _lock:
         for engine in _engines.values():
             engine.dispose(close=close)
+
+
+@after_fork
+def _abandon_parent_connections() -> None:
+    """In a forked child: the parent's pooled connections are abandoned, never used."""
+    dispose_engines(close=False)
 
 
 def forget_engines() -> None:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+
+from db.engine import create_engine_for
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -42,9 +45,6 @@ def check(url: str) -> None:
 
 def current_revision(url: str) -> str | None:
     """The revision the database is at, or ``None`` before the first migration."""
-    from alembic.runtime.migration import MigrationContext
-
-    from db.engine import create_engine_for
 
     engine = create_engine_for(url)
     try:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,6 +38,10 @@ import structlog
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 
+from db.beat import claim_slot
+from db.engine import session_scope
+from db.jobs import job_state as stored_job_state
+from db.jobs import record_dead_letter, record_job_end, record_job_start
 from quant.errors import PermanentError, TransientError, ValidationError
 from quantbeat.infra.masking import mask_text, mask_value
 from quantbeat.infra.settings import get_settings
@@ -47,6 +52,34 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 log = structlog.get_logger("quantbeat.task")
+
+#: Message headers set on every task beat sends (by :mod:`workers.beat`): the entry's name and
+#: the time it was scheduled for, the key of its slot in ``beat_slots``.
+BEAT_ENTRY_HEADER = "qb_beat_entry"
+BEAT_SLOT_HEADER = "qb_beat_slot"
+
+HardLimitHandler = Callable[[Any, Any], None]
+_hard_limit_handlers: dict[str, HardLimitHandler] = {}
+
+
+def on_hard_time_limit(task_name: str) -> Callable[[HardLimitHandler], HardLimitHandler]:
+    """Register the function the worker's main process calls with ``(args, kwargs)`` when the
+    hard time limit killed the pool child running ``task_name`` (the child could not clean up;
+    e.g. a backtest run is marked ``timed_out``). One handler per task name; a decorator.
+
+    The job run and the dead letter are recorded by :mod:`workers.process` either way.
+    """
+
+    def register(fn: HardLimitHandler) -> HardLimitHandler:
+        _hard_limit_handlers[task_name] = fn
+        return fn
+
+    return register
+
+
+def hard_time_limit_handler(task_name: str) -> HardLimitHandler | None:
+    """The handler registered for ``task_name`` with :func:`on_hard_time_limit`, if any."""
+    return _hard_limit_handlers.get(task_name)
 
 
 def _utcnow() -> dt.datetime:
@@ -207,8 +240,6 @@ class QuantbeatTask(Task):  # type: ignore[misc]
     # -- beat slots --------------------------------------------------------------------------
     def _beat_slot(self) -> tuple[str, str] | None:
         """``(entry, scheduled_for ISO)`` from the headers beat set (see workers.beat)."""
-        from workers.beat import BEAT_ENTRY_HEADER, BEAT_SLOT_HEADER
-
         request = self.request
         headers = request.headers or {}
         entry = request.get(BEAT_ENTRY_HEADER) or headers.get(BEAT_ENTRY_HEADER)
@@ -236,8 +267,6 @@ class QuantbeatTask(Task):  # type: ignore[misc]
                 field="qb_beat_slot",
                 value=slot,
             ) from None
-        from db.beat import claim_slot
-        from db.engine import session_scope
 
         with session_scope() as session:
             return claim_slot(
@@ -258,12 +287,10 @@ class QuantbeatTask(Task):  # type: ignore[misc]
         return routed.value if routed else None
 
     def _reaped_as_lost(self, task_id: str) -> bool:
-        from db.engine import session_scope
-        from db.jobs import job_state
 
         try:
             with session_scope() as session:
-                return job_state(session, task_id) == "lost"
+                return stored_job_state(session, task_id) == "lost"
         except Exception as exc:
             log.warning("job_run.state_not_read", error=_error_text(exc))
             return False
@@ -271,7 +298,6 @@ class QuantbeatTask(Task):  # type: ignore[misc]
     def _record_start(
         self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], started: dt.datetime
     ) -> int | None:
-        from db.engine import session_scope
 
         start = self._start_record(task_id, args, kwargs, started)
         try:
@@ -288,7 +314,6 @@ class QuantbeatTask(Task):  # type: ignore[misc]
         self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], started: dt.datetime
     ) -> Callable[[Session], int]:
         """A function of a session that records this execution's start (see record_job_start)."""
-        from db.jobs import record_job_start
 
         fields = {
             "task_id": task_id,
@@ -311,8 +336,6 @@ class QuantbeatTask(Task):  # type: ignore[misc]
         error: str | None = None,
         result: Any = None,
     ) -> None:
-        from db.engine import session_scope
-        from db.jobs import record_job_end
 
         duration_ms = (time.perf_counter() - t0) * 1000.0
         log.info(
@@ -375,7 +398,6 @@ def _history_result(result: Any) -> Any:
     larger ones as ``{"omitted_bytes": n, "keys"|"items": …}``, anything else ``None``."""
     if not isinstance(result, dict | list):
         return None
-    import json
 
     try:
         size = len(json.dumps(result, default=str))
@@ -403,8 +425,6 @@ def _store_failure(
     """Write a dead letter with the masked payload — and, with ``job_state``, end the job run
     in the same transaction. Never raises: if the database is unreachable the payload is
     logged (masked) so it does not vanish."""
-    from db.engine import session_scope
-    from db.jobs import record_dead_letter, record_job_end
 
     now = _utcnow()
     payload = {

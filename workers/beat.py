@@ -27,16 +27,17 @@ from celery.schedules import crontab
 from celery.schedules import schedule as interval_schedule
 from redbeat import decoder as _redbeat_decoder
 from redbeat import schedulers as _redbeat_schedulers
-from redbeat.schedulers import RedBeatScheduler
+from redbeat.schedulers import RedBeatScheduler, get_redis
 
-from quantbeat.services.health import BEAT_TICK_KEY
+from quantbeat.infra.keys import BEAT_TICK_KEY
+from quantbeat.infra.sources import krx_calendar
+from quantbeat.services.settings_store import schedule_enabled
+from workers.base import BEAT_ENTRY_HEADER, BEAT_SLOT_HEADER
 from workers.schedules import krx_session_schedule
 
 log = structlog.get_logger("quantbeat.beat")
 
-#: Message headers set on every task beat sends (read by :class:`workers.base.QuantbeatTask`).
-BEAT_ENTRY_HEADER = "qb_beat_entry"
-BEAT_SLOT_HEADER = "qb_beat_slot"
+__all__ = ["BEAT_ENTRY_HEADER", "BEAT_SLOT_HEADER", "QuantbeatScheduler", "scheduled_time"]
 
 #: How far back :func:`scheduled_time` looks for a crontab's latest firing (minutes).
 _CRONTAB_LOOKBACK_MINUTES = 31 * 24 * 60
@@ -74,7 +75,6 @@ def scheduled_time(schedule: Any, now: dt.datetime) -> dt.datetime:
         )
         if candidate > local:
             candidate -= dt.timedelta(days=1)
-        from quantbeat.infra.sources import krx_calendar
 
         calendar = krx_calendar()
         for _ in range(60):
@@ -131,8 +131,6 @@ class QuantbeatScheduler(RedBeatScheduler):  # type: ignore[misc]
 
     def _record_tick(self) -> None:
         try:
-            from redbeat.schedulers import get_redis
-
             get_redis(self.app).set(BEAT_TICK_KEY, f"{time.time():.3f}")
         except Exception as exc:  # health reports a stale tick; the schedule still runs
             log.warning("beat.tick_not_recorded", error=f"{type(exc).__name__}: {exc}")
@@ -158,8 +156,6 @@ def _enabled(entry: str) -> bool:
     """The entry's stored switch; an unreadable store leaves it enabled (logged): the slot key
     still prevents duplicates, while skipping would silently lose the job."""
     try:
-        from quantbeat.services.settings_store import schedule_enabled
-
         return schedule_enabled(entry)
     except Exception as exc:
         log.warning("beat.switch_unreadable", entry=entry, error=f"{type(exc).__name__}: {exc}")

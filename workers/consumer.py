@@ -43,6 +43,8 @@ from celery.worker.consumer.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 from vine import promise  # type: ignore[import-untyped]
 
+from db.engine import session_scope
+from db.jobs import record_dead_letter
 from quantbeat.infra.masking import mask_text, mask_value
 
 log = structlog.get_logger("quantbeat.consumer")
@@ -305,8 +307,6 @@ def record_message(message: Any, *, reason: str, error: str, body: Any = None) -
     task_name = payload.get("task")
     try:
         letter_fingerprint = fingerprint(message, reason=reason, task_id=task_id)
-        from db.engine import session_scope
-        from db.jobs import record_dead_letter
 
         with session_scope() as session:
             letter_id = record_dead_letter(

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from celery.concurrency import get_implementation
+from celery.concurrency.prefork import TaskPool
 from celery.exceptions import (
     Reject,
     SoftTimeLimitExceeded,
@@ -51,11 +53,16 @@ from celery.signals import (
     worker_ready,
     worker_shutdown,
 )
+from prometheus_client import start_http_server
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import mark_process_dead
 
 from quant.errors import PermanentError, TransientError, ValidationError
 from quantbeat.infra import metrics
+from quantbeat.infra.settings import get_settings
+from workers.base import PoisonedMessage
 from workers.queues import Queue, queue_for
+from workers.retry import as_transient
 
 log = structlog.get_logger(__name__)
 
@@ -88,8 +95,6 @@ def failure_reason(exc: BaseException | None) -> str:
     """The ``reason`` label of a final failure
     (one of :data:`quantbeat.infra.metrics.FAILURE_REASONS`);
     the same vocabulary as the dead letters' reasons."""
-    from workers.base import PoisonedMessage
-    from workers.retry import as_transient
 
     if isinstance(exc, TimeLimitExceeded):
         return "hard_time_limit"
@@ -301,8 +306,6 @@ _state = _State()
 
 
 def _is_prefork(pool_cls: Any) -> bool:
-    from celery.concurrency import get_implementation
-    from celery.concurrency.prefork import TaskPool
 
     try:
         cls = get_implementation(pool_cls)
@@ -315,7 +318,6 @@ def _is_prefork(pool_cls: Any) -> bool:
 def _prepare(sender: Any = None, **_: Any) -> None:
     """Main process, before the pool forks: choose the port and, for prefork, the shared
     multiprocess directory (values created in any process after this land there)."""
-    from quantbeat.infra.settings import get_settings
 
     settings = get_settings()
     _state.port = settings.metrics_port
@@ -342,7 +344,6 @@ def _serve(sender: Any = None, **_: Any) -> None:
     """Main process, once the worker consumes: start the ``/metrics`` endpoint."""
     if not _state.port or sender is None or _state.server is not None:
         return
-    from prometheus_client import start_http_server
 
     registry = metrics.exposition_registry(_state.directory)
     registry.register(WorkerCollector(sender.app, str(sender.hostname)))
@@ -374,8 +375,6 @@ def _child_exits(pid: int | None = None, **_: Any) -> None:
     """Drop the exiting child's live gauges (a killed child's are dropped at the next
     scrape instead)."""
     if _state.directory is not None and pid is not None:
-        from prometheus_client.multiprocess import mark_process_dead
-
         with contextlib.suppress(OSError):
             mark_process_dead(pid, str(_state.directory))
 

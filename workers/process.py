@@ -1,8 +1,9 @@
 """Worker process setup, connected to Celery signals when :mod:`workers.app` is imported.
 
 * logging: structlog JSON for Celery's and our own loggers (Celery's own setup is skipped);
-* after fork: pooled database connections inherited from the parent are abandoned
-  (``dispose(close=False)``), so no two processes share a socket;
+* after fork: every process-wide registry is reset (:mod:`quantbeat.infra.forkstate`): pooled
+  database connections inherited from the parent are abandoned (``dispose(close=False)``),
+  Redis clients and caches dropped, so no two processes share a socket;
 * publishing: argument reprs in message headers (what events and Flower show) are masked;
 * per task: the task id and name are bound to the logging context and cleared afterwards;
 * hard time limits: recorded from the parent (the killed child cannot);
@@ -29,9 +30,13 @@ from celery.signals import (
 )
 from celery.utils.saferepr import saferepr
 
+from quantbeat.infra.forkstate import reset_after_fork
 from quantbeat.infra.logging import configure_logging
 from quantbeat.infra.masking import mask_value
 from quantbeat.infra.settings import get_settings
+from workers.base import hard_time_limit_handler, record_failure_outside_task
+
+log = structlog.get_logger(__name__)
 
 
 @setup_logging.connect
@@ -54,6 +59,7 @@ def _mask_argument_reprs(body: Any = None, headers: dict[str, Any] | None = None
 
 @worker_init.connect
 def _warm_up(**_: Any) -> None:
+    # numba and TA-Lib kernels: loaded by workers only, not by every client of workers.app.
     from quant.backtest.engine import warm_up as warm_up_engine
     from quant.backtest.strategies import warm_up as warm_up_strategies
     from quant.indicators.custom import warm_up
@@ -65,17 +71,9 @@ def _warm_up(**_: Any) -> None:
 
 @worker_process_init.connect
 def _after_fork(**_: Any) -> None:
-    from db.engine import dispose_engines
-    from quantbeat.infra.cache import forget_caches
-    from quantbeat.services.backtests import forget_state_stores
-    from quantbeat.services.indicators import forget_service
-    from quantbeat.services.settings_store import forget_settings_cache
-
-    dispose_engines(close=False)
-    forget_caches()
-    forget_service()
-    forget_state_stores()
-    forget_settings_cache()
+    """Every process-wide registry (engines, Redis clients, caches, limiters) registered its
+    reset with :func:`quantbeat.infra.forkstate.after_fork`; run them all."""
+    reset_after_fork()
 
 
 @task_prerun.connect
@@ -115,14 +113,15 @@ def _record_hard_time_limit(
         _recorded_time_limits[task_id] = None
         while len(_recorded_time_limits) > 1024:
             _recorded_time_limits.popitem(last=False)
-    if getattr(sender, "name", None) == "quantbeat.backtest.run":
-        from quantbeat.services.backtests import on_hard_time_limit
-
-        on_hard_time_limit(args, kwargs)
-    from workers.base import record_failure_outside_task
-
+    name = getattr(sender, "name", str(sender))
+    handler = hard_time_limit_handler(name)
+    if handler is not None:
+        try:
+            handler(args, kwargs)
+        except Exception as exc:  # the job run and dead letter below must still be written
+            log.error("hard_time_limit.handler_failed", task=name, error=f"{exc!r}"[:500])
     record_failure_outside_task(
-        task_name=getattr(sender, "name", str(sender)),
+        task_name=name,
         task_id=task_id,
         args=args,
         kwargs=kwargs,

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import random
 
+from redis import exceptions as redis_exc
+from sqlalchemy import exc as sa_exc
+
 from quant.errors import ServiceUnavailable, TransientError
 
 
@@ -44,8 +47,6 @@ def as_transient(exc: BaseException) -> TransientError | None:
     if isinstance(exc, TransientError):
         return exc
     # Imported here: this module is imported by workers at start, keep it light.
-    from redis import exceptions as redis_exc
-    from sqlalchemy import exc as sa_exc
 
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return ServiceUnavailable(f"database connection lost: {exc.orig}")

@@ -12,6 +12,8 @@ from typing import Any
 
 from celery.schedules import BaseSchedule, schedstate
 
+from quantbeat.infra.sources import krx_calendar
+
 
 class krx_session_schedule(BaseSchedule):  # type: ignore[misc]  # noqa: N801 (celery's style)
     """Due at ``hour:minute`` local time on every KRX session day."""
@@ -40,7 +42,6 @@ class krx_session_schedule(BaseSchedule):  # type: ignore[misc]  # noqa: N801 (c
 
     def next_fire(self, after: dt.datetime) -> dt.datetime:
         """The first firing time strictly after ``after`` (aware), in the app's timezone."""
-        from quantbeat.infra.sources import krx_calendar
 
         # Always the app's zone (Asia/Seoul), whatever zone beat hands us: with enable_utc
         # Celery's to_local() returns its input unchanged.

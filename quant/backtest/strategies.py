@@ -564,8 +564,6 @@ STRATEGIES: dict[str, Strategy] = {
         ),
     )
 }
-#: Scan strategy name → backtest strategy name (what the nightly backtest and `run` use).
-FOR_SCAN: dict[str, str] = {"vcp": "vcp_breakout", "closing_bet": "closing_bet"}
 
 
 def get(name: str) -> Strategy:
@@ -595,7 +593,6 @@ def warm_up() -> None:
 
 
 __all__ = [
-    "FOR_SCAN",
     "STRATEGIES",
     "Strategy",
     "closing_bet_signals",

@@ -21,7 +21,10 @@ import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import redis
+
 from quant.errors import RateLimited
+from quantbeat.infra.forkstate import after_fork
 from quantbeat.infra.ratelimit import LocalRateLimiter, RedisRateLimiter, WaitTooLong
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
@@ -160,14 +163,13 @@ def ai_limiter(redis_url: str, *, rpm: int, rpd: int, max_wait: float = 10.0) ->
         if found is None:
             client = None
             if not redis_url.startswith("memory://"):
-                import redis
-
                 client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
             found = AiLimiter(rpm=rpm, rpd=rpd, redis_client=client, max_wait=max_wait)
             _limiters[key] = found
         return found
 
 
+@after_fork
 def forget_ai_limiters() -> None:
     """Drop cached clients (after fork)."""
     with _limiters_lock:

@@ -48,6 +48,7 @@ import structlog
 from billiard.exceptions import SoftTimeLimitExceeded
 
 from quant.indicators.request import INTERVALS
+from quantbeat.infra.forkstate import after_fork
 from quantbeat.infra.metrics import record_cache
 
 log = structlog.get_logger(__name__)
@@ -791,6 +792,7 @@ def cache_for(
         return found
 
 
+@after_fork
 def forget_caches() -> None:
     """Drop the process-wide caches (after fork, and in tests that change settings)."""
     with _caches_lock:

@@ -27,6 +27,7 @@ from typing import Protocol
 import redis
 
 from quant.errors import RateLimited, ValidationError
+from quantbeat.infra.forkstate import after_fork
 from quantbeat.infra.metrics import record_rate_limit_wait
 
 # KEYS[1] = pacer key, KEYS[2] = cooldown key; ARGV[1] = interval (s), ARGV[2] = max wait (s).
@@ -207,6 +208,13 @@ class LocalRateLimiter:
 
 _limiters: dict[tuple[str, str, float, float], RateLimiter] = {}
 _limiters_lock = threading.Lock()
+
+
+@after_fork
+def forget_limiters() -> None:
+    """Drop the process-wide limiters and their Redis clients (after fork; tests)."""
+    with _limiters_lock:
+        _limiters.clear()
 
 
 def limiter_for(

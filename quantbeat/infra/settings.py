@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from quant.errors import ConfigError
@@ -197,6 +198,7 @@ class Settings(BaseSettings):
     @field_validator("cache_ttl")
     @classmethod
     def _check_ttls(cls, value: dict[str, int]) -> dict[str, int]:
+        # quant.indicators loads TA-Lib and numba: only when this setting is validated.
         from quant.indicators.request import INTERVALS
 
         for interval, seconds in value.items():
@@ -291,7 +293,6 @@ def load_settings(**overrides: object) -> Settings:
     Raises:
         quant.errors.ConfigError: a variable has an invalid value; the message names it.
     """
-    from pydantic import ValidationError as PydanticValidationError
 
     try:
         return Settings(**overrides)  # type: ignore[arg-type]

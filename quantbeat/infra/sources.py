@@ -16,6 +16,8 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import exchange_calendars
+
 from quant.calendar import (
     SessionCalendar,
     TradingCalendar,
@@ -26,6 +28,9 @@ from quant.errors import ConfigError
 from quant.market.base import MarketDataSource
 from quant.market.faults import CorruptingSource
 from quant.market.simulated import SimulatedMarket
+from quant.market.simulated_crypto import SimulatedCrypto
+from quant.market.upbit import UpbitSource
+from quantbeat.infra.forkstate import after_fork
 from quantbeat.infra.ratelimit import RateLimiter, limiter_for
 from quantbeat.infra.settings import Settings, get_settings
 
@@ -84,7 +89,6 @@ def krx_calendar() -> TradingCalendar:
 
 
 def _load_krx_calendar() -> TradingCalendar:
-    import exchange_calendars
 
     first, last = KRX_CALENDAR_SPAN
     version = getattr(exchange_calendars, "__version__", "unknown")
@@ -139,8 +143,6 @@ def crypto_source(settings: Settings) -> Any:
         source = _crypto.get(key)
         if source is None:
             if settings.crypto_source == "upbit":
-                from quant.market.upbit import UpbitSource
-
                 limiter = upbit_limiter(settings)
                 source = UpbitSource(
                     base_url=settings.upbit_base_url,
@@ -148,8 +150,6 @@ def crypto_source(settings: Settings) -> Any:
                     throttled=_shared_cooldown(limiter) if limiter is not None else None,
                 )
             elif settings.crypto_source == "simulated":
-                from quant.market.simulated_crypto import SimulatedCrypto
-
                 source = SimulatedCrypto(
                     seed=settings.sim_seed, tickers=settings.crypto_tickers or None
                 )
@@ -159,13 +159,20 @@ def crypto_source(settings: Settings) -> Any:
     return source
 
 
+@after_fork
+def forget_sources() -> None:
+    """Drop the process-wide market and crypto sources (their HTTP clients and limiters)."""
+    with _lock:
+        _sources.clear()
+        _crypto.clear()
+
+
 def _krx_source(settings: Settings) -> MarketDataSource:
     """KRX through pykrx, paced by the global ``krx`` rate (on top of pykrx's own >= 1 s).
 
     Raises:
         quant.errors.ConfigError: QUANTBEAT_KRX_ID / QUANTBEAT_KRX_PW are not set.
     """
-    from quant.market.krx import KrxSource
 
     if not settings.krx_id or settings.krx_pw is None:
         raise ConfigError(
@@ -179,6 +186,9 @@ def _krx_source(settings: Settings) -> MarketDataSource:
         max_wait=settings.rate_limit_max_wait,
         headroom=settings.rate_limit_headroom,
     )
+    # pykrx (and its dependencies) load only when the KRX source is configured.
+    from quant.market.krx import KrxSource
+
     source: MarketDataSource = KrxSource(
         settings.krx_id,
         settings.krx_pw.get_secret_value(),

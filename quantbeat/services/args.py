@@ -6,6 +6,8 @@ import datetime as dt
 
 from quant.errors import ValidationError
 from quant.market.types import KRX_MARKETS, Market
+from quantbeat.infra.settings import get_settings
+from quantbeat.infra.sources import latest_krx_session
 
 
 def parse_date(value: object, *, field: str) -> dt.date:
@@ -28,6 +30,18 @@ def parse_date(value: object, *, field: str) -> dt.date:
         raise ValidationError(
             f"{field} must be an ISO date (YYYY-MM-DD), got {value!r}", field=field, value=value
         ) from None
+
+
+def parse_trade_date(value: object, *, field: str = "trade_date") -> dt.date:
+    """An ISO date task argument, or — ``None`` — the latest closed KRX session (in the
+    configured time zone).
+
+    Raises:
+        quant.errors.ValidationError: ``value`` is neither ``None`` nor an ISO date string.
+    """
+    if value is None:
+        return latest_krx_session(get_settings())
+    return parse_date(value, field=field)
 
 
 def parse_krx_markets(value: object, *, field: str = "market") -> tuple[Market, ...]:

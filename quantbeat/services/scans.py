@@ -17,20 +17,44 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import structlog
+from billiard.exceptions import SoftTimeLimitExceeded
+from celery import chord
+from celery.exceptions import TimeoutError as CeleryTimeout
+from sqlalchemy import select
 
+from db.ai import news_scores
+from db.candles import load_daily_universe, universe
+from db.engine import session_scope
+from db.models import Instrument, Signal
+from db.scans import add_chunk_result, data_version, load_flows, replace_signals
+from db.scans import finish_run as record_run_end
+from db.scans import start_run as record_run_start
 from quant.errors import TransientError, ValidationError
 from quant.indicators import SCAN_BARS, Candles, canonical_params, params_key
 from quant.indicators.candles import COLUMNS
-from quant.indicators.custom import rs_rating
+from quant.indicators.custom import rs_rating, rs_raw
 from quant.indicators.request import IndicatorRequest
 from quant.scans.inputs import SERIES, ScanInputs
 from quantbeat.infra.cache import Entry, SafeCache, decode_series
+from quantbeat.services.indicators import indicator_cache
+from quantbeat.services.settings_store import strategy_overrides
+from quantbeat.services.strategies import (
+    Evaluation,
+    Strategy,
+    build_params,
+    canonical_strategy,
+    configured,
+    scan_strategy,
+)
+from workers.app import app
+from workers.retry import as_transient
 
 log = structlog.get_logger(__name__)
 
@@ -39,56 +63,6 @@ DEFAULT_CHUNK = 250
 #: Sessions of investor flows a scan reads (the supply score's longest window is 20); older
 #: bars get NaN flows.
 FLOW_BARS = 40
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """One instrument's verdict: a candidate (a signal row) or not, with why."""
-
-    candidate: bool
-    score: float | None = None
-    grade: str | None = None
-    entry_price: float | None = None
-    status: str | None = None
-    reasons: tuple[str, ...] = ()
-    inputs: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Strategy:
-    """A scan strategy: its evaluation and what it reads — the precomputed series (names of
-    :data:`quant.scans.inputs.SERIES`; others are computed on demand) and whether it needs
-    investor flows. Reading only these keeps a chunk's cache and database reads small."""
-
-    evaluate: Callable[[ScanInputs], Evaluation]
-    series: tuple[str, ...] = ()
-    flows: bool = False
-    #: With ``flows``: a cheap test, without flows, of whether an instrument can still be a
-    #: candidate; flows are loaded only for those (``None``: for every instrument).
-    needs_flows: Callable[[ScanInputs], bool] | None = None
-
-
-#: Strategies by name; filled by :mod:`quantbeat.services.strategies` (kept apart so the
-#: domain adapters can grow without touching the plumbing here).
-STRATEGIES: dict[str, Strategy] = {}
-
-
-def strategy(name: object) -> Strategy:
-    """The strategy called ``name``.
-
-    Raises:
-        quant.errors.ValidationError: unknown strategy (the message lists the known ones).
-    """
-    import quantbeat.services.strategies  # noqa: F401  (registers the strategies)
-
-    found = STRATEGIES.get(name) if isinstance(name, str) else None
-    if found is None:
-        raise ValidationError(
-            f"unknown strategy {name!r} (known: {', '.join(sorted(STRATEGIES))})",
-            field="strategy",
-            value=name,
-        )
-    return found
 
 
 def _range_key(trade_date: dt.date) -> str:
@@ -127,9 +101,6 @@ def load_inputs(
     (default: all of :data:`quant.scans.inputs.SERIES`) from the cache, one round trip for
     the chunk; from the database the candles of cache misses and (``flows``) every
     instrument's recent investor flows. Members without bars are absent."""
-    from db.candles import load_daily_universe
-    from db.engine import session_scope
-    from db.scans import load_flows
 
     range_key = _range_key(trade_date)
     entries = _series_fields(range_key, tuple(sorted(series)) if series is not None else None)
@@ -187,10 +158,6 @@ def load_inputs(
 
 def attach_flows(inputs: dict[int, ScanInputs], idents: Collection[int]) -> None:
     """Load the recent investor flows of ``idents`` and put them into their inputs."""
-    from dataclasses import replace
-
-    from db.engine import session_scope
-    from db.scans import load_flows
 
     wanted = {i: inputs[i].candles.time[-FLOW_BARS:] for i in idents if len(inputs[i])}
     if not wanted:
@@ -246,7 +213,6 @@ def store_universe_ratings(
     """Cache a market set's RS ratings for ``trade_date`` (computed by the precompute step
     from the RS raw scores it already has), guarded by the universe's ``generation`` (read
     before the candles were loaded). Returns whether it was stored."""
-    import json
 
     ratings, benchmark = ratings_from(raw)
     blob = json.dumps(
@@ -267,7 +233,6 @@ def universe_ratings(
     the universe median RS raw score (the "index" for out-performance): cached by the
     precompute step for the market set (``markets``), else from the cached RS raw scores,
     computing the misses from the database."""
-    import json
 
     if markets is not None:
         ((blob,),) = cache.peek_many([(universe_name(markets), "1d", [_ratings_field(trade_date)])])
@@ -277,9 +242,6 @@ def universe_ratings(
             with_bars = {name for _, name in members} & set(ratings)
             if stored["members"] == len(ratings) == len(with_bars):
                 return ratings, stored["benchmark"]
-    from db.candles import load_daily_universe
-    from db.engine import session_scope
-    from quant.indicators.custom import rs_raw
 
     range_key = _range_key(trade_date)
     key = params_key(canonical_params("rs_raw", {}))
@@ -373,27 +335,12 @@ class Candidate:
     inputs: Mapping[str, Any]
 
 
-def canonical_strategy(name: str) -> str:
-    """``closing-bet`` → ``closing_bet``; raises ValidationError for an unknown strategy."""
-    value = name.strip().lower().replace("-", "_")
-    strategy(value)
-    return value
-
-
-#: Strategies whose grade ranks before the score: a closing-bet S outranks an A with more
-#: points (the grade also reflects traded value).
-GRADE_ORDER: dict[str, dict[str, int]] = {"closing_bet": {"S": 0, "A": 1, "B": 2, "C": 3}}
-
-
 def candidates(
     strategy_name: str, trade_date: dt.date, *, limit: int | None = None
 ) -> list[Candidate]:
     """The stored candidates of a scan day, best first: by grade where the strategy ranks
-    grades (:data:`GRADE_ORDER`), then by score, then ticker."""
-    from sqlalchemy import select
-
-    from db.engine import session_scope
-    from db.models import Instrument, Signal
+    grades (:attr:`~quantbeat.services.strategies.ScanStrategy.grades`), then by score, then
+    ticker."""
 
     name = canonical_strategy(strategy_name)
     with session_scope() as session:
@@ -402,7 +349,7 @@ def candidates(
             .join(Instrument, Instrument.id == Signal.instrument_id)
             .where(Signal.trade_date == trade_date, Signal.strategy == name)
         ).all()
-    grades = GRADE_ORDER.get(name, {})
+    grades = {grade: rank for rank, grade in enumerate(scan_strategy(name).grades)}
     ordered = sorted(
         rows,
         key=lambda r: (
@@ -445,10 +392,6 @@ def run_scan(
         quant.errors.ValidationError: unknown strategy or bad date.
         quant.errors.TransientError: the scan did not finish within ``timeout`` seconds.
     """
-    from celery.exceptions import TimeoutError as CeleryTimeout
-
-    from quant.errors import TransientError
-    from workers.app import app
 
     name = canonical_strategy(strategy_name)
     sent = app.send_task(
@@ -471,3 +414,189 @@ def run_scan(
         ) from None
     day = dt.date.fromisoformat(summary["trade_date"])
     return {**summary, "ranked": candidates(name, day)}
+
+
+# --- the scan run: coordinator, chunks, callbacks (behind the quantbeat.scans.* tasks) -----
+def start_run(
+    strategy_name: str,
+    day: dt.date,
+    markets: list[str],
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+    analyze: bool = False,
+) -> dict[str, Any]:
+    """Record a ``scan_runs`` row for ``strategy_name`` on ``day`` over the listed universe of
+    ``markets``, compute the universe RS ratings, and start the chord of
+    ``quantbeat.scans.chunk`` tasks (``chunk_size`` instruments each) whose callback
+    ``quantbeat.scans.finish`` completes the run (``analyze``: and starts the AI analysis of
+    its top candidates). Returns ``{"run_id", "strategy", "trade_date", "total", "chunks",
+    "chord"}`` at once (``chord``: the callback's id, ``None`` for an empty universe).
+
+    Raises:
+        quant.errors.ValidationError: unknown strategy, a chunk size outside 1–2000, or
+            invalid stored parameter overrides.
+    """
+    name = scan_strategy(strategy_name).name
+    if (
+        not isinstance(chunk_size, int)
+        or isinstance(chunk_size, bool)
+        or not (1 <= chunk_size <= 2_000)
+    ):
+        raise ValidationError(
+            f"chunk_size must be an integer from 1 to 2000, got {chunk_size!r}",
+            field="chunk_size",
+            value=chunk_size,
+        )
+    # Stored parameter overrides (`quantbeat settings set strategy.<name> ...`), read once so
+    # every chunk of this run evaluates with the same ones; invalid ones fail the run here.
+    overrides = strategy_overrides(name) if scan_strategy(name).params else {}
+    if overrides:
+        build_params(name, overrides)
+    with session_scope() as session:
+        members = universe(session, markets)
+        version = data_version(session, day)
+    ratings, benchmark = universe_ratings(indicator_cache(), members, day, markets)
+    chunks = [members[i : i + chunk_size] for i in range(0, len(members), chunk_size)]
+    with session_scope() as session:
+        run_id = record_run_start(
+            session,
+            strategy=name,
+            trade_date=day,
+            params={"markets": markets, "chunk_size": chunk_size, "overrides": overrides},
+            total=len(members),
+            chunks=len(chunks),
+            data_version=version,
+        )
+    summary: dict[str, Any] = {
+        "run_id": run_id,
+        "strategy": name,
+        "trade_date": day.isoformat(),
+        "total": len(members),
+        "chunks": len(chunks),
+    }
+    if not chunks:
+        finish_run(run_id, analyze=analyze)
+        return {**summary, "chord": None}
+    header = [
+        app.signature(
+            "quantbeat.scans.chunk",
+            args=[
+                run_id,
+                name,
+                day.isoformat(),
+                [[ident, inst] for ident, inst in part],
+                {inst: ratings.get(inst) for _, inst in part},
+                benchmark,
+            ],
+            kwargs={"params": overrides} if overrides else {},
+        )
+        for part in chunks
+    ]
+    body = app.signature("quantbeat.scans.finish", kwargs={"run_id": run_id, "analyze": analyze})
+    body.link_error(app.signature("quantbeat.scans.failed", kwargs={"run_id": run_id}))
+    result = chord(header)(body)
+    return {**summary, "chord": result.id}
+
+
+def scan_chunk(
+    run_id: int,
+    strategy_name: str,
+    day: dt.date,
+    pairs: list[tuple[int, str]],
+    ratings: Mapping[str, float | None],
+    benchmark: float | None,
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate one chunk of the universe and replace its instruments' signals for the day;
+    ``params``: the run's parameter overrides. Returns ``{"scanned", "failed", "candidates",
+    "missing"}`` (``missing``: instruments without bars that day).
+
+    A permanent failure of the whole chunk is counted in the run (``chunk_error``) so the run
+    still completes with its coverage instead of hanging in ``running``.
+
+    Raises:
+        quant.errors.TransientError (or an error :func:`workers.retry.as_transient` maps to
+            one): the chunk should be retried.
+        quant.errors.ValidationError: unknown strategy or invalid overrides.
+    """
+    evaluator = configured(strategy_name, params)
+    try:
+        with session_scope() as session:
+            # the AI analyses' news scores of the day (the closing bet's news points)
+            scores = news_scores(session, day, [ident for ident, _ in pairs])
+        names = dict(pairs)
+        inputs = load_inputs(
+            indicator_cache(),
+            pairs,
+            day,
+            ratings=ratings,
+            benchmark=benchmark,
+            news={names[ident]: score for ident, score in scores.items()},
+            series=evaluator.series,
+            flows=evaluator.flows and evaluator.needs_flows is None,
+        )
+        if evaluator.flows and evaluator.needs_flows is not None:
+            test = evaluator.needs_flows
+            attach_flows(inputs, [i for i, item in inputs.items() if test(item)])
+        rows, scanned, failed = evaluate(evaluator, inputs)
+        with session_scope() as session:
+            replace_signals(
+                session, trade_date=day, strategy=strategy_name, covered=list(inputs), rows=rows
+            )
+            add_chunk_result(
+                session, run_id, scanned=scanned, failed=len(failed), candidates=len(rows)
+            )
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as exc:
+        if as_transient(exc) is not None:
+            raise  # the base task retries it with backoff
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("scan.chunk_failed", run_id=run_id, instruments=len(pairs), error=error)
+        with session_scope() as session:
+            add_chunk_result(
+                session, run_id, scanned=0, failed=len(pairs), candidates=0, chunk_error=error
+            )
+        return {"scanned": 0, "failed": len(pairs), "candidates": 0, "chunk_error": error}
+    return {
+        "scanned": scanned,
+        "failed": len(failed),
+        "candidates": len(rows),
+        "missing": len(pairs) - len(inputs),
+    }
+
+
+def fail_run(run_id: int, error: str) -> None:
+    """Mark a scan run ``failed`` (a chunk failed for good) with ``error`` and the coverage
+    the other chunks reached."""
+    with session_scope() as session:
+        record_run_end(session, run_id, state="failed", error=error[:2000])
+
+
+def finish_run(run_id: int, *, analyze: bool = False) -> dict[str, Any]:
+    """Mark a scan run completed and return its coverage ``{"run_id", "state", "total",
+    "scanned", "failed", "candidates", "coverage", ...}``; with ``analyze``, start the AI
+    analysis of its top candidates (``analysis``: that task's id)."""
+    with session_scope() as session:
+        row = record_run_end(session, run_id, state="completed")
+        analysis = None
+        if analyze:
+            analysis = app.send_task(
+                "quantbeat.ai.analyze_candidates",
+                kwargs={"strategy": row.strategy, "trade_date": row.trade_date.isoformat()},
+            ).id
+        return {
+            "analysis": analysis,
+            "chunks_failed": row.chunks_failed,
+            "error": row.error,
+            "run_id": run_id,
+            "strategy": row.strategy,
+            "trade_date": row.trade_date.isoformat(),
+            "state": row.state,
+            "total": row.total,
+            "scanned": row.scanned,
+            "failed": row.failed,
+            "candidates": row.candidates,
+            "coverage": f"{row.scanned}/{row.total}",
+            "duration_ms": round(row.duration_ms or 0.0, 1),
+        }

@@ -1,7 +1,16 @@
-"""The scan strategies, adapted to :class:`quantbeat.services.scans.Evaluation` (what a signal row
-stores): ``closing_bet`` (종가베팅 V2 with the supply/demand score) and ``vcp`` (Minervini
-Trend Template + VCP). Importing this module registers them in
-:data:`quantbeat.services.scans.STRATEGIES`."""
+"""The scan strategies — the one registry every capability reads.
+
+A :class:`ScanStrategy` says everything quantbeat knows about a strategy: how a scan evaluates
+an instrument (:class:`Strategy`: the evaluation and the series and flows it reads), which
+parameter dataclasses a stored override (``quantbeat settings set strategy.<name>``) fills, how
+its candidates rank (grades before score), and which backtest strategy
+(:mod:`quant.backtest.strategies`) replays it. Scans, the nightly backtest, ``quantbeat run``,
+health's signal check, the AI analysis and the settings store all ask this module; registering
+a strategy here (:func:`register`) is the one step that makes it known everywhere.
+
+Registered: ``closing_bet`` (종가베팅 V2 with the supply/demand score) and ``vcp`` (Minervini
+Trend Template + VCP).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from quant.errors import ValidationError
@@ -17,14 +27,107 @@ from quant.scans.inputs import ScanInputs
 from quant.scans.supply import SupplyParams, supply_demand
 from quant.scans.trend import TrendTemplateParams
 from quant.scans.vcp import VcpParams, scan_vcp
-from quantbeat.services.scans import STRATEGIES, Evaluation, Strategy
 
-#: The parameter dataclasses each scan strategy reads; a stored override (the setting
-#: ``strategy.<name>``) is a flat mapping of their field names to values.
-PARAM_TYPES: dict[str, tuple[type[Any], ...]] = {
-    "vcp": (TrendTemplateParams, VcpParams),
-    "closing_bet": (ClosingBetParams, SupplyParams),
-}
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One instrument's verdict: a candidate (a signal row) or not, with why."""
+
+    candidate: bool
+    score: float | None = None
+    grade: str | None = None
+    entry_price: float | None = None
+    status: str | None = None
+    reasons: tuple[str, ...] = ()
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How a scan evaluates one instrument: its evaluation and what it reads — the
+    precomputed series (names of :data:`quant.scans.inputs.SERIES`; others are computed on
+    demand) and whether it needs investor flows. Reading only these keeps a chunk's cache and
+    database reads small."""
+
+    evaluate: Callable[[ScanInputs], Evaluation]
+    series: tuple[str, ...] = ()
+    flows: bool = False
+    #: With ``flows``: a cheap test, without flows, of whether an instrument can still be a
+    #: candidate; flows are loaded only for those (``None``: for every instrument).
+    needs_flows: Callable[[ScanInputs], bool] | None = None
+
+
+@dataclass(frozen=True)
+class ScanStrategy:
+    """A registered scan strategy (see the module docstring)."""
+
+    #: The name in task arguments, signal rows, settings keys (``vcp``, ``closing_bet``).
+    name: str
+    #: What people call it (reports, messages).
+    label: str
+    #: The evaluation with default parameters.
+    evaluator: Strategy
+    #: Parameter dataclasses a stored override fills (a flat mapping of their field names);
+    #: empty: the strategy takes no overrides.
+    params: tuple[type[Any], ...] = ()
+    #: Builds the evaluator from parameter objects (one per :attr:`params` type, in order).
+    configure: Callable[[tuple[Any, ...]], Strategy] | None = None
+    #: The :mod:`quant.backtest.strategies` strategy that replays its signals (``None``: none).
+    backtest: str | None = None
+    #: Grades ranked before the score (best first), e.g. a closing-bet S outranks an A with
+    #: more points; empty: ranked by score only.
+    grades: tuple[str, ...] = ()
+
+
+_registry: dict[str, ScanStrategy] = {}
+
+
+def register(strategy: ScanStrategy) -> ScanStrategy:
+    """Make ``strategy`` known to every capability (replaces one of the same name)."""
+    _registry[strategy.name] = strategy
+    return strategy
+
+
+def unregister(name: str) -> None:
+    """Forget a registered strategy (tests that register throwaway ones)."""
+    _registry.pop(name, None)
+
+
+def scan_strategy_names() -> tuple[str, ...]:
+    """The registered strategies' names, in registration order."""
+    return tuple(_registry)
+
+
+def scan_strategy(name: object) -> ScanStrategy:
+    """The strategy called ``name``.
+
+    Raises:
+        quant.errors.ValidationError: unknown strategy (the message lists the known ones).
+    """
+    found = _registry.get(name) if isinstance(name, str) else None
+    if found is None:
+        raise ValidationError(
+            f"unknown strategy {name!r} (known: {', '.join(sorted(_registry))})",
+            field="strategy",
+            value=name,
+        )
+    return found
+
+
+def canonical_strategy(name: str) -> str:
+    """``closing-bet`` → ``closing_bet``.
+
+    Raises:
+        quant.errors.ValidationError: unknown strategy (the message lists the known ones).
+    """
+    value = name.strip().lower().replace("-", "_")
+    scan_strategy(value)
+    return value
+
+
+def with_parameters() -> tuple[str, ...]:
+    """Names of the registered strategies that take stored parameter overrides."""
+    return tuple(n for n, s in _registry.items() if s.params)
 
 
 def _as_field_value(value: Any) -> Any:
@@ -41,11 +144,12 @@ def build_params(strategy: str, overrides: Mapping[str, Any] | None) -> tuple[An
         quant.errors.ValidationError: ``overrides`` is not a mapping, names a field that none
             of the strategy's parameter types has, or gives a value the type refuses.
     """
-    types = PARAM_TYPES.get(strategy)
-    if types is None:
+    found = _registry.get(strategy)
+    types = found.params if found is not None else ()
+    if not types:
         raise ValidationError(
             f"strategy {strategy!r} has no parameters to override "
-            f"(strategies with parameters: {', '.join(sorted(PARAM_TYPES))})",
+            f"(strategies with parameters: {', '.join(sorted(with_parameters()))})",
             field="strategy",
             value=strategy,
         )
@@ -190,35 +294,66 @@ def closing_bet_needs_flows(inputs: ScanInputs, params: ClosingBetParams | None 
     return closing_bet(inputs, None, params).passed_filters
 
 
-def configured(strategy: Strategy, name: str, overrides: Mapping[str, Any] | None) -> Strategy:
-    """``strategy`` evaluating with ``overrides`` (see :func:`build_params`); itself when
-    there are none.
+def configured(name: str, overrides: Mapping[str, Any] | None) -> Strategy:
+    """The evaluator of strategy ``name`` with ``overrides`` applied (see
+    :func:`build_params`); its default evaluator when there are none.
 
     Raises:
-        quant.errors.ValidationError: as :func:`build_params`.
+        quant.errors.ValidationError: unknown strategy, or as :func:`build_params`.
     """
+    found = scan_strategy(name)
     if not overrides:
-        return strategy
+        return found.evaluator
     params = build_params(name, overrides)
-    evaluate: Callable[[ScanInputs], Evaluation]
-    needs: Callable[[ScanInputs], bool] | None = strategy.needs_flows
-    if name == "vcp":
-        evaluate = functools.partial(evaluate_vcp, trend_params=params[0], vcp_params=params[1])
-    else:
-        evaluate = functools.partial(
-            evaluate_closing_bet, params=params[0], supply_params=params[1]
-        )
-        needs = functools.partial(closing_bet_needs_flows, params=params[0])
-    return dataclasses.replace(strategy, evaluate=evaluate, needs_flows=needs)
+    if found.configure is None:
+        return found.evaluator
+    return found.configure(params)
 
 
-STRATEGIES["closing_bet"] = Strategy(
+def _closing_bet_with(params: tuple[Any, ...]) -> Strategy:
+    return dataclasses.replace(
+        CLOSING_BET,
+        evaluate=functools.partial(evaluate_closing_bet, params=params[0], supply_params=params[1]),
+        needs_flows=functools.partial(closing_bet_needs_flows, params=params[0]),
+    )
+
+
+def _vcp_with(params: tuple[Any, ...]) -> Strategy:
+    return dataclasses.replace(
+        VCP,
+        evaluate=functools.partial(evaluate_vcp, trend_params=params[0], vcp_params=params[1]),
+    )
+
+
+CLOSING_BET = Strategy(
     evaluate_closing_bet,
     series=("high_52w", "sma_20", "sma_60", "bb_upper", "bb_middle", "bb_lower"),
     flows=True,
     needs_flows=closing_bet_needs_flows,
 )
-STRATEGIES["vcp"] = Strategy(
+VCP = Strategy(
     evaluate_vcp,
     series=("sma_50", "sma_150", "sma_200", "high_52w", "low_52w", "rs_raw"),
+)
+
+register(
+    ScanStrategy(
+        name="vcp",
+        label="VCP",
+        evaluator=VCP,
+        params=(TrendTemplateParams, VcpParams),
+        configure=_vcp_with,
+        backtest="vcp_breakout",
+    )
+)
+register(
+    ScanStrategy(
+        name="closing_bet",
+        label="closing bet",
+        evaluator=CLOSING_BET,
+        params=(ClosingBetParams, SupplyParams),
+        configure=_closing_bet_with,
+        backtest="closing_bet",
+        grades=("S", "A", "B", "C"),
+    )
 )

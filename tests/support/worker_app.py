@@ -95,16 +95,21 @@ def own_limits() -> None:
 def _register_test_strategies() -> None:
     """A scan strategy whose signal rows cannot be stored for tickers divisible by 7 (a grade
     longer than the column): the chunks holding one fail permanently, the others succeed."""
-    import quantbeat.services.strategies  # noqa: F401  (the real ones first)
     from quant.scans.inputs import ScanInputs
-    from quantbeat.services.scans import STRATEGIES, Evaluation, Strategy
+    from quantbeat.services.strategies import Evaluation, ScanStrategy, Strategy, register
 
     def overlong_grade(inputs: ScanInputs) -> Evaluation:
         ticker = inputs.instrument.split(":")[1]
         bad = ticker.isdigit() and int(ticker) % 7 == 0
         return Evaluation(candidate=True, score=1.0, grade="X" * 40 if bad else "ok")
 
-    STRATEGIES["test_overlong_grade"] = Strategy(overlong_grade)
+    register(
+        ScanStrategy(
+            name="test_overlong_grade",
+            label="test_overlong_grade",
+            evaluator=Strategy(overlong_grade),
+        )
+    )
 
     def flaky_once(inputs: ScanInputs) -> Evaluation:
         """The instrument named in Redis key ``test:flaky-once:target`` fails transiently the
@@ -121,14 +126,22 @@ def _register_test_strategies() -> None:
             raise ServiceUnavailable(f"simulated outage while scanning {inputs.instrument}")
         return Evaluation(candidate=True, score=2.0, grade="ok")
 
-    STRATEGIES["test_flaky_once"] = Strategy(flaky_once)
+    register(
+        ScanStrategy(
+            name="test_flaky_once", label="test_flaky_once", evaluator=Strategy(flaky_once)
+        )
+    )
 
     def always_down(inputs: ScanInputs) -> Evaluation:
         from quant.errors import ServiceUnavailable
 
         raise ServiceUnavailable(f"simulated lasting outage while scanning {inputs.instrument}")
 
-    STRATEGIES["test_always_down"] = Strategy(always_down)
+    register(
+        ScanStrategy(
+            name="test_always_down", label="test_always_down", evaluator=Strategy(always_down)
+        )
+    )
 
 
 _register_test_strategies()

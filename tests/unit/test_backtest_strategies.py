@@ -20,7 +20,6 @@ import pytest
 
 from quant.backtest.engine import BacktestResult, Market, Signals, simulate
 from quant.backtest.strategies import (
-    FOR_SCAN,
     STRATEGIES,
     crossed_above,
     flow_names,
@@ -298,7 +297,6 @@ def test_registry():
         "closing_bet",
     }
     assert all(get(name).name == name for name in STRATEGIES)
-    assert set(FOR_SCAN.values()) <= set(STRATEGIES)
     assert get("closing_bet").execution.fill == "close"
     assert {get(n).execution.fill for n in STRATEGIES if n != "closing_bet"} == {"next_open"}
     assert "foreign_net_krw" in flow_names()
