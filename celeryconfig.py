@@ -3,7 +3,7 @@
 
 Loaded by ``workers.app`` with ``app.config_from_object("celeryconfig")``. Every value that an
 operator may need to change comes from a ``QUANTBEAT_*`` variable; the rest are decisions,
-explained where they are made. See ../shared/docs/reliability.md for the failure modes behind
+explained where they are made. See docs/reliability.md for the failure modes behind
 them.
 """
 

@@ -394,7 +394,7 @@ def xkrx_sessions(first: date, last: date) -> list[date]:
     Slow (several seconds: the library builds its lunar-holiday rules); callers cache the
     result (see ``quantbeat.infra.sources.krx_calendar``).
     """
-    import exchange_calendars as xcals
+    import exchange_calendars as xcals  # noqa: PLC0415 (slow to load; callers cache)
 
     calendar = xcals.get_calendar("XKRX", start=first.isoformat(), end=last.isoformat())
     return [ts.date() for ts in calendar.sessions]

@@ -210,8 +210,8 @@ class GeminiAnalyzer:
     # -- the SDK client ----------------------------------------------------------------------
 
     def _client(self) -> genai.Client:
-        from google import genai
-        from google.genai import types
+        from google import genai  # noqa: PLC0415 (google-genai: heavy, optional)
+        from google.genai import types  # noqa: PLC0415 (google-genai: heavy, optional)
 
         pid = os.getpid()
         with self._lock:
@@ -253,7 +253,7 @@ class GeminiAnalyzer:
 
     @staticmethod
     def _config() -> genai_types.GenerateContentConfig:
-        from google.genai import types
+        from google.genai import types  # noqa: PLC0415 (google-genai: heavy, optional)
 
         return types.GenerateContentConfig(
             response_mime_type="application/json",
@@ -276,7 +276,7 @@ class GeminiAnalyzer:
         :class:`~quant.ai.errors.AiRequestRejected`, :class:`~quant.ai.errors.InvalidAiOutput`
         (permanent) or :class:`~quant.errors.ConfigError`, as tabled in the module docstring.
         """
-        from google.genai import errors as genai_errors
+        from google.genai import errors as genai_errors  # noqa: PLC0415 (google-genai: heavy, optional)
 
         timeouts, unsupported, transport = _transport_errors()
         prompt = build_prompt(request)

@@ -17,6 +17,7 @@ import numpy as np
 import talib
 from talib._ta_lib import MA_Type
 
+from quant.errors import ValidationError
 from quant.indicators._arrays import (
     FloatArray,
     as_inputs,
@@ -94,8 +95,6 @@ def macd(close: object, fast: int = 12, slow: int = 26, signal: int = 9) -> Macd
     s = check_int(slow, "slow", minimum=2, maximum=MAX_PERIOD)
     g = check_int(signal, "signal", minimum=1, maximum=MAX_PERIOD)
     if f >= s:
-        from quant.errors import ValidationError
-
         raise ValidationError(f"fast ({f}) must be below slow ({s})", field="fast", value=fast)
     out = on_present(
         lambda v: talib.MACD(v, fastperiod=f, slowperiod=s, signalperiod=g),

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from quant.errors import ValidationError
+
 
 class Market(StrEnum):
     """Markets quantbeat knows. KRX equities trade in sessions; Upbit trades 24/7."""
@@ -27,7 +29,6 @@ class Market(StrEnum):
         Raises:
             quant.errors.ValidationError: ``value`` names no known market.
         """
-        from quant.errors import ValidationError
 
         try:
             return cls(value.strip().upper())
@@ -48,7 +49,6 @@ def selects(market: object, target: Market) -> bool:
     Raises:
         quant.errors.ValidationError: ``market`` is neither ``None``, a Market nor a name.
     """
-    from quant.errors import ValidationError
 
     if market is None:
         return True

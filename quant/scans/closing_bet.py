@@ -1,4 +1,4 @@
-"""Closing-price betting (종가베팅), the V2 engine (``../shared/docs/domain.md`` §3).
+"""Closing-price betting (종가베팅), the V2 engine (``docs/domain.md`` §3).
 
 Buy a strong day's stock at 15:00–15:20 KST (before the 15:20–15:30 closing auction) and sell
 it the next morning. For one instrument on its scan day (the last candle):

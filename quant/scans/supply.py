@@ -1,4 +1,4 @@
-"""Smart-money supply/demand from investor flows (``../shared/docs/domain.md`` §2).
+"""Smart-money supply/demand from investor flows (``docs/domain.md`` §2).
 
 For one instrument on its scan day (the last candle) this measures how much foreigners and
 institutions bought on net, in KRW, over a short (5) and a long (20) session window, and puts

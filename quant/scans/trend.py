@@ -1,4 +1,4 @@
-"""The Minervini Trend Template (``../shared/docs/domain.md`` §1): eight criteria on the scan
+"""The Minervini Trend Template (``docs/domain.md`` §1): eight criteria on the scan
 day's close that together say "stage 2 uptrend".
 
 On the last bar t, with C the close and every moving average a simple one of closes:

@@ -1,5 +1,5 @@
 """Minervini's volatility contraction pattern (VCP): detection, scoring and the combined scan
-(``../shared/docs/domain.md`` §1, tradermonty's ``vcp_pattern_calculator.py`` and
+(``docs/domain.md`` §1, tradermonty's ``vcp_pattern_calculator.py`` and
 ``scorer.py`` as the baseline). Every threshold is a :class:`VcpParams` field.
 
 **Detection** (:func:`find_vcp`), on the last ``window`` (120) *traded* bars:

@@ -199,7 +199,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_ttls(cls, value: dict[str, int]) -> dict[str, int]:
         # quant.indicators loads TA-Lib and numba: only when this setting is validated.
-        from quant.indicators.request import INTERVALS
+        from quant.indicators.request import INTERVALS  # noqa: PLC0415 (TA-Lib, numba)
 
         for interval, seconds in value.items():
             if interval not in INTERVALS:
@@ -213,7 +213,7 @@ class Settings(BaseSettings):
     @field_validator("indicator_prefetch")
     @classmethod
     def _check_prefetch(cls, value: list[str]) -> list[str]:
-        from quant.indicators import INDICATORS
+        from quant.indicators import INDICATORS  # noqa: PLC0415 (TA-Lib, numba)
 
         unknown = [name for name in value if name not in INDICATORS]
         if unknown:

@@ -187,7 +187,7 @@ def _krx_source(settings: Settings) -> MarketDataSource:
         headroom=settings.rate_limit_headroom,
     )
     # pykrx (and its dependencies) load only when the KRX source is configured.
-    from quant.market.krx import KrxSource
+    from quant.market.krx import KrxSource  # noqa: PLC0415 (pykrx: optional)
 
     source: MarketDataSource = KrxSource(
         settings.krx_id,

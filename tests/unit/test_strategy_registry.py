@@ -66,7 +66,8 @@ def test_overrides_build_a_configured_evaluator():
     assert tuned is not default
     assert tuned.series == default.series
     bet = configured("closing_bet", {"min_change_pct": 3.0})
-    assert bet.flows and bet.needs_flows is not None
+    assert bet.flows
+    assert bet.needs_flows is not None
 
 
 def test_no_other_module_keeps_a_list_of_scan_strategies():
