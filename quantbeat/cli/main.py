@@ -17,8 +17,11 @@ code  meaning
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import sys
+from typing import Any
 
 import click
 import typer
@@ -121,9 +124,56 @@ def _classify(exc: BaseException) -> tuple[int, str]:
     return EXIT_UNEXPECTED, mask_text(f"unexpected error: {type(exc).__name__}: {exc}")
 
 
+#: A line that starts one of these keeps its own line in a help text (lists, tables, code).
+_KEEP_LINE = re.compile(r"^\s*([-*•|]|\d+[.)]\s|[A-Z_]+=|\$ |quantbeat |\\b)")
+
+
+_DEVELOPER_SECTIONS = ("Raises:", "Returns:", "Args:", "Yields:")
+
+
+def reflow(text: str | None) -> str | None:
+    """A docstring as help text: each paragraph one line, so the terminal wraps it at its own
+    width — docstrings' hard line breaks would otherwise split sentences in the middle.
+
+    Paragraphs are separated by blank lines; a paragraph whose lines are list items, table
+    rows, code or indented (see :data:`_KEEP_LINE`) keeps its lines; ``Raises:``-style
+    sections (for callers of the function, not users of the command) are left out.
+    """
+    if not text:
+        return text
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", inspect.cleandoc(text)):
+        if block.startswith(_DEVELOPER_SECTIONS):
+            continue  # a docstring's contract for callers, not help for users
+        lines = block.split("\n")
+        if any(_KEEP_LINE.match(line) or line.startswith("  ") for line in lines[1:]):
+            paragraphs.append(block)
+        else:
+            paragraphs.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs)
+
+
+def _readable(command: Any) -> Any:
+    """Reflow the help texts of ``command`` and every sub-command and option (in place).
+    Duck-typed: typer builds its commands on its own vendored copy of click."""
+    command.help = reflow(command.help)
+    command.short_help = reflow(command.short_help)
+    for param in command.params:
+        if isinstance(getattr(param, "help", None), str):
+            param.help = reflow(param.help)
+    for sub in (getattr(command, "commands", None) or {}).values():
+        _readable(sub)
+    return command
+
+
+def cli_command() -> Any:
+    """The click command of the whole CLI, help texts reflowed."""
+    return _readable(typer.main.get_command(app))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the process exit code."""
-    command = typer.main.get_command(app)
+    command = cli_command()
     try:
         rv = command.main(args=argv, prog_name="quantbeat", standalone_mode=False)
     except typer.Exit as exc:
