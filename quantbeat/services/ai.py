@@ -11,6 +11,12 @@
   backoff and jitter, honouring ``Retry-After``); rejected requests (400/403/404), invalid
   output and an exhausted daily quota are recorded as failed, never retried forever.
 * :func:`collect_news` — fetch the configured sources, match instruments, store deduplicated.
+* Behind the ``quantbeat.ai.*`` tasks and ``quantbeat analyze``: :func:`analysis_strategy`
+  (the registered scan strategies of :mod:`quantbeat.services.strategies`) and
+  :func:`analysis_top` parse arguments; :func:`analyze_attempt` is one delivery of
+  ``quantbeat.ai.analyze``; :func:`start_candidate_analyses` / :func:`finish_candidate_analyses`
+  are the chord over a scan day's top candidates and its callback; :func:`queue_analysis` /
+  :func:`analysis_result` send one analysis to the ``ai`` workers and wait for it.
 """
 
 from __future__ import annotations
