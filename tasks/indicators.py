@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from quant.indicators import SCAN_BARS, IndicatorRequest
-from quantbeat.infra.settings import get_settings
-from quantbeat.infra.sources import latest_krx_session
-from quantbeat.services.args import parse_date, parse_krx_markets
-from quantbeat.services.indicators import service
+from quant.indicators import IndicatorRequest
+from quantbeat.services.args import parse_krx_markets, parse_trade_date
+from quantbeat.services.indicators import invalidate_instruments, service
+from quantbeat.services.precompute import precompute_universe
 from workers.app import app
 
 #: Request tasks answer in milliseconds; these limits only catch a stuck one.
@@ -74,19 +73,7 @@ def invalidate(instruments: list[str]) -> dict[str, Any]:
     when the cache could not be reached right after new candles were stored. A cache that is
     still unreachable raises ServiceUnavailable, so the task is retried with backoff.
     Returns ``{"instruments", "removed"}``."""
-    from quant.errors import ServiceUnavailable, ValidationError
-    from quantbeat.services.indicators import indicator_cache
-
-    if not isinstance(instruments, list) or not all(
-        isinstance(i, str) and ":" in i for i in instruments
-    ):
-        raise ValidationError(
-            "instruments must be a list of MARKET:TICKER strings", field="instruments"
-        )
-    removed = indicator_cache().invalidate(instruments)
-    if removed is None:
-        raise ServiceUnavailable("the indicator cache cannot be reached; retrying")
-    return {"instruments": len(instruments), "removed": removed}
+    return invalidate_instruments(instruments)
 
 
 @app.task(name="quantbeat.indicators.precompute")
@@ -96,25 +83,8 @@ def precompute(trade_date: str | None = None, market: str | None = None) -> dict
     closed KRX session) for every listed instrument of the KRX market (both when ``None``),
     and store them in the cache where the scans look. Runs after each daily collection (see
     ``quantbeat.pipeline.krx_close``). Returns ``{"trade_date", "markets", "instruments",
-    "with_bars", "indicators", "series", "stored", "cache", "seconds"}``.
+    "with_bars", "indicators", "series", "stored", "cache", "seconds", "rs_ratings"}``.
+    Raises ValidationError for a bad date or market.
     """
-    from db.candles import universe
-    from db.engine import session_scope
-
-    markets = parse_krx_markets(market)
-    day = (
-        parse_date(trade_date, field="trade_date")
-        if trade_date is not None
-        else latest_krx_session(get_settings())
-    )
-    from quantbeat.services.scans import store_universe_ratings, universe_name
-
-    names = [m.value for m in markets]
-    svc = service()
-    (generation,) = svc.cache.generations([universe_name(names)])
-    with session_scope() as session:
-        members = universe(session, names)
-    raw: dict[str, float] = {}
-    summary = svc.precompute(members, end=day, bars=SCAN_BARS, rs_raw_last=raw)
-    ratings = store_universe_ratings(svc.cache, names, day, raw, generation)
-    return {"trade_date": day.isoformat(), "markets": names, **summary, "rs_ratings": ratings}
+    markets = [m.value for m in parse_krx_markets(market)]
+    return precompute_universe(parse_trade_date(trade_date), markets)

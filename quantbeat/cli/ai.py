@@ -3,12 +3,16 @@ news it reads. Registered on the main CLI (see :mod:`quantbeat.cli.main` for exi
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from quantbeat.services.ai import analysis_result, analysis_strategy, collect_news, queue_analysis
+from quantbeat.services.ai import analyze as run_analysis
+from quantbeat.services.args import parse_trade_date
+from quantbeat.services.strategies import scan_strategy_names
 
 console = Console()
 news_app = typer.Typer(
@@ -17,16 +21,6 @@ news_app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-
-def _day(value: str | None) -> dt.date:
-    from quantbeat.infra.settings import get_settings
-    from quantbeat.infra.sources import latest_krx_session
-    from quantbeat.services.args import parse_date
-
-    if value is None:
-        return latest_krx_session(get_settings())
-    return parse_date(value, field="--date")
 
 
 def _print_analysis(row: dict[str, Any]) -> None:
@@ -54,7 +48,9 @@ def _print_analysis(row: dict[str, Any]) -> None:
 def analyze(
     instrument: Annotated[str, typer.Argument(help="MARKET:TICKER (or a ticker)")],
     date: Annotated[str | None, typer.Option(help="Trading day; default: latest closed")] = None,
-    strategy: Annotated[str, typer.Option(help="closing_bet or vcp")] = "closing_bet",
+    strategy: Annotated[
+        str, typer.Option(help=f"A scan strategy ({', '.join(scan_strategy_names())})")
+    ] = "closing_bet",
     inline: Annotated[
         bool, typer.Option("--inline", help="Run here instead of on an ai worker")
     ] = False,
@@ -63,22 +59,16 @@ def analyze(
 ) -> None:
     """Analyse one candidate with Gemini (or the offline analyzer when no key is set): the
     cached result when there is one, else one request under the global quota."""
-    from tasks.ai import _strategy
-
-    day = _day(date)
-    name = _strategy(strategy)
+    day = parse_trade_date(date, field="--date")
+    name = analysis_strategy(strategy)
     if inline:
-        from quantbeat.services.ai import analyze as run_analysis
-
         _print_analysis(run_analysis(instrument, day, name))
         return
-    from workers.app import app
-
-    sent = app.send_task("quantbeat.ai.analyze", args=[instrument, day.isoformat(), name])
+    task_id = queue_analysis(instrument, day, name)
     if not wait:
-        console.print(f"queued quantbeat.ai.analyze {sent.id}")
+        console.print(f"queued quantbeat.ai.analyze {task_id}")
         return
-    _print_analysis(sent.get(timeout=timeout))
+    _print_analysis(analysis_result(task_id, timeout))
 
 
 @news_app.command("collect")
@@ -86,9 +76,7 @@ def news_collect(
     date: Annotated[str | None, typer.Option(help="Trading day; default: latest closed")] = None,
 ) -> None:
     """Fetch the configured sources now (in this process) and store new items."""
-    from quantbeat.services.ai import collect_news
-
-    report = collect_news(_day(date))
+    report = collect_news(parse_trade_date(date, field="--date"))
     for name, counts in report["sources"].items():
         console.print(f"{name}: {counts}", soft_wrap=True)
     console.print(

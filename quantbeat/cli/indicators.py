@@ -9,7 +9,9 @@ import typer
 from rich.table import Table
 
 from quant.errors import ValidationError
+from quant.indicators import describe
 from quantbeat.cli.common import console
+from quantbeat.services.indicators import get_indicator, indicator_cache, iter_rows
 
 indicators_app = typer.Typer(
     help="Indicator values for an instrument (cache-first; misses computed by cpu workers).",
@@ -61,8 +63,6 @@ def indicators_get(
 ) -> None:
     """Print an indicator's values for an instrument: from the cache, or computed by a cpu
     worker (--inline: here)."""
-    from quantbeat.services.indicators import get_indicator, iter_rows
-
     result = get_indicator(
         instrument,
         indicator,
@@ -97,8 +97,6 @@ def indicators_get(
 @indicators_app.command("list")
 def indicators_list() -> None:
     """The indicators, their parameters (with defaults) and outputs."""
-    from quant.indicators import describe
-
     table = Table()
     table.add_column("indicator")
     table.add_column("parameters (default)")
@@ -117,8 +115,6 @@ def indicators_cache(
 ) -> None:
     """The indicator cache's counters: hits, misses, hit rate, evictions (entries dropped
     because new candles were stored), dropped stale writes and errors."""
-    from quantbeat.services.indicators import indicator_cache
-
     cache = indicator_cache()
     if clear:
         cache.clear()

@@ -8,10 +8,15 @@ import typer
 from rich.table import Table
 
 from quantbeat.cli.common import console, parse_date_option
+from quantbeat.services.args import parse_krx_markets, parse_trade_date
+from quantbeat.services.scans import candidates, run_scan
+from quantbeat.services.strategies import canonical_strategy, scan_strategy_names
 
 
 def scan(
-    strategy: Annotated[str, typer.Argument(help="vcp or closing-bet")],
+    strategy: Annotated[
+        str, typer.Argument(help=f"A scan strategy ({', '.join(scan_strategy_names())})")
+    ],
     date: Annotated[
         str | None, typer.Option(help="Trading day (YYYY-MM-DD); default: latest closed")
     ] = None,
@@ -26,17 +31,12 @@ def scan(
 ) -> None:
     """Run one universe scan on the cpu workers (or --show the stored result) and print the
     ranked candidates."""
-    from quantbeat.infra.settings import get_settings
-    from quantbeat.infra.sources import latest_krx_session
-    from quantbeat.services.args import parse_krx_markets
-    from quantbeat.services.scans import candidates, canonical_strategy, run_scan
-
     name = canonical_strategy(strategy)
     day = parse_date_option(date, "--date")
     if market is not None:
         market = parse_krx_markets(market, field="--market")[0].value
     if show:
-        ranked = candidates(name, day or latest_krx_session(get_settings()), limit=top)
+        ranked = candidates(name, day or parse_trade_date(None), limit=top)
         summary: dict[str, Any] = {"strategy": name}
     else:
         summary = run_scan(name, day, market=market, wait=wait, timeout=timeout)

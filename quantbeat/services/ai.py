@@ -11,29 +11,88 @@
   backoff and jitter, honouring ``Retry-After``); rejected requests (400/403/404), invalid
   output and an exhausted daily quota are recorded as failed, never retried forever.
 * :func:`collect_news` — fetch the configured sources, match instruments, store deduplicated.
+* Behind the ``quantbeat.ai.*`` tasks and ``quantbeat analyze``: :func:`analysis_strategy`
+  (the registered scan strategies of :mod:`quantbeat.services.strategies`) and
+  :func:`analysis_top` parse arguments; :func:`analyze_attempt` is one delivery of
+  ``quantbeat.ai.analyze``; :func:`start_candidate_analyses` / :func:`finish_candidate_analyses`
+  are the chord over a scan day's top candidates and its callback; :func:`queue_analysis` /
+  :func:`analysis_result` send one analysis to the ``ai`` workers and wait for it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
+from celery import chord
+from celery.exceptions import TimeoutError as CeleryTimeout
+from sqlalchemy import select
 
-from quant.errors import PermanentError, RateLimited, ServiceUnavailable
+from db.ai import cached_analysis, news_for, save_analysis, store_news
+from db.candles import load_candles, resolve_instrument, universe
+from db.engine import session_scope
+from db.models import Instrument, Signal
+from db.scans import load_flows
+from quant.ai import PROMPT_VERSION, AnalysisRequest, GeminiAnalyzer, NewsInput, OfflineAnalyzer
+from quant.errors import (
+    PermanentError,
+    RateLimited,
+    ServiceUnavailable,
+    TransientError,
+    ValidationError,
+)
+from quant.market.types import KRX_MARKETS
+from quant.news import LocalFileSource, RssSource, SimulatedNewsSource, match_instruments
+from quantbeat.infra.ai_quota import QuotaExhausted, ai_limiter
+from quantbeat.infra.masking import mask_text
+from quantbeat.infra.ratelimit import WaitTooLong
 from quantbeat.infra.settings import Settings, get_settings
+from quantbeat.services.scans import candidates
+from quantbeat.services.strategies import scan_strategy
+from workers.app import app
 
 log = structlog.get_logger(__name__)
 
 #: Daily bars and flow days a prompt shows.
 PROMPT_CANDLES = 20
 PROMPT_FLOWS = 10
+#: The most candidates one ``quantbeat.ai.analyze_candidates`` analyses.
+MAX_TOP = 200
+#: Strategies whose scan reads the analyses' news scores (the closing bet's news points):
+#: when their candidates' analyses finish, the day's scan is re-run so the scores count.
+RESCAN_AFTER_ANALYSIS = frozenset({"closing_bet"})
+
+
+def analysis_strategy(value: object) -> str:
+    """The registered scan strategy named by ``value`` (case and ``-``/``_`` ignored:
+    ``Closing-Bet`` → ``closing_bet``), whose candidates can be analysed.
+
+    Raises:
+        quant.errors.ValidationError: not a registered scan strategy (field ``strategy``; the
+            message lists the known ones).
+    """
+    name = value.strip().lower().replace("-", "_") if isinstance(value, str) else value
+    return scan_strategy(name).name
+
+
+def analysis_top(value: object, settings: Settings | None = None) -> int:
+    """How many candidates to analyse: ``value``, or ``QUANTBEAT_AI_TOP_N`` when ``None``.
+
+    Raises:
+        quant.errors.ValidationError: not an integer from 0 to :data:`MAX_TOP` (field ``top``).
+    """
+    count = (settings or get_settings()).ai_top_n if value is None else value
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_TOP:
+        raise ValidationError(
+            f"top must be an integer 0–{MAX_TOP}, got {value!r}", field="top", value=value
+        )
+    return count
 
 
 def analyzer_for(settings: Settings | None = None) -> Any:
     """The configured analyzer: Gemini with a key, else the offline one."""
-    from quant.ai import GeminiAnalyzer, OfflineAnalyzer
-
     s = settings or get_settings()
     if s.gemini_api_key is None:
         return OfflineAnalyzer()
@@ -47,21 +106,11 @@ def analyzer_for(settings: Settings | None = None) -> Any:
 
 def limiter(settings: Settings | None = None) -> Any:
     """The shared Gemini quota of these settings."""
-    from quantbeat.infra.ai_quota import ai_limiter
-
     s = settings or get_settings()
     return ai_limiter(s.redis_url, rpm=s.gemini_rpm, rpd=s.gemini_rpd)
 
 
 def _request(session: Any, ident: int, name: str, day: dt.date, strategy: str) -> Any:
-    from sqlalchemy import select
-
-    from db.ai import news_for
-    from db.candles import load_candles
-    from db.models import Instrument, Signal
-    from db.scans import load_flows
-    from quant.ai import AnalysisRequest, NewsInput
-
     signal = session.execute(
         select(Signal).where(
             Signal.instrument_id == ident, Signal.trade_date == day, Signal.strategy == strategy
@@ -182,13 +231,6 @@ def analyze(
             (a shared cooldown has been started for provider answers).
         quant.errors.NotFound / ValidationError: unknown instrument.
     """
-    from db.ai import cached_analysis, save_analysis
-    from db.candles import resolve_instrument
-    from db.engine import session_scope
-    from quant.ai import PROMPT_VERSION
-    from quantbeat.infra.ai_quota import QuotaExhausted
-    from quantbeat.infra.ratelimit import WaitTooLong
-
     chosen = analyzer or analyzer_for()
     with session_scope() as session:
         ident, name = resolve_instrument(session, instrument)
@@ -239,12 +281,6 @@ def record_failure(
     attempt: int,
 ) -> dict[str, Any]:
     """Record a failed analysis (a success already stored is kept) and return it."""
-    from db.ai import cached_analysis, save_analysis
-    from db.candles import resolve_instrument
-    from db.engine import session_scope
-    from quant.ai import PROMPT_VERSION
-    from quantbeat.infra.masking import mask_text
-
     with session_scope() as session:
         ident, name = resolve_instrument(session, instrument)
         save_analysis(
@@ -270,8 +306,6 @@ def record_failure(
 
 def top_candidates(strategy: str, trade_date: dt.date, top: int) -> list[str]:
     """The ``top`` best stored candidates of a scan day ("MARKET:TICKER")."""
-    from quantbeat.services.scans import candidates
-
     return [c.instrument for c in candidates(strategy, trade_date, limit=top)]
 
 
@@ -280,15 +314,6 @@ def collect_news(trade_date: dt.date, settings: Settings | None = None) -> dict[
     simulated source when the market is simulated), match the items to the listed
     instruments and store them deduplicated. A failing source is reported, not fatal.
     Returns ``{"sources": {name: {...}}, "items", "new", "mentions", "rejected"}``."""
-    from sqlalchemy import select
-
-    from db.ai import store_news
-    from db.candles import universe
-    from db.engine import session_scope
-    from db.models import Instrument
-    from quant.market.types import KRX_MARKETS
-    from quant.news import LocalFileSource, RssSource, SimulatedNewsSource, match_instruments
-
     s = settings or get_settings()
     with session_scope() as session:
         members = universe(session, [m.value for m in KRX_MARKETS])
@@ -330,3 +355,91 @@ def collect_news(trade_date: dt.date, settings: Settings | None = None) -> dict[
         for key in ("items", "new", "mentions", "rejected"):
             report[key] += counts[key]
     return report
+
+
+def analyze_attempt(
+    instrument: str, trade_date: dt.date, strategy: str, *, attempt: int, last: bool
+) -> dict[str, Any]:
+    """One delivery of ``quantbeat.ai.analyze``: :func:`analyze` as attempt ``attempt``
+    (1-based). When a transient error ends the ``last`` attempt the analysis is recorded as
+    failed (``retries exhausted``) before the error is re-raised, so it is never left
+    unrecorded.
+
+    Raises:
+        quant.errors.TransientError: as :func:`analyze` (retry with backoff unless ``last``).
+        quant.errors.NotFound / ValidationError: unknown instrument.
+    """
+    try:
+        return analyze(instrument, trade_date, strategy, attempt=attempt)
+    except TransientError as exc:
+        if last:
+            record_failure(instrument, trade_date, strategy, analyzer_for(),
+                           f"retries exhausted: {exc}", attempt)  # fmt: skip
+        raise
+
+
+def start_candidate_analyses(strategy: str, trade_date: dt.date, top: int) -> dict[str, Any]:
+    """Analyse the ``top`` best stored candidates of ``strategy``'s scan of ``trade_date``:
+    a chord of ``quantbeat.ai.analyze`` tasks whose callback ``quantbeat.ai.finish`` counts
+    them (and re-runs the scan of a :data:`RESCAN_AFTER_ANALYSIS` strategy). Returns
+    ``{"strategy", "trade_date", "instruments", "chord"}`` at once (``chord``: the callback's
+    id, ``None`` when there is nothing to analyse)."""
+    names = top_candidates(strategy, trade_date, top) if top else []
+    day = trade_date.isoformat()
+    summary: dict[str, Any] = {"strategy": strategy, "trade_date": day, "instruments": names}
+    if not names:
+        return {**summary, "chord": None}
+    header = [app.signature("quantbeat.ai.analyze", args=[n, day, strategy]) for n in names]
+    body = app.signature("quantbeat.ai.finish", kwargs={"strategy": strategy, "trade_date": day})
+    return {**summary, "chord": chord(header)(body).id}
+
+
+def finish_candidate_analyses(
+    results: Sequence[dict[str, Any]], strategy: str, trade_date: dt.date
+) -> dict[str, Any]:
+    """The analyses' chord callback: counts them and, for a :data:`RESCAN_AFTER_ANALYSIS`
+    strategy, sends ``quantbeat.scans.run`` for the day so the news scores count. Returns
+    ``{"strategy", "trade_date", "analysed", "succeeded", "failed", "rescan"}`` (``rescan``:
+    the scan task's id or ``None``)."""
+    ok = sum(1 for r in results if r.get("status") == "succeeded")
+    day = trade_date.isoformat()
+    rescan = None
+    if strategy in RESCAN_AFTER_ANALYSIS:
+        rescan = app.send_task(
+            "quantbeat.scans.run", kwargs={"strategy": strategy, "trade_date": day}
+        ).id
+    return {
+        "strategy": strategy,
+        "trade_date": day,
+        "analysed": len(results),
+        "succeeded": ok,
+        "failed": len(results) - ok,
+        "rescan": rescan,
+    }
+
+
+def queue_analysis(instrument: str, trade_date: dt.date, strategy: str) -> str:
+    """Send ``quantbeat.ai.analyze`` for one candidate to the ``ai`` workers; returns the
+    task id (see :func:`analysis_result`)."""
+    sent = app.send_task(
+        "quantbeat.ai.analyze", args=[instrument, trade_date.isoformat(), strategy]
+    )
+    return str(sent.id)
+
+
+def analysis_result(task_id: str, timeout: float) -> dict[str, Any]:
+    """The answer of a queued ``quantbeat.ai.analyze`` (the stored analysis, as
+    :func:`analyze` returns it), waiting up to ``timeout`` seconds.
+
+    Raises:
+        quant.errors.TransientError: no answer within ``timeout`` (no ``ai`` worker running?).
+        The task's own error when it failed (e.g. NotFound for an unknown instrument).
+    """
+    try:
+        answer: dict[str, Any] = app.AsyncResult(task_id).get(timeout=timeout)
+    except CeleryTimeout:
+        raise TransientError(
+            f"quantbeat.ai.analyze ({task_id}) did not finish within {timeout:g} s; is a "
+            "worker consuming the ai queue? (quantbeat worker --queues ai)"
+        ) from None
+    return answer

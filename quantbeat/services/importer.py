@@ -108,6 +108,7 @@ from quant.migration.csv_import import (
     parse_market,
     read_csv,
 )
+from quantbeat.services.indicators import invalidate_stored
 
 __all__ = [
     "IMPORT_REJECT_REASONS",
@@ -558,8 +559,6 @@ class _Importer:
             and self.layout.kind is CsvKind.DAILY_PRICES
         ):
             # After the commit: cached indicators of these instruments are now stale.
-            from quantbeat.services.indicators import invalidate_stored
-
             invalidate_stored(chunk.good)
         # Written once the chunk's transaction has ended, so the reject file and the counts
         # always describe the same rows, even if a later chunk fails.

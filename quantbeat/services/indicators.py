@@ -31,9 +31,18 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 from billiard.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import TimeoutError as CeleryTimeout
 from sqlalchemy.orm import Session
 
-from quant.errors import NotFound, QuantbeatError, TransientError, ValidationError
+from db.candles import load_candles, load_daily_universe, resolve_instrument
+from db.engine import session_scope
+from quant.errors import (
+    NotFound,
+    QuantbeatError,
+    ServiceUnavailable,
+    TransientError,
+    ValidationError,
+)
 from quant.indicators import (
     SCAN_BARS,
     SCAN_SET,
@@ -51,7 +60,9 @@ from quantbeat.infra.cache import (
     decode_series,
     encode_series,
 )
+from quantbeat.infra.forkstate import after_fork
 from quantbeat.infra.settings import Settings, get_settings
+from workers.app import app
 
 log = structlog.get_logger(__name__)
 
@@ -142,8 +153,6 @@ SessionFactory = Callable[[], AbstractContextManager[Session]]
 
 
 def _default_sessions() -> AbstractContextManager[Session]:
-    from db.engine import session_scope
-
     return session_scope()
 
 
@@ -184,8 +193,6 @@ class IndicatorService:
             found = self._names.get(instrument)
         if found is not None:
             return found
-        from db.candles import resolve_instrument
-
         with self._sessions() as session:
             found = resolve_instrument(session, instrument)
         with self._names_lock:
@@ -338,8 +345,6 @@ class IndicatorService:
         return out
 
     def _load(self, ident: int, request: IndicatorRequest) -> Candles:
-        from db.candles import load_candles
-
         with self._sessions() as session:
             return load_candles(
                 session,
@@ -449,8 +454,6 @@ class IndicatorService:
         whose computation raised; they are logged and skipped). Chunks are skipped while the
         cache is unavailable.
         """
-        from db.candles import load_daily_universe
-
         started = time.perf_counter()
         requests = [
             IndicatorRequest.create("KOSPI:X", name, dict(params), end=end, limit=bars)
@@ -581,8 +584,6 @@ def service(*, inline: bool = False) -> IndicatorService:
 
 
 def _send_prefetch(request: IndicatorRequest) -> None:
-    from workers.app import app
-
     app.send_task(
         "quantbeat.indicators.prefetch",
         args=[request.to_json()],
@@ -591,6 +592,7 @@ def _send_prefetch(request: IndicatorRequest) -> None:
     )
 
 
+@after_fork
 def forget_service() -> None:
     """Drop the process-wide services (after fork; tests that change settings)."""
     with _service_lock:
@@ -603,8 +605,6 @@ def cache_stats() -> CacheStats:
 
 
 def _wait(result: Any, timeout: float, what: str) -> Any:
-    from celery.exceptions import TimeoutError as CeleryTimeout
-
     try:
         return result.get(timeout=timeout, interval=0.01)
     except CeleryTimeout:
@@ -646,8 +646,6 @@ def get_indicator(
             hit = _from_blob(request, read.value)
             if hit is not None:
                 return hit
-    from workers.app import app
-
     # A request with a market was looked up (and counted) above; a bare ticker was not.
     sent = app.send_task(
         "quantbeat.indicators.compute",
@@ -694,8 +692,6 @@ def get_indicators(
             out[i] = _from_blob(request, read.value)
     missing = [i for i, o in enumerate(out) if o is None]
     if missing:
-        from workers.app import app
-
         # The validated form goes (JSON-safe whatever the caller passed); requests with a
         # market were looked up (and counted) here, bare tickers were not.
         sent = app.send_task(
@@ -710,6 +706,28 @@ def get_indicators(
         for i, answer in zip(missing, answers, strict=True):
             out[i] = IndicatorResult.from_json(answer) if answer["ok"] else answer
     return [o for o in out if o is not None]
+
+
+def invalidate_instruments(instruments: object) -> dict[str, int]:
+    """Drop the cached entries of ``instruments`` (a list of ``MARKET:TICKER``), what the
+    ``quantbeat.indicators.invalidate`` task does when collection could not reach the cache.
+    Returns ``{"instruments", "removed"}`` (entries removed).
+
+    Raises:
+        quant.errors.ValidationError: ``instruments`` is not a list of ``MARKET:TICKER``
+            strings.
+        quant.errors.ServiceUnavailable: the cache still cannot be reached (retry later).
+    """
+    if not isinstance(instruments, list) or not all(
+        isinstance(i, str) and ":" in i for i in instruments
+    ):
+        raise ValidationError(
+            "instruments must be a list of MARKET:TICKER strings", field="instruments"
+        )
+    removed = indicator_cache().invalidate(instruments)
+    if removed is None:
+        raise ServiceUnavailable("the indicator cache cannot be reached; retrying")
+    return {"instruments": len(instruments), "removed": removed}
 
 
 def invalidate_stored(frame: Any) -> int | None:
@@ -732,8 +750,6 @@ def invalidate_stored(frame: Any) -> int | None:
     removed = indicator_cache().invalidate(names)
     if removed is None:
         try:
-            from workers.app import app
-
             app.send_task("quantbeat.indicators.invalidate", args=[names], add_to_parent=False)
             log.warning("cache.invalidation_queued", instruments=len(names))
         except Exception as exc:
@@ -770,5 +786,6 @@ __all__ = [
     "get_indicator",
     "get_indicators",
     "indicator_cache",
+    "invalidate_instruments",
     "service",
 ]

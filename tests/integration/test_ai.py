@@ -12,10 +12,13 @@ import pytest
 import redis
 from sqlalchemy import func, select, text
 
+from db.ai import store_news
+from db.candles import resolve_instrument
 from db.engine import session_scope
 from db.models import AiAnalysis, NewsItem, NewsMention
 from quant.ai import GeminiAnalyzer
 from quant.errors import RateLimited, ServiceUnavailable
+from quant.news import LocalFileSource, match_instruments
 from quantbeat.infra.ratelimit import WaitTooLong
 from quantbeat.infra.settings import get_settings, reset_settings
 from quantbeat.services.ai import analyze, limiter
@@ -131,9 +134,6 @@ def test_rejected_requests_and_invalid_output_are_recorded_as_failed(fake, names
 
 
 def test_news_is_stored_once_per_article_with_its_mentions(names, tmp_path):
-    from db.ai import store_news
-    from db.candles import resolve_instrument
-    from quant.news import LocalFileSource, match_instruments
 
     ticker = names[0].split(":")[1]
     feed = tmp_path / "today.jsonl"

@@ -10,16 +10,20 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import redis
-from sqlalchemy import text
+from sqlalchemy import select, text
 from structlog.testing import capture_logs
 
+import quantbeat.services.indicators as module
 from db.candles import load_candles, resolve_instrument, universe
 from db.engine import get_engine, session_scope
+from db.models import AiAnalysis, Base, Instrument, ScanRun
+from quant.errors import ValidationError
 from quant.indicators import SCAN_BARS, SCAN_SET, IndicatorRequest, compute
 from quantbeat.cli import main as cli
-from quantbeat.infra.cache import Entry, RedisCache, SafeCache, decode_series
+from quantbeat.infra.cache import CacheStats, Entry, Read, RedisCache, SafeCache, decode_series
 from quantbeat.infra.settings import get_settings
 from quantbeat.services.indicators import (
     IndicatorService,
@@ -29,7 +33,10 @@ from quantbeat.services.indicators import (
     indicator_cache,
     service,
 )
+from quantbeat.services.scans import candidates
+from tasks.collect import daily_candles, daily_range
 from tests.conftest import TEST_REDIS_URL
+from tests.integration.helpers import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +48,6 @@ FIRST = dt.date(2026, 9, 1)
 def history(database: str) -> list[tuple[int, str]]:
     """About 55 sessions of simulated KOSPI candles up to DAY (collected in-process by the
     production task body), and an empty cache."""
-    from db.models import Base
-    from tasks.collect import daily_range
 
     names = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with get_engine(database).begin() as conn:
@@ -116,7 +121,6 @@ def test_values_are_compact_binary_in_redis(cache, history):
 
 
 def test_storing_new_candles_invalidates_the_instruments_entries(cache, history):
-    from tasks.collect import daily_candles
 
     instrument = history[3][1]
     earlier = DAY - dt.timedelta(days=1)  # Thursday
@@ -186,7 +190,6 @@ def test_the_batch_answers_each_item_dedups_and_isolates_failures(celery_app, ca
 
 
 def test_a_batch_of_more_than_ten_is_rejected_whole(cache, history):
-    from quant.errors import ValidationError
 
     with pytest.raises(ValidationError, match="1 to 10"):
         get_indicators([{"instrument": history[0][1], "indicator": "rsi"}] * 11)
@@ -253,7 +256,6 @@ class _NoCache:
     name = "none"
 
     def get_many(self, entries, *, count=True, count_candles=True):
-        from quantbeat.infra.cache import Read
 
         return [Read(None, 0) for _ in entries]
 
@@ -270,7 +272,6 @@ class _NoCache:
         return 0
 
     def stats(self):
-        from quantbeat.infra.cache import CacheStats
 
         return CacheStats(backend=self.name)
 
@@ -281,9 +282,6 @@ class _NoCache:
 def test_the_krx_close_pipeline_chains_collection_precompute_and_the_vcp_scan(
     celery_app, cache, history
 ):
-    from sqlalchemy import select
-
-    from db.models import AiAnalysis, ScanRun
 
     sent = celery_app.send_task(
         "quantbeat.pipeline.krx_close", kwargs={"trade_date": DAY.isoformat(), "market": "KOSPI"}
@@ -308,7 +306,6 @@ def test_the_krx_close_pipeline_chains_collection_precompute_and_the_vcp_scan(
     # ... and the finished scan started the analysis of its top candidates (offline here)
     analysis = celery_app.AsyncResult(done["analysis"]).get(timeout=60)
     assert analysis["strategy"] == "vcp"
-    from quantbeat.services.scans import candidates
 
     top = [c.instrument for c in candidates("vcp", DAY, limit=5)]
     assert analysis["instruments"] == top  # the top QUANTBEAT_AI_TOP_N (5) candidates
@@ -377,7 +374,6 @@ def test_a_miss_prefetches_the_default_indicators_over_the_same_candles(cache, h
 
 
 def test_a_worker_miss_sends_the_prefetch_as_a_follow_up_task(celery_app, cache, history):
-    from tests.integration.helpers import eventually
 
     instrument = history[12][1]
     assert get_indicator(instrument, "sma", {"period": 7}, end=DAY, limit=44).source == ("computed")
@@ -388,7 +384,6 @@ def test_a_worker_miss_sends_the_prefetch_as_a_follow_up_task(celery_app, cache,
 
 
 def test_one_failing_indicator_does_not_fail_its_neighbours_in_a_group(cache, history, monkeypatch):
-    import quantbeat.services.indicators as module
 
     real = module.compute  # type: ignore[attr-defined]
 
@@ -433,10 +428,6 @@ def test_a_lost_generation_never_lets_a_stale_write_in(cache, history):
 def test_an_unreachable_cache_at_invalidation_queues_a_retrying_task(
     celery_app, cache, history, monkeypatch
 ):
-    import pandas as pd
-
-    import quantbeat.services.indicators as module
-    from tests.integration.helpers import eventually
 
     instrument = history[15][1]
     assert service().compute(IndicatorRequest.create(instrument, "rsi", limit=20)).source == (
@@ -460,7 +451,6 @@ def test_an_unreachable_cache_at_invalidation_queues_a_retrying_task(
 
 
 def test_a_bare_ticker_resolves_to_the_listed_instrument(cache, history):
-    from db.models import Instrument
 
     market, ticker = history[16][1].split(":")
     with session_scope() as session:

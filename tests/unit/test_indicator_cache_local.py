@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 from quant.indicators.request import INTERVALS
 from quantbeat.infra import cache as cache_module
+from quantbeat.infra import forkstate
 from quantbeat.infra.cache import (
     CacheFormatError,
     CacheStats,
@@ -30,6 +31,8 @@ from quantbeat.infra.cache import (
     encode_series,
     ttl_for,
 )
+from quantbeat.infra.settings import reset_settings
+from quantbeat.services import indicators
 
 NAN = math.nan
 HEADER = 10  # magic (2), version, unit, bars (uint32), columns (uint16)
@@ -634,3 +637,20 @@ def test_peek_many_reads_fields_without_counting_and_fails_soft(logs):
     safe = SafeCache(backend, clock=Clock())
     assert safe.peek_many([(A, "1d", ["x", "y"])]) == [[None, None]]
     assert safe.stats().errors == 1
+
+
+def test_the_process_wide_indicator_services_are_reset_in_a_forked_child(monkeypatch):
+    """A pool child must not reuse its parent's service (its cache client, its thread pool):
+    ``forget_service`` is registered with the one after-fork registry."""
+    assert "quantbeat.services.indicators.forget_service" in forkstate.registered()
+    monkeypatch.setenv("QUANTBEAT_CACHE_URL", "memory://")
+    reset_settings()
+    try:
+        parent = indicators.service()
+        assert indicators.service() is parent
+        indicators.forget_service()
+        assert indicators.service() is not parent
+    finally:
+        indicators.forget_service()
+        monkeypatch.undo()
+        reset_settings()
