@@ -60,11 +60,6 @@ PROMPT_CANDLES = 20
 PROMPT_FLOWS = 10
 #: The most candidates one ``quantbeat.ai.analyze_candidates`` analyses.
 MAX_TOP = 200
-#: Strategies whose scan reads the analyses' news scores (the closing bet's news points):
-#: when their candidates' analyses finish, the day's scan is re-run so the scores count.
-RESCAN_AFTER_ANALYSIS = frozenset({"closing_bet"})
-
-
 def analysis_strategy(value: object) -> str:
     """The registered scan strategy named by ``value`` (case and ``-``/``_`` ignored:
     ``Closing-Bet`` → ``closing_bet``), whose candidates can be analysed.
@@ -381,7 +376,7 @@ def analyze_attempt(
 def start_candidate_analyses(strategy: str, trade_date: dt.date, top: int) -> dict[str, Any]:
     """Analyse the ``top`` best stored candidates of ``strategy``'s scan of ``trade_date``:
     a chord of ``quantbeat.ai.analyze`` tasks whose callback ``quantbeat.ai.finish`` counts
-    them (and re-runs the scan of a :data:`RESCAN_AFTER_ANALYSIS` strategy). Returns
+    them (and re-runs the scan of a strategy that reads news scores). Returns
     ``{"strategy", "trade_date", "instruments", "chord"}`` at once (``chord``: the callback's
     id, ``None`` when there is nothing to analyse)."""
     names = top_candidates(strategy, trade_date, top) if top else []
@@ -397,14 +392,14 @@ def start_candidate_analyses(strategy: str, trade_date: dt.date, top: int) -> di
 def finish_candidate_analyses(
     results: Sequence[dict[str, Any]], strategy: str, trade_date: dt.date
 ) -> dict[str, Any]:
-    """The analyses' chord callback: counts them and, for a :data:`RESCAN_AFTER_ANALYSIS`
-    strategy, sends ``quantbeat.scans.run`` for the day so the news scores count. Returns
+    """The analyses' chord callback: counts them and, for a strategy whose scan reads the news
+    scores (:attr:`~quantbeat.services.strategies.ScanStrategy.reads_news`), sends ``quantbeat.scans.run`` for the day so the news scores count. Returns
     ``{"strategy", "trade_date", "analysed", "succeeded", "failed", "rescan"}`` (``rescan``:
     the scan task's id or ``None``)."""
     ok = sum(1 for r in results if r.get("status") == "succeeded")
     day = trade_date.isoformat()
     rescan = None
-    if strategy in RESCAN_AFTER_ANALYSIS:
+    if scan_strategy(strategy).reads_news:
         rescan = app.send_task(
             "quantbeat.scans.run", kwargs={"strategy": strategy, "trade_date": day}
         ).id

@@ -77,6 +77,9 @@ class ScanStrategy:
     #: Grades ranked before the score (best first), e.g. a closing-bet S outranks an A with
     #: more points; empty: ranked by score only.
     grades: tuple[str, ...] = ()
+    #: Its evaluation reads the AI analyses' news scores: when the analyses of its top
+    #: candidates finish, the day's scan is re-run so the scores count.
+    reads_news: bool = False
 
 
 _registry: dict[str, ScanStrategy] = {}
@@ -355,5 +358,6 @@ register(
         configure=_closing_bet_with,
         backtest="closing_bet",
         grades=("S", "A", "B", "C"),
+        reads_news=True,
     )
 )
