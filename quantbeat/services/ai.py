@@ -393,7 +393,8 @@ def finish_candidate_analyses(
     results: Sequence[dict[str, Any]], strategy: str, trade_date: dt.date
 ) -> dict[str, Any]:
     """The analyses' chord callback: counts them and, for a strategy whose scan reads the news
-    scores (:attr:`~quantbeat.services.strategies.ScanStrategy.reads_news`), sends ``quantbeat.scans.run`` for the day so the news scores count. Returns
+    scores (:attr:`~quantbeat.services.strategies.ScanStrategy.reads_news`), sends
+    ``quantbeat.scans.run`` for the day so the news scores count. Returns
     ``{"strategy", "trade_date", "analysed", "succeeded", "failed", "rescan"}`` (``rescan``:
     the scan task's id or ``None``)."""
     ok = sum(1 for r in results if r.get("status") == "succeeded")
