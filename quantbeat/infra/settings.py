@@ -35,6 +35,10 @@ class Settings(BaseSettings):
 
     # --- deployment -------------------------------------------------------------------------
     env: Literal["development", "test", "production"] = "development"
+    # Where commands run (quantbeat.infra.profile): "embedded" (a SQLite file under data_dir,
+    # in-process broker and worker), "distributed" (the URLs below), or "auto": distributed
+    # as soon as any of QUANTBEAT_DATABASE_URL/BROKER_URL/RESULT_BACKEND/REDIS_URL is set.
+    mode: Literal["auto", "embedded", "distributed"] = "auto"
     timezone: str = "Asia/Seoul"
     data_dir: Path = Path("var")
 
