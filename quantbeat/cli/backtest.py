@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from quant.errors import ValidationError
+from quantbeat.services import backtests
 
 backtest_app = typer.Typer(
     help="Backtests: submit runs to the cpu workers, watch, cancel, report.",
@@ -129,8 +130,6 @@ def submit(
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 3_600.0,
 ) -> None:
     """Validate and enqueue a backtest; prints its run id (--wait: follows it)."""
-    from quantbeat.services.backtests import status, submit_backtest
-
     spec: dict[str, Any] = {
         "strategy": strategy.replace("-", "_"),
         "instruments": instruments,
@@ -143,14 +142,16 @@ def submit(
         "time_limit": time_limit,
         "label": label,
     }
-    run_id = submit_backtest({k: v for k, v in spec.items() if v is not None}, origin="cli")
+    run_id = backtests.submit_backtest(
+        {k: v for k, v in spec.items() if v is not None}, origin="cli"
+    )
     console.print(f"submitted backtest {run_id}")
     if not wait:
         return
     deadline = time.monotonic() + timeout
     last = ""
     while True:
-        row = status(run_id)
+        row = backtests.status(run_id)
         line = f"{row['state']} {row['progress']:.0%} {row['instruments']}"
         if line != last:
             eta = row.get("eta_seconds")
@@ -171,9 +172,7 @@ def status_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
 ) -> None:
     """State, progress (fraction and n/m instruments), ETA; metrics once completed."""
-    from quantbeat.services.backtests import status
-
-    row = status(run_id)
+    row = backtests.status(run_id)
     if as_json:
         console.print_json(data=row)
         return
@@ -188,9 +187,7 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
 ) -> None:
     """Recent runs with their state and headline metrics."""
-    from quantbeat.services.backtests import list_backtests
-
-    rows = list_backtests(limit=limit, state=state, strategy=strategy)
+    rows = backtests.list_backtests(limit=limit, state=state, strategy=strategy)
     if as_json:
         console.print_json(data=rows)
         return
@@ -219,9 +216,7 @@ def cancel_cmd(
     wait: Annotated[float, typer.Option(help="Seconds to wait for it to stop")] = 2.0,
 ) -> None:
     """Cancel a run (queued: at once; running: its worker stops within about a second)."""
-    from quantbeat.services.backtests import cancel
-
-    state = cancel(run_id, wait=wait)
+    state = backtests.cancel(run_id, wait=wait)
     console.print(f"run {run_id}: {state}")
 
 
@@ -237,9 +232,7 @@ def report_cmd(
 ) -> None:
     """Write the run's self-contained HTML report (equity, drawdown, metrics, trades) and a
     PNG; optionally export them with the trades/equity CSVs and metrics JSON to S3."""
-    from quantbeat.services.backtests import write_report
-
-    files = write_report(run_id, directory=out, png=png, export=export)
+    files = backtests.write_report(run_id, directory=out, png=png, export=export)
     console.print(f"report: {files.html}", soft_wrap=True)
     if files.png is not None:
         console.print(f"image:  {files.png}", soft_wrap=True)

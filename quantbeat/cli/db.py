@@ -6,7 +6,10 @@ from typing import Annotated
 
 import typer
 
+from db import migrate
+from db.engine import display_url
 from quantbeat.cli.common import console
+from quantbeat.infra.settings import get_settings
 
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 
@@ -16,10 +19,6 @@ def db_upgrade(
     revision: Annotated[str, typer.Option(help="Target revision")] = "head",
 ) -> None:
     """Apply migrations to QUANTBEAT_DATABASE_URL."""
-    from db import migrate
-    from db.engine import display_url
-    from quantbeat.infra.settings import get_settings
-
     url = get_settings().database_url
     migrate.upgrade(url, revision)
     console.print(f"database {display_url(url)} at revision {migrate.current_revision(url)}")
@@ -28,7 +27,4 @@ def db_upgrade(
 @db_app.command("current")
 def db_current() -> None:
     """Print the database's migration revision."""
-    from db import migrate
-    from quantbeat.infra.settings import get_settings
-
     console.print(migrate.current_revision(get_settings().database_url) or "(empty)")

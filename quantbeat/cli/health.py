@@ -14,6 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from quant.errors import ValidationError
+from quantbeat.infra.settings import get_settings
+from quantbeat.services import health as service
 from quantbeat.services.health import DEFAULT_TIMEOUT, CachedHealth, HealthReport, Status
 
 health_app = typer.Typer(
@@ -65,9 +68,7 @@ def health(
     """Check every component and print the report; exit 0 healthy, 1 degraded, 2 unhealthy."""
     if ctx.invoked_subcommand is not None:
         return
-    from quantbeat.services.health import check_health, check_timeout
-
-    report = check_health(timeout=check_timeout(timeout, field="--timeout"))
+    report = service.check_health(timeout=service.check_timeout(timeout, field="--timeout"))
     if as_json:
         sys.stdout.write(json.dumps(report.as_dict(), indent=2) + "\n")
         sys.stdout.flush()
@@ -89,17 +90,15 @@ def serve(
 
     GET /health: the JSON report, 200 when healthy or degraded, 503 when unhealthy.
     GET /health/live: 200 while this process runs."""
-    from quant.errors import ValidationError
-    from quantbeat.infra.settings import get_settings
-    from quantbeat.services.health import check_health, check_timeout, make_server
-
-    budget = check_timeout(timeout, field="--timeout")
+    budget = service.check_timeout(timeout, field="--timeout")
     if not 0 <= cache <= 3600:
         raise ValidationError(f"--cache must be 0..3600 seconds, got {cache}", field="--cache")
     chosen = get_settings().health_port if port is None else port
     if not 0 <= chosen <= 65_535:
         raise ValidationError(f"--port must be 0..65535, got {chosen}", field="--port")
-    server = make_server(host, chosen, CachedHealth(lambda: check_health(timeout=budget), cache))
+    server = service.make_server(
+        host, chosen, CachedHealth(lambda: service.check_health(timeout=budget), cache)
+    )
     bound_host, bound_port = server.server_address[:2]
     # One plain, flushed line: supervisors and tests read the port from it.
     sys.stdout.write(f"serving health on http://{bound_host!s}:{bound_port}/health\n")

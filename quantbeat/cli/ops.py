@@ -5,7 +5,8 @@ Registered on the main CLI (see :mod:`quantbeat.cli.main` for exit codes: an unk
 option value is a usage error, exit code 2). Times are printed in UTC. ``--since`` and
 ``--older-than`` take a duration (``90s``, ``15m``, ``1h``, ``2d``) or an ISO date/datetime
 (:mod:`quantbeat.infra.timespec`); ``--task`` takes names or globs (``quantbeat.collect.*``) and may
-be repeated. Arguments, payloads and errors are shown as stored: masked.
+be repeated. Arguments, payloads and errors are shown as stored: masked. The queries are
+:mod:`quantbeat.services.jobs` and :mod:`quantbeat.services.dlq`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rich.text import Text
 
 from quant.errors import ValidationError
 from quantbeat.infra.timespec import parse_since
+from quantbeat.services import dlq, jobs
 
 jobs_app = typer.Typer(
     help="Job history: every task execution with its attempts, timings and error.",
@@ -38,17 +40,14 @@ dlq_app = typer.Typer(
 )
 console = Console()
 
-#: Job states ``jobs list --failed`` shows: the executions that ended in failure.
-FAILED_STATES: tuple[str, ...] = ("failed", "timed_out", "lost")
 _ERROR_WIDTH = 60
 
 
-def _when(value: dt.datetime | None) -> str:
-    return "" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.astimezone(dt.UTC).isoformat()
+def _when(iso: str | None) -> str:
+    """An ISO 8601 instant (as the services return it) in UTC, to the second."""
+    if not iso:
+        return ""
+    return dt.datetime.fromisoformat(iso).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _short(text: str | None, width: int = _ERROR_WIDTH) -> str:
@@ -64,14 +63,6 @@ def _duration(ms: float | None) -> str:
 
 def _since(value: str | None) -> dt.datetime | None:
     return None if value is None else parse_since(value, option="--since")
-
-
-def _limit(value: int) -> int:
-    if value < 1:
-        raise ValidationError(
-            f"--limit must be at least 1, got {value}", field="--limit", value=value
-        )
-    return value
 
 
 def _table(columns: tuple[str, ...], *, numeric: tuple[str, ...]) -> Table:
@@ -120,33 +111,11 @@ def _print_json_block(title: str, value: Any) -> None:
 
 
 # --- jobs -------------------------------------------------------------------------------------
-def job_dict(run: Any) -> dict[str, Any]:
-    """Every column of a job run, JSON-ready (times as ISO 8601 UTC)."""
-    return {
-        "id": run.id,
-        "task_id": run.task_id,
-        "task_name": run.task_name,
-        "queue": run.queue,
-        "state": run.state,
-        "attempts": run.attempts,
-        "retries": run.retries,
-        "worker": run.worker,
-        "started_at": _iso(run.started_at),
-        "finished_at": _iso(run.finished_at),
-        "duration_ms": run.duration_ms,
-        "error": run.error,
-        "args": run.args,
-        "kwargs": run.kwargs,
-        "result": run.result,
-        "created_at": _iso(run.created_at),
-        "updated_at": _iso(run.updated_at),
-    }
-
-
 @jobs_app.command("list")
 def jobs_list(
     failed: Annotated[
-        bool, typer.Option("--failed", help=f"Only failed runs ({', '.join(FAILED_STATES)})")
+        bool,
+        typer.Option("--failed", help=f"Only failed runs ({', '.join(jobs.FAILED_STATES)})"),
     ] = False,
     state: Annotated[
         list[str] | None, typer.Option("--state", help="Only runs in this state (repeatable)")
@@ -162,28 +131,9 @@ def jobs_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
 ) -> None:
     """Recent task executions: id, task, state, attempts, retries, start, duration, error."""
-    from db.engine import session_scope
-    from db.jobs import list_job_runs
-    from db.models import JOB_STATES
-
-    states = list(state or [])
-    bad = [s for s in states if s not in JOB_STATES]
-    if bad:
-        raise ValidationError(
-            f"--state must be one of {', '.join(JOB_STATES)}; got {', '.join(map(repr, bad))}",
-            field="--state",
-            value=bad,
-        )
-    if failed:
-        states = [s for s in states if s in FAILED_STATES] if states else list(FAILED_STATES)
-        if not states:
-            raise ValidationError(
-                "--failed and --state select no state in common", field="--state", value=state
-            )
-    cutoff, limit = _since(since), _limit(limit)
-    with session_scope() as session:
-        runs = list_job_runs(session, states=states, task_patterns=task, since=cutoff, limit=limit)
-        rows = [job_dict(run) for run in runs]
+    rows = jobs.list_jobs(
+        states=state or (), failed=failed, tasks=task, since=_since(since), limit=limit
+    )
     if as_json:
         console.print_json(data=rows)
         return
@@ -194,16 +144,16 @@ def jobs_list(
         ("id", "task", "state", "attempts", "retries", "started", "duration", "error"),
         numeric=("id", "attempts", "retries", "duration"),
     )
-    for run in runs:
+    for run in rows:
         table.add_row(
-            str(run.id),
-            Text(run.task_name),
-            run.state,
-            str(run.attempts),
-            str(run.retries),
-            _when(run.started_at),
-            _duration(run.duration_ms),
-            Text(_short(run.error)),
+            str(run["id"]),
+            Text(run["task_name"]),
+            run["state"],
+            str(run["attempts"]),
+            str(run["retries"]),
+            _when(run["started_at"]),
+            _duration(run["duration_ms"]),
+            Text(_short(run["error"])),
         )
     _print_listing(table)
 
@@ -217,16 +167,7 @@ def jobs_show(
 ) -> None:
     """Everything recorded about one task id: arguments (masked), attempts, retries, worker,
     queue, timings, error and result."""
-    from db.engine import session_scope
-    from db.jobs import find_job_run
-
-    with session_scope() as session:
-        run = find_job_run(session, ident.strip())
-        if run is None:
-            raise ValidationError(
-                f"no job run with row id or task id {ident!r}", field="ID", value=ident
-            )
-        row = job_dict(run)
+    row = jobs.get_job(ident)
     if as_json:
         console.print_json(data=row)
         return
@@ -268,13 +209,7 @@ def dlq_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
 ) -> None:
     """Dead letters: id, reason, task, occurrences, last seen, replays, error."""
-    from db.engine import session_scope
-    from quantbeat.services.dlq import letter_summary, list_letters
-
-    cutoff, limit = _since(since), _limit(limit)
-    with session_scope() as session:
-        letters = list_letters(session, reasons=reason, tasks=task, since=cutoff, limit=limit)
-        rows = [letter_summary(letter) for letter in letters]
+    rows = dlq.list_letters(reasons=reason, tasks=task, since=_since(since), limit=limit)
     if as_json:
         console.print_json(data=rows)
         return
@@ -285,15 +220,15 @@ def dlq_list(
         ("id", "reason", "task", "seen", "last seen", "replays", "error"),
         numeric=("id", "seen", "replays"),
     )
-    for letter in letters:
+    for letter in rows:
         table.add_row(
-            str(letter.id),
-            Text(letter.reason),
-            Text(letter.task_name or ""),
-            str(letter.occurrences),
-            _when(letter.last_seen),
-            str(letter.replays or 0),
-            Text(_short(letter.error)),
+            str(letter["id"]),
+            Text(letter["reason"]),
+            Text(letter["task_name"] or ""),
+            str(letter["occurrences"]),
+            _when(letter["last_seen"]),
+            str(letter["replays"]),
+            Text(_short(letter["error"])),
         )
     _print_listing(table)
 
@@ -304,25 +239,12 @@ def dlq_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
 ) -> None:
     """Everything about one dead letter, its (masked) payload pretty-printed."""
-    from db.engine import session_scope
-    from quantbeat.services.dlq import get_letter, letter_detail
-
-    with session_scope() as session:
-        row = letter_detail(get_letter(session, letter_id))
+    row = dlq.show_letter(letter_id)
     if as_json:
         console.print_json(data=row)
         return
     _print_fields([(k.replace("_", " "), v) for k, v in row.items() if k != "payload"])
     _print_json_block("payload", row["payload"])
-
-
-def _worker_app() -> Any:
-    """The production Celery app with every task module imported (its registry is what a
-    replay checks task names against)."""
-    from workers.app import app
-
-    app.loader.import_default_modules()
-    return app
 
 
 @dlq_app.command("replay")
@@ -344,22 +266,7 @@ def dlq_replay(
     registered, that hold no decodable arguments, or whose arguments were masked when stored.
     With --all/--reason the letters that can be replayed are sent and the others listed.
     """
-    from db.engine import session_scope
-    from quantbeat.services.dlq import replay
-
-    if ids and replay_all:
-        raise ValidationError("give dead letter IDs or --all, not both", field="--all")
-    if not ids and not replay_all and not reason:
-        raise ValidationError("name the dead letters to replay: IDs, --all or --reason")
-    with session_scope() as session:
-        done = replay(
-            session,
-            _worker_app(),
-            ids=ids or (),
-            replay_all=replay_all,
-            reasons=reason,
-            dry_run=dry_run,
-        )
+    done = dlq.replay(ids=ids or (), replay_all=replay_all, reasons=reason, dry_run=dry_run)
     sent = [r for r in done if r.refused is None]
     for r in sent:
         call = f"{r.task_name}(args={json.dumps(r.args)}, kwargs={json.dumps(r.kwargs)})"
@@ -395,9 +302,6 @@ def dlq_purge(
     yes: Annotated[bool, typer.Option("--yes", help="Really delete")] = False,
 ) -> None:
     """Delete dead letters matching every given filter (at least one is required)."""
-    from db.engine import session_scope
-    from quantbeat.services.dlq import purge
-
     if older_than is None and not reason and not ids:
         raise ValidationError(
             "dlq purge needs a filter: --older-than, --reason or --id", field="--older-than"
@@ -407,6 +311,5 @@ def dlq_purge(
             "dlq purge deletes dead letters; pass --yes to confirm", field="--yes"
         )
     cutoff = None if older_than is None else parse_since(older_than, option="--older-than")
-    with session_scope() as session:
-        deleted = purge(session, older_than=cutoff, reasons=reason, ids=ids)
+    deleted = dlq.purge(older_than=cutoff, reasons=reason, ids=ids)
     console.print(f"deleted {deleted} dead letter(s)")

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 import typer
 
 from quant.errors import ConfigError, ValidationError
+from quantbeat.infra.settings import get_settings, reset_settings
+from workers.app import app as celery_app
+from workers.queues import Queue
 
 
 def _queues(value: str) -> list[str]:
-    from workers.queues import Queue
-
     names = [q.strip() for q in value.split(",") if q.strip()]
     known = {q.value for q in Queue}
     bad = [q for q in names if q not in known]
@@ -54,14 +55,10 @@ def worker(
                 value=metrics_port,
             )
         # The worker's signal handlers read settings; this process is the worker.
-        from quantbeat.infra.settings import reset_settings
-
         os.environ["QUANTBEAT_METRICS_PORT"] = str(metrics_port)
         reset_settings()
     if concurrency is None:
         concurrency = (os.cpu_count() or 2) if chosen_pool == "prefork" else 16
-    from workers.app import app as celery_app
-
     _celery(
         celery_app,
         [
@@ -87,9 +84,6 @@ def beat(
 ) -> None:
     """Start Celery beat (celery-redbeat). Several may run: one ticks, the others wait for
     its lock, and a duplicate tick is a no-op (see workers/beat.py)."""
-    from quantbeat.infra.settings import get_settings
-    from workers.app import app as celery_app
-
     settings = get_settings()
     if settings.redis_url.startswith("memory://"):
         raise ConfigError(
@@ -128,9 +122,6 @@ def flower(
         quant.errors.ConfigError: no basic auth and no ``--no-auth``, or basic auth that is not
             ``user:password`` (comma-separated for several users).
     """
-    from quantbeat.infra.settings import get_settings
-    from workers.app import app as celery_app
-
     settings = get_settings()
     if settings.flower_basic_auth is not None:
         credentials = settings.flower_basic_auth.get_secret_value()

@@ -12,11 +12,17 @@ from rich.console import Console
 from rich.table import Table
 
 from quant.errors import ValidationError
+from quantbeat.services.settings_store import (
+    list_stored,
+    set_setting,
+    stored_value,
+    unset_setting,
+)
 
 console = Console()
 
 settings_app = typer.Typer(
-    help="Stored settings: strategy.<vcp|closing_bet> parameters, schedule.<entry>.enabled.",
+    help="Stored settings: strategy.<name> parameters, schedule.<entry>.enabled.",
     no_args_is_help=True,
 )
 
@@ -38,19 +44,7 @@ def settings_list(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
     """Every stored setting, with who changed it and when."""
-    from db.config import list_settings
-    from db.engine import session_scope
-
-    with session_scope() as session:
-        rows = [
-            {
-                "key": r.key,
-                "value": r.value,
-                "updated_by": r.updated_by,
-                "updated_at": r.updated_at.isoformat() if r.updated_at else None,
-            }
-            for r in list_settings(session)
-        ]
+    rows = list_stored()
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -71,12 +65,7 @@ def settings_list(
 @settings_app.command("get")
 def settings_get(key: Annotated[str, typer.Argument(help="e.g. strategy.vcp")]) -> None:
     """Print one setting's stored value as JSON (``null`` when it is not set)."""
-    from db.config import load_all
-    from db.engine import session_scope
-
-    with session_scope() as session:
-        value = load_all(session).get(key)
-    typer.echo(json.dumps(value, ensure_ascii=False))
+    typer.echo(json.dumps(stored_value(key), ensure_ascii=False))
 
 
 @settings_app.command("set")
@@ -85,8 +74,6 @@ def settings_set(
     value: Annotated[str, typer.Argument(help="a JSON value")],
 ) -> None:
     """Validate and store a setting; running beat and workers pick it up within seconds."""
-    from quantbeat.services.settings_store import set_setting
-
     stored = set_setting(key, _parse_value(value), updated_by=getpass.getuser())
     console.print(f"{key} = {json.dumps(stored, ensure_ascii=False)}")
 
@@ -94,7 +81,5 @@ def settings_set(
 @settings_app.command("unset")
 def settings_unset(key: Annotated[str, typer.Argument(help="the setting to remove")]) -> None:
     """Remove a setting (back to its default)."""
-    from quantbeat.services.settings_store import unset_setting
-
     existed = unset_setting(key)
     console.print(f"{key} removed" if existed else f"{key} was not set")

@@ -15,7 +15,9 @@ live state: progress, ETA and the cancel flag (in-process with ``memory://``).
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import math
 import os
@@ -28,11 +30,41 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import redis
 import structlog
+from billiard.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticError
 
-from quant.errors import NotFound, ValidationError
+from db.backtests import (
+    FINAL_STATES,
+    claim,
+    create_run,
+    finish,
+    get_run,
+    list_runs,
+    load_equity,
+    load_trades,
+    request_cancel,
+    set_progress,
+    store_result,
+)
+from db.candles import load_daily_universe, resolve_instrument
+from db.engine import session_scope
+from db.scans import data_version, load_flows
+from quant.backtest.engine import Market, simulate
+from quant.backtest.metrics import compute_metrics
+from quant.backtest.strategies import get as get_strategy
+from quant.errors import ConfigError, NotFound, QuantbeatError, ValidationError
+from quant.indicators import Candles
+from quantbeat.infra.forkstate import after_fork
+from quantbeat.infra.settings import get_settings
+from quantbeat.infra.sources import latest_krx_session
+from quantbeat.services.export import S3Target, artifacts_for, export_artifacts
+from quantbeat.services.scans import candidates
+from quantbeat.services.strategies import scan_strategy, scan_strategy_names
+from workers.app import app as worker_app
+from workers.retry import as_transient
 
 log = structlog.get_logger(__name__)
 
@@ -121,11 +153,6 @@ def validate_spec(
             ``start`` not before ``end``, ``end`` in the future, a time limit pair out of
             order, or unknown instruments (all of them listed).
     """
-    from db.candles import resolve_instrument
-    from db.engine import session_scope
-    from quant.backtest.strategies import get as get_strategy
-    from quantbeat.infra.settings import get_settings
-
     parsed = parse_spec(spec)
     strategy = get_strategy(parsed.strategy)
     strategy.params(parsed.params)
@@ -251,8 +278,6 @@ _stores_lock = threading.Lock()
 
 def state_store(redis_url: str | None = None) -> StateStore:
     """The process-wide live-state store for ``redis_url`` (default: settings)."""
-    from quantbeat.infra.settings import get_settings
-
     url = redis_url or get_settings().redis_url
     with _stores_lock:
         store = _stores.get(url)
@@ -260,8 +285,6 @@ def state_store(redis_url: str | None = None) -> StateStore:
             if url.startswith("memory://"):
                 store = MemoryState()
             else:
-                import redis
-
                 store = RedisState(
                     redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
                 )
@@ -269,8 +292,9 @@ def state_store(redis_url: str | None = None) -> StateStore:
         return store
 
 
+@after_fork
 def forget_state_stores() -> None:
-    """Drop cached clients (after fork)."""
+    """Drop cached clients (registered to run in every forked child)."""
     with _stores_lock:
         _stores.clear()
 
@@ -291,9 +315,6 @@ def submit_backtest(
     Raises:
         quant.errors.ValidationError: the spec is invalid (nothing is enqueued).
     """
-    from db.backtests import create_run
-    from db.engine import session_scope
-
     resolved = validate_spec(spec)
     run_id = uuid.uuid4().hex
     with session_scope() as session:
@@ -314,11 +335,7 @@ def submit_backtest(
             "submitted": time.time(),
         },
     )
-    if app is None:
-        from workers.app import app as default_app
-
-        app = default_app
-    app.send_task(
+    (app or worker_app).send_task(
         TASK_NAME,
         args=[run_id],
         task_id=f"backtest-{run_id}",
@@ -330,6 +347,56 @@ def submit_backtest(
     return run_id
 
 
+#: Calendar days the nightly backtest covers: the allowed range (default: settings).
+NIGHTLY_DAYS_RANGE = (30, 7_300)
+
+
+def nightly_backtests(
+    trade_date: dt.date | None = None, days: int | None = None, *, app: Any = None
+) -> dict[str, Any]:
+    """Backtest the day's signals: for each registered scan strategy that has a backtest
+    counterpart (:func:`quantbeat.services.strategies.scan_strategy`), the instruments that
+    were its candidates on ``trade_date`` (default: the latest KRX session), over the last
+    ``days`` calendar days (default ``QUANTBEAT_BACKTEST_NIGHTLY_DAYS``). Submits one run per
+    strategy with candidates (origin ``beat``; ``app``: the Celery app to send through,
+    default :data:`workers.app.app`). Returns ``{"trade_date": ISO, "runs": {backtest
+    strategy: run_id | None}}``.
+
+    Raises:
+        quant.errors.ValidationError: ``days`` is not an integer in :data:`NIGHTLY_DAYS_RANGE`.
+    """
+    settings = get_settings()
+    day = trade_date or latest_krx_session(settings)
+    span = days if days is not None else settings.backtest_nightly_days
+    low, high = NIGHTLY_DAYS_RANGE
+    if not isinstance(span, int) or isinstance(span, bool) or not low <= span <= high:
+        raise ValidationError(
+            f"days must be an integer in [{low}, {high}], got {span!r}", field="days", value=span
+        )
+    runs: dict[str, str | None] = {}
+    for name in scan_strategy_names():
+        scan = scan_strategy(name)
+        if scan.backtest is None:
+            continue
+        names = [c.instrument for c in candidates(name, day)]
+        if not names:
+            runs[scan.backtest] = None
+            continue
+        runs[scan.backtest] = submit_backtest(
+            {
+                "strategy": scan.backtest,
+                "instruments": names,
+                "start": (day - dt.timedelta(days=span)).isoformat(),
+                "end": day.isoformat(),
+                "label": f"nightly {name} signals of {day.isoformat()}",
+            },
+            origin="beat",
+            app=app,
+        )
+    log.info("backtest.nightly", trade_date=day.isoformat(), runs=runs)
+    return {"trade_date": day.isoformat(), "runs": runs}
+
+
 def status(run_id: str) -> dict[str, Any]:
     """The run's state, progress (fraction and ``n/m`` instruments), ETA (s) and, once
     completed, its metrics.
@@ -337,9 +404,6 @@ def status(run_id: str) -> dict[str, Any]:
     Raises:
         quant.errors.NotFound: no such run.
     """
-    from db.backtests import FINAL_STATES, get_run
-    from db.engine import session_scope
-
     with session_scope() as session:
         run = get_run(session, run_id)
         row = {
@@ -381,9 +445,6 @@ def list_backtests(
     *, limit: int = 20, state: str | None = None, strategy: str | None = None
 ) -> list[dict[str, Any]]:
     """The newest runs first (id, strategy, state, instruments, submitted, key metrics)."""
-    from db.backtests import list_runs
-    from db.engine import session_scope
-
     with session_scope() as session:
         runs = list_runs(session, limit=limit, state=state, strategy=strategy)
         return [
@@ -410,20 +471,13 @@ def cancel(run_id: str, *, wait: float = 2.0, app: Any = None) -> str:
     Raises:
         quant.errors.NotFound: no such run.
     """
-    from db.backtests import FINAL_STATES, request_cancel
-    from db.engine import session_scope
-
     state_store().request_cancel(run_id)
     with session_scope() as session:
         state = request_cancel(session, run_id)
     if state == "cancelled":
         state_store().update(run_id, {"state": "cancelled", "phase": "cancelled", "eta": 0})
-        if app is None:
-            from workers.app import app as default_app
-
-            app = default_app
         try:
-            app.control.revoke(f"backtest-{run_id}")
+            (app or worker_app).control.revoke(f"backtest-{run_id}")
         except Exception as exc:  # the DB state already stops it; revoking is an optimisation
             log.warning("backtest.revoke_failed", run_id=run_id, error=str(exc))
     deadline = time.monotonic() + wait
@@ -439,8 +493,6 @@ def wait(run_id: str, *, timeout: float = 600.0, poll: float = 0.1) -> dict[str,
     Raises:
         TimeoutError: still unfinished after ``timeout`` seconds.
     """
-    from db.backtests import FINAL_STATES
-
     deadline = time.monotonic() + timeout
     while True:
         current = status(run_id)
@@ -455,9 +507,6 @@ def wait(run_id: str, *, timeout: float = 600.0, poll: float = 0.1) -> dict[str,
 
 
 def _db_state(run_id: str) -> str:
-    from db.backtests import get_run
-    from db.engine import session_scope
-
     with session_scope() as session:
         return get_run(session, run_id).state
 
@@ -467,8 +516,9 @@ def _db_state(run_id: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-class RunCancelled(Exception):
-    """Raised inside a run when its cancel flag is seen."""
+class RunCancelled(QuantbeatError):
+    """Raised inside a run when its cancel flag is seen; :func:`execute_run` catches it and
+    records the run ``cancelled`` (it never reaches a caller)."""
 
 
 class Progress:
@@ -531,11 +581,6 @@ def load_market(
     Raises:
         quant.errors.ValidationError: no instrument has a candle in the range.
     """
-    from db.candles import load_daily_universe
-    from db.engine import session_scope
-    from db.scans import load_flows
-    from quant.backtest.engine import Market
-
     first = start - dt.timedelta(days=WARMUP_DAYS)
     lower = np.datetime64(first, "D")
     bars = (end - first).days + 1  # calendar days bound the sessions in range
@@ -581,8 +626,6 @@ def load_market(
 
 
 def _since(frame: Any, lower: np.datetime64) -> Any:
-    from quant.indicators import Candles
-
     keep = frame.time.astype("datetime64[D]") >= lower
     if keep.all():
         return frame
@@ -604,11 +647,6 @@ def execute_run(run_id: str) -> dict[str, Any]:
     taken over (``attempts`` + 1) and stores its result once. Returns ``{"run_id", "state",
     ...}``; soft time limit → ``timed_out``, cancel → ``cancelled``, bad data → ``failed``.
     """
-    from billiard.exceptions import SoftTimeLimitExceeded
-
-    from db.backtests import claim, finish, get_run, set_progress
-    from db.engine import session_scope
-
     store = state_store()
     with session_scope() as session:
         claimed = claim(session, run_id)
@@ -647,8 +685,6 @@ def execute_run(run_id: str) -> dict[str, Any]:
         log.error("backtest.failed", run_id=run_id, error=str(exc))
         return {"run_id": run_id, "state": "failed", "error": str(exc)}
     except Exception as exc:
-        from workers.retry import as_transient
-
         if as_transient(exc) is not None:
             raise  # retried with backoff by the base task; the next attempt takes over
         with session_scope() as session:
@@ -664,19 +700,12 @@ def execute_run(run_id: str) -> dict[str, Any]:
 def _execute(
     run_id: str, spec_json: Mapping[str, Any], tracker: Progress, attempt: int
 ) -> dict[str, Any]:
-    from db.backtests import get_run, store_result
-    from db.engine import session_scope
-    from db.scans import data_version
-    from quant.backtest.engine import simulate
-    from quant.backtest.metrics import compute_metrics
-    from quant.backtest.strategies import get as get_strategy
-
     spec = parse_spec(spec_json)
     strategy = get_strategy(spec.strategy)
     params = strategy.params(spec.params)
     execution = strategy.execution_with(spec.execution)
     with session_scope() as session:
-        instruments = [_resolve(session, name) for name in spec.instruments]
+        instruments = [resolve_instrument(session, name) for name in spec.instruments]
     m = len(instruments)
     tracker.report(0.0, 0, "loading", force=True)
     loaded = load_market(
@@ -761,18 +790,10 @@ def _execute(
     }
 
 
-def _resolve(session: Any, name: str) -> tuple[int, str]:
-    from db.candles import resolve_instrument
-
-    return resolve_instrument(session, name)
-
-
 def on_hard_time_limit(args: Any, kwargs: Any) -> None:
-    """Called in the worker's parent when the hard limit killed a run's child: the run
-    becomes ``timed_out`` (its child can no longer say so)."""
-    from db.backtests import finish
-    from db.engine import session_scope
-
+    """Called in the worker's parent when the hard limit killed a run's child (the task's
+    ``(args, kwargs)``; the run id is ``args[0]`` or ``kwargs["run_id"]``): the run becomes
+    ``timed_out`` (its child can no longer say so). Anything else is ignored."""
     run_id = (list(args or []) or [None])[0] or (kwargs or {}).get("run_id")
     if not isinstance(run_id, str):
         return
@@ -800,11 +821,7 @@ def report_data(run_id: str) -> Any:
         quant.errors.NotFound: no such run.
         quant.errors.ValidationError: the run has not completed (no result to report).
     """
-    from db.backtests import get_run, load_equity, load_trades
-    from db.engine import session_scope
-    from quant.backtest.report import ReportData
-    from quant.backtest.strategies import get as get_strategy
-    from quantbeat.infra.settings import get_settings
+    from quant.backtest.report import ReportData  # noqa: PLC0415 (matplotlib: reports only)
 
     with session_scope() as session:
         run = get_run(session, run_id)
@@ -862,12 +879,19 @@ def write_report(
 
     Raises:
         quant.errors.NotFound / ValidationError: as :func:`report_data`.
-        quantbeat.services.export.ExportError: the upload failed.
+        quant.errors.ValidationError: ``export`` is not an ``s3://bucket[/prefix]`` URL
+            (checked before anything is rendered).
+        quant.errors.ConfigError: ``QUANTBEAT_BACKTEST_EXPORT_URL`` is not such a URL.
+        quantbeat.services.export.ExportError: the upload failed (a ``ConfigError``,
+            ``TransientError`` or ``PermanentError`` by cause, see that class).
     """
-    from quant.backtest.report import render_html, render_png
-    from quantbeat.infra.settings import get_settings
+    from quant.backtest.report import (  # noqa: PLC0415 (matplotlib: reports only)
+        render_html,
+        render_png,
+    )
 
     settings = get_settings()
+    target = _export_target(export, settings.backtest_export_url, settings.s3_endpoint_url)
     data = report_data(run_id)
     target_dir = directory or settings.reports_path
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -880,11 +904,7 @@ def write_report(
         png_path = target_dir / f"backtest-{run_id}.png"
         png_path.write_bytes(png_bytes)
     exported: list[str] = []
-    url = export or settings.backtest_export_url
-    if url:
-        from quantbeat.services.export import S3Target, artifacts_for, export_artifacts
-
-        target = S3Target.parse(url, endpoint_url=settings.s3_endpoint_url)
+    if target is not None:
         artifacts = artifacts_for(
             html, png_bytes, _trades_csv(data.trades), _equity_csv(data), data.metrics
         )
@@ -892,10 +912,22 @@ def write_report(
     return ReportFiles(html_path, png_path, exported)
 
 
-def _trades_csv(trades: Sequence[Mapping[str, Any]]) -> str:
-    import csv
-    import io
+def _export_target(
+    export: str | None, configured: str | None, endpoint_url: str | None
+) -> S3Target | None:
+    """Where to export: ``export`` (an option) or else ``configured`` (the setting)."""
+    url = export or configured
+    if not url:
+        return None
+    try:
+        return S3Target.parse(url, endpoint_url=endpoint_url)
+    except ValueError as exc:
+        if export:
+            raise ValidationError(str(exc), field="export", value=export) from None
+        raise ConfigError(f"QUANTBEAT_BACKTEST_EXPORT_URL: {exc}") from None
 
+
+def _trades_csv(trades: Sequence[Mapping[str, Any]]) -> str:
     out = io.StringIO()
     fields = ["symbol", "entry_time", "exit_time", "entry_price", "exit_price", "quantity",
               "fees", "pnl", "return_pct", "exit_reason"]  # fmt: skip

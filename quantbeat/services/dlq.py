@@ -16,7 +16,8 @@ letter, its task and why — when:
   stored, and replaying would send the mask in their place. Such a task must be re-submitted
   with the real values.
 
-Every function works in the caller's session; the caller commits.
+The public functions open their own session (one transaction each) and return JSON-ready
+rows, so every entry point (the CLI, later the HTTP API) only formats them.
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from db.engine import session_scope
+from db.jobs import get_dead_letter, list_dead_letters, mark_replayed, purge_dead_letters
 from db.models import DeadLetter
 from quant.errors import ValidationError
 from quantbeat.infra.masking import MASK
+from workers.app import app as worker_app
 
 
 def letter_summary(letter: DeadLetter) -> dict[str, Any]:
@@ -66,36 +70,43 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 
 def list_letters(
-    session: Session,
     *,
     reasons: Sequence[str] | None = None,
     tasks: Sequence[str] | None = None,
     since: dt.datetime | None = None,
     limit: int = 50,
-) -> list[DeadLetter]:
-    """Dead letters, most recently seen first (``tasks``: names or globs such as
-    ``quantbeat.collect.*``; ``since``: last seen at or after).
+) -> list[dict[str, Any]]:
+    """Dead letters as :func:`letter_summary` rows, most recently seen first (``tasks``: names
+    or globs such as ``quantbeat.collect.*``; ``since``: last seen at or after).
 
     Raises:
         quant.errors.ValidationError: ``limit`` is not positive.
     """
-    from db.jobs import list_dead_letters
-
     if limit < 1:
         raise ValidationError(f"--limit must be at least 1, got {limit}", field="--limit")
-    return list_dead_letters(
-        session, reasons=reasons, task_patterns=tasks, since=since, limit=limit
-    )
+    with session_scope() as session:
+        letters = list_dead_letters(
+            session, reasons=reasons, task_patterns=tasks, since=since, limit=limit
+        )
+        return [letter_summary(letter) for letter in letters]
 
 
-def get_letter(session: Session, letter_id: int, *, for_update: bool = False) -> DeadLetter:
-    """The dead letter ``letter_id``.
+def show_letter(letter_id: int) -> dict[str, Any]:
+    """Every column of the dead letter ``letter_id`` (:func:`letter_detail`).
 
     Raises:
         quant.errors.ValidationError: there is no such letter (the message names the id).
     """
-    from db.jobs import get_dead_letter
+    with session_scope() as session:
+        return letter_detail(get_letter(session, letter_id))
 
+
+def get_letter(session: Session, letter_id: int, *, for_update: bool = False) -> DeadLetter:
+    """The dead letter ``letter_id``, in the caller's ``session``.
+
+    Raises:
+        quant.errors.ValidationError: there is no such letter (the message names the id).
+    """
     letter = get_dead_letter(session, letter_id, for_update=for_update)
     if letter is None:
         raise ValidationError(f"no dead letter with id {letter_id}", field="ID", value=letter_id)
@@ -154,17 +165,24 @@ class Replay:
     refused: str | None = None
 
 
+def worker_app_with_tasks() -> Any:
+    """The production Celery app (:data:`workers.app.app`) with every task module imported:
+    its registry is what a replay checks task names against."""
+    worker_app.loader.import_default_modules()
+    return worker_app
+
+
 def replay(
-    session: Session,
-    app: Any,
     *,
     ids: Sequence[int] = (),
     replay_all: bool = False,
     reasons: Sequence[str] | None = None,
     dry_run: bool = False,
+    app: Any = None,
 ) -> list[Replay]:
-    """Re-send dead letters' tasks through the Celery ``app`` (its ``tasks`` registry must be
-    loaded) and record each replay on its letter.
+    """Re-send dead letters' tasks through the Celery ``app`` (default
+    :func:`worker_app_with_tasks`; its ``tasks`` registry must be loaded) and record each
+    replay on its letter, in one transaction.
 
     With explicit ``ids`` it is all or nothing: if any letter is missing or refused, nothing is
     sent. With ``replay_all`` or ``reasons`` (and no ids) every matching letter that can be
@@ -172,13 +190,32 @@ def replay(
     records nothing.
 
     Raises:
-        quant.errors.ValidationError: no selection was given; an id does not exist; an explicit
-            letter cannot be replayed (the message names each letter and why).
+        quant.errors.ValidationError: no selection was given, or both ids and ``replay_all``;
+            an id does not exist; an explicit letter cannot be replayed (the message names
+            each letter and why).
     """
-    from db.jobs import list_dead_letters, mark_replayed
-
+    if ids and replay_all:
+        raise ValidationError("give dead letter IDs or --all, not both", field="--all")
     if not ids and not replay_all and not reasons:
         raise ValidationError("name the dead letters to replay: IDs, --all or --reason")
+    with session_scope() as session:
+        return _replay(
+            session,
+            app or worker_app_with_tasks(),
+            ids=ids,
+            reasons=reasons,
+            dry_run=dry_run,
+        )
+
+
+def _replay(
+    session: Session,
+    app: Any,
+    *,
+    ids: Sequence[int],
+    reasons: Sequence[str] | None,
+    dry_run: bool,
+) -> list[Replay]:
     if ids:
         letters = [get_letter(session, i, for_update=not dry_run) for i in dict.fromkeys(ids)]
         if reasons:
@@ -221,17 +258,16 @@ def _utcnow() -> dt.datetime:
 
 
 def purge(
-    session: Session,
     *,
     older_than: dt.datetime | None = None,
     reasons: Sequence[str] | None = None,
     ids: Sequence[int] | None = None,
 ) -> int:
-    """Delete the dead letters matching every given filter; return how many were deleted.
+    """Delete the dead letters matching every given filter (``older_than``: last seen before
+    this instant); return how many were deleted.
 
     Raises:
         quant.errors.ValidationError: no filter was given.
     """
-    from db.jobs import purge_dead_letters
-
-    return purge_dead_letters(session, older_than=older_than, reasons=reasons, ids=ids)
+    with session_scope() as session:
+        return purge_dead_letters(session, older_than=older_than, reasons=reasons, ids=ids)

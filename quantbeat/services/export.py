@@ -9,6 +9,13 @@ overwrites the same objects. Any S3-compatible store works (AWS, MinIO, Ceph, R2
 Credentials come from boto's usual chain (environment, shared config/credentials files,
 instance or container roles); this module never reads or logs them, and error messages carry
 only the bucket, the key and boto's own error text (masked again for safety).
+
+A failed upload raises an :class:`ExportError` in the error tree (:mod:`quant.errors`), by
+cause: :class:`ExportDenied` (a :class:`~quant.errors.ConfigError`: credentials, permissions
+or the bucket must be fixed by an operator), :class:`ExportUnavailable` (a
+:class:`~quant.errors.ServiceUnavailable`: the store could not be reached or asked us to slow
+down; retrying later may work) and :class:`ExportFailed` (a
+:class:`~quant.errors.PermanentError`: anything else).
 """
 
 from __future__ import annotations
@@ -23,12 +30,16 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from quant.errors import ConfigError, PermanentError, QuantbeatError, ServiceUnavailable
 from quantbeat.infra.masking import mask_text
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
     "DEFAULT_PREFIX",
+    "ExportDenied",
     "ExportError",
+    "ExportFailed",
+    "ExportUnavailable",
     "S3Target",
     "artifacts_for",
     "content_type_for",
@@ -55,8 +66,31 @@ _BUCKET: Final = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _MAX_SEGMENT: Final = 255
 
 
-class ExportError(Exception):
-    """Writing to object storage failed.
+#: S3 error codes meaning the operator must fix credentials, permissions or the bucket.
+DENIED_CODES: Final = frozenset(
+    {
+        "AccessDenied",
+        "AccountProblem",
+        "AllAccessDisabled",
+        "AuthorizationHeaderMalformed",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidBucketName",
+        "InvalidToken",
+        "NoSuchBucket",
+        "PermanentRedirect",
+        "SignatureDoesNotMatch",
+    }
+)
+#: S3 error codes of a store that is overloaded or briefly failing (also: any HTTP 5xx).
+UNAVAILABLE_CODES: Final = frozenset(
+    {"InternalError", "RequestTimeout", "ServiceUnavailable", "SlowDown", "Throttling"}
+)
+
+
+class ExportError(QuantbeatError):
+    """Writing to object storage failed; raised as :class:`ExportDenied`,
+    :class:`ExportUnavailable` or :class:`ExportFailed` (catch this class for all three).
 
     The message names the bucket and key (``s3://bucket/key``) and boto's error message;
     credentials never appear in it. Attributes: ``bucket``, ``key`` (``None`` when the client
@@ -79,6 +113,21 @@ class ExportError(Exception):
         self.key = key
         self.code = code
         self.uploaded = uploaded
+
+
+class ExportDenied(ExportError, ConfigError):
+    """The store refused us (access denied, bad or missing credentials, no such bucket): an
+    operator must fix the credentials, the bucket policy or the target (CLI exit code 3)."""
+
+
+class ExportUnavailable(ExportError, ServiceUnavailable):
+    """The store could not be reached, timed out or asked us to slow down: retrying later may
+    work (CLI exit code 4)."""
+
+
+class ExportFailed(ExportError, PermanentError):
+    """Any other refusal of the store (an invalid request): retrying will not help (CLI exit
+    code 5)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +244,8 @@ def export_artifacts(
     offender for an invalid ``run_id`` or artifact name (empty, containing ``/``, ``\\``,
     ``..``, whitespace or control characters, or starting with ``.``) or a ``content_types``
     entry for an artifact not being exported; :class:`TypeError` if an artifact is not bytes;
-    :class:`ExportError` (bucket, key and boto's message) when boto or the service fails.
+    :class:`ExportError` (bucket, key and boto's message; its subclass says whether an
+    operator must act, a retry may help, or neither) when boto or the service fails.
     """
     _check_segment("run_id", run_id)
     for name, body in artifacts.items():
@@ -209,7 +259,7 @@ def export_artifacts(
     if not artifacts:
         return []
 
-    from botocore.exceptions import (
+    from botocore.exceptions import (  # noqa: PLC0415 (boto3: only when exporting)
         BotoCoreError,
         ClientError,
     )
@@ -218,7 +268,7 @@ def export_artifacts(
         try:
             client = _make_client(target)
         except BotoCoreError as exc:
-            raise ExportError(
+            raise _export_error(exc)(
                 f"S3 export to s3://{target.bucket}: could not create the S3 client: "
                 f"{_boto_message(exc)}",
                 bucket=target.bucket,
@@ -234,8 +284,8 @@ def export_artifacts(
             )
         except (ClientError, BotoCoreError) as exc:
             code = _error_code(exc)
-            raise ExportError(
-                f"S3 export to {target.uri(key)} failed: {_boto_message(exc)}",
+            raise _export_error(exc)(
+                f"S3 export to {target.uri(key)} failed: {_boto_message(exc)}{_hint(exc)}",
                 bucket=target.bucket,
                 key=key,
                 code=code,
@@ -276,7 +326,7 @@ def artifacts_for(
 
 
 def _make_client(target: S3Target) -> Any:
-    import boto3
+    import boto3  # noqa: PLC0415 (boto3: only when exporting)
 
     return boto3.client("s3", endpoint_url=target.endpoint_url, region_name=target.region)
 
@@ -314,6 +364,41 @@ def _error_code(exc: BaseException) -> str | None:
         if isinstance(error, Mapping):
             code = error.get("Code")
             return str(code) if code else None
+    return None
+
+
+def _export_error(exc: BaseException) -> type[ExportError]:
+    """The :class:`ExportError` subclass for a boto or S3 error, by its cause."""
+    from botocore import exceptions as boto  # noqa: PLC0415 (boto3: only when exporting)
+
+    if isinstance(exc, boto.NoCredentialsError | boto.PartialCredentialsError | boto.NoRegionError):
+        return ExportDenied
+    if isinstance(exc, boto.ConnectionError | boto.HTTPClientError | boto.CredentialRetrievalError):
+        return ExportUnavailable
+    code = _error_code(exc)
+    if code in DENIED_CODES:
+        return ExportDenied
+    status = _http_status(exc)
+    if code in UNAVAILABLE_CODES or (status is not None and status >= 500):
+        return ExportUnavailable
+    return ExportFailed
+
+
+def _hint(exc: BaseException) -> str:
+    if _error_code(exc) in DENIED_CODES:
+        return (
+            " (check the AWS credentials in boto's chain, the bucket's name and its policy "
+            "allowing s3:PutObject)"
+        )
+    return ""
+
+
+def _http_status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        meta = response.get("ResponseMetadata")
+        if isinstance(meta, Mapping) and isinstance(meta.get("HTTPStatusCode"), int):
+            return int(meta["HTTPStatusCode"])
     return None
 
 

@@ -15,7 +15,9 @@ naming the reason):
 ``data_freshness``  latest stored candle/flow date vs the KRX session whose data should be in
                     (and the latest hourly crypto bar vs the last closed hour): up to date
                     healthy, one behind warning, more unhealthy, nothing stored warning
-``signals``         the latest VCP and closing-bet scan run vs the last trading day
+``signals``         the latest scan run of every registered scan strategy
+                    (:func:`quantbeat.services.strategies.scan_strategy_names`) vs the last
+                    trading day
 ``ai``              Gemini configured (else the offline analyzer: healthy), cooldown (warning),
                     today's quota used (80 %: warning, all: unhealthy)
 ==================  =========================================================================
@@ -41,20 +43,33 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import redis
+from kombu.connection import Connection
+from kombu.transport.redis import PRIORITY_STEPS, Channel
+from sqlalchemy import Engine, and_, create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from beat_schedule import KRX_DAILY_AT, KRX_FLOWS_AT
+from db.engine import display_url, get_engine
+from db.models import DailyCandle, Instrument, IntradayCandle, InvestorFlow, ScanRun
+from quant.calendar import TradingCalendar, latest_closed_session
 from quant.errors import ValidationError
+from quant.market.types import Market
+from quantbeat.infra.ai_quota import AiLimiter, seconds_to_reset
+from quantbeat.infra.forkstate import after_fork
+from quantbeat.infra.keys import BEAT_TICK_KEY
 from quantbeat.infra.masking import mask_text
 from quantbeat.infra.settings import Settings, get_settings
+from quantbeat.infra.sources import KRX_CALENDAR_SPAN, krx_calendar
+from quantbeat.services.strategies import scan_strategy_names
+from workers.app import app as worker_app
+from workers.queues import Queue
 
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
-    from quant.calendar import TradingCalendar
-
-#: Redis key (in ``QUANTBEAT_REDIS_URL``) where beat writes the epoch seconds of every tick.
-BEAT_TICK_KEY = "qb:beat:last_tick"
+# Beat writes the epoch seconds of every tick to BEAT_TICK_KEY (quantbeat.infra.keys) in
+# QUANTBEAT_REDIS_URL; the beat component reports their age.
 #: Beat ticks at least every 30 s; these ages (seconds) bound healthy and warning.
 BEAT_HEALTHY_AGE_S = 90.0
 BEAT_WARNING_AGE_S = 300.0
@@ -64,6 +79,10 @@ DB_SLOW_MS = 500.0
 DATA_GRACE = dt.timedelta(minutes=30)
 #: After the scheduled collection time, how long until the day's scan should have run.
 SCAN_GRACE = dt.timedelta(minutes=60)
+#: The day's last KRX pipeline (investor flows, beat_schedule ``krx-flows``): every scan
+#: strategy's scan has run SCAN_GRACE after it (VCP runs earlier, after the close; the
+#: registry does not say which pipeline runs a strategy, so all are judged by the later one).
+SCANS_DUE_AFTER = KRX_FLOWS_AT
 #: A scan still ``running`` longer than this is a warning.
 SCAN_RUNNING_WARNING = dt.timedelta(hours=1)
 #: Hourly crypto bars are collected at minute 2; the last closed hour is expected after this.
@@ -77,7 +96,6 @@ DEFAULT_TIMEOUT = 5.0
 MAX_TIMEOUT = 120.0
 #: Components whose failure makes the deployment unhealthy (not just degraded).
 CRITICAL_COMPONENTS = frozenset({"database", "broker", "result_backend", "workers"})
-STRATEGIES = ("vcp", "closing_bet")
 
 
 class Status(StrEnum):
@@ -304,11 +322,6 @@ def check_health(
 
 
 def _warm_up() -> None:
-    import beat_schedule  # noqa: F401
-    import db.models  # noqa: F401
-    import workers.app  # noqa: F401
-    from quantbeat.infra.sources import krx_calendar
-
     krx_calendar()
 
 
@@ -318,8 +331,6 @@ def _scheme(url: str) -> str:
 
 
 def _redis(url: str, timeout: float) -> Any:
-    import redis
-
     return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
@@ -341,13 +352,8 @@ _engines_lock = threading.Lock()
 def _engine(url: str, timeout: float) -> Engine:
     """A small engine of its own per URL, with connect and statement timeouts, so health
     checks neither wait on the application's pool nor hang on a dead server."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
-        from db.engine import get_engine
-
         return get_engine(url)
     seconds = max(1, math.ceil(timeout))
     key = (url, seconds)
@@ -374,20 +380,25 @@ def _engine(url: str, timeout: float) -> Engine:
 
 
 def forget_engines() -> None:
-    """Dispose of the health checks' engines (tests; after fork)."""
+    """Dispose of the health checks' engines (tests)."""
     with _engines_lock:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
 
 
+@after_fork
+def forget_engines_after_fork() -> None:
+    """Drop the health checks' engines in a forked child without touching their pooled
+    connections: those sockets are the parent's (the driver does not close a connection
+    opened by another process when it is garbage-collected)."""
+    with _engines_lock:
+        _engines.clear()
+
+
 # --- database, broker, result backend -------------------------------------------------------------
 def check_database(ctx: CheckContext) -> ComponentHealth:
     """``SELECT 1`` on ``QUANTBEAT_DATABASE_URL``; latency is the query's round trip."""
-    from sqlalchemy import text
-
-    from db.engine import display_url
-
     shown = display_url(ctx.settings.database_url)
     try:
         with _engine(ctx.settings.database_url, ctx.io_timeout).connect() as conn:
@@ -415,8 +426,6 @@ def check_database(ctx: CheckContext) -> ComponentHealth:
 
 
 def _kombu_connection(url: str, **options: Any) -> Any:
-    from kombu.connection import Connection
-
     return Connection(url, **options)  # type: ignore[no-untyped-call]
 
 
@@ -494,8 +503,6 @@ def check_result_backend(ctx: CheckContext) -> ComponentHealth:
 # --- workers ------------------------------------------------------------------------------------
 def queue_names() -> list[str]:
     """The queues workers must consume (:class:`workers.queues.Queue`)."""
-    from workers.queues import Queue
-
     return [q.value for q in Queue]
 
 
@@ -509,8 +516,6 @@ def queue_lengths(app: Any, names: Sequence[str], timeout: float) -> dict[str, i
     url = str(app.conf.broker_url)
     options = dict(app.conf.broker_transport_options or {})
     if _scheme(url) in ("redis", "rediss"):
-        from kombu.transport.redis import PRIORITY_STEPS, Channel
-
         prefix = str(options.get("global_keyprefix", ""))
         steps = list(options.get("priority_steps", PRIORITY_STEPS))
         client = _redis(url, timeout)
@@ -611,8 +616,7 @@ def check_workers(ctx: CheckContext) -> ComponentHealth:
             f"queues {', '.join(queues)} have no known consumer",
             details={"queues": {q: {"length": None, "consumers": []} for q in queues}},
         )
-    from workers.app import app
-
+    app = worker_app
     wait = min(1.0, max(0.2, ctx.timeout / 4))
     replies = app.control.ping(timeout=wait) or []
     answered = sorted({name for reply in replies for name in reply})
@@ -711,8 +715,6 @@ def expected_session(
 ) -> dt.date:
     """The latest KRX session whose job scheduled at ``at`` (local hour, minute) plus
     ``grace`` has passed at ``now_local`` (exchange-local time)."""
-    from quant.calendar import latest_closed_session
-
     return latest_closed_session(calendar, now_local, close=_time_after(at, grace))
 
 
@@ -720,8 +722,6 @@ def sessions_behind(calendar: TradingCalendar, latest: dt.date, expected: dt.dat
     """Sessions after ``latest`` up to ``expected`` (0 when ``latest`` is not older)."""
     if latest >= expected:
         return 0
-    from quantbeat.infra.sources import KRX_CALENDAR_SPAN
-
     start = max(latest + dt.timedelta(days=1), KRX_CALENDAR_SPAN[0])
     return max(1, len(calendar.sessions(start, expected)))
 
@@ -765,13 +765,6 @@ def assess_crypto(latest: dt.datetime | None, now: dt.datetime) -> tuple[Status,
 def check_data_freshness(ctx: CheckContext) -> ComponentHealth:
     """Latest daily candle and investor-flow date vs the expected KRX session, and the latest
     hourly crypto bar vs the last closed hour."""
-    from sqlalchemy import and_, func, select
-
-    from beat_schedule import KRX_DAILY_AT, KRX_FLOWS_AT
-    from db.models import DailyCandle, Instrument, IntradayCandle, InvestorFlow
-    from quant.market.types import Market
-    from quantbeat.infra.sources import krx_calendar
-
     per_crypto = (
         select(func.max(IntradayCandle.ts))
         .where(
@@ -871,21 +864,16 @@ def assess_scan(
 
 
 def check_signals(ctx: CheckContext) -> ComponentHealth:
-    """The latest VCP and closing-bet scan runs vs the trading day each should cover (VCP
-    after the candles, closing bet after the investor flows)."""
-    from sqlalchemy import select
-
-    from beat_schedule import KRX_DAILY_AT, KRX_FLOWS_AT
-    from db.models import ScanRun
-    from quantbeat.infra.sources import krx_calendar
-
+    """The latest scan run of every registered scan strategy vs the trading day it should
+    cover (the latest session whose :data:`SCANS_DUE_AFTER` pipeline plus
+    :data:`SCAN_GRACE` has passed)."""
     calendar = krx_calendar()
     local = ctx.now.astimezone(ZoneInfo(ctx.settings.timezone))
-    after = {"vcp": KRX_DAILY_AT, "closing_bet": KRX_FLOWS_AT}
+    expected = expected_session(calendar, local, SCANS_DUE_AFTER, SCAN_GRACE)
     findings: list[tuple[Status, str]] = []
     details: dict[str, Any] = {}
     with _engine(ctx.settings.database_url, ctx.io_timeout).connect() as conn:
-        for strategy in STRATEGIES:
+        for strategy in scan_strategy_names():
             row = conn.execute(
                 select(
                     ScanRun.trade_date,
@@ -903,7 +891,6 @@ def check_signals(ctx: CheckContext) -> ComponentHealth:
                 .limit(1)
             ).first()
             run = None if row is None else ScanSummary(*row)
-            expected = expected_session(calendar, local, after[strategy], SCAN_GRACE)
             behind = 0 if run is None else sessions_behind(calendar, run.trade_date, expected)
             findings.append(assess_scan(strategy, run, expected, behind, ctx.now))
             details[strategy] = {
@@ -968,8 +955,6 @@ def check_ai(ctx: CheckContext) -> ComponentHealth:
             "no Gemini key (QUANTBEAT_GEMINI_API_KEY): the offline rule-based analyzer is used",
             details={"provider": "offline"},
         )
-    from quantbeat.infra.ai_quota import AiLimiter, seconds_to_reset
-
     if _scheme(s.redis_url) == "memory":
         return assess_ai(
             model=s.gemini_model,

@@ -19,15 +19,27 @@ orphaned when the live workers have said they are not running it.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from sqlalchemy import select
 
+from db.beat import prune_slots
+from db.engine import session_scope
+from db.jobs import record_job_end
+from db.models import JobRun
+from quant.errors import ValidationError
 from quantbeat.infra.masking import MASK
+from quantbeat.infra.settings import get_settings
+from workers.app import app as worker_app
+from workers.base import record_failure_outside_task
 
 log = structlog.get_logger("quantbeat.services.reaper")
+
+#: Claims of beat slots are kept this long (they only need to outlive a duplicate tick).
+BEAT_SLOT_RETENTION = dt.timedelta(days=30)
 
 
 @dataclass
@@ -96,10 +108,6 @@ def reap(
     Raises:
         sqlalchemy errors: the database is unreachable (the task retries).
     """
-    from db.engine import session_scope
-    from db.models import JobRun
-    from workers.base import record_failure_outside_task
-
     now = now or dt.datetime.now(dt.UTC)
     cutoff = now - dt.timedelta(seconds=grace)
     with session_scope() as session:
@@ -159,9 +167,6 @@ def reap(
 
 
 def _mark(task_id: str, state: str, error: str) -> None:
-    from db.engine import session_scope
-    from db.jobs import record_job_end
-
     with session_scope() as session:
         record_job_end(
             session,
@@ -171,3 +176,40 @@ def _mark(task_id: str, state: str, error: str) -> None:
             duration_ms=None,
             error=error,
         )
+
+
+def parse_grace(value: object) -> float:
+    """The reaper's grace in seconds: ``None`` means ``QUANTBEAT_REAPER_GRACE``.
+
+    Raises:
+        quant.errors.ValidationError: not a finite, non-negative number of seconds.
+    """
+    if value is None:
+        return float(get_settings().reaper_grace)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValidationError(
+            f"grace must be a number of seconds, got {value!r}", field="grace", value=value
+        )
+    if value < 0:
+        raise ValidationError(
+            f"grace must not be negative, got {value!r}", field="grace", value=value
+        )
+    return float(value)
+
+
+def housekeeping(
+    grace: float, *, own_task_id: str | None = None, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """One pass of the beat entry ``reap-orphans`` through :data:`workers.app.app`:
+    :func:`reap` with ``grace`` seconds (skipping ``own_task_id``, the running pass itself),
+    then delete beat-slot claims older than :data:`BEAT_SLOT_RETENTION`. Returns
+    :meth:`ReapReport.as_dict` plus ``pruned_slots`` (claims deleted).
+
+    Raises:
+        sqlalchemy errors: the database is unreachable (the task retries).
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    report = reap(worker_app, grace=grace, now=now, own_task_id=own_task_id)
+    with session_scope() as session:
+        pruned = prune_slots(session, before=now - BEAT_SLOT_RETENTION)
+    return {**report.as_dict(), "pruned_slots": pruned}

@@ -2,9 +2,10 @@
 
 Two kinds of keys, validated on ``set``:
 
-* ``strategy.<name>`` — parameter overrides of a scan strategy (``vcp``, ``closing_bet``): an
-  object of field: value (see :func:`quantbeat.services.strategies.build_params`). A scan reads them
-  once when it starts and hands them to every chunk, so one run uses one set of parameters.
+* ``strategy.<name>`` — parameter overrides of a registered scan strategy
+  (:func:`quantbeat.services.strategies.scan_strategy_names`): an object of field: value
+  (see :func:`quantbeat.services.strategies.build_params`). A scan reads them once when it
+  starts and hands them to every chunk, so one run uses one set of parameters.
 * ``schedule.<entry>.enabled`` — ``true``/``false``: whether beat sends the schedule entry
   ``<entry>`` (a name in :data:`beat_schedule.BEAT_SCHEDULE`). A disabled entry's ticks are
   skipped (and logged), not queued.
@@ -27,9 +28,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 import structlog
 
+from beat_schedule import BEAT_SCHEDULE
+from db.config import list_settings, load_all, put, remove
+from db.engine import session_scope
 from quant.errors import ValidationError
+from quantbeat.infra.forkstate import after_fork
+from quantbeat.infra.metrics import record_cache
+from quantbeat.infra.settings import get_settings
+from quantbeat.services.strategies import build_params, scan_strategy_names
 
 log = structlog.get_logger("quantbeat.services.settings_store")
 
@@ -50,8 +59,6 @@ def validate(key: str, value: Any) -> Any:
     """
     match = _SCHEDULE_KEY.match(key)
     if match:
-        from beat_schedule import BEAT_SCHEDULE
-
         entry = match["entry"]
         if entry not in BEAT_SCHEDULE:
             raise ValidationError(
@@ -67,12 +74,10 @@ def validate(key: str, value: Any) -> Any:
         return value
     match = _STRATEGY_KEY.match(key)
     if match:
-        from quantbeat.services.strategies import build_params
-
         build_params(match["name"], value)
         return dict(value)
     raise ValidationError(
-        f"unknown setting {key!r}: settings are strategy.<vcp|closing_bet> "
+        f"unknown setting {key!r}: settings are strategy.<{'|'.join(scan_strategy_names())}> "
         "(parameter overrides) and schedule.<entry>.enabled (true/false)",
         field="key",
         value=key,
@@ -193,19 +198,13 @@ _cache_lock = threading.Lock()
 
 
 def _redis_client() -> Any | None:
-    from quantbeat.infra.settings import get_settings
-
     url = get_settings().redis_url
     if url.startswith("memory://"):
         return None
-    import redis
-
     return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
 
 
 def _record_read(hit: bool) -> None:
-    from quantbeat.infra.metrics import record_cache
-
     record_cache("settings", hit)
 
 
@@ -214,23 +213,14 @@ def settings_cache() -> SettingsCache:
     global _cache
     with _cache_lock:
         if _cache is None:
-            from quantbeat.infra.settings import get_settings
-
             client = _redis_client()
-
-            def load() -> dict[str, Any]:
-                from db.config import load_all
-                from db.engine import session_scope
-
-                with session_scope() as session:
-                    return load_all(session)
 
             def generation() -> int | None:
                 raw = client.get(GENERATION_KEY) if client is not None else None
                 return int(raw) if raw is not None else 0
 
             _cache = SettingsCache(
-                load,
+                _load_all,
                 ttl=get_settings().stored_settings_ttl,
                 generation=generation if client is not None else None,
                 check_every=get_settings().stored_settings_check_every,
@@ -239,8 +229,14 @@ def settings_cache() -> SettingsCache:
         return _cache
 
 
+def _load_all() -> dict[str, Any]:
+    with session_scope() as session:
+        return load_all(session)
+
+
+@after_fork
 def forget_settings_cache() -> None:
-    """Drop the cache and its Redis client (after fork)."""
+    """Drop the cache and its Redis client (registered to run in every forked child)."""
     global _cache
     with _cache_lock:
         _cache = None
@@ -281,9 +277,6 @@ def set_setting(key: str, value: Any, *, updated_by: str | None = None) -> Any:
     Raises:
         quant.errors.ValidationError: see :func:`validate`.
     """
-    from db.config import put
-    from db.engine import session_scope
-
     stored = validate(key, value)
     with session_scope() as session:
         put(session, key, stored, updated_by=updated_by)
@@ -294,10 +287,29 @@ def set_setting(key: str, value: Any, *, updated_by: str | None = None) -> Any:
 
 def unset_setting(key: str) -> bool:
     """Remove ``key`` (back to its default); whether it was set."""
-    from db.config import remove
-    from db.engine import session_scope
-
     with session_scope() as session:
         existed = remove(session, key)
     _changed()
     return existed
+
+
+def list_stored() -> list[dict[str, Any]]:
+    """Every stored setting as read now from the database (not the cache): ``key``,
+    ``value``, ``updated_by`` and ``updated_at`` (ISO 8601 or ``None``), ordered as
+    :func:`db.config.list_settings` returns them."""
+    with session_scope() as session:
+        return [
+            {
+                "key": r.key,
+                "value": r.value,
+                "updated_by": r.updated_by,
+                "updated_at": r.updated_at.isoformat() if r.updated_at else None,
+            }
+            for r in list_settings(session)
+        ]
+
+
+def stored_value(key: str) -> Any:
+    """The value stored for ``key`` as read now from the database (``None`` when it is not
+    set); unlike :func:`get`, never served from the cache."""
+    return _load_all().get(key)

@@ -218,7 +218,8 @@ def test_the_nightly_task_backtests_the_day_s_signals_per_strategy(cpu_worker, n
                     source="scan",
                 )
             )
-    monkeypatch.setattr(tasks.backtests, "app", CLIENT)  # send to the test worker's broker
+    # The service sends through workers.app.app: to the test worker's broker instead.
+    monkeypatch.setattr(backtests, "worker_app", CLIENT)
     result = tasks.backtests.nightly(DAY.isoformat(), days=120)
     runs = result["runs"]
     assert runs["vcp_breakout"] is None  # no VCP signals that day: nothing submitted

@@ -53,8 +53,8 @@ def test_beat_starts_with_the_schedule_and_persists_it(tmp_path: Path, redis_sto
     import redis
 
     from beat_schedule import BEAT_SCHEDULE
+    from quantbeat.infra.keys import BEAT_TICK_KEY
     from quantbeat.infra.settings import get_settings
-    from quantbeat.services.health import BEAT_TICK_KEY
 
     client = redis.Redis.from_url(get_settings().redis_url)
     for key in client.scan_iter("qb:redbeat:*"):

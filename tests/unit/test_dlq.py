@@ -211,5 +211,8 @@ def test_replay_refuses_what_cannot_be_sent_faithfully(
 
 
 def test_replay_needs_a_selection() -> None:
+    # Refused before any database or broker is touched.
     with pytest.raises(ValidationError, match="IDs, --all or --reason"):
-        replay(None, None)  # type: ignore[arg-type]
+        replay()
+    with pytest.raises(ValidationError, match="not both"):
+        replay(ids=[3], replay_all=True)

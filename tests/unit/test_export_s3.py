@@ -8,12 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 from moto import mock_aws
+from moto.core import set_initial_no_auth_action_count
 
+from quant.backtest.report import ReportData
+from quant.errors import ConfigError, PermanentError, ServiceUnavailable
+from quantbeat.cli import main as cli
+from quantbeat.services import backtests
 from quantbeat.services.export import (
     DEFAULT_PREFIX,
+    ExportDenied,
     ExportError,
+    ExportFailed,
+    ExportUnavailable,
     S3Target,
     artifacts_for,
     content_type_for,
@@ -192,6 +202,134 @@ def test_client_is_built_from_the_target(monkeypatch: pytest.MonkeyPatch):
 
 def test_nothing_to_export_returns_no_uris():
     assert export_artifacts("bt-1", {}, S3Target(BUCKET), client=object()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Failures belong to the error tree: the CLI's exit code says who must act
+
+
+def _client_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "PutObject",
+    )
+
+
+class _Raising:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def put_object(self, **kwargs: Any) -> None:
+        raise self.exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "family", "exit_code"),
+    [
+        (_client_error("AccessDenied", 403), ExportDenied, ConfigError, cli.EXIT_CONFIG),
+        (_client_error("InvalidAccessKeyId", 403), ExportDenied, ConfigError, cli.EXIT_CONFIG),
+        (_client_error("NoSuchBucket", 404), ExportDenied, ConfigError, cli.EXIT_CONFIG),
+        (NoCredentialsError(), ExportDenied, ConfigError, cli.EXIT_CONFIG),
+        (
+            _client_error("SlowDown", 503),
+            ExportUnavailable,
+            ServiceUnavailable,
+            cli.EXIT_UNAVAILABLE,
+        ),
+        (
+            _client_error("Whatever", 500),
+            ExportUnavailable,
+            ServiceUnavailable,
+            cli.EXIT_UNAVAILABLE,
+        ),
+        (
+            EndpointConnectionError(endpoint_url="http://127.0.0.1:9"),
+            ExportUnavailable,
+            ServiceUnavailable,
+            cli.EXIT_UNAVAILABLE,
+        ),
+        (_client_error("InvalidArgument", 400), ExportFailed, PermanentError, cli.EXIT_FAILED),
+    ],
+)
+def test_export_errors_are_classified_by_cause(
+    exc: Exception, kind: type[ExportError], family: type[Exception], exit_code: int
+):
+    with pytest.raises(ExportError) as caught:
+        export_artifacts("bt-1", {"report.html": b"x"}, S3Target(BUCKET), client=_Raising(exc))
+    assert type(caught.value) is kind
+    assert isinstance(caught.value, family)
+    code, message = cli._classify(caught.value)
+    assert code == exit_code
+    assert f"s3://{BUCKET}/quantbeat/backtests/bt-1/report.html" in message
+
+
+def _report(run_id: str) -> ReportData:
+    times = np.datetime64("2026-01-05", "D") + np.arange(30).astype("timedelta64[D]")
+    return ReportData(
+        run_id=run_id,
+        title="SMA crossover — KOSPI:005930",
+        times=times,
+        equity=np.linspace(100_000_000.0, 104_000_000.0, 30),
+        metrics={"total_return": 0.04, "trades": 0},
+        trades=[],
+        spec={"strategy": "sma_crossover"},
+        data_version="candles@2026-02-03",
+    )
+
+
+@set_initial_no_auth_action_count(3)  # moto enforces IAM after the three setup calls
+def test_report_export_refused_by_s3_exits_3_with_a_clear_message(
+    aws_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+):
+    monkeypatch.setattr(backtests, "report_data", _report)  # a completed run, without a database
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # credentials read afresh below
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        iam = boto3.client("iam", region_name="us-east-1")
+        iam.create_user(UserName="no-rights")
+        key = iam.create_access_key(UserName="no-rights")["AccessKey"]
+        # A real user of this account without any policy: S3 answers AccessDenied.
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        boto3.DEFAULT_SESSION = None
+        code = cli.main(
+            [
+                "backtest",
+                "report",
+                "bt-42",
+                "--out",
+                str(tmp_path),
+                "--no-png",
+                "--export",
+                f"s3://{BUCKET}/reports",
+            ]
+        )
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_CONFIG == 3
+    assert err.startswith("quantbeat: configuration error: S3 export to ")
+    assert f"s3://{BUCKET}/reports/bt-42/report.html" in err
+    assert "AccessDenied" in err
+    assert "credentials" in err
+    assert "policy" in err
+    assert key["SecretAccessKey"] not in err
+    assert (tmp_path / "backtest-bt-42.html").exists()  # the local report was written first
+
+
+def test_report_with_a_malformed_export_url_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    def no_report(run_id: str) -> ReportData:
+        raise AssertionError("the URL is checked before the report is built")
+
+    monkeypatch.setattr(backtests, "report_data", no_report)
+    code = cli.main(
+        ["backtest", "report", "bt-42", "--out", str(tmp_path), "--export", "http://bucket/x"]
+    )
+    assert code == cli.EXIT_USAGE
+    assert "malformed S3 URL 'http://bucket/x'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 from quant.calendar import krx_approximate_calendar
 from quant.errors import ValidationError
 from quantbeat.cli import main as cli
+from quantbeat.infra.keys import BEAT_TICK_KEY
 from quantbeat.infra.settings import reset_settings
 from quantbeat.services import health
 from quantbeat.services.health import (
@@ -191,7 +192,7 @@ def test_beat_missing_or_garbled_is_unhealthy() -> None:
     missing = health.assess_beat(None, 1_800_000_000.0)
     assert missing.status is U
     assert "never ticked" in missing.message
-    assert health.BEAT_TICK_KEY in missing.message
+    assert BEAT_TICK_KEY in missing.message
     garbled = health.assess_beat(b"yesterday", 1_800_000_000.0)
     assert garbled.status is U
     assert "'yesterday'" in garbled.message

@@ -1,0 +1,115 @@
+"""Job history: what ``quantbeat jobs list|show`` reads.
+
+Every task execution is recorded in ``job_runs`` by the base task class
+(:mod:`workers.base`): its arguments (masked), attempts, retries, worker, queue, timings, error
+and result. These functions open their own session and return JSON-ready rows (times as
+ISO 8601 strings in UTC), so an entry point only formats them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from db.engine import session_scope
+from db.jobs import find_job_run, list_job_runs
+from db.models import JOB_STATES, JobRun
+from quant.errors import ValidationError
+
+#: Job states ``jobs list --failed`` shows: the executions that ended in failure.
+FAILED_STATES: tuple[str, ...] = ("failed", "timed_out", "lost")
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.astimezone(dt.UTC).isoformat()
+
+
+def job_dict(run: JobRun) -> dict[str, Any]:
+    """Every column of a job run, JSON-ready (times as ISO 8601 UTC)."""
+    return {
+        "id": run.id,
+        "task_id": run.task_id,
+        "task_name": run.task_name,
+        "queue": run.queue,
+        "state": run.state,
+        "attempts": run.attempts,
+        "retries": run.retries,
+        "worker": run.worker,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "duration_ms": run.duration_ms,
+        "error": run.error,
+        "args": run.args,
+        "kwargs": run.kwargs,
+        "result": run.result,
+        "created_at": _iso(run.created_at),
+        "updated_at": _iso(run.updated_at),
+    }
+
+
+def selected_states(states: Sequence[str] = (), *, failed: bool = False) -> list[str]:
+    """The states a listing keeps (empty: every state): ``states``, narrowed to
+    :data:`FAILED_STATES` with ``failed`` (all of them when ``states`` is empty).
+
+    Raises:
+        quant.errors.ValidationError: a state that does not exist, or ``failed`` with states
+            none of which is a failure.
+    """
+    chosen = list(states)
+    bad = [s for s in chosen if s not in JOB_STATES]
+    if bad:
+        raise ValidationError(
+            f"--state must be one of {', '.join(JOB_STATES)}; got {', '.join(map(repr, bad))}",
+            field="--state",
+            value=bad,
+        )
+    if failed:
+        narrowed = [s for s in chosen if s in FAILED_STATES] if chosen else list(FAILED_STATES)
+        if not narrowed:
+            raise ValidationError(
+                "--failed and --state select no state in common", field="--state", value=chosen
+            )
+        return narrowed
+    return chosen
+
+
+def list_jobs(
+    *,
+    states: Sequence[str] = (),
+    failed: bool = False,
+    tasks: Sequence[str] | None = None,
+    since: dt.datetime | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Job runs as :func:`job_dict` rows, most recently started first: in ``states`` (see
+    :func:`selected_states`; ``failed``: only failures), of tasks matching any of the globs
+    ``tasks`` (``quantbeat.collect.*``), started at or after ``since`` (aware), at most
+    ``limit``.
+
+    Raises:
+        quant.errors.ValidationError: a bad state selection, or ``limit`` below 1.
+    """
+    chosen = selected_states(states, failed=failed)
+    if limit < 1:
+        raise ValidationError(
+            f"--limit must be at least 1, got {limit}", field="--limit", value=limit
+        )
+    with session_scope() as session:
+        runs = list_job_runs(session, states=chosen, task_patterns=tasks, since=since, limit=limit)
+        return [job_dict(run) for run in runs]
+
+
+def get_job(ident: str) -> dict[str, Any]:
+    """The job run whose row id or Celery task id is ``ident``, as a :func:`job_dict` row.
+
+    Raises:
+        quant.errors.ValidationError: no such job run (the message names ``ident``).
+    """
+    with session_scope() as session:
+        run = find_job_run(session, ident.strip())
+        if run is None:
+            raise ValidationError(
+                f"no job run with row id or task id {ident!r}", field="ID", value=ident
+            )
+        return job_dict(run)
