@@ -36,6 +36,7 @@ from db.config import list_settings, load_all, put, remove
 from db.engine import session_scope
 from quant.errors import ValidationError
 from quantbeat.infra.forkstate import after_fork
+from quantbeat.infra.keys import SETTINGS_GENERATION_KEY
 from quantbeat.infra.metrics import record_cache
 from quantbeat.infra.settings import get_settings
 from quantbeat.services.strategies import build_params, scan_strategy_names
@@ -43,7 +44,7 @@ from quantbeat.services.strategies import build_params, scan_strategy_names
 log = structlog.get_logger("quantbeat.services.settings_store")
 
 #: Redis key of the settings generation (incremented on every change).
-GENERATION_KEY = "qb:settings:generation"
+GENERATION_KEY = SETTINGS_GENERATION_KEY
 
 _SCHEDULE_KEY = re.compile(r"^schedule\.(?P<entry>[A-Za-z0-9_.:-]+)\.enabled$")
 _STRATEGY_KEY = re.compile(r"^strategy\.(?P<name>[a-z_]+)$")

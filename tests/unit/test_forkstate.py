@@ -25,6 +25,8 @@ from workers import process
 from workers.app import TASK_MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
+for _name in TASK_MODULES:  # as a worker does before it forks: services register their resets
+    importlib.import_module(_name)
 
 #: (module, attribute) of every registry a forked child must not inherit.
 RESET: tuple[tuple[str, str], ...] = (
@@ -134,8 +136,6 @@ def _held(module: str, attr: str) -> Any:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_holds_nothing_of_its_parent(tmp_path):
-    for name in TASK_MODULES:
-        importlib.import_module(name)  # services register their resets at import
     engine = create_engine(f"sqlite:///{tmp_path / 'fork.sqlite'}")
     with engine.connect() as conn:
         conn.execute(text("select 1"))
