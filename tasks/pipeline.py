@@ -3,16 +3,15 @@
 Beat schedules single tasks; a pipeline task turns one tick into a Celery chain, so each step
 runs on its own queue (collection on ``io``, indicators and scans on ``cpu``) and starts only
 after the previous one succeeded. A failed step stops the chain; it is recorded (job history, dead
-letters) like any task failure.
+letters) like any task failure. The steps are defined once, in :mod:`quantbeat.services.pipeline`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import chain
-
 from quantbeat.services.args import parse_date, parse_krx_markets
+from quantbeat.services.pipeline import launch_pipeline
 from workers.app import app
 
 
@@ -20,11 +19,6 @@ def _checked(trade_date: str | None, market: str | None) -> str | None:
     if trade_date is not None:
         parse_date(trade_date, field="trade_date")
     return parse_krx_markets(market)[0].value if market is not None else None
-
-
-def _launch(steps: list[Any]) -> dict[str, Any]:
-    result = chain(*steps).apply_async()
-    return {"chain": result.id, "steps": [s.task for s in steps]}
 
 
 @app.task(name="quantbeat.pipeline.krx_close")
@@ -36,22 +30,7 @@ def krx_close(trade_date: str | None = None, market: str | None = None) -> dict[
     session (incremental collection), ``market`` to both KRX markets. Returns ``{"chain":
     <last task id>, "steps": [...]}``.
     """
-    market = _checked(trade_date, market)
-    day = {"trade_date": trade_date, "market": market}
-    return _launch(
-        [
-            app.signature("quantbeat.collect.daily_candles", kwargs=day, immutable=True),
-            app.signature("quantbeat.indicators.precompute", kwargs=day, immutable=True),
-            app.signature(
-                "quantbeat.news.collect", kwargs={"trade_date": trade_date}, immutable=True
-            ),
-            app.signature(
-                "quantbeat.scans.run",
-                kwargs={"strategy": "vcp", "analyze": True, **day},
-                immutable=True,
-            ),
-        ]
-    )
+    return launch_pipeline("krx_close", trade_date, _checked(trade_date, market))
 
 
 @app.task(name="quantbeat.pipeline.krx_flows")
@@ -60,18 +39,4 @@ def krx_flows(trade_date: str | None = None, market: str | None = None) -> dict[
     closing-bet scan (its supply component needs the day's foreign and institution figures);
     its top candidates are analysed, and the scan re-run with their news scores. Returns
     ``{"chain", "steps"}`` like :func:`krx_close`."""
-    market = _checked(trade_date, market)
-    day = {"trade_date": trade_date, "market": market}
-    return _launch(
-        [
-            app.signature("quantbeat.collect.investor_flows", kwargs=day, immutable=True),
-            app.signature(
-                "quantbeat.news.collect", kwargs={"trade_date": trade_date}, immutable=True
-            ),
-            app.signature(
-                "quantbeat.scans.run",
-                kwargs={"strategy": "closing_bet", "analyze": True, **day},
-                immutable=True,
-            ),
-        ]
-    )
+    return launch_pipeline("krx_flows", trade_date, _checked(trade_date, market))

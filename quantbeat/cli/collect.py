@@ -6,39 +6,42 @@ import datetime as dt
 from typing import Annotated
 
 import typer
+from rich.progress import Progress
 from rich.table import Table
 
-from quant.errors import PermanentError, TransientError, ValidationError
+from quant.errors import PermanentError, ValidationError
+from quant.market.types import INTRADAY_INTERVALS, Market
 from quantbeat.cli.common import console, parse_date_option
+from quantbeat.services import dispatch
+from quantbeat.services.args import parse_date, parse_krx_markets, parse_moment
+from quantbeat.services.backfill import start_backfill, wait_backfill
+from quantbeat.services.collect import DATASETS, MAX_RANGE_SESSIONS, Dataset, send_daily
+from quantbeat.services.gaps import (
+    backfill_crypto_gaps,
+    backfill_krx_gaps,
+    crypto_gaps,
+    crypto_window,
+    krx_gaps,
+)
 
 collect_app = typer.Typer(help="Market-data collection.", no_args_is_help=True)
 data_app = typer.Typer(help="Data quality: gaps.", no_args_is_help=True)
 
 
+def _market_option(value: str | None) -> Market | None:
+    """``--market``: one KRX market, ``None`` for both."""
+    return None if value is None else parse_krx_markets(value, field="--market")[0]
+
+
 def _send_and_report(
-    task_name: str, date: str | None, market: str | None, wait: bool, timeout: float
+    dataset: Dataset, date: str | None, market: str | None, wait_for: bool, timeout: float
 ) -> None:
-    from quantbeat.services.args import parse_krx_markets
-    from workers.app import app as celery_app
-
     day = parse_date_option(date, "--date")
-    if market is not None:
-        market = parse_krx_markets(market, field="--market")[0].value
-    result = celery_app.send_task(
-        task_name, kwargs={"trade_date": day.isoformat() if day else None, "market": market}
-    )
-    if not wait:
-        console.print(f"queued {task_name} as {result.id}")
+    result = send_daily(dataset, day, _market_option(market))
+    if not wait_for:
+        console.print(f"queued {dataset.daily_task} as {result.id}")
         return
-    from celery.exceptions import TimeoutError as CeleryTimeout
-
-    try:
-        summary = result.get(timeout=timeout)
-    except CeleryTimeout:
-        raise TransientError(
-            f"{task_name} ({result.id}) did not finish within {timeout:.0f} s; "
-            "is a worker consuming the io queue? (quantbeat worker --queues io)"
-        ) from None
+    summary = dispatch.wait(result, timeout=timeout, what=dataset.daily_task)
     console.print_json(data={"task_id": result.id, **summary})
 
 
@@ -50,7 +53,7 @@ def collect_daily(
     timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 300.0,
 ) -> None:
     """Enqueue quantbeat.collect.daily_candles for a day (needs a running io worker)."""
-    _send_and_report("quantbeat.collect.daily_candles", date, market, wait, timeout)
+    _send_and_report(DATASETS["candles"], date, market, wait, timeout)
 
 
 @collect_app.command("flows")
@@ -61,7 +64,7 @@ def collect_flows(
     timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 300.0,
 ) -> None:
     """Enqueue quantbeat.collect.investor_flows for a day (needs a running io worker)."""
-    _send_and_report("quantbeat.collect.investor_flows", date, market, wait, timeout)
+    _send_and_report(DATASETS["flows"], date, market, wait, timeout)
 
 
 @collect_app.command("backfill")
@@ -75,12 +78,6 @@ def collect_backfill(
     timeout: Annotated[float, typer.Option(help="Seconds to wait in all")] = 3600.0,
 ) -> None:
     """Fill history: one quantbeat.collect.daily_range task per chunk of KRX sessions."""
-    from rich.progress import Progress
-
-    from quantbeat.infra.sources import krx_calendar
-    from quantbeat.services.args import parse_date, parse_krx_markets
-    from workers.app import app as celery_app
-
     first, last = parse_date(from_, field="--from"), parse_date(to, field="--to")
     if first > last:
         raise ValidationError(f"--from {first} is after --to {last}", field="--from")
@@ -91,72 +88,41 @@ def collect_backfill(
         raise ValidationError(
             f"--dataset must be candles, flows or both, got {dataset!r}", field="--dataset"
         )
-    if not 1 <= chunk_sessions <= 260:
+    if not 1 <= chunk_sessions <= MAX_RANGE_SESSIONS:
         raise ValidationError(
-            f"--chunk-sessions must be 1..260, got {chunk_sessions}", field="--chunk-sessions"
+            f"--chunk-sessions must be 1..{MAX_RANGE_SESSIONS}, got {chunk_sessions}",
+            field="--chunk-sessions",
         )
-    if market is not None:
-        market = parse_krx_markets(market, field="--market")[0].value
-    sessions = krx_calendar().sessions(first, last)
+    backfill = start_backfill(
+        first,
+        last,
+        market=_market_option(market),
+        datasets=datasets,
+        chunk_sessions=chunk_sessions,
+    )
+    sessions = backfill.sessions
     if not sessions:
         console.print(f"no KRX sessions between {first} and {last}")
         return
-    chunks = [sessions[i : i + chunk_sessions] for i in range(0, len(sessions), chunk_sessions)]
-    sent = [
-        (
-            ds,
-            celery_app.send_task(
-                "quantbeat.collect.daily_range",
-                kwargs={
-                    "start": c[0].isoformat(),
-                    "end": c[-1].isoformat(),
-                    "market": market,
-                    "dataset": ds,
-                },
-            ),
-        )
-        for ds in datasets
-        for c in chunks
-    ]
-    results = [r for _, r in sent]
     console.print(
-        f"queued {len(results)} task(s): {len(sessions)} sessions {sessions[0]}..{sessions[-1]},"
-        f" datasets {', '.join(datasets)}"
+        f"queued {len(backfill.sent)} task(s): {len(sessions)} sessions "
+        f"{sessions[0]}..{sessions[-1]}, datasets {', '.join(datasets)}"
     )
     if not wait:
         return
-    import time
-
-    deadline = time.monotonic() + timeout
     with Progress(console=console, transient=True) as progress:
-        bar = progress.add_task("backfilling", total=len(results))
-        while True:
-            done = sum(1 for r in results if r.ready())
-            progress.update(bar, completed=done)
-            if done == len(results):
-                break
-            if time.monotonic() > deadline:
-                raise TransientError(
-                    f"backfill: {len(results) - done} task(s) unfinished after {timeout:.0f} s; "
-                    "they keep running on the workers"
-                )
-            time.sleep(0.5)
-    totals: dict[str, dict[str, int]] = {ds: {} for ds in datasets}
-    failed = []
-    for ds, r in sent:
-        if not r.successful():
-            failed.append(r.id)
-            continue
-        summary = r.result
-        counts = {**(summary.get(ds) or {}), "rejected": summary.get("rejected") or 0}
-        for k, v in counts.items():
-            totals[ds][k] = totals[ds].get(k, 0) + int(v)
-    for ds, counts in totals.items():
+        bar = progress.add_task("backfilling", total=len(backfill.sent))
+        outcome = wait_backfill(
+            backfill,
+            timeout=timeout,
+            on_progress=lambda done, _total: progress.update(bar, completed=done),
+        )
+    for ds, counts in outcome.totals.items():
         console.print(f"{ds}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
-    if failed:
+    if outcome.failed:
         raise PermanentError(
-            f"{len(failed)} backfill task(s) failed (see quantbeat job history): "
-            + ", ".join(failed[:5])
+            f"{len(outcome.failed)} backfill task(s) failed (see quantbeat job history): "
+            + ", ".join(outcome.failed[:5])
         )
 
 
@@ -179,39 +145,26 @@ def data_gaps(
 ) -> None:
     """Report sessions missing per instrument (listed instruments, KRX sessions) and
     optionally queue the backfill that fills them."""
-    from db.engine import session_scope
-    from db.models import DailyCandle, InvestorFlow
-    from db.store import stored_dates
-    from quant.market.gaps import covering_ranges, find_gaps, without_rows
-    from quantbeat.infra.settings import get_settings
-    from quantbeat.infra.sources import krx_calendar, latest_krx_session
-    from quantbeat.services.args import parse_date, parse_krx_markets
-
     if dataset.startswith("crypto-"):
         _crypto_gaps(dataset.removeprefix("crypto-"), from_, to, backfill, limit)
         return
-    models = {"candles": DailyCandle, "flows": InvestorFlow}
-    if dataset not in models:
+    if dataset not in DATASETS:
         raise ValidationError(
             f"--dataset must be candles, flows or crypto-<interval> (e.g. crypto-60m), "
             f"got {dataset!r}"
         )
-    markets = [m.value for m in parse_krx_markets(market, field="--market")]
-    calendar = krx_calendar()
-    end = parse_date(to, field="--to") if to else latest_krx_session(get_settings())
-    if from_:
-        start = parse_date(from_, field="--from")
-    else:
-        start = calendar.sessions(end - dt.timedelta(days=520), end)[-260]
-    sessions = calendar.sessions(start, end)
-    with session_scope() as session:
-        stored = stored_dates(session, models[dataset], markets, start, end)
-    gaps = find_gaps(stored, sessions)
-    missing = sum(g.sessions for g in gaps)
-    empty = without_rows(stored, sessions)
+    markets = parse_krx_markets(market, field="--market")
+    report = krx_gaps(
+        DATASETS[dataset],
+        markets,
+        start=parse_date(from_, field="--from") if from_ else None,
+        end=parse_date(to, field="--to") if to else None,
+    )
+    sessions, gaps, empty = report.sessions, report.gaps, report.empty
     console.print(
-        f"{dataset} {start}..{end} ({len(sessions)} KRX sessions), {len(stored):,} listed "
-        f"instruments: {len(gaps):,} gap(s), {missing:,} missing instrument-sessions",
+        f"{dataset} {report.start}..{report.end} ({len(sessions)} KRX sessions), "
+        f"{report.listed:,} listed instruments: {len(gaps):,} gap(s), "
+        f"{report.missing:,} missing instrument-sessions",
         soft_wrap=True,
     )
     if empty:
@@ -231,24 +184,16 @@ def data_gaps(
         if len(gaps) > limit:
             console.print(f"… and {len(gaps) - limit:,} more (--limit)")
     if backfill and gaps:
-        from workers.app import app as celery_app
-
-        queued = 0
-        for first, last in covering_ranges(gaps, sessions):
-            span = calendar.sessions(first, last)
-            for i in range(0, len(span), 20):
-                chunk = span[i : i + 20]
-                celery_app.send_task(
-                    "quantbeat.collect.daily_range",
-                    kwargs={
-                        "start": chunk[0].isoformat(),
-                        "end": chunk[-1].isoformat(),
-                        "market": market,
-                        "dataset": dataset,
-                    },
-                )
-                queued += 1
+        queued = backfill_krx_gaps(report, market=markets[0] if market else None)
         console.print(f"queued {queued} quantbeat.collect.daily_range task(s)", soft_wrap=True)
+
+
+def _moment_option(value: str | None, option: str) -> dt.datetime | None:
+    """A ``--from``/``--to`` of a crypto report: an ISO date-time with a zone, or a date
+    (midnight UTC)."""
+    if value is None:
+        return None
+    return parse_moment(value if "T" in value else f"{value}T00:00:00+00:00", field=option)
 
 
 def _crypto_gaps(
@@ -257,41 +202,23 @@ def _crypto_gaps(
     """Gaps in stored crypto bars: every ``interval`` step, 24/7, from each market's first
     stored bar in the window. Upbit emits no bar for a minute without trades, so thin markets
     show short gaps that a backfill cannot fill; the report says so."""
-    from db.engine import session_scope
-    from db.store import stored_bar_starts
-    from quant.market.gaps import covering_ranges, find_gaps
-    from quant.market.types import INTRADAY_INTERVALS, Market
-    from tasks.collect import _floor_to_interval
-
     if interval not in INTRADAY_INTERVALS:
         raise ValidationError(
             f"--dataset crypto-<interval> needs one of {', '.join(INTRADAY_INTERVALS)}, "
             f"got {interval!r}",
             field="--dataset",
         )
-    minutes = int(interval.removesuffix("m"))
-    step = dt.timedelta(minutes=minutes)
-
-    def moment(value: str | None, default: dt.datetime, option: str) -> dt.datetime:
-        if value is None:
-            return default
-        from tasks.collect import _parse_moment
-
-        text = value if "T" in value else f"{value}T00:00:00+00:00"
-        return _parse_moment(text, field=option)
-
-    end = moment(to, _floor_to_interval(dt.datetime.now(dt.UTC), minutes) - step, "--to")
-    start = moment(from_, end - dt.timedelta(days=7), "--from")
+    start, end = crypto_window(
+        interval, _moment_option(from_, "--from"), _moment_option(to, "--to")
+    )
     if start > end:
         raise ValidationError(f"--from {start} is after --to {end}", field="--from")
-    points = [start + i * step for i in range(int((end - start) / step) + 1)]
-    with session_scope() as session:
-        stored = stored_bar_starts(session, Market.UPBIT.value, interval, start, end)
-    gaps = find_gaps(stored, points)
+    report = crypto_gaps(interval, start, end)
+    gaps = report.gaps
     console.print(
         f"crypto {interval} bars {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M} UTC, "
-        f"{len(stored):,} listed markets: {len(gaps):,} gap(s), "
-        f"{sum(g.sessions for g in gaps):,} missing bars (Upbit has no bar where nothing "
+        f"{report.listed:,} listed markets: {len(gaps):,} gap(s), "
+        f"{report.missing:,} missing bars (Upbit has no bar where nothing "
         "traded, so thin markets show gaps that stay)",
         soft_wrap=True,
     )
@@ -303,20 +230,5 @@ def _crypto_gaps(
             )
         console.print(table)
     if backfill and gaps:
-        from workers.app import app as celery_app
-
-        tickers = sorted({g.ticker for g in gaps})
-        ranges = covering_ranges(gaps, points)
-        for first, last in ranges:
-            celery_app.send_task(
-                "quantbeat.collect.crypto_candles",
-                kwargs={
-                    "interval": interval,
-                    "start": first.isoformat(),
-                    "end": (last + step).isoformat(),
-                    "tickers": tickers,
-                },
-            )
-        console.print(
-            f"queued {len(ranges)} quantbeat.collect.crypto_candles task(s)", soft_wrap=True
-        )
+        queued = backfill_crypto_gaps(report)
+        console.print(f"queued {queued} quantbeat.collect.crypto_candles task(s)", soft_wrap=True)

@@ -7,7 +7,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from quantbeat.cli.backtest import _fmt
 from quantbeat.cli.common import console, parse_date_option
+from quantbeat.infra.logging import configure_logging
+from quantbeat.infra.settings import get_settings
+from quantbeat.services import runner
+from quantbeat.services.args import parse_krx_markets
 
 
 def run(
@@ -27,11 +32,6 @@ def run(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the work")] = 600.0,
 ) -> None:
     """Run the main job and print its report (embedded: SQLite, in-process broker and worker)."""
-    from quantbeat.infra.logging import configure_logging
-    from quantbeat.infra.settings import get_settings
-    from quantbeat.services import runner
-    from quantbeat.services.args import parse_krx_markets
-
     day = parse_date_option(date, "--date")
     if market is not None:
         market = parse_krx_markets(market, field="--market")[0].value
@@ -49,7 +49,7 @@ def run(
     _print_report(report)
 
 
-def _print_report(report: Any) -> None:
+def _print_report(report: runner.RunReport) -> None:
     label = " [bold yellow](SIMULATED market data)[/]" if report.simulated else ""
     console.print(f"[bold]quantbeat run[/] — {report.mode} mode{label}")
     table = Table(show_header=False, box=None, pad_edge=False)
@@ -166,7 +166,7 @@ def _print_report(report: Any) -> None:
     _print_backtests(report)
 
 
-def _print_analyses(report: Any) -> None:
+def _print_analyses(report: runner.RunReport) -> None:
     """The analysed candidates: news score, sentiment and catalyst per instrument."""
     for name, a in report.analysis.items():
         rows = a.get("rows") or []
@@ -194,7 +194,7 @@ def _figure(run: dict[str, Any], name: str) -> Any:
     return found if found is not None else (run.get("summary") or {}).get(name)
 
 
-def _print_backtests(report: Any) -> None:
+def _print_backtests(report: runner.RunReport) -> None:
     """The run's closing section: each strategy's backtest metrics and its report path."""
     if not report.backtests:
         return
@@ -206,8 +206,6 @@ def _print_backtests(report: Any) -> None:
     table.add_column("metric")
     for name in names:
         table.add_column(name, justify="right")
-    from quantbeat.cli.backtest import _fmt
-
     rows = ("total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown",
             "max_drawdown_days", "calmar", "win_rate", "profit_factor", "expectancy",
             "exposure", "trades", "open_trades")  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from quant.errors import ValidationError
-from quant.market.types import KRX_MARKETS, Market
+from quant.market.types import INTRADAY_INTERVALS, KRX_MARKETS, Market
 from quantbeat.infra.settings import get_settings
 from quantbeat.infra.sources import latest_krx_session
 
@@ -61,3 +61,57 @@ def parse_krx_markets(value: object, *, field: str = "market") -> tuple[Market, 
             f"{field} must be a KRX market ({names}), got {value!r}", field=field, value=value
         )
     return (market,)
+
+
+def parse_moment(value: object, *, field: str) -> dt.datetime:
+    """Parse an ISO date-time with a time zone (``2026-11-20T00:00:00+00:00``); returned in UTC.
+
+    Raises:
+        quant.errors.ValidationError: not a string, not an ISO date-time, or without a zone.
+    """
+    if not isinstance(value, str):
+        raise ValidationError(
+            f"{field} must be an ISO date-time string, got {value!r}", field=field, value=value
+        )
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(
+            f"{field} must be an ISO date-time, got {value!r}", field=field, value=value
+        ) from None
+    if moment.tzinfo is None:
+        raise ValidationError(
+            f"{field} needs a time zone (e.g. 2026-11-20T00:00:00+00:00), got {value!r}",
+            field=field,
+            value=value,
+        )
+    return moment.astimezone(dt.UTC)
+
+
+def parse_interval(value: object, *, field: str = "interval") -> str:
+    """An intraday bar interval (``1m`` … ``240m``, :data:`quant.market.types.INTRADAY_INTERVALS`).
+
+    Raises:
+        quant.errors.ValidationError: not one of them.
+    """
+    if value not in INTRADAY_INTERVALS:
+        raise ValidationError(
+            f"{field} must be one of {', '.join(INTRADAY_INTERVALS)}, got {value!r}",
+            field=field,
+            value=value,
+        )
+    assert isinstance(value, str)
+    return value
+
+
+def parse_tickers(value: object, *, field: str = "tickers") -> list[str] | None:
+    """``None``, or a list of non-empty market codes (``["KRW-BTC", ...]``).
+
+    Raises:
+        quant.errors.ValidationError: anything else.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+        raise ValidationError(f"{field} must be a list of market codes, got {value!r}", field=field)
+    return list(value)

@@ -1,32 +1,53 @@
 """``quantbeat run``: the main job, end to end, in one process or against the real stack.
 
 Embedded (the default): a SQLite file under ``./var``, kombu's in-memory broker and an
-in-process worker (threads pool) consuming the ``io``, ``cpu`` and ``ai`` queues. Tasks go
-through the same path as in production — sent by name, JSON-serialized, routed, executed by a
-real Celery worker with the base task's history and retry policy — only the transport differs.
-Nothing outside the process is needed.
+in-process worker (threads pool) consuming the ``io``, ``cpu`` and ``ai`` queues
+(:mod:`workers.embedded`). Tasks go through the same path as in production — sent by name,
+JSON-serialized, routed, executed by a real Celery worker with the base task's history and
+retry policy — only the transport differs. Nothing outside the process is needed.
 
 Distributed (``--distributed``): the configured broker and database; workers started with
 ``quantbeat worker`` on any host do the work, and this process only sends and waits.
+
+The job is the daily pipeline (:mod:`quantbeat.services.pipeline`, the steps beat chains), run
+step by step: on the first run (empty database) a year of history replaces the collection
+steps; then a backtest of each scanned strategy over the stored history.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from quant.errors import ServiceUnavailable
-from quantbeat.infra.settings import Settings, get_settings, reset_settings
+from sqlalchemy import func, select
 
-EMBEDDED_BROKER = "memory://"
-EMBEDDED_BACKEND = "cache+memory://"
+from db import migrate
+from db.candles import universe
+from db.engine import display_url, forget_engines, session_scope
+from db.models import AiAnalysis, DailyCandle, Instrument
+from quant.errors import ServiceUnavailable
+from quant.indicators import SCAN_BARS
+from quant.market.types import KRX_MARKETS
+from quantbeat.infra.settings import Settings, get_settings, reset_settings
+from quantbeat.infra.sources import latest_krx_session
+from quantbeat.services.ai import analyzer_for
+from quantbeat.services.backfill import plan_backfill
+from quantbeat.services.backtests import submit_backtest, wait, write_report
+from quantbeat.services.collect import last_sessions
+from quantbeat.services.dispatch import TaskCall, result_of, send
+from quantbeat.services.dispatch import wait as wait_for
+from quantbeat.services.indicators import cache_stats, forget_service, get_indicator
+from quantbeat.services.pipeline import PIPELINES, pipeline_steps
+from quantbeat.services.scans import candidates
+from quantbeat.services.strategies import scan_strategy
+from workers.app import app
+from workers.embedded import embedded_environment, embedded_worker
+from workers.queues import area_of
 
 
 @dataclass
@@ -59,18 +80,6 @@ class RunReport:
     analysis: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def embedded_environment(data_dir: Path, database_url: str | None = None) -> dict[str, str]:
-    """The ``QUANTBEAT_*`` variables that select the embedded profile."""
-    db_path = (data_dir / "quantbeat.sqlite").resolve()
-    return {
-        "QUANTBEAT_BROKER_URL": EMBEDDED_BROKER,
-        "QUANTBEAT_RESULT_BACKEND": EMBEDDED_BACKEND,
-        "QUANTBEAT_DATABASE_URL": database_url or f"sqlite:///{db_path}",
-        # Rate limits and the indicator cache in-process: no Redis needed.
-        "QUANTBEAT_REDIS_URL": "memory://",
-    }
-
-
 @contextmanager
 def _environment(overrides: dict[str, str]) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in overrides}
@@ -87,60 +96,6 @@ def _environment(overrides: dict[str, str]) -> Iterator[None]:
         reset_settings()
 
 
-@contextmanager
-def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
-    """Run a real Celery worker (threads pool, all three queues) in a background thread."""
-    from celery.result import allow_join_result
-    from celery.worker import WorkController
-    from celery.worker import state as worker_state
-
-    from workers.app import app
-
-    ready = threading.Event()
-
-    class _Controller(WorkController):  # type: ignore[misc]
-        def on_consumer_ready(self, consumer: Any) -> None:
-            ready.set()
-
-    # Pool threads resolve the app through Celery's *default* app (current_app is
-    # thread-local); the worker CLI sets both, so do we.
-    app.set_current()
-    app.set_default()
-    app.loader.import_default_modules()
-    worker = _Controller(
-        app=app,
-        pool="threads",
-        concurrency=concurrency,
-        hostname=f"embedded-{os.getpid()}@localhost",
-        without_heartbeat=True,
-        without_mingle=True,
-        without_gossip=True,
-        loglevel="WARNING",
-    )
-    thread = threading.Thread(target=worker.start, name="quantbeat-embedded-worker", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not ready.wait(0.1):
-        # WorkController.start logs and swallows start-up errors, then returns: a dead thread
-        # means the worker failed, and waiting longer would only hide that.
-        if not thread.is_alive():
-            raise ServiceUnavailable(
-                f"the embedded worker stopped during start-up (exit code {worker.exitcode}); "
-                "its log has the reason"
-            )
-        if time.monotonic() > deadline:
-            raise ServiceUnavailable("the embedded worker did not start within 30 s")
-    try:
-        # A worker in this process marks result.get() as blocking-inside-a-task; this thread
-        # is not a task, it is the client waiting for the worker.
-        with allow_join_result():
-            yield worker
-    finally:
-        worker_state.should_terminate = 0
-        thread.join(30)
-        worker_state.should_terminate = None
-
-
 def run(
     *,
     trade_date: dt.date | None = None,
@@ -150,12 +105,14 @@ def run(
     timeout: float = 600.0,
     log_file: str | None = None,
 ) -> RunReport:
-    """Run the main job (collect one simulated trading day for the whole universe).
+    """Run the main job: the daily pipeline for ``trade_date`` (default: the latest closed
+    session) and ``market`` (default: both KRX markets), then a backtest per scan.
 
     Raises:
-        quant.errors.ServiceUnavailable: the broker, worker or database did not answer.
+        quant.errors.ServiceUnavailable: the broker, worker or database did not answer, or the
+            work did not finish within ``timeout`` seconds.
         quant.errors.ConfigError: settings are invalid.
-        quant.errors.QuantbeatError: a collection task failed (re-raised from the worker).
+        quant.errors.QuantbeatError: a task failed (re-raised from the worker).
     """
     base = get_settings()
     overrides = {} if distributed else embedded_environment(base.data_dir, database_url)
@@ -163,8 +120,6 @@ def run(
         overrides["QUANTBEAT_DATABASE_URL"] = database_url
     with _environment(overrides):
         settings = get_settings()
-        from db.engine import forget_engines
-
         forget_engines()
         return _run(settings, trade_date, market, distributed, timeout, log_file)
 
@@ -177,11 +132,6 @@ def _run(
     timeout: float,
     log_file: str | None,
 ) -> RunReport:
-    from db import migrate
-    from db.engine import display_url
-    from quantbeat.infra.sources import latest_krx_session
-    from workers.app import app
-
     if not distributed:
         # workers.app may have been imported under other settings; make the app match ours.
         app.conf.update(broker_url=settings.broker_url, result_backend=settings.result_backend)
@@ -198,22 +148,26 @@ def _run(
         source=settings.market_source,
         simulated=settings.market_source == "simulated",
     )
-    from quantbeat.services.indicators import forget_service
-
     forget_service()
     with _maybe_worker(distributed):
-        deadline = time.monotonic() + timeout
-        results = _collect(app, day, market, timeout, history=first_run, explicit=bool(trade_date))
-        _indicators(app, report, day, market, max(1.0, deadline - time.monotonic()))
-        _scans(app, report, day, market, max(1.0, deadline - time.monotonic()))
-        _analysis(app, report, day, max(1.0, deadline - time.monotonic()))
-        _backtests(report, day, market, max(1.0, deadline - time.monotonic()))
+        job = _Job(report, day, market, deadline=time.monotonic() + timeout)
+        if first_run:
+            job.history()
+        done: list[TaskCall] = []
+        for name in PIPELINES:
+            for step in pipeline_steps(name, day.isoformat(), market, catch_up=trade_date is None):
+                if (first_run and area_of(step.task) == "collect") or step in done:
+                    # The history covers the day's collection; both pipelines collect the
+                    # day's news, which once is enough here.
+                    continue
+                job.step(step)
+                done.append(step)
+        _backtests(report, day, market, job.remaining())
     report.seconds = time.perf_counter() - t0
     report.history = first_run
     report.explicit = trade_date is not None
     ranges: dict[tuple[Any, Any], int] = {}
-    for name, summary in results:
-        report.tasks.append({"task": name, **summary})
+    for name, summary in job.collected:
         if "candles" in summary:  # one entry per distinct range of candle sessions
             ranges[(summary.get("start"), summary.get("end"))] = int(summary.get("sessions") or 0)
         if name.endswith("daily_candles") or (
@@ -247,206 +201,139 @@ HISTORY_SESSIONS = 260
 #: Sessions per history task (small enough for a real provider inside the io time limit).
 HISTORY_CHUNK = 20
 
-
-def _collect(
-    app: Any,
-    day: dt.date,
-    market: str | None,
-    timeout: float,
-    *,
-    history: bool,
-    explicit: bool,
-) -> list[tuple[str, dict[str, Any]]]:
-    """Send the run's collection tasks and wait for them.
-
-    First run (empty database): :data:`HISTORY_SESSIONS` sessions up to ``day`` in
-    chunks of ``quantbeat.collect.daily_range``. Later runs: the day given (``explicit``),
-    or incrementally from the last stored session up to ``day``.
-    """
-    from celery.exceptions import TimeoutError as CeleryTimeout
-
-    from quant.market.types import KRX_MARKETS
-    from quantbeat.infra.sources import krx_calendar
-
-    markets = [market] if market else [m.value for m in KRX_MARKETS]
-    pending = []
-    if history:
-        calendar = krx_calendar()
-        sessions = calendar.sessions(day - dt.timedelta(days=HISTORY_SESSIONS * 2), day)
-        sessions = sessions[-HISTORY_SESSIONS:]
-        chunks = [sessions[i : i + HISTORY_CHUNK] for i in range(0, len(sessions), HISTORY_CHUNK)]
-        for dataset in ("candles", "flows"):
-            for chunk in chunks:
-                kwargs = {
-                    "start": chunk[0].isoformat(),
-                    "end": chunk[-1].isoformat(),
-                    "market": market,
-                    "dataset": dataset,
-                }
-                name = "quantbeat.collect.daily_range"
-                pending.append((name, app.send_task(name, kwargs=kwargs)))
-    else:
-        for name in ("quantbeat.collect.daily_candles", "quantbeat.collect.investor_flows"):
-            for m in markets:
-                kwargs = (
-                    {"trade_date": day.isoformat(), "market": m}
-                    if explicit
-                    else {"until": day.isoformat(), "market": m}
-                )
-                pending.append((name, app.send_task(name, kwargs=kwargs)))
-    out: list[tuple[str, dict[str, Any]]] = []
-    deadline = time.monotonic() + timeout
-    for name, result in pending:
-        try:
-            summary = result.get(timeout=max(1.0, deadline - time.monotonic()))
-        except CeleryTimeout:
-            raise ServiceUnavailable(
-                f"{name} ({result.id}) did not finish within {timeout:.0f} s: "
-                "is a worker consuming the io queue?"
-            ) from None
-        out.append((name, summary))
-    return out
-
-
-def _indicators(
-    app: Any, report: RunReport, day: dt.date, market: str | None, timeout: float
-) -> None:
-    """The pipeline's next step: precompute the scan indicators for the universe (a ``cpu``
-    task), then read one instrument's RSI through the public API, as a client would."""
-    from celery.exceptions import TimeoutError as CeleryTimeout
-
-    from db.candles import universe
-    from db.engine import session_scope
-    from quant.market.types import KRX_MARKETS
-    from quantbeat.services.indicators import cache_stats, get_indicator
-
-    name = "quantbeat.indicators.precompute"
-    sent = app.send_task(name, kwargs={"trade_date": day.isoformat(), "market": market})
-    try:
-        report.indicators = sent.get(timeout=timeout)
-    except CeleryTimeout:
-        raise ServiceUnavailable(
-            f"{name} ({sent.id}) did not finish within {timeout:.0f} s: "
-            "is a worker consuming the cpu queue?"
-        ) from None
-    report.tasks.append({"task": name, **report.indicators})
-    markets = [market] if market else [m.value for m in KRX_MARKETS]
-    with session_scope() as session:
-        members = universe(session, markets)
-    if members:
-        from quant.indicators import SCAN_BARS
-
-        instrument = members[0][1]
-        t0 = time.perf_counter()
-        result = get_indicator(
-            instrument, "rsi", {"period": 14}, end=day, limit=SCAN_BARS, timeout=timeout
-        )
-        report.sample = {
-            "instrument": instrument,
-            "rsi": result.latest()["rsi"],
-            "source": result.source,
-            "ms": (time.perf_counter() - t0) * 1000,
-        }
-    report.cache = cache_stats().as_dict()
-
-
 #: Candidates per strategy the report lists.
 TOP_CANDIDATES = 5
 
 
-def _scans(app: Any, report: RunReport, day: dt.date, market: str | None, timeout: float) -> None:
-    """The pipeline's last step: the VCP and closing-bet scans of the day over the universe
-    (a chord of chunks each), and their top candidates."""
-    from celery.exceptions import TimeoutError as CeleryTimeout
+class _Job:
+    """The pipeline's steps run one after another, each awaited (following the ids a step
+    returns to the work it started) and recorded in the report."""
 
-    from quantbeat.services.scans import candidates
+    def __init__(self, report: RunReport, day: dt.date, market: str | None, deadline: float):
+        self.report = report
+        self.day = day
+        self.market = market
+        self.deadline = deadline
+        #: (task name, summary) of every collection task, for the report's totals.
+        self.collected: list[tuple[str, dict[str, Any]]] = []
 
-    started = {
-        name: app.send_task(
-            "quantbeat.scans.run",
-            kwargs={"strategy": name, "trade_date": day.isoformat(), "market": market},
+    def remaining(self) -> float:
+        """Seconds left before the run's deadline (at least one, to ask once more)."""
+        return max(1.0, self.deadline - time.monotonic())
+
+    def wait(self, result: Any, what: str, task_name: str) -> Any:
+        return wait_for(result, timeout=self.remaining(), what=what, task_name=task_name)
+
+    def history(self) -> None:
+        """First run: :data:`HISTORY_SESSIONS` sessions up to the day, both datasets, in
+        chunks of :data:`HISTORY_CHUNK` (the backfill planner's tasks, sent at once)."""
+        calls = plan_backfill(
+            last_sessions(self.day, HISTORY_SESSIONS),
+            chunk_sessions=HISTORY_CHUNK,
+            datasets=("candles", "flows"),
+            market=self.market,
         )
-        for name in ("vcp", "closing_bet")
-    }
-    for name, sent in started.items():
-        try:
-            launched = sent.get(timeout=timeout)
-            summary = (
-                app.AsyncResult(launched["chord"]).get(timeout=timeout)
-                if launched["chord"]
-                else launched
+        sent = [(call, send(call)) for call in calls]
+        for call, result in sent:
+            self.record_collection(call, self.wait(result, call.task, call.task))
+
+    def step(self, call: TaskCall) -> None:
+        """Run one pipeline step and wait for it (and for what it started)."""
+        summary = self.wait(send(call), call.task, call.task)
+        if area_of(call.task) == "collect":
+            self.record_collection(call, summary)
+        elif call.task == "quantbeat.indicators.precompute":
+            self.precomputed(summary)
+        elif call.task == "quantbeat.news.collect":
+            self.report.news = summary
+            self.report.tasks.append({"task": call.task, **summary})
+        elif call.task == "quantbeat.scans.run":
+            self.scanned(call.kwargs["strategy"], summary)
+        else:
+            self.report.tasks.append({"task": call.task, **summary})
+
+    def record_collection(self, call: TaskCall, summary: dict[str, Any]) -> None:
+        self.collected.append((call.task, summary))
+        self.report.tasks.append({"task": call.task, **summary})
+
+    def precomputed(self, summary: dict[str, Any]) -> None:
+        """After the precompute: read one instrument's RSI through the public API, as a
+        client would, and note the cache's counters."""
+        report = self.report
+        report.indicators = summary
+        report.tasks.append({"task": "quantbeat.indicators.precompute", **summary})
+        markets = [self.market] if self.market else [m.value for m in KRX_MARKETS]
+        with session_scope() as session:
+            members = universe(session, markets)
+        if members:
+            instrument = members[0][1]
+            t0 = time.perf_counter()
+            result = get_indicator(
+                instrument,
+                "rsi",
+                {"period": 14},
+                end=self.day,
+                limit=SCAN_BARS,
+                timeout=self.remaining(),
             )
-        except CeleryTimeout:
-            raise ServiceUnavailable(
-                f"the {name} scan did not finish within {timeout:.0f} s: "
-                "is a worker consuming the cpu queue?"
-            ) from None
-        report.tasks.append({"task": "quantbeat.scans.run", **summary})
-        report.scans[name] = {
+            report.sample = {
+                "instrument": instrument,
+                "rsi": result.latest()["rsi"],
+                "source": result.source,
+                "ms": (time.perf_counter() - t0) * 1000,
+            }
+        report.cache = cache_stats().as_dict()
+
+    def scanned(self, name: str, launched: dict[str, Any]) -> None:
+        """A scan started its chord: wait for the run to finish, then for the analysis it
+        started (``analysis``) and — for the closing bet — the re-scan with the news scores
+        (``rescan``)."""
+        summary = self.scan_result(name, launched)
+        self.report.tasks.append({"task": "quantbeat.scans.run", **summary})
+        self.report.scans[name] = {
             **summary,
-            "top": candidates(name, day, limit=TOP_CANDIDATES),
+            "top": candidates(name, self.day, limit=TOP_CANDIDATES),
         }
+        if summary.get("analysis"):
+            self.analysed(name, summary["analysis"])
 
-
-def _analysis(app: Any, report: RunReport, day: dt.date, timeout: float) -> None:
-    """The pipeline's analysis step: collect the day's news, analyse each scan's top
-    candidates on the ``ai`` queue (Gemini with a key, else the offline analyzer), and — for
-    the closing bet — wait for the re-scan that folds the news scores into the grades."""
-    from celery.exceptions import TimeoutError as CeleryTimeout
-
-    from quantbeat.services.ai import analyzer_for
-    from quantbeat.services.scans import candidates
-
-    def get(result: Any, what: str) -> Any:
-        try:
-            return result.get(timeout=timeout)
-        except CeleryTimeout:
-            raise ServiceUnavailable(
-                f"{what} did not finish within {timeout:.0f} s: is a worker consuming the "
-                "io and ai queues?"
-            ) from None
-
-    news = get(
-        app.send_task("quantbeat.news.collect", kwargs={"trade_date": day.isoformat()}),
-        "quantbeat.news.collect",
-    )
-    report.news = news
-    report.tasks.append({"task": "quantbeat.news.collect", **news})
-    analyzer = analyzer_for()
-    for name in list(report.scans):
-        started = get(
-            app.send_task(
-                "quantbeat.ai.analyze_candidates",
-                kwargs={"strategy": name, "trade_date": day.isoformat()},
-            ),
-            "quantbeat.ai.analyze_candidates",
+    def scan_result(self, name: str, launched: dict[str, Any]) -> dict[str, Any]:
+        if not launched.get("chord"):
+            return launched  # nothing to scan: the run finished at once
+        finished: dict[str, Any] = self.wait(
+            result_of(launched["chord"]), f"the {name} scan", "quantbeat.scans.finish"
         )
+        return finished
+
+    def analysed(self, name: str, task_id: str) -> None:
+        what = "quantbeat.ai.analyze_candidates"
+        started = self.wait(result_of(task_id), what, what)
         done: dict[str, Any] = {"analysed": 0, "succeeded": 0, "failed": 0}
         if started["chord"]:
-            done = get(app.AsyncResult(started["chord"]), f"the {name} analyses")
+            done = self.wait(
+                result_of(started["chord"]), f"the {name} analyses", "quantbeat.ai.analyze"
+            )
             if done.get("rescan"):
-                launched = get(app.AsyncResult(done["rescan"]), f"the {name} re-scan")
-                rescan = (
-                    get(app.AsyncResult(launched["chord"]), f"the {name} re-scan")
-                    if launched.get("chord")
-                    else launched
+                launched = self.wait(
+                    result_of(done["rescan"]), f"the {name} re-scan", "quantbeat.scans.run"
                 )
-                report.scans[name] = {**rescan, "top": candidates(name, day, limit=TOP_CANDIDATES)}
-        report.tasks.append({"task": "quantbeat.ai.analyze_candidates", **started})
-        report.analysis[name] = {
+                rescan = self.scan_result(name, launched)
+                self.report.scans[name] = {
+                    **rescan,
+                    "top": candidates(name, self.day, limit=TOP_CANDIDATES),
+                }
+        self.report.tasks.append({"task": what, **started})
+        analyzer = analyzer_for()
+        self.report.analysis[name] = {
             **{k: done.get(k, 0) for k in ("analysed", "succeeded", "failed")},
             "analyzer": analyzer.name,
             "model": analyzer.model,
-            "rows": _analyses(day, started["instruments"]),
+            "rows": _analyses(self.day, started["instruments"]),
         }
 
 
 def _analyses(day: dt.date, instruments: list[str]) -> list[dict[str, Any]]:
-    from sqlalchemy import select
-
-    from db.engine import session_scope
-    from db.models import AiAnalysis, Instrument
-
+    """The latest stored analysis of the day of each of ``instruments`` (``MARKET:TICKER``)."""
     rows = []
     with session_scope() as session:
         for name in instruments:
@@ -481,18 +368,9 @@ BACKTEST_MAX_POSITIONS = 10
 
 
 def _backtests(report: RunReport, day: dt.date, market: str | None, timeout: float) -> None:
-    """The pipeline's closing step: backtest each scanned strategy over the stored history
-    of the whole universe (one shared account, at most :data:`BACKTEST_MAX_POSITIONS`
-    positions), as asynchronous runs on the cpu workers, then write their reports."""
-    from sqlalchemy import func, select
-
-    from db.candles import universe
-    from db.engine import session_scope
-    from db.models import DailyCandle
-    from quant.backtest.strategies import FOR_SCAN
-    from quant.market.types import KRX_MARKETS
-    from quantbeat.services.backtests import submit_backtest, wait, write_report
-
+    """The job's closing step: backtest each scanned strategy over the stored history of the
+    whole universe (one shared account, at most :data:`BACKTEST_MAX_POSITIONS` positions),
+    as asynchronous runs on the cpu workers, then write their reports."""
     markets = [market] if market else [m.value for m in KRX_MARKETS]
     with session_scope() as session:
         members = universe(session, markets)
@@ -501,7 +379,9 @@ def _backtests(report: RunReport, day: dt.date, market: str | None, timeout: flo
         return
     started = {}
     for scan in report.scans:
-        strategy = FOR_SCAN[scan]
+        strategy = scan_strategy(scan).backtest
+        if strategy is None:
+            continue  # a scan without a backtest strategy
         t0 = time.perf_counter()
         run_id = submit_backtest(
             {
@@ -530,10 +410,5 @@ def _backtests(report: RunReport, day: dt.date, market: str | None, timeout: flo
 
 
 def _count_candles(url: str) -> int:
-    from sqlalchemy import func, select
-
-    from db.engine import session_scope
-    from db.models import DailyCandle
-
     with session_scope(url) as session:
         return int(session.execute(select(func.count()).select_from(DailyCandle)).scalar_one())

@@ -5,20 +5,19 @@ rate through a 429 storm are fault scenario 7: tests/faults/test_rate_storm.py.)
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from tests.integration.helpers import eventually
 
 pytestmark = pytest.mark.integration
 
 
 def test_crypto_gaps_are_found_and_backfilled(celery_app, worker, clean_db):
-    import os
-    import subprocess
-    import sys
-
-    from tests.integration.helpers import eventually
-
     tickers = ["KRW-BTC", "KRW-ETH"]
     day = dt.datetime(2026, 11, 18, tzinfo=dt.UTC)
     for start, end in (

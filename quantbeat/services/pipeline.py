@@ -1,0 +1,112 @@
+"""The daily pipeline, defined once.
+
+Two pipelines follow the KRX day, each a list of steps (task name and arguments, see
+:func:`pipeline_steps`) that run one after another:
+
+* ``krx_close`` (after the close): the day's candles → the scan indicators of the universe
+  (``quantbeat.indicators.precompute``) → the day's news → the scans that need no investor
+  flows (VCP), each starting the AI analysis of its top candidates when it finishes;
+* ``krx_flows`` (once KRX publishes investor flows): the flows → the news → the scans that
+  need flows (the closing bet), analysed likewise, then re-scanned with the news scores.
+
+Beat runs them as Celery chains (:func:`launch_pipeline`, behind the
+``quantbeat.pipeline.*`` tasks); ``quantbeat run`` runs the same steps itself, waiting for
+each (:mod:`quantbeat.services.runner`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import chain
+
+from quant.errors import ValidationError
+from quantbeat.services.dispatch import TaskCall, signature
+from quantbeat.services.strategies import scan_strategy_names
+
+#: The pipelines, in the order of the trading day.
+PIPELINES: tuple[str, ...] = ("krx_close", "krx_flows")
+
+
+#: Scan strategies that read the day's investor flows (the closing bet's supply score): they
+#: wait for ``krx_flows``, since KRX publishes flows in the evening. Every other registered
+#: scan strategy runs after ``krx_close``.
+NEEDS_FLOWS: frozenset[str] = frozenset({"closing_bet"})
+
+
+def pipeline_scans(name: str) -> list[str]:
+    """The registered scan strategies pipeline ``name`` runs: ``krx_flows`` those in
+    :data:`NEEDS_FLOWS`, ``krx_close`` the others (every scan strategy runs in exactly one).
+
+    Raises:
+        quant.errors.ValidationError: unknown pipeline.
+    """
+    _check(name)
+    flows = name == "krx_flows"
+    return [s for s in scan_strategy_names() if (s in NEEDS_FLOWS) == flows]
+
+
+def pipeline_steps(
+    name: str,
+    trade_date: str | None = None,
+    market: str | None = None,
+    *,
+    catch_up: bool = False,
+) -> list[TaskCall]:
+    """The steps of pipeline ``name`` for a trade date (ISO; ``None``: the latest closed
+    session, collected incrementally from the last stored one) and a KRX market (``None``:
+    both), in order.
+
+    With ``catch_up`` and a ``trade_date``, the collection step collects incrementally up to
+    that day (``until``) instead of that day alone. Scans run with ``analyze=True``: when one
+    finishes it starts the analysis of its top candidates. Arguments are not validated here
+    (the tasks do).
+
+    Raises:
+        quant.errors.ValidationError: unknown pipeline.
+    """
+    _check(name)
+    day: dict[str, Any] = {"trade_date": trade_date, "market": market}
+    collect = (
+        {"trade_date": None, "market": market, "until": trade_date}
+        if catch_up and trade_date is not None
+        else day
+    )
+    steps = (
+        [
+            TaskCall("quantbeat.collect.daily_candles", collect),
+            TaskCall("quantbeat.indicators.precompute", day),
+        ]
+        if name == "krx_close"
+        else [TaskCall("quantbeat.collect.investor_flows", collect)]
+    )
+    steps.append(TaskCall("quantbeat.news.collect", {"trade_date": trade_date}))
+    steps.extend(
+        TaskCall("quantbeat.scans.run", {"strategy": strategy, "analyze": True, **day})
+        for strategy in pipeline_scans(name)
+    )
+    return steps
+
+
+def launch_pipeline(
+    name: str, trade_date: str | None = None, market: str | None = None
+) -> dict[str, Any]:
+    """Start pipeline ``name`` as a Celery chain: each step runs on its own queue once the
+    previous one succeeded; a failed step stops the chain (and is recorded like any task
+    failure). Returns ``{"chain": <last task id>, "steps": [task names]}`` at once.
+
+    Raises:
+        quant.errors.ValidationError: unknown pipeline.
+    """
+    steps = pipeline_steps(name, trade_date, market)
+    result = chain(*(signature(step) for step in steps)).apply_async()
+    return {"chain": result.id, "steps": [step.task for step in steps]}
+
+
+def _check(name: str) -> None:
+    if name not in PIPELINES:
+        raise ValidationError(
+            f"pipeline must be one of {', '.join(PIPELINES)}, got {name!r}",
+            field="pipeline",
+            value=name,
+        )

@@ -1,0 +1,106 @@
+"""The embedded profile of ``quantbeat run``: the whole stack in one process.
+
+A SQLite file under the data directory, kombu's in-memory broker and result backend, and a real
+Celery worker (threads pool) consuming the ``io``, ``cpu`` and ``ai`` queues in a background
+thread. Tasks go through the same path as in production — sent by name, JSON-serialized,
+routed, executed with the base task's history and retry policy — only the transport differs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from celery.result import allow_join_result
+from celery.worker import WorkController
+from celery.worker import state as worker_state
+
+from quant.errors import ServiceUnavailable
+from workers.app import app
+
+EMBEDDED_BROKER = "memory://"
+EMBEDDED_BACKEND = "cache+memory://"
+
+#: Seconds the embedded worker may take to start consuming.
+START_TIMEOUT_S = 30.0
+
+
+def embedded_environment(data_dir: Path, database_url: str | None = None) -> dict[str, str]:
+    """The ``QUANTBEAT_*`` variables that select the embedded profile: the in-memory broker
+    and backend, ``database_url`` (default: ``<data_dir>/quantbeat.sqlite``), and rate limits
+    and the indicator cache in-process (no Redis needed)."""
+    db_path = (data_dir / "quantbeat.sqlite").resolve()
+    return {
+        "QUANTBEAT_BROKER_URL": EMBEDDED_BROKER,
+        "QUANTBEAT_RESULT_BACKEND": EMBEDDED_BACKEND,
+        "QUANTBEAT_DATABASE_URL": database_url or f"sqlite:///{db_path}",
+        "QUANTBEAT_REDIS_URL": "memory://",
+    }
+
+
+class _Controller(WorkController):  # type: ignore[misc]
+    """A worker controller that reports when its consumer is ready."""
+
+    def __init__(self, ready: threading.Event, **kwargs: Any) -> None:
+        self._ready = ready
+        super().__init__(**kwargs)
+
+    def on_consumer_ready(self, consumer: Any) -> None:
+        self._ready.set()
+
+
+@contextmanager
+def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
+    """Run a real Celery worker (threads pool, all three queues) in a background thread for
+    the duration of the block; yields the worker controller.
+
+    Raises:
+        quant.errors.ServiceUnavailable: the worker stopped during start-up or did not start
+            consuming within :data:`START_TIMEOUT_S`.
+    """
+    ready = threading.Event()
+    # Pool threads resolve the app through Celery's *default* app (current_app is
+    # thread-local); the worker CLI sets both, so do we.
+    app.set_current()
+    app.set_default()
+    app.loader.import_default_modules()
+    worker = _Controller(
+        ready,
+        app=app,
+        pool="threads",
+        concurrency=concurrency,
+        hostname=f"embedded-{os.getpid()}@localhost",
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        loglevel="WARNING",
+    )
+    thread = threading.Thread(target=worker.start, name="quantbeat-embedded-worker", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not ready.wait(0.1):
+        # WorkController.start logs and swallows start-up errors, then returns: a dead thread
+        # means the worker failed, and waiting longer would only hide that.
+        if not thread.is_alive():
+            raise ServiceUnavailable(
+                f"the embedded worker stopped during start-up (exit code {worker.exitcode}); "
+                "its log has the reason"
+            )
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable(
+                f"the embedded worker did not start within {START_TIMEOUT_S:.0f} s"
+            )
+    try:
+        # A worker in this process marks result.get() as blocking-inside-a-task; this thread
+        # is not a task, it is the client waiting for the worker.
+        with allow_join_result():
+            yield worker
+    finally:
+        worker_state.should_terminate = 0
+        thread.join(30)
+        worker_state.should_terminate = None
