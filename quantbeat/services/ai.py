@@ -60,6 +60,8 @@ PROMPT_CANDLES = 20
 PROMPT_FLOWS = 10
 #: The most candidates one ``quantbeat.ai.analyze_candidates`` analyses.
 MAX_TOP = 200
+
+
 def analysis_strategy(value: object) -> str:
     """The registered scan strategy named by ``value`` (case and ``-``/``_`` ignored:
     ``Closing-Bet`` → ``closing_bet``), whose candidates can be analysed.

@@ -376,7 +376,7 @@ def nightly_backtests(
     runs: dict[str, str | None] = {}
     for name in scan_strategy_names():
         scan = scan_strategy(name)
-        if scan.backtest is None:
+        if scan.backtest is None or not scan.scheduled:
             continue
         names = [c.instrument for c in candidates(name, day)]
         if not names:

@@ -64,7 +64,7 @@ from quantbeat.infra.keys import BEAT_TICK_KEY
 from quantbeat.infra.masking import mask_text
 from quantbeat.infra.settings import Settings, get_settings
 from quantbeat.infra.sources import KRX_CALENDAR_SPAN, krx_calendar
-from quantbeat.services.strategies import scan_strategy_names
+from quantbeat.services.strategies import scan_strategy, scan_strategy_names
 from workers.app import app as worker_app
 from workers.queues import Queue
 
@@ -79,10 +79,15 @@ DB_SLOW_MS = 500.0
 DATA_GRACE = dt.timedelta(minutes=30)
 #: After the scheduled collection time, how long until the day's scan should have run.
 SCAN_GRACE = dt.timedelta(minutes=60)
-#: The day's last KRX pipeline (investor flows, beat_schedule ``krx-flows``): every scan
-#: strategy's scan has run SCAN_GRACE after it (VCP runs earlier, after the close; the
-#: registry does not say which pipeline runs a strategy, so all are judged by the later one).
-SCANS_DUE_AFTER = KRX_FLOWS_AT
+
+
+def scan_due_after(strategy: str) -> tuple[int, int]:
+    """When the pipeline that runs ``strategy``'s scan starts (local time): after the flows
+    (beat ``krx-flows``) for a strategy that reads investor flows, else after the close
+    (``krx-close``); its scan is due :data:`SCAN_GRACE` later."""
+    return KRX_FLOWS_AT if scan_strategy(strategy).evaluator.flows else KRX_DAILY_AT
+
+
 #: A scan still ``running`` longer than this is a warning.
 SCAN_RUNNING_WARNING = dt.timedelta(hours=1)
 #: Hourly crypto bars are collected at minute 2; the last closed hour is expected after this.
@@ -864,16 +869,18 @@ def assess_scan(
 
 
 def check_signals(ctx: CheckContext) -> ComponentHealth:
-    """The latest scan run of every registered scan strategy vs the trading day it should
-    cover (the latest session whose :data:`SCANS_DUE_AFTER` pipeline plus
+    """The latest scan run of every scheduled scan strategy vs the trading day it should
+    cover (the latest session whose pipeline (:func:`scan_due_after`) plus
     :data:`SCAN_GRACE` has passed)."""
     calendar = krx_calendar()
     local = ctx.now.astimezone(ZoneInfo(ctx.settings.timezone))
-    expected = expected_session(calendar, local, SCANS_DUE_AFTER, SCAN_GRACE)
     findings: list[tuple[Status, str]] = []
     details: dict[str, Any] = {}
     with _engine(ctx.settings.database_url, ctx.io_timeout).connect() as conn:
         for strategy in scan_strategy_names():
+            if not scan_strategy(strategy).scheduled:
+                continue
+            expected = expected_session(calendar, local, scan_due_after(strategy), SCAN_GRACE)
             row = conn.execute(
                 select(
                     ScanRun.trade_date,

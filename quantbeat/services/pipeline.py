@@ -22,28 +22,27 @@ from celery import chain
 
 from quant.errors import ValidationError
 from quantbeat.services.dispatch import TaskCall, signature
-from quantbeat.services.strategies import scan_strategy_names
+from quantbeat.services.strategies import scan_strategy, scan_strategy_names
 
 #: The pipelines, in the order of the trading day.
 PIPELINES: tuple[str, ...] = ("krx_close", "krx_flows")
 
 
-#: Scan strategies that read the day's investor flows (the closing bet's supply score): they
-#: wait for ``krx_flows``, since KRX publishes flows in the evening. Every other registered
-#: scan strategy runs after ``krx_close``.
-NEEDS_FLOWS: frozenset[str] = frozenset({"closing_bet"})
-
-
 def pipeline_scans(name: str) -> list[str]:
-    """The registered scan strategies pipeline ``name`` runs: ``krx_flows`` those in
-    :data:`NEEDS_FLOWS`, ``krx_close`` the others (every scan strategy runs in exactly one).
+    """The registered, scheduled scan strategies pipeline ``name`` runs: ``krx_flows`` those
+    that read investor flows (KRX publishes them in the evening), ``krx_close`` the others
+    (every scheduled scan strategy runs in exactly one).
 
     Raises:
         quant.errors.ValidationError: unknown pipeline.
     """
     _check(name)
     flows = name == "krx_flows"
-    return [s for s in scan_strategy_names() if (s in NEEDS_FLOWS) == flows]
+    return [
+        s
+        for s in scan_strategy_names()
+        if scan_strategy(s).scheduled and scan_strategy(s).evaluator.flows == flows
+    ]
 
 
 def pipeline_steps(

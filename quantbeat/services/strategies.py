@@ -80,6 +80,10 @@ class ScanStrategy:
     #: Its evaluation reads the AI analyses' news scores: when the analyses of its top
     #: candidates finish, the day's scan is re-run so the scores count.
     reads_news: bool = False
+    #: Runs in the daily pipeline (after the close, or once investor flows are published
+    #: when its evaluator reads flows) and is expected by health's signal check; ``False``
+    #: for strategies that are only scanned on request.
+    scheduled: bool = True
 
 
 _registry: dict[str, ScanStrategy] = {}

@@ -108,6 +108,7 @@ def _register_test_strategies() -> None:
             name="test_overlong_grade",
             label="test_overlong_grade",
             evaluator=Strategy(overlong_grade),
+            scheduled=False,
         )
     )
 
@@ -128,7 +129,10 @@ def _register_test_strategies() -> None:
 
     register(
         ScanStrategy(
-            name="test_flaky_once", label="test_flaky_once", evaluator=Strategy(flaky_once)
+            name="test_flaky_once",
+            label="test_flaky_once",
+            evaluator=Strategy(flaky_once),
+            scheduled=False,
         )
     )
 
@@ -139,7 +143,10 @@ def _register_test_strategies() -> None:
 
     register(
         ScanStrategy(
-            name="test_always_down", label="test_always_down", evaluator=Strategy(always_down)
+            name="test_always_down",
+            label="test_always_down",
+            evaluator=Strategy(always_down),
+            scheduled=False,
         )
     )
 

@@ -12,12 +12,11 @@ from quantbeat.services.backfill import plan_backfill
 from quantbeat.services.collect import floor_to_interval
 from quantbeat.services.dispatch import TaskCall
 from quantbeat.services.pipeline import (
-    NEEDS_FLOWS,
     PIPELINES,
     pipeline_scans,
     pipeline_steps,
 )
-from quantbeat.services.strategies import scan_strategy_names
+from quantbeat.services.strategies import scan_strategy, scan_strategy_names
 
 #: Twelve sessions around Chuseok 2026 (24-26 Sep closed): the planner takes the calendar's
 #: sessions as given and never assumes weekdays.
@@ -70,9 +69,11 @@ def test_an_unknown_dataset_is_refused():
 # --- the pipeline ---------------------------------------------------------------------------
 def test_every_scan_strategy_runs_in_exactly_one_pipeline():
     scans = [s for p in PIPELINES for s in pipeline_scans(p)]
-    assert sorted(scans) == sorted(scan_strategy_names())
-    assert NEEDS_FLOWS <= set(scan_strategy_names())
-    assert set(pipeline_scans("krx_flows")) == NEEDS_FLOWS
+    scheduled = [s for s in scan_strategy_names() if scan_strategy(s).scheduled]
+    assert sorted(scans) == sorted(scheduled)
+    # the strategies that read investor flows wait for them; the others run after the close
+    assert pipeline_scans("krx_flows") == [s for s in scheduled if scan_strategy(s).evaluator.flows]
+    assert "closing_bet" in pipeline_scans("krx_flows")
 
 
 def test_krx_close_collects_precomputes_reads_news_then_scans():

@@ -128,7 +128,7 @@ def _held(module: str, attr: str) -> Any:
     if module == "db.engine":
         engine = current.get("test-fork")
         # dispose(close=False) swaps in a fresh pool: nothing inherited is checked in
-        return 0 if engine is None else engine.pool.checkedin()  # type: ignore[attr-defined]
+        return 0 if engine is None else engine.pool.checkedin()
     if isinstance(current, dict):
         return len(current)
     return current is not None
