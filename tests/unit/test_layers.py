@@ -241,3 +241,24 @@ def test_entry_points_open_no_session_and_send_no_task(package: str) -> None:
                 if word in code:
                     wrong.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert wrong == []
+
+
+#: Most statement lines a task body may have (docstring excluded): parse, call, summarize.
+MAX_TASK_BODY_LINES = 25
+
+
+def test_every_task_body_is_short():
+    long_ones = []
+    for path in sorted((ROOT / "tasks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef) or not any(
+                "task" in ast.unparse(d) for d in node.decorator_list
+            ):
+                continue
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                body = body[1:]  # the docstring
+            lines = (body[-1].end_lineno or 0) - body[0].lineno + 1 if body else 0
+            if lines > MAX_TASK_BODY_LINES:
+                long_ones.append(f"{path.name}:{node.name} ({lines} lines)")
+    assert long_ones == []
