@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/quantbeat run
+	$(VENV)/bin/quantbeat run --embedded
 
 check-services: $(STAMP)
 	@mkdir -p var

@@ -13,34 +13,27 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from celery.result import allow_join_result
 from celery.worker import WorkController
 from celery.worker import state as worker_state
 
+from db.engine import forget_engines
 from quant.errors import ServiceUnavailable
+from quantbeat.infra.settings import Settings
 from workers.app import app
-
-EMBEDDED_BROKER = "memory://"
-EMBEDDED_BACKEND = "cache+memory://"
 
 #: Seconds the embedded worker may take to start consuming.
 START_TIMEOUT_S = 30.0
 
 
-def embedded_environment(data_dir: Path, database_url: str | None = None) -> dict[str, str]:
-    """The ``QUANTBEAT_*`` variables that select the embedded profile: the in-memory broker
-    and backend, ``database_url`` (default: ``<data_dir>/quantbeat.sqlite``), and rate limits
-    and the indicator cache in-process (no Redis needed)."""
-    db_path = (data_dir / "quantbeat.sqlite").resolve()
-    return {
-        "QUANTBEAT_BROKER_URL": EMBEDDED_BROKER,
-        "QUANTBEAT_RESULT_BACKEND": EMBEDDED_BACKEND,
-        "QUANTBEAT_DATABASE_URL": database_url or f"sqlite:///{db_path}",
-        "QUANTBEAT_REDIS_URL": "memory://",
-    }
+def use_embedded_profile(settings: Settings) -> None:
+    """Point the Celery app and the database engines at the embedded profile ``settings``
+    select (see :func:`quantbeat.infra.profile.embedded_environment`): workers.app may have
+    been imported under other settings."""
+    app.conf.update(broker_url=settings.broker_url, result_backend=settings.result_backend)
+    forget_engines()
 
 
 class _Controller(WorkController):  # type: ignore[misc]

@@ -1,12 +1,28 @@
-"""What every command group shares: exit codes, the consoles, option parsing helpers."""
+"""What every command group shares: exit codes, the consoles, option parsing helpers, and
+where a command runs (embedded or distributed)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 
+from db import migrate
+from db.engine import dispose_engines
+from quant.errors import ConfigError
+from quantbeat.infra.profile import (
+    EMBEDDED_DATABASE_FILE,
+    Mode,
+    embedded_environment,
+    environment,
+    resolve_mode,
+)
+from quantbeat.infra.settings import get_settings
 from quantbeat.services.args import parse_date
+from workers.embedded import embedded_worker, use_embedded_profile
 
 #: Exit codes (see :mod:`quantbeat.cli.main`).
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_FAILED = range(6)
@@ -22,3 +38,106 @@ def parse_date_option(value: str | None, option: str) -> dt.date | None:
         quant.errors.ValidationError: not a date; the message names ``option``.
     """
     return None if value is None else parse_date(value, field=option)
+
+
+# --- where the command runs (quantbeat.infra.profile) ----------------------------------------
+#: Commands that start long-running processes other processes must reach: refused embedded.
+NEEDS_DEPLOYMENT = frozenset({"worker", "beat", "flower"})
+#: Commands (first word, or first two words) that send tasks: embedded, they get a Celery
+#: worker in their own process for as long as they run.
+NEEDS_WORKER = frozenset(
+    {
+        ("scan",),
+        ("analyze",),
+        ("collect",),
+        ("news",),
+        ("backtest", "submit"),
+        ("indicators", "get"),
+        ("dlq", "replay"),
+        ("data", "gaps"),
+    }
+)
+
+
+def command_path(command: Any, argv: Sequence[str]) -> tuple[str, ...]:
+    """The sub-command names ``argv`` selects (``("backtest", "submit")``); options and
+    arguments are skipped. Walks ``command``'s tree (typer's click commands)."""
+    path: list[str] = []
+    node = command
+    for token in argv:
+        children = getattr(node, "commands", None) or {}
+        if token in children:
+            path.append(token)
+            node = children[token]
+        elif not token.startswith("-") and not children:
+            break
+    return tuple(path)
+
+
+def _needs_worker(path: tuple[str, ...], argv: Sequence[str]) -> bool:
+    if path[:1] == ("scan",) and "--show" in argv:
+        return False
+    if path[:2] == ("data", "gaps") and "--backfill" not in argv:
+        return False
+    return path[:1] in NEEDS_WORKER or path[:2] in NEEDS_WORKER
+
+
+def is_embedded() -> bool:
+    """Whether this command runs on the embedded profile."""
+    return resolve_mode() is Mode.EMBEDDED
+
+
+def embedded_note(message: str) -> None:
+    """One dim line on stderr (stdout stays parseable, e.g. ``--json``)."""
+    err_console.print(f"[dim]{message}[/]", highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def command_profile(command: Any, argv: Sequence[str]) -> Iterator[None]:
+    """Run the command ``argv`` selects where quantbeat runs (:mod:`quantbeat.infra.profile`).
+
+    Distributed: nothing changes. Embedded (nothing configured): the command uses the SQLite
+    file ``make run`` wrote (created and migrated when missing), the in-memory broker and
+    in-process caches; a command that sends tasks gets a real Celery worker in this process
+    (:data:`NEEDS_WORKER`); one line on stderr says so. ``quantbeat run`` decides for itself;
+    help and usage errors need no profile.
+
+    Raises:
+        quant.errors.ConfigError: embedded, a command that needs a deployment
+            (:data:`NEEDS_DEPLOYMENT`).
+    """
+    path = command_path(command, argv)
+    if not path or path[0] == "run" or "--help" in argv or not is_embedded():
+        yield
+        return
+    if path[0] in NEEDS_DEPLOYMENT:
+        raise ConfigError(
+            f"quantbeat {path[0]} needs a broker and database that other processes reach; "
+            "nothing is configured, so quantbeat runs embedded (in this process only). Set "
+            "QUANTBEAT_BROKER_URL, QUANTBEAT_RESULT_BACKEND, QUANTBEAT_DATABASE_URL and "
+            "QUANTBEAT_REDIS_URL (or QUANTBEAT_MODE=distributed); see README 'Running the "
+            "distributed stack'"
+        )
+    data_dir = get_settings().data_dir
+    with environment(embedded_environment(data_dir)):
+        settings = get_settings()
+        use_embedded_profile(settings)
+        database = data_dir / EMBEDDED_DATABASE_FILE
+        created = not database.exists()
+        database.parent.mkdir(parents=True, exist_ok=True)
+        migrate.upgrade(settings.database_url)
+        worker = _needs_worker(path, argv)
+        embedded_note(
+            f"embedded: {database}"
+            + (" (created now, empty: `make run` fills it)" if created else "")
+            + (", in-process worker" if worker else "")
+            + " — set QUANTBEAT_DATABASE_URL etc. for a deployment"
+        )
+        try:
+            if worker:
+                with embedded_worker():
+                    yield
+            else:
+                yield
+        finally:
+            dispose_engines()

@@ -58,6 +58,7 @@ from quantbeat.cli.common import (
     EXIT_UNAVAILABLE,
     EXIT_UNEXPECTED,
     EXIT_USAGE,
+    command_profile,
 )
 from quantbeat.infra.masking import mask_text
 
@@ -174,8 +175,11 @@ def cli_command() -> Any:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the process exit code."""
     command = cli_command()
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        rv = command.main(args=argv, prog_name="quantbeat", standalone_mode=False)
+        # embedded (nothing configured) or distributed: see quantbeat.infra.profile
+        with command_profile(command, args):
+            rv = command.main(args=args, prog_name="quantbeat", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:

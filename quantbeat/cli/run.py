@@ -21,11 +21,14 @@ def run(
     ] = None,
     market: Annotated[str | None, typer.Option(help="KOSPI or KOSDAQ; default: both")] = None,
     distributed: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--distributed", help="Use the configured broker, database and running workers"
+            "--distributed/--embedded",
+            help="The configured broker, database and running workers, or everything "
+            "in-process; default: embedded unless a database, broker or Redis URL is set",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     database_url: Annotated[
         str | None, typer.Option(help="Database URL; default: var/quantbeat.sqlite (embedded)")
     ] = None,

@@ -17,7 +17,6 @@ steps; then a backtest of each scanned strategy over the stored history.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +32,8 @@ from db.models import AiAnalysis, DailyCandle, Instrument
 from quant.errors import ServiceUnavailable
 from quant.indicators import SCAN_BARS
 from quant.market.types import KRX_MARKETS
-from quantbeat.infra.settings import Settings, get_settings, reset_settings
+from quantbeat.infra.profile import Mode, embedded_environment, environment, resolve_mode
+from quantbeat.infra.settings import Settings, get_settings
 from quantbeat.infra.sources import latest_krx_session
 from quantbeat.services.ai import analyzer_for
 from quantbeat.services.backfill import plan_backfill
@@ -45,8 +45,7 @@ from quantbeat.services.indicators import cache_stats, forget_service, get_indic
 from quantbeat.services.pipeline import PIPELINES, pipeline_steps
 from quantbeat.services.scans import candidates
 from quantbeat.services.strategies import scan_strategy
-from workers.app import app
-from workers.embedded import embedded_environment, embedded_worker
+from workers.embedded import embedded_worker, use_embedded_profile
 from workers.queues import area_of
 
 
@@ -80,27 +79,11 @@ class RunReport:
     analysis: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-@contextmanager
-def _environment(overrides: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
-    reset_settings()
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        reset_settings()
-
-
 def run(
     *,
     trade_date: dt.date | None = None,
     market: str | None = None,
-    distributed: bool = False,
+    distributed: bool | None = None,
     database_url: str | None = None,
     timeout: float = 600.0,
     log_file: str | None = None,
@@ -115,10 +98,12 @@ def run(
         quant.errors.QuantbeatError: a task failed (re-raised from the worker).
     """
     base = get_settings()
+    if distributed is None:  # where every command runs (quantbeat.infra.profile)
+        distributed = resolve_mode(base) is Mode.DISTRIBUTED
     overrides = {} if distributed else embedded_environment(base.data_dir, database_url)
     if distributed and database_url:
         overrides["QUANTBEAT_DATABASE_URL"] = database_url
-    with _environment(overrides):
+    with environment(overrides):
         settings = get_settings()
         forget_engines()
         return _run(settings, trade_date, market, distributed, timeout, log_file)
@@ -133,8 +118,7 @@ def _run(
     log_file: str | None,
 ) -> RunReport:
     if not distributed:
-        # workers.app may have been imported under other settings; make the app match ours.
-        app.conf.update(broker_url=settings.broker_url, result_backend=settings.result_backend)
+        use_embedded_profile(settings)
         migrate.upgrade(settings.database_url)
 
     day = trade_date or latest_krx_session(settings)
