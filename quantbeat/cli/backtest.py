@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from quant.errors import ValidationError
+from quantbeat.cli.common import must_wait
 from quantbeat.services import backtests
 
 backtest_app = typer.Typer(
@@ -146,7 +147,7 @@ def submit(
         {k: v for k, v in spec.items() if v is not None}, origin="cli"
     )
     console.print(f"submitted backtest {run_id}")
-    if not wait:
+    if not must_wait(wait):
         return
     deadline = time.monotonic() + timeout
     last = ""

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from quant.errors import PermanentError, ValidationError
 from quant.market.types import INTRADAY_INTERVALS, Market
-from quantbeat.cli.common import console, parse_date_option
+from quantbeat.cli.common import console, must_wait, parse_date_option
 from quantbeat.services import dispatch
 from quantbeat.services.args import parse_date, parse_krx_markets, parse_moment
 from quantbeat.services.backfill import start_backfill, wait_backfill
@@ -53,7 +53,7 @@ def collect_daily(
     timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 300.0,
 ) -> None:
     """Enqueue quantbeat.collect.daily_candles for a day (needs a running io worker)."""
-    _send_and_report(DATASETS["candles"], date, market, wait, timeout)
+    _send_and_report(DATASETS["candles"], date, market, must_wait(wait), timeout)
 
 
 @collect_app.command("flows")
@@ -64,7 +64,7 @@ def collect_flows(
     timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 300.0,
 ) -> None:
     """Enqueue quantbeat.collect.investor_flows for a day (needs a running io worker)."""
-    _send_and_report(DATASETS["flows"], date, market, wait, timeout)
+    _send_and_report(DATASETS["flows"], date, market, must_wait(wait), timeout)
 
 
 @collect_app.command("backfill")
@@ -108,7 +108,7 @@ def collect_backfill(
         f"queued {len(backfill.sent)} task(s): {len(sessions)} sessions "
         f"{sessions[0]}..{sessions[-1]}, datasets {', '.join(datasets)}"
     )
-    if not wait:
+    if not must_wait(wait):
         return
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task("backfilling", total=len(backfill.sent))

@@ -13,6 +13,7 @@ from rich.console import Console
 from db import migrate
 from db.engine import dispose_engines
 from quant.errors import ConfigError
+from quantbeat.infra.logging import configure_logging
 from quantbeat.infra.profile import (
     EMBEDDED_DATABASE_FILE,
     Mode,
@@ -41,6 +42,8 @@ def parse_date_option(value: str | None, option: str) -> dt.date | None:
 
 
 # --- where the command runs (quantbeat.infra.profile) ----------------------------------------
+#: The embedded commands' log file, under ``QUANTBEAT_DATA_DIR``.
+EMBEDDED_LOG_FILE = "quantbeat.log"
 #: Commands that start long-running processes other processes must reach: refused embedded.
 NEEDS_DEPLOYMENT = frozenset({"worker", "beat", "flower"})
 #: Commands (first word, or first two words) that send tasks: embedded, they get a Celery
@@ -127,10 +130,15 @@ def command_profile(command: Any, argv: Sequence[str]) -> Iterator[None]:
         database.parent.mkdir(parents=True, exist_ok=True)
         migrate.upgrade(settings.database_url)
         worker = _needs_worker(path, argv)
+        log_file = data_dir / EMBEDDED_LOG_FILE
+        if worker:  # the in-process worker's log lines go to a file, as `quantbeat run`'s do
+            configure_logging(settings.log_level, json=True, path=log_file)
+        simulated = settings.market_source == "simulated"
         embedded_note(
             f"embedded: {database}"
             + (" (created now, empty: `make run` fills it)" if created else "")
-            + (", in-process worker" if worker else "")
+            + (f", in-process worker (log: {log_file})" if worker else "")
+            + (", SIMULATED market data" if simulated else "")
             + " — set QUANTBEAT_DATABASE_URL etc. for a deployment"
         )
         try:
@@ -141,3 +149,12 @@ def command_profile(command: Any, argv: Sequence[str]) -> Iterator[None]:
                 yield
         finally:
             dispose_engines()
+
+
+def must_wait(wait: bool) -> bool:
+    """``wait``, except embedded: the in-memory queue ends with this command, so queued work
+    must finish inside it (one dim line says so when ``--no-wait`` was asked for)."""
+    if not wait and is_embedded():
+        embedded_note("embedded: waiting anyway (the queue lives in this process)")
+        return True
+    return wait

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from quantbeat.cli.common import console, parse_date_option
+from quantbeat.cli.common import console, must_wait, parse_date_option
 from quantbeat.services.args import parse_krx_markets, parse_trade_date
 from quantbeat.services.scans import candidates, run_scan
 from quantbeat.services.strategies import canonical_strategy, scan_strategy_names
@@ -39,6 +39,7 @@ def scan(
         ranked = candidates(name, day or parse_trade_date(None), limit=top)
         summary: dict[str, Any] = {"strategy": name}
     else:
+        wait = must_wait(wait)
         summary = run_scan(name, day, market=market, wait=wait, timeout=timeout)
         if not wait:
             console.print(f"queued the {name} scan as run {summary['run_id']}")
