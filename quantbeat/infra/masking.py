@@ -67,6 +67,7 @@ path up to its last ``@`` is masked with the password.
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -363,7 +364,7 @@ def _pair_prefilter() -> str:
     not_lower = r"(?:[^\Wa-z]|[.\-])"
     return (
         rf"(?!{skip})"
-        rf"(?:(?:{_alternation((t[::-1] for t in query), fold=True)})(?=[?&;])"
+        rf"(?:(?=(?:{_alternation((t[::-1] for t in query), fold=True)})[?&;])"
         rf"|(?=(?:(?!{term})[a-z]*+{not_lower}){{0,64}}+{term}))"
     )
 
@@ -376,58 +377,57 @@ def _pair_prefilter() -> str:
 # possessive: nothing backtracks over more than a key.
 _PAIR_REVERSED = re.compile(
     rf"[=:](?<!//:)[ \t]*+[\"']?+{_pair_prefilter()}"
-    rf"(?P<key>[{_KEYCHAR}]{{0,63}}?[A-Za-z_])-{{0,2}}+(?![{_KEYCHAR}])"
+    rf"(?P<key>[{_KEYCHAR}]{{1,64}}+)(?![{_KEYCHAR}])"  # checked in Python: [--]letter...
 )
-# The value after a separator (read forwards): a quoted string (JSON escapes understood), a
-# [...] or {...} without nesting, or a run; an auth scheme word before a run is kept.
+_KEY_START = frozenset(string.ascii_letters + "_")
+# The value after a separator (read forwards); the one group that takes part is what gets
+# masked: the inside of a quoted string (JSON escapes understood), a [...] or {...} without
+# nesting, or a run (after an auth scheme word, which is kept: "Authorization: Token x").
 _VALUE = re.compile(
     r"""
     [ \t]*+
-    (?P<value>
-        "[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"
-      | '[^'\\\n]*+(?:\\.[^'\\\n]*+)*+'
-      | \[[^\[\]\n]*+\]
-      | \{[^{}\n]*+\}
-      | (?P<scheme>(?i:bearer|basic|token|digest|negotiate|jwt)[ \t]++)?+
-        [^\s,;&}\])"']++
+    (?:
+        "([^"\\\n]*+(?:\\.[^"\\\n]*+)*+)"
+      | '([^'\\\n]*+(?:\\.[^'\\\n]*+)*+)'
+      | (\[[^\[\]\n]*+\]|\{[^{}\n]*+\})
+      | (?:(?i:bearer|basic|token|digest|negotiate|jwt)[ \t]++)?+([^\s,;&}\])"']++)
     )
     """,
     re.VERBOSE,
 )
+#: Values that reveal nothing (also in quotes): left as they are.
 _HARMLESS = frozenset({"", MASK, "true", "false", "none", "null"})
-
-
-def _is_harmless(value: str) -> bool:
-    inner = value[1:-1] if value[:1] in ("'", '"') else value
-    return len(inner) <= 5 and inner.lower() in _HARMLESS
 
 
 def _mask_pairs(text: str) -> str:
     n = len(text)
     parts: list[str] = []
     done = 0  # text[:done] is in parts
+    covered = 0  # the end of the last masked value, closing quote included
     decide = _decide
     for match in reversed(list(_PAIR_REVERSED.finditer(text[::-1]))):  # in the text's order
         sep = n - 1 - match.start()
-        if sep < done:  # inside a value masked already
+        if sep + 1 < covered:
+            # Inside a value masked already: its own value ends where that one does. A key
+            # whose separator ends the masked value ("token= Authorization: Token x") still
+            # has its value masked.
             continue
         rstart, rend = match.span(1)
-        key_start = n - rend
-        in_query = key_start > 0 and text[key_start - 1] in "?&;"
-        if not decide(text[key_start : n - rstart], in_query):
+        raw = text[n - rend : n - rstart]
+        key = raw.lstrip("-")  # --api-key=...
+        if key[:1] not in _KEY_START or len(raw) - len(key) > 2:
+            continue
+        in_query = rend < n and text[n - rend - 1] in "?&;"
+        if not decide(key, in_query):
             continue
         value = _VALUE.match(text, sep + 1)
         if value is None:
             continue
-        start, end = value.span(1)
-        if value.start(2) >= 0:  # keep the auth scheme word
-            start = value.end(2)
-        shown = text[start:end]
-        if _is_harmless(shown):
+        start, end = value.span(value.lastindex or 0)
+        if end - start <= 5 and text[start:end].lower() in _HARMLESS:
             continue
-        quote = shown[0] if shown[0] in "\"'" and len(shown) > 1 else ""
-        parts += (text[done:start], quote, MASK, quote)
-        done = end
+        parts += (text[done:start], MASK)
+        done, covered = end, value.end()
     if not parts:
         return text
     parts.append(text[done:])
