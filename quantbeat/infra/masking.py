@@ -5,8 +5,8 @@ Two entry points, after seed 001's ``mask_sensitive``:
 * :func:`mask_text` rewrites free text (log lines, error messages, reprs, URLs, JSON, headers,
   env-style ``KEY=value`` lines);
 * :func:`mask_value` walks JSON-like structures (dicts, lists, tuples): the value of a sensitive
-  key becomes :data:`MASK` whatever its type, and every other string goes through
-  :func:`mask_text`.
+  key becomes :data:`MASK` whatever its type (numbers too: balances), except ``None``,
+  booleans and ``""``, which reveal nothing; every other string goes through :func:`mask_text`.
 
 Both are pure, never raise on odd input, are idempotent (masking masked text changes nothing)
 and run in time linear in the size of their input: every pattern below either has a bounded
@@ -41,8 +41,8 @@ rule        decides    applies when
 
 Plurals are different words on purpose: ``token`` is a credential, ``tokens`` a count.
 
-**Value rules** (:func:`mask_text`), applied in the order of :data:`VALUE_RULES`; each masks the
-span of its ``secret`` group and keeps the rest:
+**Value rules** (:func:`mask_text`), applied in the order of :data:`VALUE_RULES` (each masks
+the span of its ``secret`` group and keeps the rest), then the ``pair`` step:
 
 * ``url_password``: the password of a URL's user info, ``scheme://user:PASSWORD@host``. A
   password may itself hold ``/``, ``@`` or ``:``: everything between ``://user:`` and the *last*
@@ -59,9 +59,16 @@ span of its ``secret`` group and keeps the rest:
   ``Basic``, ``Token``, ...). Values that reveal nothing are left as they are: empty,
   ``true``/``false``/``none``/``null``, and the mask itself.
 
-Limits, by design: a key longer than 64 characters is not a key; a secret that is not named by
-its key nor shaped like a known token cannot be recognised; in ``scheme://u:p@host/path@x`` the
-path up to its last ``@`` is masked with the password.
+Limits, by design: a key longer than 64 characters is not a key; an unquoted value ends at white
+space, so ``prompt: summarise the news`` masks only ``summarise`` (quote it, or pass it in a
+mapping, where :func:`mask_value` masks it whole); a secret that is neither named by its key
+nor shaped like a known token cannot be recognised; in ``scheme://u:p@host/path@x`` the path up
+to its last ``@`` is masked with the password.
+
+Speed: the pair step finds pairs from their separator on the reversed text, and a regex
+prefilter derived from :data:`KEY_RULES` lets only keys that may be sensitive reach Python, so
+ordinary text costs C-speed scanning; each masked value then costs about 1.5 us of Python.
+``benchmarks/masking.py`` measures 1 MiB inputs.
 """
 
 from __future__ import annotations
