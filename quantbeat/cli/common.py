@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
 from db import migrate
 from db.engine import dispose_engines
@@ -23,6 +24,7 @@ from quantbeat.infra.profile import (
 )
 from quantbeat.infra.settings import get_settings
 from quantbeat.services.args import parse_date
+from quantbeat.services.scans import Candidate
 from workers.embedded import embedded_worker, use_embedded_profile
 
 #: Exit codes (see :mod:`quantbeat.cli.main`).
@@ -158,3 +160,25 @@ def must_wait(wait: bool) -> bool:
         embedded_note("embedded: waiting anyway (the queue lives in this process)")
         return True
     return wait
+
+
+def candidates_table(
+    ranked: Sequence[Candidate], *, title: str | None = None, note: bool = True
+) -> Table:
+    """Ranked scan candidates as a table: rank, instrument, name, score, grade, entry and
+    (``note``) the status note."""
+    table = Table(title=title, title_justify="left")
+    columns = ("#", "instrument", "name", "score", "grade", "entry", "note")
+    for column in columns if note else columns[:-1]:
+        table.add_column(column, justify="right" if column in ("#", "score", "entry") else "left")
+    for c in ranked:
+        cells = [
+            str(c.rank),
+            c.instrument,
+            c.name,
+            "" if c.score is None else f"{c.score:.1f}",
+            c.grade or "",
+            "" if c.entry_price is None else f"{c.entry_price:,.0f}",
+        ]
+        table.add_row(*cells, *([c.status or ""] if note else []))
+    return table

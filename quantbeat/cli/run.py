@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from quantbeat.cli.backtest import _fmt
-from quantbeat.cli.common import console, parse_date_option
+from quantbeat.cli.common import candidates_table, console, parse_date_option
 from quantbeat.infra.logging import configure_logging
 from quantbeat.infra.settings import get_settings
 from quantbeat.services import runner
@@ -150,21 +150,8 @@ def _print_report(report: runner.RunReport) -> None:
         top = scan.get("top") or []
         if not top:
             continue
-        ranked = Table(title=f"top {name} candidates, {report.trade_date}", title_justify="left")
-        for column in ("#", "instrument", "name", "score", "grade", "entry"):
-            ranked.add_column(
-                column, justify="right" if column in ("#", "score", "entry") else "left"
-            )
-        for c in top:
-            ranked.add_row(
-                str(c.rank),
-                c.instrument,
-                c.name,
-                "" if c.score is None else f"{c.score:.1f}",
-                c.grade or "",
-                "" if c.entry_price is None else f"{c.entry_price:,.0f}",
-            )
-        console.print(ranked)
+        title = f"top {name} candidates, {report.trade_date}"
+        console.print(candidates_table(top, title=title, note=False))
     _print_analyses(report)
     _print_backtests(report)
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from quantbeat.cli.common import console, must_wait, parse_date_option
+from quantbeat.cli.common import candidates_table, console, must_wait, parse_date_option
 from quantbeat.services.args import parse_krx_markets, parse_trade_date
 from quantbeat.services.scans import candidates, run_scan
 from quantbeat.services.strategies import canonical_strategy, scan_strategy_names
@@ -72,17 +71,4 @@ def scan(
             f"({summary['duration_ms'] / 1000:.1f} s, run {summary['run_id']})",
             soft_wrap=True,
         )
-    table = Table()
-    for column in ("#", "instrument", "name", "score", "grade", "entry", "note"):
-        table.add_column(column, justify="right" if column in ("#", "score", "entry") else "left")
-    for c in ranked:
-        table.add_row(
-            str(c.rank),
-            c.instrument,
-            c.name,
-            "" if c.score is None else f"{c.score:.1f}",
-            c.grade or "",
-            "" if c.entry_price is None else f"{c.entry_price:,.0f}",
-            c.status or "",
-        )
-    console.print(table if ranked else "no candidates")
+    console.print(candidates_table(ranked) if ranked else "no candidates")
