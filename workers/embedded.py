@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from celery._state import _set_task_join_will_block
 from celery.result import allow_join_result
 from celery.worker import WorkController
 from celery.worker import state as worker_state
@@ -28,12 +29,33 @@ from workers.app import app
 START_TIMEOUT_S = 30.0
 
 
-def use_embedded_profile(settings: Settings) -> None:
+@contextmanager
+def embedded_profile(settings: Settings) -> Iterator[None]:
     """Point the Celery app and the database engines at the embedded profile ``settings``
-    select (see :func:`quantbeat.infra.profile.embedded_environment`): workers.app may have
-    been imported under other settings."""
+    select (see :func:`quantbeat.infra.profile.embedded_environment`) for the block —
+    workers.app may have been imported under other settings — and put them back after it, so
+    a process that ran something embedded (a test, a notebook) keeps its own broker."""
+    saved = {key: app.conf.get(key) for key in ("broker_url", "result_backend")}
     app.conf.update(broker_url=settings.broker_url, result_backend=settings.result_backend)
+    _drop_connections()
     forget_engines()
+    try:
+        yield
+    finally:
+        app.conf.update(saved)
+        _drop_connections()
+        forget_engines()
+
+
+def _drop_connections() -> None:
+    """Forget the app's broker connection and producer pools and its result backend (built
+    from the previous URLs); new ones are built from ``app.conf`` on next use."""
+    # Not closed: another thread of this process may still hold a connection from them.
+    app._pool = None  # rebuilt from app.conf on next use
+    app.amqp._producer_pool = None
+    # Celery caches the result backend on the app (or per thread when it is not thread-safe)
+    app._backend_cache = None
+    app._local = threading.local()
 
 
 class _Controller(WorkController):  # type: ignore[misc]
@@ -97,3 +119,6 @@ def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
         worker_state.should_terminate = 0
         thread.join(30)
         worker_state.should_terminate = None
+        # The worker marked this process as one where result.get() would block a task;
+        # the process is a client again.
+        _set_task_join_will_block(False)

@@ -25,7 +25,7 @@ from quantbeat.infra.profile import (
 from quantbeat.infra.settings import get_settings
 from quantbeat.services.args import parse_date
 from quantbeat.services.scans import Candidate
-from workers.embedded import embedded_worker, use_embedded_profile
+from workers.embedded import embedded_profile, embedded_worker
 
 #: Exit codes (see :mod:`quantbeat.cli.main`).
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_FAILED = range(6)
@@ -124,9 +124,8 @@ def command_profile(command: Any, argv: Sequence[str]) -> Iterator[None]:
             "distributed stack'"
         )
     data_dir = get_settings().data_dir
-    with environment(embedded_environment(data_dir)):
+    with environment(embedded_environment(data_dir)), embedded_profile(get_settings()):
         settings = get_settings()
-        use_embedded_profile(settings)
         database = data_dir / EMBEDDED_DATABASE_FILE
         created = not database.exists()
         database.parent.mkdir(parents=True, exist_ok=True)
@@ -150,7 +149,7 @@ def command_profile(command: Any, argv: Sequence[str]) -> Iterator[None]:
             else:
                 yield
         finally:
-            dispose_engines()
+            dispose_engines()  # the SQLite file's connections end with the command
 
 
 def must_wait(wait: bool) -> bool:

@@ -45,7 +45,7 @@ from quantbeat.services.indicators import cache_stats, forget_service, get_indic
 from quantbeat.services.pipeline import PIPELINES, pipeline_steps
 from quantbeat.services.scans import candidates
 from quantbeat.services.strategies import scan_strategy
-from workers.embedded import embedded_worker, use_embedded_profile
+from workers.embedded import embedded_profile, embedded_worker
 from workers.queues import area_of
 
 
@@ -106,7 +106,10 @@ def run(
     with environment(overrides):
         settings = get_settings()
         forget_engines()
-        return _run(settings, trade_date, market, distributed, timeout, log_file)
+        if distributed:
+            return _run(settings, trade_date, market, distributed, timeout, log_file)
+        with embedded_profile(settings):
+            return _run(settings, trade_date, market, distributed, timeout, log_file)
 
 
 def _run(
@@ -118,7 +121,6 @@ def _run(
     log_file: str | None,
 ) -> RunReport:
     if not distributed:
-        use_embedded_profile(settings)
         migrate.upgrade(settings.database_url)
 
     day = trade_date or latest_krx_session(settings)
