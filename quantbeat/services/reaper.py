@@ -14,6 +14,11 @@ least ``QUANTBEAT_REAPER_GRACE`` seconds and that no live worker is running:
 
 If the workers cannot be inspected (broker down) nothing is reaped: a run is only declared
 orphaned when the live workers have said they are not running it.
+
+Before reaping, :func:`housekeeping` replays this host's spool (:func:`replay_spool`): the
+job-history and dead-letter records workers could not write while the database was down
+(:mod:`quantbeat.infra.spool`), so a run whose end waited in the spool is not reaped as
+orphaned.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -28,9 +34,10 @@ from sqlalchemy import select
 
 from db.beat import prune_slots
 from db.engine import session_scope
-from db.jobs import record_job_end
+from db.jobs import apply_spooled, record_job_end
 from db.models import JobRun
 from quant.errors import ValidationError
+from quantbeat.infra import spool
 from quantbeat.infra.masking import MASK
 from quantbeat.infra.settings import get_settings
 from workers.app import app as worker_app
@@ -197,19 +204,35 @@ def parse_grace(value: object) -> float:
     return float(value)
 
 
+def _apply_spooled(kind: str, record: dict[str, Any]) -> bool:
+    with session_scope() as session:
+        return apply_spooled(session, kind, record)
+
+
+def replay_spool(directory: Path | None = None) -> dict[str, Any]:
+    """Write the records waiting in the local spool (default ``<QUANTBEAT_DATA_DIR>/spool``)
+    into the database, each in its own transaction, idempotently (a record already written is
+    not written again); corrupt files are kept aside in ``spool/corrupt/``. Returns
+    :meth:`quantbeat.infra.spool.ReplayReport.as_dict`. Never raises for a record: one whose
+    write fails (the database is still down) stays for the next pass."""
+    return spool.replay(_apply_spooled, directory=directory).as_dict()
+
+
 def housekeeping(
     grace: float, *, own_task_id: str | None = None, now: dt.datetime | None = None
 ) -> dict[str, Any]:
-    """One pass of the beat entry ``reap-orphans`` through :data:`workers.app.app`:
-    :func:`reap` with ``grace`` seconds (skipping ``own_task_id``, the running pass itself),
-    then delete beat-slot claims older than :data:`BEAT_SLOT_RETENTION`. Returns
-    :meth:`ReapReport.as_dict` plus ``pruned_slots`` (claims deleted).
+    """One pass of the beat entry ``reap-orphans`` through :data:`workers.app.app`: replay
+    this host's spool (:func:`replay_spool`), then :func:`reap` with ``grace`` seconds
+    (skipping ``own_task_id``, the running pass itself), then delete beat-slot claims older
+    than :data:`BEAT_SLOT_RETENTION`. Returns :meth:`ReapReport.as_dict` plus ``spool`` (the
+    replay's report) and ``pruned_slots`` (claims deleted).
 
     Raises:
         sqlalchemy errors: the database is unreachable (the task retries).
     """
     now = now or dt.datetime.now(dt.UTC)
+    spooled = replay_spool()
     report = reap(worker_app, grace=grace, now=now, own_task_id=own_task_id)
     with session_scope() as session:
         pruned = prune_slots(session, before=now - BEAT_SLOT_RETENTION)
-    return {**report.as_dict(), "pruned_slots": pruned}
+    return {**report.as_dict(), "spool": spooled, "pruned_slots": pruned}
