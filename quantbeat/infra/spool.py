@@ -28,7 +28,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,8 @@ def write(kind: str, record: Mapping[str, Any], *, directory: Path | None = None
         _fsync_dir(where)
     except Exception as exc:
         log.error("spool.write_failed", kind=kind, directory=str(where), error=f"{exc!r}"[:500])
-        tmp.unlink(missing_ok=True)
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
         return None
     log.warning("spool.written", kind=kind, file=str(final))
     return final
