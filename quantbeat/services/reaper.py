@@ -80,6 +80,19 @@ def contains_mask(value: Any) -> bool:
     return False
 
 
+def contains_escape(value: Any) -> bool:
+    """Whether a stored payload holds a string PostgreSQL could not store as sent (a NUL or a
+    lone surrogate, escaped by :func:`db.jobs.storable`, keys included): resending it would
+    send the escape, not the original."""
+    if isinstance(value, str):
+        return "\\u0000" in value or "\\ud" in value
+    if isinstance(value, dict):
+        return any(contains_escape(k) or contains_escape(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_escape(v) for v in value)
+    return False
+
+
 def _live_tasks(app: Any, timeout: float) -> tuple[set[str], set[str]] | None:
     """(names of live workers, ids of tasks they are running or hold), or ``None`` when the
     workers cannot be asked (broker unreachable)."""
@@ -145,7 +158,8 @@ def reap(
         task = app.tasks.get(task_name)
         idempotent = bool(getattr(task, "idempotent", False)) if task is not None else False
         masked = contains_mask(args) or contains_mask(kwargs)
-        if idempotent and not masked:
+        escaped = contains_escape(args) or contains_escape(kwargs)
+        if idempotent and not masked and not escaped:
             # Marked before sending: the new execution's own "started" must not be overwritten.
             _mark(task_id, "requeued", f"reaped: {why}; requeued (idempotent)")
             app.send_task(
@@ -154,11 +168,12 @@ def reap(
             report.requeued.append(task_id)
             log.warning("reaper.requeued", task_id=task_id, task=task_name, reason=why)
             continue
-        because = (
-            "its arguments were stored masked"
-            if masked
-            else ("it is not idempotent" if task is not None else "the task is not registered")
-        )
+        if masked:
+            because = "its arguments were stored masked"
+        elif escaped:
+            because = "its arguments held characters stored escaped (NUL)"
+        else:
+            because = "it is not idempotent" if task is not None else "the task is not registered"
         record_failure_outside_task(
             task_name=task_name,
             task_id=task_id,

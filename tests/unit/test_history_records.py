@@ -25,6 +25,7 @@ from db.jobs import (
     storable,
 )
 from db.models import Base, DeadLetter, JobRun
+from quantbeat.services.reaper import contains_escape
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=dt.UTC)
 
@@ -247,3 +248,18 @@ def test_a_malformed_record_raises_what_the_spool_sets_aside(
 ) -> None:
     with pytest.raises((KeyError, TypeError, ValueError)):
         apply_spooled(session, kind, _iso(record))
+
+
+@pytest.mark.parametrize(
+    ("value", "escaped"),
+    [
+        (["a\x00b"], True),
+        ({"k\x00": 1}, True),
+        ({"k": ["\ud800"]}, True),
+        (["plain", {"k": "v"}, 3], False),
+        (["C:\\data"], False),
+    ],
+)
+def test_the_reaper_sees_arguments_that_were_stored_escaped(value: Any, escaped: bool) -> None:
+    """A run whose arguments were escaped is not requeued: it would resend the escape."""
+    assert contains_escape(storable(value)) is escaped
