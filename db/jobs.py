@@ -2,21 +2,51 @@
 and the reads and operator actions behind ``quantbeat jobs`` and ``quantbeat dlq``.
 
 Each call runs in the caller's session; callers commit. Arguments and payloads must already be
-masked (see :mod:`quantbeat.infra.masking`); these functions store what they are given.
+masked (see :mod:`quantbeat.infra.masking`); these functions store what they are given, except
+for the characters PostgreSQL cannot store in ``text`` or ``jsonb`` — NUL (``\\u0000``) and
+lone UTF-16 surrogates — which every write escapes (:func:`storable`): a NUL in a task's
+arguments is stored as the six characters ``\\u0000``, and the start, end and dead letter of that
+task are recorded like any other.
+
+Records a worker could not write (the database was down) are kept in the local spool
+(:mod:`quantbeat.infra.spool`) and written later by :func:`apply_spooled`, idempotently.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import DeadLetter, JobRun
+from db.models import JOB_STATES, DeadLetter, JobRun
 from db.store import insert_for
 from quant.errors import ValidationError
+
+#: Characters PostgreSQL refuses in ``text`` and ``jsonb``: NUL, and UTF-16 surrogates (a lone
+#: one cannot be encoded as UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every string (dict keys included, at any depth) that PostgreSQL cannot
+    store escaped: NUL becomes the six characters ``\\u0000``, a lone surrogate ``\\udXXX``.
+    Lists and tuples come back as lists, other values unchanged; linear in the size of
+    ``value``. Strings without such characters are returned as they are."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(_escape, value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
 
 
 def record_job_start(
@@ -35,19 +65,19 @@ def record_job_start(
 
     The first execution inserts the row; every later one (a retry or a redelivery after a lost
     worker) increments ``attempts`` atomically in the database, so concurrent redeliveries on
-    different hosts still count correctly.
+    different hosts still count correctly. Strings are escaped with :func:`storable`.
     """
     table = JobRun.__table__
     stmt = insert_for(session, table).values(  # type: ignore[arg-type]
-        task_id=task_id,
-        task_name=task_name,
-        queue=queue,
-        args=args,
-        kwargs=kwargs,
+        task_id=storable(task_id),
+        task_name=storable(task_name),
+        queue=storable(queue),
+        args=storable(args),
+        kwargs=storable(kwargs),
         state="started",
         attempts=1,
         retries=retries,
-        worker=worker,
+        worker=storable(worker),
         started_at=started_at,
     )
     stmt = stmt.on_conflict_do_update(
@@ -70,7 +100,7 @@ def record_job_start(
 def job_state(session: Session, task_id: str) -> str | None:
     """The recorded state of ``task_id``, or ``None`` when it has no job run yet."""
     state: str | None = session.execute(
-        select(JobRun.state).where(JobRun.task_id == task_id)
+        select(JobRun.state).where(JobRun.task_id == storable(task_id))
     ).scalar_one_or_none()
     return state
 
@@ -88,16 +118,16 @@ def record_job_end(
     """Record how the latest execution of ``task_id`` ended (``state`` from JOB_STATES).
 
     ``duration_ms`` ``None`` (the execution's own clock is gone, e.g. its process was killed)
-    leaves the duration unknown."""
+    leaves the duration unknown. Strings are escaped with :func:`storable`."""
     session.execute(
         update(JobRun)
-        .where(JobRun.task_id == task_id)
+        .where(JobRun.task_id == storable(task_id))
         .values(
             state=state,
             finished_at=finished_at,
             duration_ms=duration_ms,
-            error=error,
-            result=result,
+            error=storable(error),
+            result=storable(result),
             updated_at=func.now(),
         )
     )
@@ -114,15 +144,16 @@ def record_dead_letter(
     error: str | None,
     seen_at: dt.datetime,
 ) -> int:
-    """Insert a dead letter, or count another occurrence of the same one; return its id."""
+    """Insert a dead letter, or count another occurrence of the same one; return its id.
+    Strings are escaped with :func:`storable`."""
     table = DeadLetter.__table__
     stmt = insert_for(session, table).values(  # type: ignore[arg-type]
-        fingerprint=fingerprint,
-        task_id=task_id,
-        task_name=task_name,
-        payload=payload,
-        reason=reason,
-        error=error,
+        fingerprint=storable(fingerprint),
+        task_id=storable(task_id),
+        task_name=storable(task_name),
+        payload=storable(payload),
+        reason=storable(reason),
+        error=storable(error),
         occurrences=1,
         first_seen=seen_at,
         last_seen=seen_at,
@@ -142,9 +173,202 @@ def record_dead_letter(
     return ident
 
 
+# --- records replayed from the local spool (quantbeat.infra.spool) -----------------------------
+#: Spool record kinds :func:`apply_spooled` writes.
+SPOOL_JOB_RUN = "job_run"
+SPOOL_DEAD_LETTER = "dead_letter"
+
+
+def _instant(value: Any) -> dt.datetime:
+    """An aware datetime from a spooled ISO string; raises ValueError/TypeError otherwise."""
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, str):
+        parsed = dt.datetime.fromisoformat(value)
+    else:
+        raise TypeError(f"expected an ISO datetime, got {type(value).__name__}")
+    if parsed.tzinfo is None:
+        raise ValueError(f"datetime {value!r} has no timezone")
+    return parsed
+
+
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{what} must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def replay_job_start(session: Session, start: Mapping[str, Any]) -> bool:
+    """Write a spooled execution start (the keyword arguments of :func:`record_job_start`,
+    ``started_at`` as ISO); return ``False`` if it is already recorded (a row of that task
+    whose latest start is this one). A start older than the recorded one only counts its
+    attempt; a newer one is recorded as :func:`record_job_start` does.
+
+    Raises:
+        KeyError, TypeError, ValueError: the record is malformed.
+    """
+    task_id = storable(str(start["task_id"]))
+    started_at = _instant(start["started_at"])
+    fields = {
+        "task_id": task_id,
+        "task_name": str(start["task_name"]),
+        "queue": start.get("queue"),
+        "args": start.get("args"),
+        "kwargs": start.get("kwargs"),
+        "worker": start.get("worker"),
+        "retries": int(start.get("retries") or 0),
+        "started_at": started_at,
+    }
+    of_task = JobRun.task_id == task_id
+    same = session.execute(
+        select(JobRun.id).where(of_task, JobRun.started_at == started_at)
+    ).first()
+    if same is not None:
+        return False
+    later = session.execute(
+        select(JobRun.id).where(of_task, JobRun.started_at > started_at).with_for_update()
+    ).first()
+    if later is not None:  # a later execution is recorded: count this attempt, keep the rest
+        session.execute(
+            update(JobRun)
+            .where(of_task)
+            .values(attempts=JobRun.attempts + 1, updated_at=func.now())
+        )
+        return True
+    record_job_start(session, **fields)
+    return True
+
+
+def replay_job_end(session: Session, end: Mapping[str, Any]) -> bool:
+    """Write a spooled execution end (``task_id``, ``state``, ``finished_at`` ISO,
+    ``duration_ms``, ``error``, ``result`` and, when the execution's start is known,
+    ``started_at``); return ``False`` if nothing changed. It applies only while the row still
+    describes that execution (same ``started_at``; without one: started no later than it
+    finished), so a late replay never overwrites a newer execution's outcome.
+
+    Raises:
+        KeyError, TypeError, ValueError: the record is malformed.
+    """
+    task_id = storable(str(end["task_id"]))
+    state = end["state"]
+    if state not in JOB_STATES:
+        raise ValueError(f"unknown job state {state!r}")
+    finished_at = _instant(end["finished_at"])
+    started = end.get("started_at")
+    duration = end.get("duration_ms")
+    if duration is not None and not isinstance(duration, int | float):
+        raise TypeError(f"duration_ms must be a number, got {type(duration).__name__}")
+    same_execution = (
+        JobRun.started_at == _instant(started)
+        if started is not None
+        else JobRun.started_at <= finished_at
+    )
+    not_yet = or_(
+        JobRun.finished_at.is_(None), JobRun.finished_at != finished_at, JobRun.state != state
+    )
+    result = session.execute(
+        update(JobRun)
+        .where(JobRun.task_id == task_id, same_execution, not_yet)
+        .values(
+            state=state,
+            finished_at=finished_at,
+            duration_ms=None if duration is None else float(duration),
+            error=storable(end.get("error")),
+            result=storable(end.get("result")),
+            updated_at=func.now(),
+        )
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def replay_dead_letter(session: Session, letter: Mapping[str, Any]) -> bool:
+    """Write a spooled dead letter (the keyword arguments of :func:`record_dead_letter`,
+    ``seen_at`` as ISO); return ``False`` if this occurrence is already recorded (the letter's
+    first or last sighting is its ``seen_at``). Another occurrence of an existing letter counts
+    one more and replaces the payload and error only if it is the most recent.
+
+    Raises:
+        KeyError, TypeError, ValueError: the record is malformed.
+    """
+    fingerprint = storable(str(letter["fingerprint"]))
+    seen_at = _instant(letter["seen_at"])
+    reason = str(letter["reason"])
+    task_id, task_name = letter.get("task_id"), letter.get("task_name")
+    payload, error = letter.get("payload"), letter.get("error")
+    found = session.execute(
+        select(DeadLetter.id).where(DeadLetter.fingerprint == fingerprint).with_for_update()
+    ).first()
+    if found is None:
+        record_dead_letter(
+            session,
+            fingerprint=fingerprint,
+            task_id=task_id,
+            task_name=task_name,
+            payload=payload,
+            reason=reason,
+            error=error,
+            seen_at=seen_at,
+        )
+        return True
+    this = DeadLetter.id == found.id
+    known = session.execute(
+        select(DeadLetter.id).where(
+            this, or_(DeadLetter.first_seen == seen_at, DeadLetter.last_seen == seen_at)
+        )
+    ).first()
+    if known is not None:
+        return False
+    newest = bool(session.execute(select(DeadLetter.last_seen < seen_at).where(this)).scalar())
+    values: dict[str, Any] = {
+        "occurrences": DeadLetter.occurrences + 1,
+        "first_seen": case((DeadLetter.first_seen > seen_at, seen_at), else_=DeadLetter.first_seen),
+        "updated_at": func.now(),
+    }
+    if newest:
+        values |= {
+            "last_seen": seen_at,
+            "reason": storable(reason),
+            "error": storable(error),
+            "payload": storable(payload),
+        }
+    session.execute(update(DeadLetter).where(this).values(**values))
+    return True
+
+
+def apply_spooled(session: Session, kind: str, record: Mapping[str, Any]) -> bool:
+    """Write one spooled record in ``session`` (the caller commits); return ``False`` if it was
+    already written. Kinds: :data:`SPOOL_JOB_RUN` (``{"start": … | None, "end": … | None}``,
+    see :func:`replay_job_start` and :func:`replay_job_end`) and :data:`SPOOL_DEAD_LETTER`
+    (``{"letter": …, "job_end": … | None}``, see :func:`replay_dead_letter`). Replaying a record
+    twice writes it once.
+
+    Raises:
+        KeyError, TypeError, ValueError: an unknown kind or a malformed record (the spool keeps
+            such a file aside).
+    """
+    wrote = False
+    if kind == SPOOL_JOB_RUN:
+        start, end = record.get("start"), record.get("end")
+        if start is None and end is None:
+            raise ValueError("a job_run record needs a start or an end")
+        if start is not None:
+            wrote = replay_job_start(session, _mapping(start, "start"))
+        if end is not None:
+            wrote = replay_job_end(session, _mapping(end, "end")) or wrote
+        return wrote
+    if kind == SPOOL_DEAD_LETTER:
+        job_end = record.get("job_end")
+        if job_end is not None:
+            wrote = replay_job_end(session, _mapping(job_end, "job_end"))
+        return replay_dead_letter(session, _mapping(record["letter"], "letter")) or wrote
+    raise ValueError(f"unknown spool record kind {kind!r}")
+
+
 def get_job_run(session: Session, task_id: str) -> JobRun | None:
     """The job-run row of ``task_id``, if any."""
-    return session.execute(select(JobRun).where(JobRun.task_id == task_id)).scalar_one_or_none()
+    return session.execute(
+        select(JobRun).where(JobRun.task_id == storable(task_id))
+    ).scalar_one_or_none()
 
 
 # --- reads and operator actions (``quantbeat jobs`` / ``quantbeat dlq``) ------------------------

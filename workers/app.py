@@ -1,7 +1,8 @@
 """The Celery application: ``celery -A workers.app worker -Q io``.
 
 Configuration comes from :mod:`celeryconfig` (itself derived from ``QUANTBEAT_*`` settings);
-every task uses :class:`workers.base.QuantbeatTask`; task modules are listed explicitly.
+every task uses :class:`workers.base.QuantbeatTask`; every message is sent through
+:class:`workers.process.QuantbeatAMQP` (the size limit); task modules are listed explicitly.
 """
 
 from __future__ import annotations
@@ -23,5 +24,11 @@ TASK_MODULES: tuple[str, ...] = (
     "tasks.scans",
 )
 
-app = Celery("quantbeat", task_cls="workers.base:QuantbeatTask", include=list(TASK_MODULES))
+app = Celery(
+    "quantbeat",
+    task_cls="workers.base:QuantbeatTask",
+    # Refuses task messages over QUANTBEAT_MAX_MESSAGE_BYTES before they are queued.
+    amqp="workers.process:QuantbeatAMQP",
+    include=list(TASK_MODULES),
+)
 app.config_from_object("celeryconfig")

@@ -21,35 +21,48 @@ It gives each task, by its explicit name ``quantbeat.<area>.<action>``:
 * **logging context** — task id and name are bound to every log line (see
   :mod:`workers.process`); one ``metric_type="job"`` line is logged per execution.
 
-History writes use their own short transactions; if the database is down they are logged and
-skipped, and the task's own database access then fails as a transient error and retries.
+* **size limit** — arguments larger than ``QUANTBEAT_MAX_MESSAGE_BYTES`` are refused before
+  anything else (masking, history, attempt counting): dead letter ``oversized`` with a masked
+  sample, :class:`quant.errors.ValidationError` (:mod:`workers.limits`). Workers refuse such
+  messages in their consumer already; this catches a run that did not come through it.
+
+History writes use their own short transactions. If the database is down, a start is written
+with the execution's end; an end or a dead letter that cannot be written goes to the local
+spool (:mod:`quantbeat.infra.spool`, replayed by the reaper) and is logged
+(``job_run.end_not_recorded``, ``dead_letter.not_recorded``); the task's own database access
+then fails as a transient error and retries.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import structlog
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
+from celery.utils.saferepr import saferepr
 
 from db.beat import claim_slot
 from db.engine import session_scope
+from db.jobs import (
+    SPOOL_DEAD_LETTER,
+    SPOOL_JOB_RUN,
+    record_dead_letter,
+    record_job_end,
+    record_job_start,
+)
 from db.jobs import job_state as stored_job_state
-from db.jobs import record_dead_letter, record_job_end, record_job_start
 from quant.errors import PermanentError, TransientError, ValidationError
+from quantbeat.infra import spool
 from quantbeat.infra.masking import mask_text, mask_value
 from quantbeat.infra.settings import get_settings
+from workers.limits import OVERSIZED, SAMPLE_CHARS, arguments_size, oversized_error, sample
 from workers.queues import queue_for
 from workers.retry import as_transient, backoff_delay
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
 
 log = structlog.get_logger("quantbeat.task")
 
@@ -136,6 +149,10 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             return super().__call__(*args, **kwargs)
 
         t0 = time.perf_counter()
+        # First, before the arguments are masked, recorded or counted.
+        size, limit = arguments_size(args, kwargs), get_settings().max_message_bytes
+        if size > limit:
+            self._refuse_oversized(task_id, args, kwargs, size, limit)
         if self._reaped_as_lost(task_id):
             # The reaper gave this non-idempotent run up (dead letter "worker_lost"); a late
             # redelivery of its message must not run it behind the operator's back.
@@ -184,6 +201,43 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             raise
         self._finish(task_id, "succeeded", t0, result=result)
         return result
+
+    def _refuse_oversized(
+        self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], size: int, limit: int
+    ) -> None:
+        """Dead-letter arguments of ``size`` bytes over ``limit`` (reason ``oversized``, a
+        masked sample, never the arguments) and raise.
+
+        Raises:
+            quant.errors.ValidationError: always (names the task, the size and the limit).
+        """
+        exc = oversized_error(self.name, size, limit, where="the worker refused to run it")
+        text = saferepr([list(args), dict(kwargs)], SAMPLE_CHARS)  # bounded, whatever the size
+        payload = {
+            "task": self.name,
+            "id": task_id,
+            "args": None,
+            "kwargs": None,
+            "queue": self._queue(),
+            "retries": int(self.request.retries or 0),
+            "body_bytes": size,
+            "limit_bytes": limit,
+            "body_sample": sample(text),
+            "body_truncated": True,
+        }
+        log.error("task.oversized", size=size, limit=limit)
+        _store_failure(
+            task_name=self.name,
+            task_id=task_id,
+            args=None,
+            kwargs=None,
+            queue=payload["queue"],
+            retries=payload["retries"],
+            reason=OVERSIZED,
+            error=_error_text(exc),
+            payload=payload,
+        )
+        raise exc
 
     def _retry_or_fail(
         self,
@@ -300,9 +354,10 @@ class QuantbeatTask(Task):  # type: ignore[misc]
     ) -> int | None:
 
         start = self._start_record(task_id, args, kwargs, started)
+        self.request.qb_started_at = started
         try:
             with session_scope() as session:
-                return start(session)
+                return record_job_start(session, **start)
         except Exception as exc:
             log.warning("job_run.start_not_recorded", error=_error_text(exc))
             # Written with the end instead (see _finish): the database may be back by then,
@@ -312,10 +367,10 @@ class QuantbeatTask(Task):  # type: ignore[misc]
 
     def _start_record(
         self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], started: dt.datetime
-    ) -> Callable[[Session], int]:
-        """A function of a session that records this execution's start (see record_job_start)."""
+    ) -> dict[str, Any]:
+        """The keyword arguments of record_job_start for this execution (arguments masked)."""
 
-        fields = {
+        return {
             "task_id": task_id,
             "task_name": self.name,
             "queue": self._queue(),
@@ -325,7 +380,6 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             "retries": int(self.request.retries or 0),
             "started_at": started,
         }
-        return functools.partial(record_job_start, **fields)
 
     def _finish(
         self,
@@ -350,23 +404,33 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             error=error,
         )
         pending = getattr(self.request, "qb_pending_start", None)
+        end = {
+            "task_id": task_id,
+            "state": state,
+            "finished_at": _utcnow(),
+            "duration_ms": duration_ms,
+            "error": error,
+            "result": _history_result(result),
+        }
         try:
             with session_scope() as session:
                 if pending is not None:
-                    pending(session)
-                record_job_end(
-                    session,
-                    task_id=task_id,
-                    state=state,
-                    finished_at=_utcnow(),
-                    duration_ms=duration_ms,
-                    error=error,
-                    result=_history_result(result),
-                )
+                    record_job_start(session, **pending)
+                record_job_end(session, **end)
         except Exception as exc:
-            log.warning("job_run.end_not_recorded", state=state, error=_error_text(exc))
-        else:
-            self.request.qb_pending_start = None
+            # The start (if still pending) and the end go to the spool together; the reaper
+            # writes them once the database is back, unless a later execution is recorded.
+            started_at = getattr(self.request, "qb_started_at", None)
+            spooled = spool.write(
+                SPOOL_JOB_RUN, {"start": pending, "end": {**end, "started_at": started_at}}
+            )
+            log.warning(
+                "job_run.end_not_recorded",
+                state=state,
+                error=_error_text(exc),
+                spooled=str(spooled) if spooled else None,
+            )
+        self.request.qb_pending_start = None
 
     def _dead_letter(
         self,
@@ -421,44 +485,56 @@ def _store_failure(
     reason: str,
     error: str,
     job_state: str | None = None,
+    payload: dict[str, Any] | None = None,
 ) -> None:
-    """Write a dead letter with the masked payload — and, with ``job_state``, end the job run
-    in the same transaction. Never raises: if the database is unreachable the payload is
-    logged (masked) so it does not vanish."""
+    """Write a dead letter with the masked payload (``payload`` if given, else the masked
+    arguments) — and, with ``job_state``, end the job run in the same transaction. Never
+    raises: if the database is unreachable both go to the local spool (replayed by the reaper)
+    and the payload is logged (masked), so it does not vanish."""
 
     now = _utcnow()
-    payload = {
-        "task": task_name,
-        "id": task_id,
-        "args": mask_value(list(args or ())),
-        "kwargs": mask_value(dict(kwargs or {})),
-        "queue": queue,
-        "retries": retries,
+    if payload is None:
+        payload = {
+            "task": task_name,
+            "id": task_id,
+            "args": mask_value(list(args or ())),
+            "kwargs": mask_value(dict(kwargs or {})),
+            "queue": queue,
+            "retries": retries,
+        }
+    job_end: dict[str, Any] | None = (
+        None
+        if job_state is None
+        else {
+            "task_id": task_id,
+            "state": job_state,
+            "finished_at": now,
+            "duration_ms": None,
+            "error": error,
+        }
+    )
+    letter: dict[str, Any] = {
+        "fingerprint": f"task:{task_id}",
+        "task_id": task_id,
+        "task_name": task_name,
+        "payload": payload,
+        "reason": reason,
+        "error": error,
+        "seen_at": now,
     }
     try:
         with session_scope() as session:
-            if job_state is not None:
-                record_job_end(
-                    session,
-                    task_id=task_id,
-                    state=job_state,
-                    finished_at=now,
-                    duration_ms=None,
-                    error=error,
-                )
-            record_dead_letter(
-                session,
-                fingerprint=f"task:{task_id}",
-                task_id=task_id,
-                task_name=task_name,
-                payload=payload,
-                reason=reason,
-                error=error,
-                seen_at=now,
-            )
+            if job_end is not None:
+                record_job_end(session, **job_end)
+            record_dead_letter(session, **letter)
     except Exception as exc:
+        spooled = spool.write(SPOOL_DEAD_LETTER, {"letter": letter, "job_end": job_end})
         log.error(
-            "dead_letter.not_recorded", reason=reason, payload=payload, error=_error_text(exc)
+            "dead_letter.not_recorded",
+            reason=reason,
+            payload=payload,
+            error=_error_text(exc),
+            spooled=str(spooled) if spooled else None,
         )
 
 

@@ -18,6 +18,11 @@ reason              message
 ``invalid_message`` decodes but breaks the task protocol: no task id, a body that is not
                     ``[args, kwargs, embed]``, args not a list, kwargs not a mapping, a bad ETA,
                     time limit or retry count, or no task name at all
+``oversized``       a body larger than ``QUANTBEAT_MAX_MESSAGE_BYTES`` (:mod:`workers.limits`),
+                    checked first, before the body is decoded: the payload keeps the task name
+                    and id from the headers, the body's size and a masked sample of its first
+                    :data:`workers.limits.SAMPLE_CHARS` characters, never the body; the message is
+                    acknowledged and its result failed with a ValidationError
 ==================  =============================================================================
 
 Malformed protocol-2 messages are checked *before* Celery builds its request: stock Celery 5.7
@@ -25,8 +30,8 @@ raises ``ValueError`` on a body such as ``{"foo": 1}``, which stops the whole wo
 message is restored for the next worker to die on.
 
 Recording never raises: when the database is unreachable the dead letter (masked payload
-included) is written to the log instead (``dead_letter.not_recorded``), as
-:func:`workers.base._store_failure` does.
+included) is written to the local spool (:mod:`quantbeat.infra.spool`; the reaper replays it)
+and logged (``dead_letter.not_recorded``), as :func:`workers.base._store_failure` does.
 """
 
 from __future__ import annotations
@@ -39,15 +44,21 @@ from typing import Any
 
 import structlog
 from celery.exceptions import InvalidTaskError
+from celery.utils.log import get_logger
+from celery.utils.objects import Bunch
 from celery.worker.consumer.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 from vine import promise  # type: ignore[import-untyped]
 
 from db.engine import session_scope
-from db.jobs import record_dead_letter
+from db.jobs import SPOOL_DEAD_LETTER, record_dead_letter
+from quantbeat.infra import spool
 from quantbeat.infra.masking import mask_text, mask_value
+from workers.limits import OVERSIZED, max_message_bytes, oversized_error, sample
 
 log = structlog.get_logger("quantbeat.consumer")
+#: Celery's logger, for its ack helpers.
+_celery_log = get_logger(__name__)
 
 #: Characters of an undecodable body kept in its dead letter.
 MAX_BODY_CHARS = 4_096
@@ -149,6 +160,10 @@ class QuantbeatConsumer(Consumer):  # type: ignore[misc]
         strategies = self.strategies
 
         def on_task_received(message: Any) -> Any:
+            # First, before the body is decoded, masked or recorded anywhere.
+            size, limit = len(_raw_body(message)), max_message_bytes()
+            if size > limit:
+                return self.on_oversized(message, size, limit)
             found = _precheck(message, strategies.__contains__)
             if found is not None:
                 body, exc = found
@@ -161,6 +176,34 @@ class QuantbeatConsumer(Consumer):  # type: ignore[misc]
                 return self.on_invalid_task(None, message, exc)
 
         return on_task_received
+
+    def on_oversized(self, message: Any, size: int, limit: int) -> None:
+        """Dead-letter a message whose body is ``size`` bytes, over ``limit``, without decoding
+        it (reason ``oversized``, a masked sample of the body), acknowledge it and fail its
+        result so a client waiting on it gets the ValidationError."""
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        ident, name = headers.get("id"), headers.get("task")
+        exc = oversized_error(name, size, limit, where="the worker refused it unread")
+        record_message(
+            message,
+            reason=OVERSIZED,
+            error=_error_text(exc),
+            payload=describe_oversized(message, size=size, limit=limit),
+        )
+        message.ack_log_error(_celery_log, self.connection_errors)
+        if isinstance(ident, str) and ident:
+            request = Bunch(
+                name=name,
+                chord=None,
+                root_id=headers.get("root_id"),
+                correlation_id=message.properties.get("correlation_id"),
+                reply_to=message.properties.get("reply_to"),
+                errbacks=None,
+            )
+            try:
+                self.app.backend.mark_as_failure(ident, exc, request=request)
+            except Exception as error:  # the letter is recorded; the result is a courtesy
+                log.warning("oversized.result_not_stored", task_id=ident, error=_error_text(error))
 
     # -- Celery's callbacks: record, then let Celery log and ack/reject ------------------------
     def on_unknown_task(self, body: Any, message: Any, exc: BaseException) -> None:
@@ -278,6 +321,55 @@ def describe_message(message: Any, *, reason: str, body: Any = None) -> dict[str
     return masked
 
 
+#: Headers kept (as short strings) in an oversized message's dead letter.
+_OVERSIZED_HEADERS = (
+    "task",
+    "id",
+    "root_id",
+    "parent_id",
+    "group",
+    "retries",
+    "eta",
+    "expires",
+    "timelimit",
+    "origin",
+    "qb_beat_entry",
+    "qb_beat_slot",
+)
+
+
+def describe_oversized(message: Any, *, size: int, limit: int) -> dict[str, Any]:
+    """The dead-letter payload of an oversized message, built without decoding its body:
+    ``task``, ``id`` and ``retries`` from the headers, ``args``/``kwargs`` ``None``, ``queue``,
+    ``content_type``, ``content_encoding``, a few headers (each at most 200 characters),
+    ``body_bytes``, ``limit_bytes``, ``body_sample`` (masked, at most
+    :data:`workers.limits.SAMPLE_CHARS` characters) and ``body_truncated``."""
+    raw_headers = getattr(message, "headers", None)
+    headers = raw_headers if isinstance(raw_headers, dict) else {}
+    delivery = getattr(message, "delivery_info", None) or {}
+
+    def short(value: Any) -> Any:
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        return mask_text(str(value)[:200])
+
+    return {
+        "task": short(headers.get("task")),
+        "id": short(headers.get("id")),
+        "args": None,
+        "kwargs": None,
+        "queue": short(delivery.get("routing_key")),
+        "retries": short(headers.get("retries")),
+        "content_type": short(getattr(message, "content_type", None)),
+        "content_encoding": short(getattr(message, "content_encoding", None)),
+        "headers": {k: short(headers[k]) for k in _OVERSIZED_HEADERS if k in headers},
+        "body_bytes": size,
+        "limit_bytes": limit,
+        "body_sample": sample(_raw_body(message)),
+        "body_truncated": True,
+    }
+
+
 def fingerprint(message: Any, *, reason: str, task_id: Any) -> str:
     """``task:<id>`` for a message with a usable task id (unless undecodable), else
     ``body:<sha256>`` of the task id, the task name in the headers and the raw body: a
@@ -295,37 +387,48 @@ def fingerprint(message: Any, *, reason: str, task_id: Any) -> str:
     return f"body:{digest.hexdigest()}"
 
 
-def record_message(message: Any, *, reason: str, error: str, body: Any = None) -> int | None:
+def record_message(
+    message: Any,
+    *,
+    reason: str,
+    error: str,
+    body: Any = None,
+    payload: dict[str, Any] | None = None,
+) -> int | None:
     """Record ``message`` as a dead letter with ``reason``; return its row id, or ``None`` when
-    it could not be stored (then it is logged, masked, as ``dead_letter.not_recorded``).
+    it could not be stored: then the letter goes to the local spool (replayed by the reaper)
+    and is logged, masked, as ``dead_letter.not_recorded`` (with the spool file, if written).
+    ``payload``: the masked payload if the caller built it (else :func:`describe_message`).
     Never raises."""
-    try:
-        payload = describe_message(message, reason=reason, body=body)
-    except Exception as exc:  # a message too odd to describe: keep what is certain
-        payload = {"description_error": _error_text(exc)}
+    if payload is None:
+        try:
+            payload = describe_message(message, reason=reason, body=body)
+        except Exception as exc:  # a message too odd to describe: keep what is certain
+            payload = {"description_error": _error_text(exc)}
     task_id = payload.get("id")
     task_name = payload.get("task")
+    letter: dict[str, Any] = {}
     try:
-        letter_fingerprint = fingerprint(message, reason=reason, task_id=task_id)
-
+        letter = {
+            "fingerprint": fingerprint(message, reason=reason, task_id=task_id),
+            "task_id": task_id if isinstance(task_id, str) and len(task_id) <= 64 else None,
+            "task_name": task_name[:200] if isinstance(task_name, str) else None,
+            "payload": payload,
+            "reason": reason,
+            "error": error,
+            "seen_at": dt.datetime.now(dt.UTC),
+        }
         with session_scope() as session:
-            letter_id = record_dead_letter(
-                session,
-                fingerprint=letter_fingerprint,
-                task_id=task_id if isinstance(task_id, str) and len(task_id) <= 64 else None,
-                task_name=task_name[:200] if isinstance(task_name, str) else None,
-                payload=payload,
-                reason=reason,
-                error=error,
-                seen_at=dt.datetime.now(dt.UTC),
-            )
+            letter_id = record_dead_letter(session, **letter)
     except Exception as exc:
+        spooled = spool.write(SPOOL_DEAD_LETTER, {"letter": letter}) if letter else None
         log.error(
             "dead_letter.not_recorded",
             reason=reason,
             payload=payload,
             error=error,
             store_error=_error_text(exc),
+            spooled=str(spooled) if spooled else None,
         )
         return None
     log.warning(

@@ -4,7 +4,10 @@
 * after fork: every process-wide registry is reset (:mod:`quantbeat.infra.forkstate`): pooled
   database connections inherited from the parent are abandoned (``dispose(close=False)``),
   Redis clients and caches dropped, so no two processes share a socket;
-* publishing: argument reprs in message headers (what events and Flower show) are masked;
+* publishing: a message larger than ``QUANTBEAT_MAX_MESSAGE_BYTES`` is refused before it is
+  queued (:class:`QuantbeatAMQP`, the app's ``amqp`` class; a ``before_task_publish`` receiver
+  cannot refuse: Celery logs and swallows what receivers raise), and the argument reprs in
+  message headers (what events and Flower show) are masked;
 * per task: the task id and name are bound to the logging context and cleared afterwards;
 * hard time limits: recorded from the parent (the killed child cannot);
 * at worker start: numba kernels are compiled (or loaded from their on-disk cache) once in
@@ -18,6 +21,7 @@ from collections import OrderedDict
 from typing import Any
 
 import structlog
+from celery.app.amqp import AMQP
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import (
     before_task_publish,
@@ -35,6 +39,7 @@ from quantbeat.infra.logging import configure_logging
 from quantbeat.infra.masking import mask_value
 from quantbeat.infra.settings import get_settings
 from workers.base import hard_time_limit_handler, record_failure_outside_task
+from workers.limits import check_publish
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +49,23 @@ def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
     settings = get_settings()
     # `quantbeat worker --loglevel` / `celery worker -l` win over QUANTBEAT_LOG_LEVEL.
     configure_logging(loglevel or settings.log_level, json=settings.log_json)
+
+
+class QuantbeatAMQP(AMQP):  # type: ignore[misc]
+    """Celery's AMQP helper, with the size limit checked before every task message is sent
+    (``send_task``, ``apply_async``, retries, canvas callbacks): before the
+    ``before_task_publish`` receivers (masking) run and before anything reaches the broker."""
+
+    def _create_task_sender(self) -> Any:
+        send = super()._create_task_sender()
+
+        def send_task_message(producer: Any, name: str, message: Any, **options: Any) -> Any:
+            """Raises quant.errors.ValidationError: the message is larger than
+            QUANTBEAT_MAX_MESSAGE_BYTES (nothing is queued)."""
+            check_publish(name, message.body)
+            return send(producer, name, message, **options)
+
+        return send_task_message
 
 
 @before_task_publish.connect

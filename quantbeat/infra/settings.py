@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     # Deliveries of one task id (retries and redeliveries after a lost worker) after which the
     # message is dead-lettered instead of run again.
     max_attempts: int = Field(default=8, ge=1)
+    # Largest task message body (its JSON, bytes) a client may publish and a worker accepts:
+    # larger ones are refused at publish (ValidationError) and dead-lettered ``oversized``
+    # at consume, before anything else reads them (masking, history, attempt counting).
+    max_message_bytes: int = Field(default=262_144, ge=4_096)
 
     # --- operations -------------------------------------------------------------------------
     # Stored settings (strategy parameters, schedule switches) are cached this long per process.

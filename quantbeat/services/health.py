@@ -20,6 +20,9 @@ naming the reason):
                     trading day
 ``ai``              Gemini configured (else the offline analyzer: healthy), cooldown (warning),
                     today's quota used (80 %: warning, all: unhealthy)
+``spool``           this host's spool (:mod:`quantbeat.infra.spool`): history records workers
+                    could not write to the database, waiting for the reaper (warning naming
+                    how many), and corrupt files kept aside (warning)
 ==================  =========================================================================
 
 The overall state is ``unhealthy`` when a critical component (:data:`CRITICAL_COMPONENTS`) is
@@ -58,6 +61,7 @@ from db.models import DailyCandle, Instrument, IntradayCandle, InvestorFlow, Sca
 from quant.calendar import TradingCalendar, latest_closed_session
 from quant.errors import ValidationError
 from quant.market.types import Market
+from quantbeat.infra import spool
 from quantbeat.infra.ai_quota import AiLimiter, seconds_to_reset
 from quantbeat.infra.forkstate import after_fork
 from quantbeat.infra.keys import BEAT_TICK_KEY
@@ -995,6 +999,41 @@ def check_ai(ctx: CheckContext) -> ComponentHealth:
     )
 
 
+def assess_spool(found: spool.SpoolStatus, now: dt.datetime) -> ComponentHealth:
+    """The spool's state: empty healthy; records waiting, or corrupt files kept aside,
+    warning (the message names how many and where)."""
+    details: dict[str, Any] = {
+        "directory": str(found.directory),
+        "waiting": found.waiting,
+        "corrupt": found.corrupt,
+    }
+    problems = []
+    if found.waiting:
+        age = ""
+        if found.oldest is not None:
+            details["oldest"] = found.oldest.isoformat()
+            age = f", the oldest written {_ago(max(0.0, (now - found.oldest).total_seconds()))} ago"
+        problems.append(
+            f"{found.waiting} history record(s) wait in the spool {found.directory}{age}: "
+            "the database refused them; the reaper (quantbeat.ops.reap) replays them"
+        )
+    if found.corrupt:
+        problems.append(
+            f"{found.corrupt} corrupt spool file(s) kept aside in "
+            f"{found.directory / spool.CORRUPT_DIR} (see the log's spool.corrupt)"
+        )
+    if not problems:
+        return ComponentHealth(
+            "spool", Status.HEALTHY, "no record waits in the spool", 0.0, details
+        )
+    return ComponentHealth("spool", Status.WARNING, "; ".join(problems), None, details)
+
+
+def check_spool(ctx: CheckContext) -> ComponentHealth:
+    """This host's spool under ``QUANTBEAT_DATA_DIR`` (see :func:`assess_spool`)."""
+    return assess_spool(spool.status(spool.spool_dir(ctx.settings.data_dir)), ctx.now)
+
+
 #: The checks of :func:`check_health`, in report order.
 DEFAULT_CHECKS: tuple[tuple[str, Check], ...] = (
     ("database", check_database),
@@ -1005,6 +1044,7 @@ DEFAULT_CHECKS: tuple[tuple[str, Check], ...] = (
     ("data_freshness", check_data_freshness),
     ("signals", check_signals),
     ("ai", check_ai),
+    ("spool", check_spool),
 )
 
 
@@ -1037,6 +1077,7 @@ EMBEDDED_CHECKS: tuple[tuple[str, Check], ...] = (
     ("data_freshness", check_data_freshness),
     ("signals", check_signals),
     ("ai", check_ai),
+    ("spool", check_spool),
 )
 
 

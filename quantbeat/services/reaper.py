@@ -14,6 +14,11 @@ least ``QUANTBEAT_REAPER_GRACE`` seconds and that no live worker is running:
 
 If the workers cannot be inspected (broker down) nothing is reaped: a run is only declared
 orphaned when the live workers have said they are not running it.
+
+Before reaping, :func:`housekeeping` replays this host's spool (:func:`replay_spool`): the
+job-history and dead-letter records workers could not write while the database was down
+(:mod:`quantbeat.infra.spool`), so a run whose end waited in the spool is not reaped as
+orphaned.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -28,9 +34,10 @@ from sqlalchemy import select
 
 from db.beat import prune_slots
 from db.engine import session_scope
-from db.jobs import record_job_end
+from db.jobs import apply_spooled, record_job_end
 from db.models import JobRun
 from quant.errors import ValidationError
+from quantbeat.infra import spool
 from quantbeat.infra.masking import MASK
 from quantbeat.infra.settings import get_settings
 from workers.app import app as worker_app
@@ -70,6 +77,19 @@ def contains_mask(value: Any) -> bool:
         return any(contains_mask(v) for v in value.values())
     if isinstance(value, list | tuple):
         return any(contains_mask(v) for v in value)
+    return False
+
+
+def contains_escape(value: Any) -> bool:
+    """Whether a stored payload holds a string PostgreSQL could not store as sent (a NUL or a
+    lone surrogate, escaped by :func:`db.jobs.storable`, keys included): resending it would
+    send the escape, not the original."""
+    if isinstance(value, str):
+        return "\\u0000" in value or "\\ud" in value
+    if isinstance(value, dict):
+        return any(contains_escape(k) or contains_escape(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_escape(v) for v in value)
     return False
 
 
@@ -138,7 +158,8 @@ def reap(
         task = app.tasks.get(task_name)
         idempotent = bool(getattr(task, "idempotent", False)) if task is not None else False
         masked = contains_mask(args) or contains_mask(kwargs)
-        if idempotent and not masked:
+        escaped = contains_escape(args) or contains_escape(kwargs)
+        if idempotent and not masked and not escaped:
             # Marked before sending: the new execution's own "started" must not be overwritten.
             _mark(task_id, "requeued", f"reaped: {why}; requeued (idempotent)")
             app.send_task(
@@ -147,11 +168,12 @@ def reap(
             report.requeued.append(task_id)
             log.warning("reaper.requeued", task_id=task_id, task=task_name, reason=why)
             continue
-        because = (
-            "its arguments were stored masked"
-            if masked
-            else ("it is not idempotent" if task is not None else "the task is not registered")
-        )
+        if masked:
+            because = "its arguments were stored masked"
+        elif escaped:
+            because = "its arguments held characters stored escaped (NUL)"
+        else:
+            because = "it is not idempotent" if task is not None else "the task is not registered"
         record_failure_outside_task(
             task_name=task_name,
             task_id=task_id,
@@ -197,19 +219,35 @@ def parse_grace(value: object) -> float:
     return float(value)
 
 
+def _apply_spooled(kind: str, record: dict[str, Any]) -> bool:
+    with session_scope() as session:
+        return apply_spooled(session, kind, record)
+
+
+def replay_spool(directory: Path | None = None) -> dict[str, Any]:
+    """Write the records waiting in the local spool (default ``<QUANTBEAT_DATA_DIR>/spool``)
+    into the database, each in its own transaction, idempotently (a record already written is
+    not written again); corrupt files are kept aside in ``spool/corrupt/``. Returns
+    :meth:`quantbeat.infra.spool.ReplayReport.as_dict`. Never raises for a record: one whose
+    write fails (the database is still down) stays for the next pass."""
+    return spool.replay(_apply_spooled, directory=directory).as_dict()
+
+
 def housekeeping(
     grace: float, *, own_task_id: str | None = None, now: dt.datetime | None = None
 ) -> dict[str, Any]:
-    """One pass of the beat entry ``reap-orphans`` through :data:`workers.app.app`:
-    :func:`reap` with ``grace`` seconds (skipping ``own_task_id``, the running pass itself),
-    then delete beat-slot claims older than :data:`BEAT_SLOT_RETENTION`. Returns
-    :meth:`ReapReport.as_dict` plus ``pruned_slots`` (claims deleted).
+    """One pass of the beat entry ``reap-orphans`` through :data:`workers.app.app`: replay
+    this host's spool (:func:`replay_spool`), then :func:`reap` with ``grace`` seconds
+    (skipping ``own_task_id``, the running pass itself), then delete beat-slot claims older
+    than :data:`BEAT_SLOT_RETENTION`. Returns :meth:`ReapReport.as_dict` plus ``spool`` (the
+    replay's report) and ``pruned_slots`` (claims deleted).
 
     Raises:
         sqlalchemy errors: the database is unreachable (the task retries).
     """
     now = now or dt.datetime.now(dt.UTC)
+    spooled = replay_spool()
     report = reap(worker_app, grace=grace, now=now, own_task_id=own_task_id)
     with session_scope() as session:
         pruned = prune_slots(session, before=now - BEAT_SLOT_RETENTION)
-    return {**report.as_dict(), "pruned_slots": pruned}
+    return {**report.as_dict(), "spool": spooled, "pruned_slots": pruned}

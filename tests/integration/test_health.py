@@ -47,6 +47,7 @@ COMPONENTS = {
     "data_freshness",
     "signals",
     "ai",
+    "spool",
 }
 
 

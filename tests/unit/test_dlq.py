@@ -4,6 +4,7 @@ which letters a replay refuses."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,13 +146,14 @@ def test_fingerprints_identify_a_message_across_redeliveries() -> None:
 
 
 def test_recording_never_raises_and_logs_the_masked_payload_when_the_database_is_down(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from db.engine import forget_engines
     from quantbeat.infra.settings import reset_settings
 
     monkeypatch.setenv("QUANTBEAT_DATABASE_URL", "postgresql+psycopg://u:pw@127.0.0.1:1/none")
     monkeypatch.setenv("QUANTBEAT_DB_POOL_TIMEOUT", "1")
+    monkeypatch.setenv("QUANTBEAT_DATA_DIR", str(tmp_path))
     reset_settings()
     forget_engines()
     try:
@@ -166,6 +168,14 @@ def test_recording_never_raises_and_logs_the_masked_payload_when_the_database_is
     assert event["reason"] == "undecodable"
     assert event["payload"]["body"] == "{bad password=***"
     assert "hunter2" not in json.dumps(event, default=str)
+    # ... and kept in the spool for the reaper, masked too
+    (spooled,) = (tmp_path / "spool").glob("*.json")
+    assert event["spooled"] == str(spooled)
+    document = json.loads(spooled.read_text())
+    assert document["kind"] == "dead_letter"
+    assert document["record"]["letter"]["reason"] == "undecodable"
+    assert document["record"]["letter"]["payload"]["body"] == "{bad password=***"
+    assert "hunter2" not in spooled.read_text()
 
 
 # --- replay refusals ----------------------------------------------------------------------------

@@ -83,6 +83,7 @@ def test_critical_components_are_the_services_work_depends_on() -> None:
         "data_freshness",
         "signals",
         "ai",
+        "spool",
     ]
 
 
