@@ -8,10 +8,13 @@ is imported.
 * at scrape time, in the worker's main process: ``quantbeat_worker_up{worker}`` (1),
   ``quantbeat_queue_length{queue}`` for every quantbeat queue (waiting messages, read from
   the broker with a short timeout) and ``quantbeat_broker_up`` (whether that read worked).
-* the HTTP endpoint: ``http://<host>:<QUANTBEAT_METRICS_PORT>/metrics`` (default 9808;
+* the HTTP endpoint: ``http://<address>:<QUANTBEAT_METRICS_PORT>/metrics`` (default 9808;
   ``quantbeat worker --metrics-port``; 0 turns it off), served by the main process once the
-  worker is ready. Two workers on one host need different ports. A port that cannot be bound
-  is logged (``metrics.server_unavailable``) and the worker runs on without it.
+  worker is ready, on ``QUANTBEAT_METRICS_ADDRESS`` (else ``QUANTBEAT_BIND_ADDRESS``: 127.0.0.1
+  by default, ``quantbeat worker --metrics-address``; a Prometheus on another host or
+  container needs ``0.0.0.0`` or the worker's own address). Two workers on one host need
+  different ports. A port that cannot be bound is logged (``metrics.server_unavailable``)
+  and the worker runs on without it.
 
 A prefork worker keeps its values in prometheus_client's multiprocess files, one directory per
 node under ``QUANTBEAT_METRICS_DIR`` (default ``<QUANTBEAT_DATA_DIR>/prometheus``), emptied
@@ -297,6 +300,8 @@ class WorkerCollector:
 @dataclass
 class _State:
     port: int = 0
+    #: The address the endpoint listens on (``Settings.listen_address("metrics")``).
+    address: str = "127.0.0.1"
     #: The multiprocess directory (prefork) or None (one process).
     directory: Path | None = None
     server: Any = None
@@ -321,6 +326,7 @@ def _prepare(sender: Any = None, **_: Any) -> None:
 
     settings = get_settings()
     _state.port = settings.metrics_port
+    _state.address = settings.listen_address("metrics")
     if not _state.port or sender is None:
         return
     if _is_prefork(getattr(sender, "pool_cls", None)):
@@ -348,12 +354,21 @@ def _serve(sender: Any = None, **_: Any) -> None:
     registry = metrics.exposition_registry(_state.directory)
     registry.register(WorkerCollector(sender.app, str(sender.hostname)))
     try:
-        _state.server, _thread = start_http_server(_state.port, registry=registry)
+        # prometheus_client's own default address is 0.0.0.0 (every interface).
+        _state.server, _thread = start_http_server(
+            _state.port, addr=_state.address, registry=registry
+        )
     except OSError as exc:
-        log.warning("metrics.server_unavailable", port=_state.port, reason=str(exc))
+        log.warning(
+            "metrics.server_unavailable",
+            address=_state.address,
+            port=_state.port,
+            reason=str(exc),
+        )
         return
     log.info(
         "metrics.serving",
+        address=_state.address,
         port=_state.port,
         path="/metrics",
         multiprocess_dir=str(_state.directory) if _state.directory else None,

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from quant.errors import ValidationError
-from quantbeat.infra.settings import get_settings
+from quantbeat.infra.settings import address_option, get_settings
 from quantbeat.services import health as service
 from quantbeat.services.health import DEFAULT_TIMEOUT, CachedHealth, HealthReport, Status
 
@@ -79,7 +79,13 @@ def health(
 
 @health_app.command("serve")
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address to listen on; default QUANTBEAT_HEALTH_ADDRESS, else "
+            "QUANTBEAT_BIND_ADDRESS (127.0.0.1). 0.0.0.0: every interface."
+        ),
+    ] = None,
     port: Annotated[
         int | None, typer.Option(help="Port (0: any free one); default QUANTBEAT_HEALTH_PORT")
     ] = None,
@@ -89,15 +95,21 @@ def serve(
     """Serve the report over HTTP for container healthchecks.
 
     GET /health: the JSON report, 200 when healthy or degraded, 503 when unhealthy.
-    GET /health/live: 200 while this process runs."""
+    GET /health/live: 200 while this process runs.
+
+    Listens on 127.0.0.1 unless the option --host, QUANTBEAT_HEALTH_ADDRESS or
+    QUANTBEAT_BIND_ADDRESS say otherwise: the report names every component and its state,
+    without authentication."""
     budget = service.check_timeout(timeout, field="--timeout")
+    settings = get_settings()
+    address = settings.listen_address("health") if host is None else address_option(host, "--host")
     if not 0 <= cache <= 3600:
         raise ValidationError(f"--cache must be 0..3600 seconds, got {cache}", field="--cache")
-    chosen = get_settings().health_port if port is None else port
+    chosen = settings.health_port if port is None else port
     if not 0 <= chosen <= 65_535:
         raise ValidationError(f"--port must be 0..65535, got {chosen}", field="--port")
     server = service.make_server(
-        host, chosen, CachedHealth(lambda: service.check_health(timeout=budget), cache)
+        address, chosen, CachedHealth(lambda: service.check_health(timeout=budget), cache)
     )
     bound_host, bound_port = server.server_address[:2]
     # One plain, flushed line: supervisors and tests read the port from it.

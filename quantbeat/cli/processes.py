@@ -8,7 +8,13 @@ from typing import Annotated, Any
 import typer
 
 from quant.errors import ConfigError, ValidationError
-from quantbeat.infra.settings import get_settings, reset_settings
+from quantbeat.infra.settings import (
+    address_option,
+    flower_auth_problems,
+    get_settings,
+    is_loopback,
+    reset_settings,
+)
 from workers.app import app as celery_app
 from workers.queues import Queue
 
@@ -41,6 +47,13 @@ def worker(
             "Two workers on one host need different ports."
         ),
     ] = None,
+    metrics_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Address /metrics listens on; default QUANTBEAT_METRICS_ADDRESS, else "
+            "QUANTBEAT_BIND_ADDRESS (127.0.0.1). 0.0.0.0: every interface."
+        ),
+    ] = None,
 ) -> None:
     """Start a Celery worker consuming the given queues."""
     names = _queues(queues)
@@ -56,6 +69,11 @@ def worker(
             )
         # The worker's signal handlers read settings; this process is the worker.
         os.environ["QUANTBEAT_METRICS_PORT"] = str(metrics_port)
+        reset_settings()
+    if metrics_address is not None:
+        os.environ["QUANTBEAT_METRICS_ADDRESS"] = address_option(
+            metrics_address, "--metrics-address"
+        )
         reset_settings()
     if concurrency is None:
         concurrency = (os.cpu_count() or 2) if chosen_pool == "prefork" else 16
@@ -106,48 +124,110 @@ def flower(
         int | None, typer.Option(help="HTTP port; default QUANTBEAT_FLOWER_PORT")
     ] = None,
     address: Annotated[
-        str, typer.Option(help="Address to listen on (default: every interface)")
-    ] = "",
+        str | None,
+        typer.Option(
+            help="Address to listen on; default QUANTBEAT_FLOWER_ADDRESS, else "
+            "QUANTBEAT_BIND_ADDRESS (127.0.0.1). 0.0.0.0: every interface (put a TLS proxy "
+            "in front)."
+        ),
+    ] = None,
     no_auth: Annotated[
-        bool, typer.Option("--no-auth", help="Allow running without basic auth (local only)")
+        bool,
+        typer.Option(
+            "--no-auth",
+            help="Run without basic auth: only on a loopback address, never in production",
+        ),
     ] = False,
 ) -> None:
     """Start Flower, the Celery monitoring UI, with basic auth from QUANTBEAT_FLOWER_BASIC_AUTH.
 
-    Task history persists across restarts in QUANTBEAT_FLOWER_DB (default
-    <data dir>/flower/flower.db), saved every QUANTBEAT_FLOWER_STATE_SAVE_INTERVAL seconds and
-    at shutdown, capped at QUANTBEAT_FLOWER_MAX_TASKS tasks.
+    Flower listens on 127.0.0.1 unless the option --address, QUANTBEAT_FLOWER_ADDRESS or
+    QUANTBEAT_BIND_ADDRESS say otherwise; it speaks plain HTTP, so reach it from elsewhere
+    through a TLS reverse proxy (README, "Operating it").
+
+    Task history persists across restarts in
+    QUANTBEAT_FLOWER_DB (default <data dir>/flower/flower.db), saved every
+    QUANTBEAT_FLOWER_STATE_SAVE_INTERVAL seconds and at shutdown, capped at
+    QUANTBEAT_FLOWER_MAX_TASKS tasks.
 
     Raises:
-        quant.errors.ConfigError: no basic auth and no ``--no-auth``, or basic auth that is not
-            ``user:password`` (comma-separated for several users).
+        quant.errors.ConfigError: no basic auth and no ``--no-auth``; ``--no-auth`` on an
+            address other hosts can reach, or with ``QUANTBEAT_ENV=production``; basic auth
+            that is not ``user:password`` (comma-separated for several users). Every problem
+            found is named in the one message.
+        quant.errors.ValidationError: ``--address`` is not an IP address or host name.
     """
     settings = get_settings()
+    listen = (
+        settings.listen_address("flower")
+        if address is None
+        else address_option(address, "--address")
+    )
+    problems = flower_problems(
+        settings.flower_basic_auth.get_secret_value()
+        if settings.flower_basic_auth is not None
+        else None,
+        address=listen,
+        no_auth=no_auth,
+        production=settings.env == "production",
+    )
+    if problems:
+        # Never echo the credentials: they hold passwords.
+        raise ConfigError("; ".join(problems))
     if settings.flower_basic_auth is not None:
-        credentials = settings.flower_basic_auth.get_secret_value()
-        if not all(user and ":" in user for user in credentials.split(",")):
-            # Never echo the value: it holds passwords.
-            raise ConfigError(
-                "QUANTBEAT_FLOWER_BASIC_AUTH must be user:password (several: comma-separated)"
-            )
         # Through Flower's own environment option, not argv: argv is visible in `ps`.
-        os.environ["FLOWER_BASIC_AUTH"] = credentials
-    elif not no_auth:
-        raise ConfigError(
-            "QUANTBEAT_FLOWER_BASIC_AUTH is not set (user:password); "
-            "pass --no-auth to run Flower unprotected on a trusted machine"
-        )
+        os.environ["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()
     db = settings.flower_db_path
     # The state file is a pickle (shelve): whoever can write it can run code in Flower.
     db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    argv = [
-        "flower",
-        f"--port={port or settings.flower_port}",
-        "--persistent=True",
-        f"--db={db}",
-        f"--state_save_interval={round(settings.flower_state_save_interval * 1000)}",
-        f"--max_tasks={settings.flower_max_tasks}",
-    ]
-    if address:
-        argv.append(f"--address={address}")
-    _celery(celery_app, argv)
+    _celery(
+        celery_app,
+        [
+            "flower",
+            f"--port={port or settings.flower_port}",
+            # Always given: Flower's own default (an empty address) is every interface.
+            f"--address={listen}",
+            "--persistent=True",
+            f"--db={db}",
+            f"--state_save_interval={round(settings.flower_state_save_interval * 1000)}",
+            f"--max_tasks={settings.flower_max_tasks}",
+        ],
+    )
+
+
+def flower_problems(
+    credentials: str | None, *, address: str, no_auth: bool, production: bool
+) -> list[str]:
+    """Why Flower may not start with these credentials (``QUANTBEAT_FLOWER_BASIC_AUTH``, ``None``
+    when unset) on ``address``: every problem, one sentence each, never quoting a password.
+
+    Without credentials Flower needs ``--no-auth``, which is refused on an address other hosts
+    can reach (:func:`quantbeat.infra.settings.is_loopback`) and in production. Credentials
+    must be ``user:password`` entries; in production weak ones are refused as well
+    (:func:`quantbeat.infra.settings.flower_auth_problems`).
+    """
+    problems: list[str] = []
+    if credentials is None:
+        if production:
+            problems.append(
+                "QUANTBEAT_FLOWER_BASIC_AUTH is not set (user:password): "
+                "QUANTBEAT_ENV=production never runs Flower unprotected"
+            )
+        elif not no_auth:
+            problems.append(
+                "QUANTBEAT_FLOWER_BASIC_AUTH is not set (user:password); "
+                "pass --no-auth to run Flower unprotected on this machine's loopback address"
+            )
+    elif production:
+        problems += flower_auth_problems(credentials)
+    elif not all(user and ":" in user for user in credentials.split(",")):
+        problems.append(
+            "QUANTBEAT_FLOWER_BASIC_AUTH must be user:password (several: comma-separated)"
+        )
+    if no_auth and credentials is None and not is_loopback(address):
+        problems.append(
+            f"--no-auth serves Flower to anyone who can reach {address}: only allowed on a "
+            "loopback address (127.0.0.1, ::1, localhost); set QUANTBEAT_FLOWER_BASIC_AUTH "
+            "or listen on 127.0.0.1"
+        )
+    return problems

@@ -9,17 +9,172 @@ receives plain values.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from quant.errors import ConfigError
+from quant.errors import ConfigError, ValidationError
+from quantbeat.infra.masking import mask_text
 
 QueueFamily = Literal["io", "cpu", "ai"]
+#: The HTTP endpoints quantbeat serves (see :meth:`Settings.listen_address`).
+Endpoint = Literal["flower", "health", "metrics"]
+
+#: Passwords that ship in examples, images and tutorials: refused with ``QUANTBEAT_ENV=production``
+#: (compared case-insensitively) for PostgreSQL, Redis and Flower.
+KNOWN_DEFAULT_PASSWORDS = frozenset(
+    {
+        "quantbeat",
+        "postgres",
+        "redis",
+        "flower",
+        "admin",
+        "password",
+        "passw0rd",
+        "secret",
+        "changeme",
+        "change-me",
+        "guest",
+        "root",
+        "test",
+        "123456",
+        "12345678",
+    }
+)
+#: Settings holding a Redis URL; ``rediss://`` ones are normalised by :func:`normalize_redis_url`.
+REDIS_URL_SETTINGS = ("broker_url", "result_backend", "redis_url", "cache_url")
+#: The same store settings as :data:`quantbeat.infra.profile.STORE_SETTINGS` (given: deployed).
+_STORE_SETTINGS = frozenset({"database_url", "broker_url", "result_backend", "redis_url"})
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+)
+_TLS_QUERY_KEYS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+
+
+def is_loopback(address: str) -> bool:
+    """True if ``address`` (an IP literal or host name) only accepts connections from this
+    host: ``localhost`` or a loopback IP (127.0.0.0/8, ``::1``). Any other name is treated as
+    reachable from elsewhere."""
+    host = address.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_address(value: str, *, field: str) -> str:
+    """``value`` as a listen address: an IPv4/IPv6 literal (brackets dropped) or a host name.
+    ``0.0.0.0`` / ``::`` (every interface) must be written out: an empty value is refused.
+
+    Raises:
+        ValueError: empty, or neither an IP address nor a host name; the message names
+            ``field``.
+    """
+    host = value.strip().strip("[]")
+    if not host:
+        raise ValueError(f"{field} is empty: give an address, e.g. 127.0.0.1 or 0.0.0.0")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(host):
+        raise ValueError(f"{field} must be an IP address or a host name, got {value!r}")
+    return host
+
+
+def address_option(value: str, option: str) -> str:
+    """``value`` of a listen-address command option (``--address``, ``--host``), normalised
+    by :func:`check_address`.
+
+    Raises:
+        quant.errors.ValidationError: not an IP address or host name; the message names
+            ``option``.
+    """
+    try:
+        return check_address(value, field=option)
+    except ValueError as exc:
+        raise ValidationError(str(exc), field=option, value=value) from None
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def normalize_redis_url(url: str, *, field: str) -> str:
+    """A Redis URL every client reads the same way.
+
+    ``rediss://`` (TLS): without ``ssl_cert_reqs`` kombu (the broker) would connect without
+    checking the server's certificate and Celery's result backend would refuse the URL, while
+    redis-py verifies it; ``ssl_cert_reqs=required`` is therefore appended when absent, so that
+    every client verifies (give ``ssl_ca_certs=/path/ca.pem`` for a private CA, or
+    ``ssl_cert_reqs=none`` explicitly to turn verification off). ``redis://`` with ``ssl_*``
+    options is refused (the clients disagree on it: Celery raises, redis-py ignores TLS). Any
+    other URL (``memory://``, ``amqp://``, ...) is returned unchanged.
+
+    Raises:
+        ValueError: a ``redis://`` URL carrying TLS options; the message names ``field``.
+    """
+    scheme = _scheme(url)
+    if scheme not in ("redis", "rediss"):
+        return url
+    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    tls = [key for key in _TLS_QUERY_KEYS if key in query]
+    if scheme == "redis" and tls:
+        raise ValueError(
+            f"{field} has TLS options ({', '.join(tls)}) on a redis:// URL: use rediss://"
+        )
+    if scheme == "rediss" and "ssl_cert_reqs" not in query:
+        separator = "&" if urlsplit(url).query else "?"
+        if url.endswith(("?", "&")):
+            separator = ""
+        return f"{url}{separator}ssl_cert_reqs=required"
+    return url
+
+
+def _url_password(url: str) -> str | None:
+    """The percent-decoded password of ``url`` (``None`` when it has none or cannot be read)."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return None if password is None else unquote(password)
+
+
+def _weak(password: str | None) -> str | None:
+    """Why ``password`` may not be used in production, or ``None`` if it may."""
+    if password is None or password == "":
+        return "has no password"
+    if password.lower() in KNOWN_DEFAULT_PASSWORDS:
+        return "uses a known default password"
+    return None
+
+
+def flower_auth_problems(credentials: str) -> list[str]:
+    """What is wrong with ``QUANTBEAT_FLOWER_BASIC_AUTH`` (``user:password``, comma-separated
+    for several users) in production: an entry that is not ``user:password``, an empty password,
+    a password equal to its user name or a known default. Passwords are never quoted."""
+    problems = []
+    for number, entry in enumerate(credentials.split(","), start=1):
+        user, sep, password = entry.partition(":")
+        label = f"entry {number} (user {user!r})" if user else f"entry {number}"
+        if not sep or not user:
+            problems.append(f"QUANTBEAT_FLOWER_BASIC_AUTH {label} is not user:password")
+            continue
+        weak = _weak(password)
+        if weak is None and password == user:
+            weak = "uses the user name as its password"
+        if weak is not None:
+            problems.append(f"QUANTBEAT_FLOWER_BASIC_AUTH {label} {weak}")
+    return problems
 
 
 class Settings(BaseSettings):
@@ -203,6 +358,17 @@ class Settings(BaseSettings):
     # `quantbeat health serve`: port of GET /health and /health/live (container healthchecks).
     health_port: int = Field(default=8008, ge=0, le=65_535)
 
+    # --- network exposure ---------------------------------------------------------------------
+    # Address Flower, `quantbeat health serve` and the workers' /metrics listen on: loopback
+    # unless told otherwise (none of them speaks TLS; put a TLS reverse proxy in front, see the
+    # README). 0.0.0.0 or :: listens on every interface. Each endpoint may have its own
+    # (unset: QUANTBEAT_BIND_ADDRESS); command options (--address, --host, --metrics-address)
+    # win over both.
+    bind_address: str = "127.0.0.1"
+    flower_address: str | None = None
+    health_address: str | None = None
+    metrics_address: str | None = None
+
     @field_validator("cache_ttl")
     @classmethod
     def _check_ttls(cls, value: dict[str, int]) -> dict[str, int]:
@@ -229,6 +395,20 @@ class Settings(BaseSettings):
                 f"unknown indicator {unknown[0]!r} (indicators: {', '.join(INDICATORS)})"
             )
         return value
+
+    @field_validator("bind_address", "flower_address", "health_address", "metrics_address")
+    @classmethod
+    def _check_address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        return check_address(value, field=f"QUANTBEAT_{str(info.field_name).upper()}")
+
+    @field_validator(*REDIS_URL_SETTINGS)
+    @classmethod
+    def _check_redis_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        return normalize_redis_url(value, field=f"QUANTBEAT_{str(info.field_name).upper()}")
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -264,7 +444,53 @@ class Settings(BaseSettings):
                 f"hard time limit plus QUANTBEAT_RETRY_BACKOFF_MAX ({needed} s); otherwise Redis "
                 "hands running or delayed tasks to a second worker"
             )
+        if self.env == "production" and self.deployed:
+            problems = self.production_problems()
+            if problems:
+                raise ValueError(
+                    "QUANTBEAT_ENV=production refuses default or empty passwords: "
+                    + "; ".join(problems)
+                )
         return self
+
+    @property
+    def deployed(self) -> bool:
+        """True unless these settings select the embedded profile (``QUANTBEAT_MODE``, or
+        ``auto`` with no store URL given; :func:`quantbeat.infra.profile.resolve_mode`)."""
+        if self.mode != "auto":
+            return self.mode == "distributed"
+        return bool(_STORE_SETTINGS & self.model_fields_set)
+
+    def production_problems(self) -> list[str]:
+        """Every setting a production deployment may not keep, one sentence each naming the
+        variable (never the secret): a PostgreSQL URL whose password is empty or a known
+        default (:data:`KNOWN_DEFAULT_PASSWORDS`), a Redis URL (broker, result backend,
+        ``QUANTBEAT_REDIS_URL``, ``QUANTBEAT_CACHE_URL``) without a password or with a known
+        default, and Flower basic auth with a weak entry (:func:`flower_auth_problems`; a
+        *missing* one is refused by ``quantbeat flower`` itself: other processes do not need
+        it). Checked at load when ``QUANTBEAT_ENV=production`` on a deployment."""
+        problems = []
+        if _scheme(self.database_url).startswith("postgres"):
+            weak = _weak(_url_password(self.database_url))
+            if weak is not None:
+                problems.append(f"QUANTBEAT_DATABASE_URL {weak}")
+        for name in REDIS_URL_SETTINGS:
+            url = getattr(self, name)
+            if url is None or _scheme(url) not in ("redis", "rediss"):
+                continue
+            weak = _weak(_url_password(url))
+            if weak is not None:
+                problems.append(f"QUANTBEAT_{name.upper()} {weak} (Redis AUTH)")
+        if self.flower_basic_auth is not None:
+            problems += flower_auth_problems(self.flower_basic_auth.get_secret_value())
+        return problems
+
+    def listen_address(self, endpoint: Endpoint) -> str:
+        """The address ``endpoint`` listens on: its own setting (``QUANTBEAT_FLOWER_ADDRESS``,
+        ``QUANTBEAT_HEALTH_ADDRESS``, ``QUANTBEAT_METRICS_ADDRESS``), else
+        ``QUANTBEAT_BIND_ADDRESS`` (default 127.0.0.1)."""
+        own: str | None = getattr(self, f"{endpoint}_address")
+        return own if own is not None else self.bind_address
 
     @property
     def reports_path(self) -> Path:
@@ -310,7 +536,10 @@ def load_settings(**overrides: object) -> Settings:
             loc = ".".join(str(p) for p in err["loc"])
             where = f"QUANTBEAT_{loc.upper()}" if loc else "settings"
             given = err.get("input")
-            shown = "" if loc == "" or isinstance(given, dict) else f" (got {given!r})"
+            # Masked: a URL given to a setting may carry its password.
+            shown = (
+                "" if loc == "" or isinstance(given, dict) else f" (got {mask_text(repr(given))})"
+            )
             problems.append(f"{where}: {err['msg']}{shown}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
 

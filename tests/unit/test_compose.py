@@ -5,6 +5,7 @@ scraping every worker."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -13,6 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
+
+from quant.errors import ConfigError
+from quantbeat.infra.settings import load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -188,7 +192,7 @@ def test_app_services_share_stores(services: dict[str, dict[str, Any]]) -> None:
     database_url, broker_url = next(iter(urls.values()))
     assert str(database_url).startswith("postgresql+psycopg://")
     assert "@postgres:5432/" in str(database_url)
-    assert broker_url == "redis://redis:6379/0"
+    assert broker_url == "redis://:${REDIS_PASSWORD:-}@redis:6379/0"
 
 
 def test_the_cache_has_its_own_evicting_redis(services: dict[str, dict[str, Any]]) -> None:
@@ -198,10 +202,120 @@ def test_the_cache_has_its_own_evicting_redis(services: dict[str, dict[str, Any]
     assert _option(argv, "--appendonly") == ["no"]
     for name in WORKER_QUEUES:
         assert _environment(services[name]).get("QUANTBEAT_CACHE_URL") == (
-            "redis://redis-cache:6379/0"
+            "redis://:${REDIS_PASSWORD:-}@redis-cache:6379/0"
         )
         # the broker's Redis never holds the cache
         assert "redis-cache" not in str(_environment(services[name]).get("QUANTBEAT_BROKER_URL"))
+
+
+_SUBSTITUTION = re.compile(r"\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}")
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """``value`` with compose's ``${VAR}`` / ``${VAR:-default}`` substituted from ``env``."""
+    return _SUBSTITUTION.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+
+
+def test_no_password_has_a_default(services: dict[str, dict[str, Any]]) -> None:
+    """Unset, a password is empty (and production refuses it), never a value committed here."""
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    defaults = {
+        name: default
+        for name, default in _SUBSTITUTION.findall(text)
+        if "PASSWORD" in name or "AUTH" in name
+    }
+    assert set(defaults) >= {"POSTGRES_PASSWORD", "REDIS_PASSWORD"}
+    assert all(default == "" for default in defaults.values()), defaults
+    assert _environment(services["postgres"])["POSTGRES_PASSWORD"] == "${POSTGRES_PASSWORD:-}"
+
+
+def test_every_redis_requires_the_password_off_the_command_line(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in ("redis", "redis-cache"):
+        redis = services[name]
+        assert "REDIS_PASSWORD" not in " ".join(_argv(redis)), f"{name}: password in argv"
+        script = " ".join(str(part) for part in redis["entrypoint"])
+        assert "requirepass" in script
+        assert "exec docker-entrypoint.sh redis-server /tmp/redis-auth.conf" in script
+        assert _environment(redis)["REDIS_PASSWORD"] == "${REDIS_PASSWORD:-}"
+        check = " ".join(redis["healthcheck"]["test"])
+        assert 'REDISCLI_AUTH="$$REDIS_PASSWORD" redis-cli ping' in check, name
+    for name in ("migrate", "beat", "flower", "health", *WORKER_QUEUES):
+        env = _environment(services[name])
+        for key in ("QUANTBEAT_BROKER_URL", "QUANTBEAT_RESULT_BACKEND", "QUANTBEAT_REDIS_URL"):
+            assert str(env[key]).startswith("redis://:${REDIS_PASSWORD:-}@redis:6379/"), (name, key)
+
+
+def _published(port: object) -> tuple[str, str]:
+    """(host address, container port) of a ``ports`` entry, defaults substituted."""
+    parts = _interpolate(str(port), {}).split(":")
+    assert len(parts) == 3, f"{port!r} publishes on every interface (no host address)"
+    return parts[0], parts[2]
+
+
+def test_every_published_port_is_on_loopback_by_default(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    published = {
+        name: [_published(port) for port in svc.get("ports", [])] for name, svc in services.items()
+    }
+    assert published["flower"] == [("127.0.0.1", "5555")]
+    assert [str(p) for p in services["flower"]["ports"]] == ["127.0.0.1:5555:5555"]
+    assert published["health"] == [("127.0.0.1", "8008")]
+    assert published["prometheus"] == [("127.0.0.1", "9090")]
+    for name, ports in published.items():
+        for address, _ in ports:
+            assert address == "127.0.0.1", f"{name} publishes on {address}"
+
+
+def test_endpoints_listen_on_the_container_interface(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Inside a container the default 127.0.0.1 would be unreachable from the published port
+    and from Prometheus: each endpoint says 0.0.0.0 explicitly."""
+    assert _option(_argv(services["flower"]), "--address") == ["0.0.0.0"]
+    assert _option(_argv(services["health"]), "--host") == ["0.0.0.0"]
+    for name in WORKER_QUEUES:
+        assert _environment(services[name]).get("QUANTBEAT_METRICS_ADDRESS") == "0.0.0.0"
+
+
+def _quantbeat_settings(service: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
+    """The service's QUANTBEAT_* settings as init arguments, ``${...}`` substituted."""
+    out = {}
+    for key, value in _environment(service).items():
+        if key.startswith("QUANTBEAT_"):
+            given = env.get(key) if value is None else _interpolate(str(value), env)
+            if given is not None:
+                out[key.removeprefix("QUANTBEAT_").lower()] = given
+    return out
+
+
+@pytest.mark.parametrize("name", ["migrate", "flower", "worker-io"])
+def test_the_stack_starts_only_with_its_passwords_set(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    service = services[name]
+    assert _environment(service)["QUANTBEAT_ENV"] == "production"
+    with pytest.raises(ConfigError) as refused:
+        load_settings(**_quantbeat_settings(service, {}))
+    message = str(refused.value)
+    for variable in (
+        "QUANTBEAT_DATABASE_URL",
+        "QUANTBEAT_BROKER_URL",
+        "QUANTBEAT_RESULT_BACKEND",
+        "QUANTBEAT_REDIS_URL",
+        "QUANTBEAT_CACHE_URL",
+    ):
+        assert variable in message
+    secrets = {
+        "POSTGRES_PASSWORD": "pg-9f3b2c1d8e7a6b5c",
+        "REDIS_PASSWORD": "rd-4e5f6a7b8c9d0e1f",
+        "QUANTBEAT_FLOWER_BASIC_AUTH": "ops:fl-0a1b2c3d4e5f",
+    }
+    settings = load_settings(**_quantbeat_settings(service, secrets))
+    assert settings.env == "production"
+    assert settings.production_problems() == []
 
 
 def _scrape_jobs() -> dict[str, dict[str, Any]]:
