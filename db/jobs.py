@@ -49,6 +49,19 @@ def storable(value: Any) -> Any:
     return value
 
 
+def contains_escape(value: Any) -> bool:
+    """Whether a stored payload holds a string PostgreSQL could not store as sent (a NUL or a
+    lone surrogate, escaped by :func:`db.jobs.storable`, keys included): resending it would
+    send the escape, not the original."""
+    if isinstance(value, str):
+        return "\\u0000" in value or "\\ud" in value
+    if isinstance(value, dict):
+        return any(contains_escape(k) or contains_escape(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_escape(v) for v in value)
+    return False
+
+
 def record_job_start(
     session: Session,
     *,

@@ -30,7 +30,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db.engine import session_scope
-from db.jobs import get_dead_letter, list_dead_letters, mark_replayed, purge_dead_letters
+from db.jobs import (
+    contains_escape,
+    get_dead_letter,
+    list_dead_letters,
+    mark_replayed,
+    purge_dead_letters,
+)
 from db.models import DeadLetter
 from quant.errors import ValidationError
 from quantbeat.infra.masking import MASK
@@ -148,6 +154,12 @@ def replay_problem(letter: DeadLetter, registered: Any) -> str | None:
             f"{label}: {', '.join(masked)} {'was' if len(masked) == 1 else 'were'} masked "
             f"({MASK!r}) when the letter was stored, so a replay would send the mask instead "
             "of the real value; submit the task again with the real arguments"
+        )
+    if contains_escape(args) or contains_escape(kwargs):
+        return (
+            f"{label}: its arguments held characters PostgreSQL cannot store (NUL or a lone "
+            "surrogate), stored escaped, so a replay would send the escape instead of the "
+            "original; submit the task again with the real arguments"
         )
     return None
 

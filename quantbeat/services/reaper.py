@@ -34,7 +34,7 @@ from sqlalchemy import select
 
 from db.beat import prune_slots
 from db.engine import session_scope
-from db.jobs import apply_spooled, record_job_end
+from db.jobs import apply_spooled, contains_escape, record_job_end
 from db.models import JobRun
 from quant.errors import ValidationError
 from quantbeat.infra import spool
@@ -77,19 +77,6 @@ def contains_mask(value: Any) -> bool:
         return any(contains_mask(v) for v in value.values())
     if isinstance(value, list | tuple):
         return any(contains_mask(v) for v in value)
-    return False
-
-
-def contains_escape(value: Any) -> bool:
-    """Whether a stored payload holds a string PostgreSQL could not store as sent (a NUL or a
-    lone surrogate, escaped by :func:`db.jobs.storable`, keys included): resending it would
-    send the escape, not the original."""
-    if isinstance(value, str):
-        return "\\u0000" in value or "\\ud" in value
-    if isinstance(value, dict):
-        return any(contains_escape(k) or contains_escape(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(contains_escape(v) for v in value)
     return False
 
 

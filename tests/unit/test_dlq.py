@@ -206,6 +206,7 @@ def test_masked_fields_name_each_place() -> None:
         (_letter(kwargs={"api_key": "***"}), "kwargs.api_key was masked"),
         (_letter(args=["***", "***"]), "args[0], args[1] were masked"),
         (_letter("invalid_message", task_name=None, task=None), "names no task"),
+        (_letter(kwargs={"market": "KOS\\u0000PI"}), "stored escaped"),
     ],
 )
 def test_replay_refuses_what_cannot_be_sent_faithfully(

@@ -19,13 +19,13 @@ from db.jobs import (
     SPOOL_DEAD_LETTER,
     SPOOL_JOB_RUN,
     apply_spooled,
+    contains_escape,
     record_dead_letter,
     record_job_end,
     record_job_start,
     storable,
 )
 from db.models import Base, DeadLetter, JobRun
-from quantbeat.services.reaper import contains_escape
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=dt.UTC)
 
