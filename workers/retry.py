@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+import psycopg
 from redis import exceptions as redis_exc
 from sqlalchemy import exc as sa_exc
 
@@ -59,22 +60,27 @@ def as_transient(exc: BaseException) -> TransientError | None:
     """Map infrastructure exceptions that may pass on their own to a :class:`TransientError`.
 
     Database disconnects and timeouts (connect timeout, ``statement_timeout`` and
-    ``lock_timeout``: :class:`DatabaseTimeout`), broker/Redis connection errors, socket
+    ``lock_timeout``: :class:`DatabaseTimeout`), raised through SQLAlchemy or straight from
+    psycopg (``db.bulk``'s COPY path), broker/Redis connection errors, socket
     timeouts. Returns ``None`` for everything else (bugs and permanent failures are not
     retried).
     """
     if isinstance(exc, TransientError):
         return exc
-    if isinstance(exc, sa_exc.DBAPIError):
-        sqlstate = getattr(exc.orig, "sqlstate", None)
-        if sqlstate == STATEMENT_TIMEOUT_SQLSTATE:
-            return DatabaseTimeout(
-                f"database statement cancelled (statement_timeout): {exc.orig}", kind="statement"
-            )
-        if sqlstate == LOCK_TIMEOUT_SQLSTATE:
-            return DatabaseTimeout(
-                f"database lock not obtained in time (lock_timeout): {exc.orig}", kind="lock"
-            )
+    # Raw driver errors reach here from code that uses the psycopg connection directly
+    # (db.bulk's COPY); SQLAlchemy wraps the others, keeping the driver's in ``orig``.
+    driver = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    sqlstate = getattr(driver, "sqlstate", None)
+    if isinstance(driver, psycopg.Error) and sqlstate == STATEMENT_TIMEOUT_SQLSTATE:
+        return DatabaseTimeout(
+            f"database statement cancelled (statement_timeout): {driver}", kind="statement"
+        )
+    if isinstance(driver, psycopg.Error) and sqlstate == LOCK_TIMEOUT_SQLSTATE:
+        return DatabaseTimeout(
+            f"database lock not obtained in time (lock_timeout): {driver}", kind="lock"
+        )
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return ServiceUnavailable(f"database unavailable: {exc}")
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return ServiceUnavailable(f"database connection lost: {exc.orig}")
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
