@@ -5,6 +5,18 @@ is replaced before use), READ COMMITTED, connections recycled after 30 min. SQLi
 embedded default only): WAL journal, foreign keys on, a 30 s busy timeout, and every
 transaction begun ``IMMEDIATE`` so concurrent writer threads queue instead of failing.
 
+Time limits (PostgreSQL): every connection of :func:`get_engine` is opened with
+``connect_timeout`` (``QUANTBEAT_DB_CONNECT_TIMEOUT``) and runs with the ``statement_timeout``
+and ``lock_timeout`` of the task family using it: the base task wraps each execution in
+:func:`timeout_family` (``io``, ``cpu``, ``ai``); outside a task (CLI, beat, a worker's own
+bookkeeping) the client values apply. The values are sent as connection options when a
+connection opens, and changed with ``set_config`` when a pooled connection is checked out
+for another family (one round trip, only on a change). A statement that runs out raises
+``QueryCanceled``, a lock wait ``LockNotAvailable``: :func:`workers.retry.as_transient` makes
+both a retried :class:`~quant.errors.TransientError`. Behind a transaction-pooling proxy
+(PgBouncer ``pool_mode=transaction``) session settings do not stick; set the limits on the
+database role there instead (``ALTER ROLE … SET statement_timeout``).
+
 Forked worker children must not use connections inherited from the parent:
 :func:`dispose_engines` with ``close=False`` is called in ``worker_process_init``.
 """
@@ -12,8 +24,10 @@ Forked worker children must not use connections inherited from the parent:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +37,54 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from quant.errors import ConfigError
 from quantbeat.infra.forkstate import after_fork
-from quantbeat.infra.settings import get_settings
+from quantbeat.infra.settings import Settings, get_settings
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _sessionmakers: dict[str, sessionmaker[Session]] = {}
+
+#: The task family (``io``, ``cpu``, ``ai``) whose database time limits apply to connections
+#: checked out in this context; ``None``: the client limits. Set by :func:`timeout_family`.
+_family: ContextVar[str | None] = ContextVar("quantbeat_db_timeout_family", default=None)
+
+#: Key in a pooled connection's ``info`` of the :class:`DbTimeouts` it currently runs with.
+_APPLIED = "quantbeat_timeouts"
+
+
+@dataclass(frozen=True, slots=True)
+class DbTimeouts:
+    """PostgreSQL time limits of a connection, in whole milliseconds (``0``: none)."""
+
+    statement_ms: int
+    lock_ms: int
+
+    @classmethod
+    def of(cls, settings: Settings, family: str | None) -> DbTimeouts:
+        """The limits of ``family`` (``io``, ``cpu``, ``ai``; anything else: client)."""
+        statement, lock = settings.db_timeouts(family)
+        return cls(round(statement * 1000), round(lock * 1000))
+
+    def options(self) -> str:
+        """The libpq ``options`` that set these limits when a connection opens."""
+        return f"-c statement_timeout={self.statement_ms} -c lock_timeout={self.lock_ms}"
+
+
+@contextmanager
+def timeout_family(family: str | None) -> Iterator[None]:
+    """Database work in this block (this thread or task) runs with ``family``'s
+    ``statement_timeout``/``lock_timeout`` (``None``: the client ones). Nests; restored on
+    exit."""
+    token = _family.set(family)
+    try:
+        yield
+    finally:
+        _family.reset(token)
+
+
+def current_timeouts() -> DbTimeouts:
+    """The limits connections checked out here get: the current :func:`timeout_family`'s,
+    from the process-wide settings."""
+    return DbTimeouts.of(get_settings(), _family.get())
 
 
 def create_engine_for(
@@ -37,8 +94,16 @@ def create_engine_for(
     max_overflow: int = 10,
     pool_timeout: float = 30.0,
     echo: bool = False,
+    connect_timeout: int | None = None,
+    timeouts: Callable[[], DbTimeouts] | None = None,
 ) -> Engine:
     """Create an engine configured for quantbeat's use of ``url``.
+
+    PostgreSQL only: ``connect_timeout`` (whole seconds; a ``connect_timeout`` in the URL
+    wins) bounds opening a connection; ``timeouts``, when given, is called at every checkout
+    and the connection runs with the limits it returns (see the module docstring). Without
+    it no statement or lock limit is set (migrations: DDL on a large table may take long).
+    SQLite ignores both (it has its 30 s busy timeout).
 
     Raises:
         quant.errors.ConfigError: the URL cannot be parsed or names an unsupported database.
@@ -55,7 +120,7 @@ def create_engine_for(
             f"the database URL {display_url(url)!r} uses {backend!r}; "
             "quantbeat supports postgresql and sqlite"
         )
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
@@ -65,6 +130,45 @@ def create_engine_for(
         isolation_level="READ COMMITTED",
         echo=echo,
     )
+    _limit_postgres(engine, connect_timeout, timeouts)
+    return engine
+
+
+def _limit_postgres(
+    engine: Engine, connect_timeout: int | None, timeouts: Callable[[], DbTimeouts] | None
+) -> None:
+    """Install the connect timeout and the per-checkout statement/lock limits on ``engine``."""
+
+    @event.listens_for(engine, "do_connect")
+    def _on_do_connect(_dialect: Any, record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        if connect_timeout is not None:
+            cparams.setdefault("connect_timeout", connect_timeout)
+        if timeouts is not None:
+            wanted = timeouts()
+            given = cparams.get("options")
+            cparams["options"] = f"{given} {wanted.options()}" if given else wanted.options()
+            record.info[_APPLIED] = wanted
+
+    if timeouts is None:
+        return
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        wanted = timeouts()
+        if record.info.get(_APPLIED) == wanted:
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(
+                "SELECT set_config('statement_timeout', %s, false), "
+                "set_config('lock_timeout', %s, false)",
+                (f"{wanted.statement_ms}ms", f"{wanted.lock_ms}ms"),
+            )
+        finally:
+            cursor.close()
+        # Session-level settings made inside a transaction that is rolled back are undone.
+        dbapi_connection.commit()
+        record.info[_APPLIED] = wanted
 
 
 def _sqlite_engine(url: str, database: str | None, *, echo: bool) -> Engine:
@@ -112,6 +216,8 @@ def get_engine(url: str | None = None) -> Engine:
                 max_overflow=settings.db_max_overflow,
                 pool_timeout=settings.db_pool_timeout,
                 echo=settings.db_echo,
+                connect_timeout=settings.db_connect_timeout,
+                timeouts=current_timeouts,
             )
             _engines[key] = engine
             _sessionmakers[key] = sessionmaker(engine, expire_on_commit=False)

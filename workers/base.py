@@ -60,6 +60,7 @@ from quant.errors import PermanentError, TransientError, ValidationError
 from quantbeat.infra import spool
 from quantbeat.infra.masking import mask_text, mask_value
 from quantbeat.infra.settings import get_settings
+from workers.deadline import run_limited
 from workers.limits import OVERSIZED, SAMPLE_CHARS, arguments_size, oversized_error, sample
 from workers.queues import queue_for
 from workers.retry import as_transient, backoff_delay
@@ -175,7 +176,7 @@ class QuantbeatTask(Task):  # type: ignore[misc]
                 skipped = {"duplicate_of": owner, "beat_slot": self._beat_slot()}
                 self._finish(task_id, "duplicate", t0, result=skipped)
                 return skipped
-            result = super().__call__(*args, **kwargs)
+            result = run_limited(self, super().__call__, args, kwargs, t0)
         except Retry as exc:  # the task body called self.retry() itself
             self._finish(task_id, "retrying", t0, error=_error_text(exc))
             raise

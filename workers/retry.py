@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+import psycopg
 from redis import exceptions as redis_exc
 from sqlalchemy import exc as sa_exc
 
@@ -38,16 +39,48 @@ def backoff_delay(
     return min(cap, draw)
 
 
+#: PostgreSQL SQLSTATEs of a statement cancelled by ``statement_timeout`` (query_canceled;
+#: also an operator's ``pg_cancel_backend``) and of a lock wait ended by ``lock_timeout``
+#: (lock_not_available; also ``NOWAIT``).
+STATEMENT_TIMEOUT_SQLSTATE = "57014"
+LOCK_TIMEOUT_SQLSTATE = "55P03"
+
+
+class DatabaseTimeout(ServiceUnavailable):
+    """A database statement ran out of its ``statement_timeout`` (``kind="statement"``) or
+    waited for a lock longer than its ``lock_timeout`` (``kind="lock"``): transient, retried
+    like any other; the limits are set per task family in :mod:`db.engine`."""
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 def as_transient(exc: BaseException) -> TransientError | None:
     """Map infrastructure exceptions that may pass on their own to a :class:`TransientError`.
 
-    Database disconnects and timeouts, broker/Redis connection errors, socket timeouts. Returns
-    ``None`` for everything else (bugs and permanent failures are not retried).
+    Database disconnects and timeouts (connect timeout, ``statement_timeout`` and
+    ``lock_timeout``: :class:`DatabaseTimeout`), raised through SQLAlchemy or straight from
+    psycopg (``db.bulk``'s COPY path), broker/Redis connection errors, socket
+    timeouts. Returns ``None`` for everything else (bugs and permanent failures are not
+    retried).
     """
     if isinstance(exc, TransientError):
         return exc
-    # Imported here: this module is imported by workers at start, keep it light.
-
+    # Raw driver errors reach here from code that uses the psycopg connection directly
+    # (db.bulk's COPY); SQLAlchemy wraps the others, keeping the driver's in ``orig``.
+    driver = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    sqlstate = getattr(driver, "sqlstate", None)
+    if isinstance(driver, psycopg.Error) and sqlstate == STATEMENT_TIMEOUT_SQLSTATE:
+        return DatabaseTimeout(
+            f"database statement cancelled (statement_timeout): {driver}", kind="statement"
+        )
+    if isinstance(driver, psycopg.Error) and sqlstate == LOCK_TIMEOUT_SQLSTATE:
+        return DatabaseTimeout(
+            f"database lock not obtained in time (lock_timeout): {driver}", kind="lock"
+        )
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return ServiceUnavailable(f"database unavailable: {exc}")
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return ServiceUnavailable(f"database connection lost: {exc.orig}")
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):

@@ -82,6 +82,7 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_before_delay,
     wait_exponential,
 )
 
@@ -481,7 +482,11 @@ class KrxSource:
     requests, measured with ``clock`` and waited out with ``pause`` (which also sleeps between
     retries); ``acquire()``, when given, is called right before every request, and an exception
     it raises propagates unretried. ``attempts`` requests at most per call (waits
-    ``retry_wait`` x 1, 2, 4 … seconds between them, at most ``max_retry_wait``).
+    ``retry_wait`` x 1, 2, 4 … seconds between them, at most ``max_retry_wait``), and with
+    ``max_elapsed`` no retry starts more than that many seconds after the call's first attempt
+    (waits included); a thread also waits at most ``max_elapsed`` for its turn behind other
+    threads' requests, then gets :class:`quant.errors.RateLimited` (retry later).
+    ``request_timeout`` (seconds) bounds each HTTP request of the default :class:`PykrxApi`.
 
     Thread safety: requests of one instance are serialized (lock), so the spacing holds across
     threads sharing it; separate instances or processes coordinate only through ``acquire``.
@@ -504,16 +509,24 @@ class KrxSource:
         attempts: int = 3,
         retry_wait: float = 2.0,
         max_retry_wait: float = 10.0,
+        max_elapsed: float | None = None,
+        request_timeout: float = 30.0,
     ) -> None:
         """Configure the source; nothing is imported or requested yet.
 
         Raises:
             quant.errors.ConfigError: no ``api`` and ``krx_id``/``krx_pw`` missing.
             quant.errors.ValidationError: ``min_interval`` < 1 s, ``attempts`` < 1, a negative
-                wait, or ``calendar`` not a TradingCalendar.
+                wait, a ``max_elapsed`` or ``request_timeout`` that is not positive, or
+                ``calendar`` not a TradingCalendar.
         """
+        for field, limit in (("max_elapsed", max_elapsed), ("request_timeout", request_timeout)):
+            if limit is not None and (isinstance(limit, bool) or not limit > 0):
+                raise ValidationError(
+                    f"{field} must be a positive number of seconds, got {limit!r}", field=field
+                )
         if api is None:
-            api = PykrxApi(krx_id or "", krx_pw or "")
+            api = PykrxApi(krx_id or "", krx_pw or "", request_timeout=request_timeout)
         if isinstance(min_interval, bool) or not min_interval >= MIN_INTERVAL:
             raise ValidationError(
                 f"min_interval must be >= {MIN_INTERVAL} s (KRX blocks faster clients), got "
@@ -545,6 +558,7 @@ class KrxSource:
         self._attempts = attempts
         self._retry_wait = float(retry_wait)
         self._max_retry_wait = float(max_retry_wait)
+        self._max_elapsed = None if max_elapsed is None else float(max_elapsed)
         self._lock = threading.Lock()
         self._last_end: float | None = None
         self._listings: dict[tuple[date, Market], Mapping[str, str]] = {}
@@ -906,8 +920,11 @@ class KrxSource:
                 )
             return result
 
+        stop = stop_after_attempt(self._attempts)
+        if self._max_elapsed is not None:
+            stop = stop | stop_before_delay(self._max_elapsed)  # type: ignore[assignment]
         retrying = Retrying(
-            stop=stop_after_attempt(self._attempts),
+            stop=stop,
             wait=wait_exponential(multiplier=self._retry_wait, max=self._max_retry_wait),
             retry=retry_if_exception_type(TransientError),
             sleep=self._pause,
@@ -920,33 +937,52 @@ class KrxSource:
             raise exc.error from None
         except RateLimited as exc:
             raise RateLimited(
-                f"{exc} (gave up after {self._attempts} attempts)", retry_after=exc.retry_after
+                f"{exc} ({self._gave_up(retrying)})", retry_after=exc.retry_after
             ) from exc
         except ServiceUnavailable as exc:
             raise ServiceUnavailable(
-                f"{exc} (gave up after {self._attempts} attempts)", retry_after=exc.retry_after
+                f"{exc} ({self._gave_up(retrying)})", retry_after=exc.retry_after
             ) from exc
+
+    @staticmethod
+    def _gave_up(retrying: Retrying) -> str:
+        """ "gave up after N attempts in S s" from a finished retry loop's statistics."""
+        attempts = retrying.statistics.get("attempt_number", 1)
+        elapsed = retrying.statistics.get("delay_since_first_attempt", 0.0)
+        return f"gave up after {attempts} attempt{'s' if attempts != 1 else ''} in {elapsed:.1f} s"
 
     def _paced(self, label: str, call: Callable[[], T]) -> T:
         """One request, at least ``min_interval`` after the end of the previous one."""
-        with self._lock:
-            if self._last_end is not None:
-                wait = self._last_end + self._min_interval - self._clock()
-                if wait > 0:
-                    self._pause(wait)
-            if self._acquire is not None:
-                try:
-                    self._acquire()
-                except BaseException as exc:
-                    raise _AcquireFailed(exc) from exc
+        turn = -1.0 if self._max_elapsed is None else self._max_elapsed
+        if not self._lock.acquire(timeout=turn):
+            raise _AcquireFailed(
+                RateLimited(
+                    f"KRX {label}: this process's KRX requests are queued longer than "
+                    f"{self._max_elapsed:g} s; retry later"
+                )
+            )
+        try:
+            return self._paced_locked(label, call)
+        finally:
+            self._lock.release()
+
+    def _paced_locked(self, label: str, call: Callable[[], T]) -> T:
+        """The request of :meth:`_paced`, with the instance lock held."""
+        if self._last_end is not None:
+            wait = self._last_end + self._min_interval - self._clock()
+            if wait > 0:
+                self._pause(wait)
+        if self._acquire is not None:
             try:
-                return call()
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ServiceUnavailable(
-                    f"KRX {label} failed: {type(exc).__name__}: {exc}"
-                ) from exc
-            finally:
-                self._last_end = self._clock()
+                self._acquire()
+            except BaseException as exc:
+                raise _AcquireFailed(exc) from exc
+        try:
+            return call()
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ServiceUnavailable(f"KRX {label} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._last_end = self._clock()
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None

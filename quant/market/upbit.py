@@ -35,7 +35,10 @@ Rate limits and failures (Upbit quotation API, candle group ~10 requests/s per I
 * HTTP 418 — Upbit has banned the IP for persisting after 429s. Retrying lengthens the ban, so
   :class:`UpbitBanned` (a :class:`~quant.errors.PermanentError`) is raised at once, unretried;
 * HTTP 5xx, 408, timeouts and connection errors — retried like 429, then
-  :class:`quant.errors.ServiceUnavailable`;
+  :class:`quant.errors.ServiceUnavailable`. The retries of one request stop after
+  ``max_attempts`` attempts or once the next attempt would start more than ``max_elapsed``
+  seconds after the first (waits included), whichever comes first: a provider that never
+  answers holds the caller for at most about ``max_elapsed + timeout`` seconds;
 * HTTP 404 — :class:`quant.errors.NotFound`; any other 4xx — :class:`quant.errors.ValidationError`
   (``field="market"``); both name the market and quote Upbit's error message;
 * a 200 whose body is not JSON, or JSON of the wrong shape (not a list, an entry that is not an
@@ -320,6 +323,8 @@ class UpbitSource:
         max_attempts: attempts per request, first included (>= 1), for 429, 5xx and
             network failures.
         timeout: seconds allowed per HTTP request (connect, read, write and pool each).
+        max_elapsed: when given, no retry starts later than this many seconds after the first
+            attempt of a request (waits included); ``None``: bounded by ``max_attempts`` only.
         acquire: when given, called with no arguments right before EVERY HTTP request, retries
             included — a hook for a caller's global rate limiter. It may block; whatever it
             raises propagates unchanged and is not retried here.
@@ -329,7 +334,8 @@ class UpbitSource:
             unchanged and is not retried here.
 
     Raises:
-        quant.errors.ValidationError: ``max_attempts`` < 1 or ``timeout`` not positive.
+        quant.errors.ValidationError: ``max_attempts`` < 1, or ``timeout`` or ``max_elapsed``
+            not a positive number.
     """
 
     name: str = "upbit"
@@ -343,6 +349,7 @@ class UpbitSource:
         pause: Callable[[float], None] = time.sleep,
         max_attempts: int = 4,
         timeout: float = 10.0,
+        max_elapsed: float | None = None,
         acquire: Callable[[], None] | None = None,
         throttled: Callable[[float | None], None] | None = None,
     ) -> None:
@@ -352,20 +359,32 @@ class UpbitSource:
                 field="max_attempts",
                 value=max_attempts,
             )
-        if not isinstance(timeout, int | float) or not timeout > 0 or not math.isfinite(timeout):
-            raise ValidationError(
-                f"timeout must be a positive number of seconds, got {timeout!r}",
-                field="timeout",
-                value=timeout,
-            )
+        for field, value in (("timeout", timeout), ("max_elapsed", max_elapsed)):
+            if field == "max_elapsed" and value is None:
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not value > 0
+                or not math.isfinite(value)
+            ):
+                raise ValidationError(
+                    f"{field} must be a positive number of seconds, got {value!r}",
+                    field=field,
+                    value=value,
+                )
         self._owns_client = client is None
         # trust_env=False: quant/ reads no environment (proxies, CA bundles); a caller who
-        # needs them configures and passes its own client.
-        self._client = client if client is not None else httpx.Client(trust_env=False)
+        # needs them configures and passes its own client. Every request also sets its own
+        # timeout, so a caller's client without one is bounded too.
+        self._client = (
+            client if client is not None else httpx.Client(trust_env=False, timeout=timeout)
+        )
         self._base_url = base_url.rstrip("/")
         self._pause = pause
         self._max_attempts = max_attempts
         self._timeout = float(timeout)
+        self._max_elapsed = None if max_elapsed is None else float(max_elapsed)
         self._acquire = acquire
         self._throttled = throttled
         self._lock = threading.Lock()
@@ -636,10 +655,18 @@ class UpbitSource:
                 )
             else:
                 why = f"gave up after {attempts} attempt{'s' if attempts != 1 else ''}"
+                elapsed = retrying.statistics.get("delay_since_first_attempt")
+                if isinstance(elapsed, int | float):
+                    why += f" in {elapsed:.1f} s"
             raise type(last)(f"{last}; {why}", retry_after=last.retry_after) from last
 
     def _should_stop(self, state: RetryCallState) -> bool:
         if state.attempt_number >= self._max_attempts:
+            return True
+        if (
+            self._max_elapsed is not None
+            and (state.seconds_since_start or 0.0) + state.upcoming_sleep >= self._max_elapsed
+        ):
             return True
         error = state.outcome.exception() if state.outcome is not None else None
         return (

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -108,6 +109,8 @@ class RssSource:
             masked in every message.
         name: the source name put on items (``"hankyung-rss"`` …).
         timeout: seconds allowed for each of connect, read, write and pool acquisition.
+        max_elapsed: when given, the longest a whole fetch may take (seconds): a server that
+            sends a little before each read timeout cannot hold the caller longer.
         client: an ``httpx.Client`` to use; when ``None`` one is created that ignores the
             environment (``trust_env=False``: no proxy or CA settings read) and is closed by
             :meth:`close`. Redirects are followed either way.
@@ -117,7 +120,7 @@ class RssSource:
 
     Raises:
         quant.errors.ValidationError: ``url`` is not an absolute http(s) URL, ``name`` is
-            empty, or ``timeout``/``max_bytes`` is not positive.
+            empty, or ``timeout``/``max_elapsed``/``max_bytes`` is not positive.
     """
 
     simulated: bool = False
@@ -128,6 +131,7 @@ class RssSource:
         *,
         name: str,
         timeout: float = 10.0,
+        max_elapsed: float | None = None,
         client: httpx.Client | None = None,
         user_agent: str = "quantbeat/0.1 (+news)",
         max_bytes: int = DEFAULT_MAX_BYTES,
@@ -145,17 +149,20 @@ class RssSource:
                 field="url",
                 value=shown,
             )
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not math.isfinite(timeout)
-            or timeout <= 0
-        ):
-            raise ValidationError(
-                f"timeout must be a positive number of seconds, got {timeout!r}",
-                field="timeout",
-                value=timeout,
-            )
+        for field, seconds in (("timeout", timeout), ("max_elapsed", max_elapsed)):
+            if field == "max_elapsed" and seconds is None:
+                continue
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, int | float)
+                or not math.isfinite(seconds)
+                or seconds <= 0
+            ):
+                raise ValidationError(
+                    f"{field} must be a positive number of seconds, got {seconds!r}",
+                    field=field,
+                    value=seconds,
+                )
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
             raise ValidationError(
                 f"max_bytes must be a positive integer, got {max_bytes!r}",
@@ -165,11 +172,14 @@ class RssSource:
         self.url = url
         self._shown = mask_url(url)
         self._timeout = float(timeout)
+        self._max_elapsed = None if max_elapsed is None else float(max_elapsed)
         self._user_agent = user_agent
         self._max_bytes = max_bytes
         self._naive_tz = naive_tz
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client(trust_env=False)
+        self._client = (
+            client if client is not None else httpx.Client(trust_env=False, timeout=timeout)
+        )
 
     def __repr__(self) -> str:
         return f"RssSource({self._shown!r}, name={self.name!r})"
@@ -201,13 +211,15 @@ class RssSource:
 
         Raises:
             quant.errors.RateLimited: HTTP 429 (``retry_after`` from ``Retry-After``).
-            quant.errors.ServiceUnavailable: HTTP 5xx or 408, a timeout, a network error.
+            quant.errors.ServiceUnavailable: HTTP 5xx or 408, a timeout (of one phase, or the
+                whole fetch over ``max_elapsed``), a network error.
             FeedHTTPError: any other non-200 status (404, 403 …).
             quant.errors.ValidationError: a naive ``since``; the body is not a feed or is
                 larger than ``max_bytes``.
         """
         since_utc = _check_since(since)
         what = f"news source {self.name!r} GET {self._shown}"
+        started = time.monotonic()
         try:
             with self._client.stream(
                 "GET",
@@ -217,7 +229,7 @@ class RssSource:
                 follow_redirects=True,
             ) as response:
                 self._check_status(response, what)
-                body = self._read(response, what)
+                body = self._read(response, what, started)
         except httpx.TimeoutException as error:
             raise ServiceUnavailable(
                 f"{what} timed out after {self._timeout:g} s ({type(error).__name__})"
@@ -246,10 +258,15 @@ class RssSource:
             f"{what} failed with HTTP {status}; not retried", status=status, url=self._shown
         )
 
-    def _read(self, response: httpx.Response, what: str) -> bytes:
+    def _read(self, response: httpx.Response, what: str, started: float) -> bytes:
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_bytes():
+            if self._max_elapsed is not None and time.monotonic() - started > self._max_elapsed:
+                raise ServiceUnavailable(
+                    f"{what} took longer than {self._max_elapsed:g} s (a slow or stalling "
+                    "server); gave up"
+                )
             size += len(chunk)
             if size > self._max_bytes:
                 raise ValidationError(

@@ -251,6 +251,30 @@ class Settings(BaseSettings):
     ai_soft_time_limit: int = Field(default=120, ge=1)
     ai_time_limit: int = Field(default=180, ge=1)
 
+    # --- database time limits (PostgreSQL; seconds) -------------------------------------------
+    # Every connection gets these as statement_timeout / lock_timeout: the values of the family
+    # of the task using it (io, cpu, ai), or the client ones outside tasks (CLI, beat, the
+    # worker's own bookkeeping). A statement or lock wait that runs out is a transient error:
+    # the task retries, then dead-letters. cpu is longer: backtests read years of bars.
+    db_connect_timeout: int = Field(default=5, ge=1, le=300)
+    io_statement_timeout: float = Field(default=30.0, gt=0)
+    io_lock_timeout: float = Field(default=5.0, gt=0)
+    cpu_statement_timeout: float = Field(default=300.0, gt=0)
+    cpu_lock_timeout: float = Field(default=10.0, gt=0)
+    ai_statement_timeout: float = Field(default=30.0, gt=0)
+    ai_lock_timeout: float = Field(default=5.0, gt=0)
+    client_statement_timeout: float = Field(default=120.0, gt=0)
+    client_lock_timeout: float = Field(default=10.0, gt=0)
+
+    # --- HTTP clients of data providers (seconds) -------------------------------------------
+    # Each phase of one request (connect, write, each read, pool wait) of Upbit, KRX (pykrx),
+    # Yahoo and news feeds; and the longest a provider's own retry loop may run, waits
+    # included, before it gives up and the task's Celery retry takes over.
+    http_timeout: float = Field(default=10.0, gt=0, le=300)
+    provider_retry_max: float = Field(default=60.0, gt=0)
+    # S3 export: connect and read timeout of each request (boto retries twice on top).
+    s3_timeout: float = Field(default=30.0, gt=0, le=600)
+
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
@@ -425,6 +449,14 @@ class Settings(BaseSettings):
                     f"QUANTBEAT_{family.upper()}_SOFT_TIME_LIMIT={soft} must be below "
                     f"QUANTBEAT_{family.upper()}_TIME_LIMIT={hard}"
                 )
+        for prefix in (*families, "client"):
+            statement, lock = self.db_timeouts(prefix)
+            if lock > statement:
+                raise ValueError(
+                    f"QUANTBEAT_{prefix.upper()}_LOCK_TIMEOUT={lock:g} must not exceed "
+                    f"QUANTBEAT_{prefix.upper()}_STATEMENT_TIMEOUT={statement:g}: a lock wait "
+                    "is part of its statement"
+                )
         if self.backtest_soft_time_limit >= self.backtest_time_limit:
             raise ValueError(
                 f"QUANTBEAT_BACKTEST_SOFT_TIME_LIMIT={self.backtest_soft_time_limit} must be "
@@ -509,6 +541,14 @@ class Settings(BaseSettings):
         soft: int = getattr(self, f"{family}_soft_time_limit")
         hard: int = getattr(self, f"{family}_time_limit")
         return soft, hard
+
+    def db_timeouts(self, family: str | None) -> tuple[float, float]:
+        """(statement_timeout, lock_timeout) in seconds for database work of a task family
+        (``io``, ``cpu``, ``ai``); ``None`` (or ``"client"``) gives the client values."""
+        prefix = family if family in ("io", "cpu", "ai") else "client"
+        statement: float = getattr(self, f"{prefix}_statement_timeout")
+        lock: float = getattr(self, f"{prefix}_lock_timeout")
+        return statement, lock
 
     @property
     def longest_hard_time_limit(self) -> int:

@@ -30,6 +30,7 @@ from quant.market.faults import CorruptingSource
 from quant.market.simulated import SimulatedMarket
 from quant.market.simulated_crypto import SimulatedCrypto
 from quant.market.upbit import UpbitSource
+from quant.news import RssSource
 from quantbeat.infra.forkstate import after_fork
 from quantbeat.infra.ratelimit import RateLimiter, limiter_for
 from quantbeat.infra.settings import Settings, get_settings
@@ -122,7 +123,7 @@ def latest_krx_session(
     return latest_closed_session(krx_calendar(), moment, close=published)
 
 
-_crypto: dict[tuple[str, str, int, tuple[str, ...]], Any] = {}
+_crypto: dict[tuple[str, str, int, tuple[str, ...], float, float], Any] = {}
 
 
 def crypto_source(settings: Settings) -> Any:
@@ -138,6 +139,8 @@ def crypto_source(settings: Settings) -> Any:
         settings.upbit_base_url,
         settings.sim_seed,
         tuple(settings.crypto_tickers),
+        settings.http_timeout,
+        settings.provider_retry_max,
     )
     with _lock:
         source = _crypto.get(key)
@@ -146,6 +149,8 @@ def crypto_source(settings: Settings) -> Any:
                 limiter = upbit_limiter(settings)
                 source = UpbitSource(
                     base_url=settings.upbit_base_url,
+                    timeout=settings.http_timeout,
+                    max_elapsed=settings.provider_retry_max,
                     acquire=limiter.acquire if limiter is not None else None,
                     throttled=_shared_cooldown(limiter) if limiter is not None else None,
                 )
@@ -194,12 +199,33 @@ def _krx_source(settings: Settings) -> MarketDataSource:
         settings.krx_pw.get_secret_value(),
         calendar=krx_calendar(),
         acquire=limiter.acquire if limiter is not None else None,
+        request_timeout=settings.http_timeout,
+        max_elapsed=settings.provider_retry_max,
     )
     return source
 
 
 #: Shared cooldown (seconds) after a provider's 429 that did not say how long to wait.
 THROTTLE_COOLDOWN_S = 5.0
+
+
+def feed_sources(settings: Settings) -> list[RssSource]:
+    """One :class:`~quant.news.RssSource` per ``QUANTBEAT_NEWS_FEEDS`` URL (named ``feed1``,
+    ``feed2`` …), each request bounded by ``QUANTBEAT_HTTP_TIMEOUT`` per phase and the whole
+    fetch by ``QUANTBEAT_PROVIDER_RETRY_MAX``. The caller closes them.
+
+    Raises:
+        quant.errors.ValidationError: a URL is not an absolute http(s) URL.
+    """
+    return [
+        RssSource(
+            url,
+            name=f"feed{i + 1}",
+            timeout=settings.http_timeout,
+            max_elapsed=settings.provider_retry_max,
+        )
+        for i, url in enumerate(settings.news_feeds)
+    ]
 
 
 def _shared_cooldown(limiter: RateLimiter) -> Callable[[float | None], None]:

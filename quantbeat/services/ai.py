@@ -44,11 +44,12 @@ from quant.errors import (
     ValidationError,
 )
 from quant.market.types import KRX_MARKETS
-from quant.news import LocalFileSource, RssSource, SimulatedNewsSource, match_instruments
+from quant.news import LocalFileSource, SimulatedNewsSource, match_instruments
 from quantbeat.infra.ai_quota import QuotaExhausted, ai_limiter
 from quantbeat.infra.masking import mask_text
 from quantbeat.infra.ratelimit import WaitTooLong
 from quantbeat.infra.settings import Settings, get_settings
+from quantbeat.infra.sources import feed_sources
 from quantbeat.services.scans import candidates
 from quantbeat.services.strategies import scan_strategy
 from workers.app import app
@@ -318,7 +319,7 @@ def collect_news(trade_date: dt.date, settings: Settings | None = None) -> dict[
     ids = {name: ident for ident, name in members}
     aliases = {name: [name.split(":")[1], *([names[i]] if names.get(i) else [])]
                for i, name in members}  # fmt: skip
-    sources: list[Any] = [RssSource(url, name=f"feed{i + 1}") for i, url in enumerate(s.news_feeds)]
+    sources: list[Any] = list(feed_sources(s))
     if s.news_dir is not None:
         sources.append(LocalFileSource(s.news_dir))
     if s.market_source == "simulated":

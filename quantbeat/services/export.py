@@ -32,6 +32,7 @@ import numpy as np
 
 from quant.errors import ConfigError, PermanentError, QuantbeatError, ServiceUnavailable
 from quantbeat.infra.masking import mask_text
+from quantbeat.infra.settings import get_settings
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
@@ -238,7 +239,8 @@ def export_artifacts(
     under the same keys are overwritten, so exporting again is safe. ``client`` is a boto3 S3
     client (or anything with the same ``put_object``); without one, a client is built with
     ``boto3.client("s3", endpoint_url=target.endpoint_url, region_name=target.region)`` and
-    boto's usual credential chain.
+    boto's usual credential chain, with ``QUANTBEAT_S3_TIMEOUT`` connect/read timeouts and
+    :data:`S3_MAX_ATTEMPTS` attempts per request.
 
     Everything is validated before the first upload. Raises :class:`ValueError` naming the
     offender for an invalid ``run_id`` or artifact name (empty, containing ``/``, ``\\``,
@@ -325,10 +327,27 @@ def artifacts_for(
 # Helpers
 
 
-def _make_client(target: S3Target) -> Any:
-    import boto3  # noqa: PLC0415 (boto3: only when exporting)
+#: Attempts per S3 request, first included (boto's "standard" retry mode: 5xx, throttling and
+#: connection errors, with backoff).
+S3_MAX_ATTEMPTS: Final = 3
 
-    return boto3.client("s3", endpoint_url=target.endpoint_url, region_name=target.region)
+
+def _make_client(target: S3Target) -> Any:
+    """A boto3 S3 client for ``target`` whose every request is bounded: connect and read
+    timeouts of ``QUANTBEAT_S3_TIMEOUT`` seconds (boto's default is 60 s each) and at most
+    :data:`S3_MAX_ATTEMPTS` attempts."""
+    import boto3  # noqa: PLC0415 (boto3: only when exporting)
+    from botocore.config import Config  # noqa: PLC0415 (boto3: only when exporting)
+
+    timeout = get_settings().s3_timeout
+    config = Config(
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        retries={"total_max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
+    )
+    return boto3.client(
+        "s3", endpoint_url=target.endpoint_url, region_name=target.region, config=config
+    )
 
 
 def _has_control(text: str) -> bool:

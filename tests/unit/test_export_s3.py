@@ -189,7 +189,13 @@ def test_client_is_built_from_the_target(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(boto3, "client", fake_client)
     target = S3Target.parse("s3://minio-bucket/qb", endpoint_url="http://minio:9000", region="kr")
     export_artifacts("bt-9", {"equity.csv": b"t,e\n"}, target)
-    assert calls == [(("s3",), {"endpoint_url": "http://minio:9000", "region_name": "kr"})]
+    assert len(calls) == 1
+    args, kwargs = calls[0]
+    config = kwargs.pop("config")
+    assert (args, kwargs) == (("s3",), {"endpoint_url": "http://minio:9000", "region_name": "kr"})
+    # Every request is bounded: QUANTBEAT_S3_TIMEOUT (default 30 s) connect/read, 3 attempts.
+    assert (config.connect_timeout, config.read_timeout) == (30.0, 30.0)
+    assert config.retries == {"total_max_attempts": 3, "mode": "standard"}
     assert recorder.puts == [
         {
             "Bucket": "minio-bucket",

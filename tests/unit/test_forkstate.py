@@ -45,6 +45,8 @@ RESET: tuple[tuple[str, str], ...] = (
 #: Module-level state that a child may share with its parent, and why.
 NO_RESET: dict[tuple[str, str], str] = {
     ("db.engine", "_sessionmakers"): "factories only; their engines' pools are reset",
+    ("db.engine", "_family"): "a context variable, set per task execution",
+    ("workers.deadline", "_in_prefork_child"): "a flag the child itself sets at fork",
     ("db.bulk", "_temp_names"): "a counter of temporary table names",
     ("quantbeat.infra.forkstate", "_resets"): "the registry of resets itself",
     ("quantbeat.infra.metrics", "_warned"): "a flag: warn once per process tree",

@@ -886,3 +886,45 @@ def test_live_krx_samsung_candles_and_flows():
     assert len(flows) == 3
     listing = source.list_instruments(D4, Market.KOSPI)
     assert any(i.ticker == "005930" and i.name == "삼성전자" for i in listing)
+
+
+# --- bounded retries and turn waits (issue 16) -----------------------------------------------
+
+
+def test_max_elapsed_stops_retries_before_the_next_wait_would_pass_it():
+    failing = {("ohlcv_market", "20240102", "KOSPI"): ConnectionError("reset")}
+    # Waits 2, 4, 8 s between attempts: with 1 s allowed only the first attempt runs.
+    source, api, _ = make(failing, attempts=10, retry_wait=2.0, max_elapsed=1.0)
+    with pytest.raises(ServiceUnavailable, match="gave up after 1 attempt in"):
+        source.daily_candles(D2, D2, market=Market.KOSPI)
+    assert len(api.calls) == 1
+    # With 5 s allowed the 2 s and 4 s waits fit, the 8 s one does not: three attempts.
+    source, api, _ = make(failing, attempts=10, retry_wait=2.0, max_elapsed=5.0)
+    with pytest.raises(ServiceUnavailable, match="gave up after 3 attempts in"):
+        source.daily_candles(D2, D2, market=Market.KOSPI)
+    assert len(api.calls) == 3
+
+
+def test_a_thread_waits_for_its_turn_at_most_max_elapsed():
+    source, api, _ = make(attempts=3, max_elapsed=0.2)
+    source._lock.acquire()  # another thread's request is in flight
+    try:
+        started = time.monotonic()
+        with pytest.raises(RateLimited, match=r"queued longer than 0\.2 s"):
+            source.daily_candles(D2, D2, market=Market.KOSPI)
+        assert time.monotonic() - started < 10  # generous: the bound is 0.2 s
+    finally:
+        source._lock.release()
+    assert api.calls == []  # refused before any request, and not retried
+
+
+@pytest.mark.parametrize("field", ["max_elapsed", "request_timeout"])
+@pytest.mark.parametrize("bad", [0, -1.0, True])
+def test_time_bounds_must_be_positive(field: str, bad: Any):
+    with pytest.raises(ValidationError, match=field):
+        make(**{field: bad})
+
+
+def test_the_default_api_gets_the_request_timeout():
+    source = KrxSource("someone", "secret", calendar=CAL, request_timeout=4.5)
+    assert source._api._timeout == 4.5  # type: ignore[attr-defined]

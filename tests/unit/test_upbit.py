@@ -829,3 +829,60 @@ def test_live_krw_btc_last_five_days():
     assert (frame["low"] > 0).all()
     assert (frame["high"] >= frame[["open", "close", "low"]].max(axis=1)).all()
     assert (frame["traded_value"] > 0).all()
+
+
+# --- bounded retries and explicit timeouts (issue 16) ------------------------------------------
+
+
+def test_max_elapsed_stops_retries_before_the_next_wait_would_pass_it(
+    upbit: FakeUpbit, rec: Recorder
+):
+    upbit.script(then=Reply(503, {"error": {"message": "down"}}))
+    # The first backoff wait is 1-2 s: with 0.5 s allowed no second attempt may start.
+    with (
+        UpbitSource(
+            base_url=upbit.base_url, pause=rec.pause, max_attempts=10, max_elapsed=0.5
+        ) as src,
+        pytest.raises(ServiceUnavailable, match=r"gave up after 1 attempt in"),
+    ):
+        src.daily_candles(date(2024, 3, 1), date(2024, 3, 5), tickers=["KRW-BTC"])
+    assert len(upbit.requests) == 1
+    assert rec.pauses == []
+
+
+def test_without_max_elapsed_max_attempts_alone_bounds_the_retries(upbit: FakeUpbit, rec: Recorder):
+    upbit.script(then=Reply(503, {"error": {"message": "down"}}))
+    with (
+        UpbitSource(base_url=upbit.base_url, pause=rec.pause, max_attempts=3) as src,
+        pytest.raises(ServiceUnavailable, match=r"gave up after 3 attempts"),
+    ):
+        src.daily_candles(date(2024, 3, 1), date(2024, 3, 5), tickers=["KRW-BTC"])
+    assert len(upbit.requests) == 3
+
+
+def test_a_silent_server_times_out_within_the_request_timeout(rec: Recorder):
+    with socket.socket() as silent:  # accepts (kernel backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        with UpbitSource(
+            base_url=f"http://127.0.0.1:{port}",
+            pause=rec.pause,
+            timeout=0.3,
+            max_elapsed=0.3,
+        ) as src:
+            started = time.monotonic()
+            with pytest.raises(ServiceUnavailable, match=r"timed out after 0.3 s"):
+                src.daily_candles(date(2024, 3, 1), date(2024, 3, 5), tickers=["KRW-BTC"])
+            assert time.monotonic() - started < 10  # generous: the bound is ~0.3 s
+
+
+def test_the_source_s_own_client_has_explicit_timeouts():
+    with UpbitSource(timeout=7.0) as src:
+        assert src._client.timeout == httpx.Timeout(7.0)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "5"])
+def test_max_elapsed_must_be_a_positive_number(bad: Any):
+    with pytest.raises(ValidationError, match="max_elapsed"):
+        UpbitSource(max_elapsed=bad)
