@@ -62,6 +62,39 @@ def contains_escape(value: Any) -> bool:
     return False
 
 
+def end_if_still_started(
+    session: Session,
+    *,
+    task_id: str,
+    attempts: int,
+    state: str,
+    error: str,
+    finished_at: dt.datetime,
+) -> bool:
+    """End the run of ``task_id`` with ``state`` only if it is still ``started`` on attempt
+    ``attempts`` — one conditional UPDATE, so a run that finished (or started again) since it
+    was read is left as it is. Returns whether this call ended it.
+
+    The reaper reads orphan candidates, then asks the workers (seconds); a task finishing in
+    between must not be requeued or marked lost over its real end.
+    """
+    result = session.execute(
+        update(JobRun)
+        .where(
+            JobRun.task_id == storable(task_id),
+            JobRun.state == "started",
+            JobRun.attempts == attempts,
+        )
+        .values(
+            state=state,
+            finished_at=finished_at,
+            error=storable(error),
+            updated_at=func.now(),
+        )
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
 def record_job_start(
     session: Session,
     *,

@@ -34,7 +34,7 @@ from sqlalchemy import select
 
 from db.beat import prune_slots
 from db.engine import session_scope
-from db.jobs import apply_spooled, contains_escape, record_job_end
+from db.jobs import apply_spooled, contains_escape, end_if_still_started
 from db.models import JobRun
 from quant.errors import ValidationError
 from quantbeat.infra import spool
@@ -51,12 +51,14 @@ BEAT_SLOT_RETENTION = dt.timedelta(days=30)
 
 @dataclass
 class ReapReport:
-    """What one pass did: task ids requeued and marked lost, and runs still running."""
+    """What one pass did: task ids requeued and marked lost, runs still running, and runs
+    that ended while the workers were asked (left alone)."""
 
     checked: int = 0
     requeued: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     running: int = 0
+    finished: int = 0
     skipped_reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -65,6 +67,7 @@ class ReapReport:
             "requeued": self.requeued,
             "lost": self.lost,
             "running": self.running,
+            "finished": self.finished,
             "skipped_reason": self.skipped_reason,
         }
 
@@ -119,7 +122,7 @@ def reap(
     cutoff = now - dt.timedelta(seconds=grace)
     with session_scope() as session:
         rows = [
-            (r.task_id, r.task_name, r.worker, r.args, r.kwargs)
+            (r.task_id, r.task_name, r.worker, r.args, r.kwargs, r.attempts)
             for r in session.execute(
                 select(JobRun).where(JobRun.state == "started", JobRun.started_at < cutoff)
             ).scalars()
@@ -133,7 +136,7 @@ def reap(
         report.skipped_reason = "workers could not be inspected (broker unreachable?)"
         return report
     workers, running = live
-    for task_id, task_name, worker, args, kwargs in rows:
+    for task_id, task_name, worker, args, kwargs, attempts in rows:
         if task_id in running:
             report.running += 1
             continue
@@ -147,8 +150,12 @@ def reap(
         masked = contains_mask(args) or contains_mask(kwargs)
         escaped = contains_escape(args) or contains_escape(kwargs)
         if idempotent and not masked and not escaped:
-            # Marked before sending: the new execution's own "started" must not be overwritten.
-            _mark(task_id, "requeued", f"reaped: {why}; requeued (idempotent)")
+            # Marked before sending (the new execution's own "started" must not be
+            # overwritten), and only if it is still the run that was read: one that ended
+            # while the workers were asked is left alone.
+            if not _claim(task_id, attempts, "requeued", f"reaped: {why}; requeued (idempotent)"):
+                report.finished += 1
+                continue
             app.send_task(
                 task_name, args=list(args or ()), kwargs=dict(kwargs or {}), task_id=task_id
             )
@@ -161,13 +168,17 @@ def reap(
             because = "its arguments held characters stored escaped (NUL)"
         else:
             because = "it is not idempotent" if task is not None else "the task is not registered"
+        error = f"reaped: {why}; not requeued because {because}"
+        if not _claim(task_id, attempts, "lost", error):
+            report.finished += 1
+            continue
         record_failure_outside_task(
             task_name=task_name,
             task_id=task_id,
             args=args,
             kwargs=kwargs,
             reason="worker_lost",
-            error=f"reaped: {why}; not requeued because {because}",
+            error=error,
             state="lost",
         )
         report.lost.append(task_id)
@@ -175,15 +186,17 @@ def reap(
     return report
 
 
-def _mark(task_id: str, state: str, error: str) -> None:
+def _claim(task_id: str, attempts: int, state: str, error: str) -> bool:
+    """End the orphan's run with ``state`` if it is still the ``started`` run that was read
+    (see :func:`db.jobs.end_if_still_started`)."""
     with session_scope() as session:
-        record_job_end(
+        return end_if_still_started(
             session,
             task_id=task_id,
+            attempts=attempts,
             state=state,
-            finished_at=dt.datetime.now(dt.UTC),
-            duration_ms=None,
             error=error,
+            finished_at=dt.datetime.now(dt.UTC),
         )
 
 

@@ -1,0 +1,130 @@
+"""The reaper never overrides a run that ended while it asked the workers (a race found by the
+time-limit fault test): it reads orphan candidates, spends seconds inspecting the workers, and
+only then requeues or marks them lost — through one conditional UPDATE per run. On an SQLite
+file (db functions and the service's flow); against PostgreSQL and real workers see
+tests/integration/test_reaper.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from db.engine import forget_engines, session_scope
+from db.jobs import end_if_still_started, record_job_end, record_job_start
+from db.migrate import upgrade
+from db.models import JobRun
+from quantbeat.infra.settings import reset_settings
+from quantbeat.services.reaper import reap
+
+LONG_AGO = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'reaper.sqlite'}"
+    monkeypatch.setenv("QUANTBEAT_DATABASE_URL", url)
+    reset_settings()
+    forget_engines()
+    upgrade(url)
+    yield url
+    forget_engines()
+    reset_settings()
+
+
+def _start(task_id: str, name: str = "quantbeat.collect.daily_candles") -> None:
+    with session_scope() as session:
+        record_job_start(
+            session,
+            task_id=task_id,
+            task_name=name,
+            queue="io",
+            args=[],
+            kwargs={"trade_date": "2026-03-02"},
+            worker="gone@host",
+            retries=0,
+            started_at=LONG_AGO,
+        )
+
+
+def _state(task_id: str) -> str:
+    with session_scope() as session:
+        return session.execute(select(JobRun.state).where(JobRun.task_id == task_id)).scalar_one()
+
+
+def test_only_the_run_that_was_read_is_ended(database):
+    _start("t-1")
+    with session_scope() as session:
+        assert not end_if_still_started(
+            session, task_id="t-1", attempts=2, state="lost", error="x", finished_at=LONG_AGO
+        )  # another attempt than the one read
+        assert end_if_still_started(
+            session, task_id="t-1", attempts=1, state="lost", error="x", finished_at=LONG_AGO
+        )
+        assert not end_if_still_started(
+            session, task_id="t-1", attempts=1, state="requeued", error="x", finished_at=LONG_AGO
+        )  # already ended
+    assert _state("t-1") == "lost"
+
+
+class _Task:
+    idempotent = True
+
+
+class _App:
+    """What the reaper asks of the Celery app; the workers answer nothing (all gone). While
+    it is asked, the task finishes — as a slow ping would let it."""
+
+    def __init__(self, finish: str | None) -> None:
+        self.finish = finish
+        self.sent: list[str] = []
+        self.tasks = {"quantbeat.collect.daily_candles": _Task()}
+        self.control = self
+
+    def inspect(self, timeout: float) -> Any:
+        return self
+
+    def ping(self, timeout: float) -> list[Any]:
+        if self.finish:
+            with session_scope() as session:
+                record_job_end(
+                    session,
+                    task_id=self.finish,
+                    state="succeeded",
+                    finished_at=dt.datetime.now(dt.UTC),
+                    duration_ms=5.0,
+                )
+        return []
+
+    def active(self) -> dict[str, Any]:
+        return {}
+
+    def reserved(self) -> dict[str, Any]:
+        return {}
+
+    def send_task(self, name: str, args: Any = None, kwargs: Any = None, task_id: str = "") -> None:
+        self.sent.append(task_id)
+
+
+def test_a_run_that_ends_while_the_workers_are_asked_is_left_alone(database):
+    _start("finishes")
+    _start("orphan")
+    app = _App(finish="finishes")
+    report = reap(app, grace=60)
+    assert report.finished == 1
+    assert _state("finishes") == "succeeded"  # its real end stands
+    assert app.sent == ["orphan"]  # the real orphan is still requeued
+    assert report.requeued == ["orphan"]
+
+
+def test_without_the_race_every_orphan_is_requeued(database):
+    _start("a")
+    _start("b")
+    app = _App(finish=None)
+    report = reap(app, grace=60)
+    assert sorted(app.sent) == ["a", "b"]
+    assert report.finished == 0
