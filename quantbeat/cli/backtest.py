@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from quant.errors import ValidationError
+from quant.errors import PermanentError, TransientError, ValidationError
 from quantbeat.cli.common import must_wait
 from quantbeat.services import backtests
 
@@ -130,7 +130,9 @@ def submit(
     wait: Annotated[bool, typer.Option(help="Wait and print progress, then the metrics")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 3_600.0,
 ) -> None:
-    """Validate and enqueue a backtest; prints its run id (--wait: follows it)."""
+    """Validate and enqueue a backtest; prints its run id (--wait: follows it, then exits 0 when
+    it completed, 5 when it failed, was cancelled or timed out, 4 when it is still running at
+    --timeout)."""
     spec: dict[str, Any] = {
         "strategy": strategy.replace("-", "_"),
         "instruments": instruments,
@@ -160,10 +162,19 @@ def submit(
             last = line
         if row["state"] in ("completed", "failed", "cancelled", "timed_out"):
             _print_status(row)
+            if row["state"] != "completed":
+                # exit 5: the work did not complete (README "Using it": exit codes)
+                raise PermanentError(
+                    f"backtest {run_id} ended {row['state']}"
+                    + (f": {row['error']}" if row.get("error") else "")
+                )
             return
         if time.monotonic() > deadline:
-            console.print(f"still {row['state']} after {timeout:.0f} s; it keeps running")
-            return
+            # exit 4: not finished yet — it keeps running; `backtest status` follows it
+            raise TransientError(
+                f"backtest {run_id} is still {row['state']} after {timeout:.0f} s; it keeps "
+                f"running (quantbeat backtest status {run_id})"
+            )
         time.sleep(0.5)
 
 

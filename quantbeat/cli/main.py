@@ -126,7 +126,7 @@ def _classify(exc: BaseException) -> tuple[int, str]:
 
 
 #: A line that starts one of these keeps its own line in a help text (lists, tables, code).
-_KEEP_LINE = re.compile(r"^\s*([-*•|]|\d+[.)]\s|[A-Z_]+=|\$ |quantbeat |\\b)")
+_KEEP_LINE = re.compile(r"^\s*([-*•]\s|\||\d+[.)]\s|[A-Z_]+=|\$ |quantbeat |\\b)")
 
 
 _DEVELOPER_SECTIONS = ("Raises:", "Returns:", "Args:", "Yields:")

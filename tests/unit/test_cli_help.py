@@ -62,6 +62,10 @@ def test_reflow_joins_sentences_and_keeps_lists():
     )
     listed = "Steps:\n- first\n- second"
     assert reflow(listed) == listed
+    # an option name at the start of a line is not a list item
+    assert reflow("Exits 4 when still running at\n--timeout.") == (
+        "Exits 4 when still running at --timeout."
+    )
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: " ".join(p) or "quantbeat")
