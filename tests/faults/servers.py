@@ -34,7 +34,15 @@ class ThrowawayRedis:
         RuntimeError: ``redis-server`` is not installed, or it does not answer within 10 s.
     """
 
-    def __init__(self, workdir: Path, *, aof: bool = False, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        aof: bool = False,
+        port: int | None = None,
+        password: str | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -43,6 +51,10 @@ class ThrowawayRedis:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.aof = aof
         self.port = port or free_port()
+        #: ``--requirepass`` when given (clients must AUTH); ``extra_args`` go on the command
+        #: line as they are (e.g. the ``--tls-*`` options).
+        self.password = password
+        self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def url(self, db: int = 0) -> str:
@@ -64,16 +76,27 @@ class ThrowawayRedis:
         ]
         if self.aof:
             argv += ["--appendfsync", "always"]
+        if self.password is not None:
+            argv += ["--requirepass", self.password]
+        argv += list(self.extra_args)
         log = (self.workdir / "redis.log").open("ab")
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         self.wait_ready()
         return self
 
     def wait_ready(self, timeout: float = 10.0) -> None:
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
+        client = redis.Redis(
+            port=self.port,
+            password=self.password,
+            socket_connect_timeout=0.5,
+            socket_timeout=0.5,
+        )
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
+                if self.proc is not None and self.proc.poll() is not None:
+                    log = (self.workdir / "redis.log").read_text()[-2000:]
+                    raise RuntimeError(f"throwaway redis on {self.port} exited:\n{log}")
                 try:
                     if client.ping():
                         return

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from quantbeat.infra.cache import Entry, cache_for, forget_caches
 from quantbeat.infra.keys import BEAT_TICK_KEY, REDBEAT_LOCK_KEY
 from quantbeat.infra.ratelimit import forget_limiters, limiter_for
 from quantbeat.infra.settings import normalize_redis_url
-from tests.faults.servers import free_port
+from tests.faults.servers import ThrowawayRedis, free_port
 from tests.integration.helpers import eventually
 from tests.support.services import WorkerProcess, start_worker
 
@@ -41,80 +40,40 @@ WRONG = "Zk3-wrong-0b7c6a5d4e"
 QUANTBEAT = str(Path(sys.executable).with_name("quantbeat"))
 
 
-@dataclass
-class SecuredRedis:
+class SecuredRedis(ThrowawayRedis):
     """A throwaway ``redis-server --requirepass SECRET --save ""``, optionally also listening
     with TLS (certificate for 127.0.0.1 signed by itself, given to clients as their CA)."""
 
-    workdir: Path
-    port: int
-    tls_port: int | None = None
-    proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, workdir: Path, port: int, tls_port: int | None = None) -> None:
+        self.tls_port = tls_port
+        tls = (
+            ()
+            if tls_port is None
+            else (
+                "--tls-port",
+                str(tls_port),
+                "--tls-cert-file",
+                str(workdir / "cert.pem"),
+                "--tls-key-file",
+                str(workdir / "key.pem"),
+                "--tls-ca-cert-file",
+                str(workdir / "cert.pem"),
+                "--tls-auth-clients",
+                "no",
+            )
+        )
+        super().__init__(workdir, port=port, password=SECRET, extra_args=tls)
 
     @property
     def cert(self) -> Path:
         return self.workdir / "cert.pem"
 
-    def url(self, db: int, *, tls: bool = False, password: str = SECRET) -> str:
+    def url(self, db: int = 0, *, tls: bool = False, password: str = SECRET) -> str:
         """The URL as a setting would hold it (``rediss://`` normalised by Settings)."""
         if tls:
             raw = f"rediss://:{password}@127.0.0.1:{self.tls_port}/{db}?ssl_ca_certs={self.cert}"
             return normalize_redis_url(raw, field="test")
         return f"redis://:{password}@127.0.0.1:{self.port}/{db}"
-
-    def start(self) -> SecuredRedis:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server is not installed")
-        argv = [
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.workdir),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--requirepass",
-            SECRET,
-        ]
-        if self.tls_port is not None:
-            argv += [
-                "--tls-port",
-                str(self.tls_port),
-                "--tls-cert-file",
-                str(self.workdir / "cert.pem"),
-                "--tls-key-file",
-                str(self.workdir / "key.pem"),
-                "--tls-ca-cert-file",
-                str(self.cert),
-                "--tls-auth-clients",
-                "no",
-            ]
-        log = (self.workdir / "redis.log").open("ab")
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        client = redis.Redis(port=self.port, password=SECRET, socket_timeout=0.5)
-        deadline = time.monotonic() + 10
-        try:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError((self.workdir / "redis.log").read_text()[-2000:])
-                try:
-                    if client.ping():
-                        return self
-                except redis.RedisError:
-                    time.sleep(0.1)
-        finally:
-            client.close()
-        raise RuntimeError("the throwaway redis-server did not answer within 10 s")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 def _tls_support(workdir: Path) -> str | None:
