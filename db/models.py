@@ -241,6 +241,38 @@ class BeatSlot(Base):
     )
 
 
+class OutboxMessage(Base):
+    """A task message committed with the business row it belongs to (transactional outbox).
+
+    The row is written in the same transaction as the record it publishes (a backtest run), so
+    a committed run always has a message waiting; the client publishes it right after the
+    commit and sets ``published_at``, and the reaper's housekeeping publishes any row still
+    unpublished after a grace period (the client died or the broker was down). ``task_id`` is
+    unique, and consumers are idempotent for it: publishing twice is harmless.
+
+    ``args``/``kwargs`` are stored as sent (tasks never take secrets as arguments).
+    """
+
+    __tablename__ = "task_outbox"
+    __table_args__ = (
+        UniqueConstraint("task_id"),
+        Index("ix_task_outbox_published_at_created_at", "published_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(64))
+    task_name: Mapped[str] = mapped_column(String(200))
+    args: Mapped[Any] = mapped_column(JSONType)
+    kwargs: Mapped[Any] = mapped_column(JSONType)
+    options: Mapped[Any] = mapped_column(JSONType)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("CURRENT_TIMESTAMP")
+    )
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    publish_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 class StoredSetting(TimestampMixin, Base):
     """An operator setting kept in the database (strategy parameters, schedule switches).
 

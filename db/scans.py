@@ -87,6 +87,12 @@ def add_chunk_result(
     session.execute(update(ScanRun).where(ScanRun.id == run_id).values(**values))
 
 
+def run_state(session: Session, run_id: int) -> str | None:
+    """The state of scan run ``run_id`` (``None``: no such run)."""
+    run = session.get(ScanRun, run_id)
+    return None if run is None else run.state
+
+
 def finish_run(
     session: Session,
     run_id: int,

@@ -238,6 +238,9 @@ class Settings(BaseSettings):
     # Reaper: a job run left "started" whose worker is gone, or that no live worker is
     # running, for at least this long is requeued (idempotent tasks) or marked failed.
     reaper_grace: float = Field(default=300.0, ge=10)
+    # Outbox: a committed message still unpublished this many seconds later (its client died
+    # or the broker was down) is published by the reaper's housekeeping sweep.
+    outbox_grace: float = Field(default=30.0, ge=1)
     retry_backoff_base: float = Field(default=2.0, gt=0)
     retry_backoff_max: int = Field(default=600, ge=1)
     worker_max_tasks_per_child: int = Field(default=200, ge=1)

@@ -20,6 +20,9 @@ naming the reason):
                     trading day
 ``ai``              Gemini configured (else the offline analyzer: healthy), cooldown (warning),
                     today's quota used (80 %: warning, all: unhealthy)
+``outbox``          task messages committed with their rows (backtest runs) but still not
+                    published ``QUANTBEAT_OUTBOX_GRACE`` seconds later (warning naming how
+                    many; the reaper's sweep publishes them)
 ``spool``           this host's spool (:mod:`quantbeat.infra.spool`): history records workers
                     could not write to the database, waiting for the reaper (warning naming
                     how many), and corrupt files kept aside (warning)
@@ -69,6 +72,7 @@ from quantbeat.infra.masking import mask_text
 from quantbeat.infra.profile import Mode, resolve_mode
 from quantbeat.infra.settings import Settings, get_settings
 from quantbeat.infra.sources import KRX_CALENDAR_SPAN, krx_calendar
+from quantbeat.services.outbox import unpublished as unpublished_messages
 from quantbeat.services.strategies import scan_strategy, scan_strategy_names
 from workers.app import app as worker_app
 from workers.queues import Queue
@@ -1034,6 +1038,38 @@ def check_spool(ctx: CheckContext) -> ComponentHealth:
     return assess_spool(spool.status(spool.spool_dir(ctx.settings.data_dir)), ctx.now)
 
 
+def assess_outbox(
+    waiting: int, oldest: dt.datetime | None, now: dt.datetime, grace: float
+) -> ComponentHealth:
+    """The task outbox: no message left unpublished past ``grace`` seconds healthy; any
+    warning (the message names how many and since when; the reaper's sweep publishes them
+    once the broker answers)."""
+    details: dict[str, Any] = {"waiting": waiting, "grace_s": grace}
+    if not waiting:
+        return ComponentHealth(
+            "outbox", Status.HEALTHY, "every committed task message was published", 0.0, details
+        )
+    age = ""
+    if oldest is not None:
+        details["oldest"] = oldest.isoformat()
+        age = f", the oldest committed {_ago(max(0.0, (now - oldest).total_seconds()))} ago"
+    return ComponentHealth(
+        "outbox",
+        Status.WARNING,
+        f"{waiting} committed task message(s) not yet published{age}: the broker was "
+        "unreachable or their client died; the reaper (quantbeat.ops.reap) publishes them",
+        None,
+        details,
+    )
+
+
+def check_outbox(ctx: CheckContext) -> ComponentHealth:
+    """Messages of the task outbox still unpublished ``QUANTBEAT_OUTBOX_GRACE`` seconds after
+    their commit (see :func:`assess_outbox`)."""
+    waiting, oldest = unpublished_messages(older_than=ctx.settings.outbox_grace)
+    return assess_outbox(waiting, oldest, ctx.now, ctx.settings.outbox_grace)
+
+
 #: The checks of :func:`check_health`, in report order.
 DEFAULT_CHECKS: tuple[tuple[str, Check], ...] = (
     ("database", check_database),
@@ -1045,6 +1081,7 @@ DEFAULT_CHECKS: tuple[tuple[str, Check], ...] = (
     ("signals", check_signals),
     ("ai", check_ai),
     ("spool", check_spool),
+    ("outbox", check_outbox),
 )
 
 
@@ -1078,6 +1115,7 @@ EMBEDDED_CHECKS: tuple[tuple[str, Check], ...] = (
     ("signals", check_signals),
     ("ai", check_ai),
     ("spool", check_spool),
+    ("outbox", check_outbox),
 )
 
 

@@ -40,6 +40,7 @@ from quant.errors import ValidationError
 from quantbeat.infra import spool
 from quantbeat.infra.masking import MASK
 from quantbeat.infra.settings import get_settings
+from quantbeat.services.outbox import sweep as sweep_outbox
 from workers.app import app as worker_app
 from workers.base import record_failure_outside_task
 
@@ -237,17 +238,19 @@ def housekeeping(
     grace: float, *, own_task_id: str | None = None, now: dt.datetime | None = None
 ) -> dict[str, Any]:
     """One pass of the beat entry ``reap-orphans`` through :data:`workers.app.app`: replay
-    this host's spool (:func:`replay_spool`), then :func:`reap` with ``grace`` seconds
+    this host's spool (:func:`replay_spool`), publish the outbox messages their clients did
+    not (:func:`quantbeat.services.outbox.sweep`), then :func:`reap` with ``grace`` seconds
     (skipping ``own_task_id``, the running pass itself), then delete beat-slot claims older
     than :data:`BEAT_SLOT_RETENTION`. Returns :meth:`ReapReport.as_dict` plus ``spool`` (the
-    replay's report) and ``pruned_slots`` (claims deleted).
+    replay's report), ``outbox`` (the sweep's) and ``pruned_slots`` (claims deleted).
 
     Raises:
         sqlalchemy errors: the database is unreachable (the task retries).
     """
     now = now or dt.datetime.now(dt.UTC)
     spooled = replay_spool()
+    swept = sweep_outbox(app=worker_app, now=now)
     report = reap(worker_app, grace=grace, now=now, own_task_id=own_task_id)
     with session_scope() as session:
         pruned = prune_slots(session, before=now - BEAT_SLOT_RETENTION)
-    return {**report.as_dict(), "spool": spooled, "pruned_slots": pruned}
+    return {**report.as_dict(), "spool": spooled, "outbox": swept, "pruned_slots": pruned}

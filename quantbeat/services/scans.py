@@ -33,7 +33,7 @@ from db.ai import news_scores
 from db.candles import load_daily_universe, universe
 from db.engine import session_scope
 from db.models import Instrument, Signal
-from db.scans import add_chunk_result, data_version, load_flows, replace_signals
+from db.scans import add_chunk_result, data_version, load_flows, replace_signals, run_state
 from db.scans import finish_run as record_run_end
 from db.scans import start_run as record_run_start
 from quant.errors import TransientError, ValidationError
@@ -576,11 +576,15 @@ def fail_run(run_id: int, error: str) -> None:
 def finish_run(run_id: int, *, analyze: bool = False) -> dict[str, Any]:
     """Mark a scan run completed and return its coverage ``{"run_id", "state", "total",
     "scanned", "failed", "candidates", "coverage", ...}``; with ``analyze``, start the AI
-    analysis of its top candidates (``analysis``: that task's id)."""
+    analysis of its top candidates (``analysis``: that task's id) — once: finishing a run
+    that is completed already starts nothing (``analysis`` ``None``)."""
     with session_scope() as session:
+        # A redelivered callback (its worker died after the commit) must not start the
+        # analysis — paid Gemini calls — a second time.
+        already = run_state(session, run_id) == "completed"
         row = record_run_end(session, run_id, state="completed")
         analysis = None
-        if analyze:
+        if analyze and not already:
             analysis = app.send_task(
                 "quantbeat.ai.analyze_candidates",
                 kwargs={"strategy": row.strategy, "trade_date": row.trade_date.isoformat()},

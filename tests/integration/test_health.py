@@ -48,6 +48,7 @@ COMPONENTS = {
     "signals",
     "ai",
     "spool",
+    "outbox",
 }
 
 

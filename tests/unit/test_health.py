@@ -84,6 +84,7 @@ def test_critical_components_are_the_services_work_depends_on() -> None:
         "signals",
         "ai",
         "spool",
+        "outbox",
     ]
 
 
