@@ -559,3 +559,92 @@ class AiAnalysis(TimestampMixin, Base):
     latency_ms: Mapped[float | None] = mapped_column(Double)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class ReferenceSeriesRow(TimestampMixin, Base):
+    """A series the market is read against (Market Gate inputs): a KRX index, a sector ETF or
+    USD/KRW. ``code`` is its business key (``1001``, ``069500``, ``USDKRW``); ``kind`` is
+    ``index``, ``etf`` or ``fx``."""
+
+    __tablename__ = "reference_series"
+    __table_args__ = (UniqueConstraint("code"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(8), default="KRW")
+    source: Mapped[str] = mapped_column(String(32))
+    #: Whether the bars come from a simulated source (every report then says so).
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ReferenceBar(TimestampMixin, Base):
+    """One daily bar of a reference series; unique per series and trade date. Prices in
+    points (index), KRW (ETF) or KRW per USD; ``volume`` (shares) and ``value`` (KRW) are
+    ``NULL`` where the provider has none (an exchange rate)."""
+
+    __tablename__ = "reference_bars"
+    __table_args__ = (
+        UniqueConstraint("series_id", "trade_date"),
+        Index("ix_reference_bars_trade_date", "trade_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("reference_series.id", ondelete="CASCADE"))
+    trade_date: Mapped[dt.date] = mapped_column(Date)
+    open: Mapped[float] = mapped_column(Double)
+    high: Mapped[float] = mapped_column(Double)
+    low: Mapped[float] = mapped_column(Double)
+    close: Mapped[float] = mapped_column(Double)
+    volume: Mapped[float | None] = mapped_column(Double)
+    value: Mapped[float | None] = mapped_column(Double)
+    source: Mapped[str] = mapped_column(String(32))
+
+
+class MarketGateRow(TimestampMixin, Base):
+    """The Market Gate of a session as of a moment (domain notes §7): its colour (``GREEN``,
+    ``YELLOW``, ``RED`` or ``UNKNOWN``), score (0–100, ``NULL`` when unknown), the reason, the
+    USD/KRW rate, every component's score and readings, the sector ranking, KODEX 200's
+    status and the parameters used — what produced it, kept with it. ``(trade_date, as_of)``
+    is unique: recomputing the same moment replaces it."""
+
+    __tablename__ = "market_gates"
+    __table_args__ = (
+        UniqueConstraint("trade_date", "as_of"),
+        Index("ix_market_gates_as_of", "as_of"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    trade_date: Mapped[dt.date] = mapped_column(Date)
+    as_of: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    phase: Mapped[str] = mapped_column(String(16))
+    color: Mapped[str] = mapped_column(String(8))
+    score: Mapped[float | None] = mapped_column(Double)
+    reason: Mapped[str] = mapped_column(Text)
+    usdkrw: Mapped[float | None] = mapped_column(Double)
+    fx_warning: Mapped[bool] = mapped_column(Boolean, default=False)
+    components: Mapped[Any] = mapped_column(JSONType)
+    sectors: Mapped[Any] = mapped_column(JSONType)
+    kodex_status: Mapped[str | None] = mapped_column(String(16))
+    params: Mapped[Any] = mapped_column(JSONType)
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class MarketEvent(Base):
+    """Something a trader is told about (the notifications issue sends them): e.g.
+    ``gate_changed`` with the previous and new colour. ``key`` is unique, so recording the
+    same event twice (a re-run) keeps one."""
+
+    __tablename__ = "market_events"
+    __table_args__ = (UniqueConstraint("key"), Index("ix_market_events_at", "at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    trade_date: Mapped[dt.date] = mapped_column(Date)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    payload: Mapped[Any] = mapped_column(JSONType)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("CURRENT_TIMESTAMP")
+    )

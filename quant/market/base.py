@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
-from quant.market.types import Instrument, Market
+from quant.market.types import Instrument, Market, ReferenceSeries
 
 
 @runtime_checkable
@@ -82,4 +82,20 @@ class IntradaySource(Protocol):
             quant.errors.ValidationError: naive datetimes, ``start >= end`` or an unknown
                 interval.
         """
+        ...
+
+
+@runtime_checkable
+class ReferenceDataSource(Protocol):
+    """A provider of daily bars of reference series: KRX indices, ETFs, exchange rates."""
+
+    name: str
+    simulated: bool
+
+    def reference_bars(
+        self, start: date, end: date, series: Sequence[ReferenceSeries]
+    ) -> pd.DataFrame:
+        """Daily bars of ``series`` for sessions in ``[start, end]`` with exactly
+        :data:`quant.market.types.REFERENCE_BAR_COLUMNS`, sorted by code then date; missing
+        sessions absent; ``volume``/``value`` NaN where the provider has none."""
         ...

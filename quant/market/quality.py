@@ -24,6 +24,7 @@ from quant.market.types import (
     DAILY_CANDLE_COLUMNS,
     INTRADAY_CANDLE_COLUMNS,
     INVESTOR_FLOW_COLUMNS,
+    REFERENCE_BAR_COLUMNS,
 )
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
@@ -282,3 +283,55 @@ def flag_daily_candles(
     )
     flags = pd.Series(labels, index=ordered.index, dtype=object).reindex(frame.index)
     return flags.where(flags != "", None)
+
+
+def check_reference_bars(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Rejection]]:
+    """Split a reference-bar frame (:data:`quant.market.types.REFERENCE_BAR_COLUMNS`: indices,
+    ETFs, exchange rates) into storable rows and rejections, with the candle checks — except
+    that ``volume`` and ``value`` may be missing (NaN: an exchange rate has none); present,
+    they must be finite and ≥ 0. Rejections carry market ``REF`` and the series code as
+    ticker.
+
+    Raises:
+        quant.errors.ValidationError: the frame lacks a required column.
+    """
+    _require_columns(frame, REFERENCE_BAR_COLUMNS, "reference bars")
+    work = frame.reset_index(drop=True).assign(market="REF", ticker=frame["code"].to_numpy())
+    prices = work[list(PRICE_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    sizes = work[["volume", "value"]].apply(pd.to_numeric, errors="coerce")
+    finite_prices = np.isfinite(prices.to_numpy(dtype=float)).all(axis=1)
+    size_values = sizes.to_numpy(dtype=float)
+    bad_sizes = np.isinf(size_values).any(axis=1) | (size_values < 0).any(axis=1)
+    o, h, lo, c = (prices[col] for col in PRICE_COLUMNS)
+    checks = [
+        (
+            "non_finite",
+            pd.Series(~finite_prices, index=work.index),
+            "a price of {code} at {when} is not a finite number",
+        ),
+        (
+            "non_positive_price",
+            (prices <= 0).any(axis=1),
+            "{code} at {when}: prices must be > 0 (open {open}, high {high}, low {low}, "
+            "close {close})",
+        ),
+        ("high_below_low", h < lo, "{code} at {when}: high {high} < low {low}"),
+        (
+            "open_outside_range",
+            (o < lo) | (o > h),
+            "{code} at {when}: open {open} outside [low {low}, high {high}]",
+        ),
+        (
+            "close_outside_range",
+            (c < lo) | (c > h),
+            "{code} at {when}: close {close} outside [low {low}, high {high}]",
+        ),
+        (
+            "negative_volume",
+            pd.Series(bad_sizes, index=work.index),
+            "{code} at {when}: volume {volume} / value {value} must be finite and ≥ 0",
+        ),
+    ]
+    columns = (*REFERENCE_BAR_COLUMNS, "market", "ticker")
+    kept, rejections = _split(work, columns, "reference_bars", checks, None)
+    return kept.loc[:, list(REFERENCE_BAR_COLUMNS)].reset_index(drop=True), rejections

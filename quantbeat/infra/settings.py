@@ -21,6 +21,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from quant.errors import ConfigError, ValidationError
+from quant.gate_config import parse_sector_etfs
 from quantbeat.infra.masking import mask_text
 
 QueueFamily = Literal["io", "cpu", "ai"]
@@ -284,6 +285,14 @@ class Settings(BaseSettings):
 
     # --- market data ------------------------------------------------------------------------
     market_source: Literal["simulated", "krx"] = "simulated"
+    # Market Gate (domain notes §7): the sector ETFs ranked as "code:name" pairs, comma
+    # separated (default: the original system's eight), and how far back a first collection
+    # of index/ETF/FX bars reaches (calendar days; KODEX 200's MA200 needs ~290).
+    sector_etfs: str = (
+        "069500:KOSPI200,091160:반도체,305720:2차전지,091170:자동차,102780:IT,102960:은행,"
+        "117680:철강,102970:증권"
+    )
+    reference_backfill_days: int = Field(default=400, ge=30, le=7_300)
     sim_seed: int = Field(default=42, ge=0)
     sim_universe_size: int = Field(default=2_500, ge=1, le=20_000)
     # Fault injection for tests and drills: this fraction of simulated rows is corrupted.
@@ -409,6 +418,15 @@ class Settings(BaseSettings):
                 )
             if seconds < 1:
                 raise ValueError(f"TTL of {interval} must be at least 1 s, got {seconds}")
+        return value
+
+    @field_validator("sector_etfs")
+    @classmethod
+    def _check_sector_etfs(cls, value: str) -> str:
+        try:
+            parse_sector_etfs(value)
+        except ValidationError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("indicator_prefetch")
