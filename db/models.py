@@ -648,3 +648,35 @@ class MarketEvent(Base):
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=text("CURRENT_TIMESTAMP")
     )
+
+
+class IntradaySnapshot(Base):
+    """The day so far of an instrument or a reference series (an index) at ``taken_at``:
+    open, high, low, the last price as ``close``, cumulative volume (shares) and value (KRW).
+    Snapshots are history: the day's final bar replaces none of them. Exactly one of
+    ``instrument_id`` and ``series_id`` is set; each is unique with ``taken_at``."""
+
+    __tablename__ = "intraday_snapshots"
+    __table_args__ = (
+        UniqueConstraint("instrument_id", "taken_at"),
+        UniqueConstraint("series_id", "taken_at"),
+        Index("ix_intraday_snapshots_trade_date_taken_at", "trade_date", "taken_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    trade_date: Mapped[dt.date] = mapped_column(Date)
+    taken_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    instrument_id: Mapped[int | None] = mapped_column(
+        ForeignKey("instruments.id", ondelete="CASCADE")
+    )
+    series_id: Mapped[int | None] = mapped_column(
+        ForeignKey("reference_series.id", ondelete="CASCADE")
+    )
+    open: Mapped[float] = mapped_column(Double)
+    high: Mapped[float] = mapped_column(Double)
+    low: Mapped[float] = mapped_column(Double)
+    close: Mapped[float] = mapped_column(Double)
+    volume: Mapped[float | None] = mapped_column(Double)
+    value: Mapped[float | None] = mapped_column(Double)
+    source: Mapped[str] = mapped_column(String(32))
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)

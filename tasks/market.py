@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantbeat.services.args import parse_date
+from quantbeat.services.args import parse_date, parse_moment
 from quantbeat.services.market import collect_reference, compute_gate
+from quantbeat.services.snapshots import take_snapshot
 from workers.app import app
 
 
@@ -31,3 +32,12 @@ def gate(trade_date: str | None = None) -> dict[str, Any]:
     Returns the stored gate. Raises ValidationError for a malformed date or a day that is
     not a KRX session."""
     return compute_gate(None if trade_date is None else parse_date(trade_date, field="trade_date"))
+
+
+@app.task(name="quantbeat.market.snapshot")
+def snapshot(at: str | None = None) -> dict[str, Any]:
+    """Take the intraday snapshot (the day so far) of every listed KRX instrument and index
+    as of ``at`` (ISO datetime with offset; default: now); outside a KRX session nothing is
+    taken (``{"skipped": why}``). Idempotent (a moment already stored is kept). Returns the
+    counts. Raises ValidationError for a malformed or naive ``at``."""
+    return take_snapshot(None if at is None else parse_moment(at, field="at"))

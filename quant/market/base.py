@@ -99,3 +99,22 @@ class ReferenceDataSource(Protocol):
         :data:`quant.market.types.REFERENCE_BAR_COLUMNS`, sorted by code then date; missing
         sessions absent; ``volume``/``value`` NaN where the provider has none."""
         ...
+
+
+@runtime_checkable
+class SnapshotSource(Protocol):
+    """A provider of the day so far during a session (open, high, low, the last price as
+    ``close``, cumulative volume and value: :data:`quant.market.types.SNAPSHOT_COLUMNS`)."""
+
+    name: str
+    simulated: bool
+
+    def market_snapshot(
+        self, day: date, at: datetime, market: Market | None = None
+    ) -> pd.DataFrame:
+        """Every listed instrument's day so far as of ``at`` (aware), sorted by ticker."""
+        ...
+
+    def index_snapshot(self, day: date, at: datetime, codes: Sequence[str]) -> pd.DataFrame:
+        """The indices ``codes`` so far as of ``at`` (``ticker`` = the index code)."""
+        ...

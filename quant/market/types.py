@@ -166,3 +166,7 @@ REFERENCE_BAR_COLUMNS: tuple[str, ...] = (
     "volume",
     "value",
 )
+
+#: Columns of a snapshot frame (the day so far at a moment), in order: ``close`` is the last
+#: price; ``volume`` (shares) and ``value`` (KRW) are cumulative since the open.
+SNAPSHOT_COLUMNS: tuple[str, ...] = ("ticker", "open", "high", "low", "close", "volume", "value")

@@ -293,6 +293,9 @@ class Settings(BaseSettings):
         "117680:철강,102970:증권"
     )
     reference_backfill_days: int = Field(default=400, ge=30, le=7_300)
+    # Intraday snapshots of the day so far, every this many minutes during KRX sessions
+    # (09:00–15:30 KST; beat entry market-snapshots).
+    snapshot_every: int = Field(default=10, ge=1, le=60)
     sim_seed: int = Field(default=42, ge=0)
     sim_universe_size: int = Field(default=2_500, ge=1, le=20_000)
     # Fault injection for tests and drills: this fraction of simulated rows is corrupted.

@@ -25,7 +25,7 @@ from quant.calendar import (
     xkrx_sessions,
 )
 from quant.errors import ConfigError
-from quant.market.base import MarketDataSource, ReferenceDataSource
+from quant.market.base import MarketDataSource, ReferenceDataSource, SnapshotSource
 from quant.market.faults import CorruptingSource
 from quant.market.simulated import SimulatedMarket
 from quant.market.simulated_crypto import SimulatedCrypto
@@ -85,6 +85,23 @@ def reference_source(settings: Settings) -> ReferenceDataSource:
         return source
     raise ConfigError(
         f"QUANTBEAT_MARKET_SOURCE={settings.market_source!r} provides no index, ETF or USD/KRW bars"
+    )
+
+
+def snapshot_source(settings: Settings) -> SnapshotSource:
+    """The source of intraday snapshots (the day so far) for ``settings``: the market source
+    itself when it provides them.
+
+    Raises:
+        quant.errors.ConfigError: the configured market source provides no snapshots.
+    """
+    source: Any = market_source(settings)
+    if isinstance(source, CorruptingSource):
+        source = source.inner
+    if isinstance(source, SnapshotSource):
+        return source
+    raise ConfigError(
+        f"QUANTBEAT_MARKET_SOURCE={settings.market_source!r} provides no intraday snapshots"
     )
 
 
