@@ -385,6 +385,9 @@ class Signal(TimestampMixin, Base):
     reasons: Mapped[Any | None] = mapped_column(NullableJSONType)
     inputs: Mapped[Any | None] = mapped_column(NullableJSONType)
     source: Mapped[str] = mapped_column(String(32))
+    #: The Market Gate's colour when the signal was decided (GREEN/YELLOW/RED/UNKNOWN;
+    #: ``NULL``: no gate had been computed for the session).
+    gate: Mapped[str | None] = mapped_column(String(8))
 
 
 class ScanRun(TimestampMixin, Base):

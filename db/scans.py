@@ -127,7 +127,8 @@ def replace_signals(
 ) -> UpsertCounts:
     """Make the signals of ``strategy`` on ``trade_date`` for the ``covered`` instruments
     exactly ``rows`` (each with ``instrument_id``, ``score``, ``grade``, ``entry_price``,
-    ``status``, ``reasons``, ``inputs``): stale ones are deleted, the rest upserted."""
+    ``status``, ``reasons``, ``inputs`` and optionally ``gate``, the Market Gate colour at the
+    decision): stale ones are deleted, the rest upserted."""
     keep = {int(r["instrument_id"]) for r in rows}
     gone = [int(i) for i in covered if int(i) not in keep]
     if gone:
@@ -151,6 +152,7 @@ def replace_signals(
             "reasons": r.get("reasons"),
             "inputs": r.get("inputs"),
             "source": source,
+            "gate": r.get("gate"),
         }
         for r in rows
     ]
@@ -159,7 +161,7 @@ def replace_signals(
         table,  # type: ignore[arg-type]
         full,
         key=("trade_date", "strategy", "instrument_id"),
-        compare=("score", "grade", "entry_price", "status", "reasons", "inputs", "source"),
+        compare=("score", "grade", "entry_price", "status", "reasons", "inputs", "source", "gate"),
     )
 
 

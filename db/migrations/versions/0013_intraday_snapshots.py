@@ -1,4 +1,5 @@
-"""intraday snapshots: the day so far of every instrument and index, kept as history
+"""intraday snapshots: the day so far of every instrument and index, kept as history; the
+Market Gate colour of each signal
 
 Revision ID: 0013
 Revises: 0012
@@ -59,8 +60,12 @@ def upgrade() -> None:
         "intraday_snapshots",
         ["trade_date", "taken_at"],
     )
+    with op.batch_alter_table("signals") as batch:
+        batch.add_column(sa.Column("gate", sa.String(length=8), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("signals") as batch:
+        batch.drop_column("gate")
     op.drop_index("ix_intraday_snapshots_trade_date_taken_at", table_name="intraday_snapshots")
     op.drop_table("intraday_snapshots")
