@@ -358,7 +358,7 @@ class ImportRun(TimestampMixin, Base):
 
 
 class Signal(TimestampMixin, Base):
-    """A trading signal: one per trading date, strategy and instrument.
+    """A trading signal: one per trading date, strategy, phase and instrument.
 
     ``score`` is in the strategy's points, ``entry_price`` in the instrument's currency per
     share; ``reasons`` (a JSON list of sentences) and ``inputs`` (a JSON object of the values
@@ -369,7 +369,7 @@ class Signal(TimestampMixin, Base):
 
     __tablename__ = "signals"
     __table_args__ = (
-        UniqueConstraint("trade_date", "strategy", "instrument_id"),
+        UniqueConstraint("trade_date", "strategy", "phase", "instrument_id"),
         Index("ix_signals_trade_date", "trade_date"),
     )
 
@@ -388,6 +388,9 @@ class Signal(TimestampMixin, Base):
     #: The Market Gate's colour when the signal was decided (GREEN/YELLOW/RED/UNKNOWN;
     #: ``NULL``: no gate had been computed for the session).
     gate: Mapped[str | None] = mapped_column(String(8))
+    #: ``final`` (decided on the day's final bar and flows) or ``preliminary`` (decided in the
+    #: buy window from the day so far); both are kept, one row each.
+    phase: Mapped[str] = mapped_column(String(16), server_default=text("'final'"))
 
 
 class ScanRun(TimestampMixin, Base):

@@ -339,10 +339,15 @@ class Candidate:
 
 
 def candidates(
-    strategy_name: str, trade_date: dt.date, *, limit: int | None = None
+    strategy_name: str,
+    trade_date: dt.date,
+    *,
+    limit: int | None = None,
+    phase: str = "final",
 ) -> list[Candidate]:
-    """The stored candidates of a scan day, best first: by grade where the strategy ranks
-    grades (:attr:`~quantbeat.services.strategies.ScanStrategy.grades`), then by score, then
+    """The stored candidates of a scan day and ``phase`` (``final`` or ``preliminary``),
+    best first: by grade where the strategy ranks grades
+    (:attr:`~quantbeat.services.strategies.ScanStrategy.grades`), then by score, then
     ticker."""
 
     name = canonical_strategy(strategy_name)
@@ -350,7 +355,7 @@ def candidates(
         rows = session.execute(
             select(Signal, Instrument)
             .join(Instrument, Instrument.id == Signal.instrument_id)
-            .where(Signal.trade_date == trade_date, Signal.strategy == name)
+            .where(Signal.trade_date == trade_date, Signal.strategy == name, Signal.phase == phase)
         ).all()
     grades = {grade: rank for rank, grade in enumerate(scan_strategy(name).grades)}
     ordered = sorted(

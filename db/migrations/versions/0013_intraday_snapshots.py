@@ -1,5 +1,6 @@
 """intraday snapshots: the day so far of every instrument and index, kept as history; the
-Market Gate colour of each signal
+Market Gate colour of each signal, and its phase (preliminary signals of the buy window kept
+beside the final ones)
 
 Revision ID: 0013
 Revises: 0012
@@ -62,10 +63,25 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("signals") as batch:
         batch.add_column(sa.Column("gate", sa.String(length=8), nullable=True))
+        batch.add_column(
+            sa.Column("phase", sa.String(length=16), server_default="final", nullable=False)
+        )
+        batch.drop_constraint("uq_signals_trade_date_strategy_instrument_id", type_="unique")
+        batch.create_unique_constraint(
+            "uq_signals_trade_date_strategy_phase_instrument_id",
+            ["trade_date", "strategy", "phase", "instrument_id"],
+        )
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM signals WHERE phase <> 'final'")
     with op.batch_alter_table("signals") as batch:
+        batch.drop_constraint("uq_signals_trade_date_strategy_phase_instrument_id", type_="unique")
+        batch.create_unique_constraint(
+            "uq_signals_trade_date_strategy_instrument_id",
+            ["trade_date", "strategy", "instrument_id"],
+        )
+        batch.drop_column("phase")
         batch.drop_column("gate")
     op.drop_index("ix_intraday_snapshots_trade_date_taken_at", table_name="intraday_snapshots")
     op.drop_table("intraday_snapshots")
