@@ -207,11 +207,16 @@ def _candle_checks(frame: pd.DataFrame) -> list[tuple[str, pd.Series, str]]:
     ]
 
 
+#: Net-buying figures are stored as 64-bit integers: their magnitude stays below this.
+_INT64_LIMIT = float(2**63)
+
+
 def check_investor_flows(
     frame: pd.DataFrame, known: Collection[tuple[str, str]] | None = None
 ) -> tuple[pd.DataFrame, list[Rejection]]:
     """Split an investor-flow frame (:data:`INVESTOR_FLOW_COLUMNS`) like
-    :func:`check_daily_candles`: every net-buying figure must be a finite whole number.
+    :func:`check_daily_candles`: every net-buying figure must be a finite whole number that a
+    64-bit integer holds (``|x| < 2**63``, the ``BIGINT`` columns; ``out_of_range`` otherwise).
 
     Raises:
         quant.errors.ValidationError: the frame lacks a required column.
@@ -223,6 +228,8 @@ def check_investor_flows(
     finite = np.isfinite(numbers).all(axis=1)
     whole = np.zeros(len(frame), dtype=bool)
     whole[finite] = (np.mod(numbers[finite], 1) == 0).all(axis=1)
+    fits = np.zeros(len(frame), dtype=bool)
+    fits[finite] = (np.abs(numbers[finite]) < _INT64_LIMIT).all(axis=1)
     checks: list[tuple[str, pd.Series, str]] = [
         (
             "non_finite",
@@ -233,6 +240,12 @@ def check_investor_flows(
             "non_integer",
             pd.Series(~whole, index=frame.index),
             "{ticker} at {when}: net buying must be whole shares and won",
+        ),
+        (
+            "out_of_range",
+            pd.Series(~fits, index=frame.index),
+            "{ticker} at {when}: a net-buying figure is beyond ±9.2e18, the range of a "
+            "64-bit integer",
         ),
     ]
     good, rejections = _split(frame, INVESTOR_FLOW_COLUMNS, "investor_flows", checks, known)

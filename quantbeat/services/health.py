@@ -257,7 +257,11 @@ def describe_error(exc: BaseException) -> str:
 
 def check_timeout(value: object, *, field: str = "timeout") -> float:
     """``value`` as a timeout in seconds (0 < t ≤ 120); raises ValidationError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))  # an int may exceed float
+    ):
         raise ValidationError(f"{field} must be a number of seconds, got {value!r}", field=field)
     if not 0 < value <= MAX_TIMEOUT:
         raise ValidationError(
