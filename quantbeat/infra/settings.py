@@ -303,6 +303,9 @@ class Settings(BaseSettings):
     # Intraday snapshots of the day so far, every this many minutes during KRX sessions
     # (09:00–15:30 KST; beat entry market-snapshots).
     snapshot_every: int = Field(default=10, ge=1, le=60)
+    # The closing bet's buy-window decision (KST, HH:MM): the closing auction starts 15:20,
+    # so it must leave time to order (domain notes §8).
+    closing_bet_at: str = "15:10"
     sim_seed: int = Field(default=42, ge=0)
     sim_universe_size: int = Field(default=2_500, ge=1, le=20_000)
     # Fault injection for tests and drills: this fraction of simulated rows is corrupted.
@@ -454,6 +457,17 @@ class Settings(BaseSettings):
                     f"got {seconds}"
                 )
         return value
+
+    @field_validator("closing_bet_at")
+    @classmethod
+    def _check_closing_bet_at(cls, value: str) -> str:
+        match = re.fullmatch(r"(\d{2}):(\d{2})", value.strip())
+        if not match or not ("09:00" <= value.strip() <= "15:19") or int(match[2]) > 59:
+            raise ValueError(
+                f"QUANTBEAT_CLOSING_BET_AT must be HH:MM between 09:00 and 15:19 KST (before the "
+                f"closing auction), got {value!r}"
+            )
+        return value.strip()
 
     @field_validator("sector_etfs")
     @classmethod
