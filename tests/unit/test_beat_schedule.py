@@ -75,6 +75,7 @@ def test_entries():
         "quantbeat.collect.universe",
         "quantbeat.ops.reap",
         "quantbeat.market.snapshot",
+        "quantbeat.pipeline.closing_window",
     }
     for entry in BEAT_SCHEDULE.values():
         assert entry["task"] in app.tasks
