@@ -144,6 +144,9 @@ def _check_everything_flower_shows(
             assert MASK in str(info.get(field)), (task_id, field, info.get(field))
         _assert_masked(secrets, f"/api/task/info/{task_id}", json.dumps(info))
         _assert_masked(secrets, f"/api/tasks[{task_id}]", json.dumps(listed[task_id]))
+        # The result as the result backend keeps it (Flower reads it from Redis).
+        stored = flower.api(f"/api/task/result/{task_id}")
+        _assert_masked(secrets, f"/api/task/result/{task_id}", json.dumps(stored))
         status, page = http_get(f"{flower.base}/task/{task_id}", auth=CREDENTIALS)
         assert status == 200
         _assert_masked(secrets, f"/task/{task_id}", page.decode(errors="replace"))
