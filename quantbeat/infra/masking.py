@@ -510,10 +510,13 @@ _VALUE_PARTS = (
     r"(?:(?<==)|(?!//))[ \t]*+"
     rf"(?:(?=[^\"'])|\"(?!{_HARMLESS_RE}?\")(?={_DQ}\")|'(?!{_HARMLESS_RE}?')(?={_SQ}')))"
     r"(?:"
-    # A run, after a scheme word, or from a bracket that does not close on its line. The
-    # most common value comes first: the branches exclude each other by the characters
-    # before and at the value's start, so the order does not change which one matches.
-    rf"(?<![\"'])(?:(?=[^\"'\[{{])((?:{_SCHEME}[ \t]++)?+)"
+    # The most common value first: a run without separators that starts with no scheme word,
+    # no word that reveals nothing, no bracket (what the next branch would match too, more
+    # slowly). The branches exclude each other by the characters before and at the value's
+    # start, so the order does not change which one matches.
+    rf"(?<![\"'])(?![\[{{TtFfNn*])(?!(?i:[btdnj]))[^\s,;&}}\])\"'=:]++(?![=:])"
+    # A run, after a scheme word, or from a bracket that does not close on its line.
+    rf"|(?<![\"'])(?:(?=[^\"'\[{{])((?:{_SCHEME}[ \t]++)?+)"
     rf"(?:(?![TtFfNn*])|(?!{_HARMLESS_RE}(?!{_RUN})))|(?=[\[{{])(?!{_BRACKETS}))"
     rf"(?={_RUN}){_RUN_BODY}"
     rf"|(?<=\"){_DQ}"
@@ -587,8 +590,7 @@ def _masking_pattern(
 def _mask_pairs(text: str) -> str:
     """The pair step (see the module docstring): the fast route where it gives the loop's
     result, else :func:`_mask_pairs_loop`."""
-    reversed_text = text[::-1]
-    forms = set(_PAIR_FORMS.findall(reversed_text, 0, _SAMPLE_CHARS))
+    forms = set(_PAIR_FORMS.findall(text[-_SAMPLE_CHARS:][::-1]))
     if len(forms) > _MAX_KNOWN:  # keys of many shapes: few repeat, the loop does as well
         return _mask_pairs_loop(text)
     complete = len(text) <= _SAMPLE_CHARS
@@ -605,7 +607,7 @@ def _mask_pairs(text: str) -> str:
         if not count:
             return text
         if any(pieces[5::6]):  # a key the sample did not show
-            forms = set(_PAIR_FORMS.findall(reversed_text))
+            forms = set(_PAIR_FORMS.findall(text[::-1]))
             complete = True
             continue
         if any(pieces[4::6]):
