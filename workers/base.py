@@ -100,6 +100,19 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _mask_exception(exc: BaseException) -> None:
+    """Mask the string arguments of ``exc`` in place (what its message is usually made of):
+    Celery stores ``exc.args`` in the result backend and formats the traceback and the
+    ``task-failed`` event from them. An exception whose message comes from attributes other
+    than its arguments keeps them (the task-failed event and Flower are masked anyway: see
+    :mod:`workers.events`). Never raises."""
+    try:
+        if any(isinstance(arg, str) for arg in exc.args):
+            exc.args = tuple(mask_text(a) if isinstance(a, str) else a for a in exc.args)
+    except Exception:  # a read-only or odd args: leave the exception as it is
+        return
+
+
 def _error_text(exc: BaseException) -> str:
     return mask_text(f"{type(exc).__name__}: {exc}")[:4000]
 
@@ -193,6 +206,8 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             self._fail(task_id, args, kwargs, t0, "timed_out", _error_text(exc), "timed_out")
             raise
         except Exception as exc:
+            # The result backend, the task-failed event and Flower keep its message.
+            _mask_exception(exc)
             transient = as_transient(exc)
             if transient is not None:
                 # Raises Retry, or records the exhausted retries and returns.
