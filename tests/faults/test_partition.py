@@ -325,6 +325,7 @@ class Measured:
     completed_s: float = 0.0
     ping_after_s: float | None = None
     alive: bool = False
+    acknowledged: bool = False
     partial_seen: int = 0
     snapshots: int = 0
     runs: dict[str, tuple[str, int, int]] = field(default_factory=dict)
@@ -334,6 +335,7 @@ class Measured:
     dead_letters: int = 0
     link_addresses: int = 0
     broker_lost: int = 0
+    stale_drops: int = 0
     #: the longest duration of a task execution the worker logged (s)
     slowest_s: float = 0.0
     #: the first line of the error of every retry the worker logged
@@ -440,18 +442,28 @@ def run_partition(link: Link, mode: str, tmp_path: Path) -> Measured:
         def results() -> Counter[str]:
             return Counter(client.AsyncResult(i).state for i in m.ids)
 
+        def acknowledged() -> bool:
+            return broker.llen("io") == 0 and broker.hlen("unacked") == 0
+
+        # Complete means acknowledged too: a message left unacknowledged would be handed out
+        # again once the visibility timeout expired, long after the test.
         wait_until(
             lambda: (
                 snapshot() == total
                 and states()["succeeded"] == total
                 and results()["SUCCESS"] == total
+                and acknowledged()
             ),
             150,
-            "every task completed",
+            "every task completed and acknowledged",
             log,
-            lambda: f"stored {snapshot()}, runs {dict(states())}, results {dict(results())}",
+            lambda: (
+                f"stored {snapshot()}, runs {dict(states())}, results {dict(results())}, "
+                f"queued {broker.llen('io')}, unacknowledged {broker.hlen('unacked')}"
+            ),
         )
         m.completed_s = time.monotonic() - restored
+        m.acknowledged = acknowledged()
         first = first_finish_after(engine, prefix, restored_at)
         m.first_task_s = None if first is None else (first - restored_at).total_seconds()
         m.ping_after_s = ping_until_answered(client, worker.hostname, 10)
@@ -462,6 +474,8 @@ def run_partition(link: Link, mode: str, tmp_path: Path) -> Measured:
         m.rewritten = rewritten_rows(engine, "1m")
         m.dead_letters = dead_letters(engine, prefix)
         m.broker_lost = worker.full_log().count("Connection to broker lost")
+        # kombu drops a Redis connection whose BRPOP reply or pub/sub health check is overdue
+        m.stale_drops = worker.full_log().count("dropping stale connection")
         m.slowest_s = max(
             float(line.get("duration_ms") or 0) / 1000
             for line in worker.json_lines()
@@ -519,7 +533,8 @@ def check(mode: str, m: Measured, outcome: Callable[[Outcome], None]) -> None:
                 f"restore the worker answered ping in {seconds(m.ping_s)} and ended its first "
                 f"task in {seconds(m.first_task_s)}, the slowest stalled task took "
                 f"{m.slowest_s:.0f} s; {redelivered} redelivered, {retried} retried{reasons}, "
-                f"{m.broker_lost} broker reconnects, {m.rewritten} rows rewritten, same worker "
+                f"{m.broker_lost} broker reconnects ({m.stale_drops} stale Redis connections "
+                f"dropped), {m.rewritten} rows rewritten, same worker "
                 f"process throughout, nothing left unacknowledged; visibility timeout 2 h "
                 f"(production)"
             ),
@@ -547,6 +562,7 @@ def check(mode: str, m: Measured, outcome: Callable[[Outcome], None]) -> None:
     assert len(m.retry_errors) == sum(retries for _, _, retries in m.runs.values()), m.runs
     assert m.dead_letters == 0, f"{m.dead_letters} dead letters"
     assert list(m.hosts) == [m.hostname], m.hosts
+    assert m.acknowledged, "messages were left queued or unacknowledged"
     assert m.alive, "the worker process did not survive the partition"
     assert m.ping_after_s is not None, "the worker stopped answering ping after the recovery"
 
