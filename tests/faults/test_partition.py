@@ -44,10 +44,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import traceback
@@ -213,6 +215,32 @@ def _nft_delete(namespace: str | None, device: str) -> None:
     )
 
 
+#: Held while a run owns the namespaces: the names and networks are fixed, so two runs on one
+#: machine (two checkouts' suites) take turns instead of removing each other's links.
+LOCK_FILE = Path(tempfile.gettempdir()) / "quantbeat-test-partition.lock"
+LOCK_WAIT_S = 600.0
+
+
+@contextlib.contextmanager
+def machine_lock() -> Iterator[None]:
+    """Hold :data:`LOCK_FILE` (``flock``); skip the test if another run keeps it longer than
+    :data:`LOCK_WAIT_S`."""
+    with LOCK_FILE.open("a") as handle:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.skip(f"another run held {LOCK_FILE} for {LOCK_WAIT_S:.0f} s")
+                time.sleep(1.0)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture
 def links() -> Iterator[dict[str, Link]]:
     """One link per cut mode (namespaces ``qbtest-w1``, ``qbtest-w2``). Skips when network
@@ -223,20 +251,21 @@ def links() -> Iterator[dict[str, Link]]:
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root (CAP_NET_ADMIN); not running as root")
     made = {mode: Link(n) for n, mode in enumerate(MODES, start=1)}
-    for link in made.values():
-        link.remove()  # left over by a run killed before its teardown
-        if link.in_use():
-            pytest.skip(f"{link.network} is already routed on this machine: {link.in_use()}")
-    try:
+    with machine_lock():
         for link in made.values():
-            try:
-                link.create()
-            except PermissionError as exc:
-                pytest.skip(f"network namespaces are not permitted here: {exc}")
-        yield made
-    finally:
-        for link in made.values():
-            link.remove()
+            link.remove()  # left over by a run killed before its teardown
+            if link.in_use():
+                pytest.skip(f"{link.network} is already routed on this machine: {link.in_use()}")
+        try:
+            for link in made.values():
+                try:
+                    link.create()
+                except PermissionError as exc:
+                    pytest.skip(f"network namespaces are not permitted here: {exc}")
+            yield made
+        finally:
+            for link in made.values():
+                link.remove()
 
 
 # --- helpers ------------------------------------------------------------------------------------
