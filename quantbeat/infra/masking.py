@@ -510,7 +510,8 @@ _SCHEME = r"(?=(?i:[btdnj]))(?i:bearer|basic|token|digest|negotiate|jwt)"
 _BRACKETS = r"\[[^\[\]\n]*+\]|\{[^{}\n]*+\}"
 _VALUE_PARTS = (
     r"(?:(?<==)|(?!//))[ \t]*+"
-    rf"(?:(?=[^\"'])|\"(?!{_HARMLESS_RE}?\")(?={_DQ}\")|'(?!{_HARMLESS_RE}?')(?={_SQ}')))"
+    rf"(?:(?=[^\"'])|\"(?!{_HARMLESS_RE}?\")(?={_DQ}\\?+(?:\"|\n|\Z))"
+    rf"|'(?!{_HARMLESS_RE}?')(?={_SQ}\\?+(?:'|\n|\Z))))"
     r"(?:"
     # The most common value first: a run without separators that starts with no scheme word,
     # no word that reveals nothing, no bracket (what the next branch would match too, more
@@ -521,8 +522,9 @@ _VALUE_PARTS = (
     rf"|(?<![\"'])(?:(?=[^\"'\[{{])((?:{_SCHEME}[ \t]++)?+)"
     rf"(?:(?![TtFfNn*])|(?!{_HARMLESS_RE}(?!{_RUN})))|(?=[\[{{])(?!{_BRACKETS}))"
     rf"(?={_RUN}){_RUN_BODY}"
-    rf"|(?<=\"){_DQ}"
-    rf"|(?<='){_SQ}"
+    # A quoted value whose closing quote is missing runs to the end of its line (as _VALUE).
+    rf"|(?<=\"){_DQ}\\?+"
+    rf"|(?<='){_SQ}\\?+"
     rf"|{_BRACKETS}"
     r")"
 )
