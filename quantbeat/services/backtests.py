@@ -858,6 +858,22 @@ def on_hard_time_limit(args: Any, kwargs: Any) -> None:
     state_store().update(run_id, {"state": "timed_out", "phase": "timed_out", "eta": 0})
 
 
+def on_child_killed(args: Any, kwargs: Any) -> None:
+    """Called in the worker's parent when the children running a run were SIGKILLed
+    ``QUANTBEAT_MAX_CHILD_KILLS`` times (most likely out of memory) and its message is
+    dead-lettered: the run becomes ``failed``, with that error. Anything else is ignored."""
+    run_id = (list(args or []) or [None])[0] or (kwargs or {}).get("run_id")
+    if not isinstance(run_id, str):
+        return
+    error = (
+        "worker process killed (SIGKILL), most likely out of memory: shorten the span or "
+        "split the instruments over several runs"
+    )
+    with session_scope() as session:
+        finish(session, run_id, state="failed", error=error)
+    state_store().update(run_id, {"state": "failed", "phase": "failed", "eta": 0})
+
+
 # --------------------------------------------------------------------------------------------
 # Reports
 # --------------------------------------------------------------------------------------------
