@@ -9,7 +9,7 @@ from quant.errors import ValidationError
 from quantbeat.services import backtests
 from quantbeat.services.args import parse_date
 from workers.app import app
-from workers.base import on_hard_time_limit
+from workers.base import on_child_killed, on_hard_time_limit
 
 
 @app.task(name="quantbeat.backtest.run")
@@ -29,6 +29,13 @@ def run_killed(args: Any, kwargs: Any) -> None:
     """The hard time limit killed the child running ``run`` (called in the worker's main
     process with the task's arguments): the run is recorded ``timed_out``."""
     backtests.on_hard_time_limit(args, kwargs)
+
+
+@on_child_killed("quantbeat.backtest.run")
+def run_out_of_memory(args: Any, kwargs: Any) -> None:
+    """The children running ``run`` kept being SIGKILLed (the OOM killer): the run is
+    recorded ``failed`` when its message is dead-lettered."""
+    backtests.on_child_killed(args, kwargs)
 
 
 @app.task(name="quantbeat.backtest.nightly")
