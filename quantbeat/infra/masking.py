@@ -510,8 +510,8 @@ _SCHEME = r"(?=(?i:[btdnj]))(?i:bearer|basic|token|digest|negotiate|jwt)"
 _BRACKETS = r"\[[^\[\]\n]*+\]|\{[^{}\n]*+\}"
 _VALUE_PARTS = (
     r"(?:(?<==)|(?!//))[ \t]*+"
-    rf"(?:(?=[^\"'])|\"(?!{_HARMLESS_RE}?\")(?={_DQ}\\?+(?:\"|\n|\Z))"
-    rf"|'(?!{_HARMLESS_RE}?')(?={_SQ}\\?+(?:'|\n|\Z))))"
+    rf"(?:(?=[^\"'])|\"(?!{_HARMLESS_RE}?(?:\"|\n|\Z))(?={_DQ}\\?+(?:\"|\n|\Z))"
+    rf"|'(?!{_HARMLESS_RE}?(?:'|\n|\Z))(?={_SQ}\\?+(?:'|\n|\Z))))"
     r"(?:"
     # The most common value first: a run without separators that starts with no scheme word,
     # no word that reveals nothing, no bracket (what the next branch would match too, more
