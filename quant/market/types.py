@@ -7,6 +7,7 @@ Upbit KRW markets), ``volume`` and every ``*_shares`` column count shares (or co
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -127,3 +128,89 @@ INTRADAY_CANDLE_COLUMNS: tuple[str, ...] = (
     "volume",
     "traded_value",
 )
+
+
+# --- reference series: indices, sector ETFs and FX (domain notes §7) ---------------------------
+
+
+class ReferenceKind(StrEnum):
+    """What a reference series is: a KRX index, an ETF, or an exchange rate."""
+
+    INDEX = "index"
+    ETF = "etf"
+    FX = "fx"
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceSeries:
+    """One reference series: ``code`` (KRX index code such as ``"1001"``, ETF short code such
+    as ``"069500"``, or :data:`USDKRW`), its kind, a display name and the currency its prices
+    are in (points for indices are reported as ``"KRW"`` too: the market's currency)."""
+
+    code: str
+    kind: ReferenceKind
+    name: str
+    currency: str = "KRW"
+
+
+#: KRX index codes (pykrx's index tickers) → names: the market indices the gate reads.
+KRX_INDICES: dict[str, str] = {"1001": "KOSPI", "2001": "KOSDAQ", "1028": "KOSPI200"}
+
+#: Code of the USD/KRW exchange rate series (KRW per US dollar).
+USDKRW = "USDKRW"
+
+#: The sector ETFs of the original system (code → name), the default of
+#: ``QUANTBEAT_SECTOR_ETFS``; ``quant.gate`` reads them from here.
+DEFAULT_SECTOR_ETFS: dict[str, str] = {
+    "069500": "KOSPI200",
+    "091160": "반도체",
+    "305720": "2차전지",
+    "091170": "자동차",
+    "102780": "IT",
+    "102960": "은행",
+    "117680": "철강",
+    "102970": "증권",
+}
+
+#: Columns of a reference-bar frame, in order: ``code`` str, ``trade_date``
+#: :class:`datetime.date` (as in daily-candle frames), ``open/high/low/close`` float64 (index
+#: points, KRW per ETF share, KRW per USD), ``volume`` float64 shares and ``value`` float64 KRW
+#: traded; both NaN where the provider has none (FX).
+REFERENCE_BAR_COLUMNS: tuple[str, ...] = (
+    "code",
+    "trade_date",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "value",
+)
+
+#: Columns of a snapshot frame (the day so far), in order: ``ticker`` str (an index code in an
+#: index snapshot), ``open`` the day's first price, ``high``/``low`` the running extremes,
+#: ``close`` the last price, ``volume`` float64 cumulative shares, ``value`` float64 cumulative
+#: KRW traded.
+SNAPSHOT_COLUMNS: tuple[str, ...] = ("ticker", "open", "high", "low", "close", "volume", "value")
+
+
+def default_reference_series(etfs: Mapping[str, str] | None = None) -> list[ReferenceSeries]:
+    """The reference series the Market Gate reads: the three KRX indices of
+    :data:`KRX_INDICES`, the sector ETFs ``etfs`` (code → name; default
+    :data:`DEFAULT_SECTOR_ETFS`) and USD/KRW, in that order.
+
+    Raises:
+        quant.errors.ValidationError: an ETF code is not a six-character KRX code.
+    """
+    chosen = DEFAULT_SECTOR_ETFS if etfs is None else etfs
+    out = [ReferenceSeries(code, ReferenceKind.INDEX, name) for code, name in KRX_INDICES.items()]
+    for code, name in chosen.items():
+        if not (isinstance(code, str) and len(code) == 6 and code.isalnum()):
+            raise ValidationError(
+                f"sector ETF code {code!r} is not a six-character KRX code",
+                field="etfs",
+                value=code,
+            )
+        out.append(ReferenceSeries(code, ReferenceKind.ETF, str(name)))
+    out.append(ReferenceSeries(USDKRW, ReferenceKind.FX, "USD/KRW", "KRW"))
+    return out
