@@ -6,6 +6,7 @@ ReferenceSources router."""
 
 from __future__ import annotations
 
+import os
 from datetime import date, datetime, time
 from typing import Any
 
@@ -13,9 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quant.errors import NotFound, RateLimited, ValidationError
+from quant.errors import (
+    NotFound,
+    PermanentError,
+    RateLimited,
+    ServiceUnavailable,
+    ValidationError,
+)
 from quant.market.base import ReferenceDataSource, SnapshotSource
-from quant.market.krx import KrxSource
+from quant.market.krx import KrxSource, PykrxApi
 from quant.market.reference import ReferenceSources
 from quant.market.simulated import SimulatedMarket
 from quant.market.snapshot import KST
@@ -29,7 +36,17 @@ from quant.market.types import (
     default_reference_series,
 )
 from quant.market.yahoo import YahooFxSource
-from tests.unit.test_krx import CAL, D2, D3, D4, FakeApi, FakeClock, market_ohlcv
+from tests.unit.test_krx import (
+    CAL,
+    D2,
+    D3,
+    D4,
+    FakeApi,
+    FakeClock,
+    FakeSession,
+    fake_pykrx,
+    market_ohlcv,
+)
 
 KOSPI = ReferenceSeries("1001", ReferenceKind.INDEX, "KOSPI")
 KODEX = ReferenceSeries("069500", ReferenceKind.ETF, "KOSPI200")
@@ -179,8 +196,6 @@ def test_krx_rejects_series_it_does_not_serve(series: ReferenceSeries, match: st
 
 
 def test_krx_changed_format_is_permanent() -> None:
-    from quant.errors import PermanentError
-
     broken = KOSPI_INDEX.rename(columns={"종가": "close"})
     source, _ = make({("index", "20240102", "20240102", "1001"): broken})
     with pytest.raises(PermanentError, match="종가"):
@@ -317,8 +332,6 @@ def test_yahoo_fx_rejects_other_series() -> None:
 
 
 def test_yahoo_fx_network_failure_is_transient() -> None:
-    from quant.errors import ServiceUnavailable
-
     source = YahooFxSource(ticker_factory=lambda s: FxTicker(ConnectionError("reset")))
     with pytest.raises(ServiceUnavailable, match="KRW=X"):
         source.reference_bars(D2, D3, [FX])
@@ -352,3 +365,59 @@ def test_reference_sources_over_the_simulated_market_are_labelled() -> None:
     out = both.reference_bars(date(2024, 3, 4), date(2024, 3, 8), default_reference_series())
     direct = sim.reference_bars(date(2024, 3, 4), date(2024, 3, 8), default_reference_series())
     pd.testing.assert_frame_equal(out, direct)
+
+
+# --- the pykrx adapter ------------------------------------------------------------------------
+
+
+def test_pykrx_adapter_calls_the_index_and_etf_functions() -> None:
+
+    FakeSession.accept = True
+    import_module, modules = fake_pykrx({"market": KOSPI_INDEX})
+    calls: list[tuple[Any, ...]] = []
+    stock = modules["pykrx.stock"]
+
+    def index_by_date(fromdate: str, todate: str, ticker: str, **kwargs: Any) -> pd.DataFrame:
+        calls.append(("index", fromdate, todate, ticker, kwargs))
+        return KOSPI_INDEX
+
+    def etf_by_date(fromdate: str, todate: str, ticker: str) -> pd.DataFrame:
+        calls.append(("etf", fromdate, todate, ticker))
+        return KODEX_ETF
+
+    stock.get_index_ohlcv_by_date = index_by_date
+    stock.get_etf_ohlcv_by_date = etf_by_date
+    clock = FakeClock()
+    source = KrxSource(
+        api=PykrxApi("id", "pw", import_module=import_module),
+        calendar=CAL,
+        clock=clock.clock,
+        pause=clock.pause,
+    )
+    out = source.reference_bars(D2, D4, [KOSPI, KODEX])
+    assert len(out) == 6
+    assert calls == [
+        ("index", "20240102", "20240104", "1001", {"name_display": False}),
+        ("etf", "20240102", "20240104", "069500"),
+    ]
+
+
+# --- live -------------------------------------------------------------------------------------
+
+
+@pytest.mark.live
+def test_live_krx_kospi_and_kodex200() -> None:
+    krx_id, krx_pw = os.environ.get("KRX_ID"), os.environ.get("KRX_PW")
+    if not (krx_id and krx_pw):
+        pytest.skip("set KRX_ID and KRX_PW (a data.krx.co.kr account) for the live KRX test")
+    out = KrxSource(krx_id, krx_pw).reference_bars(D2, D4, [KOSPI, KODEX])
+    assert out.groupby("code").size().to_dict() == {"069500": 3, "1001": 3}
+    assert (out.loc[out["code"] == "1001", "close"].between(1_000, 10_000)).all()
+    assert (out["value"] > 0).all()
+
+
+@pytest.mark.live
+def test_live_yahoo_usdkrw() -> None:
+    out = YahooFxSource().reference_bars(D2, D4, [FX])
+    assert len(out) >= 2
+    assert out["close"].between(900, 2_000).all()
