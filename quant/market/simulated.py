@@ -402,6 +402,12 @@ class SimulatedMarket:
     for 2,500 instruments); the instance keeps checkpoints of the simulation state, so later
     requests only simulate from the nearest earlier checkpoint.
 
+    It also implements :class:`quant.market.base.ReferenceDataSource` (KOSPI, KOSDAQ and
+    KOSPI200 indices and sector ETFs built from the universe, a USD/KRW walk) and
+    :class:`quant.market.base.SnapshotSource` (intraday paths ending exactly at the daily bar),
+    and plants a few news-driven movers per session (:meth:`movers`), the closing-bet
+    candidates; see the README's "The simulated market".
+
     Thread safety: an internal lock serializes requests on one instance; use one instance per
     thread for parallel simulation.
     """
@@ -443,6 +449,7 @@ class SimulatedMarket:
         self._lock = threading.Lock()  # guards the session list and the checkpoints
         self._checkpoints: dict[int, _State] = {-1: _initial_state(self._seed, self._universe)}
         self._recent: deque[int] = deque()
+        self._fx_cache: FloatArray = np.empty((0, 4))  # USD/KRW (open, high, low, close)
 
     # -- introspection ------------------------------------------------------------------------
 
@@ -701,7 +708,7 @@ class SimulatedMarket:
         log rate mean-reverting (2 %/session) to 1,380 with 0.3 % daily shocks, from 1,380 at
         the epoch; draws in blocks of 1,024 sessions from ``(seed, _FX_TAG, block)`` streams,
         so a session's bar never depends on the range requested."""
-        cached: FloatArray = getattr(self, "_fx_cache", np.empty((0, 4)))
+        cached = self._fx_cache
         if cached.shape[0] >= count:
             return cached
         rows = [tuple(r) for r in cached]
