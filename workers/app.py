@@ -19,6 +19,7 @@ TASK_MODULES: tuple[str, ...] = (
     "tasks.collect",
     "tasks.indicators",
     "tasks.maintenance",
+    "tasks.market",
     "tasks.ops",
     "tasks.pipeline",
     "tasks.scans",

@@ -23,6 +23,9 @@ naming the reason):
 ``outbox``          task messages committed with their rows (backtest runs) but still not
                     published ``QUANTBEAT_OUTBOX_GRACE`` seconds later (warning naming how
                     many; the reaper's sweep publishes them)
+``snapshots``       intraday snapshots during a KRX session: the latest at most two
+                    ``QUANTBEAT_SNAPSHOT_EVERY`` intervals old (else warning); healthy
+                    outside sessions
 ``spool``           this host's spool (:mod:`quantbeat.infra.spool`): history records workers
                     could not write to the database, waiting for the reaper (warning naming
                     how many), and corrupt files kept aside (warning)
@@ -73,6 +76,7 @@ from quantbeat.infra.profile import Mode, resolve_mode
 from quantbeat.infra.settings import Settings, get_settings
 from quantbeat.infra.sources import KRX_CALENDAR_SPAN, krx_calendar
 from quantbeat.services.outbox import unpublished as unpublished_messages
+from quantbeat.services.snapshots import snapshot_age
 from quantbeat.services.strategies import scan_strategy, scan_strategy_names
 from workers.app import app as worker_app
 from workers.queues import Queue
@@ -253,7 +257,11 @@ def describe_error(exc: BaseException) -> str:
 
 def check_timeout(value: object, *, field: str = "timeout") -> float:
     """``value`` as a timeout in seconds (0 < t ≤ 120); raises ValidationError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))  # an int may exceed float
+    ):
         raise ValidationError(f"{field} must be a number of seconds, got {value!r}", field=field)
     if not 0 < value <= MAX_TIMEOUT:
         raise ValidationError(
@@ -1070,6 +1078,49 @@ def check_outbox(ctx: CheckContext) -> ComponentHealth:
     return assess_outbox(waiting, oldest, ctx.now, ctx.settings.outbox_grace)
 
 
+def assess_snapshots(
+    session_open: bool, latest: dt.datetime | None, now: dt.datetime, every_minutes: int
+) -> ComponentHealth:
+    """Freshness of intraday snapshots: outside a KRX session healthy; during one, the latest
+    snapshot at most two intervals (plus a minute) old healthy, older or none warning."""
+    details: dict[str, Any] = {
+        "session_open": session_open,
+        "latest": None if latest is None else latest.isoformat(),
+        "every_minutes": every_minutes,
+    }
+    if not session_open:
+        return ComponentHealth("snapshots", Status.HEALTHY, "no KRX session is open", 0.0, details)
+    if latest is None:
+        return ComponentHealth(
+            "snapshots",
+            Status.WARNING,
+            "a KRX session is open and no intraday snapshot was ever taken "
+            "(beat entry market-snapshots, task quantbeat.market.snapshot)",
+            None,
+            details,
+        )
+    age = max(0.0, (now - latest).total_seconds())
+    limit = (2 * every_minutes + 1) * 60.0
+    if age <= limit:
+        return ComponentHealth(
+            "snapshots", Status.HEALTHY, f"latest snapshot {_ago(age)} ago", 0.0, details
+        )
+    return ComponentHealth(
+        "snapshots",
+        Status.WARNING,
+        f"latest intraday snapshot {_ago(age)} ago during a session (expected every "
+        f"{every_minutes} min)",
+        None,
+        details,
+    )
+
+
+def check_snapshots(ctx: CheckContext) -> ComponentHealth:
+    """Intraday snapshots' freshness (see :func:`assess_snapshots`)."""
+    session_open, latest = snapshot_age(ctx.now)
+    return assess_snapshots(session_open, latest, ctx.now, ctx.settings.snapshot_every)
+
+
 #: The checks of :func:`check_health`, in report order.
 DEFAULT_CHECKS: tuple[tuple[str, Check], ...] = (
     ("database", check_database),
@@ -1082,6 +1133,7 @@ DEFAULT_CHECKS: tuple[tuple[str, Check], ...] = (
     ("ai", check_ai),
     ("spool", check_spool),
     ("outbox", check_outbox),
+    ("snapshots", check_snapshots),
 )
 
 
@@ -1116,6 +1168,7 @@ EMBEDDED_CHECKS: tuple[tuple[str, Check], ...] = (
     ("ai", check_ai),
     ("spool", check_spool),
     ("outbox", check_outbox),
+    ("snapshots", check_snapshots),
 )
 
 

@@ -209,7 +209,11 @@ def parse_grace(value: object) -> float:
     """
     if value is None:
         return float(get_settings().reaper_grace)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))  # an int may exceed float
+    ):
         raise ValidationError(
             f"grace must be a number of seconds, got {value!r}", field="grace", value=value
         )
@@ -217,7 +221,14 @@ def parse_grace(value: object) -> float:
         raise ValidationError(
             f"grace must not be negative, got {value!r}", field="grace", value=value
         )
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValidationError(
+            "grace must be a finite number of seconds, got an integer beyond a float's range",
+            field="grace",
+            value=None,
+        ) from None
 
 
 def _apply_spooled(kind: str, record: dict[str, Any]) -> bool:

@@ -49,6 +49,7 @@ COMPONENTS = {
     "ai",
     "spool",
     "outbox",
+    "snapshots",
 }
 
 
