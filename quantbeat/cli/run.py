@@ -14,6 +14,9 @@ from quantbeat.infra.settings import get_settings
 from quantbeat.services import runner
 from quantbeat.services.args import parse_krx_markets
 
+#: Rows of the buy-window comparison table, per kind.
+TOP_ROWS = 10
+
 
 def run(
     date: Annotated[
@@ -115,6 +118,28 @@ def _print_report(report: runner.RunReport) -> None:
             f"hits {report.cache.get('hits', 0):,}, misses {report.cache.get('misses', 0):,}"
             + (f", hit rate {rate:.1%}" if rate is not None else ""),
         )
+    if report.gate:
+        g = report.gate
+        score = "–" if g.get("score") is None else f"{g['score']:.1f}"
+        table.add_row("Market Gate", f"{g['color']} (score {score}) — {g['reason']}")
+        ranking = g.get("sectors") or {}
+        if ranking.get("strongest"):
+            table.add_row(
+                "sectors",
+                f"strongest {ranking['strongest']}, weakest {ranking.get('weakest') or '–'} "
+                f"(KODEX 200 {g.get('kodex_status')})",
+            )
+    for name, w in report.window.items():
+        compared = w.get("compare") or {}
+        at = str(w.get("as_of", ""))[11:16]
+        table.add_row(
+            f"{name} at {at}",
+            f"{w.get('candidates', 0)} preliminary candidates from the {at} snapshot "
+            f"({'before' if w.get('tradeable') else 'after'} the 15:20 auction), "
+            f"{w.get('analysed', 0)} analysed; the final decision kept "
+            f"{len(compared.get('kept', []))}, added {len(compared.get('added', []))}, "
+            f"dropped {len(compared.get('lost', []))}",
+        )
     for name, scan in report.scans.items():
         table.add_row(
             f"{name} scan",
@@ -152,8 +177,56 @@ def _print_report(report: runner.RunReport) -> None:
             continue
         title = f"top {name} candidates, {report.trade_date}"
         console.print(candidates_table(top, title=title, note=False))
+    _print_sectors(report)
+    _print_window(report)
     _print_analyses(report)
     _print_backtests(report)
+
+
+def _print_sectors(report: runner.RunReport) -> None:
+    """The sector ranking of the day's Market Gate."""
+    ranking = (report.gate or {}).get("sectors") or {}
+    rows = ranking.get("sectors") or []
+    if not rows:
+        return
+    label = "SIMULATED " if report.simulated else ""
+    table = Table(title=f"{label}sectors, {report.trade_date}", title_justify="left")
+    for column in ("#", "ETF", "sector", "score", "status"):
+        table.add_column(column, justify="right" if column in ("#", "score") else "left")
+    for s in rows:
+        table.add_row(
+            "" if s["rank"] is None else str(s["rank"]),
+            s["code"],
+            s["name"],
+            "–" if s["score"] is None else f"{s['score']:.0f}",
+            s["status"] if s["reason"] is None else f"{s['status']} ({s['reason']})",
+        )
+    console.print(table)
+
+
+def _print_window(report: runner.RunReport) -> None:
+    """Each strategy's buy-window candidates and what the final decision did with them."""
+    label = "SIMULATED " if report.simulated else ""
+    for name, w in report.window.items():
+        compared = w.get("compare") or {}
+        rows = [
+            (c["instrument"], c["preliminary"], c["final"], "kept")
+            for c in compared.get("kept", [])
+        ]
+        rows += [(c["instrument"], c["preliminary"], "", "dropped") for c in compared["lost"]]
+        rows += [(c["instrument"], "", c["final"], "added") for c in compared["added"]]
+        if not rows:
+            continue
+        at = str(w.get("as_of", ""))[11:16]
+        table = Table(
+            title=f"{label}{name}: the {at} decision vs the final one, {report.trade_date}",
+            title_justify="left",
+        )
+        for column in ("instrument", f"grade at {at}", "final grade", ""):
+            table.add_column(column)
+        for instrument, early, late, what in rows[: 2 * TOP_ROWS]:
+            table.add_row(instrument, early or "–", late or "–", what)
+        console.print(table)
 
 
 def _print_analyses(report: runner.RunReport) -> None:

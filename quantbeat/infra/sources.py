@@ -27,9 +27,11 @@ from quant.calendar import (
 from quant.errors import ConfigError
 from quant.market.base import MarketDataSource, ReferenceDataSource, SnapshotSource
 from quant.market.faults import CorruptingSource
+from quant.market.reference import ReferenceSources
 from quant.market.simulated import SimulatedMarket
 from quant.market.simulated_crypto import SimulatedCrypto
 from quant.market.upbit import UpbitSource
+from quant.market.yahoo import YahooFxSource
 from quant.news import RssSource
 from quantbeat.infra.forkstate import after_fork
 from quantbeat.infra.ratelimit import RateLimiter, limiter_for
@@ -81,11 +83,38 @@ def reference_source(settings: Settings) -> ReferenceDataSource:
     source: Any = market_source(settings)
     if isinstance(source, CorruptingSource):
         source = source.inner
+    if settings.market_source == "krx" and isinstance(source, ReferenceDataSource):
+        # KRX has the indices and ETFs; USD/KRW comes from Yahoo (KRW=X), paced like yfinance
+        limiter = limiter_for(
+            "yfinance",
+            redis_url=settings.redis_url,
+            rates=settings.provider_rates,
+            max_wait=settings.rate_limit_max_wait,
+            headroom=settings.rate_limit_headroom,
+        )
+        fx = YahooFxSource(
+            timeout=settings.http_timeout,
+            acquire=limiter.acquire if limiter is not None else None,
+        )
+        return ReferenceSources(source, fx)
     if isinstance(source, ReferenceDataSource):
         return source
     raise ConfigError(
         f"QUANTBEAT_MARKET_SOURCE={settings.market_source!r} provides no index, ETF or USD/KRW bars"
     )
+
+
+def simulated_movers(settings: Settings, day: dt.date) -> list[str]:
+    """``"MARKET:TICKER"`` of the simulated market's planted surges of ``day`` (the news-driven
+    movers its simulated news names); empty for a real market source."""
+    if settings.market_source != "simulated":
+        return []
+    source: Any = market_source(settings)
+    if isinstance(source, CorruptingSource):
+        source = source.inner
+    if not isinstance(source, SimulatedMarket):
+        return []
+    return [f"{i.market.value}:{i.ticker}" for i in source.movers(day)]
 
 
 def snapshot_source(settings: Settings) -> SnapshotSource:

@@ -49,7 +49,7 @@ from quantbeat.infra.ai_quota import QuotaExhausted, ai_limiter
 from quantbeat.infra.masking import mask_text
 from quantbeat.infra.ratelimit import WaitTooLong
 from quantbeat.infra.settings import Settings, get_settings
-from quantbeat.infra.sources import feed_sources
+from quantbeat.infra.sources import feed_sources, simulated_movers
 from quantbeat.services.scans import candidates
 from quantbeat.services.strategies import scan_strategy
 from workers.app import app
@@ -334,6 +334,7 @@ def collect_news(trade_date: dt.date, settings: Settings | None = None) -> dict[
                 [(name, names.get(i) or name) for i, name in members],
                 seed=s.sim_seed,
                 day=trade_date,
+                movers=simulated_movers(s, trade_date),
             )
         )
     since = dt.datetime.combine(

@@ -3,7 +3,8 @@
 Two pipelines follow the KRX day, each a list of steps (task name and arguments, see
 :func:`pipeline_steps`) that run one after another:
 
-* ``krx_close`` (after the close): the day's candles → the scan indicators of the universe
+* ``krx_close`` (after the close): the day's candles → the index, sector-ETF and USD/KRW
+  bars and the day's Market Gate → the scan indicators of the universe
   (``quantbeat.indicators.precompute``) → the day's news → the scans that need no investor
   flows (VCP), each starting the AI analysis of its top candidates when it finishes;
 * ``krx_flows`` (once KRX publishes investor flows): the flows → the news → the scans that
@@ -86,6 +87,9 @@ def pipeline_steps(
     steps = (
         [
             TaskCall("quantbeat.collect.daily_candles", collect),
+            # the index/ETF/USD-KRW bars and the day's Market Gate, before any scan reads it
+            TaskCall("quantbeat.market.collect_reference", {"end": trade_date}),
+            TaskCall("quantbeat.market.gate", {"trade_date": trade_date}),
             TaskCall("quantbeat.indicators.precompute", day),
         ]
         if name == "krx_close"
@@ -116,7 +120,8 @@ def launch_pipeline(
 
 def window_steps(trade_date: str | None = None) -> list[TaskCall]:
     """The steps of the buy-window pipeline for ``trade_date`` (ISO; ``None``: today in
-    ``QUANTBEAT_TIMEZONE``) at its decision time: the snapshot, then for each scheduled scan
+    ``QUANTBEAT_TIMEZONE``) at its decision time: the snapshot, the news so far, then for each
+    scheduled scan
     strategy that reads news (the closing bet) its preliminary decision and the analysis of
     all its candidates, whose callback re-decides it with the news scores."""
     settings = get_settings()
@@ -126,7 +131,10 @@ def window_steps(trade_date: str | None = None) -> list[TaskCall]:
         else dt.datetime.now(ZoneInfo(settings.timezone)).date()
     )
     at = decision_time(day, settings).isoformat()
-    steps = [TaskCall("quantbeat.market.snapshot", {"at": at})]
+    steps = [
+        TaskCall("quantbeat.market.snapshot", {"at": at}),
+        TaskCall("quantbeat.news.collect", {"trade_date": day.isoformat()}),
+    ]
     for name in pipeline_scans("krx_flows"):
         decide = {"strategy": name, "trade_date": day.isoformat(), "as_of": at}
         steps.append(TaskCall("quantbeat.scans.preliminary", decide))

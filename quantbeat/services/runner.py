@@ -34,15 +34,16 @@ from quant.indicators import SCAN_BARS
 from quant.market.types import KRX_MARKETS
 from quantbeat.infra.profile import Mode, embedded_environment, environment, resolve_mode
 from quantbeat.infra.settings import Settings, get_settings
-from quantbeat.infra.sources import latest_krx_session
+from quantbeat.infra.sources import krx_calendar, latest_krx_session
 from quantbeat.services.ai import analyzer_for
 from quantbeat.services.backfill import plan_backfill
 from quantbeat.services.backtests import submit_backtest, wait, write_report
+from quantbeat.services.closing_window import compare_phases
 from quantbeat.services.collect import last_sessions
 from quantbeat.services.dispatch import TaskCall, result_of, send
 from quantbeat.services.dispatch import wait as wait_for
 from quantbeat.services.indicators import cache_stats, forget_service, get_indicator
-from quantbeat.services.pipeline import PIPELINES, pipeline_steps
+from quantbeat.services.pipeline import PIPELINES, pipeline_steps, window_steps
 from quantbeat.services.scans import candidates
 from quantbeat.services.strategies import scan_strategy
 from workers.embedded import embedded_profile, embedded_worker
@@ -77,6 +78,11 @@ class RunReport:
     backtests: dict[str, dict[str, Any]] = field(default_factory=dict)
     news: dict[str, Any] = field(default_factory=dict)
     analysis: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The day's Market Gate as stored (``quantbeat.market.gate``), with the sector ranking.
+    gate: dict[str, Any] = field(default_factory=dict)
+    #: The buy-window decision per strategy: its summary, top preliminary candidates and the
+    #: comparison with the final decision (``compare``).
+    window: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def run(
@@ -140,6 +146,11 @@ def _run(
         if first_run:
             job.history()
         done: list[TaskCall] = []
+        if krx_calendar().is_session(day):
+            # 15:10: the closing bet decided from the day so far, before the final pipelines
+            for step in window_steps(day.isoformat()):
+                job.window_step(step)
+                done.append(step)
         for name in PIPELINES:
             for step in pipeline_steps(name, day.isoformat(), market, catch_up=trade_date is None):
                 if (first_run and area_of(step.task) == "collect") or step in done:
@@ -148,6 +159,8 @@ def _run(
                     continue
                 job.step(step)
                 done.append(step)
+        for name, decided in report.window.items():
+            decided["compare"] = compare_phases(name, day)
         _backtests(report, day, market, job.remaining())
     report.seconds = time.perf_counter() - t0
     report.history = first_run
@@ -235,8 +248,35 @@ class _Job:
             self.report.tasks.append({"task": call.task, **summary})
         elif call.task == "quantbeat.scans.run":
             self.scanned(call.kwargs["strategy"], summary)
+        elif call.task == "quantbeat.market.gate":
+            self.report.gate = summary
+            self.report.tasks.append({"task": call.task, **summary})
         else:
             self.report.tasks.append({"task": call.task, **summary})
+
+    def window_step(self, call: TaskCall) -> None:
+        """A step of the buy-window pipeline, awaited; the analyses' chord and the decision
+        they start again with the news scores are followed to their end."""
+        summary = self.wait(send(call), call.task, call.task)
+        self.report.tasks.append({"task": call.task, **summary})
+        name = str(call.kwargs.get("strategy", ""))
+        if call.task == "quantbeat.scans.preliminary":
+            self.report.window[name] = dict(summary)
+        elif call.task == "quantbeat.ai.analyze_candidates" and summary.get("chord"):
+            done = self.wait(
+                result_of(summary["chord"]), f"the {name} window analyses", "quantbeat.ai.analyze"
+            )
+            self.report.window[name]["analysed"] = done.get("analysed", 0)
+            if done.get("rescan"):
+                decided = self.wait(
+                    result_of(done["rescan"]), f"the {name} window decision",
+                    "quantbeat.scans.preliminary",
+                )  # fmt: skip
+                self.report.window[name].update(decided)
+        if name and call.task == "quantbeat.ai.analyze_candidates":
+            self.report.window[name]["top"] = candidates(
+                name, self.day, limit=TOP_CANDIDATES, phase="preliminary"
+            )
 
     def record_collection(self, call: TaskCall, summary: dict[str, Any]) -> None:
         self.collected.append((call.task, summary))

@@ -76,11 +76,13 @@ def test_every_scan_strategy_runs_in_exactly_one_pipeline():
     assert "closing_bet" in pipeline_scans("krx_flows")
 
 
-def test_krx_close_collects_precomputes_reads_news_then_scans():
+def test_krx_close_collects_computes_the_gate_precomputes_reads_news_then_scans():
     steps = pipeline_steps("krx_close", "2026-11-20", "KOSPI")
     day = {"trade_date": "2026-11-20", "market": "KOSPI"}
     assert steps == [
         TaskCall("quantbeat.collect.daily_candles", day),
+        TaskCall("quantbeat.market.collect_reference", {"end": "2026-11-20"}),
+        TaskCall("quantbeat.market.gate", {"trade_date": "2026-11-20"}),
         TaskCall("quantbeat.indicators.precompute", day),
         TaskCall("quantbeat.news.collect", {"trade_date": "2026-11-20"}),
         *(
@@ -107,7 +109,9 @@ def test_catch_up_collects_incrementally_up_to_the_day():
         "quantbeat.collect.daily_candles",
         {"trade_date": None, "market": None, "until": "2026-11-20"},
     )
-    assert all(step.kwargs["trade_date"] == "2026-11-20" for step in rest)
+    assert all(
+        step.kwargs.get("trade_date", step.kwargs.get("end")) == "2026-11-20" for step in rest
+    )
     # without a day there is nothing to catch up to: beat's incremental collection
     assert pipeline_steps("krx_close", catch_up=True)[0].kwargs == {
         "trade_date": None,
@@ -156,10 +160,12 @@ def test_the_buy_window_snapshots_decides_analyses_all_candidates_at_15_10():
     at = "2026-11-20T15:10:00+09:00"
     assert [s.task for s in steps] == [
         "quantbeat.market.snapshot",
+        "quantbeat.news.collect",
         "quantbeat.scans.preliminary",
         "quantbeat.ai.analyze_candidates",
     ]
     assert steps[0].kwargs == {"at": at}
     decide = {"strategy": "closing_bet", "trade_date": "2026-11-20", "as_of": at}
-    assert steps[1].kwargs == decide
-    assert steps[2].kwargs == {**decide, "top": WINDOW_ANALYSES, "phase": "preliminary"}
+    assert steps[1].kwargs == {"trade_date": "2026-11-20"}
+    assert steps[2].kwargs == decide
+    assert steps[3].kwargs == {**decide, "top": WINDOW_ANALYSES, "phase": "preliminary"}
