@@ -22,9 +22,11 @@ def ensure_database(url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def start_worker(name: str, *, concurrency: int = 2) -> subprocess.Popen[bytes]:
-    """A prefork worker on the ``cpu`` queue with this process's environment, once it
-    answers ping (exits the benchmark if it does not start within 60 s)."""
+def start_worker(
+    name: str, *, concurrency: int = 2, queues: str = "cpu", pool: str = "prefork"
+) -> subprocess.Popen[bytes]:
+    """A worker (default: prefork on the ``cpu`` queue) with this process's environment, once
+    it answers ping (exits the benchmark if it does not start within 60 s)."""
     hostname = f"{name}-{uuid.uuid4().hex[:6]}@localhost"
     proc = subprocess.Popen(
         [
@@ -34,8 +36,8 @@ def start_worker(name: str, *, concurrency: int = 2) -> subprocess.Popen[bytes]:
             "-A",
             "workers.app",
             "worker",
-            "--queues=cpu",
-            "--pool=prefork",
+            f"--queues={queues}",
+            f"--pool={pool}",
             f"--concurrency={concurrency}",
             f"--hostname={hostname}",
             "--without-mingle",

@@ -452,6 +452,15 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @field_validator("gemini_api_key", mode="before")
+    @classmethod
+    def _empty_key_is_no_key(cls, value: object) -> object:
+        # QUANTBEAT_GEMINI_API_KEY= (empty, as in a copied .env.example) means no key: the
+        # offline analyzer, not a Gemini client failing on every analysis.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("cache_ttl")
     @classmethod
     def _check_ttls(cls, value: dict[str, int]) -> dict[str, int]:

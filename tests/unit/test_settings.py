@@ -51,3 +51,13 @@ def test_defaults_follow_seed_000():
     assert s.timezone == "Asia/Seoul"
     assert s.broker_url.startswith("redis://")
     assert s.result_backend.startswith("redis://")
+
+
+def test_an_empty_gemini_key_means_the_offline_analyzer():
+    from quantbeat.infra.settings import Settings
+
+    assert Settings(_env_file=None, gemini_api_key="").gemini_api_key is None
+    assert Settings(_env_file=None, gemini_api_key="  ").gemini_api_key is None
+    key = Settings(_env_file=None, gemini_api_key="AIza-test").gemini_api_key
+    assert key is not None
+    assert key.get_secret_value() == "AIza-test"
