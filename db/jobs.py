@@ -333,8 +333,9 @@ def _mapping(value: Any, what: str) -> Mapping[str, Any]:
 def replay_job_start(session: Session, start: Mapping[str, Any]) -> bool:
     """Write a spooled execution start (the keyword arguments of :func:`record_job_start`,
     ``started_at`` as ISO); return ``False`` if it is already recorded (a row of that task
-    whose latest start is this one). A start older than the recorded one only counts its
-    attempt; a newer one is recorded as :func:`record_job_start` does.
+    whose latest start is this one, or an attempt of it that started then). A start older
+    than the recorded one only counts its attempt (and joins the attempts history); a newer
+    one is recorded as :func:`record_job_start` does.
 
     Raises:
         KeyError, TypeError, ValueError: the record is malformed.
@@ -355,6 +356,12 @@ def replay_job_start(session: Session, start: Mapping[str, Any]) -> bool:
     same = session.execute(
         select(JobRun.id).where(of_task, JobRun.started_at == started_at)
     ).first()
+    if same is None:  # an earlier execution already in the attempts history (replayed before)
+        same = session.execute(
+            select(JobAttempt.id).where(
+                JobAttempt.task_id == task_id, JobAttempt.started_at == started_at
+            )
+        ).first()
     if same is not None:
         return False
     later = session.execute(
