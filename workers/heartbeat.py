@@ -31,6 +31,7 @@ from celery.signals import worker_shutdown
 
 from db.engine import session_scope
 from db.heartbeats import beat, mark_stopped
+from quantbeat.infra.forkstate import after_fork
 from quantbeat.infra.settings import get_settings
 
 log = structlog.get_logger("quantbeat.heartbeat")
@@ -147,6 +148,14 @@ def _mark_stopped(*, worker: str, incarnation: str) -> None:
 #: The beaters running in this process (one per worker controller), stopped at shutdown.
 _running: dict[int, Beater] = {}
 _running_lock = threading.Lock()
+
+
+@after_fork
+def _forget_parent_beaters() -> None:
+    """A pool child inherits the parent's beaters without their threads: it must never mark
+    the parent stopped."""
+    with _running_lock:
+        _running.clear()
 
 
 class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
