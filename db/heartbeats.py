@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from db.jobs import storable
@@ -213,6 +213,13 @@ def list_heartbeats(session: Session) -> list[WorkerHeartbeat]:
     return list(
         session.execute(select(WorkerHeartbeat).order_by(WorkerHeartbeat.seen_at.desc())).scalars()
     )
+
+
+def prune_heartbeats(session: Session, *, before: dt.datetime) -> int:
+    """Delete the heartbeat rows of workers last seen before ``before`` (long gone: their
+    runs were given up since); returns how many."""
+    result = session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.seen_at < before))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -42,7 +42,7 @@ from sqlalchemy import select
 
 from db.beat import prune_slots
 from db.engine import session_scope
-from db.heartbeats import runs_on_dead_workers
+from db.heartbeats import prune_heartbeats, runs_on_dead_workers
 from db.jobs import apply_spooled, contains_escape, end_if_still_started
 from db.models import JobRun
 from quant.errors import ValidationError
@@ -56,6 +56,8 @@ log = structlog.get_logger("quantbeat.services.reaper")
 
 #: Claims of beat slots are kept this long (they only need to outlive a duplicate tick).
 BEAT_SLOT_RETENTION = dt.timedelta(days=30)
+#: Heartbeat rows of workers not seen for this long are deleted (their runs were reaped).
+HEARTBEAT_RETENTION = dt.timedelta(days=7)
 
 
 @dataclass
@@ -349,9 +351,11 @@ def housekeeping(
 ) -> dict[str, Any]:
     """One pass of the beat entry ``reap-orphans`` through :data:`workers.app.app`: replay
     this host's spool (:func:`replay_spool`), then :func:`reap` with ``grace`` seconds
-    (skipping ``own_task_id``, the running pass itself), then delete beat-slot claims older
-    than :data:`BEAT_SLOT_RETENTION`. Returns :meth:`ReapReport.as_dict` plus ``spool`` (the
-    replay's report) and ``pruned_slots`` (claims deleted).
+    (skipping ``own_task_id``, the running pass itself; runs of dead workers first, see
+    :func:`reap_dead_workers`), then delete beat-slot claims older than
+    :data:`BEAT_SLOT_RETENTION` and heartbeats older than :data:`HEARTBEAT_RETENTION`.
+    Returns :meth:`ReapReport.as_dict` plus ``spool`` (the replay's report),
+    ``pruned_slots`` and ``pruned_heartbeats`` (rows deleted).
 
     Raises:
         sqlalchemy errors: the database is unreachable (the task retries).
@@ -365,4 +369,10 @@ def housekeeping(
     report.finished += dead.finished
     with session_scope() as session:
         pruned = prune_slots(session, before=now - BEAT_SLOT_RETENTION)
-    return {**report.as_dict(), "spool": spooled, "pruned_slots": pruned}
+        gone = prune_heartbeats(session, before=now - HEARTBEAT_RETENTION)
+    return {
+        **report.as_dict(),
+        "spool": spooled,
+        "pruned_slots": pruned,
+        "pruned_heartbeats": gone,
+    }

@@ -30,12 +30,12 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 import tests.support.backtest_app  # noqa: F401  (the test strategies, for spec validation)
 from db.backtests import claim, create_run
 from db.engine import session_scope
-from db.heartbeats import list_heartbeats
+from db.heartbeats import beat, list_heartbeats, prune_heartbeats
 from db.jobs import list_attempts
 from db.models import WorkerHeartbeat
 from quantbeat.cli import main as cli
@@ -377,3 +377,27 @@ def test_heartbeat_rows_are_listed_newest_first(pool: Pool) -> None:
     assert now is not None
     assert now.tzinfo is not None
     assert dt.datetime.now(dt.UTC) - now < dt.timedelta(minutes=5)
+
+
+def test_heartbeats_of_workers_gone_for_a_week_are_pruned(database: str) -> None:
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=8)
+    with session_scope() as session:
+        beat(
+            session,
+            worker="gone-for-a-week@h",
+            host="h",
+            pid=1,
+            incarnation="x",
+            pool="prefork",
+            queues=["cpu"],
+            started_at=old,
+        )
+    with session_scope() as session:
+        session.execute(
+            update(WorkerHeartbeat)
+            .where(WorkerHeartbeat.worker == "gone-for-a-week@h")
+            .values(seen_at=old)
+        )
+    with session_scope() as session:
+        assert prune_heartbeats(session, before=old + dt.timedelta(days=1)) == 1
+    assert _heartbeat("gone-for-a-week@h") is None
