@@ -15,10 +15,13 @@ from typing import Any
 
 from celery.schedules import crontab, schedule
 
+from quantbeat.infra.settings import get_settings
 from workers.schedules import krx_session_schedule
 
 _ONE_HOUR = 3600
 
+#: The regular session: 09:00–15:30 KST.
+KRX_OPEN_AT, KRX_CLOSE_AT = (9, 0), (15, 30)
 #: The regular session ends 15:30 KST; closing prices are final minutes later.
 KRX_DAILY_AT = (15, 40)
 #: KRX publishes investor-by-stock trading (foreign/institution/individual) in the evening.
@@ -38,6 +41,15 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "quantbeat.pipeline.krx_flows",
         "schedule": krx_session_schedule(*KRX_FLOWS_AT),
         "options": {"expires": _ONE_HOUR},
+    },
+    # The day so far of every instrument and index, every QUANTBEAT_SNAPSHOT_EVERY minutes
+    # (read when this module is imported) through the session, 09:00–15:30.
+    "market-snapshots": {
+        "task": "quantbeat.market.snapshot",
+        "schedule": krx_session_schedule(
+            *KRX_OPEN_AT, every=get_settings().snapshot_every, until=KRX_CLOSE_AT
+        ),
+        "options": {"expires": 5 * 60},
     },
     # The day's VCP and closing-bet candidates, backtested over the last two years.
     "backtest-nightly": {

@@ -16,6 +16,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import BacktestEquity, BacktestRun, BacktestTrade
+from db.store import insert_for
 from quant.errors import NotFound
 
 #: States after which a run never changes again.
@@ -35,23 +36,27 @@ def create_run(
     spec: Mapping[str, Any],
     total: int,
     origin: str = "api",
-) -> None:
-    """Record a new run as ``queued``."""
-    session.add(
-        BacktestRun(
-            id=run_id,
-            strategy=strategy,
-            spec=dict(spec),
-            origin=origin,
-            state="queued",
-            attempts=0,
-            cancel_requested=False,
-            done=0,
-            total=total,
-            submitted_at=_now(),
-        )
+) -> bool:
+    """Record a new run as ``queued``; returns ``False`` (and changes nothing) when a run
+    ``run_id`` exists already — a business key such as the nightly run of a strategy and day
+    is recorded once however often it is submitted."""
+    stmt = insert_for(session, BacktestRun.__table__).values(  # type: ignore[arg-type]
+        id=run_id,
+        strategy=strategy,
+        spec=dict(spec),
+        origin=origin,
+        state="queued",
+        attempts=0,
+        cancel_requested=False,
+        done=0,
+        total=total,
+        submitted_at=_now(),
     )
-    session.flush()
+    table = BacktestRun.__table__
+    inserted = session.execute(
+        stmt.on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+    ).scalar_one_or_none()
+    return inserted is not None
 
 
 def get_run(session: Session, run_id: str) -> BacktestRun:

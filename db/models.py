@@ -292,6 +292,38 @@ class BeatSlot(Base):
     )
 
 
+class OutboxMessage(Base):
+    """A task message committed with the business row it belongs to (transactional outbox).
+
+    The row is written in the same transaction as the record it publishes (a backtest run), so
+    a committed run always has a message waiting; the client publishes it right after the
+    commit and sets ``published_at``, and the reaper's housekeeping publishes any row still
+    unpublished after a grace period (the client died or the broker was down). ``task_id`` is
+    unique, and consumers are idempotent for it: publishing twice is harmless.
+
+    ``args``/``kwargs`` are stored as sent (tasks never take secrets as arguments).
+    """
+
+    __tablename__ = "task_outbox"
+    __table_args__ = (
+        UniqueConstraint("task_id"),
+        Index("ix_task_outbox_published_at_created_at", "published_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(64))
+    task_name: Mapped[str] = mapped_column(String(200))
+    args: Mapped[Any] = mapped_column(JSONType)
+    kwargs: Mapped[Any] = mapped_column(JSONType)
+    options: Mapped[Any] = mapped_column(JSONType)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("CURRENT_TIMESTAMP")
+    )
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    publish_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 class StoredSetting(TimestampMixin, Base):
     """An operator setting kept in the database (strategy parameters, schedule switches).
 
@@ -377,7 +409,7 @@ class ImportRun(TimestampMixin, Base):
 
 
 class Signal(TimestampMixin, Base):
-    """A trading signal: one per trading date, strategy and instrument.
+    """A trading signal: one per trading date, strategy, phase and instrument.
 
     ``score`` is in the strategy's points, ``entry_price`` in the instrument's currency per
     share; ``reasons`` (a JSON list of sentences) and ``inputs`` (a JSON object of the values
@@ -388,7 +420,7 @@ class Signal(TimestampMixin, Base):
 
     __tablename__ = "signals"
     __table_args__ = (
-        UniqueConstraint("trade_date", "strategy", "instrument_id"),
+        UniqueConstraint("trade_date", "strategy", "phase", "instrument_id"),
         Index("ix_signals_trade_date", "trade_date"),
     )
 
@@ -404,6 +436,12 @@ class Signal(TimestampMixin, Base):
     reasons: Mapped[Any | None] = mapped_column(NullableJSONType)
     inputs: Mapped[Any | None] = mapped_column(NullableJSONType)
     source: Mapped[str] = mapped_column(String(32))
+    #: The Market Gate's colour when the signal was decided (GREEN/YELLOW/RED/UNKNOWN;
+    #: ``NULL``: no gate had been computed for the session).
+    gate: Mapped[str | None] = mapped_column(String(8))
+    #: ``final`` (decided on the day's final bar and flows) or ``preliminary`` (decided in the
+    #: buy window from the day so far); both are kept, one row each.
+    phase: Mapped[str] = mapped_column(String(16), server_default=text("'final'"))
 
 
 class ScanRun(TimestampMixin, Base):
@@ -578,3 +616,124 @@ class AiAnalysis(TimestampMixin, Base):
     latency_ms: Mapped[float | None] = mapped_column(Double)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class ReferenceSeriesRow(TimestampMixin, Base):
+    """A series the market is read against (Market Gate inputs): a KRX index, a sector ETF or
+    USD/KRW. ``code`` is its business key (``1001``, ``069500``, ``USDKRW``); ``kind`` is
+    ``index``, ``etf`` or ``fx``."""
+
+    __tablename__ = "reference_series"
+    __table_args__ = (UniqueConstraint("code"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(8), default="KRW")
+    source: Mapped[str] = mapped_column(String(32))
+    #: Whether the bars come from a simulated source (every report then says so).
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ReferenceBar(TimestampMixin, Base):
+    """One daily bar of a reference series; unique per series and trade date. Prices in
+    points (index), KRW (ETF) or KRW per USD; ``volume`` (shares) and ``value`` (KRW) are
+    ``NULL`` where the provider has none (an exchange rate)."""
+
+    __tablename__ = "reference_bars"
+    __table_args__ = (
+        UniqueConstraint("series_id", "trade_date"),
+        Index("ix_reference_bars_trade_date", "trade_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("reference_series.id", ondelete="CASCADE"))
+    trade_date: Mapped[dt.date] = mapped_column(Date)
+    open: Mapped[float] = mapped_column(Double)
+    high: Mapped[float] = mapped_column(Double)
+    low: Mapped[float] = mapped_column(Double)
+    close: Mapped[float] = mapped_column(Double)
+    volume: Mapped[float | None] = mapped_column(Double)
+    value: Mapped[float | None] = mapped_column(Double)
+    source: Mapped[str] = mapped_column(String(32))
+
+
+class MarketGateRow(TimestampMixin, Base):
+    """The Market Gate of a session as of a moment (domain notes §7): its colour (``GREEN``,
+    ``YELLOW``, ``RED`` or ``UNKNOWN``), score (0–100, ``NULL`` when unknown), the reason, the
+    USD/KRW rate, every component's score and readings, the sector ranking, KODEX 200's
+    status and the parameters used — what produced it, kept with it. ``(trade_date, as_of)``
+    is unique: recomputing the same moment replaces it."""
+
+    __tablename__ = "market_gates"
+    __table_args__ = (
+        UniqueConstraint("trade_date", "as_of"),
+        Index("ix_market_gates_as_of", "as_of"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    trade_date: Mapped[dt.date] = mapped_column(Date)
+    as_of: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    phase: Mapped[str] = mapped_column(String(16))
+    color: Mapped[str] = mapped_column(String(8))
+    score: Mapped[float | None] = mapped_column(Double)
+    reason: Mapped[str] = mapped_column(Text)
+    usdkrw: Mapped[float | None] = mapped_column(Double)
+    fx_warning: Mapped[bool] = mapped_column(Boolean, default=False)
+    components: Mapped[Any] = mapped_column(JSONType)
+    sectors: Mapped[Any] = mapped_column(JSONType)
+    kodex_status: Mapped[str | None] = mapped_column(String(16))
+    params: Mapped[Any] = mapped_column(JSONType)
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class MarketEvent(Base):
+    """Something a trader is told about (the notifications issue sends them): e.g.
+    ``gate_changed`` with the previous and new colour. ``key`` is unique, so recording the
+    same event twice (a re-run) keeps one."""
+
+    __tablename__ = "market_events"
+    __table_args__ = (UniqueConstraint("key"), Index("ix_market_events_at", "at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    trade_date: Mapped[dt.date] = mapped_column(Date)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    payload: Mapped[Any] = mapped_column(JSONType)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("CURRENT_TIMESTAMP")
+    )
+
+
+class IntradaySnapshot(Base):
+    """The day so far of an instrument or a reference series (an index) at ``taken_at``:
+    open, high, low, the last price as ``close``, cumulative volume (shares) and value (KRW).
+    Snapshots are history: the day's final bar replaces none of them. Exactly one of
+    ``instrument_id`` and ``series_id`` is set; each is unique with ``taken_at``."""
+
+    __tablename__ = "intraday_snapshots"
+    __table_args__ = (
+        UniqueConstraint("instrument_id", "taken_at"),
+        UniqueConstraint("series_id", "taken_at"),
+        Index("ix_intraday_snapshots_trade_date_taken_at", "trade_date", "taken_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    trade_date: Mapped[dt.date] = mapped_column(Date)
+    taken_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    instrument_id: Mapped[int | None] = mapped_column(
+        ForeignKey("instruments.id", ondelete="CASCADE")
+    )
+    series_id: Mapped[int | None] = mapped_column(
+        ForeignKey("reference_series.id", ondelete="CASCADE")
+    )
+    open: Mapped[float] = mapped_column(Double)
+    high: Mapped[float] = mapped_column(Double)
+    low: Mapped[float] = mapped_column(Double)
+    close: Mapped[float] = mapped_column(Double)
+    volume: Mapped[float | None] = mapped_column(Double)
+    value: Mapped[float | None] = mapped_column(Double)
+    source: Mapped[str] = mapped_column(String(32))
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -87,6 +87,12 @@ def add_chunk_result(
     session.execute(update(ScanRun).where(ScanRun.id == run_id).values(**values))
 
 
+def run_state(session: Session, run_id: int) -> str | None:
+    """The state of scan run ``run_id`` (``None``: no such run)."""
+    run = session.get(ScanRun, run_id)
+    return None if run is None else run.state
+
+
 def finish_run(
     session: Session,
     run_id: int,
@@ -118,10 +124,13 @@ def replace_signals(
     covered: Sequence[int],
     rows: Sequence[Mapping[str, Any]],
     source: str = "scan",
+    phase: str = "final",
 ) -> UpsertCounts:
     """Make the signals of ``strategy`` on ``trade_date`` for the ``covered`` instruments
     exactly ``rows`` (each with ``instrument_id``, ``score``, ``grade``, ``entry_price``,
-    ``status``, ``reasons``, ``inputs``): stale ones are deleted, the rest upserted."""
+    ``status``, ``reasons``, ``inputs`` and optionally ``gate``, the Market Gate colour at the
+    decision) — of ``phase`` (``final`` or ``preliminary``; the other phase's rows are left
+    alone): stale ones are deleted, the rest upserted."""
     keep = {int(r["instrument_id"]) for r in rows}
     gone = [int(i) for i in covered if int(i) not in keep]
     if gone:
@@ -129,6 +138,7 @@ def replace_signals(
             delete(Signal).where(
                 Signal.trade_date == trade_date,
                 Signal.strategy == strategy,
+                Signal.phase == phase,
                 Signal.instrument_id.in_(gone),
             )
         )
@@ -145,6 +155,8 @@ def replace_signals(
             "reasons": r.get("reasons"),
             "inputs": r.get("inputs"),
             "source": source,
+            "gate": r.get("gate"),
+            "phase": phase,
         }
         for r in rows
     ]
@@ -152,8 +164,8 @@ def replace_signals(
         session,
         table,  # type: ignore[arg-type]
         full,
-        key=("trade_date", "strategy", "instrument_id"),
-        compare=("score", "grade", "entry_price", "status", "reasons", "inputs", "source"),
+        key=("trade_date", "strategy", "phase", "instrument_id"),
+        compare=("score", "grade", "entry_price", "status", "reasons", "inputs", "source", "gate"),
     )
 
 

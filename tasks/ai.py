@@ -19,13 +19,14 @@ from quantbeat.services.args import parse_date, parse_trade_date
 from workers.app import app
 
 
-@app.task(name="quantbeat.ai.analyze", bind=True)
+@app.task(name="quantbeat.ai.analyze", bind=True, idempotent=False)
 def analyze(self: Any, instrument: str, trade_date: str, strategy: str) -> dict[str, Any]:
     """Analyse one candidate (cached per instrument, date, model and prompt version).
     Throttling retries with backoff and jitter (honouring Retry-After) under the shared
     cooldown; when the retries run out the analysis is recorded as failed and the task fails
     (dead-lettered). Returns the stored analysis. Raises ValidationError for a bad date or an
-    unknown strategy."""
+    unknown strategy. Not idempotent: a paid Gemini call may have been in flight when its
+    worker died, so the reaper marks such a run lost (dead letter) instead of paying twice."""
     day = parse_date(trade_date, field="trade_date")
     name = analysis_strategy(strategy)
     retries = int(self.request.retries or 0)
@@ -33,7 +34,7 @@ def analyze(self: Any, instrument: str, trade_date: str, strategy: str) -> dict[
     return analyze_attempt(instrument, day, name, attempt=retries + 1, last=last)
 
 
-@app.task(name="quantbeat.ai.analyze_candidates")
+@app.task(name="quantbeat.ai.analyze_candidates", idempotent=False)
 def analyze_candidates(
     strategy: str, trade_date: str | None = None, top: int | None = None
 ) -> dict[str, Any]:
@@ -41,16 +42,18 @@ def analyze_candidates(
     (default: the latest closed session) as a chord of ``quantbeat.ai.analyze`` tasks; its
     callback ``quantbeat.ai.finish`` re-runs the closing-bet scan so the news scores enter the
     grades. Returns ``{"strategy", "trade_date", "instruments", "chord"}`` at once. Raises
-    ValidationError for an unknown strategy, a bad date or ``top`` outside 0–200."""
+    ValidationError for an unknown strategy, a bad date or ``top`` outside 0–200. Not
+    idempotent (a second execution starts a second chord of paid analyses)."""
     name = analysis_strategy(strategy)
     day = parse_trade_date(trade_date)
     return start_candidate_analyses(name, day, analysis_top(top))
 
 
-@app.task(name="quantbeat.ai.finish")
+@app.task(name="quantbeat.ai.finish", idempotent=False)
 def finish(results: list[dict[str, Any]], strategy: str, trade_date: str) -> dict[str, Any]:
     """The analyses' chord callback: counts them and, for the closing bet, re-runs the scan
-    of the day so the news scores count (its task id is returned as ``rescan``)."""
+    of the day so the news scores count (its task id is returned as ``rescan``). Not
+    idempotent (a second execution starts a second scan run)."""
     day = parse_date(trade_date, field="trade_date")
     return finish_candidate_analyses(results, strategy, day)
 

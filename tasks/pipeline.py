@@ -21,22 +21,23 @@ def _checked(trade_date: str | None, market: str | None) -> str | None:
     return parse_krx_markets(market)[0].value if market is not None else None
 
 
-@app.task(name="quantbeat.pipeline.krx_close")
+@app.task(name="quantbeat.pipeline.krx_close", idempotent=False)
 def krx_close(trade_date: str | None = None, market: str | None = None) -> dict[str, Any]:
     """After the KRX close (15:40): collect the day's candles, precompute the scan
     indicators for the whole universe (``quantbeat.indicators.precompute``), collect news,
     then start the VCP scan, which reads the indicators from the cache and, when it finishes,
     starts the AI analysis of its top candidates. ``trade_date`` defaults to the latest closed
     session (incremental collection), ``market`` to both KRX markets. Returns ``{"chain":
-    <last task id>, "steps": [...]}``.
+    <last task id>, "steps": [...]}``. Not idempotent (a second execution starts a second
+    chain): a run whose worker died is marked lost by the reaper, not requeued.
     """
     return launch_pipeline("krx_close", trade_date, _checked(trade_date, market))
 
 
-@app.task(name="quantbeat.pipeline.krx_flows")
+@app.task(name="quantbeat.pipeline.krx_flows", idempotent=False)
 def krx_flows(trade_date: str | None = None, market: str | None = None) -> dict[str, Any]:
     """After KRX publishes investor flows (18:10): collect them and the news, then start the
     closing-bet scan (its supply component needs the day's foreign and institution figures);
     its top candidates are analysed, and the scan re-run with their news scores. Returns
-    ``{"chain", "steps"}`` like :func:`krx_close`."""
+    ``{"chain", "steps"}`` like :func:`krx_close`; not idempotent either."""
     return launch_pipeline("krx_flows", trade_date, _checked(trade_date, market))

@@ -12,7 +12,7 @@ from quantbeat.services.strategies import scan_strategy
 from workers.app import app
 
 
-@app.task(name="quantbeat.scans.run")
+@app.task(name="quantbeat.scans.run", idempotent=False)
 def run(
     strategy: str,
     trade_date: str | None = None,
@@ -27,7 +27,8 @@ def run(
     "trade_date", "total", "chunks", "chord"}`` at once; the signals land as chunks finish.
     With ``analyze``, the finished run starts ``quantbeat.ai.analyze_candidates`` for its top
     candidates. Raises ValidationError for an unknown strategy, a bad date, market or chunk
-    size."""
+    size. Not idempotent (each execution opens a new scan run and fans out its chunks): a
+    run whose worker died is marked lost by the reaper, not requeued."""
     return start_run(
         scan_strategy(strategy).name,
         parse_trade_date(trade_date),

@@ -21,6 +21,7 @@ TASK_MODULES: tuple[str, ...] = (
     "tasks.collect",
     "tasks.indicators",
     "tasks.maintenance",
+    "tasks.market",
     "tasks.ops",
     "tasks.pipeline",
     "tasks.scans",

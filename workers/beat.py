@@ -30,7 +30,6 @@ from redbeat import schedulers as _redbeat_schedulers
 from redbeat.schedulers import RedBeatScheduler, get_redis
 
 from quantbeat.infra.keys import BEAT_TICK_KEY
-from quantbeat.infra.sources import krx_calendar
 from quantbeat.services.settings_store import schedule_enabled
 from workers.base import BEAT_ENTRY_HEADER, BEAT_SLOT_HEADER
 from workers.schedules import krx_session_schedule
@@ -69,19 +68,7 @@ def scheduled_time(schedule: Any, now: dt.datetime) -> dt.datetime:
     if now.tzinfo is None:
         raise ValueError("scheduled_time needs an aware datetime")
     if isinstance(schedule, krx_session_schedule):
-        local = now.astimezone(schedule.tz)
-        candidate = local.replace(
-            hour=schedule.hour, minute=schedule.minute, second=0, microsecond=0
-        )
-        if candidate > local:
-            candidate -= dt.timedelta(days=1)
-
-        calendar = krx_calendar()
-        for _ in range(60):
-            if calendar.is_session(candidate.date()):
-                return candidate.astimezone(dt.UTC)
-            candidate -= dt.timedelta(days=1)
-        return candidate.astimezone(dt.UTC)
+        return schedule.latest_fire(now).astimezone(dt.UTC)
     if isinstance(schedule, crontab):
         local = now.astimezone(schedule.tz).replace(second=0, microsecond=0)
         for _ in range(_CRONTAB_LOOKBACK_MINUTES):
@@ -102,7 +89,13 @@ class ScheduleEncoder(_redbeat_decoder.RedBeatJSONEncoder):  # type: ignore[misc
 
     def default(self, obj: Any) -> Any:
         if isinstance(obj, krx_session_schedule):
-            return {"__type__": "krx_session", "hour": obj.hour, "minute": obj.minute}
+            return {
+                "__type__": "krx_session",
+                "hour": obj.hour,
+                "minute": obj.minute,
+                "every": obj.every,
+                "until": list(obj.until) if obj.until else None,
+            }
         return super().default(obj)
 
 
@@ -111,7 +104,13 @@ class ScheduleDecoder(_redbeat_decoder.RedBeatJSONDecoder):  # type: ignore[misc
 
     def dict_to_object(self, d: dict[str, Any]) -> Any:
         if d.get("__type__") == "krx_session":
-            return krx_session_schedule(int(d["hour"]), int(d["minute"]))
+            until = d.get("until")
+            return krx_session_schedule(
+                int(d["hour"]),
+                int(d["minute"]),
+                every=None if d.get("every") is None else int(d["every"]),
+                until=None if until is None else (int(until[0]), int(until[1])),
+            )
         return super().dict_to_object(d)
 
 

@@ -29,6 +29,7 @@ AREA_QUEUES: dict[str, Queue] = {
     "ops": Queue.IO,
     "pipeline": Queue.IO,
     "news": Queue.IO,
+    "market": Queue.IO,
     "indicators": Queue.CPU,
     "scans": Queue.CPU,
     "backtest": Queue.CPU,

@@ -14,6 +14,7 @@ All outputs are float64 arrays of the input length.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -112,7 +113,10 @@ def check_float(
     """
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise ValidationError(f"{name} must be a number, got {value!r}", field=name, value=value)
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range (JSON allows any integer)
+        number = math.inf if value > 0 else -math.inf
     low_ok = number >= minimum if inclusive_minimum else number > minimum
     if not (np.isfinite(number) and low_ok and number <= maximum):
         bracket = "[" if inclusive_minimum else "("

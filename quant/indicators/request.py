@@ -203,4 +203,9 @@ def _moment(value: object, where: str, *, daily: bool) -> Moment | None:
             field=where,
             value=value,
         )
-    return moment.astimezone(dt.UTC)
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValidationError(
+            f"{where} is outside years 1–9999 in UTC, got {value!r}", field=where, value=value
+        ) from None

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
-from quant.market.types import Instrument, Market
+from quant.market.types import Instrument, Market, ReferenceSeries
 
 
 @runtime_checkable
@@ -82,4 +82,39 @@ class IntradaySource(Protocol):
             quant.errors.ValidationError: naive datetimes, ``start >= end`` or an unknown
                 interval.
         """
+        ...
+
+
+@runtime_checkable
+class ReferenceDataSource(Protocol):
+    """A provider of daily bars of reference series: KRX indices, ETFs, exchange rates."""
+
+    name: str
+    simulated: bool
+
+    def reference_bars(
+        self, start: date, end: date, series: Sequence[ReferenceSeries]
+    ) -> pd.DataFrame:
+        """Daily bars of ``series`` for sessions in ``[start, end]`` with exactly
+        :data:`quant.market.types.REFERENCE_BAR_COLUMNS`, sorted by code then date; missing
+        sessions absent; ``volume``/``value`` NaN where the provider has none."""
+        ...
+
+
+@runtime_checkable
+class SnapshotSource(Protocol):
+    """A provider of the day so far during a session (open, high, low, the last price as
+    ``close``, cumulative volume and value: :data:`quant.market.types.SNAPSHOT_COLUMNS`)."""
+
+    name: str
+    simulated: bool
+
+    def market_snapshot(
+        self, day: date, at: datetime, market: Market | None = None
+    ) -> pd.DataFrame:
+        """Every listed instrument's day so far as of ``at`` (aware), sorted by ticker."""
+        ...
+
+    def index_snapshot(self, day: date, at: datetime, codes: Sequence[str]) -> pd.DataFrame:
+        """The indices ``codes`` so far as of ``at`` (``ticker`` = the index code)."""
         ...

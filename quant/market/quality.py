@@ -24,6 +24,7 @@ from quant.market.types import (
     DAILY_CANDLE_COLUMNS,
     INTRADAY_CANDLE_COLUMNS,
     INVESTOR_FLOW_COLUMNS,
+    REFERENCE_BAR_COLUMNS,
 )
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
@@ -206,11 +207,16 @@ def _candle_checks(frame: pd.DataFrame) -> list[tuple[str, pd.Series, str]]:
     ]
 
 
+#: Net-buying figures are stored as 64-bit integers: their magnitude stays below this.
+_INT64_LIMIT = float(2**63)
+
+
 def check_investor_flows(
     frame: pd.DataFrame, known: Collection[tuple[str, str]] | None = None
 ) -> tuple[pd.DataFrame, list[Rejection]]:
     """Split an investor-flow frame (:data:`INVESTOR_FLOW_COLUMNS`) like
-    :func:`check_daily_candles`: every net-buying figure must be a finite whole number.
+    :func:`check_daily_candles`: every net-buying figure must be a finite whole number that a
+    64-bit integer holds (``|x| < 2**63``, the ``BIGINT`` columns; ``out_of_range`` otherwise).
 
     Raises:
         quant.errors.ValidationError: the frame lacks a required column.
@@ -222,6 +228,8 @@ def check_investor_flows(
     finite = np.isfinite(numbers).all(axis=1)
     whole = np.zeros(len(frame), dtype=bool)
     whole[finite] = (np.mod(numbers[finite], 1) == 0).all(axis=1)
+    fits = np.zeros(len(frame), dtype=bool)
+    fits[finite] = (np.abs(numbers[finite]) < _INT64_LIMIT).all(axis=1)
     checks: list[tuple[str, pd.Series, str]] = [
         (
             "non_finite",
@@ -232,6 +240,12 @@ def check_investor_flows(
             "non_integer",
             pd.Series(~whole, index=frame.index),
             "{ticker} at {when}: net buying must be whole shares and won",
+        ),
+        (
+            "out_of_range",
+            pd.Series(~fits, index=frame.index),
+            "{ticker} at {when}: a net-buying figure is beyond ±9.2e18, the range of a "
+            "64-bit integer",
         ),
     ]
     good, rejections = _split(frame, INVESTOR_FLOW_COLUMNS, "investor_flows", checks, known)
@@ -282,3 +296,55 @@ def flag_daily_candles(
     )
     flags = pd.Series(labels, index=ordered.index, dtype=object).reindex(frame.index)
     return flags.where(flags != "", None)
+
+
+def check_reference_bars(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Rejection]]:
+    """Split a reference-bar frame (:data:`quant.market.types.REFERENCE_BAR_COLUMNS`: indices,
+    ETFs, exchange rates) into storable rows and rejections, with the candle checks — except
+    that ``volume`` and ``value`` may be missing (NaN: an exchange rate has none); present,
+    they must be finite and ≥ 0. Rejections carry market ``REF`` and the series code as
+    ticker.
+
+    Raises:
+        quant.errors.ValidationError: the frame lacks a required column.
+    """
+    _require_columns(frame, REFERENCE_BAR_COLUMNS, "reference bars")
+    work = frame.reset_index(drop=True).assign(market="REF", ticker=frame["code"].to_numpy())
+    prices = work[list(PRICE_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    sizes = work[["volume", "value"]].apply(pd.to_numeric, errors="coerce")
+    finite_prices = np.isfinite(prices.to_numpy(dtype=float)).all(axis=1)
+    size_values = sizes.to_numpy(dtype=float)
+    bad_sizes = np.isinf(size_values).any(axis=1) | (size_values < 0).any(axis=1)
+    o, h, lo, c = (prices[col] for col in PRICE_COLUMNS)
+    checks = [
+        (
+            "non_finite",
+            pd.Series(~finite_prices, index=work.index),
+            "a price of {code} at {when} is not a finite number",
+        ),
+        (
+            "non_positive_price",
+            (prices <= 0).any(axis=1),
+            "{code} at {when}: prices must be > 0 (open {open}, high {high}, low {low}, "
+            "close {close})",
+        ),
+        ("high_below_low", h < lo, "{code} at {when}: high {high} < low {low}"),
+        (
+            "open_outside_range",
+            (o < lo) | (o > h),
+            "{code} at {when}: open {open} outside [low {low}, high {high}]",
+        ),
+        (
+            "close_outside_range",
+            (c < lo) | (c > h),
+            "{code} at {when}: close {close} outside [low {low}, high {high}]",
+        ),
+        (
+            "negative_volume",
+            pd.Series(bad_sizes, index=work.index),
+            "{code} at {when}: volume {volume} / value {value} must be finite and ≥ 0",
+        ),
+    ]
+    columns = (*REFERENCE_BAR_COLUMNS, "market", "ticker")
+    kept, rejections = _split(work, columns, "reference_bars", checks, None)
+    return kept.loc[:, list(REFERENCE_BAR_COLUMNS)].reset_index(drop=True), rejections

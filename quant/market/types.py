@@ -127,3 +127,46 @@ INTRADAY_CANDLE_COLUMNS: tuple[str, ...] = (
     "volume",
     "traded_value",
 )
+
+
+class ReferenceKind(StrEnum):
+    """What a reference series is: a KRX index, an ETF, or an exchange rate."""
+
+    INDEX = "index"
+    ETF = "etf"
+    FX = "fx"
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceSeries:
+    """A series the market is read against (the Market Gate's inputs), by its ``code``:
+    a KRX index code (``1001``), an ETF ticker (``069500``) or ``USDKRW``."""
+
+    code: str
+    kind: ReferenceKind
+    name: str
+    currency: str = "KRW"
+
+
+#: KRX index codes (pykrx) and their names.
+KRX_INDICES: dict[str, str] = {"1001": "KOSPI", "2001": "KOSDAQ", "1028": "KOSPI200"}
+#: The code of the USD/KRW rate (KRW per USD).
+USDKRW = "USDKRW"
+
+#: Columns of a reference-bar frame, in order: ``trade_date`` holds ``datetime.date`` objects,
+#: prices float64 (points, KRW, KRW per USD), ``volume`` float64 shares and ``value`` float64
+#: KRW — NaN where the provider has none (an exchange rate).
+REFERENCE_BAR_COLUMNS: tuple[str, ...] = (
+    "code",
+    "trade_date",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "value",
+)
+
+#: Columns of a snapshot frame (the day so far at a moment), in order: ``close`` is the last
+#: price; ``volume`` (shares) and ``value`` (KRW) are cumulative since the open.
+SNAPSHOT_COLUMNS: tuple[str, ...] = ("ticker", "open", "high", "low", "close", "volume", "value")

@@ -80,7 +80,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -126,6 +126,7 @@ __all__ = [
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+_E = TypeVar("_E", bound=StrEnum)
 
 
 class CsvKind(StrEnum):
@@ -309,6 +310,7 @@ REJECT_REASONS: Final[Mapping[str, str]] = {
     "close_outside_range": "close outside [low, high] (quality check)",
     "negative_volume": "volume or traded value < 0 (quality check)",
     "non_integer": "net buying is not a whole number (quality check)",
+    "out_of_range": "net buying beyond the range of a 64-bit integer (quality check)",
     "duplicate_row": "an earlier valid row with the same key was kept",
 }
 
@@ -723,6 +725,69 @@ def _read_header(path: Path, encoding: str, delimiter: str) -> tuple[int, list[s
     raise ValidationError(f"{path}: the file is empty (no header line)", field="header", value="")
 
 
+def _check_reading(encoding: object, delimiter: object) -> None:
+    """Refuse an ``encoding`` Python does not know or a ``delimiter`` the csv module cannot
+    use (not one character, a quote, a line break), before the file is opened.
+
+    Raises:
+        quant.errors.ValidationError: naming the option and the value.
+    """
+    if encoding is not None:
+        try:
+            if not isinstance(encoding, str):
+                raise LookupError(encoding)
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValidationError(
+                f"encoding {encoding!r} is not a known text encoding (e.g. utf-8, cp949)",
+                field="encoding",
+                value=encoding,
+            ) from None
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
+        raise ValidationError(
+            f"delimiter must be one character other than a quote or a line break, got "
+            f"{delimiter!r}",
+            field="delimiter",
+            value=delimiter,
+        )
+
+
+def _option(enum: type[_E], value: object, name: str) -> _E | None:
+    """``value`` (``None``, a member or its value) as a member of ``enum``.
+
+    Raises:
+        quant.errors.ValidationError: another value; the message lists the accepted ones.
+    """
+    if value is None:
+        return None
+    try:
+        return enum(value)  # type: ignore[arg-type]  # anything else is refused below
+    except ValueError:
+        accepted = ", ".join(str(m.value) for m in enum)
+        raise ValidationError(
+            f"{name} must be one of {accepted}, got {value!r}", field=name, value=value
+        ) from None
+
+
+def _market_option(value: object, name: str) -> Market | None:
+    """A market option (``default_market``, a ``ticker_markets`` value): ``None``, a
+    :class:`Market` or a market name.
+
+    Raises:
+        quant.errors.ValidationError: anything else; the message names ``name``.
+    """
+    if value is None or isinstance(value, Market):
+        return value
+    if not isinstance(value, str):
+        raise ValidationError(
+            f"{name} must be a market name, got {value!r}", field=name, value=value
+        )
+    try:
+        return parse_market(value)
+    except ValidationError as exc:
+        raise ValidationError(f"{name}: {exc}", field=name, value=value) from None
+
+
 def _is_blank(row: Sequence[str]) -> bool:
     return not row or (len(row) == 1 and not row[0].strip())
 
@@ -750,6 +815,9 @@ def inspect_csv(
             unit suffix contradicts ``flow_unit``.
     """
     path = Path(path)
+    kind = _option(CsvKind, kind, "kind")
+    flow_unit = _option(FlowUnit, flow_unit, "flow_unit")
+    _check_reading(encoding, delimiter)
     encoding = encoding or detect_encoding(path)
     header_line, cells = _read_header(path, encoding, delimiter)
     headers = _display_headers(cells)
@@ -1226,7 +1294,8 @@ class _ChunkParser:
         for column in _FLOW_VALUE_COLUMNS:
             if column in values:
                 number = values[column]
-                whole = np.where(np.isfinite(number), np.round(number), 0.0)
+                storable = np.isfinite(number) & (np.abs(number) < 2.0**63)  # others rejected
+                whole = np.where(storable, np.round(number), 0.0)
                 out[column] = pd.array(whole.astype(np.int64), dtype="Int64")
             else:
                 out[column] = pd.array([None] * n, dtype="Int64")
@@ -1408,14 +1477,30 @@ def _prepare(
     encoding: str | None,
     delimiter: str,
 ) -> tuple[CsvLayout, _ChunkParser]:
-    if chunk_rows < 1:
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise ValidationError(
-            f"chunk_rows must be >= 1, got {chunk_rows}", field="chunk_rows", value=chunk_rows
+            f"chunk_rows must be an integer >= 1, got {chunk_rows!r}",
+            field="chunk_rows",
+            value=chunk_rows,
         )
-    default = parse_market(default_market) if isinstance(default_market, str) else default_market
+    default = _market_option(default_market, "default_market")
+    if not isinstance(ticker_markets, Mapping | None):
+        raise ValidationError(
+            f"ticker_markets must map tickers to markets, got {ticker_markets!r}",
+            field="ticker_markets",
+            value=ticker_markets,
+        )
     lookup: dict[str, Market] = {}
     for ticker, market in (ticker_markets or {}).items():
-        lookup[ticker.strip().upper()] = parse_market(market) if isinstance(market, str) else market
+        if not isinstance(ticker, str):
+            raise ValidationError(
+                f"ticker_markets: ticker {ticker!r} is not a string",
+                field="ticker_markets",
+                value=ticker,
+            )
+        parsed = _market_option(market, f"ticker_markets[{ticker!r}]")
+        if parsed is not None:
+            lookup[ticker.strip().upper()] = parsed
     layout = inspect_csv(path, kind, flow_unit=flow_unit, encoding=encoding, delimiter=delimiter)
     if "market" not in layout.columns and default is None and not lookup:
         raise ValidationError(

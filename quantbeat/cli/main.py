@@ -45,6 +45,7 @@ from quantbeat.cli import (
     health,
     importer,
     indicators,
+    market,
     ops,
     processes,
     run,
@@ -87,6 +88,8 @@ app.command()(processes.beat)
 app.command()(processes.flower)
 app.command()(scan.scan)
 app.command("analyze")(ai.analyze)
+app.command()(market.gate)
+app.command()(market.sectors)
 app.add_typer(db.db_app, name="db")
 app.add_typer(indicators.indicators_app, name="indicators")
 app.add_typer(collect.collect_app, name="collect")

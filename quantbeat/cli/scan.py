@@ -58,6 +58,7 @@ def scan(
                         "entry_price": c.entry_price,
                         "status": c.status,
                         "reasons": list(c.reasons),
+                        "gate": c.gate,
                     }
                     for c in ranked
                 ],

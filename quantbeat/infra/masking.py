@@ -390,12 +390,14 @@ _KEY_START = frozenset(string.ascii_letters + "_")
 # The value after a separator (read forwards); the one group that takes part is what gets
 # masked: the inside of a quoted string (JSON escapes understood), a [...] or {...} without
 # nesting, or a run (after an auth scheme word, which is kept: "Authorization: Token x").
+# A quoted string whose closing quote is missing (a truncated sample, a cut log line) runs to
+# the end of its line.
 _VALUE = re.compile(
     r"""
     [ \t]*+
     (?:
-        "([^"\\\n]*+(?:\\.[^"\\\n]*+)*+)"
-      | '([^'\\\n]*+(?:\\.[^'\\\n]*+)*+)'
+        "([^"\\\n]*+(?:\\.[^"\\\n]*+)*+\\?+)(?:"|(?=\n)|\Z)
+      | '([^'\\\n]*+(?:\\.[^'\\\n]*+)*+\\?+)(?:'|(?=\n)|\Z)
       | (\[[^\[\]\n]*+\]|\{[^{}\n]*+\})
       | (?:(?i:bearer|basic|token|digest|negotiate|jwt)[ \t]++)?+([^\s,;&}\])"']++)
     )

@@ -10,17 +10,21 @@ receives plain values.
 from __future__ import annotations
 
 import ipaddress
+import json
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from quant.errors import ConfigError, ValidationError
+from quant.gate_config import parse_sector_etfs
 from quantbeat.infra.masking import mask_text
 
 QueueFamily = Literal["io", "cpu", "ai"]
@@ -56,6 +60,10 @@ _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$"
 )
 _TLS_QUERY_KEYS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+#: Longest indicator cache TTL (seconds): a year; Redis refuses expiries beyond ~2.9e8 years and
+#: anything near that is a typo.
+MAX_CACHE_TTL = 366 * 86_400
+_SETTINGS_FIELD = re.compile(r'field "(?P<field>[A-Za-z0-9_]+)"')
 
 
 def is_loopback(address: str) -> bool:
@@ -245,6 +253,9 @@ class Settings(BaseSettings):
     # reap-dead-workers (every 15 s), without the grace above.
     heartbeat_interval: float = Field(default=10.0, ge=0, le=300)
     worker_dead_after: float = Field(default=30.0, ge=2, le=3_600)
+    # Outbox: a committed message still unpublished this many seconds later (its client died
+    # or the broker was down) is published by the reaper's housekeeping sweep.
+    outbox_grace: float = Field(default=30.0, ge=1)
     retry_backoff_base: float = Field(default=2.0, gt=0)
     retry_backoff_max: int = Field(default=600, ge=1)
     worker_max_tasks_per_child: int = Field(default=200, ge=1)
@@ -288,6 +299,17 @@ class Settings(BaseSettings):
 
     # --- market data ------------------------------------------------------------------------
     market_source: Literal["simulated", "krx"] = "simulated"
+    # Market Gate (domain notes §7): the sector ETFs ranked as "code:name" pairs, comma
+    # separated (default: the original system's eight), and how far back a first collection
+    # of index/ETF/FX bars reaches (calendar days; KODEX 200's MA200 needs ~290).
+    sector_etfs: str = (
+        "069500:KOSPI200,091160:반도체,305720:2차전지,091170:자동차,102780:IT,102960:은행,"
+        "117680:철강,102970:증권"
+    )
+    reference_backfill_days: int = Field(default=400, ge=30, le=7_300)
+    # Intraday snapshots of the day so far, every this many minutes during KRX sessions
+    # (09:00–15:30 KST; beat entry market-snapshots).
+    snapshot_every: int = Field(default=10, ge=1, le=60)
     sim_seed: int = Field(default=42, ge=0)
     sim_universe_size: int = Field(default=2_500, ge=1, le=20_000)
     # Fault injection for tests and drills: this fraction of simulated rows is corrupted.
@@ -400,6 +422,28 @@ class Settings(BaseSettings):
     health_address: str | None = None
     metrics_address: str | None = None
 
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name such as Asia/Seoul or UTC)"
+            ) from None
+        return value
+
+    @field_validator("provider_rates")
+    @classmethod
+    def _check_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for provider, rate in value.items():
+            if not (math.isfinite(rate) and rate > 0):
+                raise ValueError(
+                    f"rate of {provider!r} must be a finite number of requests per second > 0, "
+                    f"got {rate!r}"
+                )
+        return value
+
     @field_validator("cache_ttl")
     @classmethod
     def _check_ttls(cls, value: dict[str, int]) -> dict[str, int]:
@@ -411,8 +455,20 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"unknown interval {interval!r} (intervals: {', '.join(INTERVALS)})"
                 )
-            if seconds < 1:
-                raise ValueError(f"TTL of {interval} must be at least 1 s, got {seconds}")
+            if not 1 <= seconds <= MAX_CACHE_TTL:
+                raise ValueError(
+                    f"TTL of {interval} must be from 1 s to {MAX_CACHE_TTL:,} s (366 days), "
+                    f"got {seconds}"
+                )
+        return value
+
+    @field_validator("sector_etfs")
+    @classmethod
+    def _check_sector_etfs(cls, value: str) -> str:
+        try:
+            parse_sector_etfs(value)
+        except ValidationError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("indicator_prefetch")
@@ -578,11 +634,14 @@ def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment and ``.env``, applying ``overrides`` last.
 
     Raises:
-        quant.errors.ConfigError: a variable has an invalid value; the message names it.
+        quant.errors.ConfigError: a variable has an invalid value (also a list or object
+            setting that is not JSON); the message names it.
     """
 
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except SettingsError as exc:  # a list/dict variable that is not JSON (before validation)
+        raise ConfigError(f"invalid configuration: {_not_json(exc)}") from None
     except PydanticValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -595,6 +654,19 @@ def load_settings(**overrides: object) -> Settings:
             )
             problems.append(f"{where}: {err['msg']}{shown}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def _not_json(exc: SettingsError) -> str:
+    """``QUANTBEAT_<FIELD>: ... is not JSON (got <masked value>)`` from pydantic-settings'
+    parse error of a list or object variable (``QUANTBEAT_CRYPTO_TICKERS=KRW-BTC``)."""
+    match = _SETTINGS_FIELD.search(str(exc))
+    where = f"QUANTBEAT_{match['field'].upper()}" if match else "a QUANTBEAT_ variable"
+    cause = exc.__cause__
+    got = f" (got {mask_text(repr(cause.doc))})" if isinstance(cause, json.JSONDecodeError) else ""
+    return (
+        f"{where}: a list or object setting must be written as JSON, e.g. "
+        f'["KRW-BTC", "KRW-ETH"] or {{"krx": 1.0}}{got}'
+    )
 
 
 @lru_cache(maxsize=1)

@@ -25,7 +25,7 @@ from quant.calendar import (
     xkrx_sessions,
 )
 from quant.errors import ConfigError
-from quant.market.base import MarketDataSource
+from quant.market.base import MarketDataSource, ReferenceDataSource, SnapshotSource
 from quant.market.faults import CorruptingSource
 from quant.market.simulated import SimulatedMarket
 from quant.market.simulated_crypto import SimulatedCrypto
@@ -68,6 +68,41 @@ def market_source(settings: Settings) -> MarketDataSource:
                 source = CorruptingSource(source, settings.sim_corrupt_rate, seed=settings.sim_seed)
             _sources[key] = source
     return source
+
+
+def reference_source(settings: Settings) -> ReferenceDataSource:
+    """The source of index, ETF and USD/KRW daily bars for ``settings``: the market source
+    itself when it provides them (the simulated market; fault injection applies to stock
+    candles only).
+
+    Raises:
+        quant.errors.ConfigError: the configured market source provides no reference bars.
+    """
+    source: Any = market_source(settings)
+    if isinstance(source, CorruptingSource):
+        source = source.inner
+    if isinstance(source, ReferenceDataSource):
+        return source
+    raise ConfigError(
+        f"QUANTBEAT_MARKET_SOURCE={settings.market_source!r} provides no index, ETF or USD/KRW bars"
+    )
+
+
+def snapshot_source(settings: Settings) -> SnapshotSource:
+    """The source of intraday snapshots (the day so far) for ``settings``: the market source
+    itself when it provides them.
+
+    Raises:
+        quant.errors.ConfigError: the configured market source provides no snapshots.
+    """
+    source: Any = market_source(settings)
+    if isinstance(source, CorruptingSource):
+        source = source.inner
+    if isinstance(source, SnapshotSource):
+        return source
+    raise ConfigError(
+        f"QUANTBEAT_MARKET_SOURCE={settings.market_source!r} provides no intraday snapshots"
+    )
 
 
 #: The span of the KRX calendar quantbeat knows (exchange_calendars computes holidays by rule).

@@ -14,7 +14,8 @@ import re
 
 from quant.errors import ValidationError
 
-_DURATION = re.compile(r"^\s*(?P<n>\d+)\s*(?P<unit>[smhd])\s*$")
+# ASCII digits, at most 12 (100 years are 3,153,600,000 s): int() never sees a huge number.
+_DURATION = re.compile(r"^\s*(?P<n>[0-9]{1,12})\s*(?P<unit>[smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
 #: Longer spans are certainly typos (and would overflow ``datetime``).
 _MAX_SECONDS = 100 * 365 * 86_400
@@ -42,8 +43,8 @@ def parse_since(value: str, *, option: str, now: dt.datetime | None = None) -> d
     timezone-aware UTC datetime (naive ISO values are UTC).
 
     Raises:
-        quant.errors.ValidationError: neither a duration nor an ISO date/datetime; the message
-            names ``option`` and the value.
+        quant.errors.ValidationError: neither a duration nor an ISO date/datetime, or outside
+            years 1–9999 in UTC; the message names ``option`` and the value.
     """
     if _DURATION.match(value):
         return (now or dt.datetime.now(dt.UTC)) - parse_duration(value, option=option)
@@ -58,4 +59,9 @@ def parse_since(value: str, *, option: str, now: dt.datetime | None = None) -> d
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValidationError(
+            f"{option} is outside years 1–9999 in UTC, got {value!r}", field=option, value=value
+        ) from None

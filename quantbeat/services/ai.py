@@ -111,7 +111,10 @@ def limiter(settings: Settings | None = None) -> Any:
 def _request(session: Any, ident: int, name: str, day: dt.date, strategy: str) -> Any:
     signal = session.execute(
         select(Signal).where(
-            Signal.instrument_id == ident, Signal.trade_date == day, Signal.strategy == strategy
+            Signal.instrument_id == ident,
+            Signal.trade_date == day,
+            Signal.strategy == strategy,
+            Signal.phase == "final",
         )
     ).scalar_one_or_none()
     company = session.get(Instrument, ident)

@@ -67,7 +67,8 @@ def parse_moment(value: object, *, field: str) -> dt.datetime:
     """Parse an ISO date-time with a time zone (``2026-11-20T00:00:00+00:00``); returned in UTC.
 
     Raises:
-        quant.errors.ValidationError: not a string, not an ISO date-time, or without a zone.
+        quant.errors.ValidationError: not a string, not an ISO date-time, without a zone, or
+            outside years 1–9999 once in UTC (``0001-01-01T00:00:00+01:00``).
     """
     if not isinstance(value, str):
         raise ValidationError(
@@ -85,7 +86,12 @@ def parse_moment(value: object, *, field: str) -> dt.datetime:
             field=field,
             value=value,
         )
-    return moment.astimezone(dt.UTC)
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValidationError(
+            f"{field} is outside years 1–9999 in UTC, got {value!r}", field=field, value=value
+        ) from None
 
 
 def parse_interval(value: object, *, field: str = "interval") -> str:

@@ -54,6 +54,7 @@ from db.candles import load_daily_universe, resolve_instrument
 from db.engine import session_scope
 from db.heartbeats import worker_dead_reason
 from db.jobs import end_if_still_started, get_job_run
+from db.outbox import add_message
 from db.scans import data_version, load_flows
 from quant.backtest.engine import Market, simulate
 from quant.backtest.metrics import compute_metrics
@@ -64,6 +65,7 @@ from quantbeat.infra.forkstate import after_fork
 from quantbeat.infra.settings import get_settings
 from quantbeat.infra.sources import latest_krx_session
 from quantbeat.services.export import S3Target, artifacts_for, export_artifacts
+from quantbeat.services.outbox import publish as publish_outbox
 from quantbeat.services.scans import candidates
 from quantbeat.services.strategies import scan_strategy, scan_strategy_names
 from workers.app import app as worker_app
@@ -312,16 +314,27 @@ def submit_backtest(
     *,
     origin: str = "api",
     app: Any = None,
+    run_id: str | None = None,
 ) -> str:
-    """Validate ``spec``, record the run as ``queued`` and enqueue it; returns the run id.
+    """Validate ``spec``, record the run as ``queued`` together with its task message (one
+    transaction, :mod:`quantbeat.services.outbox`), then publish the message; returns the run
+    id. If the broker cannot be reached the run stays ``queued`` with its message in the
+    outbox, and the reaper's sweep publishes it within ``QUANTBEAT_OUTBOX_GRACE`` seconds of
+    the broker's return: a committed run always reaches a worker.
+
+    ``run_id`` (32 characters) is a business key: a run of that id recorded before is not
+    recorded or sent again (its message is published if it is still waiting). Default: a
+    new UUID4.
 
     Raises:
-        quant.errors.ValidationError: the spec is invalid (nothing is enqueued).
+        quant.errors.ValidationError: the spec is invalid (nothing is recorded or enqueued).
+        sqlalchemy errors: the database is unreachable (nothing is recorded or enqueued).
     """
     resolved = validate_spec(spec)
-    run_id = uuid.uuid4().hex
+    run_id = run_id or uuid.uuid4().hex
+    task_id = f"backtest-{run_id}"
     with session_scope() as session:
-        create_run(
+        created = create_run(
             session,
             run_id,
             strategy=resolved.spec.strategy,
@@ -329,25 +342,44 @@ def submit_backtest(
             total=len(resolved.instruments),
             origin=origin,
         )
-    state_store().update(
-        run_id,
-        {
-            "state": "queued",
-            "done": 0,
-            "total": len(resolved.instruments),
-            "submitted": time.time(),
-        },
-    )
-    (app or worker_app).send_task(
-        TASK_NAME,
-        args=[run_id],
-        task_id=f"backtest-{run_id}",
-        soft_time_limit=resolved.soft_time_limit,
-        time_limit=resolved.time_limit,
-    )
+        if created:
+            add_message(
+                session,
+                task_id=task_id,
+                task_name=TASK_NAME,
+                args=[run_id],
+                options={
+                    "soft_time_limit": resolved.soft_time_limit,
+                    "time_limit": resolved.time_limit,
+                },
+            )
+    if created:
+        _mirror(run_id, {"state": "queued", "done": 0, "total": len(resolved.instruments),
+                         "submitted": time.time()})  # fmt: skip
+    sent = publish_outbox([task_id], app=app or worker_app)
     log.info("backtest.submitted", run_id=run_id, strategy=resolved.spec.strategy,
-             instruments=len(resolved.instruments))  # fmt: skip
+             instruments=len(resolved.instruments), created=created,
+             published=bool(sent["published"]), waiting=bool(sent["failed"]))  # fmt: skip
     return run_id
+
+
+def _mirror(run_id: str, fields: Mapping[str, Any]) -> None:
+    """Write live state to Redis, best effort: PostgreSQL is the authority, and a Redis
+    failure must not fail a call whose database work is committed."""
+    try:
+        state_store().update(run_id, fields)
+    except Exception as exc:
+        log.warning("backtest.state_not_mirrored", run_id=run_id,
+                    error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+
+
+def nightly_run_id(backtest: str, trade_date: dt.date, days: int) -> str:
+    """The run id of the nightly backtest of strategy ``backtest`` for the signals of
+    ``trade_date`` over ``days`` calendar days: a UUID5 hex, the same for every submission,
+    so a nightly task that runs twice (a redelivery, a duplicate tick, an operator re-run)
+    records and runs each backtest once."""
+    key = f"quantbeat.backtest.nightly|{backtest}|{trade_date.isoformat()}|{days}"
+    return uuid.uuid5(uuid.NAMESPACE_URL, key).hex
 
 
 #: Calendar days the nightly backtest covers: the allowed range (default: settings).
@@ -364,6 +396,9 @@ def nightly_backtests(
     strategy with candidates (origin ``beat``; ``app``: the Celery app to send through,
     default :data:`workers.app.app`). Returns ``{"trade_date": ISO, "runs": {backtest
     strategy: run_id | None}}``.
+
+    Idempotent: each run's id is :func:`nightly_run_id` of its strategy, day and span, so
+    running this twice for the same day records and runs each backtest once.
 
     Raises:
         quant.errors.ValidationError: ``days`` is not an integer in :data:`NIGHTLY_DAYS_RANGE`.
@@ -395,6 +430,7 @@ def nightly_backtests(
             },
             origin="beat",
             app=app,
+            run_id=nightly_run_id(scan.backtest, day, span),
         )
     log.info("backtest.nightly", trade_date=day.isoformat(), runs=runs)
     return {"trade_date": day.isoformat(), "runs": runs}

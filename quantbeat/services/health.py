@@ -20,6 +20,12 @@ naming the reason):
                     trading day
 ``ai``              Gemini configured (else the offline analyzer: healthy), cooldown (warning),
                     today's quota used (80 %: warning, all: unhealthy)
+``outbox``          task messages committed with their rows (backtest runs) but still not
+                    published ``QUANTBEAT_OUTBOX_GRACE`` seconds later (warning naming how
+                    many; the reaper's sweep publishes them)
+``snapshots``       intraday snapshots during a KRX session: the latest at most two
+                    ``QUANTBEAT_SNAPSHOT_EVERY`` intervals old (else warning); healthy
+                    outside sessions
 ``spool``           this host's spool (:mod:`quantbeat.infra.spool`): history records workers
                     could not write to the database, waiting for the reaper (warning naming
                     how many), and corrupt files kept aside (warning)
@@ -69,6 +75,8 @@ from quantbeat.infra.masking import mask_text
 from quantbeat.infra.profile import Mode, resolve_mode
 from quantbeat.infra.settings import Settings, get_settings
 from quantbeat.infra.sources import KRX_CALENDAR_SPAN, krx_calendar
+from quantbeat.services.outbox import unpublished as unpublished_messages
+from quantbeat.services.snapshots import snapshot_age
 from quantbeat.services.strategies import scan_strategy, scan_strategy_names
 from workers.app import app as worker_app
 from workers.queues import Queue
@@ -249,7 +257,11 @@ def describe_error(exc: BaseException) -> str:
 
 def check_timeout(value: object, *, field: str = "timeout") -> float:
     """``value`` as a timeout in seconds (0 < t ≤ 120); raises ValidationError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))  # an int may exceed float
+    ):
         raise ValidationError(f"{field} must be a number of seconds, got {value!r}", field=field)
     if not 0 < value <= MAX_TIMEOUT:
         raise ValidationError(
@@ -1034,6 +1046,81 @@ def check_spool(ctx: CheckContext) -> ComponentHealth:
     return assess_spool(spool.status(spool.spool_dir(ctx.settings.data_dir)), ctx.now)
 
 
+def assess_outbox(
+    waiting: int, oldest: dt.datetime | None, now: dt.datetime, grace: float
+) -> ComponentHealth:
+    """The task outbox: no message left unpublished past ``grace`` seconds healthy; any
+    warning (the message names how many and since when; the reaper's sweep publishes them
+    once the broker answers)."""
+    details: dict[str, Any] = {"waiting": waiting, "grace_s": grace}
+    if not waiting:
+        return ComponentHealth(
+            "outbox", Status.HEALTHY, "every committed task message was published", 0.0, details
+        )
+    age = ""
+    if oldest is not None:
+        details["oldest"] = oldest.isoformat()
+        age = f", the oldest committed {_ago(max(0.0, (now - oldest).total_seconds()))} ago"
+    return ComponentHealth(
+        "outbox",
+        Status.WARNING,
+        f"{waiting} committed task message(s) not yet published{age}: the broker was "
+        "unreachable or their client died; the reaper (quantbeat.ops.reap) publishes them",
+        None,
+        details,
+    )
+
+
+def check_outbox(ctx: CheckContext) -> ComponentHealth:
+    """Messages of the task outbox still unpublished ``QUANTBEAT_OUTBOX_GRACE`` seconds after
+    their commit (see :func:`assess_outbox`)."""
+    waiting, oldest = unpublished_messages(older_than=ctx.settings.outbox_grace)
+    return assess_outbox(waiting, oldest, ctx.now, ctx.settings.outbox_grace)
+
+
+def assess_snapshots(
+    session_open: bool, latest: dt.datetime | None, now: dt.datetime, every_minutes: int
+) -> ComponentHealth:
+    """Freshness of intraday snapshots: outside a KRX session healthy; during one, the latest
+    snapshot at most two intervals (plus a minute) old healthy, older or none warning."""
+    details: dict[str, Any] = {
+        "session_open": session_open,
+        "latest": None if latest is None else latest.isoformat(),
+        "every_minutes": every_minutes,
+    }
+    if not session_open:
+        return ComponentHealth("snapshots", Status.HEALTHY, "no KRX session is open", 0.0, details)
+    if latest is None:
+        return ComponentHealth(
+            "snapshots",
+            Status.WARNING,
+            "a KRX session is open and no intraday snapshot was ever taken "
+            "(beat entry market-snapshots, task quantbeat.market.snapshot)",
+            None,
+            details,
+        )
+    age = max(0.0, (now - latest).total_seconds())
+    limit = (2 * every_minutes + 1) * 60.0
+    if age <= limit:
+        return ComponentHealth(
+            "snapshots", Status.HEALTHY, f"latest snapshot {_ago(age)} ago", 0.0, details
+        )
+    return ComponentHealth(
+        "snapshots",
+        Status.WARNING,
+        f"latest intraday snapshot {_ago(age)} ago during a session (expected every "
+        f"{every_minutes} min)",
+        None,
+        details,
+    )
+
+
+def check_snapshots(ctx: CheckContext) -> ComponentHealth:
+    """Intraday snapshots' freshness (see :func:`assess_snapshots`)."""
+    session_open, latest = snapshot_age(ctx.now)
+    return assess_snapshots(session_open, latest, ctx.now, ctx.settings.snapshot_every)
+
+
 #: The checks of :func:`check_health`, in report order.
 DEFAULT_CHECKS: tuple[tuple[str, Check], ...] = (
     ("database", check_database),
@@ -1045,6 +1132,8 @@ DEFAULT_CHECKS: tuple[tuple[str, Check], ...] = (
     ("signals", check_signals),
     ("ai", check_ai),
     ("spool", check_spool),
+    ("outbox", check_outbox),
+    ("snapshots", check_snapshots),
 )
 
 
@@ -1078,6 +1167,8 @@ EMBEDDED_CHECKS: tuple[tuple[str, Check], ...] = (
     ("signals", check_signals),
     ("ai", check_ai),
     ("spool", check_spool),
+    ("outbox", check_outbox),
+    ("snapshots", check_snapshots),
 )
 
 

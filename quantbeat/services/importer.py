@@ -920,13 +920,14 @@ def _upsert_signals(
             "reasons": [reason] if reason else None,
             "inputs": dict(extra) if extra else None,
             "source": SOURCE,
+            "phase": "final",
         }
         for day, market, ticker, strategy, score, grade, entry, status, reason, extra in frame[
             list(SIGNAL_COLUMNS)
         ].itertuples(index=False, name=None)
     ]
     table = cast(Table, Signal.__table__)
-    key = ("trade_date", "strategy", "instrument_id")
+    key = ("trade_date", "strategy", "phase", "instrument_id")
     if session.get_bind().dialect.name != "postgresql":
         return upsert_rows(session, table, records, key=key, compare=_SIGNAL_COMPARE)
     rows = pd.DataFrame.from_records(records, columns=[*key, *_SIGNAL_COMPARE])

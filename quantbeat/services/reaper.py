@@ -49,6 +49,7 @@ from quant.errors import ValidationError
 from quantbeat.infra import spool
 from quantbeat.infra.masking import MASK
 from quantbeat.infra.settings import get_settings
+from quantbeat.services.outbox import sweep as sweep_outbox
 from workers.app import app as worker_app
 from workers.base import record_failure_outside_task, worker_lost_handler
 
@@ -321,7 +322,11 @@ def parse_grace(value: object) -> float:
     """
     if value is None:
         return float(get_settings().reaper_grace)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))  # an int may exceed float
+    ):
         raise ValidationError(
             f"grace must be a number of seconds, got {value!r}", field="grace", value=value
         )
@@ -329,7 +334,14 @@ def parse_grace(value: object) -> float:
         raise ValidationError(
             f"grace must not be negative, got {value!r}", field="grace", value=value
         )
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValidationError(
+            "grace must be a finite number of seconds, got an integer beyond a float's range",
+            field="grace",
+            value=None,
+        ) from None
 
 
 def _apply_spooled(kind: str, record: dict[str, Any]) -> bool:
@@ -350,18 +362,20 @@ def housekeeping(
     grace: float, *, own_task_id: str | None = None, now: dt.datetime | None = None
 ) -> dict[str, Any]:
     """One pass of the beat entry ``reap-orphans`` through :data:`workers.app.app`: replay
-    this host's spool (:func:`replay_spool`), then :func:`reap` with ``grace`` seconds
+    this host's spool (:func:`replay_spool`), publish the outbox messages their clients did
+    not (:func:`quantbeat.services.outbox.sweep`), then :func:`reap` with ``grace`` seconds
     (skipping ``own_task_id``, the running pass itself; runs of dead workers first, see
     :func:`reap_dead_workers`), then delete beat-slot claims older than
     :data:`BEAT_SLOT_RETENTION` and heartbeats older than :data:`HEARTBEAT_RETENTION`.
-    Returns :meth:`ReapReport.as_dict` plus ``spool`` (the replay's report),
-    ``pruned_slots`` and ``pruned_heartbeats`` (rows deleted).
+    Returns :meth:`ReapReport.as_dict` plus ``spool`` (the replay's report), ``outbox`` (the
+    sweep's), ``pruned_slots`` and ``pruned_heartbeats`` (rows deleted).
 
     Raises:
         sqlalchemy errors: the database is unreachable (the task retries).
     """
     now = now or dt.datetime.now(dt.UTC)
     spooled = replay_spool()
+    swept = sweep_outbox(app=worker_app, now=now)
     dead = reap_dead_workers(worker_app, own_task_id=own_task_id)
     report = reap(worker_app, grace=grace, now=now, own_task_id=own_task_id)
     report.requeued = dead.requeued + report.requeued
@@ -373,6 +387,7 @@ def housekeeping(
     return {
         **report.as_dict(),
         "spool": spooled,
+        "outbox": swept,
         "pruned_slots": pruned,
         "pruned_heartbeats": gone,
     }

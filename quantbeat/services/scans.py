@@ -33,7 +33,8 @@ from db.ai import news_scores
 from db.candles import load_daily_universe, universe
 from db.engine import session_scope
 from db.models import Instrument, Signal
-from db.scans import add_chunk_result, data_version, load_flows, replace_signals
+from db.reference import latest_gate
+from db.scans import add_chunk_result, data_version, load_flows, replace_signals, run_state
 from db.scans import finish_run as record_run_end
 from db.scans import start_run as record_run_start
 from quant.errors import TransientError, ValidationError
@@ -333,13 +334,20 @@ class Candidate:
     status: str | None
     reasons: tuple[str, ...]
     inputs: Mapping[str, Any]
+    #: The Market Gate colour when it was decided (``None``: no gate computed).
+    gate: str | None = None
 
 
 def candidates(
-    strategy_name: str, trade_date: dt.date, *, limit: int | None = None
+    strategy_name: str,
+    trade_date: dt.date,
+    *,
+    limit: int | None = None,
+    phase: str = "final",
 ) -> list[Candidate]:
-    """The stored candidates of a scan day, best first: by grade where the strategy ranks
-    grades (:attr:`~quantbeat.services.strategies.ScanStrategy.grades`), then by score, then
+    """The stored candidates of a scan day and ``phase`` (``final`` or ``preliminary``),
+    best first: by grade where the strategy ranks grades
+    (:attr:`~quantbeat.services.strategies.ScanStrategy.grades`), then by score, then
     ticker."""
 
     name = canonical_strategy(strategy_name)
@@ -347,7 +355,7 @@ def candidates(
         rows = session.execute(
             select(Signal, Instrument)
             .join(Instrument, Instrument.id == Signal.instrument_id)
-            .where(Signal.trade_date == trade_date, Signal.strategy == name)
+            .where(Signal.trade_date == trade_date, Signal.strategy == name, Signal.phase == phase)
         ).all()
     grades = {grade: rank for rank, grade in enumerate(scan_strategy(name).grades)}
     ordered = sorted(
@@ -371,6 +379,7 @@ def candidates(
                 status=signal.status,
                 reasons=tuple(signal.reasons or ()),
                 inputs=signal.inputs or {},
+                gate=signal.gate,
             )
         )
     return out
@@ -540,6 +549,10 @@ def scan_chunk(
             attach_flows(inputs, [i for i, item in inputs.items() if test(item)])
         rows, scanned, failed = evaluate(evaluator, inputs)
         with session_scope() as session:
+            # Each signal keeps the Market Gate its decision was taken under.
+            gate = latest_gate(session, day)
+            for row in rows:
+                row["gate"] = None if gate is None else gate.color
             replace_signals(
                 session, trade_date=day, strategy=strategy_name, covered=list(inputs), rows=rows
             )
@@ -576,11 +589,15 @@ def fail_run(run_id: int, error: str) -> None:
 def finish_run(run_id: int, *, analyze: bool = False) -> dict[str, Any]:
     """Mark a scan run completed and return its coverage ``{"run_id", "state", "total",
     "scanned", "failed", "candidates", "coverage", ...}``; with ``analyze``, start the AI
-    analysis of its top candidates (``analysis``: that task's id)."""
+    analysis of its top candidates (``analysis``: that task's id) — once: finishing a run
+    that is completed already starts nothing (``analysis`` ``None``)."""
     with session_scope() as session:
+        # A redelivered callback (its worker died after the commit) must not start the
+        # analysis — paid Gemini calls — a second time.
+        already = run_state(session, run_id) == "completed"
         row = record_run_end(session, run_id, state="completed")
         analysis = None
-        if analyze:
+        if analyze and not already:
             analysis = app.send_task(
                 "quantbeat.ai.analyze_candidates",
                 kwargs={"strategy": row.strategy, "trade_date": row.trade_date.isoformat()},

@@ -55,8 +55,8 @@ def validate(key: str, value: Any) -> Any:
 
     Raises:
         quant.errors.ValidationError: an unknown key, an unknown schedule entry or strategy,
-            a schedule switch that is not a boolean, or strategy parameters the strategy
-            refuses (the message names the key and the bad value).
+            a schedule switch that is not a boolean, strategy parameters that are not an
+            object or that the strategy refuses (the message names the key and the bad value).
     """
     match = _SCHEDULE_KEY.match(key)
     if match:
@@ -75,6 +75,12 @@ def validate(key: str, value: Any) -> Any:
         return value
     match = _STRATEGY_KEY.match(key)
     if match:
+        if not isinstance(value, dict):
+            raise ValidationError(
+                f"setting {key!r} must be an object of parameter: value, got {value!r}",
+                field=key,
+                value=value,
+            )
         build_params(match["name"], value)
         return dict(value)
     raise ValidationError(

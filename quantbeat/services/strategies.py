@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,11 +138,71 @@ def with_parameters() -> tuple[str, ...]:
     return tuple(n for n, s in _registry.items() if s.params)
 
 
-def _as_field_value(value: Any) -> Any:
-    """JSON has no tuples: tier tables arrive as lists of lists."""
-    if isinstance(value, list):
-        return tuple(_as_field_value(v) for v in value)
+def _as_field_value(hint: Any, value: Any, where: str) -> Any:
+    """``value`` (JSON) checked against a parameter field's type ``hint`` and converted to it:
+    ``float`` a finite number (an int is widened), ``int`` an integer (a float with an
+    integral value too), ``str``/``bool`` themselves, ``tuple[X, ...]`` a non-empty list of X,
+    ``tuple[X, Y]`` a list of exactly an X and a Y (JSON has no tuples: tier tables arrive as
+    lists of lists). Other hints pass the value through.
+
+    Raises:
+        quant.errors.ValidationError: a value of the wrong shape; the message names ``where``
+            (the parameter and the position inside it) and the value.
+    """
+
+    def refuse(expected: str) -> ValidationError:
+        return ValidationError(f"{where} must be {expected}, got {value!r}", value=value)
+
+    if typing.get_origin(hint) is tuple:
+        items = typing.get_args(hint)
+        if not isinstance(value, list | tuple):
+            raise refuse("a list")
+        if len(items) == 2 and items[1] is Ellipsis:
+            if not value:
+                raise refuse("a non-empty list")
+            return tuple(_as_field_value(items[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(items):
+            raise refuse(f"a list of {len(items)} values")
+        return tuple(
+            _as_field_value(h, v, f"{where}[{i}]")
+            for i, (h, v) in enumerate(zip(items, value, strict=True))
+        )
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise refuse("true or false")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise refuse("a string")
+        return value
+    if hint is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise refuse("an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise refuse("a number")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise refuse("a finite number")
+        return number
     return value
+
+
+_FIELD_TYPES: dict[type[Any], dict[str, Any]] = {}
+
+
+def _field_types(kind: type[Any]) -> dict[str, Any]:
+    """The resolved type hints of a parameter dataclass's fields (cached)."""
+    found = _FIELD_TYPES.get(kind)
+    if found is None:
+        found = _FIELD_TYPES[kind] = typing.get_type_hints(kind)
+    return found
 
 
 def build_params(strategy: str, overrides: Mapping[str, Any] | None) -> tuple[Any, ...]:
@@ -149,7 +210,9 @@ def build_params(strategy: str, overrides: Mapping[str, Any] | None) -> tuple[An
 
     Raises:
         quant.errors.ValidationError: ``overrides`` is not a mapping, names a field that none
-            of the strategy's parameter types has, or gives a value the type refuses.
+            of the strategy's parameter types has, gives a value of another type or shape
+            than the field's (a number for a number, a list of pairs for a tier table ...),
+            or a value the type refuses.
     """
     found = _registry.get(strategy)
     types = found.params if found is not None else ()
@@ -178,7 +241,19 @@ def build_params(strategy: str, overrides: Mapping[str, Any] | None) -> tuple[An
         )
     built = []
     for kind in types:
-        own = {k: _as_field_value(v) for k, v in overrides.items() if fields[k] is kind}
+        hints = _field_types(kind)
+        try:
+            own = {
+                k: _as_field_value(hints.get(k), v, k)
+                for k, v in overrides.items()
+                if fields[k] is kind
+            }
+        except ValidationError as exc:
+            raise ValidationError(
+                f"invalid parameter for strategy.{strategy}: {exc}",
+                field=f"strategy.{strategy}",
+                value=exc.value,
+            ) from None
         try:
             built.append(kind(**own))
         except (ValidationError, TypeError, ValueError) as exc:

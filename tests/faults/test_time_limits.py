@@ -123,6 +123,15 @@ def _quick_task_runs(client: Celery, worker: WorkerProcess) -> None:
     assert result.get(timeout=30) == {"marker": marker}, worker.log()
 
 
+def _ping_while_busy(client: Celery, worker: WorkerProcess, task_id: str) -> float:
+    """Once ``task_id`` has started (its thread is busy), ping the worker; return seconds
+    until it answered (``inf``: no answer within 1 s)."""
+    eventually(_ended(task_id), lambda s: s != "none", timeout=30)
+    started = time.monotonic()
+    replies = client.control.ping(destination=[worker.hostname], timeout=1.0)
+    return time.monotonic() - started if replies else float("inf")
+
+
 def _ended(task_id: str) -> Callable[[], str]:
     def state() -> str:
         try:
@@ -141,6 +150,8 @@ def test_hung_provider_is_retried_then_dead_lettered_and_frees_the_thread(
 ) -> None:
     t0 = time.monotonic()
     result = client.send_task("quantbeat.collect.crypto_candles", kwargs=CRYPTO)
+    ping_s = _ping_while_busy(client, worker, result.id)  # its only thread waits on the call
+    assert ping_s < 1.0, worker.log()
     state = eventually(
         _ended(result.id), lambda s: s in ("failed", "timed_out", "succeeded"), timeout=90
     )
@@ -172,7 +183,8 @@ def test_hung_provider_is_retried_then_dead_lettered_and_frees_the_thread(
                 f"each attempt ended at the {HTTP_TIMEOUT} s HTTP timeout; "
                 f"{run.attempts} attempts, then dead-lettered retries_exhausted; the worker's "
                 "single thread then ran the next task; with a 1 s soft limit the task ended "
-                "timed_out when the call returned, and the reaper left it alone meanwhile"
+                "timed_out when the call returned, and the reaper left it alone meanwhile; "
+                f"ping answered in {ping_s * 1000:.0f} ms while the call hung"
             ),
         )
     )
@@ -249,6 +261,8 @@ def test_held_row_lock_times_out_is_retried_and_succeeds_once_released(
 
     t0 = time.monotonic()
     result = _collect_day(client)
+    ping_s = _ping_while_busy(client, worker, result.id)
+    assert ping_s < 1.0, worker.log()
     # The upsert waits for the locked row, lock_timeout (1 s) cancels it, the task retries.
     state = eventually(_ended(result.id), lambda s: s not in ("none", "started"), timeout=30)
     assert state == "retrying", worker.log()
@@ -279,7 +293,8 @@ def test_held_row_lock_times_out_is_retried_and_succeeds_once_released(
                 f"SELECT … FOR UPDATE on one candle: lock_timeout ({LOCK_TIMEOUT} s) cancelled "
                 f"the upsert, retried; released after the first failure, attempt "
                 f"{run.attempts} succeeded with {stored} rows unchanged; a lock held "
-                "throughout dead-letters after the retries (retries_exhausted)"
+                "throughout dead-letters after the retries (retries_exhausted); ping "
+                f"answered in {ping_s * 1000:.0f} ms while the upsert waited"
             ),
         )
     )

@@ -230,3 +230,108 @@ def test_the_nightly_task_backtests_the_day_s_signals_per_strategy(cpu_worker, n
     assert run.origin == "beat"
     assert sorted(run.spec["instruments"]) == sorted(names[:3])
     assert run.spec["start"] == (DAY - dt.timedelta(days=120)).isoformat()
+    # Idempotent: the same day again (a redelivery, a duplicate tick, an operator re-run)
+    # names the same run, which is neither recorded nor sent again.
+    again = tasks.backtests.nightly(DAY.isoformat(), days=120)
+    assert again["runs"] == runs
+    assert backtest_row(run_id).attempts == 1
+    with session_scope() as session:
+        nightly_rows = session.execute(
+            select(func.count()).select_from(BacktestRun).where(BacktestRun.origin == "beat")
+        ).scalar_one()
+    assert nightly_rows == 1
+    # Another span is another business key: another run.
+    other = tasks.backtests.nightly(DAY.isoformat(), days=121)["runs"]["closing_bet"]
+    assert other != run_id
+    assert backtests.wait(other, timeout=60)["state"] == "completed"
+
+
+def _unreachable_client() -> Celery:
+    """A client whose broker refuses connections (nothing listens on port 1)."""
+    client = Celery("backtest-client-down")
+    client.config_from_object("celeryconfig")
+    client.conf.update(
+        broker_url="redis://127.0.0.1:1/0",
+        result_backend=BACKEND,
+        broker_connection_timeout=1,
+        broker_connection_retry=False,
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1},
+    )
+    return client
+
+
+def test_a_run_committed_while_the_broker_is_down_is_published_by_the_sweep(cpu_worker, names):
+    """Transactional outbox: the run and its message commit together; the publication
+    fails (broker unreachable), the run stays queued with its message waiting, health says
+    so, and the reaper's sweep publishes it — the run then completes, once."""
+    from db.models import OutboxMessage
+    from quantbeat.services import health, outbox
+
+    down = _unreachable_client()
+    run_id = backtests.submit_backtest(_spec(names[:3]), app=down)
+    task_id = f"backtest-{run_id}"
+    assert backtest_row(run_id).state == "queued"
+    with session_scope() as session:
+        row = session.execute(
+            select(OutboxMessage).where(OutboxMessage.task_id == task_id)
+        ).scalar_one()
+        assert row.published_at is None
+        assert row.publish_attempts == 1
+        assert row.last_error is not None
+        assert "Error" in row.last_error, row.last_error
+        assert row.args == [run_id]
+        assert row.options["time_limit"] > row.options["soft_time_limit"] > 0
+    # Nothing reached the real broker: the worker has not seen it.
+    time.sleep(1.0)
+    assert backtest_row(run_id).attempts == 0
+
+    # Before the grace the sweep leaves it (its client may still be publishing) ...
+    assert outbox.sweep(app=CLIENT, grace=3600) == {"published": [], "failed": {}}
+    # ... and health warns about it once the grace is over.
+    waiting, oldest = outbox.unpublished(older_than=0)
+    assert waiting >= 1
+    assert oldest is not None
+    found = health.assess_outbox(waiting, oldest, dt.datetime.now(dt.UTC), 0)
+    assert found.status == health.Status.WARNING
+    assert f"{waiting} committed task message(s) not yet published" in found.message
+
+    # A sweep through a broker that is still down keeps it waiting and counts the attempt.
+    assert task_id in outbox.sweep(app=down, grace=0)["failed"]
+    swept = outbox.sweep(app=CLIENT, grace=0)
+    assert task_id in swept["published"]
+    final = backtests.wait(run_id, timeout=90)
+    assert final["state"] == "completed", final
+    assert final["attempts"] == 1
+    with session_scope() as session:
+        row = session.execute(
+            select(OutboxMessage).where(OutboxMessage.task_id == task_id)
+        ).scalar_one()
+        assert row.published_at is not None
+        assert row.publish_attempts == 3
+        assert row.last_error is None
+    # Published: a later sweep sends nothing again.
+    assert task_id not in outbox.sweep(app=CLIENT, grace=0)["published"]
+
+
+def test_a_run_is_recorded_with_its_message_or_not_at_all(cpu_worker, names, monkeypatch):
+    """The message is written in the run's transaction: when that transaction fails,
+    neither the run nor its message exists, and nothing is sent."""
+    from db import outbox as db_outbox
+    from db.models import OutboxMessage
+
+    def broken(session, **kwargs):
+        raise RuntimeError("simulated failure writing the outbox row")
+
+    monkeypatch.setattr(backtests, "add_message", broken)
+    with session_scope() as session:
+        before = session.execute(select(func.count()).select_from(BacktestRun)).scalar_one()
+        messages = session.execute(select(func.count()).select_from(OutboxMessage)).scalar_one()
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        backtests.submit_backtest(_spec(names[:2]), app=CLIENT)
+    with session_scope() as session:
+        assert session.execute(select(func.count()).select_from(BacktestRun)).scalar_one() == before
+        assert (
+            session.execute(select(func.count()).select_from(OutboxMessage)).scalar_one()
+            == messages
+        )
+    assert db_outbox.add_message is not broken

@@ -48,6 +48,8 @@ COMPONENTS = {
     "signals",
     "ai",
     "spool",
+    "outbox",
+    "snapshots",
 }
 
 

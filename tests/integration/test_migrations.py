@@ -52,6 +52,10 @@ def test_business_keys_are_unique_constraints(database: str):
         "investor_flows": ["instrument_id", "trade_date"],
         "job_runs": ["task_id"],
         "dead_letters": ["fingerprint"],
+        "signals": ["trade_date", "strategy", "phase", "instrument_id"],
+        "reference_bars": ["series_id", "trade_date"],
+        "market_gates": ["trade_date", "as_of"],
+        "task_outbox": ["task_id"],
     }
     for table, columns in expected.items():
         found = [u["column_names"] for u in insp.get_unique_constraints(table)]

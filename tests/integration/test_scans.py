@@ -121,13 +121,35 @@ def test_a_closing_bet_scan_covers_the_universe_and_replaces_its_signals(celery_
         assert used["traded_value_krw"] == 2e12
         assert used["news"] == "no news analysed"
         assert row.entry_price == pytest.approx(used["exit_plan"]["stop_loss"] / 0.97)
+        assert row.gate is None  # no Market Gate computed for the day yet
 
+    # With a gate stored for the day, the next run's signals carry its colour.
+    from db.reference import store_gate
+
+    with session_scope() as session:
+        store_gate(
+            session,
+            trade_date=DAY,
+            as_of=dt.datetime(2026, 11, 20, 6, 30, tzinfo=dt.UTC),
+            fields={"phase": "daily", "color": "YELLOW", "score": 55.0, "reason": "test",
+                    "usdkrw": 1390.0, "fx_warning": False, "components": {}, "sectors": {},
+                    "kodex_status": None, "params": {}, "simulated": True},
+        )  # fmt: skip
     again = celery_app.send_task(
         "quantbeat.scans.run",
         kwargs={"strategy": "closing_bet", "trade_date": DAY.isoformat(), "market": "KOSPI"},
     ).get(timeout=60)
     celery_app.AsyncResult(again["chord"]).get(timeout=120)
     assert sorted(_signals("closing_bet")) == sorted(first)  # replaced, not duplicated
+    with session_scope() as session:
+        gates = set(
+            session.execute(
+                select(Signal.gate).where(
+                    Signal.trade_date == DAY, Signal.strategy == "closing_bet"
+                )
+            ).scalars()
+        )
+    assert gates == {"YELLOW"}
     with session_scope() as session:
         runs = session.execute(
             select(func.count()).select_from(ScanRun).where(ScanRun.state == "completed")

@@ -75,6 +75,7 @@ def test_entries():
         "quantbeat.collect.universe",
         "quantbeat.ops.reap",
         "quantbeat.ops.reap_dead_workers",
+        "quantbeat.market.snapshot",
     }
     for entry in BEAT_SCHEDULE.values():
         assert entry["task"] in app.tasks
@@ -90,3 +91,36 @@ def test_a_last_run_in_utc_still_means_seoul_wall_clock_time():
     # 2026-11-20 06:40 UTC is 15:40 KST: the next firing is Monday 15:40 KST, not 15:40 UTC.
     assert s.next_fire(dt.datetime(2026, 11, 20, 6, 40, tzinfo=utc)) == at(2026, 11, 23, 15, 40)
     assert s.is_due(dt.datetime(2026, 11, 20, 6, 40, tzinfo=utc)).is_due is True
+
+
+def test_a_repeating_session_schedule_fires_through_the_session_on_sessions_only():
+    s = krx_session_schedule(9, 0, every=10, until=(15, 30))
+    s.app = app
+    times = s.times()
+    assert times[0] == dt.time(9, 0)
+    assert times[1] == dt.time(9, 10)
+    assert times[-1] == dt.time(15, 30)
+    assert len(times) == 40  # 09:00 … 15:30 every 10 minutes
+    # Friday 11:05 → 11:10 the same day; Friday 15:30 → Monday 09:00; 추석 skipped
+    assert s.next_fire(at(2026, 11, 20, 11, 5)) == at(2026, 11, 20, 11, 10)
+    assert s.next_fire(at(2026, 11, 20, 15, 30)) == at(2026, 11, 23, 9, 0)
+    assert s.next_fire(at(2026, 9, 23, 16, 0)) == at(2026, 9, 28, 9, 0)
+    # the latest firing at or before a moment: the beat slot of a tick
+    assert s.latest_fire(at(2026, 11, 20, 11, 9)) == at(2026, 11, 20, 11, 0)
+    assert s.latest_fire(at(2026, 11, 21, 12, 0)) == at(2026, 11, 20, 15, 30)  # Saturday
+    assert s.latest_fire(at(2026, 11, 20, 8, 59)) == at(2026, 11, 19, 15, 30)
+    assert pickle.loads(pickle.dumps(s)) == s
+    assert s != krx_session_schedule(9, 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"every": 10}, "every and until go together"),
+        ({"every": 0, "until": (15, 30)}, "every must be 1–1440 minutes"),
+        ({"every": 10, "until": (8, 0)}, "must be a time of day at or after the start"),
+    ],
+)
+def test_a_repeating_schedule_refuses_bad_bounds(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        krx_session_schedule(9, 0, **kwargs)

@@ -84,6 +84,8 @@ def test_critical_components_are_the_services_work_depends_on() -> None:
         "signals",
         "ai",
         "spool",
+        "outbox",
+        "snapshots",
     ]
 
 
@@ -485,3 +487,17 @@ def test_cached_health_reuses_a_report_within_its_ttl() -> None:
     cache.ttl = 0
     cache.get()
     assert len(calls) == 2
+
+
+def test_snapshot_freshness() -> None:
+    now = dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.UTC)  # 11:00 KST
+    closed = health.assess_snapshots(False, None, now, 10)
+    assert closed.status == Status.HEALTHY
+    none = health.assess_snapshots(True, None, now, 10)
+    assert none.status == Status.WARNING
+    assert "no intraday snapshot was ever taken" in none.message
+    fresh = health.assess_snapshots(True, now - dt.timedelta(minutes=21), now, 10)
+    assert fresh.status == Status.HEALTHY
+    stale = health.assess_snapshots(True, now - dt.timedelta(minutes=22), now, 10)
+    assert stale.status == Status.WARNING
+    assert "expected every 10 min" in stale.message

@@ -40,3 +40,18 @@ def test_beat_entries_are_unchanged():
         for name, entry in sorted(BEAT_SCHEDULE.items())
     }
     assert current == COMMITTED["beat"]
+
+
+def test_the_tasks_that_are_not_idempotent_are_the_committed_ones():
+    """The reaper requeues a run its worker lost only for an idempotent task and marks any
+    other lost (dead letter ``worker_lost``): whether a task may run twice is part of its
+    contract, changed deliberately with the fixture."""
+    app.loader.import_default_modules()
+    found = sorted(
+        name
+        for name in app.tasks
+        if name.startswith("quantbeat.")
+        and app.tasks[name].__module__ in TASK_MODULES
+        and not app.tasks[name].idempotent
+    )
+    assert found == COMMITTED["non_idempotent"]

@@ -1,0 +1,71 @@
+"""Intraday snapshots (:class:`db.models.IntradaySnapshot`): the day so far of instruments
+and indices, stored as history. Each call runs in the caller's session; callers commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import Instrument, IntradaySnapshot
+from db.store import insert_for
+
+
+def tickers_to_ids(session: Session, markets: Sequence[str]) -> dict[str, int]:
+    """``{ticker: instrument id}`` of the listed instruments of ``markets`` (KRX tickers are
+    unique across KOSPI and KOSDAQ)."""
+    rows = session.execute(
+        select(Instrument.ticker, Instrument.id).where(
+            Instrument.market.in_(list(markets)), Instrument.listing_status == "listed"
+        )
+    ).all()
+    return {ticker: ident for ticker, ident in rows}
+
+
+def store_snapshots(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert snapshot rows (each with exactly one of ``instrument_id``/``series_id``); a
+    row already stored for the same instrument or series and moment is kept as it is.
+    Returns how many were new."""
+    table = IntradaySnapshot.__table__
+    new = 0
+    for key in ("instrument_id", "series_id"):
+        batch = [dict(r) for r in rows if r.get(key) is not None]
+        if not batch:
+            continue
+        for r in batch:
+            r.setdefault("instrument_id", None)
+            r.setdefault("series_id", None)
+        stmt = (
+            insert_for(session, table)  # type: ignore[arg-type]
+            .on_conflict_do_nothing(index_elements=[key, "taken_at"])
+            .returning(table.c.id)
+        )
+        new += len(session.execute(stmt, batch).all())
+    return new
+
+
+def latest_snapshot(session: Session, trade_date: dt.date | None = None) -> dt.datetime | None:
+    """When the latest snapshot was taken (of ``trade_date`` when given)."""
+    query = select(func.max(IntradaySnapshot.taken_at))
+    if trade_date is not None:
+        query = query.where(IntradaySnapshot.trade_date == trade_date)
+    found: dt.datetime | None = session.execute(query).scalar_one_or_none()
+    return found
+
+
+def snapshot_counts(session: Session, taken_at: dt.datetime) -> tuple[int, int]:
+    """(instrument rows, series rows) stored for ``taken_at``."""
+    instruments = session.execute(
+        select(func.count()).where(
+            IntradaySnapshot.taken_at == taken_at, IntradaySnapshot.instrument_id.is_not(None)
+        )
+    ).scalar_one()
+    series = session.execute(
+        select(func.count()).where(
+            IntradaySnapshot.taken_at == taken_at, IntradaySnapshot.series_id.is_not(None)
+        )
+    ).scalar_one()
+    return int(instruments), int(series)
