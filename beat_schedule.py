@@ -22,6 +22,9 @@ _ONE_HOUR = 3600
 
 #: The regular session: 09:00–15:30 KST.
 KRX_OPEN_AT, KRX_CLOSE_AT = (9, 0), (15, 30)
+#: The closing bet's decision in the buy window (QUANTBEAT_CLOSING_BET_AT, default 15:10).
+_HOUR, _MINUTE = get_settings().closing_bet_at.split(":")
+_CLOSING_BET_AT = (int(_HOUR), int(_MINUTE))
 #: The regular session ends 15:30 KST; closing prices are final minutes later.
 KRX_DAILY_AT = (15, 40)
 #: KRX publishes investor-by-stock trading (foreign/institution/individual) in the evening.
@@ -49,6 +52,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": krx_session_schedule(
             *KRX_OPEN_AT, every=get_settings().snapshot_every, until=KRX_CLOSE_AT
         ),
+        "options": {"expires": 5 * 60},
+    },
+    # The closing bet decided in the buy window, before the 15:20 closing auction: snapshot,
+    # preliminary signals, the news of every candidate, decided again (tasks.pipeline).
+    "closing-bet-window": {
+        "task": "quantbeat.pipeline.closing_window",
+        "schedule": krx_session_schedule(*_CLOSING_BET_AT),
         "options": {"expires": 5 * 60},
     },
     # The day's VCP and closing-bet candidates, backtested over the last two years.

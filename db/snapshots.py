@@ -69,3 +69,45 @@ def snapshot_counts(session: Session, taken_at: dt.datetime) -> tuple[int, int]:
         )
     ).scalar_one()
     return int(instruments), int(series)
+
+
+def snapshot_bars(
+    session: Session, trade_date: dt.date, at_or_before: dt.datetime
+) -> dict[int, tuple[dt.datetime, float, float, float, float, float, float]]:
+    """Each instrument's latest snapshot of ``trade_date`` taken at or before
+    ``at_or_before``: ``{instrument_id: (taken_at, open, high, low, last, volume, value)}``
+    (volume and value 0.0 when unknown)."""
+    latest = (
+        select(
+            IntradaySnapshot.instrument_id.label("iid"),
+            func.max(IntradaySnapshot.taken_at).label("at"),
+        )
+        .where(
+            IntradaySnapshot.trade_date == trade_date,
+            IntradaySnapshot.instrument_id.is_not(None),
+            IntradaySnapshot.taken_at <= at_or_before,
+        )
+        .group_by(IntradaySnapshot.instrument_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            IntradaySnapshot.instrument_id,
+            IntradaySnapshot.taken_at,
+            IntradaySnapshot.open,
+            IntradaySnapshot.high,
+            IntradaySnapshot.low,
+            IntradaySnapshot.close,
+            IntradaySnapshot.volume,
+            IntradaySnapshot.value,
+        ).join(
+            latest,
+            (IntradaySnapshot.instrument_id == latest.c.iid)
+            & (IntradaySnapshot.taken_at == latest.c.at),
+        )
+    ).all()
+    return {
+        int(i): (at, float(o), float(h), float(lo), float(c), float(v or 0.0), float(val or 0.0))
+        for i, at, o, h, lo, c, v, val in rows
+        if i is not None
+    }

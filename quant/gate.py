@@ -46,23 +46,11 @@ import numpy as np
 from quant.errors import ValidationError
 from quant.indicators._arrays import FloatArray, as_series
 from quant.indicators.standard import macd, rsi, sma
+from quant.market.types import DEFAULT_SECTOR_ETFS as DEFAULT_SECTOR_ETFS  # re-exported
 
 GREEN, YELLOW, RED, UNKNOWN = "GREEN", "YELLOW", "RED", "UNKNOWN"
 BULLISH, NEUTRAL, BEARISH = "BULLISH", "NEUTRAL", "BEARISH"
 RISK_ON, RISK_OFF = "RISK_ON", "RISK_OFF"
-
-#: The sector ETFs of the original system (code → name), the default of
-#: ``QUANTBEAT_SECTOR_ETFS``.
-DEFAULT_SECTOR_ETFS: dict[str, str] = {
-    "069500": "KOSPI200",
-    "091160": "반도체",
-    "305720": "2차전지",
-    "091170": "자동차",
-    "102780": "IT",
-    "102960": "은행",
-    "117680": "철강",
-    "102970": "증권",
-}
 
 #: KODEX 200, the KOSPI stand-in when the index is missing.
 KODEX_200 = "069500"

@@ -15,7 +15,7 @@ from quantbeat.services.ai import (
     start_candidate_analyses,
 )
 from quantbeat.services.ai import collect_news as run_collect
-from quantbeat.services.args import parse_date, parse_trade_date
+from quantbeat.services.args import parse_date, parse_moment, parse_phase, parse_trade_date
 from workers.app import app
 
 
@@ -36,26 +36,51 @@ def analyze(self: Any, instrument: str, trade_date: str, strategy: str) -> dict[
 
 @app.task(name="quantbeat.ai.analyze_candidates", idempotent=False)
 def analyze_candidates(
-    strategy: str, trade_date: str | None = None, top: int | None = None
+    strategy: str,
+    trade_date: str | None = None,
+    top: int | None = None,
+    phase: str = "final",
+    as_of: str | None = None,
 ) -> dict[str, Any]:
     """Analyse the ``top`` (default ``QUANTBEAT_AI_TOP_N``) best candidates of a scan day
     (default: the latest closed session) as a chord of ``quantbeat.ai.analyze`` tasks; its
     callback ``quantbeat.ai.finish`` re-runs the closing-bet scan so the news scores enter the
-    grades. Returns ``{"strategy", "trade_date", "instruments", "chord"}`` at once. Raises
-    ValidationError for an unknown strategy, a bad date or ``top`` outside 0–200. Not
-    idempotent (a second execution starts a second chord of paid analyses)."""
+    grades. With ``phase="preliminary"`` it analyses the buy window's decision instead and the
+    callback re-decides it as of ``as_of`` (ISO date-time with offset). Returns
+    ``{"strategy", "trade_date", "phase", "instruments", "chord"}`` at once. Raises
+    ValidationError for an unknown strategy, a bad date, phase or moment, or ``top`` outside
+    0–200. Not idempotent (a second execution starts a second chord of paid analyses)."""
     name = analysis_strategy(strategy)
     day = parse_trade_date(trade_date)
-    return start_candidate_analyses(name, day, analysis_top(top))
+    return start_candidate_analyses(
+        name,
+        day,
+        analysis_top(top),
+        phase=parse_phase(phase),
+        as_of=None if as_of is None else parse_moment(as_of, field="as_of"),
+    )
 
 
 @app.task(name="quantbeat.ai.finish", idempotent=False)
-def finish(results: list[dict[str, Any]], strategy: str, trade_date: str) -> dict[str, Any]:
-    """The analyses' chord callback: counts them and, for the closing bet, re-runs the scan
-    of the day so the news scores count (its task id is returned as ``rescan``). Not
+def finish(
+    results: list[dict[str, Any]],
+    strategy: str,
+    trade_date: str,
+    phase: str = "final",
+    as_of: str | None = None,
+) -> dict[str, Any]:
+    """The analyses' chord callback: counts them and, for the closing bet, re-decides the
+    day so the news scores count — the evening scan, or (``phase="preliminary"``) the buy
+    window's decision as of ``as_of`` (its task id is returned as ``rescan``). Not
     idempotent (a second execution starts a second scan run)."""
     day = parse_date(trade_date, field="trade_date")
-    return finish_candidate_analyses(results, strategy, day)
+    return finish_candidate_analyses(
+        results,
+        strategy,
+        day,
+        phase=parse_phase(phase),
+        as_of=None if as_of is None else parse_moment(as_of, field="as_of"),
+    )
 
 
 @app.task(name="quantbeat.news.collect")

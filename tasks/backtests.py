@@ -9,7 +9,7 @@ from quant.errors import ValidationError
 from quantbeat.services import backtests
 from quantbeat.services.args import parse_date
 from workers.app import app
-from workers.base import on_hard_time_limit, on_worker_lost
+from workers.base import on_child_killed, on_hard_time_limit, on_worker_lost
 
 
 @app.task(name="quantbeat.backtest.run")
@@ -36,6 +36,13 @@ def run_lost(args: Any, kwargs: Any, outcome: str, reason: str) -> None:
     """The reaper gave up a run whose worker died (``outcome``: requeued or lost): the run's
     row and live state follow (:func:`quantbeat.services.backtests.on_worker_lost`)."""
     backtests.on_worker_lost(args, kwargs, outcome, reason)
+
+
+@on_child_killed("quantbeat.backtest.run")
+def run_out_of_memory(args: Any, kwargs: Any) -> None:
+    """The children running ``run`` kept being SIGKILLed (the OOM killer): the run is
+    recorded ``failed`` when its message is dead-lettered."""
+    backtests.on_child_killed(args, kwargs)
 
 
 @app.task(name="quantbeat.backtest.nightly")

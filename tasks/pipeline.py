@@ -11,8 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from quantbeat.services.args import parse_date, parse_krx_markets
-from quantbeat.services.pipeline import launch_pipeline
+from quantbeat.services.pipeline import launch_pipeline, launch_window
 from workers.app import app
+
+
+@app.task(name="quantbeat.pipeline.closing_window", idempotent=False)
+def closing_window(trade_date: str | None = None) -> dict[str, Any]:
+    """In the buy window (``QUANTBEAT_CLOSING_BET_AT``, 15:10 KST): take the snapshot, decide
+    the closing bet from the day so far (``preliminary`` signals), analyse the news of all its
+    candidates and decide again with their scores — all before the 15:20 closing auction.
+    ``trade_date`` defaults to today (KST). Returns ``{"chain", "steps"}``. Not idempotent
+    (a second execution starts a second chain)."""
+    return launch_window(trade_date)
 
 
 def _checked(trade_date: str | None, market: str | None) -> str | None:

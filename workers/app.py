@@ -32,6 +32,8 @@ app = Celery(
     task_cls="workers.base:QuantbeatTask",
     # Refuses task messages over QUANTBEAT_MAX_MESSAGE_BYTES before they are queued.
     amqp="workers.process:QuantbeatAMQP",
+    # Masks the arguments, results and errors that task events (and so Flower) carry.
+    events="workers.events:QuantbeatEvents",
     include=list(TASK_MODULES),
 )
 app.config_from_object("celeryconfig")

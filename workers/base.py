@@ -36,8 +36,10 @@ then fails as a transient error and retries.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -96,6 +98,22 @@ def hard_time_limit_handler(task_name: str) -> HardLimitHandler | None:
     return _hard_limit_handlers.get(task_name)
 
 
+_child_killed_handlers: dict[str, HardLimitHandler] = {}
+
+
+def on_child_killed(task_name: str) -> Callable[[HardLimitHandler], HardLimitHandler]:
+    """Register the function the worker's main process calls with ``(args, kwargs)`` when the
+    pool children running ``task_name`` were SIGKILLed ``QUANTBEAT_MAX_CHILD_KILLS`` times
+    and its message is dead-lettered (:mod:`workers.request`; e.g. a backtest run is marked
+    ``failed``). One handler per task name; a decorator."""
+
+    def register(fn: HardLimitHandler) -> HardLimitHandler:
+        _child_killed_handlers[task_name] = fn
+        return fn
+
+    return register
+
+
 WorkerLostHandler = Callable[[Any, Any, str, str], None]
 _worker_lost_handlers: dict[str, WorkerLostHandler] = {}
 
@@ -116,6 +134,11 @@ def on_worker_lost(task_name: str) -> Callable[[WorkerLostHandler], WorkerLostHa
     return register
 
 
+def child_killed_handler(task_name: str) -> HardLimitHandler | None:
+    """The handler registered for ``task_name`` with :func:`on_child_killed`, if any."""
+    return _child_killed_handlers.get(task_name)
+
+
 def worker_lost_handler(task_name: str) -> WorkerLostHandler | None:
     """The handler registered for ``task_name`` with :func:`on_worker_lost`, if any."""
     return _worker_lost_handlers.get(task_name)
@@ -125,11 +148,26 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _mask_exception(exc: BaseException) -> None:
+    """Mask the string arguments of ``exc`` in place (what its message is usually made of):
+    Celery stores ``exc.args`` in the result backend and formats the traceback and the
+    ``task-failed`` event from them. An exception whose message comes from attributes other
+    than its arguments keeps them (the task-failed event and Flower are masked anyway: see
+    :mod:`workers.events`). Never raises."""
+    try:
+        if any(isinstance(arg, str) for arg in exc.args):
+            exc.args = tuple(mask_text(a) if isinstance(a, str) else a for a in exc.args)
+    except Exception:  # a read-only or odd args: leave the exception as it is
+        return
+
+
 def _error_text(exc: BaseException) -> str:
     return mask_text(f"{type(exc).__name__}: {exc}")[:4000]
 
 
 def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, OutOfMemory | MemoryError):
+        return OUT_OF_MEMORY
     if isinstance(exc, ValidationError):
         return "validation_error"
     if isinstance(exc, PermanentError):
@@ -140,6 +178,17 @@ def _failure_reason(exc: BaseException) -> str:
 class PoisonedMessage(PermanentError):
     """A message was delivered more than ``QUANTBEAT_MAX_ATTEMPTS`` times (it keeps killing or
     timing out its worker); it is dead-lettered instead of being run again."""
+
+
+class OutOfMemory(PermanentError):
+    """The task ran out of memory (``MemoryError``: its process reached its address-space cap,
+    ``QUANTBEAT_CHILD_MAX_BYTES``); it is dead-lettered ``out_of_memory`` at once, since a
+    retry would allocate as much again. Raised instead of the ``MemoryError`` itself, which
+    Celery's main process would re-raise."""
+
+
+#: Dead-letter reason of a task that raised MemoryError.
+OUT_OF_MEMORY = "out_of_memory"
 
 
 class RunLost(PermanentError):
@@ -160,6 +209,9 @@ class QuantbeatTask(Task):  # type: ignore[misc]
     #: Executions beyond this many deliveries are dead-lettered without running (a message
     #: that keeps killing its worker must not loop forever). ``None``: QUANTBEAT_MAX_ATTEMPTS.
     max_attempts: ClassVar[int | None] = None
+    #: Celery's worker-side request class: counts pool children SIGKILLed while running a
+    #: task and dead-letters it at QUANTBEAT_MAX_CHILD_KILLS (see workers.request).
+    Request = "workers.request:QuantbeatRequest"
 
     def __init__(self) -> None:
         super().__init__()
@@ -195,6 +247,7 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             # A failure, not Ignore: the caller waiting on the result learns what happened.
             raise PoisonedMessage(message)
         try:
+            self._check_arguments(args, kwargs)
             owner = self._claim_beat_slot(task_id)
             if owner is not None and owner != task_id:
                 # Another message already ran this schedule slot: a duplicate tick is a no-op.
@@ -217,7 +270,19 @@ class QuantbeatTask(Task):  # type: ignore[misc]
         except SoftTimeLimitExceeded as exc:
             self._fail(task_id, args, kwargs, t0, "timed_out", _error_text(exc), "timed_out")
             raise
+        except MemoryError as exc:
+            # Drop what the failed frames still hold before anything else allocates.
+            traceback.clear_frames(exc.__traceback__)
+            message = (
+                f"{self.name} ran out of memory ({type(exc).__name__}: {exc or 'allocation failed'}"
+                f"; the process' cap is QUANTBEAT_CHILD_MAX_BYTES={get_settings().child_max_bytes}"
+                "); not retried"
+            )
+            self._fail(task_id, args, kwargs, t0, OUT_OF_MEMORY, mask_text(message)[:4000])
+            raise OutOfMemory(message) from None
         except Exception as exc:
+            # The result backend, the task-failed event and Flower keep its message.
+            _mask_exception(exc)
             transient = as_transient(exc)
             if transient is not None:
                 # Raises Retry, or records the exhausted retries and returns.
@@ -227,6 +292,28 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             raise
         self._finish(task_id, "succeeded", t0, result=result)
         return result
+
+    def _check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Bind the arguments to the task's signature before it runs, so a wrong argument name
+        or count is the caller's error, not a ``TypeError`` from inside the task.
+
+        Raises:
+            quant.errors.ValidationError: the arguments do not fit (names the task, the
+                problem and the task's parameters); dead-lettered ``validation_error``.
+        """
+        try:
+            signature = inspect.signature(self.run)
+        except (TypeError, ValueError):  # no introspectable signature: let the call decide
+            return
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            names = ", ".join(signature.parameters) or "none"
+            raise ValidationError(
+                f"task {self.name}: {exc} (its parameters: {names})",
+                field="arguments",
+                value=sorted(kwargs),
+            ) from None
 
     def _refuse_oversized(
         self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], size: int, limit: int

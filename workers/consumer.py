@@ -25,6 +25,10 @@ reason              message
                     acknowledged and its result failed with a ValidationError
 ==================  =============================================================================
 
+An ``undecodable`` or ``invalid_message`` letter whose task id is known (headers, or a
+protocol-1 body) also fails that id's result with a ValidationError naming the reason, as
+``oversized`` does: a client waiting on ``AsyncResult.get()`` gets the error, not a hang.
+
 Malformed protocol-2 messages are checked *before* Celery builds its request: stock Celery 5.7
 raises ``ValueError`` on a body such as ``{"foo": 1}``, which stops the whole worker, and the
 message is restored for the next worker to die on.
@@ -52,6 +56,7 @@ from vine import promise  # type: ignore[import-untyped]
 
 from db.engine import session_scope
 from db.jobs import SPOOL_DEAD_LETTER, record_dead_letter
+from quant.errors import ValidationError
 from quantbeat.infra import spool
 from quantbeat.infra.masking import mask_text, mask_value
 from workers.limits import OVERSIZED, max_message_bytes, oversized_error, sample
@@ -182,7 +187,7 @@ class QuantbeatConsumer(Consumer):  # type: ignore[misc]
         it (reason ``oversized``, a masked sample of the body), acknowledge it and fail its
         result so a client waiting on it gets the ValidationError."""
         headers = message.headers if isinstance(message.headers, dict) else {}
-        ident, name = headers.get("id"), headers.get("task")
+        name = headers.get("task")
         exc = oversized_error(name, size, limit, where="the worker refused it unread")
         record_message(
             message,
@@ -191,19 +196,34 @@ class QuantbeatConsumer(Consumer):  # type: ignore[misc]
             payload=describe_oversized(message, size=size, limit=limit),
         )
         message.ack_log_error(_celery_log, self.connection_errors)
-        if isinstance(ident, str) and ident:
-            request = Bunch(
-                name=name,
-                chord=None,
-                root_id=headers.get("root_id"),
-                correlation_id=message.properties.get("correlation_id"),
-                reply_to=message.properties.get("reply_to"),
-                errbacks=None,
-            )
-            try:
-                self.app.backend.mark_as_failure(ident, exc, request=request)
-            except Exception as error:  # the letter is recorded; the result is a courtesy
-                log.warning("oversized.result_not_stored", task_id=ident, error=_error_text(error))
+        self.fail_result(message, exc)
+
+    def fail_result(self, message: Any, exc: BaseException, body: Any = None) -> bool:
+        """Store a ``FAILURE`` result with ``exc`` for the message's task id (from its headers,
+        or a protocol-1 ``body``), so a client waiting on ``AsyncResult.get()`` gets the error
+        instead of waiting for ever. Returns whether a result was stored; never raises (the
+        dead letter is the record, the result a courtesy)."""
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        ident, name = headers.get("id"), headers.get("task")
+        if not (isinstance(ident, str) and ident) and isinstance(body, dict):
+            ident, name = body.get("id"), name or body.get("task")
+        if not isinstance(ident, str) or not ident or len(ident) > 255:
+            return False
+        properties = message.properties if isinstance(message.properties, dict) else {}
+        request = Bunch(
+            name=name if isinstance(name, str) else None,
+            chord=None,
+            root_id=headers.get("root_id"),
+            correlation_id=properties.get("correlation_id"),
+            reply_to=properties.get("reply_to"),
+            errbacks=None,
+        )
+        try:
+            self.app.backend.mark_as_failure(ident, exc, request=request)
+        except Exception as error:
+            log.warning("message.result_not_stored", task_id=ident, error=_error_text(error))
+            return False
+        return True
 
     # -- Celery's callbacks: record, then let Celery log and ack/reject ------------------------
     def on_unknown_task(self, body: Any, message: Any, exc: BaseException) -> None:
@@ -232,6 +252,7 @@ class QuantbeatConsumer(Consumer):  # type: ignore[misc]
         reason = "undecodable" if isinstance(exc, ContentDisallowed) else "invalid_message"
         record_message(message, reason=reason, error=_error_text(exc), body=body)
         super().on_invalid_task(body, message, exc)
+        self.fail_result(message, _unrunnable(reason, exc), body)
 
     def on_unknown_message(self, body: Any, message: Any) -> None:
         record_message(
@@ -241,10 +262,20 @@ class QuantbeatConsumer(Consumer):  # type: ignore[misc]
             body=body,
         )
         super().on_unknown_message(body, message)
+        self.fail_result(message, _unrunnable("invalid_message", ValueError("names no task")), body)
 
     def on_decode_error(self, message: Any, exc: BaseException) -> None:
         record_message(message, reason="undecodable", error=_error_text(exc))
         super().on_decode_error(message, exc)
+        self.fail_result(message, _unrunnable("undecodable", exc))
+
+
+def _unrunnable(reason: str, exc: BaseException) -> ValidationError:
+    """The error a client waiting on a dead-lettered message's result gets."""
+    return ValidationError(
+        f"the worker could not run this message ({reason}, dead-lettered): {_error_text(exc)}",
+        field="message",
+    )
 
 
 def _error_text(exc: BaseException) -> str:

@@ -10,12 +10,17 @@
   message headers (what events and Flower show) are masked;
 * per task: the task id and name are bound to the logging context and cleared afterwards;
 * hard time limits: recorded from the parent (the killed child cannot);
+* memory: each prefork pool child caps its address space at its size after fork plus
+  ``QUANTBEAT_CHILD_MAX_BYTES`` (``RLIMIT_AS``): beyond it allocations raise ``MemoryError``,
+  which fails the task at once (``out_of_memory``) instead of the OOM killer taking the
+  child (children killed anyway are counted by :mod:`workers.request`);
 * at worker start: numba kernels are compiled (or loaded from their on-disk cache) once in
   the parent, so forked pool children inherit them instead of compiling in their first task.
 """
 
 from __future__ import annotations
 
+import resource
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -94,8 +99,45 @@ def _warm_up(**_: Any) -> None:
 @worker_process_init.connect
 def _after_fork(**_: Any) -> None:
     """Every process-wide registry (engines, Redis clients, caches, limiters) registered its
-    reset with :func:`quantbeat.infra.forkstate.after_fork`; run them all."""
+    reset with :func:`quantbeat.infra.forkstate.after_fork`; run them all. Then cap the
+    child's memory (:func:`cap_child_memory`)."""
     reset_after_fork()
+    cap_child_memory(get_settings().child_max_bytes)
+
+
+def address_space_bytes() -> int | None:
+    """This process' virtual memory size (bytes, ``/proc/self/statm``), ``None`` off Linux."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * resource.getpagesize()
+
+
+def cap_child_memory(extra_bytes: int) -> int | None:
+    """Limit this process' address space (``RLIMIT_AS``) to its current size plus
+    ``extra_bytes`` (``QUANTBEAT_CHILD_MAX_BYTES``, in a prefork pool child), so an
+    allocation beyond it raises ``MemoryError`` in the task — dead-lettered
+    ``out_of_memory`` at once by :mod:`workers.base` — before the kernel's OOM killer takes
+    the child. Never above an existing hard limit. Returns the limit set (bytes), ``None``
+    when ``extra_bytes`` is 0 or the size is unknown (nothing set)."""
+    if extra_bytes <= 0:
+        return None
+    size = address_space_bytes()
+    if size is None:
+        return None
+    limit = size + extra_bytes
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("child_memory_cap.not_set", limit=limit, error=f"{exc!r}")
+        return None
+    log.debug("child_memory_cap.set", limit=limit, size=size)
+    return limit
 
 
 @task_prerun.connect

@@ -415,6 +415,11 @@ class Strategy:
     execution: ExecutionConfig
     needs_flows: bool = False
     min_bars: int = 2
+    #: Peak bytes per ``(bar, instrument)`` cell of the builder's own arrays (on top of the
+    #: market and flows it reads): the memory estimate of a run
+    #: (:func:`quant.backtest.memory.estimate_backtest_bytes`); measured by
+    #: ``tests/unit/test_backtest_memory.py``.
+    signal_bytes_per_cell: int = 128
 
     def params(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults with ``overrides`` applied, each checked against its default's type.
@@ -488,6 +493,7 @@ STRATEGIES: dict[str, Strategy] = {
             title="SMA crossover",
             build=sma_crossover,
             defaults={"fast": 10, "slow": 30},
+            signal_bytes_per_cell=40,
             execution=ExecutionConfig(fill="next_open", fees=0.00015, fraction=1.0),
         ),
         Strategy(
@@ -511,6 +517,7 @@ STRATEGIES: dict[str, Strategy] = {
                 "trail_atr": 3.0,
                 "exit_sma": 20,
             },
+            signal_bytes_per_cell=112,
             execution=ExecutionConfig(
                 fill="next_open",
                 fees=0.00015,
@@ -530,6 +537,7 @@ STRATEGIES: dict[str, Strategy] = {
             title="VCP breakout",
             build=vcp_breakout,
             defaults={"min_universe": 10, "min_rs_rating": 70.0, "prefilter_volume": 1.2},
+            signal_bytes_per_cell=48,
             execution=ExecutionConfig(
                 fill="next_open",
                 fees=0.00015,
@@ -548,6 +556,7 @@ STRATEGIES: dict[str, Strategy] = {
                 "min_change": 0.05,
                 "min_volume_ratio": 2.0,
             },
+            signal_bytes_per_cell=64,
             execution=ExecutionConfig(
                 fill="close",
                 fees=0.00015,

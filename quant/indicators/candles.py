@@ -110,3 +110,32 @@ class Candles:
             time=self.time[start:],
             **{name: getattr(self, name)[start:] for name in COLUMNS},
         )
+
+
+def with_partial_bar(
+    candles: Candles,
+    day: np.datetime64,
+    bar: tuple[float, float, float, float, float, float],
+) -> Candles:
+    """``candles`` with the day so far (``bar``: open, high, low, last, volume, traded value)
+    as its bar of ``day`` — appended after the last bar, or replacing a bar already stored
+    for ``day`` — so a decision inside the session reads today's partial bar as the scan day.
+
+    Raises:
+        quant.errors.ValidationError: ``day`` is before the last bar's day.
+    """
+    when = np.asarray(day).astype("datetime64[D]")
+    times = candles.time.astype("datetime64[D]")
+    keep = len(times)
+    if keep and times[-1] == when:
+        keep -= 1
+    elif keep and times[-1] > when:
+        raise ValidationError(
+            f"partial bar of {when} is before the last stored bar ({times[-1]})", field="day"
+        )
+    columns = {
+        name: np.concatenate((getattr(candles, name)[:keep], np.array([value], dtype=np.float64)))
+        for name, value in zip(COLUMNS, bar, strict=True)
+    }
+    time = np.concatenate((candles.time[:keep], np.array([when], dtype=candles.time.dtype)))
+    return Candles(time=time, **columns)

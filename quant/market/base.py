@@ -87,7 +87,11 @@ class IntradaySource(Protocol):
 
 @runtime_checkable
 class ReferenceDataSource(Protocol):
-    """A provider of daily bars of reference series: KRX indices, ETFs, exchange rates."""
+    """A provider of daily bars of reference series: KRX indices, ETFs, exchange rates
+    (:class:`quant.market.types.ReferenceSeries`). A provider may serve only some kinds.
+
+    Error conventions as :class:`MarketDataSource`.
+    """
 
     name: str
     simulated: bool
@@ -95,16 +99,27 @@ class ReferenceDataSource(Protocol):
     def reference_bars(
         self, start: date, end: date, series: Sequence[ReferenceSeries]
     ) -> pd.DataFrame:
-        """Daily bars of ``series`` for sessions in ``[start, end]`` with exactly
-        :data:`quant.market.types.REFERENCE_BAR_COLUMNS`, sorted by code then date; missing
-        sessions absent; ``volume``/``value`` NaN where the provider has none."""
+        """Daily bars of ``series`` for the sessions in ``[start, end]`` (both inclusive).
+
+        Returns a frame with exactly :data:`quant.market.types.REFERENCE_BAR_COLUMNS`, sorted by
+        ``code`` then ``trade_date`` (``datetime.date`` objects), RangeIndex. Sessions without
+        a bar are absent; ``volume``/``value`` are NaN where the provider has none (FX).
+
+        Raises:
+            quant.errors.ValidationError: bad dates, ``start > end``, ``series`` not a sequence
+                of ReferenceSeries, or a kind this provider does not serve.
+            quant.errors.NotFound: a code the provider does not know.
+        """
         ...
 
 
 @runtime_checkable
 class SnapshotSource(Protocol):
-    """A provider of the day so far during a session (open, high, low, the last price as
-    ``close``, cumulative volume and value: :data:`quant.market.types.SNAPSHOT_COLUMNS`)."""
+    """A provider of the KRX trading day so far (the intraday snapshot of §8).
+
+    ``at`` is a timezone-aware datetime within the regular session (09:00–15:30 KST) of the
+    session ``day``; at or after 15:30 the snapshot is the day's final bar.
+    """
 
     name: str
     simulated: bool
@@ -112,9 +127,22 @@ class SnapshotSource(Protocol):
     def market_snapshot(
         self, day: date, at: datetime, market: Market | None = None
     ) -> pd.DataFrame:
-        """Every listed instrument's day so far as of ``at`` (aware), sorted by ticker."""
+        """Every listed instrument's day so far as of ``at`` (of ``market``; KOSPI and KOSDAQ
+        when ``None``): :data:`quant.market.types.SNAPSHOT_COLUMNS`, ``close`` the last price,
+        ``volume``/``value`` cumulative, sorted by ticker, RangeIndex.
+
+        Raises:
+            quant.errors.ValidationError: ``at`` naive, not on ``day`` (KST), before 09:00 KST,
+                or ``day`` not a session.
+        """
         ...
 
     def index_snapshot(self, day: date, at: datetime, codes: Sequence[str]) -> pd.DataFrame:
-        """The indices ``codes`` so far as of ``at`` (``ticker`` = the index code)."""
+        """The day so far of the reference series ``codes`` (index codes such as ``"1001"``),
+        same columns with ``ticker`` = the code, sorted by it.
+
+        Raises:
+            quant.errors.ValidationError: as :meth:`market_snapshot`.
+            quant.errors.NotFound: a code the provider does not know.
+        """
         ...

@@ -71,7 +71,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from types import ModuleType
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -96,13 +96,19 @@ from quant.errors import (
     TransientError,
     ValidationError,
 )
+from quant.market.snapshot import session_fraction
 from quant.market.types import (
     DAILY_CANDLE_COLUMNS,
     INVESTOR_FLOW_COLUMNS,
     KRX_MARKETS,
+    REFERENCE_BAR_COLUMNS,
+    SNAPSHOT_COLUMNS,
+    USDKRW,
     Instrument,
     ListingStatus,
     Market,
+    ReferenceKind,
+    ReferenceSeries,
 )
 
 __all__ = [
@@ -122,6 +128,8 @@ KRX_SERVED_MARKETS: tuple[Market, ...] = (Market.KOSPI, Market.KOSDAQ, Market.KO
 
 # KRX short codes: six digits, or since 2024 six characters with capital letters (e.g. 0088K0).
 _TICKER = re.compile(r"^[0-9A-Z]{6}$")
+# KRX index codes as pykrx spells them: the market digit and a three-digit index number.
+_INDEX_CODE = re.compile(r"^[0-9]{4}$")
 _OHLCV = ("시가", "고가", "저가", "종가", "거래량", "거래대금")
 _INVESTOR_TABLE = ("기관합계", "기타법인", "개인", "외국인합계", "전체")
 _NET_PURCHASE = ("순매수거래량", "순매수거래대금")
@@ -184,6 +192,18 @@ class KrxApi(Protocol):
     ) -> pd.DataFrame:
         """One investor group's net buying per ticker over the period: index 티커, columns
         종목명 매도거래량 매수거래량 순매수거래량 매도거래대금 매수거래대금 순매수거래대금."""
+        ...
+
+    def get_index_ohlcv_by_date(self, fromdate: str, todate: str, ticker: str) -> pd.DataFrame:
+        """``pykrx.stock.get_index_ohlcv_by_date(fromdate, todate, ticker,
+        name_display=False)`` for a KRX index code (``"1001"`` KOSPI, ``"2001"`` KOSDAQ,
+        ``"1028"`` KOSPI200): index 날짜 (DatetimeIndex, ascending), columns 시가 고가 저가
+        종가 (points) 거래량 (shares) 거래대금 (KRW) 상장시가총액 (KRW)."""
+        ...
+
+    def get_etf_ohlcv_by_date(self, fromdate: str, todate: str, ticker: str) -> pd.DataFrame:
+        """``pykrx.stock.get_etf_ohlcv_by_date(fromdate, todate, ticker)``: index 날짜,
+        columns NAV 시가 고가 저가 종가 (KRW) 거래량 (shares) 거래대금 (KRW) 기초지수."""
         ...
 
 
@@ -378,6 +398,15 @@ class PykrxApi:
         return _frame(
             stock.get_market_net_purchases_of_equities(fromdate, todate, market, investor)
         )
+
+    def get_index_ohlcv_by_date(self, fromdate: str, todate: str, ticker: str) -> pd.DataFrame:
+        stock, _ = self._modules()
+        # name_display=False: the name lookup would be one more KRX request
+        return _frame(stock.get_index_ohlcv_by_date(fromdate, todate, ticker, name_display=False))
+
+    def get_etf_ohlcv_by_date(self, fromdate: str, todate: str, ticker: str) -> pd.DataFrame:
+        stock, _ = self._modules()
+        return _frame(stock.get_etf_ohlcv_by_date(fromdate, todate, ticker))
 
 
 def _frame(value: object) -> pd.DataFrame:
@@ -682,6 +711,141 @@ class KrxSource:
             for m in markets
         ]
         return _combine(parts, empty)
+
+    # -- ReferenceDataSource (INDEX and ETF series) ------------------------------------------
+
+    def reference_bars(
+        self, start: date, end: date, series: Sequence[ReferenceSeries]
+    ) -> pd.DataFrame:
+        """Daily bars of KRX indices (pykrx ``get_index_ohlcv_by_date``: points, 거래량
+        shares, 거래대금 KRW) and ETFs (``get_etf_ohlcv_by_date``: KRW, shares, KRW) for the
+        sessions in ``[start, end]``, with :data:`~quant.market.types.REFERENCE_BAR_COLUMNS`
+        sorted by code then date. One request per series. A day KRX reports with only a close
+        (시가/고가/저가 0) gets open = high = low = close; rows without a close are dropped.
+
+        Raises:
+            quant.errors.ValidationError: bad dates, ``start > end``, ``series`` not a sequence
+                of ReferenceSeries, an FX series (use :class:`quant.market.yahoo.YahooFxSource`),
+                an index code that is not four digits or an ETF code that is not six characters.
+            quant.errors.RateLimited, quant.errors.ServiceUnavailable,
+                quant.errors.PermanentError, quant.errors.ConfigError: as :meth:`daily_candles`.
+        """
+        check_range(start, end)
+        wanted = _check_reference(series)
+        sessions = self._calendar.sessions(start, end)
+        if not sessions:
+            return _reference_frame([])
+        parts = [self._reference_series(item, start, end) for item in wanted]
+        return _reference_frame(parts)
+
+    def _reference_series(self, item: ReferenceSeries, start: date, end: date) -> pd.DataFrame:
+        args = (_ymd(start), _ymd(end), item.code)
+        if item.kind is ReferenceKind.INDEX:
+            label = f"get_index_ohlcv_by_date({', '.join(args)})"
+            frame = self._request(
+                label, lambda: self._api.get_index_ohlcv_by_date(*args), expect_data=True
+            )
+        else:
+            label = f"get_etf_ohlcv_by_date({', '.join(args)})"
+            frame = self._request(
+                label, lambda: self._api.get_etf_ohlcv_by_date(*args), expect_data=True
+            )
+        keep, values = _bars(frame, label)
+        days = np.array(_dates(frame.index), dtype=object)
+        keep &= (days >= start) & (days <= end)
+        n = int(keep.sum())
+        return pd.DataFrame(
+            {
+                "code": pd.array([item.code] * n, dtype="str"),
+                "trade_date": days[keep],
+                "open": values["open"][keep],
+                "high": values["high"][keep],
+                "low": values["low"][keep],
+                "close": values["close"][keep],
+                "volume": values["volume"][keep],
+                "value": values["traded_value"][keep],
+            },
+            columns=list(REFERENCE_BAR_COLUMNS),
+        )
+
+    # -- SnapshotSource -----------------------------------------------------------------------
+
+    def market_snapshot(
+        self, day: date, at: datetime, market: Market | None = None
+    ) -> pd.DataFrame:
+        """The day so far of every instrument of ``market`` (KOSPI and KOSDAQ when None):
+        KRX's all-stock price table of ``day`` as KRX serves it when asked (during the session:
+        open, high, low, the last price as close, cumulative volume and 거래대금, with KRX's
+        delay), with :data:`~quant.market.types.SNAPSHOT_COLUMNS` sorted by ticker. ``at`` is
+        the time the caller stamps the snapshot with: it is validated, not sent (KRX has no
+        historical intraday table). One request per market. Instruments without a price yet
+        are absent; a halted one has open = high = low = close.
+
+        Raises:
+            quant.errors.ValidationError: ``at`` naive, not on ``day`` (KST), before 09:00 KST,
+                ``day`` not a session, or a market KRX does not run.
+            quant.errors.RateLimited, quant.errors.ServiceUnavailable,
+                quant.errors.PermanentError, quant.errors.ConfigError: as :meth:`daily_candles`.
+        """
+        self._check_snapshot(day, at)
+        parts: list[pd.DataFrame] = []
+        for m in self._markets(market):
+            label = f"get_market_ohlcv({_ymd(day)}, market={m.value}) [snapshot]"
+            frame = self._request(
+                label,
+                functools.partial(self._api.get_market_ohlcv_by_ticker, _ymd(day), m.value),
+                expect_data=True,
+            )
+            keep, values = _bars(frame, label)
+            tickers = frame.index.astype(str).to_numpy()
+            parts.append(_snapshot_frame(list(tickers[keep]), values, keep))
+        return _snapshot_combine(parts)
+
+    def index_snapshot(self, day: date, at: datetime, codes: Sequence[str]) -> pd.DataFrame:
+        """The day so far of KRX indices (four-digit codes, ``get_index_ohlcv_by_date(day,
+        day, code)``) and ETFs (six-character codes, ``get_etf_ohlcv_by_date``), one request
+        per code, with :data:`~quant.market.types.SNAPSHOT_COLUMNS` (``ticker`` = the code)
+        sorted by code. ``at`` as in :meth:`market_snapshot`.
+
+        Raises:
+            quant.errors.ValidationError: as :meth:`market_snapshot`; ``codes`` a string or a
+                code that is neither an index nor an ETF code.
+            quant.errors.RateLimited, quant.errors.ServiceUnavailable,
+                quant.errors.PermanentError, quant.errors.ConfigError: as :meth:`daily_candles`.
+        """
+        self._check_snapshot(day, at)
+        if isinstance(codes, str):
+            raise ValidationError(
+                f"codes must be a sequence of codes, not the single string {codes!r}",
+                field="codes",
+                value=codes,
+            )
+        series = [
+            ReferenceSeries(
+                c, ReferenceKind.INDEX if _INDEX_CODE.match(str(c)) else ReferenceKind.ETF, c
+            )
+            for c in codes
+        ]
+        bars = self.reference_bars(day, day, series)
+        values = {
+            "open": bars["open"].to_numpy(),
+            "high": bars["high"].to_numpy(),
+            "low": bars["low"].to_numpy(),
+            "close": bars["close"].to_numpy(),
+            "volume": bars["volume"].to_numpy(),
+            "traded_value": bars["value"].to_numpy(),
+        }
+        keep = np.ones(len(bars), dtype=np.bool_)
+        return _snapshot_combine([_snapshot_frame(list(bars["code"]), values, keep)])
+
+    def _check_snapshot(self, day: date, at: datetime) -> None:
+        session_fraction(day, at)
+        if not self._calendar.is_session(day):
+            raise ValidationError(
+                f"{day.isoformat()} is not a session of {self._calendar.name}",
+                field="day",
+                value=day,
+            )
 
     # -- argument handling --------------------------------------------------------------------
 
@@ -998,3 +1162,77 @@ class KrxSource:
 
 def _is_empty_frame(value: object) -> bool:
     return not isinstance(value, pd.DataFrame) or value.empty
+
+
+def _check_reference(series: Sequence[ReferenceSeries]) -> list[ReferenceSeries]:
+    """``series`` as a list without duplicates; KRX serves INDEX and ETF series only."""
+    if isinstance(series, str | ReferenceSeries) or not isinstance(series, Sequence):
+        raise ValidationError(
+            f"series must be a sequence of ReferenceSeries, got {series!r}",
+            field="series",
+            value=series,
+        )
+    out: dict[tuple[str, ReferenceKind], ReferenceSeries] = {}
+    for item in series:
+        if not isinstance(item, ReferenceSeries):
+            raise ValidationError(
+                f"series entry {item!r} is not a ReferenceSeries", field="series", value=item
+            )
+        if item.kind is ReferenceKind.FX or item.code == USDKRW:
+            raise ValidationError(
+                f"KrxSource serves index and ETF series, not the FX series {item.code!r} "
+                "(use quant.market.yahoo.YahooFxSource)",
+                field="series",
+                value=item.code,
+            )
+        pattern = _INDEX_CODE if item.kind is ReferenceKind.INDEX else _TICKER
+        if not pattern.match(item.code):
+            shape = "four digits" if item.kind is ReferenceKind.INDEX else "six characters"
+            raise ValidationError(
+                f"KRX {item.kind.value} code {item.code!r} is not {shape}",
+                field="series",
+                value=item.code,
+            )
+        out[(item.code, item.kind)] = item
+    return list(out.values())
+
+
+def _reference_frame(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        data: dict[str, Any] = {
+            "code": pd.array([], dtype="str"),
+            "trade_date": np.array([], dtype=object),
+        }
+        for column in REFERENCE_BAR_COLUMNS[2:]:
+            data[column] = np.array([], dtype=np.float64)
+        return pd.DataFrame(data, columns=list(REFERENCE_BAR_COLUMNS))
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["code", "trade_date"], kind="stable").reset_index(drop=True)
+
+
+def _snapshot_frame(
+    tickers: list[str],
+    values: Mapping[str, np.ndarray[Any, np.dtype[np.float64]]],
+    keep: np.ndarray[Any, np.dtype[np.bool_]],
+) -> pd.DataFrame:
+    data: dict[str, Any] = {"ticker": pd.array(tickers, dtype="str")}
+    for column, key in zip(
+        SNAPSHOT_COLUMNS[1:],
+        ("open", "high", "low", "close", "volume", "traded_value"),
+        strict=True,
+    ):
+        data[column] = np.asarray(values[key], dtype=np.float64)[keep]
+    return pd.DataFrame(data, columns=list(SNAPSHOT_COLUMNS))
+
+
+def _snapshot_combine(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return _snapshot_frame(
+            [],
+            {k: np.empty(0) for k in ("open", "high", "low", "close", "volume", "traded_value")},
+            np.empty(0, dtype=np.bool_),
+        )
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values("ticker", kind="stable").reset_index(drop=True)

@@ -33,10 +33,11 @@ from __future__ import annotations
 import bisect
 import math
 import threading
+import zlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -45,12 +46,19 @@ import pandas as pd
 
 from quant.calendar import TradingCalendar, check_date, check_range, krx_approximate_calendar
 from quant.errors import NotFound, ValidationError
+from quant.market.snapshot import intraday_path, session_fraction, volume_fraction
 from quant.market.types import (
     DAILY_CANDLE_COLUMNS,
     INVESTOR_FLOW_COLUMNS,
+    KRX_INDICES,
+    REFERENCE_BAR_COLUMNS,
+    SNAPSHOT_COLUMNS,
+    USDKRW,
     Instrument,
     ListingStatus,
     Market,
+    ReferenceKind,
+    ReferenceSeries,
 )
 
 __all__ = ["MAX_UNIVERSE_SIZE", "SimulatedMarket"]
@@ -132,6 +140,44 @@ _GAP_SHARE = 0.3  # share of the day's log move already in the opening gap
 _GAP_NOISE = 0.25  # plus noise of this many daily sigmas
 _WICK = 0.6  # wicks beyond open/close: exponential with mean 0.6 daily sigmas
 
+# --- news-driven movers (closing-bet candidates) ------------------------------------------------
+# Tag of each session's mover stream ("MOVE"); like _UNIVERSE_TAG it exceeds every date ordinal.
+_MOVER_TAG = 0x4D4F5645
+_MOVER_RATE = 0.002  # expected movers per session = rate x universe size (5 for 2,500)
+_MOVER_POOL_SHARE = 0.2  # drawn among the 20 % largest instruments by base traded value
+_MOVER_RISE = (0.06, 0.25)  # close / previous close - 1, uniform
+_MOVER_VALUE = 5.5e10  # KRW: the day's traded value is at least 5.5e10 x exp(U(0, 2))
+_MOVER_VALUE_SPREAD = 2.0
+_MOVER_VOLUME = 6.0  # and at least 6 x the instrument's normal volume of the day
+_MOVER_GAP = 0.35  # the opening gap carries at most 35 % of the rise
+_MOVER_WICK = 0.3  # the upper wick is at most 0.3 x the body (before rounding up to a tick)
+
+# --- reference series: indices, sector ETFs, USD/KRW ------------------------------------------
+_PATH_TAG = 0x50415448  # "PATH": each session's intraday-path stream
+_FX_TAG = 0x46584B52  # "FXKR": the USD/KRW stream
+_SHARES_PER_DAILY_VOLUME = 200.0  # shares outstanding = 200 x base daily volume (cap weights)
+_INDEX_BASE = {"1001": 2_500.0, "2001": 800.0, "1028": 330.0}  # levels at the epoch
+_KOSPI200_SIZE = 200
+_ETF_BASE = 10_000.0  # KRW, a sector ETF's price at the epoch
+_KODEX200_PER_POINT = 100.0  # 069500 (KODEX 200) = 100 KRW per KOSPI200 point
+_ETF_VALUE_SHARE = 0.02  # an ETF trades 2 % of its members' traded value
+_ETF_RANDOM_MEMBERS = 30  # an ETF code without a sector mapping: 30 KOSPI names by hash
+_REFERENCE_WICK = 0.5  # an index's wicks: half its members' weighted wicks
+#: Name parts (see _NAME_PARTS) of each default sector ETF's members (KOSPI instruments).
+_SECTOR_PARTS: dict[str, tuple[str, ...]] = {
+    "091160": ("반도체",),
+    "305720": ("에너지", "화학"),
+    "091170": ("중공업", "로직스"),
+    "102780": ("전자", "테크", "통신", "게임즈"),
+    "102960": ("금융",),
+    "117680": ("소재", "건설"),
+    "102970": ("홀딩스",),
+}
+_FX_CENTRE = 1_380.0  # KRW per USD: the walk's mean
+_FX_REVERSION = 0.02  # daily pull of log USD/KRW toward the centre
+_FX_VOL = 0.003  # daily s.d. of log USD/KRW (stationary s.d. ~1.5 %, ~21 KRW)
+_FX_BLOCK = 1024  # sessions per block of FX draws
+
 # --- caching ----------------------------------------------------------------------------------
 _CHECKPOINT_EVERY = 128  # keep the state after every 128th session
 _RECENT_KEEP = 4  # plus the states at the edges of the last few requests
@@ -192,6 +238,9 @@ class _Universe:
     base_volume: FloatArray  # shares
     volume_innov: float
     stance_innov: float
+    part: IntArray  # index into _NAME_PARTS of the name (the sector rule of the ETFs)
+    shares: FloatArray  # simulated shares outstanding (index cap weights)
+    mover_pool: IndexArray  # positions that can be news-driven movers (largest by value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +255,11 @@ class _State:
     stance_institution: FloatArray
     halted: BoolArray
     market_log_vol: float
+    # the session's news-driven movers (positions, ascending) and their bar-shape draws
+    movers: IndexArray
+    mover_value: FloatArray  # KRW: floor of the day's traded value
+    mover_gap: FloatArray  # uniform draws: opening gap share
+    mover_wick: FloatArray  # uniform draws: upper wick share
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +342,9 @@ def _build_universe(seed: int, size: int) -> _Universe:
         for i, (code, kospi, p) in enumerate(zip(codes, is_kospi, part, strict=True))
     )
     tickers = np.array([inst.ticker for inst in instruments], dtype=object)
+    value = base_volume * np.exp(log_price0)
+    pool_size = max(1, round(size * _MOVER_POOL_SHARE))
+    mover_pool = np.sort(np.argsort(-value, kind="stable")[:pool_size]).astype(np.intp)
     if np.any(tickers[1:] <= tickers[:-1]):  # pragma: no cover - guards the code ranges above
         raise AssertionError("simulated tickers are not strictly increasing")
     return _Universe(
@@ -304,6 +361,9 @@ def _build_universe(seed: int, size: int) -> _Universe:
         base_volume=base_volume,
         volume_innov=_VOLUME_LOG_SD * math.sqrt(1.0 - _VOLUME_PERSIST**2) * _SQRT12,
         stance_innov=math.sqrt(1.0 - _STANCE_PERSIST**2) * _SQRT12,
+        part=part.astype(np.int64),
+        shares=base_volume * _SHARES_PER_DAILY_VOLUME,
+        mover_pool=mover_pool,
     )
 
 
@@ -320,6 +380,10 @@ def _initial_state(seed: int, universe: _Universe) -> _State:
         stance_institution=rng.standard_normal(size),
         halted=np.zeros(size, dtype=np.bool_),
         market_log_vol=_MKT_LOG_VOL,
+        movers=np.empty(0, dtype=np.intp),
+        mover_value=np.empty(0),
+        mover_gap=np.empty(0),
+        mover_wick=np.empty(0),
     )
 
 
@@ -337,6 +401,12 @@ class SimulatedMarket:
     the default epoch simulates ~2,100 sessions for the whole universe (a few tenths of a second
     for 2,500 instruments); the instance keeps checkpoints of the simulation state, so later
     requests only simulate from the nearest earlier checkpoint.
+
+    It also implements :class:`quant.market.base.ReferenceDataSource` (KOSPI, KOSDAQ and
+    KOSPI200 indices and sector ETFs built from the universe, a USD/KRW walk) and
+    :class:`quant.market.base.SnapshotSource` (intraday paths ending exactly at the daily bar),
+    and plants a few news-driven movers per session (:meth:`movers`), the closing-bet
+    candidates; see the README's "The simulated market".
 
     Thread safety: an internal lock serializes requests on one instance; use one instance per
     thread for parallel simulation.
@@ -379,6 +449,7 @@ class SimulatedMarket:
         self._lock = threading.Lock()  # guards the session list and the checkpoints
         self._checkpoints: dict[int, _State] = {-1: _initial_state(self._seed, self._universe)}
         self._recent: deque[int] = deque()
+        self._fx_cache: FloatArray = np.empty((0, 4))  # USD/KRW (open, high, low, close)
 
     # -- introspection ------------------------------------------------------------------------
 
@@ -463,6 +534,289 @@ class SimulatedMarket:
             quant.errors.NotFound: as :meth:`daily_candles`.
         """
         return self._frame(start, end, market, tickers, INVESTOR_FLOW_COLUMNS, _FLOW_FIELDS)
+
+    # -- news-driven movers ---------------------------------------------------------------------
+
+    def movers(self, day: date) -> list[Instrument]:
+        """The instruments with a SIMULATED news-driven surge on session ``day`` (the
+        closing-bet candidates the simulation plants; see the README), in ticker order. Empty
+        when ``day`` is not a session or precedes the epoch.
+
+        Raises:
+            quant.errors.ValidationError: ``day`` is not a plain date.
+        """
+        check_date(day, "day")
+        with self._lock:
+            state = self._state_on(day)
+        if state is None:
+            return []
+        return [self._universe.instruments[int(i)] for i in state.movers]
+
+    def _state_on(self, day: date) -> _State | None:
+        """The simulation state after session ``day`` (lock held), None for a non-session."""
+        if day < self._epoch:
+            return None
+        sessions = self._session_list(day)
+        position = bisect.bisect_left(sessions, day)
+        if position >= len(sessions) or sessions[position] != day:
+            return None
+        self._simulate(day, day, np.empty(0, dtype=np.intp))
+        return self._checkpoints[position]
+
+    # -- ReferenceDataSource ------------------------------------------------------------------
+
+    def reference_bars(
+        self, start: date, end: date, series: Sequence[ReferenceSeries]
+    ) -> pd.DataFrame:
+        """SIMULATED daily bars of KRX indices, sector ETFs and USD/KRW built from the
+        simulated universe (README, "The simulated market"), for the sessions in ``[start,
+        end]`` from the epoch on, with :data:`~quant.market.types.REFERENCE_BAR_COLUMNS`
+        sorted by code then date. Indices are in points (2 decimals), ETFs in KRW on 1/5-KRW
+        ticks, USD/KRW in KRW per USD (2 decimals, volume/value NaN). Indices: volume/value =
+        the members' sums; ETFs: 2 % of their members' traded value.
+
+        Raises:
+            quant.errors.ValidationError: bad dates, ``start > end``, ``series`` not a sequence
+                of ReferenceSeries.
+            quant.errors.NotFound: an INDEX code not in :data:`KRX_INDICES`, an FX code other
+                than :data:`USDKRW`, an ETF code that is not six characters.
+        """
+        check_range(start, end)
+        wanted = self._check_series(series)
+        parts: list[pd.DataFrame] = []
+        equity = [s for s in wanted if s.kind is not ReferenceKind.FX]
+        if equity:
+            everyone = np.arange(self._size, dtype=np.intp)
+            with self._lock:
+                sessions, bars = self._simulate(start, end, everyone)
+            if bars:
+                stacked = {f: np.stack([getattr(b, f) for b in bars]) for f in _CANDLE_FIELDS}
+                for item in equity:
+                    parts.append(self._reference_frame(item, sessions, stacked))
+        if any(s.kind is ReferenceKind.FX for s in wanted):
+            parts.append(self._fx_frame(start, end))
+        return _reference_combine(parts)
+
+    def _check_series(self, series: Sequence[ReferenceSeries]) -> list[ReferenceSeries]:
+        if isinstance(series, str | ReferenceSeries) or not isinstance(series, Sequence):
+            raise ValidationError(
+                f"series must be a sequence of ReferenceSeries, got {series!r}",
+                field="series",
+                value=series,
+            )
+        out: list[ReferenceSeries] = []
+        for item in series:
+            if not isinstance(item, ReferenceSeries):
+                raise ValidationError(
+                    f"series entry {item!r} is not a ReferenceSeries", field="series", value=item
+                )
+            known = (
+                item.code in KRX_INDICES
+                if item.kind is ReferenceKind.INDEX
+                else item.code == USDKRW
+                if item.kind is ReferenceKind.FX
+                else len(item.code) == 6 and item.code.isalnum()
+            )
+            if not known:
+                raise NotFound(
+                    f"the simulated market has no {item.kind.value} series {item.code!r} "
+                    f"(indices {sorted(KRX_INDICES)}, FX {USDKRW!r}, ETFs: six-character codes)"
+                )
+            out.append(item)
+        return list({(s.code, s.kind): s for s in out}.values())
+
+    def _members(self, item: ReferenceSeries) -> tuple[BoolArray, float, float]:
+        """Members of an index or ETF, its level at the epoch and its price scale (points or
+        KRW per unit of the cap-weighted level)."""
+        u = self._universe
+        kospi = u.markets == Market.KOSPI.value
+        code = item.code
+        if item.kind is ReferenceKind.INDEX:
+            if code == "1001":
+                return kospi, _INDEX_BASE[code], 1.0
+            if code == "2001":
+                return ~kospi, _INDEX_BASE[code], 1.0
+            return self._kospi200(), _INDEX_BASE[code], 1.0
+        if code == "069500":
+            return self._kospi200(), _INDEX_BASE["1028"], _KODEX200_PER_POINT
+        parts = _SECTOR_PARTS.get(code)
+        members = np.zeros(self._size, dtype=np.bool_)
+        if parts is not None:
+            chosen = [_NAME_PARTS.index(p) for p in parts]
+            members = kospi & np.isin(u.part, chosen)
+        if not members.any():
+            pool = np.flatnonzero(kospi)
+            rng = np.random.default_rng([self._seed, _UNIVERSE_TAG, 2, zlib.crc32(code.encode())])
+            take = min(_ETF_RANDOM_MEMBERS, pool.size)
+            members[rng.choice(pool, size=take, replace=False)] = True
+        return members, _ETF_BASE, 1.0
+
+    def _kospi200(self) -> BoolArray:
+        """The 200 largest KOSPI instruments by simulated market cap at the epoch (fixed)."""
+        u = self._universe
+        kospi = np.flatnonzero(u.markets == Market.KOSPI.value)
+        cap0 = u.shares[kospi] * self._checkpoints[-1].close[kospi]
+        top = kospi[np.argsort(-cap0, kind="stable")[:_KOSPI200_SIZE]]
+        members = np.zeros(self._size, dtype=np.bool_)
+        members[top] = True
+        return members
+
+    def _reference_frame(
+        self, item: ReferenceSeries, sessions: list[date], bars: dict[str, FloatArray]
+    ) -> pd.DataFrame:
+        """One index or ETF: a cap-weighted level (fixed simulated shares) scaled to its
+        epoch base; open/close the members' weighted opens/closes, wicks half theirs."""
+        members, base, per_point = self._members(item)
+        u = self._universe
+        weights = np.where(members, u.shares, 0.0)
+        divisor = float(weights @ self._checkpoints[-1].close) / base
+        level = {f: bars[f] @ weights / divisor for f in ("open", "high", "low", "close")}
+        o, c = level["open"], level["close"]
+        top, bottom = np.maximum(o, c), np.minimum(o, c)
+        h = top + _REFERENCE_WICK * (level["high"] - top)
+        lo = bottom - _REFERENCE_WICK * (bottom - level["low"])
+        member_volume = bars["volume"] @ members.astype(np.float64)
+        member_value = bars["traded_value"] @ members.astype(np.float64)
+        if item.kind is ReferenceKind.INDEX:
+            o, h, lo, c = (np.round(x, 2) for x in (o, h, lo, c))
+            volume, value = member_volume, member_value
+        else:
+            o, h, lo, c = (_etf_round(x * per_point) for x in (o, h, lo, c))
+            h = np.maximum(h, np.maximum(o, c))
+            lo = np.minimum(lo, np.minimum(o, c))
+            typical = (h + lo + c) / 3.0
+            volume = np.rint(_ETF_VALUE_SHARE * member_value / typical)
+            value = volume * typical
+        return _reference_rows(item.code, sessions, o, h, lo, c, volume, value)
+
+    def _fx_frame(self, start: date, end: date) -> pd.DataFrame:
+        """USD/KRW bars of the sessions in ``[start, end]`` (see :meth:`_fx_path`)."""
+        if end < self._epoch:
+            return _reference_rows(USDKRW, [], *(np.empty(0) for _ in range(6)))
+        with self._lock:
+            sessions = self._session_list(end)
+            first = bisect.bisect_left(sessions, start)
+            last = bisect.bisect_right(sessions, end) - 1
+            path = self._fx_path(last + 1)
+        days = sessions[first : last + 1]
+        o, h, lo, c = (path[first : last + 1, k] for k in range(4))
+        nan = np.full(len(days), np.nan)
+        return _reference_rows(USDKRW, days, o, h, lo, c, nan, nan.copy())
+
+    def _fx_path(self, count: int) -> FloatArray:
+        """USD/KRW (open, high, low, close) of the first ``count`` sessions (lock held):
+        log rate mean-reverting (2 %/session) to 1,380 with 0.3 % daily shocks, from 1,380 at
+        the epoch; draws in blocks of 1,024 sessions from ``(seed, _FX_TAG, block)`` streams,
+        so a session's bar never depends on the range requested."""
+        cached = self._fx_cache
+        if cached.shape[0] >= count:
+            return cached
+        rows = [tuple(r) for r in cached]
+        log_close = math.log(rows[-1][3]) if rows else math.log(_FX_CENTRE)
+        centre = math.log(_FX_CENTRE)
+        block_draws: FloatArray = np.empty((0, 4))
+        for position in range(len(rows), count):
+            block, offset = divmod(position, _FX_BLOCK)
+            if offset == 0 or block_draws.shape[0] == 0:
+                rng = np.random.default_rng([self._seed, _FX_TAG, block])
+                block_draws = rng.standard_normal((_FX_BLOCK, 4))
+            z = block_draws[offset]
+            move = _FX_REVERSION * (centre - log_close) + _FX_VOL * float(z[0])
+            log_open = log_close + 0.3 * move + 0.3 * _FX_VOL * float(z[1])
+            log_close = log_close + move
+            top, bottom = max(log_open, log_close), min(log_open, log_close)
+            o, c = round(math.exp(log_open), 2), round(math.exp(log_close), 2)
+            h = max(o, c, round(math.exp(top + 0.6 * _FX_VOL * abs(float(z[2]))), 2))
+            lo = min(o, c, round(math.exp(bottom - 0.6 * _FX_VOL * abs(float(z[3]))), 2))
+            log_close = math.log(c)
+            rows.append((o, h, lo, c))
+        path = np.array(rows, dtype=np.float64).reshape(-1, 4)
+        self._fx_cache = path
+        return path
+
+    # -- SnapshotSource -----------------------------------------------------------------------
+
+    def market_snapshot(
+        self, day: date, at: datetime, market: Market | None = None
+    ) -> pd.DataFrame:
+        """SIMULATED day so far of every instrument (of ``market``) as of ``at``: a
+        deterministic intraday path per instrument (:func:`quant.market.snapshot.intraday_path`,
+        prices on KRX ticks) that starts at the day's open at 09:00 and ends exactly at the
+        day's bar at 15:30; cumulative volume follows a U-shaped profile
+        (:func:`~quant.market.snapshot.volume_fraction`, floored to whole shares) and value the
+        same share of the day's traded value. :data:`~quant.market.types.SNAPSHOT_COLUMNS`,
+        sorted by ticker; empty before the epoch.
+
+        Raises:
+            quant.errors.ValidationError: ``at`` naive, not on ``day`` (KST), before 09:00
+                KST, or ``day`` not a session of the calendar.
+        """
+        tau = self._snapshot_fraction(day, at)
+        candles = self.daily_candles(day, day, market=market)
+        selection = np.array([self._position_of[t] for t in candles["ticker"]], dtype=np.intp)
+        rng = np.random.Generator(np.random.SFC64([self._seed, day.toordinal(), _PATH_TAG]))
+        u1, u2 = rng.random((2, self._size))[:, selection]
+        o, h, lo, c = (
+            candles[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close")
+        )
+        o, h, lo, last = intraday_path(tau, o, h, lo, c, u1, u2, _round_tick)
+        share = volume_fraction(tau)
+        volume = candles["volume"].to_numpy(dtype=np.float64)
+        value = candles["traded_value"].to_numpy(dtype=np.float64)
+        return _snapshot_rows(
+            list(candles["ticker"]), o, h, lo, last,
+            volume if share >= 1.0 else np.floor(volume * share),
+            value if share >= 1.0 else value * share,
+        )  # fmt: skip
+
+    def index_snapshot(self, day: date, at: datetime, codes: Sequence[str]) -> pd.DataFrame:
+        """SIMULATED day so far of reference series ``codes`` (index codes of
+        :data:`KRX_INDICES`, six-character ETF codes, :data:`USDKRW`), built like
+        :meth:`market_snapshot` from :meth:`reference_bars` of ``day`` (index prices to 2
+        decimals); ``ticker`` holds the code.
+
+        Raises:
+            quant.errors.ValidationError: as :meth:`market_snapshot`, or ``codes`` a string.
+            quant.errors.NotFound: an unknown code.
+        """
+        tau = self._snapshot_fraction(day, at)
+        if isinstance(codes, str):
+            raise ValidationError(
+                f"codes must be a sequence of codes, not the single string {codes!r}",
+                field="codes",
+                value=codes,
+            )
+        series = [_series_for(code) for code in codes]
+        bars = self.reference_bars(day, day, series)
+        columns = {k: bars[k].to_numpy(dtype=np.float64) for k in REFERENCE_BAR_COLUMNS[2:]}
+        draws = np.array(
+            [
+                np.random.default_rng(
+                    [self._seed, day.toordinal(), _PATH_TAG, zlib.crc32(str(code).encode())]
+                ).random(2)
+                for code in bars["code"]
+            ]
+        ).reshape(-1, 2)
+        o, h, lo, last = intraday_path(
+            tau, columns["open"], columns["high"], columns["low"], columns["close"],
+            draws[:, 0], draws[:, 1], _reference_round,
+        )  # fmt: skip
+        share = volume_fraction(tau)
+        return _snapshot_rows(
+            list(bars["code"]), o, h, lo, last,
+            columns["volume"] if share >= 1.0 else np.floor(columns["volume"] * share),
+            columns["value"] if share >= 1.0 else columns["value"] * share,
+        )  # fmt: skip
+
+    def _snapshot_fraction(self, day: date, at: datetime) -> float:
+        tau = session_fraction(day, at)
+        if not self._calendar.is_session(day):
+            raise ValidationError(
+                f"{day.isoformat()} is not a session of {self._calendar.name}",
+                field="day",
+                value=day,
+            )
+        return tau
 
     # -- request handling ---------------------------------------------------------------------
 
@@ -642,6 +996,10 @@ class SimulatedMarket:
         halted_at = np.flatnonzero(halted)
         if halted_at.size:
             close[halted_at] = prev[halted_at]
+        movers, rise, mover_value, mover_gap, mover_wick = self._movers(session, halted)
+        if movers.size:
+            lower, upper = _limits(prev[movers])
+            close[movers] = np.clip(_round_tick(prev[movers] * (1.0 + rise)), lower, upper)
 
         new_state = _State(
             position=position,
@@ -653,10 +1011,32 @@ class SimulatedMarket:
             + u.stance_innov * (institution_u - 0.5),
             halted=halted,
             market_log_vol=market_log_vol,
+            movers=movers,
+            mover_value=mover_value,
+            mover_gap=mover_gap,
+            mover_wick=mover_wick,
         )
         if selection is None:
             return new_state, None
         return new_state, self._bars(rng, state, new_state, vol_scale, selection)
+
+    def _movers(
+        self, session: date, halted: BoolArray
+    ) -> tuple[IndexArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+        """The session's news-driven movers from their own stream (seeded by ``(seed, session,
+        _MOVER_TAG)``, so the main stream and every other instrument are untouched): a Poisson
+        number (mean ``_MOVER_RATE`` x universe size) drawn without replacement from the mover
+        pool, minus halted ones; returns positions (ascending), rises, traded-value floors and
+        the two bar-shape draws."""
+        u = self._universe
+        rng = np.random.Generator(np.random.SFC64([self._seed, session.toordinal(), _MOVER_TAG]))
+        count = min(int(rng.poisson(_MOVER_RATE * self._size)), u.mover_pool.size)
+        chosen = np.sort(rng.choice(u.mover_pool, size=count, replace=False)).astype(np.intp)
+        rise = rng.uniform(*_MOVER_RISE, size=count)
+        value = _MOVER_VALUE * np.exp(_MOVER_VALUE_SPREAD * rng.random(count))
+        gap, wick = rng.random((2, count))
+        keep = ~halted[chosen]
+        return chosen[keep], rise[keep], value[keep], gap[keep], wick[keep]
 
     def _bars(
         self,
@@ -708,6 +1088,10 @@ class SimulatedMarket:
         high = np.where(halted, prev, high)
         low = np.where(halted, prev, low)
         volume = np.where(halted, 0.0, volume)
+        if new_state.movers.size:
+            self._shape_movers(
+                new_state, selection, prev, close, sigma, low_u, open_, high, low, volume
+            )
         typical = (high + low + close) / 3.0
 
         # investor flows as fractions of the day's volume
@@ -745,3 +1129,107 @@ class SimulatedMarket:
             institution_net_krw=np.rint(institution * typical).astype(np.int64),
             individual_net_krw=np.rint(individual * typical).astype(np.int64),
         )
+
+    def _shape_movers(
+        self,
+        new_state: _State,
+        selection: IndexArray,
+        prev: FloatArray,
+        close: FloatArray,
+        sigma: FloatArray,
+        low_u: FloatArray,
+        open_: FloatArray,
+        high: FloatArray,
+        low: FloatArray,
+        volume: FloatArray,
+    ) -> None:
+        """Give the selected movers a news-driven surge bar, in place: a small opening gap (at
+        most 35 % of the rise), a strong close near the high (upper wick at most 0.3 x the
+        body, rounded up to a tick), the usual lower wick below the open, and a volume of at
+        least 6 x the day's normal volume and at least the mover's traded-value floor."""
+        movers = new_state.movers
+        wanted = np.isin(movers, selection)
+        if not wanted.any():
+            return
+        at = np.searchsorted(selection, movers[wanted])
+        p, c = prev[at], close[at]
+        lower, upper = _limits(p)
+        gap = _MOVER_GAP * new_state.mover_gap[wanted] * np.log(c / p)
+        o = np.minimum(np.clip(_round_tick(p * np.exp(gap)), lower, upper), c)
+        body = c - o
+        h = np.clip(_ceil_tick(c + _MOVER_WICK * new_state.mover_wick[wanted] * body), c, upper)
+        lo = np.minimum(
+            o, np.maximum(lower, _floor_tick(o * np.exp(_WICK * sigma[at] * np.log1p(-low_u[at]))))
+        )
+        u = self._universe
+        normal = u.base_volume[movers[wanted]] * np.exp(new_state.log_volume[movers[wanted]])
+        typical = (h + lo + c) / 3.0
+        floor_volume = np.ceil(new_state.mover_value[wanted] / typical)
+        open_[at], high[at], low[at] = o, h, lo
+        volume[at] = np.maximum(
+            volume[at], np.maximum(np.rint(_MOVER_VOLUME * normal), floor_volume)
+        )
+
+
+def _etf_round(price: FloatArray) -> FloatArray:
+    """ETF prices on their tick: 1 KRW below 2,000 KRW, 5 KRW from 2,000 KRW."""
+    tick = np.where(price < 2_000.0, 1.0, 5.0)
+    return np.rint(price / tick) * tick
+
+
+def _reference_round(price: FloatArray) -> FloatArray:
+    """Index points to 2 decimals (also right for USD/KRW); ETF-sized prices to their tick."""
+    return np.where(price >= 5_000.0, _etf_round(price), np.round(price, 2))
+
+
+def _series_for(code: str) -> ReferenceSeries:
+    """The ReferenceSeries a snapshot code names: an index, USD/KRW, else an ETF."""
+    if code in KRX_INDICES:
+        return ReferenceSeries(code, ReferenceKind.INDEX, KRX_INDICES[code])
+    if code == USDKRW:
+        return ReferenceSeries(code, ReferenceKind.FX, "USD/KRW")
+    return ReferenceSeries(str(code), ReferenceKind.ETF, str(code))
+
+
+def _reference_rows(
+    code: str,
+    days: Sequence[date],
+    o: FloatArray,
+    h: FloatArray,
+    lo: FloatArray,
+    c: FloatArray,
+    volume: FloatArray,
+    value: FloatArray,
+) -> pd.DataFrame:
+    n = len(days)
+    data: dict[str, Any] = {
+        "code": pd.array([code] * n, dtype="str"),
+        "trade_date": np.array(list(days), dtype=object),
+    }
+    for column, values in zip(REFERENCE_BAR_COLUMNS[2:], (o, h, lo, c, volume, value), strict=True):
+        data[column] = np.asarray(values, dtype=np.float64)
+    return pd.DataFrame(data, columns=list(REFERENCE_BAR_COLUMNS))
+
+
+def _reference_combine(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return _reference_rows("", [], *(np.empty(0) for _ in range(6)))
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["code", "trade_date"], kind="stable").reset_index(drop=True)
+
+
+def _snapshot_rows(
+    tickers: list[str],
+    o: FloatArray,
+    h: FloatArray,
+    lo: FloatArray,
+    last: FloatArray,
+    volume: FloatArray,
+    value: FloatArray,
+) -> pd.DataFrame:
+    data: dict[str, Any] = {"ticker": pd.array(tickers, dtype="str")}
+    for column, values in zip(SNAPSHOT_COLUMNS[1:], (o, h, lo, last, volume, value), strict=True):
+        data[column] = np.asarray(values, dtype=np.float64)
+    frame = pd.DataFrame(data, columns=list(SNAPSHOT_COLUMNS))
+    return frame.sort_values("ticker", kind="stable").reset_index(drop=True)

@@ -7,6 +7,7 @@ Upbit KRW markets), ``volume`` and every ``*_shares`` column count shares (or co
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -129,6 +130,9 @@ INTRADAY_CANDLE_COLUMNS: tuple[str, ...] = (
 )
 
 
+# --- reference series: indices, sector ETFs and FX (domain notes §7) ---------------------------
+
+
 class ReferenceKind(StrEnum):
     """What a reference series is: a KRX index, an ETF, or an exchange rate."""
 
@@ -139,8 +143,9 @@ class ReferenceKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ReferenceSeries:
-    """A series the market is read against (the Market Gate's inputs), by its ``code``:
-    a KRX index code (``1001``), an ETF ticker (``069500``) or ``USDKRW``."""
+    """One reference series: ``code`` (KRX index code such as ``"1001"``, ETF short code such
+    as ``"069500"``, or :data:`USDKRW`), its kind, a display name and the currency its prices
+    are in (points for indices are reported as ``"KRW"`` too: the market's currency)."""
 
     code: str
     kind: ReferenceKind
@@ -148,14 +153,29 @@ class ReferenceSeries:
     currency: str = "KRW"
 
 
-#: KRX index codes (pykrx) and their names.
+#: KRX index codes (pykrx's index tickers) → names: the market indices the gate reads.
 KRX_INDICES: dict[str, str] = {"1001": "KOSPI", "2001": "KOSDAQ", "1028": "KOSPI200"}
-#: The code of the USD/KRW rate (KRW per USD).
+
+#: Code of the USD/KRW exchange rate series (KRW per US dollar).
 USDKRW = "USDKRW"
 
-#: Columns of a reference-bar frame, in order: ``trade_date`` holds ``datetime.date`` objects,
-#: prices float64 (points, KRW, KRW per USD), ``volume`` float64 shares and ``value`` float64
-#: KRW — NaN where the provider has none (an exchange rate).
+#: The sector ETFs of the original system (code → name), the default of
+#: ``QUANTBEAT_SECTOR_ETFS``; ``quant.gate`` reads them from here.
+DEFAULT_SECTOR_ETFS: dict[str, str] = {
+    "069500": "KOSPI200",
+    "091160": "반도체",
+    "305720": "2차전지",
+    "091170": "자동차",
+    "102780": "IT",
+    "102960": "은행",
+    "117680": "철강",
+    "102970": "증권",
+}
+
+#: Columns of a reference-bar frame, in order: ``code`` str, ``trade_date``
+#: :class:`datetime.date` (as in daily-candle frames), ``open/high/low/close`` float64 (index
+#: points, KRW per ETF share, KRW per USD), ``volume`` float64 shares and ``value`` float64 KRW
+#: traded; both NaN where the provider has none (FX).
 REFERENCE_BAR_COLUMNS: tuple[str, ...] = (
     "code",
     "trade_date",
@@ -167,6 +187,30 @@ REFERENCE_BAR_COLUMNS: tuple[str, ...] = (
     "value",
 )
 
-#: Columns of a snapshot frame (the day so far at a moment), in order: ``close`` is the last
-#: price; ``volume`` (shares) and ``value`` (KRW) are cumulative since the open.
+#: Columns of a snapshot frame (the day so far), in order: ``ticker`` str (an index code in an
+#: index snapshot), ``open`` the day's first price, ``high``/``low`` the running extremes,
+#: ``close`` the last price, ``volume`` float64 cumulative shares, ``value`` float64 cumulative
+#: KRW traded.
 SNAPSHOT_COLUMNS: tuple[str, ...] = ("ticker", "open", "high", "low", "close", "volume", "value")
+
+
+def default_reference_series(etfs: Mapping[str, str] | None = None) -> list[ReferenceSeries]:
+    """The reference series the Market Gate reads: the three KRX indices of
+    :data:`KRX_INDICES`, the sector ETFs ``etfs`` (code → name; default
+    :data:`DEFAULT_SECTOR_ETFS`) and USD/KRW, in that order.
+
+    Raises:
+        quant.errors.ValidationError: an ETF code is not a six-character KRX code.
+    """
+    chosen = DEFAULT_SECTOR_ETFS if etfs is None else etfs
+    out = [ReferenceSeries(code, ReferenceKind.INDEX, name) for code, name in KRX_INDICES.items()]
+    for code, name in chosen.items():
+        if not (isinstance(code, str) and len(code) == 6 and code.isalnum()):
+            raise ValidationError(
+                f"sector ETF code {code!r} is not a six-character KRX code",
+                field="etfs",
+                value=code,
+            )
+        out.append(ReferenceSeries(code, ReferenceKind.ETF, str(name)))
+    out.append(ReferenceSeries(USDKRW, ReferenceKind.FX, "USD/KRW", "KRW"))
+    return out

@@ -55,9 +55,18 @@ from quant.errors import (
     ServiceUnavailable,
     ValidationError,
 )
-from quant.market.types import DAILY_CANDLE_COLUMNS, Instrument, ListingStatus, Market
+from quant.market.types import (
+    DAILY_CANDLE_COLUMNS,
+    REFERENCE_BAR_COLUMNS,
+    USDKRW,
+    Instrument,
+    ListingStatus,
+    Market,
+    ReferenceKind,
+    ReferenceSeries,
+)
 
-__all__ = ["YAHOO_MARKETS", "YahooSource", "yahoo_symbol"]
+__all__ = ["YAHOO_FX_SYMBOLS", "YAHOO_MARKETS", "YahooFxSource", "YahooSource", "yahoo_symbol"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +76,8 @@ _CURRENCY = {Market.US: "USD", Market.KOSPI: "KRW", Market.KOSDAQ: "KRW"}
 _KRX_TICKER = re.compile(r"^[0-9A-Z]{6}$")
 _US_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,14}$")
 _HISTORY_COLUMNS = ("Open", "High", "Low", "Close", "Volume")
+#: Exchange-rate codes :class:`YahooFxSource` serves, with Yahoo's symbol for each.
+YAHOO_FX_SYMBOLS: dict[str, str] = {USDKRW: "KRW=X"}
 _INSTALL_HINT = "yfinance is not installed: install quantbeat[yfinance]"
 
 # yfinance is process-global; its import and configuration happen once.
@@ -366,3 +377,120 @@ def _candles(
         "traded_value": close * volume,
     }
     return pd.DataFrame(data, columns=list(DAILY_CANDLE_COLUMNS))
+
+
+class YahooFxSource:
+    """REAL (unofficial) Yahoo Finance exchange rates: :class:`quant.market.base.
+    ReferenceDataSource` for FX series, USD/KRW from Yahoo's ``KRW=X`` (KRW per US dollar).
+
+    Each series is one request, ``Ticker(symbol).history(start, end + 1 day, interval="1d",
+    auto_adjust=True, timeout=...)``; ``trade_date`` is the bar's date in Yahoo's exchange
+    timezone for the symbol (FX days are weekdays, KRX holidays included). Yahoo reports no
+    FX volume (0), so ``volume`` and ``value`` are NaN. Errors as :class:`YahooSource`.
+    ``ticker_factory``, ``timeout`` and ``acquire`` as :class:`YahooSource`.
+    """
+
+    name: str = "yfinance"
+    simulated: bool = False
+
+    def __init__(
+        self,
+        *,
+        ticker_factory: Callable[[str], Any] | None = None,
+        timeout: float = 10.0,
+        acquire: Callable[[], None] | None = None,
+    ) -> None:
+        """Nothing is imported or requested yet.
+
+        Raises:
+            quant.errors.ConfigError: no ``ticker_factory`` and yfinance is not installed.
+        """
+        if ticker_factory is None and importlib.util.find_spec("yfinance") is None:
+            raise ConfigError(_INSTALL_HINT)
+        self._factory: Callable[[str], Any] = ticker_factory or _default_factory
+        self._timeout = timeout
+        self._acquire = acquire
+
+    def __repr__(self) -> str:
+        return f"YahooFxSource(symbols={sorted(YAHOO_FX_SYMBOLS.values())})"
+
+    def reference_bars(
+        self, start: date, end: date, series: Sequence[ReferenceSeries]
+    ) -> pd.DataFrame:
+        """Daily bars of the FX ``series`` in ``[start, end]`` with
+        :data:`~quant.market.types.REFERENCE_BAR_COLUMNS` (prices in KRW per unit of the
+        foreign currency, volume/value NaN), sorted by code then date; days without a bar
+        are absent.
+
+        Raises:
+            quant.errors.ValidationError: bad dates, ``start > end``, ``series`` not a sequence
+                of ReferenceSeries, or a series that is not FX.
+            quant.errors.NotFound: an FX code not in :data:`YAHOO_FX_SYMBOLS`, or Yahoo does not
+                know its symbol.
+            quant.errors.RateLimited, quant.errors.ServiceUnavailable,
+                quant.errors.ConfigError: as :meth:`YahooSource.daily_candles`.
+        """
+        check_range(start, end)
+        if isinstance(series, str | ReferenceSeries) or not isinstance(series, Sequence):
+            raise ValidationError(
+                f"series must be a sequence of ReferenceSeries, got {series!r}",
+                field="series",
+                value=series,
+            )
+        codes: list[str] = []
+        for item in series:
+            if not isinstance(item, ReferenceSeries) or item.kind is not ReferenceKind.FX:
+                raise ValidationError(
+                    f"YahooFxSource serves FX series only, got {item!r}", field="series", value=item
+                )
+            if item.code not in YAHOO_FX_SYMBOLS:
+                raise NotFound(
+                    f"no Yahoo symbol for the FX series {item.code!r} "
+                    f"(known: {sorted(YAHOO_FX_SYMBOLS)})"
+                )
+            if item.code not in codes:
+                codes.append(item.code)
+        parts = [self._history(code, start, end) for code in sorted(codes)]
+        parts = [p for p in parts if not p.empty]
+        if not parts:
+            return _fx_rows(pd.DataFrame(), "", start, end)
+        out = pd.concat(parts, ignore_index=True)
+        return out.sort_values(["code", "trade_date"], kind="stable").reset_index(drop=True)
+
+    def _history(self, code: str, start: date, end: date) -> pd.DataFrame:
+        symbol = YAHOO_FX_SYMBOLS[code]
+        end_exclusive = end + timedelta(days=1) if end < date.max else end
+        if self._acquire is not None:
+            self._acquire()
+        try:
+            frame = self._factory(symbol).history(
+                start=start.isoformat(),
+                end=end_exclusive.isoformat(),
+                interval="1d",
+                auto_adjust=True,
+                timeout=self._timeout,
+            )
+        except Exception as exc:
+            YahooSource._map_error(exc, symbol, start, end)  # raises unless "no bars"
+            return _fx_rows(pd.DataFrame(), code, start, end)
+        if not isinstance(frame, pd.DataFrame):
+            raise ServiceUnavailable(
+                f"Yahoo history of {symbol} returned {type(frame).__name__}, not a DataFrame"
+            )
+        return _fx_rows(frame, code, start, end)
+
+
+def _fx_rows(frame: pd.DataFrame, code: str, start: date, end: date) -> pd.DataFrame:
+    """A yfinance FX history frame as REFERENCE_BAR_COLUMNS rows in ``[start, end]``; rows
+    without a close dropped, volume/value NaN."""
+    candles = _candles(frame, Market.US, code, start, end)
+    n = len(candles)
+    data: dict[str, Any] = {
+        "code": pd.array([code] * n, dtype="str"),
+        "trade_date": candles["trade_date"].to_numpy(dtype=object),
+    }
+    for column in ("open", "high", "low", "close"):
+        data[column] = candles[column].to_numpy(dtype=np.float64)
+    data["volume"] = np.full(n, np.nan)
+    data["value"] = np.full(n, np.nan)
+    return pd.DataFrame(data, columns=list(REFERENCE_BAR_COLUMNS))

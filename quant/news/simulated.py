@@ -12,7 +12,12 @@ three headlines of one tone — positive catalysts (수주, 실적 개선, 신�
 60 % of cases, negative ones (유상증자, 소송, 적자 전환, …) otherwise — each in Korean or
 English. Headlines name the company and its ticker. Publication times fall between 06:00 and
 15:00 KST on ``day``. The output for an instrument depends only on ``(seed, day, instrument,
-name, rate)``, not on the rest of the universe.
+name, rate)`` and whether it is one of the day's ``movers``, not on the rest of the universe.
+
+Big movers: the instruments given as ``movers`` (the simulated market's news-driven surges of
+the day, :meth:`quant.market.simulated.SimulatedMarket.movers`) always have news that day:
+two or three positive headlines (a surge headline first), published before 15:00 KST so the
+15:10 closing-bet decision sees them, labelled simulated like every other item.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from quant.errors import ValidationError
 from quant.news.items import FetchResult, NewsItem, keep_since
 
 __all__ = [
+    "MOVER_TEMPLATES",
     "NEGATIVE_TEMPLATES",
     "POSITIVE_TEMPLATES",
     "SIMULATED_NEWS_HOST",
@@ -43,6 +49,22 @@ _KST = timezone(timedelta(hours=9), "KST")
 _FIRST = time(6, 0)
 _WINDOW_SECONDS = 9 * 3600  # 06:00–15:00 KST
 _POSITIVE_SHARE = 0.6
+
+# Surge headlines of a big mover (the first of its items); same fields as the templates below.
+MOVER_TEMPLATES: tuple[tuple[str, str], ...] = (
+    (
+        "{name}({ticker}) 급등…{amount}억원 규모 공급계약 수주 공시",
+        "{name}({ticker})가 {amount}억원 규모의 공급계약 수주를 공시하며 장중 급등했다.",
+    ),
+    (
+        "{name}({ticker}) 강세, {q}분기 실적 개선 기대에 거래량 급증",
+        "{name}({ticker})의 {q}분기 영업이익이 {pct}% 증가할 것이란 전망에 매수세가 몰렸다.",
+    ),
+    (
+        "{name} ({ticker}) surges on KRW {bn}bn supply contract win",
+        "{name} ({ticker}) jumped after it won a KRW {bn}bn supply contract.",
+    ),
+)
 
 # (title, summary) templates; fields: name, ticker, amount (억원), bn (the same in KRW billions),
 # pct, q (quarter).
@@ -134,6 +156,8 @@ class SimulatedNewsSource:
         seed: the random seed; the same ``(seed, day)`` always gives the same items.
         day: the (KST) calendar day the news is published on.
         rate: the probability (0–1) that an instrument has news on the day.
+        movers: ``"MARKET:TICKER"`` ids of the day's big movers, which always get positive
+            news (module docstring); ids not among ``instruments`` are ignored.
 
     Raises:
         quant.errors.ValidationError: a malformed instrument pair, ``day`` not a plain date,
@@ -150,6 +174,7 @@ class SimulatedNewsSource:
         seed: int = 42,
         day: date,
         rate: float = 0.05,
+        movers: Sequence[str] = (),
     ) -> None:
         if isinstance(day, datetime) or not isinstance(day, date):
             raise ValidationError(f"day must be a plain date, got {day!r}", field="day", value=day)
@@ -167,6 +192,13 @@ class SimulatedNewsSource:
                 f"rate must be a probability in [0, 1], got {rate!r}", field="rate", value=rate
             )
         self._instruments = _check_instruments(instruments)
+        if isinstance(movers, str):
+            raise ValidationError(
+                "movers must be a sequence of MARKET:TICKER ids, not a string",
+                field="movers",
+                value=movers,
+            )
+        self._movers = frozenset(str(m) for m in movers)
         self.seed = seed
         self.day = day
         self.rate = float(rate)
@@ -192,25 +224,28 @@ class SimulatedNewsSource:
         since_utc = None if since is None else check_aware(since, "since")
         items: list[NewsItem] = []
         for instrument, name in self._instruments:
-            items.extend(self._headlines(instrument, name))
+            items.extend(self._headlines(instrument, name, instrument in self._movers))
         items.sort(key=lambda item: (item.published_at, item.url))
         return FetchResult(items=keep_since(items, since_utc), rejected=[], simulated=True)
 
-    def _headlines(self, instrument: str, name: str) -> list[NewsItem]:
+    def _headlines(self, instrument: str, name: str, mover: bool = False) -> list[NewsItem]:
         # A str seed is hashed with SHA-512 by random.Random: stable across processes.
         rng = random.Random(f"quantbeat-news|{self.seed}|{self.day.isoformat()}|{instrument}")
-        if rng.random() >= self.rate:
+        if rng.random() >= self.rate and not mover:
             return []
-        positive = rng.random() < _POSITIVE_SHARE
+        positive = rng.random() < _POSITIVE_SHARE or mover
         templates = POSITIVE_TEMPLATES if positive else NEGATIVE_TEMPLATES
-        count = rng.choice((1, 1, 2, 3))
+        count = rng.choice((2, 3) if mover else (1, 1, 2, 3))
         start = datetime.combine(self.day, _FIRST, tzinfo=_KST)
         offsets = sorted(rng.randrange(_WINDOW_SECONDS) for _ in range(count))
         market, _, ticker = instrument.partition(":")
         slug = f"{market}-{ticker}".lower().replace("/", "-")
+        chosen = rng.sample(templates, count)
+        if mover:  # the surge headline first, then ordinary positive ones
+            chosen[0] = MOVER_TEMPLATES[rng.randrange(len(MOVER_TEMPLATES))]
         items: list[NewsItem] = []
         for number, (offset, (title, summary)) in enumerate(
-            zip(offsets, rng.sample(templates, count), strict=True), start=1
+            zip(offsets, chosen, strict=True), start=1
         ):
             eok = rng.randrange(50, 5000)  # 억원 = 100 million KRW
             values = {

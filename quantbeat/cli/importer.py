@@ -105,8 +105,19 @@ def import_csv_command(
         typer.Option(help="Where rejected rows go; default: <PATH>.rejects.csv"),
     ] = None,
     chunk_rows: Annotated[int, typer.Option(help="Rows per transaction")] = 50_000,
+    create_instruments: Annotated[
+        bool,
+        typer.Option(
+            "--create-instruments",
+            help="Create the instruments the file names that the database does not have "
+            "(default: reject those rows, reason unknown_instrument)",
+        ),
+    ] = False,
 ) -> None:
-    """Import one CSV file (daily prices, stocks list, institutional trend or signals log)."""
+    """Import one CSV file (daily prices, stocks list, institutional trend or signals log).
+
+    A row naming an instrument the database does not have is rejected (unknown_instrument)
+    unless --create-instruments is given; the report lists the instruments created."""
     chosen_kind = _kind(kind)
     unit = _flow_unit(flow_unit)
     default_market = parse_market(market) if market is not None else None
@@ -145,6 +156,7 @@ def import_csv_command(
                 reject_file=rejects,
                 chunk_rows=chunk_rows,
                 progress=progress,
+                create_instruments=create_instruments,
             )
         except BaseException:
             bar.update(task, visible=False)  # the error is the one line that matters
@@ -182,7 +194,7 @@ def print_report(report: ImportReport, console: Console) -> None:
         table.add_row(
             "instruments created",
             f"{report.instruments_created:,}",
-            "named by the file, not listed before" + (" (rolled back)" if report.dry_run else ""),
+            _created(report),
         )
     table.add_row("reject file", "", str(report.reject_file))
     table.add_row("run id", str(report.run_id), "import_runs")
@@ -190,6 +202,16 @@ def print_report(report: ImportReport, console: Console) -> None:
     console.print(table)
     for note in report.notes:
         console.print(f"[dim]note:[/] {note}")
+
+
+def _created(report: ImportReport, shown: int = 10) -> str:
+    """The instruments created, by name (the first ``shown``)."""
+    names = list(report.created_instruments)
+    listed = ", ".join(names[:shown]) + (
+        f" and {len(names) - shown:,} more" if len(names) > shown else ""
+    )
+    note = "named by the file, not listed before" + (" (rolled back)" if report.dry_run else "")
+    return f"{note}: {listed}" if listed else note
 
 
 __all__ = ["import_app", "print_report"]

@@ -8,7 +8,8 @@ code  meaning
 ====  ==========================================================
 0     success
 1     unexpected error (a bug: please report it)
-2     bad usage or invalid input (the message names the value)
+2     bad usage, invalid input, or something named that does not exist (an instrument,
+      a run id; the message names the value)
 3     configuration error (the message names the variable)
 4     a service is unavailable (database, broker, worker); retry later
 5     the work failed permanently (see ``job_runs`` / ``dead_letters``)
@@ -32,6 +33,7 @@ from typer.exceptions import TyperException
 
 from quant.errors import (
     ConfigError,
+    NotFound,
     PermanentError,
     QuantbeatError,
     TransientError,
@@ -108,6 +110,8 @@ def _classify(exc: BaseException) -> tuple[int, str]:
     """Exit code and one-line message for an exception escaping a command."""
     if isinstance(exc, ValidationError):
         return EXIT_USAGE, f"invalid input: {exc}"
+    if isinstance(exc, NotFound):  # what the command was given names nothing that exists
+        return EXIT_USAGE, f"not found: {exc}"
     if isinstance(exc, ConfigError):
         return EXIT_CONFIG, f"configuration error: {exc}"
     if isinstance(exc, TransientError):

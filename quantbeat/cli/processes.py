@@ -16,6 +16,7 @@ from quantbeat.infra.settings import (
     reset_settings,
 )
 from workers.app import app as celery_app
+from workers.events import install_flower_masking
 from workers.queues import Queue
 
 
@@ -177,6 +178,9 @@ def flower(
     if settings.flower_basic_auth is not None:
         # Through Flower's own environment option, not argv: argv is visible in `ps`.
         os.environ["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()
+    # Every task event Flower receives is masked before it is stored or shown, also the
+    # events of clients that run no quantbeat code.
+    install_flower_masking()
     db = settings.flower_db_path
     # The state file is a pickle (shelve): whoever can write it can run code in Flower.
     db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

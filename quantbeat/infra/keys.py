@@ -25,3 +25,8 @@ def backtest_state_key(run_id: str) -> str:
 def backtest_cancel_key(run_id: str) -> str:
     """The flag a cancel request sets for a backtest run."""
     return f"qb:bt:{run_id}:cancel"
+
+
+def child_kill_key(task_id: str) -> str:
+    """The count of pool children killed by SIGKILL while running task ``task_id``."""
+    return f"qb:killed:{task_id}"

@@ -66,8 +66,11 @@ nor shaped like a known token cannot be recognised; in ``scheme://u:p@host/path@
 to its last ``@`` is masked with the password.
 
 Speed: the pair step finds pairs from their separator on the reversed text, and a regex
-prefilter derived from :data:`KEY_RULES` lets only keys that may be sensitive reach Python, so
-ordinary text costs C-speed scanning; each masked value then costs about 1.5 us of Python.
+prefilter derived from :data:`KEY_RULES` lets only keys that may be sensitive reach Python.
+Text whose keys repeat (JSON, query strings, argument dumps: a few dozen distinct keys) is
+masked without Python work per pair: each distinct key is decided once and one regex built
+from the decisions splits the text around the values to mask (``_mask_pairs``); other text
+takes a loop that costs about 1.5 us of Python per masked value. Both give the same result.
 ``benchmarks/masking.py`` measures 1 MiB inputs.
 """
 
@@ -408,7 +411,9 @@ _VALUE = re.compile(
 _HARMLESS = frozenset({"", MASK, "true", "false", "none", "null"})
 
 
-def _mask_pairs(text: str) -> str:
+def _mask_pairs_loop(text: str) -> str:
+    """The pair step, one candidate at a time in Python (the reference: :func:`_mask_pairs`
+    takes its C-speed route only where that gives the same result)."""
     n = len(text)
     parts: list[str] = []
     done = 0  # text[:done] is in parts
@@ -441,6 +446,178 @@ def _mask_pairs(text: str) -> str:
         return text
     parts.append(text[done:])
     return "".join(parts)
+
+
+# --- the pair step at C speed ------------------------------------------------------------------
+#
+# Python work per candidate (about 1.5 us in the loop above) dominates text dense with
+# secrets. The fast route does the same step in regex scans, with no Python per candidate:
+#
+# 1. ``_PAIR_FORMS`` lists the *forms* of candidates on the reversed text: separator, quote and
+#    blanks, key (the *body*), and the ``?``/``&``/``;`` before the key if any. All the loop
+#    decides about a candidate (the prefilter of ``_PAIR_REVERSED``, the key checks,
+#    :func:`_decide`) depends on its body and on whether a query character precedes it, so
+#    each distinct body is decided once (:func:`_bodies`): the prefilter by one ``findall``
+#    over the bodies joined, the rest in Python. The first guess takes the bodies of the last
+#    ``_SAMPLE_CHARS`` characters only.
+# 2. :func:`_masking_pattern` builds, for the sensitive bodies, one regex that starts at a
+#    separator, recognises the body with fixed-width lookbehinds and reads the value with the
+#    grammar of ``_VALUE`` (a value that reveals nothing does not match). ``split`` returns the
+#    text between matches (a closing quote starts the next piece) and the kept parts of each
+#    match (separator; blanks and opening quote; scheme word); MASK takes the place of the
+#    value by slice assignment, and one ``join`` builds the result. A second branch marks a
+#    separator after a key character, quote or blank whose body is not among the guessed
+#    ones: then step 1 runs on the whole text and step 2 again.
+#
+# A match consumes its value, so a separator inside a masked value is skipped, as the loop's
+# ``covered`` skips it, with one exception: the loop still handles a separator that is the
+# *last* character of a masked run ("token=Authorization: Token x"). A run that ends with the
+# separator of a sensitive body is marked too, and then, or with more than ``_MAX_FORMS``
+# sensitive bodies or ``_MAX_KNOWN`` bodies in all, the loop does the step instead.
+
+_RUN = r"[^\s,;&}\])\"']"  # a character of an unquoted value
+_PAIR_FORMS = re.compile(
+    # separator, blanks, quote, key (up to 64 characters), query character
+    rf"[=:](?<!//:)[ \t]*+[\"']?+[{_KEYCHAR}]{{1,64}}+(?![{_KEYCHAR}])[?&;]?"
+)
+# The same candidates, only those whose key passes the prefilter of _PAIR_REVERSED.
+_PREFILTERED_FORMS = re.compile(
+    rf"[=:](?<!//:)[ \t]*+[\"']?+{_pair_prefilter()}[{_KEYCHAR}]{{1,64}}+(?![{_KEYCHAR}])[?&;]?"
+)
+_FORM = re.compile(rf"[=:][ \t]*+[\"']?+([{_KEYCHAR}]++)([?&;]?)")
+#: Sensitive bodies at most in the fast route's regex, bodies in all, and the characters
+#: (from the end) whose candidates make the first guess of the text's bodies.
+_MAX_FORMS = 16
+_MAX_KNOWN = 64
+_SAMPLE_CHARS = 1 << 16
+# What _HARMLESS holds, as the loop tests it (``value.lower() in _HARMLESS``): only ASCII
+# letters lower to these words, so explicit classes say the same (``(?i)`` would also take
+# the long s for an s).
+_HARMLESS_RE = r"(?:[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[Nn][Oo][Nn][Ee]|[Nn][Uu][Ll][Ll]|\*\*\*)"
+# A run (at least one character, checked before), its last separator apart: group 3 when its
+# form is sensitive (the lookbehinds of the forms are filled in by _masking_pattern).
+_RUN_BODY = (
+    r"[^\s,;&}\])\"'=:]*+(?:[=:](?=[^\s,;&}\])\"'])[^\s,;&}\])\"'=:]*+)*+"
+    r"(?:(?=[=:])(?:([=:]){forms}|[=:]))?+"
+)
+_DQ = r'[^"\\\n]*+(?:\\.[^"\\\n]*+)*+'
+_SQ = r"[^'\\\n]*+(?:\\.[^'\\\n]*+)*+"
+# After the separator, as _VALUE reads it. Group 1 (kept): separator, blanks, opening quote;
+# group 2 (kept): the scheme word of a run; group 3: the separator that ends a run, when its
+# form is sensitive (the text takes the loop). The value itself is left out of ``split``.
+# The auth scheme words of _VALUE, after a cheap look at the first letter.
+_SCHEME = r"(?=(?i:[btdnj]))(?i:bearer|basic|token|digest|negotiate|jwt)"
+_BRACKETS = r"\[[^\[\]\n]*+\]|\{[^{}\n]*+\}"
+_VALUE_PARTS = (
+    r"(?:(?<==)|(?!//))[ \t]*+"
+    rf"(?:(?=[^\"'])|\"(?!{_HARMLESS_RE}?(?:\"|\n|\Z))(?={_DQ}\\?+(?:\"|\n|\Z))"
+    rf"|'(?!{_HARMLESS_RE}?(?:'|\n|\Z))(?={_SQ}\\?+(?:'|\n|\Z))))"
+    r"(?:"
+    # The most common value first: a run without separators that starts with no scheme word,
+    # no word that reveals nothing, no bracket (what the next branch would match too, more
+    # slowly). The branches exclude each other by the characters before and at the value's
+    # start, so the order does not change which one matches.
+    rf"(?<![\"'])(?![\[{{TtFfNn*])(?!(?i:[btdnj]))[^\s,;&}}\])\"'=:]++(?![=:])"
+    # A run, after a scheme word, or from a bracket that does not close on its line.
+    rf"|(?<![\"'])(?:(?=[^\"'\[{{])((?:{_SCHEME}[ \t]++)?+)"
+    rf"(?:(?![TtFfNn*])|(?!{_HARMLESS_RE}(?!{_RUN})))|(?=[\[{{])(?!{_BRACKETS}))"
+    rf"(?={_RUN}){_RUN_BODY}"
+    # A quoted value whose closing quote is missing runs to the end of its line (as _VALUE).
+    rf"|(?<=\"){_DQ}\\?+"
+    rf"|(?<='){_SQ}\\?+"
+    rf"|{_BRACKETS}"
+    r")"
+)
+
+
+@lru_cache(maxsize=256)
+def _bodies(forms: frozenset[str]) -> tuple[frozenset[tuple[str, bool, bool]], frozenset[str]]:
+    """For candidate ``forms`` (matches of ``_PAIR_FORMS``): their sensitive *bodies*, each as
+    (the text from the key to the separator, whether the loop masks the value when no query
+    character precedes the key, whether it does when one does), and all their bodies."""
+    bodies = {form.rstrip("?&;") for form in forms}  # a key holds none of these
+    # Bodies hold no newline, so joined by newlines each is read on its own; the prefilter
+    # only asks whether a query character follows the (reversed) key.
+    passing = set(_PREFILTERED_FORMS.findall("\n".join(b + q for b in bodies for q in ("", "&"))))
+    sensitive = set()
+    for body in bodies:
+        parsed = _FORM.fullmatch(body)
+        if parsed is None:  # cannot happen: _PAIR_FORMS matched it
+            continue
+        raw = parsed[1][::-1]
+        key = raw.lstrip("-")
+        if key[:1] not in _KEY_START or len(raw) - len(key) > 2:
+            continue
+        plain = body in passing and _decide(key, False)
+        query = body + "&" in passing and _decide(key, True)
+        if plain or query:
+            sensitive.add((body[::-1], plain, query))
+    return frozenset(sensitive), frozenset(body[::-1] for body in bodies)
+
+
+def _lookbehind(body: str, *, after: str) -> str:
+    """A regex true just after ``body`` (key to separator) where the key is whole and the
+    character before it is not in ``after``."""
+    text = re.escape(body)
+    return rf"(?<={text})(?<![{after}]{text})"
+
+
+@lru_cache(maxsize=256)
+def _masking_pattern(
+    sensitive: frozenset[tuple[str, bool, bool]], known: frozenset[str] | None
+) -> re.Pattern[str]:
+    """The regex of step 2 for these sensitive bodies (see above); with ``known`` bodies, a
+    second branch sets group 4 at a separator that may end a key whose body is not known."""
+    alternatives = []
+    for body, plain, query in sorted(sensitive):
+        if plain and query:  # the key starts the text or follows no key character
+            alternatives.append(_lookbehind(body, after=_KEYCHAR))
+        elif plain:  # ... nor a query character
+            alternatives.append(_lookbehind(body, after=_KEYCHAR + "?&;"))
+        else:
+            alternatives.append(rf"(?<=[?&;]{re.escape(body)})")
+    last = "".join(sorted({re.escape(body[-2]) for body, _, _ in sensitive}))
+    at = rf"(?<=[{last}][=:])(?:{'|'.join(alternatives)})" if sensitive else "(?!)"
+    unknown = "(?!)"
+    if known is not None:
+        bodies = "|".join(_lookbehind(body, after=_KEYCHAR) for body in sorted(known))
+        unknown = rf"(?<=[{_KEYCHAR}\"' \t][=:])" + (f"(?!{bodies})" if bodies else "")
+    # The separator comes first and outside the groups, so the engine skips to separators
+    # at C speed; groups 1 and 5 take it back from lookbehinds.
+    return re.compile(
+        rf"[=:](?:(?<=([=:])){at}("
+        + _VALUE_PARTS.replace("{forms}", at)
+        + rf"|(?<=([=:])){unknown})"
+    )
+
+
+def _mask_pairs(text: str) -> str:
+    """The pair step (see the module docstring): the fast route where it gives the loop's
+    result, else :func:`_mask_pairs_loop`."""
+    forms = set(_PAIR_FORMS.findall(text[-_SAMPLE_CHARS:][::-1]))
+    if len(forms) > _MAX_KNOWN:  # keys of many shapes: few repeat, the loop does as well
+        return _mask_pairs_loop(text)
+    complete = len(text) <= _SAMPLE_CHARS
+    while True:
+        sensitive, known = _bodies(frozenset(forms))
+        if len(sensitive) > _MAX_FORMS or len(known) > _MAX_KNOWN:
+            return _mask_pairs_loop(text)
+        if complete and not sensitive:
+            return text
+        pieces = _masking_pattern(sensitive, None if complete else known).split(text)
+        # pieces: text, separator, blanks and opening quote, scheme word, run-ending separator,
+        # separator of an unknown body, text, ... (None for a part that is not there)
+        count = len(pieces) // 6
+        if not count:
+            return text
+        if any(pieces[5::6]):  # a key the sample did not show
+            forms = set(_PAIR_FORMS.findall(text[::-1]))
+            complete = True
+            continue
+        if any(pieces[4::6]):
+            return _mask_pairs_loop(text)
+        pieces[4::6] = [MASK] * count  # after the kept parts, in the value's place
+        return "".join(filter(None, pieces))
 
 
 def _url_password_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:

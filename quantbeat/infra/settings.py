@@ -260,6 +260,14 @@ class Settings(BaseSettings):
     retry_backoff_max: int = Field(default=600, ge=1)
     worker_max_tasks_per_child: int = Field(default=200, ge=1)
     worker_max_memory_per_child_kib: int = Field(default=1_048_576, ge=65_536)
+    # Address space (bytes) a prefork pool child may add after it starts (RLIMIT_AS, set in
+    # the child): an allocation beyond it raises MemoryError, which fails the task at once
+    # (dead letter ``out_of_memory``) instead of the kernel's OOM killer taking the child.
+    # 0 disables the cap.
+    child_max_bytes: int = Field(default=3_221_225_472, ge=0)
+    # Deaths by SIGKILL (the OOM killer, or an operator) of pool children running one task id
+    # after which its message is dead-lettered ``worker_killed`` instead of requeued.
+    max_child_kills: int = Field(default=2, ge=1)
 
     # --- time limits per task family (soft raises inside the task, hard kills the child) -----
     io_soft_time_limit: int = Field(default=300, ge=1)
@@ -310,6 +318,9 @@ class Settings(BaseSettings):
     # Intraday snapshots of the day so far, every this many minutes during KRX sessions
     # (09:00–15:30 KST; beat entry market-snapshots).
     snapshot_every: int = Field(default=10, ge=1, le=60)
+    # The closing bet's buy-window decision (KST, HH:MM): the closing auction starts 15:20,
+    # so it must leave time to order (domain notes §8).
+    closing_bet_at: str = "15:10"
     sim_seed: int = Field(default=42, ge=0)
     sim_universe_size: int = Field(default=2_500, ge=1, le=20_000)
     # Fault injection for tests and drills: this fraction of simulated rows is corrupted.
@@ -368,6 +379,10 @@ class Settings(BaseSettings):
     backtest_time_limit: int = Field(default=3_720, ge=1)
     # Calendar days of history the nightly backtest of the day's signals covers.
     backtest_nightly_days: int = Field(default=730, ge=30)
+    # Largest estimated memory of one backtest run (bytes: its (bars x instruments) arrays at
+    # their peak, quant.backtest.memory): a bigger spec is refused at submit and by the worker
+    # before it loads anything. Keep it below the cpu worker's memory limit per child.
+    backtest_max_bytes: int = Field(default=1_073_741_824, ge=1_048_576)
     # Where `quantbeat backtest report` writes reports (default: <data_dir>/reports).
     report_dir: Path | None = None
     # S3-compatible export of a run's artifacts (s3://bucket/prefix), and a non-AWS endpoint
@@ -461,6 +476,17 @@ class Settings(BaseSettings):
                     f"got {seconds}"
                 )
         return value
+
+    @field_validator("closing_bet_at")
+    @classmethod
+    def _check_closing_bet_at(cls, value: str) -> str:
+        match = re.fullmatch(r"(\d{2}):(\d{2})", value.strip())
+        if not match or not ("09:00" <= value.strip() <= "15:19") or int(match[2]) > 59:
+            raise ValueError(
+                f"QUANTBEAT_CLOSING_BET_AT must be HH:MM between 09:00 and 15:19 KST (before the "
+                f"closing auction), got {value!r}"
+            )
+        return value.strip()
 
     @field_validator("sector_etfs")
     @classmethod

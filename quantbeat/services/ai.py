@@ -109,13 +109,16 @@ def limiter(settings: Settings | None = None) -> Any:
 
 
 def _request(session: Any, ident: int, name: str, day: dt.date, strategy: str) -> Any:
+    # the final signal of the day, or the buy window's preliminary one before the close
     signal = session.execute(
-        select(Signal).where(
+        select(Signal)
+        .where(
             Signal.instrument_id == ident,
             Signal.trade_date == day,
             Signal.strategy == strategy,
-            Signal.phase == "final",
         )
+        .order_by(Signal.phase)  # "final" sorts before "preliminary"
+        .limit(1)
     ).scalar_one_or_none()
     company = session.get(Instrument, ident)
     frame = load_candles(session, ident, "1d", end=day, limit=PROMPT_CANDLES)
@@ -305,9 +308,9 @@ def record_failure(
         return _summary(row, name, cached=False)
 
 
-def top_candidates(strategy: str, trade_date: dt.date, top: int) -> list[str]:
-    """The ``top`` best stored candidates of a scan day ("MARKET:TICKER")."""
-    return [c.instrument for c in candidates(strategy, trade_date, limit=top)]
+def top_candidates(strategy: str, trade_date: dt.date, top: int, phase: str = "final") -> list[str]:
+    """The ``top`` best stored candidates of a scan day and ``phase`` ("MARKET:TICKER")."""
+    return [c.instrument for c in candidates(strategy, trade_date, limit=top, phase=phase)]
 
 
 def collect_news(trade_date: dt.date, settings: Settings | None = None) -> dict[str, Any]:
@@ -379,37 +382,63 @@ def analyze_attempt(
         raise
 
 
-def start_candidate_analyses(strategy: str, trade_date: dt.date, top: int) -> dict[str, Any]:
-    """Analyse the ``top`` best stored candidates of ``strategy``'s scan of ``trade_date``:
-    a chord of ``quantbeat.ai.analyze`` tasks whose callback ``quantbeat.ai.finish`` counts
-    them (and re-runs the scan of a strategy that reads news scores). Returns
-    ``{"strategy", "trade_date", "instruments", "chord"}`` at once (``chord``: the callback's
-    id, ``None`` when there is nothing to analyse)."""
-    names = top_candidates(strategy, trade_date, top) if top else []
+def start_candidate_analyses(
+    strategy: str,
+    trade_date: dt.date,
+    top: int,
+    *,
+    phase: str = "final",
+    as_of: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Analyse the ``top`` best stored candidates of ``strategy``'s ``phase`` decision of
+    ``trade_date``: a chord of ``quantbeat.ai.analyze`` tasks (the ``ai`` workers, at the
+    shared Gemini quota) whose callback ``quantbeat.ai.finish`` counts them and re-decides
+    a strategy that reads news scores — the evening scan for ``final``, the buy-window
+    decision as of ``as_of`` for ``preliminary``. Returns ``{"strategy", "trade_date",
+    "phase", "instruments", "chord"}`` at once (``chord``: the callback's id, ``None`` when
+    there is nothing to analyse)."""
+    names = top_candidates(strategy, trade_date, top, phase) if top else []
     day = trade_date.isoformat()
-    summary: dict[str, Any] = {"strategy": strategy, "trade_date": day, "instruments": names}
+    summary: dict[str, Any] = {"strategy": strategy, "trade_date": day, "phase": phase,
+                               "instruments": names}  # fmt: skip
     if not names:
         return {**summary, "chord": None}
     header = [app.signature("quantbeat.ai.analyze", args=[n, day, strategy]) for n in names]
-    body = app.signature("quantbeat.ai.finish", kwargs={"strategy": strategy, "trade_date": day})
+    finish: dict[str, Any] = {"strategy": strategy, "trade_date": day}
+    if phase != "final":
+        finish.update(phase=phase, as_of=None if as_of is None else as_of.isoformat())
+    body = app.signature("quantbeat.ai.finish", kwargs=finish)
     return {**summary, "chord": chord(header)(body).id}
 
 
 def finish_candidate_analyses(
-    results: Sequence[dict[str, Any]], strategy: str, trade_date: dt.date
+    results: Sequence[dict[str, Any]],
+    strategy: str,
+    trade_date: dt.date,
+    *,
+    phase: str = "final",
+    as_of: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """The analyses' chord callback: counts them and, for a strategy whose scan reads the news
-    scores (:attr:`~quantbeat.services.strategies.ScanStrategy.reads_news`), sends
-    ``quantbeat.scans.run`` for the day so the news scores count. Returns
+    scores (:attr:`~quantbeat.services.strategies.ScanStrategy.reads_news`), re-decides the
+    day so the news scores count: ``quantbeat.scans.run`` for ``final``,
+    ``quantbeat.scans.preliminary`` as of ``as_of`` for ``preliminary``. Returns
     ``{"strategy", "trade_date", "analysed", "succeeded", "failed", "rescan"}`` (``rescan``:
     the scan task's id or ``None``)."""
     ok = sum(1 for r in results if r.get("status") == "succeeded")
     day = trade_date.isoformat()
     rescan = None
     if scan_strategy(strategy).reads_news:
-        rescan = app.send_task(
-            "quantbeat.scans.run", kwargs={"strategy": strategy, "trade_date": day}
-        ).id
+        if phase == "preliminary":
+            rescan = app.send_task(
+                "quantbeat.scans.preliminary",
+                kwargs={"strategy": strategy, "trade_date": day,
+                        "as_of": None if as_of is None else as_of.isoformat()},
+            ).id  # fmt: skip
+        else:
+            rescan = app.send_task(
+                "quantbeat.scans.run", kwargs={"strategy": strategy, "trade_date": day}
+            ).id
     return {
         "strategy": strategy,
         "trade_date": day,

@@ -121,3 +121,21 @@ def parse_tickers(value: object, *, field: str = "tickers") -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
         raise ValidationError(f"{field} must be a list of market codes, got {value!r}", field=field)
     return list(value)
+
+
+#: The phases of a day's signals: the evening's ``final`` decision and the buy window's
+#: ``preliminary`` one.
+PHASES: tuple[str, ...] = ("final", "preliminary")
+
+
+def parse_phase(value: object, *, field: str = "phase") -> str:
+    """``final`` or ``preliminary``.
+
+    Raises:
+        quant.errors.ValidationError: anything else (the message names both).
+    """
+    if value not in PHASES:
+        raise ValidationError(
+            f"{field} must be one of {', '.join(PHASES)}, got {value!r}", field=field, value=value
+        )
+    return str(value)

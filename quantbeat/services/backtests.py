@@ -57,7 +57,9 @@ from db.jobs import end_if_still_started, get_job_run
 from db.outbox import add_message
 from db.scans import data_version, load_flows
 from quant.backtest.engine import Market, simulate
+from quant.backtest.memory import MemoryEstimate, estimate_backtest_bytes, human_bytes, max_sessions
 from quant.backtest.metrics import compute_metrics
+from quant.backtest.strategies import Strategy
 from quant.backtest.strategies import get as get_strategy
 from quant.errors import ConfigError, NotFound, QuantbeatError, ValidationError
 from quant.indicators import Candles
@@ -156,7 +158,8 @@ def validate_spec(
     Raises:
         quant.errors.ValidationError: unknown strategy, bad parameters or execution settings,
             ``start`` not before ``end``, ``end`` in the future, a time limit pair out of
-            order, or unknown instruments (all of them listed).
+            order, unknown instruments (all of them listed), or an estimated memory above
+            ``QUANTBEAT_BACKTEST_MAX_BYTES`` (:func:`check_memory`).
     """
     parsed = parse_spec(spec)
     strategy = get_strategy(parsed.strategy)
@@ -205,7 +208,55 @@ def validate_spec(
             field="instruments",
             value=unknown,
         )
+    check_memory(strategy, [name for _, name in resolved], parsed.start, parsed.end)
     return ResolvedSpec(parsed, resolved, soft, hard)
+
+
+def memory_estimate(
+    strategy: Strategy, instruments: Sequence[str], start: dt.date, end: dt.date
+) -> MemoryEstimate:
+    """The estimated memory of a run of ``strategy`` over ``instruments`` (``MARKET:TICKER``)
+    from ``start`` (plus :data:`WARMUP_DAYS` before it) to ``end``: see
+    :mod:`quant.backtest.memory`."""
+    markets = {name.split(":", 1)[0] for name in instruments}
+    bars = max_sessions(start - dt.timedelta(days=WARMUP_DAYS), end, markets)
+    return estimate_backtest_bytes(
+        bars,
+        len(instruments),
+        signal_bytes_per_cell=strategy.signal_bytes_per_cell,
+        flows=strategy.needs_flows,
+        load_chunk=LOAD_CHUNK,
+    )
+
+
+def check_memory(
+    strategy: Strategy, instruments: Sequence[str], start: dt.date, end: dt.date
+) -> MemoryEstimate:
+    """:func:`memory_estimate`, refused above ``QUANTBEAT_BACKTEST_MAX_BYTES``.
+
+    Raises:
+        quant.errors.ValidationError: the estimate exceeds the limit (the message names the
+            estimate, the limit, the instrument count and the span).
+    """
+    estimate = memory_estimate(strategy, instruments, start, end)
+    limit = get_settings().backtest_max_bytes
+    if estimate.peak > limit:
+        raise ValidationError(
+            f"backtest needs an estimated {human_bytes(estimate.peak)} ({estimate.peak:,} B) "
+            f"of memory for {estimate.instruments:,} instruments x up to {estimate.bars:,} "
+            f"sessions ({start} … {end} plus {WARMUP_DAYS} warm-up days), above "
+            f"QUANTBEAT_BACKTEST_MAX_BYTES={limit:,} ({human_bytes(limit)}); shorten the span "
+            "or split the instruments over several runs",
+            field="instruments",
+            value={
+                "estimate_bytes": estimate.peak,
+                "limit_bytes": limit,
+                "instruments": estimate.instruments,
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+            },
+        )
+    return estimate
 
 
 # --------------------------------------------------------------------------------------------
@@ -665,9 +716,12 @@ def load_market(
             if on_instrument is not None:
                 on_instrument(min(at + LOAD_CHUNK, len(ids)))
         frames = {k: _since(v, lower) for k, v in frames.items()}
-        flow_data = (
-            load_flows(session, {k: v.time for k, v in frames.items() if len(v)}) if flows else {}
-        )
+        # Flows by chunks as well: their rows are Python objects while they are read.
+        timed = {k: v.time for k, v in frames.items() if len(v)} if flows else {}
+        keys = list(timed)
+        flow_data: dict[int, dict[str, np.ndarray[Any, Any]]] = {}
+        for at in range(0, len(keys), LOAD_CHUNK):
+            flow_data.update(load_flows(session, {k: timed[k] for k in keys[at : at + LOAD_CHUNK]}))
     all_times = [f.time for f in frames.values() if len(f)]
     if not all_times:
         raise ValidationError(
@@ -778,6 +832,8 @@ def _execute(
     execution = strategy.execution_with(spec.execution)
     with session_scope() as session:
         instruments = [resolve_instrument(session, name) for name in spec.instruments]
+    # Again here: the limit may have been lowered since the run was submitted.
+    check_memory(strategy, [name for _, name in instruments], spec.start, spec.end)
     m = len(instruments)
     tracker.report(0.0, 0, "loading", force=True)
     loaded = load_market(
@@ -895,6 +951,22 @@ def on_worker_lost(args: Any, kwargs: Any, outcome: str, reason: str) -> None:
     if changed:
         state_store().update(run_id, fields)
         log.warning("backtest.worker_lost", run_id=run_id, outcome=outcome, reason=reason)
+
+
+def on_child_killed(args: Any, kwargs: Any) -> None:
+    """Called in the worker's parent when the children running a run were SIGKILLed
+    ``QUANTBEAT_MAX_CHILD_KILLS`` times (most likely out of memory) and its message is
+    dead-lettered: the run becomes ``failed``, with that error. Anything else is ignored."""
+    run_id = (list(args or []) or [None])[0] or (kwargs or {}).get("run_id")
+    if not isinstance(run_id, str):
+        return
+    error = (
+        "worker process killed (SIGKILL), most likely out of memory: shorten the span or "
+        "split the instruments over several runs"
+    )
+    with session_scope() as session:
+        finish(session, run_id, state="failed", error=error)
+    state_store().update(run_id, {"state": "failed", "phase": "failed", "eta": 0})
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,12 +15,14 @@ What happens to a file
    duplicates nothing (it reports the rows already stored as ``unchanged``).
 3. Instruments. ``stocks`` files are upserted into ``instruments`` by ``(market, ticker)``
    (name, currency and listing status are compared; ``source`` keeps who created the row).
-   Price, flow and signal files **create** the instruments they name that do not exist yet
+   A row of a price, flow or signal file that names an instrument the database does not
+   have is **rejected** (reason ``unknown_instrument``, the detail names ``MARKET:TICKER``):
+   a typo or a wrong market must not invent an instrument. With ``create_instruments``
+   (``quantbeat import csv --create-instruments``) such instruments are **created** instead
    (with the name, currency and status from ``stocks_file`` when it lists them, else the name
-   from a signals file's name column, else the ticker as name; listed; source ``csv_import``)
-   and leave existing ones untouched — friendlier for a migration than rejecting rows whose
-   instrument was never listed (a later ``stocks`` import fills in the names). How many were
-   created is in the report.
+   from a signals file's name column, else the ticker as name; listed; source
+   ``csv_import``); existing ones are left untouched either way. The report lists the
+   instruments created (a later ``stocks`` import fills in the names).
 4. Good rows are upserted: ``daily_prices`` → ``daily_candles``
    (:func:`db.store.upsert_daily_candles`), ``institutional_trend`` → ``investor_flows``
    (:func:`db.store.upsert_investor_flows`), ``signals`` → ``signals`` (key trade date,
@@ -130,6 +132,8 @@ LEGACY_STRATEGY: Final[str] = "legacy"
 IMPORT_REJECT_REASONS: Final[Mapping[str, str]] = {
     "value_too_long": "a text value is longer than its database column allows",
     "duplicate_row": "a blank strategy (stored as 'legacy') collides with an earlier row",
+    "unknown_instrument": "the row names an instrument the database does not have (import "
+    "its stocks list first, or pass --create-instruments)",
 }
 
 _FLOW_VALUES: Final[tuple[str, ...]] = tuple(
@@ -162,7 +166,9 @@ class ImportReport:
     (see :attr:`reconciles`); ``blank_lines`` are not rows. ``inserted``/``updated``/
     ``unchanged`` are what the upserts did (for a dry run: would have done, then rolled back).
     ``instruments_created`` counts instruments a price, flow or signal file named that did not
-    exist (``stocks`` files count their instruments in ``inserted``/``updated`` instead).
+    exist, created because ``create_instruments`` was set, and ``created_instruments`` names
+    them (``MARKET:TICKER``, sorted); without it such rows are rejected ``unknown_instrument``
+    (``stocks`` files count their instruments in ``inserted``/``updated`` instead).
     ``rejects_by_reason`` maps reason codes to counts. ``run_id`` is the ``import_runs`` row.
     """
 
@@ -182,6 +188,7 @@ class ImportReport:
     instruments_created: int
     notes: tuple[str, ...]
     seconds: float
+    created_instruments: tuple[str, ...] = ()
 
     @property
     def reconciles(self) -> bool:
@@ -207,6 +214,7 @@ def import_csv(
     chunk_rows: int = 50_000,
     progress: Callable[[int, int], None] | None = None,
     database_url: str | None = None,
+    create_instruments: bool = False,
 ) -> ImportReport:
     """Import the CSV file at ``path`` into the database (see the module docstring).
 
@@ -215,6 +223,8 @@ def import_csv(
     ``stocks_file`` is a stocks list (``korean_stocks_list.csv``) that supplies the market of
     tickers in a file without a market column and the names of instruments the import has to
     create. Rejected rows go to ``reject_file`` (default :func:`default_reject_file`).
+    ``create_instruments``: create the instruments a price, flow or signal file names that the
+    database does not have (default: reject those rows, ``unknown_instrument``).
     ``progress(lines_done, lines_total)`` is called after each chunk, in physical lines of the
     file. ``database_url`` defaults to the configured one.
 
@@ -231,8 +241,9 @@ def import_csv(
         sqlalchemy.exc.OperationalError: the database is unreachable.
     """
     options = _Options.parse(
-        path, kind, flow_unit, default_market, stocks_file, reject_file, chunk_rows, dry_run
-    )
+        path, kind, flow_unit, default_market, stocks_file, reject_file, chunk_rows, dry_run,
+        create_instruments,
+    )  # fmt: skip
     engine = get_engine(database_url)
     sha256, lines_total = _digest(options.path)
     run_id = _start_run(engine, options, sha256)
@@ -259,6 +270,7 @@ class _Options:
     reject_file: Path
     chunk_rows: int
     dry_run: bool
+    create_instruments: bool = False
 
     @classmethod
     def parse(
@@ -271,6 +283,7 @@ class _Options:
         reject_file: str | Path | None,
         chunk_rows: int,
         dry_run: bool,
+        create_instruments: bool = False,
     ) -> _Options:
         path = Path(path)
         rejects = Path(reject_file) if reject_file is not None else default_reject_file(path)
@@ -294,6 +307,7 @@ class _Options:
             reject_file=rejects,
             chunk_rows=chunk_rows,
             dry_run=dry_run,
+            create_instruments=create_instruments,
         )
 
     def as_notes(self) -> dict[str, Any]:
@@ -391,6 +405,7 @@ def _finish_run(
         "options": importer.options.as_notes(),
         "rejects_by_reason": dict(sorted(totals.reasons.items())),
         "instruments_created": len(totals.created),
+        "created_instruments": sorted(f"{m}:{t}" for m, t in totals.created)[:1000],
         "chunks": totals.chunks,
         "lines_total": importer.lines_total,
         "database": engine.dialect.name,
@@ -539,6 +554,7 @@ class _Importer:
             instruments_created=len(totals.created),
             notes=(*layout.notes, *self.notes),
             seconds=time.perf_counter() - started,
+            created_instruments=tuple(sorted(f"{m}:{t}" for m, t in totals.created)),
         )
 
     def _chunk(self, chunk: ParsedChunk, locator: _RowLocator, writer: _RejectWriter) -> None:
@@ -604,6 +620,10 @@ class _Importer:
         keep = _without(good, extra)
         if kind is CsvKind.STOCKS:
             return _Outcome(_upsert_stocks(session, keep), extra, set())
+        if not self.options.create_instruments:
+            unknown = _unknown_instruments(session, keep)
+            extra += unknown
+            keep = _without(keep, unknown)
         if kind is CsvKind.INSTITUTIONAL_TREND:
             counts, incomplete, created = _store_flows(session, keep, self.catalogue)
             return _Outcome(counts, extra + incomplete, created)
@@ -752,6 +772,27 @@ def _upsert_stocks(session: Session, frame: pd.DataFrame) -> UpsertCounts:
         # ``source`` is not compared: it keeps who created the instrument.
         compare=("name", "currency", "listing_status"),
     )
+
+
+def _unknown_instruments(session: Session, frame: pd.DataFrame) -> list[_Extra]:
+    """Rows of ``frame`` naming an instrument the database does not have (indexes are the
+    frame's labels: positions in the chunk's good rows)."""
+    if frame.empty:
+        return []
+    pairs = list(dict.fromkeys(zip(frame["market"], frame["ticker"], strict=True)))
+    known = instrument_ids(session, pairs)
+    if len(known) == len(pairs):
+        return []
+    return [
+        _Extra(
+            int(label),
+            "unknown_instrument",
+            f"instrument {market}:{ticker} does not exist; import its stocks list first "
+            "(quantbeat import csv <stocks file>) or pass --create-instruments",
+        )
+        for label, market, ticker in zip(frame.index, frame["market"], frame["ticker"], strict=True)
+        if (market, ticker) not in known
+    ]
 
 
 def _ensure_instruments(

@@ -16,16 +16,28 @@ each (:mod:`quantbeat.services.runner`).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from celery import chain
 
 from quant.errors import ValidationError
+from quantbeat.infra.settings import get_settings
+from quantbeat.services.args import parse_date
+from quantbeat.services.closing_window import decision_time
 from quantbeat.services.dispatch import TaskCall, signature
 from quantbeat.services.strategies import scan_strategy, scan_strategy_names
 
-#: The pipelines, in the order of the trading day.
+#: The pipelines that take the day's final decisions, in the order of the trading day.
 PIPELINES: tuple[str, ...] = ("krx_close", "krx_flows")
+#: The buy-window pipeline (QUANTBEAT_CLOSING_BET_AT, 15:10 KST): snapshot → the preliminary
+#: decision of the strategies that read news (the closing bet) → the AI analysis of every
+#: candidate → the decision again with their news scores.
+WINDOW = "closing_window"
+#: Candidates the window analyses per strategy: every one passing the hard filters, up to the
+#: AI task's own bound.
+WINDOW_ANALYSES = 200
 
 
 def pipeline_scans(name: str) -> list[str]:
@@ -98,6 +110,46 @@ def launch_pipeline(
         quant.errors.ValidationError: unknown pipeline.
     """
     steps = pipeline_steps(name, trade_date, market)
+    result = chain(*(signature(step) for step in steps)).apply_async()
+    return {"chain": result.id, "steps": [step.task for step in steps]}
+
+
+def window_steps(trade_date: str | None = None) -> list[TaskCall]:
+    """The steps of the buy-window pipeline for ``trade_date`` (ISO; ``None``: today in
+    ``QUANTBEAT_TIMEZONE``) at its decision time: the snapshot, then for each scheduled scan
+    strategy that reads news (the closing bet) its preliminary decision and the analysis of
+    all its candidates, whose callback re-decides it with the news scores."""
+    settings = get_settings()
+    day = (
+        dt.date.fromisoformat(trade_date)
+        if trade_date is not None
+        else dt.datetime.now(ZoneInfo(settings.timezone)).date()
+    )
+    at = decision_time(day, settings).isoformat()
+    steps = [TaskCall("quantbeat.market.snapshot", {"at": at})]
+    for name in pipeline_scans("krx_flows"):
+        decide = {"strategy": name, "trade_date": day.isoformat(), "as_of": at}
+        steps.append(TaskCall("quantbeat.scans.preliminary", decide))
+        if scan_strategy(name).reads_news:
+            steps.append(
+                TaskCall(
+                    "quantbeat.ai.analyze_candidates",
+                    {**decide, "top": WINDOW_ANALYSES, "phase": "preliminary"},
+                )
+            )
+    return steps
+
+
+def launch_window(trade_date: str | None = None) -> dict[str, Any]:
+    """Start the buy-window pipeline (:func:`window_steps`) as a Celery chain. Returns
+    ``{"chain": <last task id>, "steps": [task names]}`` at once.
+
+    Raises:
+        quant.errors.ValidationError: ``trade_date`` is not an ISO date.
+    """
+    if trade_date is not None:
+        parse_date(trade_date, field="trade_date")
+    steps = window_steps(trade_date)
     result = chain(*(signature(step) for step in steps)).apply_async()
     return {"chain": result.id, "steps": [step.task for step in steps]}
 

@@ -18,10 +18,10 @@ import redis
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
 
@@ -29,6 +29,8 @@ def free_port() -> int:
 class ThrowawayRedis:
     """A ``redis-server`` of the test's own, optionally with AOF (``appendfsync always`` when
     ``aof``), that can be killed (SIGKILL) and restarted on the same port and data directory.
+    It listens on ``host`` only (default 127.0.0.1; another address, e.g. the host end of a
+    test's veth link, turns protected mode off so that clients from that link may connect).
 
     Raises:
         RuntimeError: ``redis-server`` is not installed, or it does not answer within 10 s.
@@ -42,6 +44,7 @@ class ThrowawayRedis:
         port: int | None = None,
         password: str | None = None,
         extra_args: tuple[str, ...] = (),
+        host: str = "127.0.0.1",
     ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
@@ -50,7 +53,8 @@ class ThrowawayRedis:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.aof = aof
-        self.port = port or free_port()
+        self.host = host
+        self.port = port or free_port(host)
         #: ``--requirepass`` when given (clients must AUTH); ``extra_args`` go on the command
         #: line as they are (e.g. the ``--tls-*`` options).
         self.password = password
@@ -58,7 +62,7 @@ class ThrowawayRedis:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        return f"redis://{self.host}:{self.port}/{db}"
 
     def start(self) -> ThrowawayRedis:
         argv = [
@@ -66,7 +70,7 @@ class ThrowawayRedis:
             "--port",
             str(self.port),
             "--bind",
-            "127.0.0.1",
+            self.host,
             "--dir",
             str(self.workdir),
             "--save",
@@ -74,6 +78,8 @@ class ThrowawayRedis:
             "--appendonly",
             "yes" if self.aof else "no",
         ]
+        if self.host != "127.0.0.1":
+            argv += ["--protected-mode", "no"]
         if self.aof:
             argv += ["--appendfsync", "always"]
         if self.password is not None:
@@ -86,6 +92,7 @@ class ThrowawayRedis:
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         client = redis.Redis(
+            host=self.host,
             port=self.port,
             password=self.password,
             socket_connect_timeout=0.5,
@@ -167,9 +174,12 @@ def _as_postgres_user(argv: list[str]) -> list[str]:
 class ThrowawayPostgres:
     """A PostgreSQL cluster of the test's own (``initdb`` + ``pg_ctl`` on a free port, trust
     authentication for ``postgres`` on 127.0.0.1), that can be stopped and started again on
-    the same port and data directory. :meth:`start` initialises the cluster on first use and
-    creates the database ``dbname``; :meth:`migrate` applies quantbeat's migrations to it in a
-    subprocess (Alembic's context is process-global).
+    the same port and data directory. It listens on ``host`` only (default 127.0.0.1); with
+    ``clients`` (a CIDR such as ``10.213.0.0/24``) it also trusts connections from that network
+    (e.g. a test's veth link), which initdb's loopback-only ``pg_hba.conf`` would refuse.
+    :meth:`start` initialises the cluster on first use and creates the database ``dbname``;
+    :meth:`migrate` applies quantbeat's migrations to it in a subprocess (Alembic's context is
+    process-global).
 
     As root, initdb/pg_ctl run as the ``postgres`` user (they refuse root), so the data lives
     in a directory of its own under the system temp dir, owned by ``postgres`` (pytest's
@@ -182,11 +192,20 @@ class ThrowawayPostgres:
         subprocess.CalledProcessError: initdb, pg_ctl or the migration failed (output shown).
     """
 
-    def __init__(self, *, dbname: str = "quantbeat_fault", port: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        dbname: str = "quantbeat_fault",
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        clients: str | None = None,
+    ) -> None:
         self.initdb = _find_pg_binary("initdb")
         self.pg_ctl = _find_pg_binary("pg_ctl")
         self.dbname = dbname
-        self.port = port or free_port()
+        self.host = host
+        self.clients = clients
+        self.port = port or free_port(host)
         self.basedir = Path(tempfile.mkdtemp(prefix="quantbeat-pg-"))
         if os.geteuid() == 0:
             shutil.chown(self.basedir, "postgres", "postgres")
@@ -196,7 +215,7 @@ class ThrowawayPostgres:
 
     def url(self) -> str:
         """The SQLAlchemy URL of ``dbname``."""
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{self.dbname}"
+        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{self.dbname}"
 
     def _run(self, argv: list[str], timeout: float = 60.0) -> None:
         done = subprocess.run(
@@ -214,8 +233,11 @@ class ThrowawayPostgres:
             self._run(
                 [self.initdb, "-D", str(self.datadir), "-U", "postgres", "--auth=trust", "-N"]
             )
+            if self.clients is not None:
+                with (self.datadir / "pg_hba.conf").open("a", encoding="utf-8") as hba:
+                    hba.write(f"host all all {self.clients} trust\n")
         options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.basedir} "
+            f"-p {self.port} -c listen_addresses={self.host} -k {self.basedir} "
             "-c fsync=off -c full_page_writes=off"
         )
         pg_ctl = [self.pg_ctl, "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "30"]
@@ -223,7 +245,7 @@ class ThrowawayPostgres:
         if not self._created:
             import psycopg
 
-            admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+            admin = f"postgresql://postgres@{self.host}:{self.port}/postgres"
             with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
                 conn.execute(f'CREATE DATABASE "{self.dbname}"')
             self._created = True

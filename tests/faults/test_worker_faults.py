@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import signal
@@ -69,6 +70,8 @@ START = "2026-07-01"
 #: Deliveries after which the workers dead-letter a message (the least Settings allows with
 #: the tests' QUANTBEAT_MAX_RETRIES=3).
 MAX_ATTEMPTS = 5
+#: SIGKILLed children after which a message is dead-lettered (the default).
+MAX_CHILD_KILLS = 2
 VISIBILITY_TIMEOUT = 12
 SOFT, HARD = 8, 9
 FAMILIES = ("IO", "CPU", "AI", "BACKTEST")
@@ -443,8 +446,9 @@ def test_2_a_killed_pool_child_requeues_its_task_and_a_task_that_always_kills_it
     workers: Workers, names: list[str], client: Celery, outcome: Callable[[Outcome], None]
 ):
     """SIGKILL of one pool child: task_reject_on_worker_lost requeues the message at once and
-    a new child runs it. A message that kills its child every time is dead-lettered when it
-    is delivered once more than QUANTBEAT_MAX_ATTEMPTS, without running."""
+    a new child runs it. A message that kills its child every time (as a task the OOM killer
+    takes would) is dead-lettered ``worker_killed`` at its QUANTBEAT_MAX_CHILD_KILLS-th (2nd)
+    kill, not run QUANTBEAT_MAX_ATTEMPTS times."""
     workers.ensure(1)
     marker = uuid.uuid4().hex
     poison = client.send_task("quantbeat.backtest.test_kill_child", args=[marker])
@@ -465,22 +469,27 @@ def test_2_a_killed_pool_child_requeues_its_task_and_a_task_that_always_kills_it
 
     letter = eventually(lambda: dead_letter(poison.id), lambda found: found is not None, 60)
     assert letter is not None, workers.log()
-    assert letter.reason == "max_attempts_exceeded"
+    assert letter.reason == "worker_killed"
     executions = _kill_count(marker)
-    assert executions == MAX_ATTEMPTS  # it ran (and killed its child) exactly that often
+    assert executions == MAX_CHILD_KILLS  # it ran (and killed its child) exactly that often
     poisoned = job_run(poison.id)
-    assert (poisoned.state, poisoned.attempts) == ("failed", MAX_ATTEMPTS + 1)
+    assert (poisoned.state, poisoned.attempts) == ("failed", MAX_CHILD_KILLS)
     assert poison.get(timeout=30, propagate=False) is not None
     assert poison.state == "FAILURE"
     for task_id in (poison.id, f"backtest-{run_id}"):
-        assert _copies_in_broker(workers.broker, task_id) == 0  # no endless loop
+        # no endless loop; the main process acks a lost child's message from the pool's
+        # result thread, which can trail the stored result by a moment
+        copies = eventually(
+            functools.partial(_copies_in_broker, workers.broker, task_id), lambda n: n == 0, 20
+        )
+        assert copies == 0
     outcome(
         Outcome(
             number=2,
             scenario="SIGKILL only the pool child",
             sent=2,
             completed=int(run.state == "completed") + int(letter is not None),
-            duplicates=_duplicate_rows(run_id) + max(0, executions - MAX_ATTEMPTS),
+            duplicates=_duplicate_rows(run_id) + max(0, executions - MAX_CHILD_KILLS),
             lost=2 - int(run.state == "completed") - int(letter is not None),
             recovery_s=round(recovery, 1),
             notes=(

@@ -15,9 +15,13 @@ import redis
 from celery import Celery
 from sqlalchemy import func, select
 
+from db.backtests import create_run
 from db.engine import session_scope
 from db.models import BacktestEquity, BacktestRun, BacktestTrade
+from quant.backtest.strategies import get as get_strategy
 from quant.errors import ValidationError
+from quantbeat.cli import main as cli
+from quantbeat.infra.settings import reset_settings
 from quantbeat.services import backtests
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.conftest import WorkerProcess, start_worker
@@ -153,6 +157,72 @@ def test_an_invalid_spec_is_rejected_before_anything_is_enqueued(
     with session_scope() as session:
         after = session.execute(select(func.count()).select_from(BacktestRun)).scalar_one()
     assert after == before
+
+
+@pytest.fixture
+def small_memory_limit(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """QUANTBEAT_BACKTEST_MAX_BYTES at its floor (1 MiB) in this process."""
+    monkeypatch.setenv("QUANTBEAT_BACKTEST_MAX_BYTES", str(2**20))
+    reset_settings()
+    yield 2**20
+    monkeypatch.undo()
+    reset_settings()
+
+
+def _run_count() -> int:
+    with session_scope() as session:
+        return int(session.execute(select(func.count()).select_from(BacktestRun)).scalar_one())
+
+
+def test_a_spec_above_the_memory_limit_is_refused_at_submit_naming_estimate_limit_and_span(
+    cpu_worker, names, small_memory_limit, capsys
+):
+    spec = _spec(names[:12], start="2016-01-04")
+    estimate = backtests.memory_estimate(
+        get_strategy("sma_crossover"), names[:12], dt.date(2016, 1, 4), DAY
+    )
+    assert estimate.peak > small_memory_limit
+    before = _run_count()
+    with pytest.raises(ValidationError) as info:
+        _submit(spec)
+    message = str(info.value)
+    assert f"{estimate.peak:,} B" in message
+    assert "QUANTBEAT_BACKTEST_MAX_BYTES=1,048,576" in message
+    assert "12 instruments" in message
+    assert f"2016-01-04 … {DAY}" in message
+    assert _run_count() == before  # nothing recorded, nothing enqueued
+
+    # the CLI says the same and exits 2, like every invalid spec
+    code = cli.main(
+        ["backtest", "submit", "sma_crossover", *names[:12], "--start", "2016-01-04",
+         "--end", DAY.isoformat()]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_USAGE, err
+    assert "QUANTBEAT_BACKTEST_MAX_BYTES" in err
+    assert _run_count() == before
+
+    # a short span of the same instruments fits
+    small = backtests.memory_estimate(
+        get_strategy("sma_crossover"), names[:2], dt.date(2026, 11, 2), DAY
+    )
+    assert small.peak < small_memory_limit
+
+
+def test_the_worker_checks_the_memory_limit_again_before_loading(names, small_memory_limit):
+    """A run submitted under a larger limit fails (before loading anything) once the limit
+    is lowered: the check in the worker's code path, called as the task body calls it."""
+    run_id = f"memtest{time.time_ns()}"
+    spec = {**_spec(names[:12], start="2016-01-04"), "soft_time_limit": 60, "time_limit": 70}
+    with session_scope() as session:
+        create_run(session, run_id, strategy="sma_crossover", spec=spec, total=12)
+    result = backtests.execute_run(run_id)
+    assert result["state"] == "failed"
+    assert "QUANTBEAT_BACKTEST_MAX_BYTES" in result["error"]
+    run = backtest_row(run_id)
+    assert run.state == "failed"
+    assert "estimated" in (run.error or "")
+    assert "12 instruments" in (run.error or "")
 
 
 def test_a_cancel_recorded_only_in_postgresql_still_ends_the_run_cancelled(cpu_worker, names):

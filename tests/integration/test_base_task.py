@@ -156,3 +156,65 @@ def test_secrets_in_arguments_never_reach_the_result_backend(celery_app, clean_d
     for key in keys:
         if client.type(key) == b"string":
             assert FAKE_KEY.encode() not in (client.get(key) or b"")  # ... without the secret
+
+
+def test_a_wrong_argument_name_is_a_validation_error_naming_it(celery_app, clean_db):
+    """kwargs that do not bind to the task's parameters fail before the body runs, as the
+    caller's error (dead letter ``validation_error``, not ``unexpected_error``)."""
+    from quant.errors import ValidationError
+
+    result = celery_app.send_task(
+        "quantbeat.collect.daily_candles", kwargs={"trade_date": "2026-11-20", "markte": "KOSPI"}
+    )
+    error = _wait_failed(result, ValidationError)
+    assert "'markte'" in str(error)
+    assert "quantbeat.collect.daily_candles" in str(error)
+    assert "market" in str(error)  # the parameters it does take are listed
+    run = job_run(result.id)
+    assert (run.state, run.attempts) == ("failed", 1)
+    letter = dead_letter(result.id)
+    assert letter is not None
+    assert letter.reason == "validation_error"
+
+    # a TypeError raised inside the task body stays what it is: a bug
+    inside = celery_app.send_task("quantbeat.ops.test_type_error", args=[1])
+    _wait_failed(inside, TypeError)
+    bug = dead_letter(inside.id)
+    assert bug is not None
+    assert bug.reason == "unexpected_error"
+    # as does a missing argument
+    missing = celery_app.send_task("quantbeat.ops.test_type_error")
+    assert "missing a required argument: 'value'" in str(_wait_failed(missing, ValidationError))
+
+
+def test_an_unrunnable_message_fails_the_waiting_clients_result(celery_app, clean_db):
+    """``undecodable`` and ``invalid_message`` dead letters with a task id also store a
+    FAILURE result: ``AsyncResult.get()`` raises instead of waiting for ever."""
+    import json
+    import uuid
+
+    from kombu.connection import Connection
+    from kombu.entity import Exchange
+    from kombu.messaging import Producer
+
+    from quant.errors import ValidationError
+    from tests.conftest import TEST_BROKER_URL
+
+    undecodable_id, invalid_id = str(uuid.uuid4()), str(uuid.uuid4())
+    with Connection(TEST_BROKER_URL) as conn:
+        producer = Producer(conn.channel(), exchange=Exchange("quantbeat", type="direct"))
+        bodies = ((b'{"not json', undecodable_id), (json.dumps({"foo": 1}), invalid_id))
+        for body, task_id in bodies:
+            producer.publish(
+                body,
+                routing_key="io",
+                content_type="application/json",
+                content_encoding="utf-8",
+                headers={"task": "quantbeat.ops.test_flaky", "id": task_id, "lang": "py"},
+            )
+    for task_id, reason in ((undecodable_id, "undecodable"), (invalid_id, "invalid_message")):
+        error = _wait_failed(celery_app.AsyncResult(task_id), ValidationError, timeout=60)
+        assert f"({reason}, dead-lettered)" in str(error)
+        letter = dead_letter(task_id)
+        assert letter is not None
+        assert letter.reason == reason

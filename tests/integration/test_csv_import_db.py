@@ -1,6 +1,10 @@
 """``quantbeat import csv`` into the real PostgreSQL test database: every good row lands with
 its values, every bad one is in the reject file with its line and reason, the counts reconcile
-and are stored, re-runs add nothing, dry runs write nothing."""
+and are stored, re-runs add nothing, dry runs write nothing.
+
+The database starts empty, so most tests import as a migration does with
+``--create-instruments`` (:func:`import_csv` here); without it a row naming an unknown
+instrument is rejected (``test_unknown_instruments_are_rejected_unless_created_by_request``)."""
 
 from __future__ import annotations
 
@@ -26,10 +30,16 @@ from quantbeat.services.importer import (
     ImportReport,
     ReconciliationError,
     default_reject_file,
-    import_csv,
 )
+from quantbeat.services.importer import import_csv as import_csv_as_is
 
 pytestmark = pytest.mark.integration
+
+
+def import_csv(path: str | Path, **options: Any) -> ImportReport:
+    """:func:`quantbeat.services.importer.import_csv`, creating unknown instruments."""
+    return import_csv_as_is(path, create_instruments=True, **options)
+
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PARSER_SAMPLES = FIXTURES / "csv"
@@ -592,8 +602,9 @@ def test_signals_with_strategies_and_rejects_found_after_parsing(clean_db: str, 
 # --------------------------------------------------------------------------- the command
 
 
-def invoke(*args: str) -> Any:
-    return CliRunner().invoke(import_app, list(args), env={"COLUMNS": "200"})
+def invoke(*args: str, create: bool = True) -> Any:
+    extra = ["--create-instruments"] if create else []
+    return CliRunner().invoke(import_app, [*args, *extra], env={"COLUMNS": "200"})
 
 
 def test_import_csv_command_end_to_end(clean_db: str, tmp_path: Path):
@@ -644,3 +655,44 @@ def test_import_csv_command_refuses_a_file_with_missing_columns(clean_db: str, t
     assert "high (one of:" in str(result.exception)
     assert count(clean_db, DailyCandle) == 0
     assert [r.status for r in all_runs(clean_db)] == ["failed"]
+
+
+def test_unknown_instruments_are_rejected_unless_created_by_request(clean_db: str, tmp_path: Path):
+    """A price row naming an instrument the database does not have (a typo, a wrong market)
+    is rejected, naming it; with --create-instruments it is created and listed."""
+    path = tmp_path / "prices.csv"
+    path.write_text(
+        "market,ticker,date,open,high,low,close,volume,traded_value\n"
+        "KOSPI,005930,2024-01-02,100,110,95,105,1000,102000\n"
+        "KOSPI,999999,2024-01-02,10,11,9,10,100,1000\n"
+        "KOSPI,999999,2024-01-03,10,11,9,10,100,1000\n",
+        encoding="utf-8",
+    )
+    with Session(get_engine(clean_db)) as session, session.begin():
+        session.add(Instrument(market="KOSPI", ticker="005930", name="Samsung", currency="KRW",
+                               listing_status="listed", source="test"))  # fmt: skip
+
+    report = import_csv_as_is(path)
+    assert (report.rows_read, report.inserted, report.rejected) == (3, 1, 2)
+    assert report.rejects_by_reason == {"unknown_instrument": 2}
+    assert (report.instruments_created, report.created_instruments) == (0, ())
+    rows = read_rejects(default_reject_file(path))[1:]
+    assert [(int(r[0]), r[1]) for r in rows] == [
+        (3, "unknown_instrument"),
+        (4, "unknown_instrument"),
+    ]
+    assert "instrument KOSPI:999999 does not exist" in rows[0][2]
+    assert "--create-instruments" in rows[0][2]
+    assert count(clean_db, Instrument) == 1  # nothing invented
+
+    result = invoke("csv", str(path), create=False)  # the CLI says the same
+    assert result.exit_code == 0, result.output
+    assert "unknown_instrument 2" in " ".join(result.output.split())
+    assert count(clean_db, Instrument) == 1
+
+    result = invoke("csv", str(path))  # --create-instruments
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.split()) for line in result.output.splitlines()]
+    assert "instruments created 1 named by the file, not listed before: KOSPI:999999" in lines
+    assert count(clean_db, Instrument) == 2
+    assert all_runs(clean_db)[-1].notes["created_instruments"] == ["KOSPI:999999"]

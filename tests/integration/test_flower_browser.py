@@ -9,16 +9,7 @@ chromium-driver``; ``make test`` installs them when run as root).
 from __future__ import annotations
 
 import base64
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +20,12 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.support.flower import CREDENTIALS, Flower, http_get, wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
-QUANTBEAT = str(Path(sys.executable).with_name("quantbeat"))
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOT = ROOT / "var" / "screenshots" / "flower-tasks.png"
-CREDENTIALS = "quant:fl0wer-Pw"
 # A real production task, cheap and harmless: drops cache entries of an unknown instrument.
 TASK = "quantbeat.indicators.invalidate"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -44,93 +35,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 def _missing_browser() -> list[str]:
     return [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _get(url: str, auth: str | None = None) -> tuple[int, bytes]:
-    """(status, body) of a GET; HTTP errors are returned, not raised."""
-    request = urllib.request.Request(url)
-    if auth is not None:
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return int(response.status), response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, b""
-
-
-def _wait(condition: Callable[[], bool], seconds: float, interval: float = 0.3) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return False
-
-
-class Flower:
-    """`quantbeat flower` in a subprocess on a free localhost port, on the session worker's
-    broker, keeping its state in ``db``."""
-
-    def __init__(self, tmp_path: Path, db: Path) -> None:
-        self.tmp_path, self.db = tmp_path, db
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp_path / f"flower-{self.port}.log"
-        env = {
-            **os.environ,
-            "QUANTBEAT_FLOWER_BASIC_AUTH": CREDENTIALS,
-            "QUANTBEAT_DATA_DIR": str(tmp_path / "data"),
-            "QUANTBEAT_FLOWER_DB": str(db),
-        }
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [QUANTBEAT, "flower", f"--port={self.port}", "--address=127.0.0.1"],
-                cwd=tmp_path,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        if not _wait(self._healthy, 40):
-            self.stop()
-            pytest.fail(f"flower never answered /healthcheck:\n{self.log()}")
-
-    def _healthy(self) -> bool:
-        if self.proc.poll() is not None:
-            pytest.fail(f"flower exited with {self.proc.returncode}:\n{self.log()}")
-        try:
-            return _get(f"{self.base}/healthcheck")[0] == 200
-        except OSError:
-            return False
-
-    def tasks(self) -> dict[str, dict[str, Any]]:
-        """Flower's task list from its API, by task id (with credentials)."""
-        status, body = _get(f"{self.base}/api/tasks?taskname={TASK}", auth=CREDENTIALS)
-        assert status == 200, f"/api/tasks answered {status}:\n{self.log()}"
-        tasks: dict[str, dict[str, Any]] = json.loads(body)
-        return tasks
-
-    def wait_listed(self, task_id: str, seconds: float) -> bool:
-        return _wait(lambda: task_id in self.tasks(), seconds)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        """SIGTERM (Flower saves its state on the way out), SIGKILL if it hangs."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -149,13 +53,13 @@ def flower_run(
         for _ in range(6):
             result = celery_app.send_task(TASK, args=[["KRX:FLOWERTEST"]])
             assert result.get(timeout=30) == {"instruments": 1, "removed": 0}
-            if running[0].wait_listed(result.id, 3):
+            if running[0].wait_listed(result.id, 3, TASK):
                 seen = result.id
                 break
         assert seen is not None, f"flower never listed a {TASK} task:\n{running[0].log()}"
         flower = running[0]
-        final = _wait(lambda: flower.tasks()[seen]["state"] == "SUCCESS", 10)
-        assert final, flower.tasks()[seen]
+        final = wait_for(lambda: flower.tasks(TASK)[seen]["state"] == "SUCCESS", 10)
+        assert final, flower.tasks(TASK)[seen]
         yield running, seen
     finally:
         running[0].stop()
@@ -189,9 +93,9 @@ def test_flower_tasks_page_in_headless_chromium(
     running, task_id = flower_run
     flower = running[0]
     # Without (or with wrong) credentials: 401, for the page and for its data.
-    assert _get(f"{flower.base}/tasks")[0] == 401
-    assert _get(f"{flower.base}/tasks/datatable")[0] == 401
-    assert _get(f"{flower.base}/tasks", auth="quant:wrong")[0] == 401
+    assert http_get(f"{flower.base}/tasks")[0] == 401
+    assert http_get(f"{flower.base}/tasks/datatable")[0] == 401
+    assert http_get(f"{flower.base}/tasks", auth="quant:wrong")[0] == 401
 
     driver = _chromium(tmp_path)
     try:
@@ -236,7 +140,7 @@ def test_flower_keeps_task_history_across_restarts(flower_run: tuple[list[Flower
     assert list(first.db.parent.glob(first.db.name + "*")), "flower saved no state file"
     restarted = Flower(first.tmp_path, first.db)
     running[0] = restarted
-    task = restarted.tasks().get(task_id)
+    task = restarted.tasks(TASK).get(task_id)
     assert task is not None, f"task {task_id} lost across the restart:\n{restarted.log()}"
     assert task["name"] == TASK
     assert task["state"] == "SUCCESS"

@@ -345,6 +345,16 @@ def test_the_cli_prints_values_and_names_a_bad_parameter(cache, history, capsys)
     assert '"hit_rate"' in capsys.readouterr().out
 
 
+def test_the_cli_exits_2_naming_an_unknown_instrument(celery_app, cache, history, capsys):
+    """Like an invalid backtest spec: the user named something that does not exist (exit 2,
+    not 5 "the work failed"), in this process and through a cpu worker."""
+    for extra in (["--inline"], []):
+        code = cli.main(["indicators", "get", "KOSPI:999999", "rsi", *extra])
+        err = capsys.readouterr().err
+        assert code == cli.EXIT_USAGE, (extra, err)
+        assert "KOSPI:999999" in err
+
+
 def test_the_redis_test_url_is_the_one_in_use():
     # Guards the fixtures above: the cache under test is the test Redis, database 6.
     assert get_settings().redis_url == f"{TEST_REDIS_URL}/6"

@@ -134,7 +134,12 @@ def start_worker(
     env: dict[str, str] | None = None,
     cli: bool = False,
     pool: str = "threads",
+    prefix: tuple[str, ...] = (),
 ) -> WorkerProcess:
+    """Start a worker subprocess (``celery -A app_module worker``, or ``quantbeat worker``
+    when ``cli``) on ``queues`` with ``env`` over the test's environment; ``prefix`` goes
+    before the command (e.g. ``ip netns exec <name>`` to run it in a network namespace).
+    Wait for it with :meth:`WorkerProcess.wait_ready`."""
     hostname = f"itest-{uuid.uuid4().hex[:8]}@localhost"
     if cli:
         argv = [
@@ -161,6 +166,7 @@ def start_worker(
             "--loglevel=INFO",
         ]
     full_env = {**os.environ, **(env or {})}
+    argv = [*prefix, *argv]
     return WorkerProcess(argv, hostname, tmp_dir / f"{hostname.split('@')[0]}.log", full_env)
 
 

@@ -152,3 +152,9 @@ def _register_test_strategies() -> None:
 
 
 _register_test_strategies()
+
+
+@app.task(name="quantbeat.ops.test_type_error")
+def type_error(value: int) -> int:
+    """Fail with a TypeError raised inside the task body (a bug, not a bad argument name)."""
+    return value + "1"  # type: ignore[operator]

@@ -80,6 +80,7 @@ def test_analyze_candidates_with_nothing_to_analyse_starts_no_chord() -> None:
     assert result == {
         "strategy": "closing_bet",
         "trade_date": DAY.isoformat(),
+        "phase": "final",
         "instruments": [],
         "chord": None,
     }

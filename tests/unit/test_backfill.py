@@ -147,3 +147,19 @@ def test_floor_to_interval():
     assert floor_to_interval(moment, 60) == dt.datetime(2026, 11, 20, 13, 0, tzinfo=dt.UTC)
     assert floor_to_interval(moment, 15) == dt.datetime(2026, 11, 20, 13, 45, tzinfo=dt.UTC)
     assert floor_to_interval(moment, 240) == dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
+
+
+def test_the_buy_window_snapshots_decides_analyses_all_candidates_at_15_10():
+    from quantbeat.services.pipeline import WINDOW_ANALYSES, window_steps
+
+    steps = window_steps("2026-11-20")
+    at = "2026-11-20T15:10:00+09:00"
+    assert [s.task for s in steps] == [
+        "quantbeat.market.snapshot",
+        "quantbeat.scans.preliminary",
+        "quantbeat.ai.analyze_candidates",
+    ]
+    assert steps[0].kwargs == {"at": at}
+    decide = {"strategy": "closing_bet", "trade_date": "2026-11-20", "as_of": at}
+    assert steps[1].kwargs == decide
+    assert steps[2].kwargs == {**decide, "top": WINDOW_ANALYSES, "phase": "preliminary"}

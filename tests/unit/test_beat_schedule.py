@@ -76,6 +76,7 @@ def test_entries():
         "quantbeat.ops.reap",
         "quantbeat.ops.reap_dead_workers",
         "quantbeat.market.snapshot",
+        "quantbeat.pipeline.closing_window",
     }
     for entry in BEAT_SCHEDULE.values():
         assert entry["task"] in app.tasks

@@ -385,3 +385,47 @@ def test_docker_compose_config_validates() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr or result.stdout
+
+
+_SIZE = re.compile(r"^\$\{(?P<var>[A-Z][A-Z0-9_]*):-(?P<size>\d+)(?P<unit>[kmg])\}$")
+
+
+def _limit_bytes(value: Any, where: str) -> tuple[str, int]:
+    """``(variable, default bytes)`` of a ``${VAR:-4g}`` memory limit."""
+    found = _SIZE.match(str(value))
+    assert found, f"{where}: {value!r} is not ${{VAR:-<size>[kmg]}}"
+    scale = {"k": 2**10, "m": 2**20, "g": 2**30}[found["unit"]]
+    return found["var"], int(found["size"]) * scale
+
+
+def test_every_service_has_a_memory_limit_without_swap(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    variables = set()
+    for name, service in services.items():
+        assert "mem_limit" in service, f"{name} has no mem_limit"
+        var, limit = _limit_bytes(service["mem_limit"], f"{name}.mem_limit")
+        assert service.get("memswap_limit") == service["mem_limit"], f"{name} may swap"
+        assert limit >= 256 * 2**20, f"{name}: {limit} bytes is too little to start"
+        variables.add(var)
+    assert len(variables) == len(services)  # each overridable on its own
+
+
+def test_the_cpu_worker_fits_its_concurrency_in_backtests_of_the_largest_allowed_size(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Per pool process one backtest of QUANTBEAT_BACKTEST_MAX_BYTES plus the interpreter
+    (0.5 GiB), plus the main process (0.3 GiB), must fit under the container's limit."""
+    worker = services["worker-cpu"]
+    argv = _argv(worker)
+    concurrency = int(argv[argv.index("--concurrency") + 1])
+    _, limit = _limit_bytes(worker["mem_limit"], "worker-cpu.mem_limit")
+    backtest = load_settings().backtest_max_bytes
+    assert concurrency * (backtest + 2**29) + 3 * 2**28 <= limit
+    # the redis limits leave room above maxmemory (the AOF rewrite forks)
+    for name, var in (("redis", "REDIS_MAXMEMORY"), ("redis-cache", "REDIS_CACHE_MAXMEMORY")):
+        command = " ".join(_argv(services[name]))
+        found = re.search(r"\$\{" + var + r":-(\d+)(mb|gb)\}", command)
+        assert found, command
+        maxmemory = int(found[1]) * (2**20 if found[2] == "mb" else 2**30)
+        assert _limit_bytes(services[name]["mem_limit"], name)[1] >= 1.5 * maxmemory

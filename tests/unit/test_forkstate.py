@@ -54,6 +54,7 @@ NO_RESET: dict[tuple[str, str], str] = {
     ("quantbeat.services.strategies", "_registry"): "code (strategies), no connection",
     ("workers.base", "_hard_limit_handlers"): "code (handlers), no connection",
     ("workers.base", "_worker_lost_handlers"): "code (handlers), no connection",
+    ("workers.base", "_child_killed_handlers"): "code (handlers), no connection",
     ("workers.metrics", "_started"): "start times of the tasks this process runs",
     ("workers.metrics", "_counted_deaths"): "kept by the main process only",
     ("workers.metrics", "_state"): "the main process's metrics server",

@@ -196,6 +196,12 @@ class FakeApi:
     ) -> pd.DataFrame:
         return self._frame(("net", fromdate, todate, market, investor))
 
+    def get_index_ohlcv_by_date(self, fromdate: str, todate: str, ticker: str) -> pd.DataFrame:
+        return self._frame(("index", fromdate, todate, ticker))
+
+    def get_etf_ohlcv_by_date(self, fromdate: str, todate: str, ticker: str) -> pd.DataFrame:
+        return self._frame(("etf", fromdate, todate, ticker))
+
 
 KOSPI_0102 = market_ohlcv(
     {
