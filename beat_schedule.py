@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.schedules import crontab
+from celery.schedules import crontab, schedule
 
 from quantbeat.infra.settings import get_settings
 from workers.schedules import krx_session_schedule
@@ -79,6 +79,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "quantbeat.ops.reap",
         "schedule": crontab(minute="*/5"),
         "options": {"expires": 4 * 60},
+    },
+    # Job runs of workers whose heartbeat stopped (kill -9, a lost host): given up within
+    # QUANTBEAT_WORKER_DEAD_AFTER + 15 s, without the grace above.
+    "reap-dead-workers": {
+        "task": "quantbeat.ops.reap_dead_workers",
+        "schedule": schedule(run_every=15.0),
+        "options": {"expires": 15},
     },
     # Listings change slowly; Monday morning, before the open.
     "refresh-universe-weekly": {

@@ -132,6 +132,18 @@ def finish(
     return bool(changed)
 
 
+def requeue(session: Session, run_id: str, *, note: str) -> bool:
+    """Put a ``running`` run back to ``queued`` (its worker died and its message was sent
+    again; the next attempt claims it), with ``note`` in ``error`` until then. A run in any
+    other state is left alone. Returns whether the row changed."""
+    changed = session.execute(
+        update(BacktestRun)
+        .where(BacktestRun.id == run_id, BacktestRun.state == "running")
+        .values(state="queued", error=note)
+    ).rowcount  # type: ignore[attr-defined]
+    return bool(changed)
+
+
 def request_cancel(session: Session, run_id: str) -> str:
     """Ask a run to stop: a queued run is cancelled at once; a running one is flagged (its
     worker checks between instruments). Returns the run's state after the call.

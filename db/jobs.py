@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import JOB_STATES, DeadLetter, JobRun
+from db.models import JOB_STATES, DeadLetter, JobAttempt, JobRun
 from db.store import insert_for
 from quant.errors import ValidationError
 
@@ -92,7 +92,79 @@ def end_if_still_started(
             updated_at=func.now(),
         )
     )
-    return bool(getattr(result, "rowcount", 0) == 1)
+    ended = bool(getattr(result, "rowcount", 0) == 1)
+    if ended:
+        _end_attempt(session, task_id, attempts, state=state, finished_at=finished_at, error=error)
+    return ended
+
+
+def _start_attempt(
+    session: Session,
+    *,
+    task_id: str,
+    attempt: int,
+    worker: str | None,
+    started_at: dt.datetime,
+) -> None:
+    """Insert the ``started`` row of execution ``attempt`` of ``task_id`` (an attempt already
+    recorded — a replayed start — is left as it is)."""
+    stmt = insert_for(session, JobAttempt.__table__).values(  # type: ignore[arg-type]
+        task_id=storable(task_id),
+        attempt=attempt,
+        worker=storable(worker),
+        state="started",
+        started_at=started_at,
+    )
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["task_id", "attempt"]))
+
+
+def _end_attempt(
+    session: Session,
+    task_id: str,
+    attempt: int | None,
+    *,
+    state: str,
+    finished_at: dt.datetime,
+    error: str | None,
+    duration_ms: float | None = None,
+    result: Any = None,
+    started_at: dt.datetime | None = None,
+) -> None:
+    """Record how execution ``attempt`` of ``task_id`` ended. ``attempt`` ``None``: the
+    execution that started at ``started_at`` if given, else the latest one (the run's
+    ``attempts``)."""
+    which: ColumnElement[bool]
+    if attempt is not None:
+        which = JobAttempt.attempt == attempt
+    elif started_at is not None:
+        which = JobAttempt.started_at == started_at
+    else:
+        latest = (
+            select(JobRun.attempts).where(JobRun.task_id == storable(task_id)).scalar_subquery()
+        )
+        which = JobAttempt.attempt == latest
+    session.execute(
+        update(JobAttempt)
+        .where(JobAttempt.task_id == storable(task_id), which)
+        .values(
+            state=state,
+            finished_at=finished_at,
+            duration_ms=duration_ms,
+            error=storable(error),
+            result=storable(result),
+        )
+    )
+
+
+def list_attempts(session: Session, task_id: str) -> list[JobAttempt]:
+    """Every recorded execution of ``task_id``, first attempt first."""
+    return list(
+        session.execute(
+            select(JobAttempt)
+            .where(JobAttempt.task_id == storable(task_id))
+            .order_by(JobAttempt.attempt)
+        ).scalars()
+    )
 
 
 def record_job_start(
@@ -140,6 +212,7 @@ def record_job_start(
         },
     ).returning(table.c.attempts)
     attempts: int = session.execute(stmt).scalar_one()
+    _start_attempt(session, task_id=task_id, attempt=attempts, worker=worker, started_at=started_at)
     return attempts
 
 
@@ -160,11 +233,24 @@ def record_job_end(
     duration_ms: float | None,
     error: str | None = None,
     result: Any = None,
+    attempt: int | None = None,
 ) -> None:
-    """Record how the latest execution of ``task_id`` ended (``state`` from JOB_STATES).
+    """Record how the latest execution of ``task_id`` ended (``state`` from JOB_STATES), in
+    the run and in its attempts history (``attempt``: the execution's number, as
+    :func:`record_job_start` returned it; ``None``: the latest).
 
     ``duration_ms`` ``None`` (the execution's own clock is gone, e.g. its process was killed)
     leaves the duration unknown. Strings are escaped with :func:`storable`."""
+    _end_attempt(
+        session,
+        task_id,
+        attempt,
+        state=state,
+        finished_at=finished_at,
+        error=error,
+        duration_ms=duration_ms,
+        result=result,
+    )
     session.execute(
         update(JobRun)
         .where(JobRun.task_id == storable(task_id))
@@ -247,8 +333,9 @@ def _mapping(value: Any, what: str) -> Mapping[str, Any]:
 def replay_job_start(session: Session, start: Mapping[str, Any]) -> bool:
     """Write a spooled execution start (the keyword arguments of :func:`record_job_start`,
     ``started_at`` as ISO); return ``False`` if it is already recorded (a row of that task
-    whose latest start is this one). A start older than the recorded one only counts its
-    attempt; a newer one is recorded as :func:`record_job_start` does.
+    whose latest start is this one, or an attempt of it that started then). A start older
+    than the recorded one only counts its attempt (and joins the attempts history); a newer
+    one is recorded as :func:`record_job_start` does.
 
     Raises:
         KeyError, TypeError, ValueError: the record is malformed.
@@ -269,16 +356,30 @@ def replay_job_start(session: Session, start: Mapping[str, Any]) -> bool:
     same = session.execute(
         select(JobRun.id).where(of_task, JobRun.started_at == started_at)
     ).first()
+    if same is None:  # an earlier execution already in the attempts history (replayed before)
+        same = session.execute(
+            select(JobAttempt.id).where(
+                JobAttempt.task_id == task_id, JobAttempt.started_at == started_at
+            )
+        ).first()
     if same is not None:
         return False
     later = session.execute(
         select(JobRun.id).where(of_task, JobRun.started_at > started_at).with_for_update()
     ).first()
     if later is not None:  # a later execution is recorded: count this attempt, keep the rest
-        session.execute(
+        counted = session.execute(
             update(JobRun)
             .where(of_task)
             .values(attempts=JobRun.attempts + 1, updated_at=func.now())
+            .returning(JobRun.attempts)
+        ).scalar_one()
+        _start_attempt(
+            session,
+            task_id=task_id,
+            attempt=int(counted),
+            worker=fields["worker"],
+            started_at=started_at,
         )
         return True
     record_job_start(session, **fields)
@@ -312,6 +413,18 @@ def replay_job_end(session: Session, end: Mapping[str, Any]) -> bool:
     not_yet = or_(
         JobRun.finished_at.is_(None), JobRun.finished_at != finished_at, JobRun.state != state
     )
+    if started is not None:  # the attempt is known by its start, whatever the run shows now
+        _end_attempt(
+            session,
+            task_id,
+            None,
+            state=state,
+            finished_at=finished_at,
+            error=end.get("error"),
+            duration_ms=None if duration is None else float(duration),
+            result=end.get("result"),
+            started_at=_instant(started),
+        )
     result = session.execute(
         update(JobRun)
         .where(JobRun.task_id == task_id, same_execution, not_yet)
@@ -324,7 +437,19 @@ def replay_job_end(session: Session, end: Mapping[str, Any]) -> bool:
             updated_at=func.now(),
         )
     )
-    return bool(getattr(result, "rowcount", 0))
+    changed = bool(getattr(result, "rowcount", 0))
+    if changed and started is None:  # the run still described this execution: its latest
+        _end_attempt(
+            session,
+            task_id,
+            None,
+            state=state,
+            finished_at=finished_at,
+            error=end.get("error"),
+            duration_ms=None if duration is None else float(duration),
+            result=end.get("result"),
+        )
+    return changed
 
 
 def replay_dead_letter(session: Session, letter: Mapping[str, Any]) -> bool:

@@ -174,6 +174,56 @@ class JobRun(TimestampMixin, Base):
     result: Mapped[Any | None] = mapped_column(JSONType)
 
 
+class JobAttempt(Base):
+    """One execution of a task id (issue 16): ``job_runs`` keeps the latest execution of a
+    task id, this table every one of them — first run, retries, redeliveries after a lost
+    worker, skipped duplicate deliveries — so the execution that produced a result stays
+    visible after a later delivery. ``attempt`` is 1-based (``job_runs.attempts`` when the
+    execution started); ``state`` as in :data:`JOB_STATES`; ``result`` the execution's small
+    result summary (masked), as in ``job_runs.result``.
+    """
+
+    __tablename__ = "job_attempts"
+    __table_args__ = (
+        UniqueConstraint("task_id", "attempt"),
+        Index("ix_job_attempts_started_at", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[Any | None] = mapped_column(JSONType)
+
+
+class WorkerHeartbeat(Base):
+    """A worker's heartbeat (issue 16): its main process upserts this row every
+    ``QUANTBEAT_HEARTBEAT_INTERVAL`` seconds (:mod:`workers.heartbeat`). ``seen_at`` is the
+    database's clock at the last beat; ``incarnation`` a random id of this run of the worker
+    process (a restart under the same name and pid is another one); ``started_at`` when this
+    incarnation started (the worker's clock, like ``job_runs.started_at``; kept while the
+    incarnation beats); ``stopped_at`` is set by a
+    warm shutdown once its pool finished its tasks (``NULL`` while it runs or when it died).
+    """
+
+    __tablename__ = "worker_heartbeats"
+
+    worker: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    incarnation: Mapped[str] = mapped_column(String(32))
+    pool: Mapped[str | None] = mapped_column(String(32))
+    queues: Mapped[Any] = mapped_column(JSONType)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 JOB_STATES: tuple[str, ...] = (
     "started",
     "retrying",
@@ -184,6 +234,7 @@ JOB_STATES: tuple[str, ...] = (
     "requeued",
     "duplicate",
     "lost",
+    "cancelled",
 )
 
 

@@ -9,7 +9,7 @@ from quant.errors import ValidationError
 from quantbeat.services import backtests
 from quantbeat.services.args import parse_date
 from workers.app import app
-from workers.base import on_child_killed, on_hard_time_limit
+from workers.base import on_child_killed, on_hard_time_limit, on_worker_lost
 
 
 @app.task(name="quantbeat.backtest.run")
@@ -29,6 +29,13 @@ def run_killed(args: Any, kwargs: Any) -> None:
     """The hard time limit killed the child running ``run`` (called in the worker's main
     process with the task's arguments): the run is recorded ``timed_out``."""
     backtests.on_hard_time_limit(args, kwargs)
+
+
+@on_worker_lost("quantbeat.backtest.run")
+def run_lost(args: Any, kwargs: Any, outcome: str, reason: str) -> None:
+    """The reaper gave up a run whose worker died (``outcome``: requeued or lost): the run's
+    row and live state follow (:func:`quantbeat.services.backtests.on_worker_lost`)."""
+    backtests.on_worker_lost(args, kwargs, outcome, reason)
 
 
 @on_child_killed("quantbeat.backtest.run")

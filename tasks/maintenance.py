@@ -1,10 +1,11 @@
-"""Housekeeping tasks run by beat (``io`` queue): the reaper of orphaned job runs."""
+"""Housekeeping tasks run by beat (``io`` queue): the reaper of orphaned job runs, and its
+frequent pass over the runs of dead workers (heartbeats)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from quantbeat.services.reaper import housekeeping, parse_grace
+from quantbeat.services.reaper import dead_workers_pass, housekeeping, parse_dead_after, parse_grace
 from workers.app import app
 
 
@@ -15,3 +16,15 @@ def reap(self: Any, grace: float | None = None) -> dict[str, Any]:
     claims (see :mod:`quantbeat.services.reaper`). Idempotent: a run requeued once is
     ``requeued``, no longer ``started``. Returns the pass's report."""
     return housekeeping(parse_grace(grace), own_task_id=self.request.id)
+
+
+@app.task(name="quantbeat.ops.reap_dead_workers", bind=True)
+def reap_dead_workers(self: Any, dead_after: float | None = None) -> dict[str, Any]:
+    """Requeue (idempotent) or mark lost, at once, the job runs ``started`` on workers whose
+    heartbeat is older than ``dead_after`` seconds (default ``QUANTBEAT_WORKER_DEAD_AFTER``),
+    that stopped, or that restarted since (see
+    :func:`quantbeat.services.reaper.reap_dead_workers`). Idempotent: a run given up once is
+    no longer ``started``. Returns the pass's report.
+
+    Raises ValidationError for a bad ``dead_after`` (not retried)."""
+    return dead_workers_pass(parse_dead_after(dead_after), own_task_id=self.request.id)

@@ -2,7 +2,8 @@
 
 Configuration comes from :mod:`celeryconfig` (itself derived from ``QUANTBEAT_*`` settings);
 every task uses :class:`workers.base.QuantbeatTask`; every message is sent through
-:class:`workers.process.QuantbeatAMQP` (the size limit); task modules are listed explicitly.
+:class:`workers.process.QuantbeatAMQP` (the size limit); every worker runs the
+:class:`workers.heartbeat.Heartbeat` bootstep; task modules are listed explicitly.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from celery import Celery
 
 import workers.metrics  # connects the Prometheus metrics signals
 import workers.process  # noqa: F401  (connects the worker signals)
+from workers.heartbeat import Heartbeat
 
 #: Modules that define tasks. Adding a module here is how a task becomes known to workers.
 TASK_MODULES: tuple[str, ...] = (
@@ -35,3 +37,6 @@ app = Celery(
     include=list(TASK_MODULES),
 )
 app.config_from_object("celeryconfig")
+# Every worker's main process records a heartbeat (workers.heartbeat): a whole-worker kill
+# is noticed by the reaper within QUANTBEAT_WORKER_DEAD_AFTER + 15 s.
+app.steps["worker"].add(Heartbeat)

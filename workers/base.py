@@ -114,9 +114,34 @@ def on_child_killed(task_name: str) -> Callable[[HardLimitHandler], HardLimitHan
     return register
 
 
+WorkerLostHandler = Callable[[Any, Any, str, str], None]
+_worker_lost_handlers: dict[str, WorkerLostHandler] = {}
+
+
+def on_worker_lost(task_name: str) -> Callable[[WorkerLostHandler], WorkerLostHandler]:
+    """Register the function the reaper calls with ``(args, kwargs, outcome, reason)`` after
+    it gave up a run of ``task_name`` whose worker died: ``outcome`` is ``"requeued"`` (sent
+    again, same task id) or ``"lost"`` (marked lost, dead-lettered); ``reason`` says which
+    worker died and how it was noticed. The run's own records (e.g. a backtest's row and live
+    state) would otherwise still describe the dead execution. One handler per task name; a
+    decorator. The job run and dead letter are recorded by the reaper either way.
+    """
+
+    def register(fn: WorkerLostHandler) -> WorkerLostHandler:
+        _worker_lost_handlers[task_name] = fn
+        return fn
+
+    return register
+
+
 def child_killed_handler(task_name: str) -> HardLimitHandler | None:
     """The handler registered for ``task_name`` with :func:`on_child_killed`, if any."""
     return _child_killed_handlers.get(task_name)
+
+
+def worker_lost_handler(task_name: str) -> WorkerLostHandler | None:
+    """The handler registered for ``task_name`` with :func:`on_worker_lost`, if any."""
+    return _worker_lost_handlers.get(task_name)
 
 
 def _utcnow() -> dt.datetime:
@@ -443,9 +468,12 @@ class QuantbeatTask(Task):  # type: ignore[misc]
 
         start = self._start_record(task_id, args, kwargs, started)
         self.request.qb_started_at = started
+        self.request.qb_attempt = None
         try:
             with session_scope() as session:
-                return record_job_start(session, **start)
+                attempt = record_job_start(session, **start)
+            self.request.qb_attempt = attempt
+            return attempt
         except Exception as exc:
             log.warning("job_run.start_not_recorded", error=_error_text(exc))
             # Written with the end instead (see _finish): the database may be back by then,
@@ -502,9 +530,10 @@ class QuantbeatTask(Task):  # type: ignore[misc]
         }
         try:
             with session_scope() as session:
+                attempt = getattr(self.request, "qb_attempt", None)
                 if pending is not None:
-                    record_job_start(session, **pending)
-                record_job_end(session, **end)
+                    attempt = record_job_start(session, **pending)
+                record_job_end(session, **end, attempt=attempt)
         except Exception as exc:
             # The start (if still pending) and the end go to the spool together; the reaper
             # writes them once the database is back, unless a later execution is recorded.

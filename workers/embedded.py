@@ -94,6 +94,9 @@ def embedded_worker(concurrency: int = 4) -> Iterator[Any]:
         without_mingle=True,
         without_gossip=True,
         loglevel="WARNING",
+        # No heartbeats: worker and client are this one process (and SQLite), so no one is
+        # left to notice the worker's death (workers.heartbeat).
+        quantbeat_heartbeat=False,
     )
     thread = threading.Thread(target=worker.start, name="quantbeat-embedded-worker", daemon=True)
     thread.start()

@@ -227,9 +227,21 @@ def cancel_cmd(
     run_id: Annotated[str, typer.Argument(help="Run id")],
     wait: Annotated[float, typer.Option(help="Seconds to wait for it to stop")] = 2.0,
 ) -> None:
-    """Cancel a run (queued: at once; running: its worker stops within about a second)."""
+    """Cancel a run (queued: at once; running: its worker stops within about a second; its
+    worker dead: at once). Exits 0 when the run ended cancelled, 4 when it is still running
+    after --wait (it stops at its next check), 5 when it had already ended otherwise."""
     state = backtests.cancel(run_id, wait=wait)
     console.print(f"run {run_id}: {state}")
+    if state == "cancelled":
+        return
+    if state in ("completed", "failed", "timed_out"):
+        # exit 5: nothing to cancel, the run had ended (README "Backtests")
+        raise PermanentError(f"backtest {run_id} had already ended {state}; not cancelled")
+    # exit 4: the cancel is requested; its worker has not stopped it yet
+    raise TransientError(
+        f"backtest {run_id} is still {state} after {wait:g} s; it stops at its next check "
+        f"(quantbeat backtest status {run_id})"
+    )
 
 
 @backtest_app.command("report")

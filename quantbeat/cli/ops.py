@@ -166,7 +166,7 @@ def jobs_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
 ) -> None:
     """Everything recorded about one task id: arguments (masked), attempts, retries, worker,
-    queue, timings, error and result."""
+    queue, timings, error and result, and every execution (worker, state, timings, error)."""
     row = jobs.get_job(ident)
     if as_json:
         console.print_json(data=row)
@@ -190,6 +190,24 @@ def jobs_show(
     _print_json_block("args", row["args"])
     _print_json_block("kwargs", row["kwargs"])
     _print_json_block("result", row["result"])
+    executions = row.get("executions") or []
+    if executions:
+        table = _table(
+            ("attempt", "worker", "state", "started", "duration", "error", "result"),
+            numeric=("attempt", "duration"),
+        )
+        for ex in executions:
+            table.add_row(
+                str(ex["attempt"]),
+                Text(ex["worker"] or ""),
+                ex["state"],
+                _when(ex["started_at"]),
+                _duration(ex["duration_ms"]),
+                Text(_short(ex["error"])),
+                Text(_short(json.dumps(ex["result"], default=str)) if ex["result"] else ""),
+            )
+        console.print("[dim]executions[/]")
+        _print_listing(table)
 
 
 # --- dlq --------------------------------------------------------------------------------------

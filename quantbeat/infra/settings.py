@@ -246,6 +246,13 @@ class Settings(BaseSettings):
     # Reaper: a job run left "started" whose worker is gone, or that no live worker is
     # running, for at least this long is requeued (idempotent tasks) or marked failed.
     reaper_grace: float = Field(default=300.0, ge=10)
+    # Worker heartbeats (workers/heartbeat.py): every worker's main process records that it is
+    # alive this often (seconds; 0 disables them, e.g. for a worker on SQLite). A job run
+    # "started" on a worker not heard from for QUANTBEAT_WORKER_DEAD_AFTER seconds (at least
+    # twice the interval) is orphaned at once: requeued or marked lost by the beat entry
+    # reap-dead-workers (every 15 s), without the grace above.
+    heartbeat_interval: float = Field(default=10.0, ge=0, le=300)
+    worker_dead_after: float = Field(default=30.0, ge=2, le=3_600)
     # Outbox: a committed message still unpublished this many seconds later (its client died
     # or the broker was down) is published by the reaper's housekeeping sweep.
     outbox_grace: float = Field(default=30.0, ge=1)
@@ -559,6 +566,12 @@ class Settings(BaseSettings):
                 f"QUANTBEAT_MAX_RETRIES + 2 = {self.max_retries + 2}: every retry is an "
                 "attempt, and one redelivery (a lost worker) must not dead-letter a task that "
                 "still has retries left"
+            )
+        if self.heartbeat_interval and self.worker_dead_after < 2 * self.heartbeat_interval:
+            raise ValueError(
+                f"QUANTBEAT_WORKER_DEAD_AFTER={self.worker_dead_after:g} must be at least twice "
+                f"QUANTBEAT_HEARTBEAT_INTERVAL={self.heartbeat_interval:g}: one late heartbeat "
+                "must not declare a live worker dead"
             )
         needed = self.longest_hard_time_limit + self.retry_backoff_max
         if self.visibility_timeout <= needed:

@@ -46,11 +46,14 @@ from db.backtests import (
     load_equity,
     load_trades,
     request_cancel,
+    requeue,
     set_progress,
     store_result,
 )
 from db.candles import load_daily_universe, resolve_instrument
 from db.engine import session_scope
+from db.heartbeats import worker_dead_reason
+from db.jobs import end_if_still_started, get_job_run
 from db.outbox import add_message
 from db.scans import data_version, load_flows
 from quant.backtest.engine import Market, simulate
@@ -552,8 +555,9 @@ def list_backtests(
 
 def cancel(run_id: str, *, wait: float = 2.0, app: Any = None) -> str:
     """Cancel a run: a queued one at once (and its message revoked), a running one
-    cooperatively — its worker stops at its next check. Waits up to ``wait`` seconds for the
-    run to reach a final state and returns the state seen last.
+    cooperatively — its worker stops at its next check — and a running one whose worker is
+    dead (:func:`cancel_orphan`: its heartbeat is stale) at once, its message revoked. Waits
+    up to ``wait`` seconds for the run to reach a final state and returns the state seen last.
 
     Raises:
         quant.errors.NotFound: no such run.
@@ -561,6 +565,8 @@ def cancel(run_id: str, *, wait: float = 2.0, app: Any = None) -> str:
     state_store().request_cancel(run_id)
     with session_scope() as session:
         state = request_cancel(session, run_id)
+    if state == "running" and cancel_orphan(run_id):
+        state = "cancelled"
     if state == "cancelled":
         state_store().update(run_id, {"state": "cancelled", "phase": "cancelled", "eta": 0})
         try:
@@ -572,6 +578,36 @@ def cancel(run_id: str, *, wait: float = 2.0, app: Any = None) -> str:
         time.sleep(0.05)
         state = _db_state(run_id)
     return state
+
+
+def cancel_orphan(run_id: str) -> bool:
+    """End a ``running`` run ``cancelled`` when the worker that started it is dead (its
+    heartbeat older than ``QUANTBEAT_WORKER_DEAD_AFTER``, stopped, or restarted since; see
+    :func:`db.heartbeats.worker_dead_reason`): no worker will see its cancel flag. Its job
+    run ends ``cancelled`` too, so the reaper does not send it again. Returns whether it
+    was cancelled here (``False``: its worker is alive or unknown, or the run moved on)."""
+    task_id = f"backtest-{run_id}"
+    dead_after = get_settings().worker_dead_after
+    with session_scope() as session:
+        job = get_job_run(session, task_id)
+        if job is None or job.state != "started":
+            return False
+        reason = worker_dead_reason(session, job.worker, job.started_at, dead_after=dead_after)
+        if reason is None:
+            return False
+        error = f"cancelled while its worker was dead ({reason})"
+        if not finish(session, run_id, state="cancelled", error=error):
+            return False
+        end_if_still_started(
+            session,
+            task_id=task_id,
+            attempts=job.attempts,
+            state="cancelled",
+            error=error,
+            finished_at=dt.datetime.now(dt.UTC),
+        )
+    log.info("backtest.cancelled_orphan", run_id=run_id, reason=reason)
+    return True
 
 
 def wait(run_id: str, *, timeout: float = 600.0, poll: float = 0.1) -> dict[str, Any]:
@@ -892,6 +928,29 @@ def on_hard_time_limit(args: Any, kwargs: Any) -> None:
     with session_scope() as session:
         finish(session, run_id, state="timed_out", error="hard time limit: worker process killed")
     state_store().update(run_id, {"state": "timed_out", "phase": "timed_out", "eta": 0})
+
+
+def on_worker_lost(args: Any, kwargs: Any, outcome: str, reason: str) -> None:
+    """Called by the reaper when the worker running a run died (the task's ``(args,
+    kwargs)``; ``outcome`` ``"requeued"`` or ``"lost"``, see
+    :func:`workers.base.on_worker_lost`): the run's row and live state stop saying
+    ``running`` — ``requeued``: back to ``queued`` (phase ``re-queued: <reason>``) until the
+    next attempt claims it; ``lost``: ``failed``. A run that is no longer ``running``
+    (finished, cancelled) is left alone."""
+    run_id = (list(args or []) or [None])[0] or (kwargs or {}).get("run_id")
+    if not isinstance(run_id, str):
+        return
+    with session_scope() as session:
+        if outcome == "requeued":
+            changed = requeue(session, run_id, note=f"re-queued: {reason}")
+            fields: dict[str, Any] = {"state": "queued", "phase": f"re-queued: {reason}",
+                                      "progress": 0, "eta": "null"}  # fmt: skip
+        else:
+            changed = finish(session, run_id, state="failed", error=f"worker lost: {reason}")
+            fields = {"state": "failed", "phase": "failed", "eta": 0}
+    if changed:
+        state_store().update(run_id, fields)
+        log.warning("backtest.worker_lost", run_id=run_id, outcome=outcome, reason=reason)
 
 
 def on_child_killed(args: Any, kwargs: Any) -> None:

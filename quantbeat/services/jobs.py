@@ -2,7 +2,8 @@
 
 Every task execution is recorded in ``job_runs`` by the base task class
 (:mod:`workers.base`): its arguments (masked), attempts, retries, worker, queue, timings, error
-and result. These functions open their own session and return JSON-ready rows (times as
+and result of the latest execution; ``job_attempts`` keeps every execution (worker, state,
+timings, error, result). These functions open their own session and return JSON-ready rows (times as
 ISO 8601 strings in UTC), so an entry point only formats them.
 """
 
@@ -13,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from db.engine import session_scope
-from db.jobs import find_job_run, list_job_runs
-from db.models import JOB_STATES, JobRun
+from db.jobs import find_job_run, list_attempts, list_job_runs
+from db.models import JOB_STATES, JobAttempt, JobRun
 from quant.errors import ValidationError
 
 #: Job states ``jobs list --failed`` shows: the executions that ended in failure.
@@ -45,6 +46,20 @@ def job_dict(run: JobRun) -> dict[str, Any]:
         "result": run.result,
         "created_at": _iso(run.created_at),
         "updated_at": _iso(run.updated_at),
+    }
+
+
+def attempt_dict(attempt: JobAttempt) -> dict[str, Any]:
+    """One execution of a task id (``job_attempts``), JSON-ready."""
+    return {
+        "attempt": attempt.attempt,
+        "worker": attempt.worker,
+        "state": attempt.state,
+        "started_at": _iso(attempt.started_at),
+        "finished_at": _iso(attempt.finished_at),
+        "duration_ms": attempt.duration_ms,
+        "error": attempt.error,
+        "result": attempt.result,
     }
 
 
@@ -101,7 +116,9 @@ def list_jobs(
 
 
 def get_job(ident: str) -> dict[str, Any]:
-    """The job run whose row id or Celery task id is ``ident``, as a :func:`job_dict` row.
+    """The job run whose row id or Celery task id is ``ident``, as a :func:`job_dict` row
+    plus ``executions``: every recorded execution (:func:`attempt_dict`), first first — the
+    one that produced the result stays listed after later (e.g. skipped) deliveries.
 
     Raises:
         quant.errors.ValidationError: no such job run (the message names ``ident``).
@@ -112,4 +129,7 @@ def get_job(ident: str) -> dict[str, Any]:
             raise ValidationError(
                 f"no job run with row id or task id {ident!r}", field="ID", value=ident
             )
-        return job_dict(run)
+        return {
+            **job_dict(run),
+            "executions": [attempt_dict(a) for a in list_attempts(session, run.task_id)],
+        }

@@ -15,6 +15,14 @@ least ``QUANTBEAT_REAPER_GRACE`` seconds and that no live worker is running:
 If the workers cannot be inspected (broker down) nothing is reaped: a run is only declared
 orphaned when the live workers have said they are not running it.
 
+**Dead workers, within a minute.** Every worker records a heartbeat (:mod:`workers.heartbeat`).
+Every 15 s (beat entry ``reap-dead-workers``) :func:`reap_dead_workers` gives up, at once and
+without asking anyone, the runs ``started`` on a worker whose heartbeat is older than
+``QUANTBEAT_WORKER_DEAD_AFTER`` (or that stopped, or restarted since the run started). Runs of
+a worker that never wrote a heartbeat keep the inspect-and-grace pass above. A task may
+register a hook (:func:`workers.base.on_worker_lost`) so its own records follow: a backtest
+run goes back to ``queued`` (requeued) or ``failed`` (lost).
+
 Before reaping, :func:`housekeeping` replays this host's spool (:func:`replay_spool`): the
 job-history and dead-letter records workers could not write while the database was down
 (:mod:`quantbeat.infra.spool`), so a run whose end waited in the spool is not reaped as
@@ -34,6 +42,7 @@ from sqlalchemy import select
 
 from db.beat import prune_slots
 from db.engine import session_scope
+from db.heartbeats import prune_heartbeats, runs_on_dead_workers
 from db.jobs import apply_spooled, contains_escape, end_if_still_started
 from db.models import JobRun
 from quant.errors import ValidationError
@@ -42,12 +51,14 @@ from quantbeat.infra.masking import MASK
 from quantbeat.infra.settings import get_settings
 from quantbeat.services.outbox import sweep as sweep_outbox
 from workers.app import app as worker_app
-from workers.base import record_failure_outside_task
+from workers.base import record_failure_outside_task, worker_lost_handler
 
 log = structlog.get_logger("quantbeat.services.reaper")
 
 #: Claims of beat slots are kept this long (they only need to outlive a duplicate tick).
 BEAT_SLOT_RETENTION = dt.timedelta(days=30)
+#: Heartbeat rows of workers not seen for this long are deleted (their runs were reaped).
+HEARTBEAT_RETENTION = dt.timedelta(days=7)
 
 
 @dataclass
@@ -146,45 +157,126 @@ def reap(
             if worker not in workers
             else f"worker {worker} is alive but not running it"
         )
-        task = app.tasks.get(task_name)
-        idempotent = bool(getattr(task, "idempotent", False)) if task is not None else False
-        masked = contains_mask(args) or contains_mask(kwargs)
-        escaped = contains_escape(args) or contains_escape(kwargs)
-        if idempotent and not masked and not escaped:
-            # Marked before sending (the new execution's own "started" must not be
-            # overwritten), and only if it is still the run that was read: one that ended
-            # while the workers were asked is left alone.
-            if not _claim(task_id, attempts, "requeued", f"reaped: {why}; requeued (idempotent)"):
-                report.finished += 1
-                continue
-            app.send_task(
-                task_name, args=list(args or ()), kwargs=dict(kwargs or {}), task_id=task_id
-            )
-            report.requeued.append(task_id)
-            log.warning("reaper.requeued", task_id=task_id, task=task_name, reason=why)
-            continue
-        if masked:
-            because = "its arguments were stored masked"
-        elif escaped:
-            because = "its arguments held characters stored escaped (NUL)"
-        else:
-            because = "it is not idempotent" if task is not None else "the task is not registered"
-        error = f"reaped: {why}; not requeued because {because}"
-        if not _claim(task_id, attempts, "lost", error):
-            report.finished += 1
-            continue
-        record_failure_outside_task(
-            task_name=task_name,
-            task_id=task_id,
-            args=args,
-            kwargs=kwargs,
-            reason="worker_lost",
-            error=error,
-            state="lost",
-        )
-        report.lost.append(task_id)
-        log.error("reaper.lost", task_id=task_id, task=task_name, reason=why, because=because)
+        _give_up(app, report, task_id, task_name, args, kwargs, attempts, why)
     return report
+
+
+def _give_up(
+    app: Any,
+    report: ReapReport,
+    task_id: str,
+    task_name: str,
+    args: Any,
+    kwargs: Any,
+    attempts: int,
+    why: str,
+) -> None:
+    """Requeue (idempotent, arguments complete) or mark lost the orphaned run ``task_id``
+    that was read ``started`` on attempt ``attempts``, telling the task's worker-lost hook
+    (:func:`workers.base.on_worker_lost`); counted in ``report``."""
+    task = app.tasks.get(task_name)
+    idempotent = bool(getattr(task, "idempotent", False)) if task is not None else False
+    masked = contains_mask(args) or contains_mask(kwargs)
+    escaped = contains_escape(args) or contains_escape(kwargs)
+    if idempotent and not masked and not escaped:
+        # Marked before sending (the new execution's own "started" must not be
+        # overwritten), and only if it is still the run that was read: one that ended
+        # while the workers were asked is left alone.
+        if not _claim(task_id, attempts, "requeued", f"reaped: {why}; requeued (idempotent)"):
+            report.finished += 1
+            return
+        _tell_lost(task_name, args, kwargs, "requeued", why)  # before the new execution starts
+        app.send_task(task_name, args=list(args or ()), kwargs=dict(kwargs or {}), task_id=task_id)
+        report.requeued.append(task_id)
+        log.warning("reaper.requeued", task_id=task_id, task=task_name, reason=why)
+        return
+    if masked:
+        because = "its arguments were stored masked"
+    elif escaped:
+        because = "its arguments held characters stored escaped (NUL)"
+    else:
+        because = "it is not idempotent" if task is not None else "the task is not registered"
+    error = f"reaped: {why}; not requeued because {because}"
+    if not _claim(task_id, attempts, "lost", error):
+        report.finished += 1
+        return
+    record_failure_outside_task(
+        task_name=task_name,
+        task_id=task_id,
+        args=args,
+        kwargs=kwargs,
+        reason="worker_lost",
+        error=error,
+        state="lost",
+    )
+    _tell_lost(task_name, args, kwargs, "lost", error)
+    report.lost.append(task_id)
+    log.error("reaper.lost", task_id=task_id, task=task_name, reason=why, because=because)
+
+
+def _tell_lost(task_name: str, args: Any, kwargs: Any, outcome: str, reason: str) -> None:
+    """Call the task's worker-lost hook, if any; a failing hook is logged (the run's job
+    history is already right)."""
+    handler = worker_lost_handler(task_name)
+    if handler is None:
+        return
+    try:
+        handler(args, kwargs, outcome, reason)
+    except Exception as exc:
+        log.error(
+            "reaper.worker_lost_hook_failed",
+            task=task_name,
+            outcome=outcome,
+            error=f"{type(exc).__name__}: {exc}"[:500],
+        )
+
+
+def reap_dead_workers(
+    app: Any,
+    *,
+    dead_after: float | None = None,
+    own_task_id: str | None = None,
+) -> ReapReport:
+    """Requeue or mark lost, at once, every job run ``started`` on a worker whose heartbeat
+    says it is dead (:func:`db.heartbeats.runs_on_dead_workers`: no heartbeat for
+    ``dead_after`` seconds, default ``QUANTBEAT_WORKER_DEAD_AFTER``; stopped; or restarted
+    since). No grace and no inspection: a dead worker runs nothing. Runs of workers without a
+    heartbeat are left to :func:`reap`. Each run is given up once (the conditional claim of
+    :func:`db.jobs.end_if_still_started`), whichever pass gets it first.
+
+    Raises:
+        sqlalchemy errors: the database is unreachable (the task retries).
+    """
+    limit = get_settings().worker_dead_after if dead_after is None else dead_after
+    with session_scope() as session:
+        orphans = runs_on_dead_workers(session, dead_after=limit)
+    report = ReapReport(checked=len(orphans))
+    for orphan in orphans:
+        if orphan.task_id == own_task_id:
+            continue
+        _give_up(
+            app,
+            report,
+            orphan.task_id,
+            orphan.task_name,
+            orphan.args,
+            orphan.kwargs,
+            orphan.attempts,
+            orphan.reason,
+        )
+    return report
+
+
+def dead_workers_pass(
+    dead_after: float | None = None, *, own_task_id: str | None = None
+) -> dict[str, Any]:
+    """One pass of the beat entry ``reap-dead-workers`` through :data:`workers.app.app`
+    (:func:`reap_dead_workers`); returns :meth:`ReapReport.as_dict`.
+
+    Raises:
+        sqlalchemy errors: the database is unreachable (the task retries).
+    """
+    return reap_dead_workers(worker_app, dead_after=dead_after, own_task_id=own_task_id).as_dict()
 
 
 def _claim(task_id: str, attempts: int, state: str, error: str) -> bool:
@@ -199,6 +291,27 @@ def _claim(task_id: str, attempts: int, state: str, error: str) -> bool:
             error=error,
             finished_at=dt.datetime.now(dt.UTC),
         )
+
+
+def parse_dead_after(value: object) -> float | None:
+    """The dead-after limit in seconds (``None``: ``QUANTBEAT_WORKER_DEAD_AFTER``).
+
+    Raises:
+        quant.errors.ValidationError: not a finite number of seconds of at least 2.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValidationError(
+            f"dead_after must be a number of seconds, got {value!r}",
+            field="dead_after",
+            value=value,
+        )
+    if value < 2:
+        raise ValidationError(
+            f"dead_after must be at least 2 seconds, got {value!r}", field="dead_after", value=value
+        )
+    return float(value)
 
 
 def parse_grace(value: object) -> float:
@@ -251,9 +364,11 @@ def housekeeping(
     """One pass of the beat entry ``reap-orphans`` through :data:`workers.app.app`: replay
     this host's spool (:func:`replay_spool`), publish the outbox messages their clients did
     not (:func:`quantbeat.services.outbox.sweep`), then :func:`reap` with ``grace`` seconds
-    (skipping ``own_task_id``, the running pass itself), then delete beat-slot claims older
-    than :data:`BEAT_SLOT_RETENTION`. Returns :meth:`ReapReport.as_dict` plus ``spool`` (the
-    replay's report), ``outbox`` (the sweep's) and ``pruned_slots`` (claims deleted).
+    (skipping ``own_task_id``, the running pass itself; runs of dead workers first, see
+    :func:`reap_dead_workers`), then delete beat-slot claims older than
+    :data:`BEAT_SLOT_RETENTION` and heartbeats older than :data:`HEARTBEAT_RETENTION`.
+    Returns :meth:`ReapReport.as_dict` plus ``spool`` (the replay's report), ``outbox`` (the
+    sweep's), ``pruned_slots`` and ``pruned_heartbeats`` (rows deleted).
 
     Raises:
         sqlalchemy errors: the database is unreachable (the task retries).
@@ -261,7 +376,18 @@ def housekeeping(
     now = now or dt.datetime.now(dt.UTC)
     spooled = replay_spool()
     swept = sweep_outbox(app=worker_app, now=now)
+    dead = reap_dead_workers(worker_app, own_task_id=own_task_id)
     report = reap(worker_app, grace=grace, now=now, own_task_id=own_task_id)
+    report.requeued = dead.requeued + report.requeued
+    report.lost = dead.lost + report.lost
+    report.finished += dead.finished
     with session_scope() as session:
         pruned = prune_slots(session, before=now - BEAT_SLOT_RETENTION)
-    return {**report.as_dict(), "spool": spooled, "outbox": swept, "pruned_slots": pruned}
+        gone = prune_heartbeats(session, before=now - HEARTBEAT_RETENTION)
+    return {
+        **report.as_dict(),
+        "spool": spooled,
+        "outbox": swept,
+        "pruned_slots": pruned,
+        "pruned_heartbeats": gone,
+    }

@@ -3,18 +3,22 @@ stopped with SIGTERM, timed out and cancelled mid-backtest, on real prefork ``cp
 PostgreSQL and a throwaway Redis broker.
 
 The workers (tests.support.worker_faults_app, prefork, 4 children each) share one broker: a
-throwaway redis-server (db 0 broker, db 1 results). The runs' live state (progress, the pid
-running them, the cancel flag) is in the shared test Redis (QUANTBEAT_REDIS_URL), keyed by
-run id. The workers run with a 12 s visibility timeout and time limits to match (soft 8 s,
-hard 9 s for every family and for backtests: 9 s + the 2 s longest retry delay < 12 s, as
-Settings demands) and sweep Redis' unacked messages every second, so a message whose whole
-worker was SIGKILLed comes back within seconds. Every task here ends well inside its limits,
-and every spec names its limits (the client's defaults are an hour).
+throwaway redis-server (db 0 broker, db 1 results; scenario 1's own workers use db 2/3).
+The runs' live state (progress, the pid running them, the cancel flag) is in the shared test
+Redis (QUANTBEAT_REDIS_URL), keyed by run id. The workers run with a 12 s visibility timeout
+and time limits to match (soft 8 s, hard 9 s for every family and for backtests: 9 s + the
+2 s longest retry delay < 12 s, as Settings demands) and sweep Redis' unacked messages every
+second. Every task here ends well inside its limits, and every spec names its limits (the
+client's defaults are an hour).
+
+Scenario 1 (a whole worker SIGKILLed) runs on workers of its own with a one-hour visibility
+timeout and default heartbeats (every 10 s, dead after 30 s): only the heartbeat-based reaper
+pass (``quantbeat.ops.reap_dead_workers``, sent every 15 s as beat does) can bring its run
+back.
 
 The business rows are a run's ``backtest_runs`` row, its trades and its equity curve (one
-row per session). The tests share the workers and run in file order: scenario 1 kills one
-worker whole and starts a replacement (as a supervisor would), scenario 3 stops one with
-SIGTERM; a test run alone starts what it needs.
+row per session). The other tests share the module's workers and run in file order:
+scenario 3 stops one with SIGTERM; a test run alone starts what it needs.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import functools
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,6 +45,7 @@ from sqlalchemy import func, select
 
 import tests.support.backtest_app  # noqa: F401  (the test strategies, for spec validation)
 from db.engine import session_scope
+from db.jobs import list_attempts
 from db.models import BacktestEquity
 from quantbeat.infra.settings import get_settings
 from quantbeat.services import backtests
@@ -102,26 +108,37 @@ def _children(pid: int) -> set[int]:
 
 
 class Workers:
-    """The module's prefork ``cpu`` workers, all consuming the throwaway broker."""
+    """The module's prefork ``cpu`` workers, all consuming the throwaway broker (its
+    databases ``db`` and ``db + 1``), started with ``env`` (default :data:`WORKER_ENV`)."""
 
-    def __init__(self, broker: ThrowawayRedis, client: Celery, tmp_dir: Path) -> None:
+    def __init__(
+        self,
+        broker: ThrowawayRedis,
+        client: Celery,
+        tmp_dir: Path,
+        *,
+        db: int = 0,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.broker = broker
         self.client = client
         self.tmp_dir = tmp_dir
+        self.db = db
+        self.env = WORKER_ENV if env is None else env
         self.all: list[WorkerProcess] = []
 
-    def start(self) -> WorkerProcess:
+    def start(self, queues: str = "cpu", pool: str = "prefork") -> WorkerProcess:
         """Start one more worker (returns at once; :meth:`ready` waits for it)."""
         worker = start_worker(
             "tests.support.worker_faults_app",
-            queues="cpu",
+            queues=queues,
             tmp_dir=self.tmp_dir,
             env={
-                "QUANTBEAT_BROKER_URL": self.broker.url(0),
-                "QUANTBEAT_RESULT_BACKEND": self.broker.url(1),
-                **WORKER_ENV,
+                "QUANTBEAT_BROKER_URL": self.broker.url(self.db),
+                "QUANTBEAT_RESULT_BACKEND": self.broker.url(self.db + 1),
+                **self.env,
             },
-            pool="prefork",
+            pool=pool,
         )
         self.all.append(worker)
         return worker
@@ -202,6 +219,56 @@ def workers(
         pool.stop()
 
 
+#: Scenario 1's workers: a visibility timeout of an hour, so only heartbeats can bring a
+#: killed worker's run back; heartbeats and the dead-worker limit at their defaults.
+LONG_VISIBILITY_TIMEOUT = 3_600
+#: Beat's entry reap-dead-workers sends its pass this often (seconds).
+REAP_EVERY = 15.0
+
+
+@pytest.fixture
+def long_visibility(
+    broker: ThrowawayRedis, names: list[str], tmp_path: Path
+) -> Iterator[tuple[Workers, Celery]]:
+    """Two prefork ``cpu`` workers and one threads ``io`` worker (it runs the reaper's
+    pass) on the broker's databases 2/3, with a one-hour visibility timeout; and a client."""
+    client = Celery("worker-faults-long-visibility")
+    client.config_from_object("celeryconfig")
+    client.conf.update(broker_url=broker.url(2), result_backend=broker.url(3))
+    env = {**WORKER_ENV, "QUANTBEAT_VISIBILITY_TIMEOUT": str(LONG_VISIBILITY_TIMEOUT)}
+    env.pop("QUANTBEAT_HEARTBEAT_INTERVAL", None)
+    env.pop("QUANTBEAT_WORKER_DEAD_AFTER", None)
+    pool = Workers(broker, client, tmp_path, db=2, env=env)
+    pool.start()
+    pool.start()
+    pool.start("io", "threads")
+    try:
+        pool.ready()
+        yield pool, client
+    finally:
+        pool.stop()
+
+
+@contextlib.contextmanager
+def _reaper_ticks(client: Celery, every: float = REAP_EVERY) -> Iterator[None]:
+    """Send ``quantbeat.ops.reap_dead_workers`` every ``every`` seconds until the block ends,
+    as beat's entry ``reap-dead-workers`` does."""
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.is_set():
+            client.send_task("quantbeat.ops.reap_dead_workers", expires=every)
+            stop.wait(every)
+
+    thread = threading.Thread(target=tick, name="reaper-ticks", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+
+
 @pytest.fixture(scope="module")
 def names(workers: Workers, database: str) -> list[str]:
     """About 140 sessions of simulated KOSPI candles for a 40-instrument universe (its KOSPI
@@ -275,10 +342,11 @@ def _running(run_id: str, done: int = 0, timeout: float = 30.0) -> dict[str, str
     return seen
 
 
-def _copies_in_broker(broker: ThrowawayRedis, task_id: str) -> int:
-    """Copies of ``task_id``'s message left in the broker — waiting in a ``cpu`` queue or
-    delivered and unacknowledged — i.e. what Redis could still hand out (again)."""
-    client = redis.Redis.from_url(broker.url(0))
+def _copies_in_broker(broker: ThrowawayRedis, task_id: str, db: int = 0) -> int:
+    """Copies of ``task_id``'s message left in the broker (database ``db``) — waiting in a
+    ``cpu`` queue or delivered and unacknowledged — i.e. what Redis could still hand out
+    (again)."""
+    client = redis.Redis.from_url(broker.url(db))
     try:
         found = 0
         for key in client.scan_iter("cpu*"):
@@ -304,29 +372,57 @@ def _kill_count(marker: str) -> int:
 # --- scenarios ----------------------------------------------------------------------------------
 
 
-def test_1_a_worker_killed_whole_mid_backtest_is_redelivered_and_stores_one_result(
-    workers: Workers, names: list[str], client: Celery, outcome: Callable[[Outcome], None]
+def test_1_a_worker_killed_whole_mid_backtest_is_noticed_by_heartbeat_and_requeued_once(
+    long_visibility: tuple[Workers, Celery],
+    names: list[str],
+    outcome: Callable[[Outcome], None],
 ):
-    """SIGKILL of a whole worker: the message stays in Redis' unacked index until the
-    visibility timeout, then another worker runs it again; the run completes once, on its
-    second attempt."""
-    workers.ensure(1)
+    """SIGKILL of a whole worker, with a one-hour visibility timeout: its heartbeat stops, the
+    reaper's pass (every 15 s) finds the run ``started`` on a worker silent for 30 s and
+    requeues it once; the other worker runs it and stores one result, on attempt 2. After
+    detection ``backtest status`` never shows the dead worker's execution as running, and
+    the attempts history keeps both executions."""
+    pool, client = long_visibility
     run_id = backtests.submit_backtest(_slow_spec(names[:6], 0.3), app=client)
+    task_id = f"backtest-{run_id}"
     child = int(_running(run_id, done=2)["pid"])
-    victim = workers.owner_of(child)
+    victim = pool.owner_of(child)
     _kill_whole(victim)
     killed_at = time.monotonic()
-    workers.start()  # the supervisor's restart; it (or a surviving worker) takes the run over
-    final = backtests.wait(run_id, timeout=VISIBILITY_TIMEOUT + 40)
+    seen: list[dict[str, Any]] = []
+    detected: float | None = None
+    with _reaper_ticks(client):
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if detected is None and job_run(task_id).state != "started":
+                detected = time.monotonic() - killed_at
+            if detected is not None:
+                seen.append(backtests.status(run_id))
+                if seen[-1]["state"] in ("completed", "failed", "cancelled", "timed_out"):
+                    break
+            time.sleep(0.2)
     recovery = time.monotonic() - killed_at
-    assert final["state"] == "completed", (final, workers.log())
+    assert detected is not None, ("never detected", pool.log())
+    final = seen[-1]
+    assert final["state"] == "completed", (final, pool.log())
     _assert_one_result(run_id, final)
+    # Once detected, the dead worker's execution (attempt 1) never shows as running.
+    assert all(not (row["state"] == "running" and row["attempts"] < 2) for row in seen), seen
     run = backtest_row(run_id)
     assert run.attempts == 2
-    job = job_run(f"backtest-{run_id}")
+    job = job_run(task_id)
     assert (job.state, job.attempts) == ("succeeded", 2)
     assert job.worker != victim.hostname  # the second execution ran elsewhere
-    assert _copies_in_broker(workers.broker, f"backtest-{run_id}") == 0
+    with session_scope() as session:
+        executions = [(a.worker, a.state, a.error) for a in list_attempts(session, task_id)]
+    assert [(w, st) for w, st, _ in executions] == [
+        (victim.hostname, "requeued"),
+        (job.worker, "succeeded"),
+    ]
+    assert f"worker {victim.hostname} is dead: no heartbeat" in (executions[0][2] or "")
+    # The dead worker's original message is still unacknowledged in Redis (handed out again
+    # only after the hour); the requeued copy was consumed.
+    assert _copies_in_broker(pool.broker, task_id, db=2) == 1
     outcome(
         Outcome(
             number=1,
@@ -337,12 +433,13 @@ def test_1_a_worker_killed_whole_mid_backtest_is_redelivered_and_stores_one_resu
             lost=int(run.state != "completed"),
             recovery_s=round(recovery, 1),
             notes=(
-                f"redelivered after the {VISIBILITY_TIMEOUT} s visibility timeout; "
-                f"attempts = {run.attempts}"
+                f"noticed by heartbeat {detected:.0f} s after the kill (dead after 30 s, "
+                f"reaper pass every {REAP_EVERY:.0f} s; visibility timeout "
+                f"{LONG_VISIBILITY_TIMEOUT} s), requeued once, completed on attempt "
+                f"{run.attempts} on the other worker; both executions in job_attempts"
             ),
         )
     )
-    workers.ready()  # the replacement, for the next scenarios
 
 
 def test_2_a_killed_pool_child_requeues_its_task_and_a_task_that_always_kills_it_is_dead_lettered(

@@ -74,18 +74,27 @@ def test_jobs_list_filters_and_show_prints_everything(celery_app, worker, clean_
     assert shown["result"] == {"retries": 1}
     assert shown["finished_at"] >= shown["started_at"]
     assert shown["duration_ms"] >= 0
+    # Every execution is kept: the retried first one and the one that succeeded.
+    executions = shown["executions"]
+    assert [(e["attempt"], e["state"]) for e in executions] == [(1, "retrying"), (2, "succeeded")]
+    assert "simulated transient failure" in executions[0]["error"]
+    assert executions[1]["result"] == {"retries": 1}
+    assert all(e["worker"] == worker.hostname and e["finished_at"] for e in executions)
 
     code, out, _ = _cli(capsys, "jobs", "show", str(shown["id"]))  # by row id, as a table
     assert code == 0
     assert flaky.id in out
     assert '"api_key": "***"' in out
     assert FAKE_KEY not in out
+    assert "executions" in out
+    assert "retrying" in out
 
     code, out, _ = _cli(capsys, "jobs", "show", failed.id, "--json")
     assert "PermanentError: simulated permanent failure: bad [/b] row" in json.loads(out)["error"]
     code, out, _ = _cli(capsys, "jobs", "show", failed.id)
     assert code == 0
     assert '"bad [/b] row"' in out
+    assert "bad [/b] row" in out.split("executions", 1)[1]  # the attempt's error, as text
 
     code, _, err = _cli(capsys, "jobs", "show", "no-such-task")
     assert code == cli.EXIT_USAGE

@@ -54,18 +54,47 @@ def _wait_state(database: str, task_id: str, state: str, timeout: float = 20) ->
         time.sleep(0.2)
 
 
+def _wait_heartbeat(database: str, task_id: str, timeout: float = 30) -> None:
+    """Until the worker running ``task_id`` has a heartbeat row (the table may just have
+    been emptied; workers beat every QUANTBEAT_HEARTBEAT_INTERVAL, 10 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with get_engine(database).connect() as conn:
+            found = conn.execute(
+                text(
+                    "SELECT 1 FROM worker_heartbeats h JOIN job_runs j ON j.worker = h.worker "
+                    "WHERE j.task_id = :i"
+                ),
+                {"i": task_id},
+            ).first()
+        if found is not None:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the worker running {task_id} wrote no heartbeat in {timeout} s")
+
+
 def test_orphans_are_requeued_or_marked_lost(celery_app: Any, clean_db: str) -> None:
     idempotent = _orphan(clean_db, "quantbeat.ops.test_flaky", [0])
     not_idempotent = _orphan(clean_db, "quantbeat.ops.test_once", ["x"])
     masked = _orphan(clean_db, "quantbeat.ops.test_flaky", [0, "password=***"])
     recent = _orphan(clean_db, "quantbeat.ops.test_flaky", [0], minutes_ago=0.1)
     # A run that a live worker is executing right now stays "started".
-    running = celery_app.send_task("quantbeat.backtest.test_sleep", args=[6])
+    running = celery_app.send_task("quantbeat.backtest.test_sleep", args=[20])
     _wait_state(clean_db, running.id, "started")
+    # Backdated, with its worker's start (the heartbeat): a run cannot start before its
+    # worker, and one that did would belong to an earlier incarnation (dead at once).
+    _wait_heartbeat(clean_db, running.id)
     with get_engine(clean_db).begin() as conn:
         conn.execute(
             text(
                 "UPDATE job_runs SET started_at = now() - interval '10 minutes' WHERE task_id = :i"
+            ),
+            {"i": running.id},
+        )
+        conn.execute(
+            text(
+                "UPDATE worker_heartbeats SET started_at = started_at - interval '1 day' "
+                "WHERE worker = (SELECT worker FROM job_runs WHERE task_id = :i)"
             ),
             {"i": running.id},
         )
@@ -83,7 +112,7 @@ def test_orphans_are_requeued_or_marked_lost(celery_app: Any, clean_db: str) -> 
     assert "not idempotent" in lost["error"]
     assert "masked" in _job(clean_db, masked)["error"]
     assert _job(clean_db, recent)["state"] == "started"  # inside the grace period
-    assert running.get(timeout=30) == {"slept": 6}
+    assert running.get(timeout=60) == {"slept": 20}
     with get_engine(clean_db).connect() as conn:
         reasons: dict[str, str] = dict(
             conn.execute(

@@ -74,6 +74,7 @@ def test_entries():
         "quantbeat.collect.crypto_candles",
         "quantbeat.collect.universe",
         "quantbeat.ops.reap",
+        "quantbeat.ops.reap_dead_workers",
         "quantbeat.market.snapshot",
         "quantbeat.pipeline.closing_window",
     }

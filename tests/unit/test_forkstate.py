@@ -40,6 +40,7 @@ RESET: tuple[tuple[str, str], ...] = (
     ("quantbeat.services.health", "_engines"),
     ("quantbeat.services.indicators", "_services"),
     ("quantbeat.services.settings_store", "_cache"),
+    ("workers.heartbeat", "_running"),
 )
 
 #: Module-level state that a child may share with its parent, and why.
@@ -52,6 +53,7 @@ NO_RESET: dict[tuple[str, str], str] = {
     ("quantbeat.infra.metrics", "_warned"): "a flag: warn once per process tree",
     ("quantbeat.services.strategies", "_registry"): "code (strategies), no connection",
     ("workers.base", "_hard_limit_handlers"): "code (handlers), no connection",
+    ("workers.base", "_worker_lost_handlers"): "code (handlers), no connection",
     ("workers.base", "_child_killed_handlers"): "code (handlers), no connection",
     ("workers.metrics", "_started"): "start times of the tasks this process runs",
     ("workers.metrics", "_counted_deaths"): "kept by the main process only",

@@ -20,6 +20,8 @@ from db.jobs import (
     SPOOL_JOB_RUN,
     apply_spooled,
     contains_escape,
+    end_if_still_started,
+    list_attempts,
     record_dead_letter,
     record_job_end,
     record_job_start,
@@ -263,3 +265,84 @@ def test_a_malformed_record_raises_what_the_spool_sets_aside(
 def test_the_reaper_sees_arguments_that_were_stored_escaped(value: Any, escaped: bool) -> None:
     """A run whose arguments were escaped is not requeued: it would resend the escape."""
     assert contains_escape(storable(value)) is escaped
+
+
+# --- the attempts history (job_attempts) ---------------------------------------------------------
+
+
+def _attempts(session: Session, task_id: str = "t1") -> list[tuple[Any, ...]]:
+    session.expire_all()
+    return [
+        (a.attempt, a.worker, a.state, a.error, a.result) for a in list_attempts(session, task_id)
+    ]
+
+
+def test_every_execution_is_kept_and_a_later_skipped_delivery_hides_none(session: Session) -> None:
+    t1, t2, t3 = (T0 + dt.timedelta(minutes=m) for m in (0, 1, 2))
+    assert record_job_start(session, **_start(started_at=t1)) == 1
+    record_job_end(session, task_id="t1", state="retrying", finished_at=t1, duration_ms=1.0,
+                   error="TransientError: x", attempt=1)  # fmt: skip
+    assert record_job_start(session, **_start(started_at=t2, worker="w2@host")) == 2
+    record_job_end(session, task_id="t1", state="succeeded", finished_at=t2, duration_ms=9.0,
+                   result={"state": "completed"}, attempt=2)  # fmt: skip
+    # The dead worker's original message, delivered again later: skipped, nothing done.
+    assert record_job_start(session, **_start(started_at=t3, worker="w3@host")) == 3
+    record_job_end(
+        session,
+        task_id="t1",
+        state="succeeded",
+        finished_at=t3,
+        duration_ms=1.0,
+        result={"skipped": True},
+    )  # fmt: skip (attempt None: the latest)
+    session.commit()
+    assert _row(session).result == {"skipped": True}  # the run shows the latest delivery …
+    assert _attempts(session) == [  # … and the history every one, the real work included
+        (1, "w1@host", "retrying", "TransientError: x", None),
+        (2, "w2@host", "succeeded", None, {"state": "completed"}),
+        (3, "w3@host", "succeeded", None, {"skipped": True}),
+    ]
+
+
+def test_the_reapers_claim_ends_the_attempt_it_gives_up(session: Session) -> None:
+    record_job_start(session, **_start())
+    session.commit()
+    assert not end_if_still_started(
+        session, task_id="t1", attempts=2, state="requeued", error="x", finished_at=T0
+    )
+    assert end_if_still_started(
+        session,
+        task_id="t1",
+        attempts=1,
+        state="requeued",
+        error="reaped: worker w1@host is dead",
+        finished_at=T0 + dt.timedelta(seconds=40),
+    )
+    record_job_start(session, **_start(started_at=T0 + dt.timedelta(minutes=1), worker="w2@h"))
+    session.commit()
+    assert _attempts(session) == [
+        (1, "w1@host", "requeued", "reaped: worker w1@host is dead", None),
+        (2, "w2@h", "started", None, None),
+    ]
+
+
+def test_spooled_executions_join_the_history_once(session: Session) -> None:
+    # attempt 1 spooled (database down); a later one recorded live once it was back
+    later = T0 + dt.timedelta(minutes=1)
+    record_job_start(session, **_start(started_at=later, retries=1))
+    record_job_end(session, task_id="t1", state="succeeded", finished_at=later, duration_ms=5.0)
+    session.commit()
+    spooled = _iso({"start": _start(), "end": _end("retrying")})
+    assert apply_spooled(session, SPOOL_JOB_RUN, spooled) is True
+    session.commit()
+    assert apply_spooled(session, SPOOL_JOB_RUN, spooled) is False
+    session.commit()
+    # Numbered in the order they were recorded; each keeps its own outcome.
+    assert [(a, s) for a, _, s, _, _ in _attempts(session)] == [(1, "succeeded"), (2, "retrying")]
+    # An end spooled alone (its start was recorded) completes its own attempt.
+    record_job_start(session, **_start(task_id="t2"))
+    session.commit()
+    end_only = _iso({"start": None, "end": {**_end("timed_out"), "task_id": "t2"}})
+    assert apply_spooled(session, SPOOL_JOB_RUN, end_only) is True
+    session.commit()
+    assert [(a, s) for a, _, s, _, _ in _attempts(session, "t2")] == [(1, "timed_out")]
