@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Instrument, IntradaySnapshot
+from db.models import Instrument, IntradaySnapshot, ReferenceSeriesRow
 from db.store import insert_for
 
 
@@ -111,3 +111,38 @@ def snapshot_bars(
         for i, at, o, h, lo, c, v, val in rows
         if i is not None
     }
+
+
+def series_snapshots(
+    session: Session, trade_date: dt.date, at_or_before: dt.datetime
+) -> dict[str, tuple[dt.datetime, float, float | None]]:
+    """Each reference series' latest snapshot of ``trade_date`` taken at or before
+    ``at_or_before``: ``{code: (taken_at, last, cumulative volume or None)}``."""
+    latest = (
+        select(
+            IntradaySnapshot.series_id.label("sid"),
+            func.max(IntradaySnapshot.taken_at).label("at"),
+        )
+        .where(
+            IntradaySnapshot.trade_date == trade_date,
+            IntradaySnapshot.series_id.is_not(None),
+            IntradaySnapshot.taken_at <= at_or_before,
+        )
+        .group_by(IntradaySnapshot.series_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            ReferenceSeriesRow.code,
+            IntradaySnapshot.taken_at,
+            IntradaySnapshot.close,
+            IntradaySnapshot.volume,
+        )
+        .join(
+            latest,
+            (IntradaySnapshot.series_id == latest.c.sid)
+            & (IntradaySnapshot.taken_at == latest.c.at),
+        )
+        .join(ReferenceSeriesRow, ReferenceSeriesRow.id == IntradaySnapshot.series_id)
+    ).all()
+    return {str(code): (at, float(c), None if v is None else float(v)) for code, at, c, v in rows}

@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 import typer
 
+from quant.errors import ValidationError
 from quantbeat.cli.common import candidates_table, console, must_wait, parse_date_option
-from quantbeat.services.args import parse_krx_markets, parse_trade_date
+from quantbeat.services.args import parse_krx_markets, parse_phase, parse_trade_date
 from quantbeat.services.scans import candidates, run_scan
 from quantbeat.services.strategies import canonical_strategy, scan_strategy_names
 
@@ -25,6 +26,12 @@ def scan(
     show: Annotated[
         bool, typer.Option("--show", help="Only print the stored candidates of the day")
     ] = False,
+    phase: Annotated[
+        str,
+        typer.Option(
+            help="With --show: final (the evening decision) or preliminary (the 15:10 one)"
+        ),
+    ] = "final",
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the scan")] = 600.0,
 ) -> None:
@@ -34,9 +41,17 @@ def scan(
     day = parse_date_option(date, "--date")
     if market is not None:
         market = parse_krx_markets(market, field="--market")[0].value
+    chosen = parse_phase(phase, field="--phase")
+    if chosen != "final" and not show:
+        raise ValidationError(
+            "--phase preliminary goes with --show: the 15:10 decision is taken by the "
+            "buy-window pipeline (quantbeat.pipeline.closing_window), not by a scan run",
+            field="--phase",
+            value=phase,
+        )
     if show:
-        ranked = candidates(name, day or parse_trade_date(None), limit=top)
-        summary: dict[str, Any] = {"strategy": name}
+        ranked = candidates(name, day or parse_trade_date(None), limit=top, phase=chosen)
+        summary: dict[str, Any] = {"strategy": name, "phase": chosen}
     else:
         wait = must_wait(wait)
         summary = run_scan(name, day, market=market, wait=wait, timeout=timeout)

@@ -42,6 +42,7 @@ from db.reference import (
     store_gate,
     upsert_bars,
 )
+from db.snapshots import series_snapshots
 from db.store import record_rejections
 from quant.errors import NotFound, ValidationError
 from quant.gate import (
@@ -198,9 +199,12 @@ def compute_gate(
 ) -> dict[str, Any]:
     """Compute, store and return the Market Gate of ``trade_date`` (default: the latest closed
     KRX session) as of ``as_of`` (default: that session's close, 15:30 KST), with the sector
-    ranking and KODEX 200's status (see the module). A colour different from the previous
-    stored gate records a ``gate_changed`` event. Missing inputs give an ``UNKNOWN`` gate with
-    the reason — stored too, so the gap is visible. Returns :func:`gate_row_dict` of the row.
+    ranking and KODEX 200's status (see the module). With ``phase="snapshot"`` the session's
+    bar of each index and ETF is its latest intraday snapshot at or before ``as_of`` (the day
+    so far: the last price, the volume traded until then). A colour different from the
+    previous stored gate records a ``gate_changed`` event. Missing inputs give an ``UNKNOWN``
+    gate with the reason — stored too, so the gap is visible. Returns :func:`gate_row_dict`
+    of the row.
 
     Raises:
         quant.errors.ValidationError: ``trade_date`` is not a KRX session, ``as_of`` is naive.
@@ -223,6 +227,13 @@ def compute_gate(
         found = load_bars(session, codes, sessions)
         names = {**series_names(session), **etfs}
         simulated = any_simulated(session, codes)
+        partial = series_snapshots(session, day, moment) if phase == "snapshot" else {}
+    for code, (_taken, last, volume) in partial.items():
+        # the day so far as the session's bar: the last price, the volume traded until now
+        if code not in found:
+            found[code] = (np.full(len(sessions), np.nan), np.full(len(sessions), np.nan))
+        found[code][0][-1] = last
+        found[code][1][-1] = np.nan if volume is None else volume
     kospi, kodex = _series(found, KOSPI), _series(found, KODEX_200)
     fx, fx_day = _fx(found, sessions)
     gate = market_gate(

@@ -1,8 +1,8 @@
-"""Intraday snapshots: during a KRX session, the day so far of every listed instrument and of
-the KRX indices, stored with the moment it was taken (``intraday_snapshots``), as history —
-the day's final bar replaces none of them. Beat takes one every ``QUANTBEAT_SNAPSHOT_EVERY``
-minutes from 09:00 to 15:30 KST (entry ``market-snapshots``); the closing-bet decision takes
-its own at its decision time.
+"""Intraday snapshots: during a KRX session, the day so far of every listed instrument, the
+KRX indices and the sector ETFs, stored with the moment it was taken (``intraday_snapshots``),
+as history — the day's final bar replaces none of them — followed by the Market Gate of that
+moment. Beat takes one every ``QUANTBEAT_SNAPSHOT_EVERY`` minutes from 09:00 to 15:30 KST
+(entry ``market-snapshots``); the closing-bet decision takes its own at its decision time.
 
 Rows are checked like reference bars (:func:`quant.market.quality.check_reference_bars`: a
 price that is not finite and positive, high below low, an open or last price outside the
@@ -28,15 +28,14 @@ from db.store import record_rejections
 from quant.errors import ValidationError
 from quant.market.quality import Rejection, check_reference_bars
 from quant.market.types import (
-    KRX_INDICES,
     KRX_MARKETS,
     REFERENCE_BAR_COLUMNS,
     SNAPSHOT_COLUMNS,
     ReferenceKind,
-    ReferenceSeries,
 )
 from quantbeat.infra.settings import Settings, get_settings
 from quantbeat.infra.sources import krx_calendar, snapshot_source
+from quantbeat.services.market import compute_gate, configured_series
 
 log = structlog.get_logger(__name__)
 
@@ -82,10 +81,12 @@ def _optional(value: Any) -> float | None:
 
 
 def take_snapshot(at: dt.datetime | None = None) -> dict[str, Any]:
-    """Take and store the snapshot of every listed KRX instrument and index as of ``at``
-    (aware; default: now). Outside a session nothing is taken (``{"skipped": why}``).
-    Returns ``{"trade_date", "taken_at", "instruments", "indices", "new", "rejected",
-    "unknown_tickers", "source", "simulated"}``.
+    """Take and store the snapshot of every listed KRX instrument, index and sector ETF as of
+    ``at`` (aware; default: now), then the Market Gate of that moment
+    (:func:`quantbeat.services.market.compute_gate` with ``phase="snapshot"``: a colour
+    change records its event). Outside a session nothing is taken (``{"skipped": why}``).
+    Returns ``{"trade_date", "taken_at", "instruments", "indices" (indices and ETFs),
+    "gate", "new", "rejected", "unknown_tickers", "source", "simulated"}``.
 
     Raises:
         quant.errors.ValidationError: ``at`` is naive, or the source answered a frame
@@ -102,10 +103,11 @@ def take_snapshot(at: dt.datetime | None = None) -> dict[str, Any]:
     day, local = found
     source = snapshot_source(settings)
     stocks, bad_stocks = _checked(source.market_snapshot(day, local), day, "intraday_snapshots")
+    # the indices and the sector ETFs the Market Gate reads (USD/KRW keeps its daily rate)
+    series = [s for s in configured_series(settings) if s.kind != ReferenceKind.FX]
     indices, bad_indices = _checked(
-        source.index_snapshot(day, local, list(KRX_INDICES)), day, "intraday_snapshots"
+        source.index_snapshot(day, local, [s.code for s in series]), day, "intraday_snapshots"
     )
-    series = [ReferenceSeries(c, ReferenceKind.INDEX, n) for c, n in KRX_INDICES.items()]
     taken_at = local.astimezone(dt.UTC).replace(microsecond=0)
     common = {"trade_date": day, "taken_at": taken_at, "source": source.name,
               "simulated": bool(source.simulated)}  # fmt: skip
@@ -132,11 +134,13 @@ def take_snapshot(at: dt.datetime | None = None) -> dict[str, Any]:
             session, [*bad_stocks, *bad_indices], source=source.name,
             seen_at=dt.datetime.now(dt.UTC),
         )  # fmt: skip
+    gate = compute_gate(day, as_of=taken_at, phase="snapshot")
     result = {
         "trade_date": day.isoformat(),
         "taken_at": taken_at.isoformat(),
         "instruments": len(stocks),
         "indices": len(indices),
+        "gate": gate["color"],
         "new": new,
         "rejected": len(bad_stocks) + len(bad_indices),
         "unknown_tickers": unknown,

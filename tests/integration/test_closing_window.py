@@ -158,3 +158,17 @@ def test_bad_moments_are_refused(history: dict[str, Any], kwargs: dict[str, Any]
 
 def test_the_decision_time_is_a_setting():
     assert closing_window.decision_time(DAY) == AT
+
+
+def test_the_cli_shows_the_preliminary_candidates(
+    history: dict[str, Any], capsys: pytest.CaptureFixture[str]
+):
+    from quantbeat.cli import main as cli
+
+    closing_window.preliminary_scan("closing_bet", DAY, as_of=AT)
+    argv = ["scan", "closing_bet", "--show", "--phase", "preliminary", "--date", DAY.isoformat()]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert history["textbook"][1] in out
+    assert cli.main(["scan", "closing_bet", "--phase", "preliminary"]) == cli.EXIT_USAGE
+    assert "--phase preliminary goes with --show" in capsys.readouterr().err

@@ -289,11 +289,19 @@ def test_the_krx_close_pipeline_chains_collection_precompute_and_the_vcp_scan(
     started = sent.get(timeout=60)
     assert started["steps"] == [
         "quantbeat.collect.daily_candles",
+        "quantbeat.market.collect_reference",
+        "quantbeat.market.gate",
         "quantbeat.indicators.precompute",
         "quantbeat.news.collect",
         "quantbeat.scans.run",
     ]
     scan = celery_app.AsyncResult(started["chain"]).get(timeout=120)
+    # the Market Gate of the day was computed before the scan, which stores its colour
+    from quantbeat.services.market import gate_report
+
+    gate = gate_report(DAY)
+    assert gate["simulated"] is True
+    assert gate["color"] in ("GREEN", "YELLOW", "RED", "UNKNOWN")
     assert (scan["strategy"], scan["trade_date"]) == ("vcp", DAY.isoformat())
     assert scan["total"] == len(history)
     done = celery_app.AsyncResult(scan["chord"]).get(timeout=120)

@@ -208,7 +208,7 @@ def test_a_day_that_is_not_a_session_is_refused(source: FakeReference):
 def test_the_cli_prints_the_stored_gate_and_sectors_labelled_simulated(
     source: FakeReference, capsys: pytest.CaptureFixture[str]
 ):
-    assert cli.main(["gate", "--date", DAY.isoformat()]) == cli.EXIT_FAILED
+    assert cli.main(["gate", "--date", DAY.isoformat()]) == cli.EXIT_USAGE  # not found: 2
     assert "no Market Gate stored for 2026-11-20" in capsys.readouterr().err
     market.collect_reference(FIRST, DAY)
     market.compute_gate(DAY)
@@ -238,3 +238,57 @@ def test_the_gate_task_runs_on_a_worker(source: FakeReference, celery_app: Any, 
     bad = celery_app.send_task("quantbeat.market.gate", kwargs={"trade_date": "2026-11-22"})
     with pytest.raises(Exception, match="not a KRX session"):
         bad.get(timeout=60)
+
+
+def test_the_gate_at_a_snapshot_reads_the_day_so_far(source: FakeReference):
+    """Through the previous session from the daily bars, the session's bar from each index's
+    latest snapshot at or before the moment: a 15:00 snapshot with KOSPI and KOSDAQ down 8 %
+    on the day turns the trend and MACD components against them."""
+    from zoneinfo import ZoneInfo
+
+    from db.reference import ensure_series
+    from db.snapshots import store_snapshots
+    from quant.market.types import ReferenceKind
+
+    previous = krx_calendar().previous_session(DAY - dt.timedelta(days=1))
+    market.collect_reference(FIRST, previous)
+    at = dt.datetime(2026, 11, 20, 15, 0, tzinfo=ZoneInfo("Asia/Seoul"))
+    sessions = krx_calendar().sessions(FIRST, previous)
+    with session_scope() as session:
+        ids = ensure_series(
+            session,
+            [ReferenceSeries(c, ReferenceKind.INDEX, n) for c, n in (("1001", "KOSPI"),
+                                                                     ("2001", "KOSDAQ"))],
+            source="test",
+            simulated=True,
+        )  # fmt: skip
+        rows = []
+        for code in ("1001", "2001"):
+            last = float(source.walk(code, sessions)[0][-1]) * 0.92
+            rows.append(
+                {
+                    "trade_date": DAY,
+                    "taken_at": at.astimezone(dt.UTC),
+                    "series_id": ids[code],
+                    "open": last / 0.92,
+                    "high": last / 0.92,
+                    "low": last,
+                    "close": last,
+                    "volume": 1e6,
+                    "value": None,
+                    "source": "test",
+                    "simulated": True,
+                }
+            )
+        store_snapshots(session, rows)
+    intraday = market.compute_gate(DAY, as_of=at, phase="snapshot")
+    assert intraday["phase"] == "snapshot"
+    assert intraday["as_of"] == at.astimezone(dt.UTC).isoformat()
+    kospi = intraday["components"]["KOSPI"]["readings"]
+    assert kospi["close"] == pytest.approx(rows[0]["close"], rel=1e-6)
+    assert kospi["change_pct"] < 0
+    # the gate of the same session as of an earlier moment (before the snapshot) has no bar of
+    # the day: UNKNOWN, saying so
+    early = market.compute_gate(DAY, as_of=at - dt.timedelta(hours=1), phase="snapshot")
+    assert early["color"] == "UNKNOWN"
+    assert "no KOSPI (nor KODEX 200) bars" in early["reason"]

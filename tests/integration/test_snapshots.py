@@ -87,12 +87,15 @@ def test_a_snapshot_during_the_session_is_stored_once_as_history(source: FakeSna
     at = dt.datetime(2026, 11, 20, 11, 0, tzinfo=KST)
     first = snapshots.take_snapshot(at)
     assert first["trade_date"] == "2026-11-20"
-    assert (first["instruments"], first["indices"], first["new"]) == (3, 3, 6)
+    # 3 instruments; 3 indices and the 8 sector ETFs
+    assert (first["instruments"], first["indices"], first["new"]) == (3, 11, 14)
     assert first["simulated"] is True
+    # no daily bars of the indices are stored here: the gate of that moment says why
+    assert first["gate"] == "UNKNOWN"
     assert snapshots.take_snapshot(at)["new"] == 0  # the same moment again
     later = snapshots.take_snapshot(dt.datetime(2026, 11, 20, 15, 10, tzinfo=KST))
-    assert later["new"] == 6
-    assert _rows() == 12  # history: the 11:00 rows are kept
+    assert later["new"] == 14
+    assert _rows() == 28  # history: the 11:00 rows are kept
     with session_scope() as session:
         row = session.execute(
             select(IntradaySnapshot)
@@ -110,7 +113,7 @@ def test_bad_rows_are_rejected_and_unknown_tickers_counted(source: FakeSnapshots
     found = snapshots.take_snapshot(dt.datetime(2026, 11, 20, 10, 0, tzinfo=KST))
     assert found["rejected"] == 1
     assert found["unknown_tickers"] == 1
-    assert found["new"] == 2 + 3
+    assert found["new"] == 2 + 11
     with session_scope() as session:
         rejection = session.execute(select(DataRejection)).scalar_one()
     assert rejection.dataset == "intraday_snapshots"
