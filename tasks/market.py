@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from quantbeat.services.args import parse_date, parse_moment
-from quantbeat.services.market import collect_reference, compute_gate
+from quantbeat.services.market import collect_reference, compute_gate, is_krx_session
 from quantbeat.services.snapshots import take_snapshot
 from workers.app import app
 
@@ -29,9 +29,13 @@ def gate(trade_date: str | None = None) -> dict[str, Any]:
     """Compute and store the Market Gate, sector ranking and KODEX 200 status of
     ``trade_date`` (ISO date; default: the latest closed session) as of its close; a colour
     change records a ``gate_changed`` event. Idempotent (the gate of one moment is replaced).
-    Returns the stored gate. Raises ValidationError for a malformed date or a day that is
-    not a KRX session."""
-    return compute_gate(None if trade_date is None else parse_date(trade_date, field="trade_date"))
+    Returns the stored gate; a day that is not a KRX session has none (``{"trade_date",
+    "skipped": why}``, as the day's collection finds nothing). Raises ValidationError for a
+    malformed date."""
+    day = None if trade_date is None else parse_date(trade_date, field="trade_date")
+    if day is not None and not is_krx_session(day):
+        return {"trade_date": day.isoformat(), "skipped": "not a KRX session: no gate"}
+    return compute_gate(day)
 
 
 @app.task(name="quantbeat.market.snapshot")

@@ -76,6 +76,11 @@ FX_STALE_SESSIONS = 3
 CLOSE = dt.time(15, 30)
 
 
+def is_krx_session(day: dt.date) -> bool:
+    """Whether ``day`` is a KRX trading session (the XKRX calendar)."""
+    return krx_calendar().is_session(day)
+
+
 def configured_series(settings: Settings | None = None) -> list[ReferenceSeries]:
     """The series collected: the three KRX indices, the sector ETFs of
     ``QUANTBEAT_SECTOR_ETFS`` and USD/KRW."""

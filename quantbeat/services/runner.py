@@ -249,7 +249,8 @@ class _Job:
         elif call.task == "quantbeat.scans.run":
             self.scanned(call.kwargs["strategy"], summary)
         elif call.task == "quantbeat.market.gate":
-            self.report.gate = summary
+            if "color" in summary:  # not skipped (a day without a session has no gate)
+                self.report.gate = summary
             self.report.tasks.append({"task": call.task, **summary})
         else:
             self.report.tasks.append({"task": call.task, **summary})
@@ -260,7 +261,9 @@ class _Job:
         summary = self.wait(send(call), call.task, call.task)
         self.report.tasks.append({"task": call.task, **summary})
         name = str(call.kwargs.get("strategy", ""))
-        if call.task == "quantbeat.scans.preliminary":
+        if call.task == "quantbeat.news.collect":
+            self.report.news = summary
+        elif call.task == "quantbeat.scans.preliminary":
             self.report.window[name] = dict(summary)
         elif call.task == "quantbeat.ai.analyze_candidates" and summary.get("chord"):
             done = self.wait(

@@ -108,8 +108,13 @@ def _measure(name: str, m: int) -> tuple[int, int]:
     return held + peak, _estimate(strategy, N, m).running
 
 
+#: The product's strategies (tests register test strategies in the same registry: one of
+#: them kills its own process by design).
+PRODUCT_STRATEGIES = sorted(name for name in STRATEGIES if not name.startswith("test_"))
+
+
 def _measure_all() -> dict[tuple[str, int], tuple[int, int]]:
-    return {(name, m): _measure(name, m) for name in sorted(STRATEGIES) for m in (1, M)}
+    return {(name, m): _measure(name, m) for name in PRODUCT_STRATEGIES for m in (1, M)}
 
 
 @functools.cache
@@ -120,7 +125,7 @@ def _measured() -> dict[tuple[str, int], tuple[int, int]]:
         return pool.submit(_measure_all).result(timeout=300)
 
 
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
+@pytest.mark.parametrize("name", PRODUCT_STRATEGIES)
 @pytest.mark.parametrize("m", [1, M])
 def test_the_estimate_bounds_the_measured_peak_of_signals_and_simulation(name: str, m: int):
     measured, running = _measured()[(name, m)]
