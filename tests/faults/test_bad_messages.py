@@ -23,9 +23,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kombu.connection import Connection
-from kombu.entity import Exchange
-from kombu.messaging import Producer
 from sqlalchemy import select
 
 from db.engine import session_scope
@@ -33,43 +30,12 @@ from db.models import DeadLetter, JobRun
 from tests.conftest import TEST_BROKER_URL
 from tests.faults.outcomes import Outcome
 from tests.integration.helpers import eventually
+from tests.support.messages import publish_task
 
 pytestmark = pytest.mark.integration
 
 GOOD = 10
 FIVE_MB = 5 * 1024 * 1024
-
-
-def _publish_raw(name: str, task_id: str, args: list[Any], kwargs: dict[str, Any]) -> int:
-    """Publish a protocol-2 task message without Celery's or quantbeat's publish checks;
-    returns the body's size in bytes."""
-    body = json.dumps([args, kwargs, {"callbacks": None, "errbacks": None, "chain": None}])
-    headers = {
-        "lang": "py",
-        "task": name,
-        "id": task_id,
-        "root_id": task_id,
-        "parent_id": None,
-        "group": None,
-        "retries": 0,
-        "eta": None,
-        "expires": None,
-        "timelimit": [None, None],
-        "argsrepr": "(...)",
-        "kwargsrepr": "{...}",
-        "origin": "faults@bypass",
-        "ignore_result": False,
-    }
-    with Connection(TEST_BROKER_URL) as conn:
-        Producer(conn.channel(), exchange=Exchange("quantbeat", type="direct")).publish(
-            body,
-            routing_key="io",
-            content_type="application/json",
-            content_encoding="utf-8",
-            headers=headers,
-            correlation_id=task_id,
-        )
-    return len(body.encode())
 
 
 def _ping_s(app: Any, hostname: str) -> float:
@@ -118,13 +84,17 @@ def test_oversized_and_long_arguments_among_good_tasks(
 ) -> None:
     good = _good(celery_app, GOOD)
     oversized = str(uuid.uuid4())
-    size = _publish_raw(
-        "quantbeat.ops.test_flaky", oversized, [0], {"note": "token=" + "A" * FIVE_MB}
+    size = publish_task(
+        TEST_BROKER_URL,
+        "quantbeat.ops.test_flaky",
+        oversized,
+        [0],
+        {"note": "token=" + "A" * FIVE_MB},
     )
     pings = [_ping_s(celery_app, worker.hostname)]
     good += _good(celery_app, GOOD)
     long_id = str(uuid.uuid4())
-    _publish_raw("quantbeat.ops.test_flaky", long_id, [0], {"note": "x" * 40_000})
+    publish_task(TEST_BROKER_URL, "quantbeat.ops.test_flaky", long_id, [0], {"note": "x" * 40_000})
     pings.append(_ping_s(celery_app, worker.hostname))
     good += _good(celery_app, GOOD)
 

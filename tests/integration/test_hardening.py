@@ -24,9 +24,6 @@ import pytest
 import redis
 from celery import Celery
 from celery.exceptions import NotRegistered
-from kombu.connection import Connection
-from kombu.entity import Exchange
-from kombu.messaging import Producer
 from sqlalchemy import select
 
 from db.engine import session_scope
@@ -38,6 +35,7 @@ from quantbeat.services.health import Status, assess_spool
 from quantbeat.services.reaper import housekeeping
 from tests.conftest import TEST_BROKER_URL, TEST_REDIS_URL, TEST_RESULT_BACKEND
 from tests.integration.helpers import dead_letter, eventually
+from tests.support.messages import publish_task
 from tests.support.services import WorkerProcess, start_worker
 
 pytestmark = pytest.mark.integration
@@ -53,44 +51,12 @@ def _job_run(task_id: str) -> JobRun | None:
         return row
 
 
-def _publish_task(broker: str, name: str, task_id: str, args: list[Any], kwargs: Any) -> int:
-    """Publish a protocol-2 task message as Celery would, without Celery's (or quantbeat's)
-    publish checks; returns the body's size in bytes."""
-    body = json.dumps([args, kwargs, {"callbacks": None, "errbacks": None, "chain": None}])
-    headers = {
-        "lang": "py",
-        "task": name,
-        "id": task_id,
-        "root_id": task_id,
-        "parent_id": None,
-        "group": None,
-        "retries": 0,
-        "eta": None,
-        "expires": None,
-        "timelimit": [None, None],
-        "argsrepr": "(...)",
-        "kwargsrepr": "{...}",
-        "origin": "test@bypass",
-        "ignore_result": False,
-    }
-    with Connection(broker) as conn:
-        Producer(conn.channel(), exchange=Exchange("quantbeat", type="direct")).publish(
-            body,
-            routing_key="io",
-            content_type="application/json",
-            content_encoding="utf-8",
-            headers=headers,
-            correlation_id=task_id,
-        )
-    return len(body.encode())
-
-
 def test_an_oversized_message_is_dead_lettered_unread_and_the_worker_keeps_serving(
     celery_app: Any, worker: WorkerProcess, clean_db: str
 ) -> None:
     task_id = str(uuid.uuid4())
     secret = "api_key=AIzaSyOversizedSecret "
-    size = _publish_task(
+    size = publish_task(
         TEST_BROKER_URL, "quantbeat.ops.test_flaky", task_id, [0], {"note": secret + "m" * FIVE_MB}
     )
     # The worker received a 5 MB message: it answers ping within a second.
