@@ -4,6 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 TEST_ENV := var/test-services.env
+# Test processes (pytest-xdist; each has its own database and Redis: tests/support/parallel.py).
+TEST_PROCS ?= 2
 # Let Python cache compiled modules (some environments set PYTHONDONTWRITEBYTECODE=1): the
 # suite starts dozens of worker and CLI processes, and each would otherwise compile every
 # module it imports from source (6 s instead of 2 s per start, measured).
@@ -37,7 +39,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy .
 
 test: check-services lint
-	set -a && . ./$(TEST_ENV) && set +a && $(PY) -m pytest --durations=25
+	set -a && . ./$(TEST_ENV) && set +a && $(PY) -m pytest -n $(TEST_PROCS) --dist loadfile --durations=25
 
 quick: lint
 	$(PY) -m pytest tests/unit -q

@@ -12,10 +12,20 @@ import os
 
 import pytest
 
-TEST_DATABASE_URL = os.environ.get(
-    "QUANTBEAT_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_test"
+from tests.support import parallel
+
+# Under pytest-xdist (`make test` runs `pytest -n 2`) every worker but the first gets its own
+# database and Redis server (tests/support/parallel.py).
+TEST_DATABASE_URL = parallel.database_url(
+    os.environ.get(
+        "QUANTBEAT_TEST_DATABASE_URL",
+        "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_test",
+    )
 )
-TEST_REDIS_URL = os.environ.get("QUANTBEAT_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
+TEST_REDIS_URL = parallel.redis_url(
+    os.environ.get("QUANTBEAT_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
+)
+parallel.export(TEST_DATABASE_URL, TEST_REDIS_URL)
 TEST_BROKER_URL = f"{TEST_REDIS_URL}/14"
 TEST_RESULT_BACKEND = f"{TEST_REDIS_URL}/15"
 
@@ -53,8 +63,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 #: The two-beat test (fault scenario 6) needs over two minutes of wall-clock time: it starts in
-#: the background when collected (tests/faults/beat_experiment.py) and runs last.
-BEAT_HA_TEST = "test_beat_ha.py::test_two_beats_run_each_minute_once"
+#: the background when collected (tests/faults/beat_experiment.py) and runs last. Under xdist
+#: only the first worker starts it; the test, wherever it runs, reads the outcome the
+#: experiment writes to a file.
+BEAT_HA_TEST = "test_beat_ha_two_beats.py::test_two_beats_run_each_minute_once"
 BEAT_EXPERIMENT = pytest.StashKey[object]()
 
 
@@ -63,6 +75,8 @@ def _start_beat_experiment(config: pytest.Config, items: list[pytest.Item]) -> N
     if not chosen or config.getoption("collectonly"):
         return
     items[:] = [item for item in items if item not in chosen] + chosen
+    if parallel.worker_id() not in ("", "gw0"):
+        return
     from tests.faults.beat_experiment import start
 
     config.stash[BEAT_EXPERIMENT] = start(TEST_DATABASE_URL)
@@ -71,7 +85,8 @@ def _start_beat_experiment(config: pytest.Config, items: list[pytest.Item]) -> N
 def pytest_sessionfinish(session: pytest.Session) -> None:
     experiment = session.config.stash.get(BEAT_EXPERIMENT, None)
     if experiment is not None:
-        experiment.stop()  # type: ignore[attr-defined]
+        # Another xdist worker may still wait for its outcome: let it finish, then stop.
+        experiment.join()  # type: ignore[attr-defined]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -27,6 +27,9 @@ from workers.app import app
 
 #: Seconds the embedded worker may take to start consuming.
 START_TIMEOUT_S = 30.0
+#: Seconds between polls of the in-memory queues and of an unfinished chord's results
+#: (Celery's defaults: 1 s each, which made an idle wait of most hops of the pipeline).
+EMBEDDED_POLL_S = 0.02
 
 
 @contextmanager
@@ -35,14 +38,32 @@ def embedded_profile(settings: Settings) -> Iterator[None]:
     select (see :func:`quantbeat.infra.profile.embedded_environment`) for the block —
     workers.app may have been imported under other settings — and put them back after it, so
     a process that ran something embedded (a test, a notebook) keeps its own broker."""
-    saved = {key: app.conf.get(key) for key in ("broker_url", "result_backend")}
-    app.conf.update(broker_url=settings.broker_url, result_backend=settings.result_backend)
+    saved = {
+        key: app.conf.get(key)
+        for key in ("broker_url", "result_backend", "broker_transport_options")
+    }
+    unlock = app.tasks["celery.chord_unlock"]
+    saved_unlock_delay = unlock.default_retry_delay
+    app.conf.update(
+        broker_url=settings.broker_url,
+        result_backend=settings.result_backend,
+        # kombu's in-memory transport polls its queues (default once a second): every hop of
+        # a chain or chord would wait up to a second in an otherwise idle process.
+        broker_transport_options={
+            **(saved["broker_transport_options"] or {}),
+            "polling_interval": EMBEDDED_POLL_S,
+        },
+    )
+    # The in-memory result backend has no native chord support: Celery polls a chord's
+    # header with celery.chord_unlock, retried every second by default.
+    unlock.default_retry_delay = EMBEDDED_POLL_S
     _drop_connections()
     forget_engines()
     try:
         yield
     finally:
         app.conf.update(saved)
+        unlock.default_retry_delay = saved_unlock_delay
         _drop_connections()
         forget_engines()
 

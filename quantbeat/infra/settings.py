@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -204,6 +205,10 @@ class Settings(BaseSettings):
     mode: Literal["auto", "embedded", "distributed"] = "auto"
     timezone: str = "Asia/Seoul"
     data_dir: Path = Path("var")
+    # Files derived from installed libraries only (the KRX calendar built from
+    # exchange_calendars), shared by every checkout and data directory of this user (default
+    # $XDG_CACHE_HOME/quantbeat, else ~/.cache/quantbeat). Unwritable: rebuilt per process.
+    cache_dir: Path | None = None
 
     # --- stores -----------------------------------------------------------------------------
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat"
@@ -627,6 +632,14 @@ class Settings(BaseSettings):
         ``QUANTBEAT_BIND_ADDRESS`` (default 127.0.0.1)."""
         own: str | None = getattr(self, f"{endpoint}_address")
         return own if own is not None else self.bind_address
+
+    @property
+    def cache_path(self) -> Path:
+        """The directory of derived caches (``QUANTBEAT_CACHE_DIR``, else the user's cache)."""
+        if self.cache_dir is not None:
+            return self.cache_dir
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        return (Path(xdg) if xdg else Path.home() / ".cache") / "quantbeat"
 
     @property
     def reports_path(self) -> Path:

@@ -144,7 +144,7 @@ _calendar_lock = threading.Lock()
 @functools.cache
 def krx_calendar() -> TradingCalendar:
     """The KRX trading calendar: exchange_calendars' XKRX sessions for
-    :data:`KRX_CALENDAR_SPAN`, cached as JSON under ``QUANTBEAT_DATA_DIR/cache`` (building it
+    :data:`KRX_CALENDAR_SPAN`, cached as JSON under ``QUANTBEAT_CACHE_DIR`` (building it
     takes several seconds; reading the cache takes milliseconds). The cache is keyed by the
     exchange_calendars version, so an upgrade with new holidays rebuilds it."""
     # functools.cache does not stop concurrent first calls from each building (several
@@ -157,7 +157,7 @@ def _load_krx_calendar() -> TradingCalendar:
 
     first, last = KRX_CALENDAR_SPAN
     version = getattr(exchange_calendars, "__version__", "unknown")
-    cache = get_settings().data_dir / "cache" / f"xkrx-{version}-{first}-{last}.json"
+    cache = get_settings().cache_path / f"xkrx-{version}-{first}-{last}.json"
     sessions: list[dt.date] | None = None
     try:
         sessions = [dt.date.fromisoformat(d) for d in json.loads(cache.read_text())]

@@ -51,6 +51,10 @@ def worker_hint(task_name: str) -> str:
     return f"is a worker consuming the {name} queue? (quantbeat worker --queues {name})"
 
 
+#: Seconds between polls of a result backend that cannot push results (``cache+memory://``).
+POLL_S = 0.02
+
+
 def wait(result: AsyncResult, *, timeout: float, what: str, task_name: str | None = None) -> Any:
     """The return value of ``result`` once it has finished (re-raising the task's error).
 
@@ -62,7 +66,9 @@ def wait(result: AsyncResult, *, timeout: float, what: str, task_name: str | Non
         Exception: the task's own error, as the result backend re-raises it.
     """
     try:
-        return result.get(timeout=timeout)
+        # ``interval`` only matters for polling result backends (the embedded in-memory one,
+        # default 0.5 s a poll); Redis delivers results by pub/sub.
+        return result.get(timeout=timeout, interval=POLL_S)
     except CeleryTimeout:
         raise ServiceUnavailable(
             f"{what} ({result.id}) did not finish within {timeout:.0f} s; "

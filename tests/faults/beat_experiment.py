@@ -3,8 +3,10 @@ scenario 6 of issue 9).
 
 It takes over two minutes of wall-clock time, so it runs in the background while the rest of
 the suite runs: :func:`start` is called when collection selects
-``test_beat_ha.py::test_two_beats_run_each_minute_once`` (tests/conftest.py), and that test,
-ordered last, waits for :meth:`BeatExperiment.finish` and checks the outcome.
+``test_beat_ha_two_beats.py::test_two_beats_run_each_minute_once`` (tests/conftest.py; under
+pytest-xdist by the first worker only). When the run is over a background thread collects the
+outcome (:meth:`BeatExperiment.finish`) into :func:`result_path`; the test, ordered last and in
+whichever worker process it runs, waits for that file (:func:`wait_result`) and checks it.
 
 Everything it uses is its own, so the suite's table truncations and Redis flushes cannot touch
 it: a throwaway redis-server on a free port (broker, results, redbeat) and a PostgreSQL
@@ -19,6 +21,7 @@ groups of two beats:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -60,12 +63,34 @@ class BeatExperiment:
     redis_port: int = 0
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _thread: threading.Thread | None = None
+    _finisher: threading.Thread | None = None
     _redis: subprocess.Popen[bytes] | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run_guarded, daemon=True)
         self._thread.start()
+        self._finisher = threading.Thread(target=self._publish, daemon=True)
+        self._finisher.start()
+
+    def _publish(self) -> None:
+        """Wait out the run, then write its outcome (or its error) to :func:`result_path`."""
+        try:
+            outcome: dict[str, Any] = self.finish()
+        except BaseException as exc:  # the test reports it
+            outcome = {"error": f"{exc.__class__.__name__}: {exc}"}
+            self.stop()
+        path = result_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(outcome, default=str), encoding="utf-8")
+        tmp.replace(path)
+
+    def join(self) -> None:
+        """Wait until the outcome is written (the end of the run plus the shutdown)."""
+        if self._finisher is not None:
+            self._finisher.join(RUN_SECONDS + 120)
+        self.stop()
 
     def _run_guarded(self) -> None:
         try:
@@ -244,6 +269,38 @@ def _read(url: str) -> dict[str, Any]:
     finally:
         engine.dispose()
     return {"executions": executions, "slots": slots}
+
+
+def result_path() -> Path:
+    """Where this test run's outcome is written: one file per run (xdist's run id, shared by
+    its workers; else this process)."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
+    return ROOT / "var" / f"beat-experiment-{run}.json"
+
+
+def wait_result(timeout: float = RUN_SECONDS + 180) -> dict[str, Any]:
+    """The outcome :meth:`BeatExperiment.finish` returned, once written (the file is then
+    removed).
+
+    Raises:
+        AssertionError: no outcome within ``timeout`` seconds (the experiment was not
+            started: it starts at collection in the first xdist worker), or the
+            experiment failed (its error).
+    """
+    path = result_path()
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"no beat experiment outcome at {path} after {timeout:.0f} s: it starts at "
+                "collection (tests/conftest.py), in the first xdist worker"
+            )
+        time.sleep(1)
+    outcome: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    path.unlink(missing_ok=True)
+    if "error" in outcome:
+        raise AssertionError(f"the beat experiment failed: {outcome['error']}")
+    return outcome
 
 
 def start(database_url: str) -> BeatExperiment:

@@ -21,6 +21,7 @@ import redis
 from sqlalchemy import text
 
 from tests.conftest import TEST_BROKER_URL, TEST_DATABASE_URL, TEST_RESULT_BACKEND
+from tests.support import parallel
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,6 +32,7 @@ def database() -> str:
     from db import migrate
     from db.engine import create_engine_for
 
+    parallel.ensure_database(TEST_DATABASE_URL)  # an xdist worker's own one is made here
     engine = create_engine_for(TEST_DATABASE_URL)
     try:
         with engine.begin() as conn:

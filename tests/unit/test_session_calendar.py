@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ def test_dates_outside_the_calendar_are_refused(xkrx):
 
 
 def test_the_session_list_is_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("QUANTBEAT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("QUANTBEAT_CACHE_DIR", str(tmp_path / "cache"))
     reset_settings()
     krx_calendar.cache_clear()
     try:
@@ -72,6 +73,7 @@ def test_the_session_list_is_cached_on_disk(tmp_path: Path, monkeypatch: pytest.
         cached.write_text("not json")  # a corrupt cache is rebuilt, not trusted
         krx_calendar.cache_clear()
         assert krx_calendar().is_session(D(2026, 9, 25)) is False
+        assert json.loads(cached.read_text())[0].startswith("20")  # rebuilt and rewritten
     finally:
         reset_settings()
         krx_calendar.cache_clear()
