@@ -442,6 +442,9 @@ class Signal(TimestampMixin, Base):
     #: ``final`` (decided on the day's final bar and flows) or ``preliminary`` (decided in the
     #: buy window from the day so far); both are kept, one row each.
     phase: Mapped[str] = mapped_column(String(16), server_default=text("'final'"))
+    #: The day's volume over its 50-session mean (VCP; ``NULL`` when not computed): a close
+    #: above the pivot needs ``breakout_volume`` (1.5×) to be a confirmed breakout.
+    volume_ratio: Mapped[float | None] = mapped_column(Double)
 
 
 class ScanRun(TimestampMixin, Base):
@@ -737,3 +740,150 @@ class IntradaySnapshot(Base):
     value: Mapped[float | None] = mapped_column(Double)
     source: Mapped[str] = mapped_column(String(32))
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SignalOutcome(Base):
+    """Where a stored signal went (the track record, domain notes §9): followed on the bars
+    (and snapshots) after it under its strategy's exit plan, versioned as ``rules``.
+
+    ``state`` is ``pending`` (not entered yet), ``open``, ``closed`` (``reason``: the exit
+    rule that fired), ``expired`` (never triggered) or ``void`` (halted, delisted: ``note``
+    says why). Prices are quoted prices in the instrument's currency; returns and excursions
+    are fractions of the entry price: ``gross_return`` before costs, ``net_return`` after
+    commission, slippage and the dated sell tax (``costs`` = gross − net), ``mfe``/``mae`` the
+    best and worst excursion while open. ``sessions_held`` counts trading sessions (entry
+    session included). ``evaluated_through`` is the last session whose bar was read; one row
+    per signal, rewritten only when a value changes.
+    """
+
+    __tablename__ = "signal_outcomes"
+    __table_args__ = (Index("ix_signal_outcomes_state", "state"),)
+
+    signal_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("signals.id", ondelete="CASCADE"), primary_key=True
+    )
+    rules: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    entry_date: Mapped[dt.date | None] = mapped_column(Date)
+    entry_price: Mapped[float | None] = mapped_column(Double)
+    exit_date: Mapped[dt.date | None] = mapped_column(Date)
+    exit_price: Mapped[float | None] = mapped_column(Double)
+    gross_return: Mapped[float | None] = mapped_column(Double)
+    net_return: Mapped[float | None] = mapped_column(Double)
+    costs: Mapped[float | None] = mapped_column(Double)
+    mfe: Mapped[float | None] = mapped_column(Double)
+    mae: Mapped[float | None] = mapped_column(Double)
+    sessions_held: Mapped[int | None] = mapped_column(Integer)
+    evaluated_through: Mapped[dt.date | None] = mapped_column(Date)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("CURRENT_TIMESTAMP")
+    )
+
+
+class Portfolio(TimestampMixin, Base):
+    """A named paper portfolio (seed 004 Task 3.3): starting ``capital`` (KRW) from
+    ``start_date``, and the ``rules`` it trades by (strategies and grades it takes, the
+    sizer of domain notes §10, maximum positions, the gate rule, fees, slippage, tax) as
+    JSON. ``state`` is ``active`` or ``paused`` (no new entries)."""
+
+    __tablename__ = "portfolios"
+    __table_args__ = (UniqueConstraint("name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    capital: Mapped[float] = mapped_column(Double)
+    start_date: Mapped[dt.date] = mapped_column(Date)
+    rules: Mapped[Any] = mapped_column(JSONType)
+    state: Mapped[str] = mapped_column(String(16), server_default=text("'active'"))
+
+
+class PortfolioOrder(Base):
+    """A paper order of a portfolio for a signal: ``side`` ``buy`` or ``sell`` (one each per
+    signal at most), ``quantity`` in shares, ``state`` ``filled`` or ``rejected`` (``reason``
+    names the rule: gate, loss limit, cash, max positions, zero size …)."""
+
+    __tablename__ = "portfolio_orders"
+    __table_args__ = (
+        UniqueConstraint("portfolio_id", "signal_id", "side"),
+        Index("ix_portfolio_orders_portfolio_id_trade_date", "portfolio_id", "trade_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    portfolio_id: Mapped[int] = mapped_column(ForeignKey("portfolios.id", ondelete="CASCADE"))
+    signal_id: Mapped[int] = mapped_column(ForeignKey("signals.id", ondelete="CASCADE"))
+    trade_date: Mapped[dt.date] = mapped_column(Date)
+    side: Mapped[str] = mapped_column(String(8))
+    quantity: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("CURRENT_TIMESTAMP")
+    )
+
+
+class PortfolioFill(Base):
+    """The fill of a filled order: ``price`` the fill price (slippage included), ``fees`` the
+    commission and ``tax`` the sell tax, both in KRW."""
+
+    __tablename__ = "portfolio_fills"
+    __table_args__ = (UniqueConstraint("order_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("portfolio_orders.id", ondelete="CASCADE"))
+    trade_date: Mapped[dt.date] = mapped_column(Date)
+    quantity: Mapped[int] = mapped_column(Integer)
+    price: Mapped[float] = mapped_column(Double)
+    fees: Mapped[float] = mapped_column(Double)
+    tax: Mapped[float] = mapped_column(Double)
+
+
+class PortfolioPosition(Base):
+    """A paper position opened from a signal (never without it): ``quantity`` shares bought at
+    ``entry_price`` (fill) on ``opened_on``, ``stop`` the stop it was sized on; closed on
+    ``closed_on`` at ``exit_price`` (fill) for ``exit_reason``, ``realized_pnl`` in KRW after
+    every cost. ``last_price`` is the close it was last marked at."""
+
+    __tablename__ = "portfolio_positions"
+    __table_args__ = (
+        UniqueConstraint("portfolio_id", "signal_id"),
+        Index("ix_portfolio_positions_portfolio_id_state", "portfolio_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    portfolio_id: Mapped[int] = mapped_column(ForeignKey("portfolios.id", ondelete="CASCADE"))
+    signal_id: Mapped[int] = mapped_column(ForeignKey("signals.id", ondelete="CASCADE"))
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16))
+    quantity: Mapped[int] = mapped_column(Integer)
+    opened_on: Mapped[dt.date] = mapped_column(Date)
+    entry_price: Mapped[float] = mapped_column(Double)
+    stop: Mapped[float | None] = mapped_column(Double)
+    last_price: Mapped[float | None] = mapped_column(Double)
+    closed_on: Mapped[dt.date | None] = mapped_column(Date)
+    exit_price: Mapped[float | None] = mapped_column(Double)
+    exit_reason: Mapped[str | None] = mapped_column(String(32))
+    realized_pnl: Mapped[float | None] = mapped_column(Double)
+
+
+class PortfolioDay(Base):
+    """A portfolio's end of day: ``cash`` + ``market_value`` (open positions marked at the
+    day's close) = ``equity``; ``pnl`` the day's change of equity, ``realized`` the P&L of the
+    day's exits, all KRW. ``blocked`` names why new entries were refused that day (gate,
+    daily/weekly loss limit), ``NULL`` when none was. Written in one transaction per
+    portfolio-day."""
+
+    __tablename__ = "portfolio_days"
+
+    portfolio_id: Mapped[int] = mapped_column(
+        ForeignKey("portfolios.id", ondelete="CASCADE"), primary_key=True
+    )
+    trade_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    cash: Mapped[float] = mapped_column(Double)
+    market_value: Mapped[float] = mapped_column(Double)
+    equity: Mapped[float] = mapped_column(Double)
+    pnl: Mapped[float] = mapped_column(Double)
+    realized: Mapped[float] = mapped_column(Double)
+    positions: Mapped[int] = mapped_column(Integer)
+    blocked: Mapped[str | None] = mapped_column(Text)
