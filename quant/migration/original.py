@@ -270,6 +270,9 @@ class ParsedOriginal:
     rejects: list[RejectedLine] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     encoding: str = "utf-8"
+    #: The accepted rows as read (header or key → text), by line: for rejections made later
+    #: (an instrument the database does not have) to show the row.
+    raws: dict[int, dict[str, str]] = field(default_factory=dict)
 
     @property
     def accepted(self) -> int:
@@ -570,6 +573,7 @@ def read_signals_log(path: str | Path) -> ParsedOriginal:
                 source=SOURCE_SIGNALS_LOG,
             )
         )
+        out.raws[line] = raw
     return out
 
 
@@ -675,6 +679,7 @@ def read_institutional_trend(path: str | Path) -> ParsedOriginal:
                 details=_json_ready(details),
             )
         )
+        out.raws[line] = raw
     return out
 
 
@@ -840,6 +845,7 @@ def read_jongga_v2(path: str | Path) -> ParsedOriginal:
                 source=SOURCE_JONGGA,
             )
         )
+        out.raws[line] = _element_raw(element)
         reason = _text(detail.get("llm_reason"))
         news = element.get("news_items")
         news_list = news if isinstance(news, list) else []
@@ -989,6 +995,7 @@ def read_ai_analysis(path: str | Path) -> ParsedOriginal:
                 source=SOURCE_AI,
             )
         )
+        out.raws[line] = _element_raw(element)
     return out
 
 
