@@ -81,11 +81,11 @@ def test_folder_import_dry_run_and_reimport(clean_db: str, folder: Path):
 
     first = import_original(folder, database_url=clean_db)
     assert first.reconciles
-    for name, (read, stored, rejected) in EXPECTED.items():
+    for name, (read, kept, rejected) in EXPECTED.items():
         report = summary(first)[name]
         assert report[0] == read, name
         assert report[4] == rejected, name
-        assert report[1] + report[2] + report[3] == stored, name
+        assert report[1] + report[2] + report[3] == kept, name
     # The history copy of the day's AI file is the same analyses: already stored.
     assert summary(first)["kr_ai_analysis_20250106.json"][1:4] == (0, 0, 2)
     # A dry run reports what the real run then did, except for the history copy of the AI
@@ -200,7 +200,8 @@ def test_reject_files_name_line_reason_and_value(clean_db: str, folder: Path):
         ("9", "bad_number"),
         ("10", "unknown_instrument"),
     ]
-    assert "signals_log.csv line 10" in rows[-1]["detail"] and "999999" in rows[-1]["detail"]
+    assert "signals_log.csv line 10" in rows[-1]["detail"]
+    assert "999999" in rows[-1]["detail"]
     assert rows[-1]["entry_price"] == "1000.0"  # the row as read
     prices = by_name["daily_prices.csv"]
     assert any("traded_value is stored as NULL" in n for n in prices.notes)
@@ -221,5 +222,6 @@ def test_cli_prints_the_reconciliation(clean_db: str, folder: Path):
     )
     assert result.exit_code == 0, result.output
     assert "DRY RUN" in result.output
-    assert "signals_log.csv" in result.output and "MISMATCH" not in result.output
+    assert "signals_log.csv" in result.output
+    assert "MISMATCH" not in result.output
     assert counts(clean_db)["signals"] == 0

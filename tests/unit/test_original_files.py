@@ -46,7 +46,8 @@ def test_files_are_found_by_the_original_names_in_import_order():
 
 def test_signals_log_rows():
     parsed = read_signals_log(FIXTURES / "signals_log.csv")
-    assert parsed.rows == 9 and parsed.reconciles
+    assert parsed.rows == 9
+    assert parsed.reconciles
     assert reasons(parsed) == [
         (5, "non_positive_price"),
         (6, "bad_value"),
@@ -75,7 +76,8 @@ def test_signals_log_rows():
 
 def test_institutional_trend_rows_are_dated_snapshots():
     parsed = read_institutional_trend(FIXTURES / "all_institutional_trend_data.csv")
-    assert parsed.rows == 7 and parsed.reconciles
+    assert parsed.rows == 7
+    assert parsed.reconciles
     assert reasons(parsed) == [(4, "no_data"), (5, "non_integer"), (7, "duplicate_row"),
                                (8, "bad_date")]  # fmt: skip
     assert "fallback_estimation" in parsed.rejects[0].detail
@@ -89,13 +91,15 @@ def test_institutional_trend_rows_are_dated_snapshots():
     assert samsung.details["foreign_ratio_20d"] == 0.38
     assert samsung.details["supply_demand_stage"] == "약매집"
     partial = parsed.snapshots[2]  # blank windows stay unknown, never 0
-    assert partial.ticker == "091990" and partial.scrape_date == dt.date(2025, 1, 6)
+    assert partial.ticker == "091990"
+    assert partial.scrape_date == dt.date(2025, 1, 6)
     assert partial.foreign_net == {20: 100, 60: 200}
 
 
 def test_jongga_v2_rows_become_closing_bet_signals_and_llm_analyses():
     parsed = read_jongga_v2(FIXTURES / "jongga_v2_results_20250106.json")
-    assert parsed.rows == 7 and parsed.reconciles
+    assert parsed.rows == 7
+    assert parsed.reconciles
     assert [r.reason for r in parsed.rejects] == [
         "bad_value",
         "non_positive_price",
@@ -121,13 +125,16 @@ def test_jongga_v2_rows_become_closing_bet_signals_and_llm_analyses():
     assert (no_date.ticker, no_date.trade_date) == ("247540", dt.date(2025, 1, 6))
     assert len(parsed.analyses) == 1  # only the S-grade signal has an LLM reason / news
     analysis = parsed.analyses[0]
-    assert analysis.ticker == "005930" and analysis.news_count == 1
-    assert analysis.catalyst is not None and "HBM" in analysis.catalyst
+    assert analysis.ticker == "005930"
+    assert analysis.news_count == 1
+    assert analysis.catalyst is not None
+    assert "HBM" in analysis.catalyst
 
 
 def test_ai_analysis_rows():
     parsed = read_ai_analysis(FIXTURES / "kr_ai_analysis.json")
-    assert parsed.rows == 6 and parsed.reconciles
+    assert parsed.rows == 6
+    assert parsed.reconciles
     assert [r.reason for r in parsed.rejects] == ["bad_value", "no_data", "bad_value"]
     assert "'STRONG BUY'" in parsed.rejects[0].detail
     assert "150" in parsed.rejects[2].detail
@@ -139,7 +146,8 @@ def test_ai_analysis_rows():
         0.75,
     )
     assert gemini.details["gpt_recommendation"]["action"] == "HOLD"
-    assert gemini.trade_date == dt.date(2025, 1, 6) and gemini.strategy == "vcp"
+    assert gemini.trade_date == dt.date(2025, 1, 6)
+    assert gemini.strategy == "vcp"
     assert (fallback.analyzer, fallback.recommendation) == ("offline", "HOLD")
     assert unknown.ticker == "999999"
 
@@ -151,7 +159,7 @@ def test_whole_file_problems_raise_naming_the_file(tmp_path: Path):
         read_signals_log(bad)
     broken = tmp_path / "jongga_v2_results_20250106.json"
     broken.write_text('{"signals": [', encoding="utf-8")
-    with pytest.raises(ValidationError, match="jongga_v2_results_20250106.json: line 1"):
+    with pytest.raises(ValidationError, match=r"jongga_v2_results_20250106\.json: line 1"):
         read_jongga_v2(broken)
     undated = tmp_path / "kr_ai_analysis.json"
     undated.write_text('{"signals": []}', encoding="utf-8")
@@ -181,7 +189,8 @@ def test_ai_file_date_falls_back_to_its_name(tmp_path: Path):
 
 def test_original_daily_prices_read_current_price_as_close_and_traded_value_unknown():
     stocks = read_csv(FIXTURES / "korean_stocks_list.csv", CsvKind.STOCKS)
-    assert len(stocks.good) == 5 and [r.reason for r in stocks.rejects] == ["bad_ticker"]
+    assert len(stocks.good) == 5
+    assert [r.reason for r in stocks.rejects] == ["bad_ticker"]
     markets = dict(zip(stocks.good["ticker"], stocks.good["market"], strict=True))
     parsed = read_csv(FIXTURES / "daily_prices.csv", CsvKind.DAILY_PRICES, ticker_markets=markets)
     assert TRADED_VALUE_UNKNOWN_NOTE in parsed.layout.notes
