@@ -745,6 +745,8 @@ def load_market(
     market = Market(
         times=times,
         symbols=tuple(name for _, name in instruments),
+        # "MARKET:TICKER": the market decides the sell tax each sale pays
+        markets=tuple(name.split(":", 1)[0] for _, name in instruments),
         **columns,
     )
     start_index = int(np.searchsorted(times, np.datetime64(start, "D")))
@@ -871,6 +873,9 @@ def _execute(
         "last_day": str(times[-1]) if len(times) else None,
         "closed_trades": len(closed_pnl),
         "open_trades": open_trades,
+        # costs paid by the closed trades (currency units): fees include the sell tax
+        "fees_paid": sum(t["fees"] for t in trades if t["exit_time"] is not None),
+        "tax_paid": sum(t["tax"] for t in trades if t["exit_time"] is not None),
         "instruments": m,
         "fill": execution.fill,
         "execution": execution.as_dict(),
@@ -1018,6 +1023,8 @@ def report_data(run_id: str) -> Any:
         {
             "final_equity": summary.get("final_equity"),
             "open_trades": summary.get("open_trades"),
+            "total_fees": summary.get("fees_paid"),
+            "sell_tax": summary.get("tax_paid"),
         }
     )
     return ReportData(
