@@ -29,7 +29,8 @@ _CLOSING_BET_AT = (int(_HOUR), int(_MINUTE))
 KRX_DAILY_AT = (15, 40)
 #: KRX publishes investor-by-stock trading (foreign/institution/individual) in the evening.
 KRX_FLOWS_AT = (18, 10)
-#: After both scans: backtest the day's signals per strategy (tasks.backtests.nightly).
+#: After both scans: the walk-forward backtest of each strategy's own signals
+#: (tasks.backtests.nightly).
 KRX_NIGHTLY_BACKTEST_AT = (20, 30)
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
