@@ -66,7 +66,8 @@ def _seed(seed: int = 3, end: dt.date = END) -> list[dt.date]:
                     continue  # a halted session: no bar, the last mark stays
                 rows.append({"instrument_id": ident, "trade_date": day, "open": price,
                              "high": price * 1.01, "low": price * 0.99, "close": price,
-                             "volume": 1000, "traded_value": price * 1000, "source": "simulated"})  # fmt: skip
+                             "volume": 1000, "traded_value": price * 1000,
+                             "source": "simulated"})  # fmt: skip
             closes[ident] = series
         session.execute(insert(DailyCandle), rows)
         for n, day in enumerate(sessions):
