@@ -29,6 +29,8 @@ _CLOSING_BET_AT = (int(_HOUR), int(_MINUTE))
 KRX_DAILY_AT = (15, 40)
 #: KRX publishes investor-by-stock trading (foreign/institution/individual) in the evening.
 KRX_FLOWS_AT = (18, 10)
+#: After both pipelines and the track record: step the paper portfolios.
+KRX_PORTFOLIO_AT = (20, 0)
 #: After both scans: the walk-forward backtest of each strategy's own signals
 #: (tasks.backtests.nightly).
 KRX_NIGHTLY_BACKTEST_AT = (20, 30)
@@ -61,6 +63,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "quantbeat.pipeline.closing_window",
         "schedule": krx_session_schedule(*_CLOSING_BET_AT),
         "options": {"expires": 5 * 60},
+    },
+    # Paper portfolios, stepped through the day once its bars and signal outcomes are stored
+    # (the pipelines update the track record; this is the day's last word).
+    "portfolio-update": {
+        "task": "quantbeat.portfolio.update",
+        "schedule": krx_session_schedule(*KRX_PORTFOLIO_AT),
+        "options": {"expires": _ONE_HOUR},
     },
     # The day's VCP and closing-bet candidates, backtested over the last two years.
     "backtest-nightly": {
