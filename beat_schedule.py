@@ -71,7 +71,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": krx_session_schedule(*KRX_PORTFOLIO_AT),
         "options": {"expires": _ONE_HOUR},
     },
-    # The day's VCP and closing-bet candidates, backtested over the last two years.
+    # Each scheduled strategy walked forward over the universe on its own daily signals.
     "backtest-nightly": {
         "task": "quantbeat.backtest.nightly",
         "schedule": krx_session_schedule(*KRX_NIGHTLY_BACKTEST_AT),
