@@ -44,7 +44,9 @@ entry session.
 
 **States**: ``pending`` (not entered), ``open``, ``closed`` (``reason`` names the rule),
 ``expired`` (never triggered; ``reason``) and ``void`` (``reason`` ``halted``: a session
-without a traded bar — no bar, or volume 0 — while open, so no exit price is known;
+without a traded bar — no bar, or volume 0 — while open, so no exit price is known; a missing
+bar on the newest session read is not judged until a later session is read (it may not be
+collected yet);
 ``delisted``: the instrument's listing ended before an exit; ``no_entry_price``; ``no_session``:
 the market has no bar on the signal's day), with ``note`` saying why in words. A signal whose
 session has not been read yet is ``pending``. Returns are fractions of the entry price: ``gross`` = exit / entry − 1,
@@ -59,6 +61,7 @@ by 0 (the entry price itself counts). ``sessions_held`` counts sessions from the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import datetime as dt
 import hashlib
 import json
@@ -199,6 +202,7 @@ class Rules:
         return rules_version(self.plan(strategy), self.costs)
 
 
+@functools.lru_cache(maxsize=64)
 def rules_version(plan: Plan, costs: Costs) -> str:
     """``<plan>-v<N>.<digest>``: the plan's name and version and 8 hex digits over every
     threshold of the plan and the costs (commission, slippage, each dated tax rate), so a
@@ -459,6 +463,11 @@ class _Follow:
                 f"{self.signal.listing_status}: no traded bar from {day} on while open; "
                 "the exit price is unknown",
             )
+        if math.isnan(bars.close[i]) and i == self.last:
+            # The newest session read and no bar of this instrument: maybe not collected yet,
+            # so no verdict before a later session is read.
+            self.last = i - 1
+            return self.still_open(i - 1)
         what = "no bar" if math.isnan(bars.close[i]) else "a bar without volume"
         return self.void(
             i, "halted", f"{what} on {day} while open (trading halted?): the exit is unknown"

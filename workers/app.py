@@ -25,6 +25,7 @@ TASK_MODULES: tuple[str, ...] = (
     "tasks.ops",
     "tasks.pipeline",
     "tasks.scans",
+    "tasks.track",
 )
 
 app = Celery(
