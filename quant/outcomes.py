@@ -49,9 +49,9 @@ bar on the newest session read is not judged until a later session is read (it m
 collected yet);
 ``delisted``: the instrument's listing ended before an exit; ``no_entry_price``; ``no_session``:
 the market has no bar on the signal's day), with ``note`` saying why in words. A signal whose
-session has not been read yet is ``pending``. Returns are fractions of the entry price: ``gross`` = exit / entry − 1,
-``net`` after :class:`quant.costs.Costs` (slippage and commission on both sides, the sell tax
-of the market and exit date), ``costs`` = gross − net. ``mfe``/``mae`` are the best and worst
+session has not been read yet is ``pending``. Returns are fractions of the entry price:
+``gross`` = exit / entry − 1, ``net`` after :class:`quant.costs.Costs` (slippage and commission
+on both sides, the sell tax of the market and exit date), ``costs`` = gross − net. ``mfe``/``mae`` are the best and worst
 price reached from the session after the entry through the exit (the exit session's range up
 to the exit rule; an exit at the open sees only the open), relative to the entry and bounded
 by 0 (the entry price itself counts). ``sessions_held`` counts sessions from the entry session
@@ -61,8 +61,8 @@ by 0 (the entry price itself counts). ``sessions_held`` counts sessions from the
 from __future__ import annotations
 
 import dataclasses
-import functools
 import datetime as dt
+import functools
 import hashlib
 import json
 import math
@@ -384,12 +384,15 @@ class _Follow:
     def through(self) -> dt.date | None:
         return self.bars.date(self.last) if self.last >= 0 else None
 
-    def outcome(self, state: str, **values: Any) -> Outcome:
+    def outcome(self, state: str, at: int | None = None, **values: Any) -> Outcome:
+        """An outcome evaluated through session ``at`` (the session that decided a finished
+        state, so it does not move when later sessions are read) or the last one read."""
+        through = self.bars.date(at) if at is not None and at >= 0 else self.through()
         return Outcome(
             signal_id=self.signal.signal_id,
             rules=self.rules,
             state=state,
-            evaluated_through=self.through(),
+            evaluated_through=through,
             **values,
         )
 
@@ -415,6 +418,7 @@ class _Follow:
         net, cost = self.costs.net_return(self.entry, price, self.signal.market, day)
         return self.outcome(
             CLOSED,
+            i,
             reason=reason,
             note=note,
             **self._entered(),
@@ -449,7 +453,7 @@ class _Follow:
             )
         if i is not None:
             values["exit_date"] = self.bars.date(i)
-        return self.outcome(VOID, **values)
+        return self.outcome(VOID, i, **values)
 
     def halted(self, i: int) -> Outcome:
         """The open position met session ``i`` without a traded bar."""
@@ -479,6 +483,10 @@ class _Follow:
         if status not in ENDED_LISTINGS:
             return None
         held = "open" if self.entry is not None else "pending"
+        traded = np.flatnonzero(self.bars.traded[: self.last + 1])
+        # evaluated through the instrument's last traded bar: it does not move afterwards
+        if len(traded):
+            self.last = max(int(traded[-1]), self.entry_i or 0)
         return self.void(
             None,
             "delisted",
@@ -523,6 +531,7 @@ def follow(
     if bars.date(start) != signal.trade_date:
         return state.outcome(
             VOID,
+            start,
             reason="no_session",
             note=f"the market has no bar on the signal's day {signal.trade_date}",
         )
@@ -540,9 +549,10 @@ def _entry_price(state: _Follow, start: int) -> float | None:
     return price
 
 
-def _no_entry(state: _Follow) -> Outcome:
+def _no_entry(state: _Follow, start: int) -> Outcome:
     return state.outcome(
         VOID,
+        start,
         reason="no_entry_price",
         note=f"the signal has no usable entry price ({state.signal.entry_price!r})",
     )
@@ -553,7 +563,7 @@ def _closing_bet(
 ) -> Outcome:
     entry = _positive(state.signal.entry_price)
     if entry is None:
-        return _no_entry(state)
+        return _no_entry(state, start)
     state.enter(start, entry)
     nxt = start + 1
     if nxt > state.last:
@@ -613,7 +623,10 @@ def _vcp(state: _Follow, start: int, plan: VcpRules) -> Outcome:
     pivot = _positive(inputs.get("pivot")) or _positive(signal.entry_price)
     if pivot is None:
         return state.outcome(
-            VOID, reason="no_entry_price", note="the signal has neither a pivot nor an entry price"
+            VOID,
+            start,
+            reason="no_entry_price",
+            note="the signal has neither a pivot nor an entry price",
         )
     plan_stop = _positive(inputs.get("stop"))
     stored_breakout = signal.status == "breakout" or inputs.get("breakout") is True
@@ -625,6 +638,7 @@ def _vcp(state: _Follow, start: int, plan: VcpRules) -> Outcome:
         if i - start > plan.confirm_within:
             return state.outcome(
                 EXPIRED,
+                i,
                 reason="no_breakout",
                 note=f"no close above the pivot {pivot:,.2f} on {plan.breakout_volume}× volume "
                 f"within {plan.confirm_within} sessions",
@@ -641,6 +655,7 @@ def _vcp(state: _Follow, start: int, plan: VcpRules) -> Outcome:
                 if close > pivot * (1.0 + plan.max_chase):
                     return state.outcome(
                         EXPIRED,
+                        i,
                         reason="extended",
                         note=f"the breakout closed {close / pivot - 1.0:+.2%} above the pivot, "
                         f"more than {plan.max_chase:.0%}: not chased",
@@ -650,6 +665,7 @@ def _vcp(state: _Follow, start: int, plan: VcpRules) -> Outcome:
             if plan_stop is not None and close < plan_stop:
                 return state.outcome(
                     EXPIRED,
+                    i,
                     reason="below_stop",
                     note=f"closed {close:,.2f} below the stop {plan_stop:,.2f} before a breakout",
                 )
@@ -696,7 +712,7 @@ def _generic(state: _Follow, start: int, plan: GenericRules) -> Outcome:
     if entry is None:
         if start > state.last:
             return state.outcome(PENDING)
-        return _no_entry(state)
+        return _no_entry(state, start)
     state.enter(start, entry)
     bars = state.bars
     stop = entry * (1.0 - plan.stop_loss)

@@ -394,3 +394,16 @@ def test_bad_thresholds_are_refused() -> None:
         ClosingBetRules(time_exit="ten")
     with pytest.raises(ValidationError, match="max_hold"):
         VcpRules(max_hold=0)
+
+
+def test_a_finished_outcome_does_not_change_when_later_sessions_are_read() -> None:
+    """Evaluated through the session that decided it, so a later update rewrites nothing."""
+    later = D(2025, 11, 5)
+    table = bars([(DAY0, 9800, 10050, 9700, 10000, 1e6), (DAY1, 10100, 10550, 10000, 10200, 1e6),
+                  (later, 10000, 10100, 9900, 10000, 1e6)])  # fmt: skip
+    first = follow(bet(DAY0, 10000), table, through=DAY1)
+    assert first == follow(bet(DAY0, 10000), table, through=later)
+    assert first.evaluated_through == DAY1
+    gone = bars([(DAY0, 9800, 10050, 9700, 10000, 1e6), (DAY1, None), (later, None)])
+    signal = bet(DAY0, 10000, listing_status="delisted")
+    assert follow(signal, gone, through=DAY1) == follow(signal, gone, through=later)
