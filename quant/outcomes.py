@@ -46,16 +46,16 @@ entry session.
 ``expired`` (never triggered; ``reason``) and ``void`` (``reason`` ``halted``: a session
 without a traded bar — no bar, or volume 0 — while open, so no exit price is known; a missing
 bar on the newest session read is not judged until a later session is read (it may not be
-collected yet);
-``delisted``: the instrument's listing ended before an exit; ``no_entry_price``; ``no_session``:
-the market has no bar on the signal's day), with ``note`` saying why in words. A signal whose
-session has not been read yet is ``pending``. Returns are fractions of the entry price:
-``gross`` = exit / entry − 1, ``net`` after :class:`quant.costs.Costs` (slippage and commission
-on both sides, the sell tax of the market and exit date), ``costs`` = gross − net. ``mfe``/``mae`` are the best and worst
-price reached from the session after the entry through the exit (the exit session's range up
-to the exit rule; an exit at the open sees only the open), relative to the entry and bounded
-by 0 (the entry price itself counts). ``sessions_held`` counts sessions from the entry session
-(1) through the exit session (or the last session read while open).
+collected yet); ``delisted``: the instrument's listing ended before an exit;
+``no_entry_price``; ``no_session``: the market has no bar on the signal's day), with ``note``
+saying why in words. A signal whose session has not been read yet is ``pending``. Returns are
+fractions of the entry price: ``gross`` = exit / entry − 1, ``net`` after
+:class:`quant.costs.Costs` (slippage and commission on both sides, the sell tax of the market
+and exit date), ``costs`` = gross − net. ``mfe``/``mae`` are the best and worst price reached
+from the session after the entry through the exit (the exit session's range up to the exit
+rule; an exit at the open sees only the open), relative to the entry and bounded by 0 (the
+entry price itself counts). ``sessions_held`` counts sessions from the entry session (1)
+through the exit session (or the last session read while open).
 """
 
 from __future__ import annotations
