@@ -61,11 +61,12 @@ def track_record(
     by: Annotated[str, typer.Option(help=f"Group by: {', '.join(GROUPS)}")] = "strategy",
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
 ) -> None:
-    """How the stored signals did: each followed to its exit under its strategy's exit plan
-    (README "Track record"), net of commission, slippage and the dated sell tax. KPIs over
-    the closed ones: win rate, mean and median net return, profit factor, expectancy, the
-    longest losing streak; open, pending, expired and void signals are counted beside them.
-    The outcomes are kept current by quantbeat.track.update (after each day's collection)."""
+    """How the stored signals did, each followed to its exit, net of costs and tax.
+
+    KPIs of the closed ones: win rate, mean and median net return, profit factor,
+    expectancy, the longest losing streak. Open, pending, expired and void signals are
+    counted beside them. The exit plans are in the README (Track record).
+    """
     if by not in GROUPS:
         raise ValidationError(
             f"--by must be one of {', '.join(GROUPS)}, got {by!r}", field="--by", value=by
