@@ -47,7 +47,9 @@ entry session.
 without a traded bar — no bar, or volume 0 — while open, so no exit price is known; a missing
 bar on the newest session read is not judged until a later session is read (it may not be
 collected yet); ``delisted``: the instrument's listing ended before an exit;
-``no_entry_price``; ``no_session``: the market has no bar on the signal's day), with ``note``
+``no_entry_price``; ``no_session``: the market has no bar on the signal's day; ``no_costs``:
+the exit is known but the tax table has no rate for the market and exit date, so no net
+return is given), with ``note``
 saying why in words. A signal whose session has not been read yet is ``pending``. Returns are
 fractions of the entry price: ``gross`` = exit / entry − 1, ``net`` after
 :class:`quant.costs.Costs` (slippage and commission on both sides, the sell tax of the market
@@ -415,7 +417,23 @@ class _Follow:
     def closed(self, i: int, price: float, reason: str, note: str | None = None) -> Outcome:
         assert self.entry is not None
         day = self.bars.date(i)
-        net, cost = self.costs.net_return(self.entry, price, self.signal.market, day)
+        try:
+            net, cost = self.costs.net_return(self.entry, price, self.signal.market, day)
+        except ValidationError as exc:
+            # no tax rate for the market and date: a return without it would overstate
+            return self.outcome(
+                VOID,
+                i,
+                reason="no_costs",
+                note=f"exit {reason} at {price:,.2f} on {day}, but its costs are unknown: {exc}",
+                **self._entered(),
+                exit_date=day,
+                exit_price=price,
+                gross_return=price / self.entry - 1.0,
+                mfe=self.best,
+                mae=self.worst,
+                sessions_held=self.held(i),
+            )
         return self.outcome(
             CLOSED,
             i,

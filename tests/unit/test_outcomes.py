@@ -407,3 +407,18 @@ def test_a_finished_outcome_does_not_change_when_later_sessions_are_read() -> No
     gone = bars([(DAY0, 9800, 10050, 9700, 10000, 1e6), (DAY1, None), (later, None)])
     signal = bet(DAY0, 10000, listing_status="delisted")
     assert follow(signal, gone, through=DAY1) == follow(signal, gone, through=later)
+
+
+def test_an_exit_without_a_tax_rate_is_void_with_its_gross_return() -> None:
+    # the dated table starts 2023-01-01: an exit on 2022-12-29 has no known tax
+    table = bars([(D(2022, 12, 28), 9900, 10000, 9800, 10000, 1e6),
+                  (D(2022, 12, 29), 10100, 10300, 9900, 10200, 1e6)])  # fmt: skip
+    out = follow(bet(D(2022, 12, 28), 10000), table, through=D(2022, 12, 29))
+    assert (out.state, out.reason, out.exit_price, out.net_return) == (
+        "void",
+        "no_costs",
+        10200,
+        None,
+    )
+    assert out.gross_return == pytest.approx(0.02)
+    assert "no sell-tax rate for KOSPI on 2022-12-29" in out.note
