@@ -29,7 +29,10 @@ _CLOSING_BET_AT = (int(_HOUR), int(_MINUTE))
 KRX_DAILY_AT = (15, 40)
 #: KRX publishes investor-by-stock trading (foreign/institution/individual) in the evening.
 KRX_FLOWS_AT = (18, 10)
-#: After both scans: backtest the day's signals per strategy (tasks.backtests.nightly).
+#: After both pipelines and the track record: step the paper portfolios.
+KRX_PORTFOLIO_AT = (20, 0)
+#: After both scans: the walk-forward backtest of each strategy's own signals
+#: (tasks.backtests.nightly).
 KRX_NIGHTLY_BACKTEST_AT = (20, 30)
 #: After both pipelines' scans: the day's new signals get their outcome rows (the krx_close
 #: pipeline also follows every open signal right after collecting the day's bars).
@@ -64,7 +67,14 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": krx_session_schedule(*_CLOSING_BET_AT),
         "options": {"expires": 5 * 60},
     },
-    # The day's VCP and closing-bet candidates, backtested over the last two years.
+    # Paper portfolios, stepped through the day once its bars and signal outcomes are stored
+    # (the pipelines update the track record; this is the day's last word).
+    "portfolio-update": {
+        "task": "quantbeat.portfolio.update",
+        "schedule": krx_session_schedule(*KRX_PORTFOLIO_AT),
+        "options": {"expires": _ONE_HOUR},
+    },
+    # Each scheduled strategy walked forward over the universe on its own daily signals.
     "backtest-nightly": {
         "task": "quantbeat.backtest.nightly",
         "schedule": krx_session_schedule(*KRX_NIGHTLY_BACKTEST_AT),

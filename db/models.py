@@ -104,6 +104,10 @@ class DailyCandle(OhlcvMixin, TimestampMixin, Base):
     #: see quant.market.quality.flag_daily_candles); NULL for a clean bar.
     quality_flags: Mapped[str | None] = mapped_column(String(64))
 
+    #: KRW; ``NULL`` when the source did not give it (the original system's
+    #: ``daily_prices.csv`` has no traded-value column): unknown, never 0.
+    traded_value: Mapped[float | None] = mapped_column(Double, nullable=True)  # type: ignore[assignment]
+
     instrument: Mapped[Instrument] = relationship(back_populates="daily_candles")
 
 
@@ -619,6 +623,11 @@ class AiAnalysis(TimestampMixin, Base):
     latency_ms: Mapped[float | None] = mapped_column(Double)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     error: Mapped[str | None] = mapped_column(Text)
+    #: The analysis's own recommendation when it gives one (``BUY``/``HOLD``/``SELL``; the
+    #: original system's analyses, migrated by ``quantbeat import original``); ``NULL`` otherwise.
+    recommendation: Mapped[str | None] = mapped_column(String(8))
+    #: Anything else the analysis carried that has no column (a JSON object), ``NULL`` if none.
+    details: Mapped[Any | None] = mapped_column(NullableJSONType)
 
 
 class ReferenceSeriesRow(TimestampMixin, Base):
@@ -887,3 +896,43 @@ class PortfolioDay(Base):
     realized: Mapped[float] = mapped_column(Double)
     positions: Mapped[int] = mapped_column(Integer)
     blocked: Mapped[str | None] = mapped_column(Text)
+
+
+class InstitutionalTrendSnapshot(TimestampMixin, Base):
+    """The original system's per-ticker snapshot of investor net buying over the last 5, 10, 20
+    and 60 sessions, as scraped on ``scrape_date`` (``all_institutional_trend_data.csv``).
+
+    A snapshot, not a daily series: the windows end on the last session before the scrape, and
+    the file does not say which sessions they cover, so they are never spread into
+    ``investor_flows``. Net buying and volumes are in shares (``NULL``: the file did not give
+    it); ``supply_demand_index`` is the original's 0–100 score; ``details`` keeps its other
+    columns (ratios in %, trend labels, stages) as a JSON object. One row per instrument and
+    scrape date.
+    """
+
+    __tablename__ = "institutional_trend_snapshots"
+    __table_args__ = (
+        UniqueConstraint("instrument_id", "scrape_date"),
+        Index("ix_institutional_trend_snapshots_scrape_date", "scrape_date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id", ondelete="CASCADE"))
+    scrape_date: Mapped[dt.date] = mapped_column(Date)
+    data_source: Mapped[str | None] = mapped_column(String(64))
+    total_days: Mapped[int | None] = mapped_column(Integer)
+    foreign_net_5d: Mapped[int | None] = mapped_column(BigInteger)
+    foreign_net_10d: Mapped[int | None] = mapped_column(BigInteger)
+    foreign_net_20d: Mapped[int | None] = mapped_column(BigInteger)
+    foreign_net_60d: Mapped[int | None] = mapped_column(BigInteger)
+    institution_net_5d: Mapped[int | None] = mapped_column(BigInteger)
+    institution_net_10d: Mapped[int | None] = mapped_column(BigInteger)
+    institution_net_20d: Mapped[int | None] = mapped_column(BigInteger)
+    institution_net_60d: Mapped[int | None] = mapped_column(BigInteger)
+    volume_5d: Mapped[int | None] = mapped_column(BigInteger)
+    volume_10d: Mapped[int | None] = mapped_column(BigInteger)
+    volume_20d: Mapped[int | None] = mapped_column(BigInteger)
+    volume_60d: Mapped[int | None] = mapped_column(BigInteger)
+    supply_demand_index: Mapped[float | None] = mapped_column(Double)
+    details: Mapped[Any | None] = mapped_column(NullableJSONType)
+    source: Mapped[str] = mapped_column(String(32))

@@ -129,8 +129,9 @@ def replace_signals(
     """Make the signals of ``strategy`` on ``trade_date`` for the ``covered`` instruments
     exactly ``rows`` (each with ``instrument_id``, ``score``, ``grade``, ``entry_price``,
     ``status``, ``reasons``, ``inputs`` and optionally ``gate``, the Market Gate colour at the
-    decision) — of ``phase`` (``final`` or ``preliminary``; the other phase's rows are left
-    alone): stale ones are deleted, the rest upserted."""
+    decision, and ``volume_ratio``, the scan day's volume over its mean) — of ``phase``
+    (``final`` or ``preliminary``; the other phase's rows are left alone): stale ones are
+    deleted, the rest upserted."""
     keep = {int(r["instrument_id"]) for r in rows}
     gone = [int(i) for i in covered if int(i) not in keep]
     if gone:
@@ -156,6 +157,7 @@ def replace_signals(
             "inputs": r.get("inputs"),
             "source": source,
             "gate": r.get("gate"),
+            "volume_ratio": r.get("volume_ratio"),
             "phase": phase,
         }
         for r in rows
@@ -165,7 +167,17 @@ def replace_signals(
         table,  # type: ignore[arg-type]
         full,
         key=("trade_date", "strategy", "phase", "instrument_id"),
-        compare=("score", "grade", "entry_price", "status", "reasons", "inputs", "source", "gate"),
+        compare=(
+            "score",
+            "grade",
+            "entry_price",
+            "status",
+            "reasons",
+            "inputs",
+            "source",
+            "gate",
+            "volume_ratio",
+        ),
     )
 
 

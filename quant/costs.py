@@ -28,18 +28,26 @@ class TaxRate:
     rate: float
 
 
-#: Sell-side transaction tax by market and trade date (§8). KONEX is not in §8; its rate is
-#: KRX's published 0.10 % (unchanged over these years).
+#: Sell-side transaction tax by market and trade date: §8 from 2023; the earlier steps of the
+#: same schedule (0.30 % until the 2019-06-03 cut to 0.25 %, 0.23 % from 2021) so that stored
+#: history back to 2000 can be costed too. KONEX is not in §8; its rate is KRX's published
+#: 0.10 %.
 SELL_TAX: tuple[TaxRate, ...] = (
+    TaxRate("KOSPI", dt.date(2000, 1, 1), 0.0030),
+    TaxRate("KOSPI", dt.date(2019, 6, 3), 0.0025),
+    TaxRate("KOSPI", dt.date(2021, 1, 1), 0.0023),
     TaxRate("KOSPI", dt.date(2023, 1, 1), 0.0020),
     TaxRate("KOSPI", dt.date(2024, 1, 1), 0.0018),
     TaxRate("KOSPI", dt.date(2025, 1, 1), 0.0015),
     TaxRate("KOSPI", dt.date(2026, 1, 1), 0.0020),
+    TaxRate("KOSDAQ", dt.date(2000, 1, 1), 0.0030),
+    TaxRate("KOSDAQ", dt.date(2019, 6, 3), 0.0025),
+    TaxRate("KOSDAQ", dt.date(2021, 1, 1), 0.0023),
     TaxRate("KOSDAQ", dt.date(2023, 1, 1), 0.0020),
     TaxRate("KOSDAQ", dt.date(2024, 1, 1), 0.0018),
     TaxRate("KOSDAQ", dt.date(2025, 1, 1), 0.0015),
     TaxRate("KOSDAQ", dt.date(2026, 1, 1), 0.0020),
-    TaxRate("KONEX", dt.date(2023, 1, 1), 0.0010),
+    TaxRate("KONEX", dt.date(2000, 1, 1), 0.0010),
 )
 
 #: Markets that pay no transaction tax (crypto exchanges).

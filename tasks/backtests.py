@@ -1,5 +1,5 @@
-"""Backtest tasks (``cpu`` queue): one run per task, and the nightly backtest of the day's
-signals. See :mod:`quantbeat.services.backtests` for the run's life cycle."""
+"""Backtest tasks (``cpu`` queue): one run per task, and the nightly walk-forward backtest
+of each strategy's own signals. See :mod:`quantbeat.services.backtests` for the run's life cycle."""
 
 from __future__ import annotations
 
@@ -47,10 +47,11 @@ def run_out_of_memory(args: Any, kwargs: Any) -> None:
 
 @app.task(name="quantbeat.backtest.nightly")
 def nightly(trade_date: str | None = None, days: int | None = None) -> dict[str, Any]:
-    """Backtest the day's signals per registered scan strategy: the instruments that were
-    candidates on ``trade_date`` (default: the latest KRX session), over the last ``days``
-    calendar days (default ``QUANTBEAT_BACKTEST_NIGHTLY_DAYS``), one run per strategy with
-    candidates (:func:`quantbeat.services.backtests.nightly_backtests`). Returns
-    ``{"trade_date", "runs": {strategy: run_id | None}}``."""
+    """The nightly walk-forward backtest: one run per scheduled scan strategy, trading its
+    own daily signals over the listed KRX universe for the ``days`` calendar days (default
+    ``QUANTBEAT_BACKTEST_NIGHTLY_DAYS``) up to ``trade_date`` (default: the latest KRX
+    session) — no instrument is chosen by that day's candidates
+    (:func:`quantbeat.services.backtests.nightly_backtests`). Returns ``{"trade_date",
+    "runs": {strategy: run_id | None}, "errors": {strategy: message}}``."""
     day = None if trade_date is None else parse_date(trade_date, field="trade_date")
     return backtests.nightly_backtests(day, days)

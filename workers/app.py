@@ -24,6 +24,7 @@ TASK_MODULES: tuple[str, ...] = (
     "tasks.market",
     "tasks.ops",
     "tasks.pipeline",
+    "tasks.portfolio",
     "tasks.scans",
     "tasks.track",
 )

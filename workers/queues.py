@@ -30,6 +30,7 @@ AREA_QUEUES: dict[str, Queue] = {
     "pipeline": Queue.IO,
     "news": Queue.IO,
     "market": Queue.IO,
+    "portfolio": Queue.IO,
     "indicators": Queue.CPU,
     "scans": Queue.CPU,
     "backtest": Queue.CPU,

@@ -26,9 +26,15 @@ the target, it is a limit sell, so an open above its level fills at the open. An
 entry whose stop is at or above its own fill is skipped.
 
 Fills pay ``slippage`` (buys at ``price·(1+s)``, sells at ``price·(1−s)``) and ``fees`` on
-the notional of each side. A bar with a NaN price is a halt: nothing fills on it and equity
-keeps the last close. A position still open after the last bar is reported as an open trade
-valued at the last close.
+the notional of each side. Sells also pay the dated sell-side transaction tax
+(``sell_tax="table"``, the default): ``units · fill · rate`` where ``rate`` is the tax table's
+(:mod:`quant.costs`, domain notes §8) for the column's market (:attr:`Market.markets`) on the
+sell's bar date — so a backtest charges what the track record charges. ``sell_tax="none"``
+charges no tax (e.g. to compare with a reference engine that has none).
+
+A bar with a NaN price is a halt: nothing fills on it and equity keeps the last close. A
+position still open after the last bar is reported as an open trade valued at the last close
+(no exit fee, no tax: it is only valued).
 
 Sizing (``units`` floored to ``lot``, ``lot=0`` for fractional units, never more than the
 account's cash):
@@ -55,6 +61,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from quant.costs import DEFAULT_TAX, TaxTable
 from quant.errors import ValidationError
 
 FloatArray = npt.NDArray[np.float64]
@@ -76,6 +83,7 @@ _SIGNAL, _STOP, _TARGET, _TRAIL, _TIME, _LEVEL, _PARTIAL, _OPEN = range(8)
 
 Fill = Literal["next_open", "close"]
 Sizing = Literal["fraction", "risk"]
+SellTax = Literal["table", "none"]
 Accounts = Literal["shared", "per_instrument"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -121,6 +129,7 @@ class ExecutionConfig:
     lot: float = 1.0
     accounts: Accounts = "shared"
     max_positions: int = 0
+    sell_tax: SellTax = "table"
 
     def __post_init__(self) -> None:
         # Fix: a value of the wrong type (e.g. a JSON string through ``from_dict``) raised a
@@ -144,6 +153,10 @@ class ExecutionConfig:
         if self.sizing not in ("fraction", "risk"):
             raise ValidationError(
                 f"sizing must be 'fraction' or 'risk', got {self.sizing!r}", field="sizing"
+            )
+        if self.sell_tax not in ("table", "none"):
+            raise ValidationError(
+                f"sell_tax must be 'table' or 'none', got {self.sell_tax!r}", field="sell_tax"
             )
         if self.accounts not in ("shared", "per_instrument"):
             raise ValidationError(
@@ -214,6 +227,8 @@ class Market:
     """Aligned bars of one or more instruments: arrays of shape ``(bars, instruments)``.
 
     A missing bar (instrument not listed yet, halted) is NaN in every price column.
+    ``markets``: each instrument's market code (``KOSPI``, ``KOSDAQ``, ``UPBIT`` …), which
+    the sell tax needs; None when unknown (then only ``sell_tax="none"`` can simulate).
     """
 
     times: npt.NDArray[np.datetime64]
@@ -224,11 +239,21 @@ class Market:
     close: FloatArray
     volume: FloatArray
     traded_value: FloatArray | None = None
+    markets: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         shape = (len(self.times), len(self.symbols))
         if self.traded_value is None:
             object.__setattr__(self, "traded_value", np.full(shape, np.nan))
+        if self.markets is not None:
+            markets = tuple(self.markets)
+            if len(markets) != shape[1] or not all(isinstance(m, str) and m for m in markets):
+                raise ValidationError(
+                    f"market codes must be one non-empty string per instrument ({shape[1]}), "
+                    f"got {self.markets!r}",
+                    field="markets",
+                )
+            object.__setattr__(self, "markets", markets)
         for name in ("open", "high", "low", "close", "volume", "traded_value"):
             array = getattr(self, name)
             if array.shape != shape or array.dtype != np.float64:
@@ -249,10 +274,12 @@ class Market:
         cls,
         times: npt.ArrayLike,
         symbols: Sequence[str],
+        markets: Sequence[str] | str | None = None,
         **columns: npt.ArrayLike,
     ) -> Market:
         """Build from array-likes (1-D for one instrument, 2-D ``(bars, instruments)``);
-        a missing ``volume`` is NaN. Raises ValidationError on shapes that do not fit."""
+        a missing ``volume`` is NaN; ``markets``: one code per instrument, or one for all.
+        Raises ValidationError on shapes that do not fit."""
         t = np.asarray(times)
         if not np.issubdtype(t.dtype, np.datetime64):
             t = t.astype("datetime64[D]")
@@ -272,7 +299,13 @@ class Market:
                     f"market column {name} has shape {a.shape}, expected {(n, m)}", field=name
                 )
             arrays[name] = np.ascontiguousarray(a)
-        return cls(times=t, symbols=tuple(symbols), **arrays)
+        codes = (markets,) * m if isinstance(markets, str) else markets
+        return cls(
+            times=t,
+            symbols=tuple(symbols),
+            markets=None if codes is None else tuple(codes),
+            **arrays,
+        )
 
     def column(self, name: str) -> FloatArray:
         """One price/volume column, shape ``(bars, instruments)``."""
@@ -290,6 +323,7 @@ class Market:
             close=self.close[:stop],
             volume=self.volume[:stop],
             traded_value=self.column("traded_value")[:stop],
+            markets=self.markets,
         )
 
 
@@ -320,7 +354,8 @@ class Trades:
 
     ``exit_bar`` is -1 and ``reason`` ``"open"`` for a position open at the end (valued at
     the last close). Prices are fill prices (slippage included); ``fees`` is both sides'
-    fees of that row's units; ``pnl`` is net of fees, in currency units.
+    fees of that row's units plus the sell tax; ``tax`` is the sell tax alone (part of
+    ``fees``); ``pnl`` is net of fees and tax, in currency units.
     """
 
     column: IntArray
@@ -332,6 +367,17 @@ class Trades:
     fees: FloatArray
     pnl: FloatArray
     reason: IntArray
+    tax: FloatArray | None = None
+
+    def __post_init__(self) -> None:
+        if self.tax is None:
+            object.__setattr__(self, "tax", np.zeros(len(self.column)))
+
+    @property
+    def tax_paid(self) -> FloatArray:
+        """The sell tax of each row (currency units; 0 for an open row)."""
+        result: FloatArray = self.tax if self.tax is not None else np.zeros(len(self.column))
+        return result
 
     def __len__(self) -> int:
         return len(self.column)
@@ -399,6 +445,7 @@ class BacktestResult:
                     "exit_price": float(t.exit_price[i]),
                     "quantity": float(t.units[i]),
                     "fees": float(t.fees[i]),
+                    "tax": float(t.tax_paid[i]),
                     "pnl": float(t.pnl[i]),
                     "return_pct": float(ret[i]),
                     "exit_reason": EXIT_REASONS[int(t.reason[i])],
@@ -431,6 +478,7 @@ def _record(
         FloatArray,
         FloatArray,
         IntArray,
+        FloatArray,
     ],
     k: int,
     column: int,
@@ -441,22 +489,37 @@ def _record(
     units: float,
     entry_fee_per_unit: float,
     fees: float,
+    tax: float,
     reason: int,
 ) -> float:
-    """Write trade row ``k`` (``units`` sold at ``fill``, paying ``fees`` on the notional) and
-    return the sale's net proceeds for the account's cash."""
-    col, entry, exit_, entry_px, exit_px, units_out, fees_out, pnl, reasons = trades
+    """Write trade row ``k`` (``units`` sold at ``fill``, paying ``fees`` and the sell tax
+    ``tax`` on the notional) and return the sale's net proceeds for the account's cash."""
+    col, entry, exit_, entry_px, exit_px, units_out, fees_out, pnl, reasons, tax_out = trades
     fee_out = units * fill * fees
+    tax_paid = units * fill * tax
     col[k] = column
     entry[k] = entry_bar
     exit_[k] = exit_bar
     entry_px[k] = entry_price
     exit_px[k] = fill
     units_out[k] = units
-    fees_out[k] = fee_out + units * entry_fee_per_unit
+    fees_out[k] = fee_out + tax_paid + units * entry_fee_per_unit
+    tax_out[k] = tax_paid
     pnl[k] = units * (fill - entry_price) - fees_out[k]
     reasons[k] = reason
-    return units * fill - fee_out
+    return units * fill - fee_out - tax_paid
+
+
+@_jit
+def _tax_at(tax_rates: FloatArray, tax_code: IntArray, t: int, c: int) -> float:
+    """The sell tax of column ``c`` on bar ``t`` (0 without a tax table: ``tax_code[c] < 0``).
+    A NaN rate (no rate for that market and date) is returned as NaN; :func:`simulate`
+    rejects the run."""
+    code = tax_code[c]
+    if code < 0:
+        return 0.0
+    rate: float = tax_rates[t, code]
+    return rate
 
 
 @_jit
@@ -530,8 +593,10 @@ def _simulate(
     flags: IntArray,
     params: FloatArray,
     initial_cash: float,
+    tax_rates: FloatArray,
+    tax_code: IntArray,
 ) -> tuple[FloatArray, IntArray, IntArray, IntArray, IntArray, FloatArray, FloatArray,
-           FloatArray, FloatArray, FloatArray, IntArray, int]:  # fmt: skip
+           FloatArray, FloatArray, FloatArray, IntArray, FloatArray, int]:  # fmt: skip
     n, m = close.shape
     has_stop = flags[0] != 0
     has_level = flags[1] != 0
@@ -602,7 +667,10 @@ def _simulate(
     t_fees = np.empty(cap)
     t_pnl = np.empty(cap)
     t_reason = np.empty(cap, dtype=np.int64)
-    trades = (t_col, t_entry, t_exit, t_entry_px, t_exit_px, t_units, t_fees, t_pnl, t_reason)
+    t_tax = np.empty(cap)
+    trades = (
+        t_col, t_entry, t_exit, t_entry_px, t_exit_px, t_units, t_fees, t_pnl, t_reason, t_tax,
+    )  # fmt: skip
     k = 0
 
     order = np.empty(m, dtype=np.int64)
@@ -651,6 +719,7 @@ def _simulate(
                         units[c],
                         entry_fee_unit[c],
                         fees,
+                        _tax_at(tax_rates, tax_code, t, c),
                         reason,
                     )
                     k += 1
@@ -757,6 +826,7 @@ def _simulate(
                         part,
                         entry_fee_unit[c],
                         fees,
+                        _tax_at(tax_rates, tax_code, t, c),
                         _PARTIAL,
                     )
                     k += 1
@@ -778,6 +848,7 @@ def _simulate(
                     units[c],
                     entry_fee_unit[c],
                     fees,
+                    _tax_at(tax_rates, tax_code, t, c),
                     reason,
                 )
                 k += 1
@@ -847,6 +918,7 @@ def _simulate(
                     units[c],
                     entry_fee_unit[c],
                     fees,
+                    _tax_at(tax_rates, tax_code, t, c),
                     reason,
                 )
                 k += 1
@@ -942,7 +1014,7 @@ def _simulate(
             # no exit fee: the position is only valued, not sold
             _record(
                 trades, k, c, entry_bar[c], -1, entry_px[c], last_close[c], units[c],
-                entry_fee_unit[c], 0.0, _OPEN,
+                entry_fee_unit[c], 0.0, 0.0, _OPEN,
             )  # fmt: skip
             k += 1
     return (
@@ -957,6 +1029,7 @@ def _simulate(
         t_fees,
         t_pnl,
         t_reason,
+        t_tax,
         k,
     )
 
@@ -974,20 +1047,68 @@ def _matrix(name: str, array: npt.ArrayLike | None, shape: tuple[int, int], dtyp
     return np.ascontiguousarray(a, dtype=dtype)
 
 
+def sell_tax_rates(
+    times: npt.NDArray[np.datetime64],
+    markets: Sequence[str],
+    table: TaxTable = DEFAULT_TAX,
+    *,
+    symbols: Sequence[str] | None = None,
+) -> tuple[FloatArray, IntArray]:
+    """The sell tax of every bar and instrument, for the kernel: ``(rates, codes)`` where
+    ``rates[t, codes[c]]`` is the fraction of the sell notional an instrument ``c`` of
+    ``markets[c]`` pays on the date of bar ``t`` (``rates`` is ``(bars, distinct markets)``,
+    so a wide universe costs a few columns, not one per instrument). A date before the
+    table's first rate for a market is NaN: :func:`simulate` rejects a sell on it.
+
+    Raises:
+        quant.errors.ValidationError: a market the table does not know (and not untaxed),
+            naming the instrument (from ``symbols``) and the market.
+    """
+    days = np.asarray(times).astype("datetime64[D]")
+    distinct = sorted(set(markets))
+    rates = np.zeros((len(days), max(len(distinct), 1)))
+    for j, code in enumerate(distinct):
+        if code in table.untaxed:
+            continue
+        changes = list(table.changes(code))
+        if not changes:
+            first = list(markets).index(code)
+            who = f"instrument {symbols[first]!r}" if symbols is not None else "an instrument"
+            raise ValidationError(
+                f"no sell-tax rate for market {code!r} of {who} (the tax table knows "
+                f"{', '.join(table.markets)}; untaxed: {', '.join(sorted(table.untaxed))}); "
+                "set the execution setting sell_tax=none to backtest without the tax",
+                field="markets",
+                value=code,
+            )
+        starts = np.array([np.datetime64(start, "D") for start, _ in changes])
+        values = np.array([rate for _, rate in changes], dtype=np.float64)
+        idx = np.searchsorted(starts, days, side="right") - 1
+        rates[:, j] = np.where(idx >= 0, values[np.maximum(idx, 0)], np.nan)
+    index = {code: j for j, code in enumerate(distinct)}
+    codes = np.array([index[code] for code in markets], dtype=np.int64)
+    return np.ascontiguousarray(rates), codes
+
+
 def simulate(
     market: Market,
     signals: Signals,
     config: ExecutionConfig,
     *,
     initial_cash: float = 10_000_000.0,
+    tax: TaxTable = DEFAULT_TAX,
 ) -> BacktestResult:
     """Run the long-only simulation described in the module docstring.
 
-    ``initial_cash`` is per account (see ``config.accounts``), in currency units.
+    ``initial_cash`` is per account (see ``config.accounts``), in currency units. With
+    ``config.sell_tax == "table"`` every sell pays the rate of ``tax`` (default: the dated
+    table of :mod:`quant.costs`) for its column's market on its bar's date.
 
     Raises:
         quant.errors.ValidationError: signal arrays of the wrong shape or dtype, a
-            non-positive ``initial_cash``.
+            non-positive ``initial_cash``; with the tax on: a market without market codes
+            or with a market the table does not know, or a sell on a date the table has no
+            rate for (naming the instrument, market and date).
     """
     if not (math.isfinite(initial_cash) and initial_cash > 0):
         raise ValidationError(
@@ -1002,6 +1123,19 @@ def simulate(
     mult = _matrix("size_mult", signals.size_mult, shape, np.float64)
     priority = _matrix("priority", signals.priority, shape, np.float64)
     c = config
+    if c.sell_tax == "table":
+        if market.markets is None:
+            raise ValidationError(
+                "the sell tax (execution setting sell_tax='table') needs each instrument's "
+                "market: build the Market with markets=..., or set sell_tax='none'",
+                field="markets",
+            )
+        tax_rates, tax_code = sell_tax_rates(
+            market.times, market.markets, tax, symbols=market.symbols
+        )
+    else:
+        tax_rates = np.zeros((1, 1))
+        tax_code = np.full(shape[1], -1, dtype=np.int64)
     flags = np.array(
         [
             signals.stop is not None,
@@ -1054,8 +1188,23 @@ def simulate(
         flags,
         params,
         float(initial_cash),
+        tax_rates,
+        tax_code,
     )
-    equity_acc, in_market, col, e_bar, x_bar, e_px, x_px, units, fees, pnl, reason, k = out
+    equity_acc, in_market, col, e_bar, x_bar, e_px, x_px, units, fees, pnl, reason, taxes, k = out
+    untaxable = np.flatnonzero(np.isnan(taxes[:k]))
+    if len(untaxable):
+        i = int(untaxable[0])
+        column = int(col[i])
+        code = market.markets[column] if market.markets is not None else "?"
+        day = str(market.times[int(x_bar[i])].astype("datetime64[D]"))
+        raise ValidationError(
+            f"no sell-tax rate for {code} on {day} (a sell of {market.symbols[column]!r}; the "
+            f"tax table's rates of {code} start {next(iter(tax.changes(code)))[0]}): limit the "
+            "backtest to dates the table covers or set the execution setting sell_tax=none",
+            field="sell_tax",
+            value=day,
+        )
     # rows in exit order; open positions (exit -1) last
     trades = Trades(
         column=col[:k],
@@ -1067,6 +1216,7 @@ def simulate(
         fees=fees[:k],
         pnl=pnl[:k],
         reason=reason[:k],
+        tax=taxes[:k],
     )
     return BacktestResult(
         times=market.times,
@@ -1099,4 +1249,8 @@ def warm_up() -> None:
     )
     entries = np.zeros((n, 1), dtype=np.bool_)
     entries[0, 0] = True
-    simulate(market, Signals(entries=entries, exits=np.zeros_like(entries)), ExecutionConfig())
+    simulate(
+        market,
+        Signals(entries=entries, exits=np.zeros_like(entries)),
+        ExecutionConfig(sell_tax="none"),
+    )

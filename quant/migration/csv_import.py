@@ -105,6 +105,7 @@ __all__ = [
     "REJECT_REASONS",
     "SIGNAL_COLUMNS",
     "STOCK_COLUMNS",
+    "TRADED_VALUE_UNKNOWN_NOTE",
     "CsvKind",
     "CsvLayout",
     "FlowUnit",
@@ -198,7 +199,7 @@ FIELD_ALIASES: Final[Mapping[str, tuple[str, ...]]] = {
     "open": ("open", "시가", "open_price", "opening_price"),
     "high": ("high", "고가", "high_price"),
     "low": ("low", "저가", "low_price"),
-    "close": ("close", "종가", "close_price", "closing_price"),
+    "close": ("close", "종가", "close_price", "closing_price", "current_price", "현재가"),
     "volume": ("volume", "거래량", "vol"),
     "traded_value": ("traded_value", "거래대금", "trading_value", "value", "amount", "turnover"),
     "change": ("change", "등락률", "등락율", "change_rate", "change_pct", "pct_change"),
@@ -286,6 +287,17 @@ FLOW_SHARE_SUFFIXES: Final[tuple[str, ...]] = (
     "거래량",
     "주식수",
     "주",
+)
+
+#: The note of a daily-prices file without a traded-value column (the original system's
+#: ``daily_prices.csv``): its bars are stored with ``traded_value`` NULL (unknown, never 0),
+#: and these checks cannot run on them.
+TRADED_VALUE_UNKNOWN_NOTE: Final[str] = (
+    "no traded-value column: traded_value is stored as NULL (unknown, never 0); on these bars "
+    "the quality check 'traded value >= 0' cannot run, the closing bet cannot pass its "
+    "traded-value minimum nor earn traded-value points or an S/A/B grade (it fails "
+    "'traded_value' as unknown), the supply score's flow/traded-value ratios are incomplete, "
+    "and the closing-bet backtest takes no entry on them"
 )
 
 #: Accepted date spellings (see :func:`parse_date`).
@@ -595,14 +607,13 @@ _KIND_REQUIRED: Final[Mapping[CsvKind, tuple[str, ...]]] = {
         "low",
         "close",
         "volume",
-        "traded_value",
     ),
     CsvKind.STOCKS: ("ticker", "name"),
     CsvKind.INSTITUTIONAL_TREND: ("trade_date", "ticker", "foreign", "institution"),
     CsvKind.SIGNALS: ("trade_date", "ticker"),
 }
 _KIND_OPTIONAL: Final[Mapping[CsvKind, tuple[str, ...]]] = {
-    CsvKind.DAILY_PRICES: ("market",),
+    CsvKind.DAILY_PRICES: ("market", "traded_value"),
     CsvKind.STOCKS: ("market", "currency", "listing_status"),
     CsvKind.INSTITUTIONAL_TREND: ("market", "individual"),
     CsvKind.SIGNALS: (
@@ -898,6 +909,8 @@ def inspect_csv(
             field="columns",
             value=missing,
         )
+    if kind is CsvKind.DAILY_PRICES and "traded_value" not in columns:
+        notes.append(TRADED_VALUE_UNKNOWN_NOTE)
     if kind is CsvKind.INSTITUTIONAL_TREND:
         empty = [c for c in _FLOW_VALUE_COLUMNS if c not in columns]
         if empty:
@@ -1277,10 +1290,14 @@ class _ChunkParser:
         number_columns = DAILY_CANDLE_COLUMNS[3:]
         values = self._numbers(number_columns, verdicts, required=True)
         out = keys.copy()
+        n = len(out)
         for column in number_columns:
-            out[column] = values[column]
+            # A file without a traded-value column: 0 only while checking, NaN (unknown) below.
+            out[column] = values.get(column, np.zeros(n, dtype=np.float64))
         out = out.loc[:, list(DAILY_CANDLE_COLUMNS)]
         self._value_checks(out, verdicts, check_daily_candles)
+        if "traded_value" not in values:
+            out["traded_value"] = np.full(n, np.nan)
         return out
 
     def _flows(self, keys: pd.DataFrame, verdicts: _Verdicts) -> pd.DataFrame:

@@ -20,6 +20,13 @@
   bars would fake a dry-up, so they are left out). Pivot = high of the last contraction,
   stop = its low × 0.99. Breakout = close > pivot and volume ≥ 1.5 × the 50-bar mean volume
   (today included); a close more than 5 % above the pivot is *extended*: do not chase.
+- The pattern's **state** at the pivot (:attr:`VcpPattern.state`, stored as the signal's
+  status): ``breakout`` (confirmed: above the pivot on the breakout volume), ``unconfirmed``
+  (a close above the pivot on less than the breakout volume, or an unknown volume: no volume
+  confirmation, not a breakout — its reason names the volume ratio and the multiple needed),
+  or ``forming`` (at or below the pivot, or no pivot). The score is unchanged by the state
+  (an unconfirmed close gets neither the volume bonus nor the breakout's pivot points); the
+  scan's ranking puts confirmed breakouts first.
 
 **Scoring** (:func:`score_vcp`): ``0.25·TT + 0.25·contraction + 0.20·volume + 0.15·pivot +
 0.15·RS``, rounded to 0.1, rated ≥ 90 Textbook, ≥ 80 Strong, ≥ 70 Good, ≥ 60 Developing,
@@ -61,6 +68,10 @@ from quant.scans.trend import (
     TrendTemplateParams,
     trend_template,
 )
+
+#: The states of a pattern at its pivot (:attr:`VcpPattern.state`), confirmed first.
+BREAKOUT, UNCONFIRMED, FORMING = "breakout", "unconfirmed", "forming"
+PIVOT_STATES: tuple[str, ...] = (BREAKOUT, UNCONFIRMED, FORMING)
 
 #: Rating bands, highest first: (minimum total, label).
 RATINGS: tuple[tuple[float, str], ...] = (
@@ -279,6 +290,17 @@ class VcpPattern:
         """The contraction depths, T1 first (fractions)."""
         return tuple(c.depth for c in self.contractions)
 
+    @property
+    def state(self) -> str:
+        """One of :data:`PIVOT_STATES`: ``breakout`` (close above the pivot on the breakout
+        volume), ``unconfirmed`` (close above the pivot without that volume, or with an
+        unknown volume) or ``forming`` (at or below the pivot, or no pivot)."""
+        if self.breakout:
+            return BREAKOUT
+        if self.distance_to_pivot is not None and self.distance_to_pivot > 0:
+            return UNCONFIRMED
+        return FORMING
+
 
 @dataclass(frozen=True)
 class VcpScore:
@@ -367,6 +389,12 @@ def swing_points(high: FloatArray, low: FloatArray, neighbours: int) -> tuple[li
 
 def _pct(x: float) -> str:
     return f"{x:.1%}"
+
+
+def _ratio(ratio: float, needed: float) -> str:
+    """``ratio`` with one decimal, or two when one would round it up to ``needed``."""
+    shown = f"{ratio:.1f}"
+    return shown if float(shown) < needed else f"{ratio:.2f}"
 
 
 def _price(x: float) -> str:
@@ -801,6 +829,18 @@ def scan_vcp(
         reasons.append(
             f"Breakout: close is {_pct(pattern.distance_to_pivot or 0.0)} above the pivot on "
             f"{pattern.volume_ratio:.1f}× the {vcp_params.dry_up_long}-bar mean volume."
+        )
+    elif pattern.state == UNCONFIRMED:
+        on = (
+            f"{_ratio(pattern.volume_ratio, vcp_params.breakout_volume)}× the "
+            f"{vcp_params.dry_up_long}-day volume"
+            if pattern.volume_ratio is not None
+            else "an unknown volume"
+        )
+        reasons.append(
+            f"Above the pivot, no volume confirmation: close "
+            f"{_pct(pattern.distance_to_pivot or 0.0)} above the pivot on {on}; a breakout "
+            f"needs {vcp_params.breakout_volume:g}×."
         )
     rated = f" ({score.rating})" if score.rating else ""
     reasons.append(f"VCP score {score.total:.1f}{rated}.")

@@ -102,6 +102,8 @@ def print_metrics(metrics: dict[str, Any], summary: dict[str, Any]) -> None:
     if summary:
         table.add_row("final_equity", f"{summary.get('final_equity', 0):,.0f}")
         table.add_row("open_trades", str(summary.get("open_trades", 0)))
+        if summary.get("tax_paid") is not None:
+            table.add_row("sell_tax_paid", f"{summary['tax_paid']:,.0f}")
     console.print(table)
 
 

@@ -26,7 +26,9 @@ from rich.table import Table
 
 from quant.errors import ValidationError
 from quant.migration.csv_import import CsvKind, FlowUnit, parse_market
+from quant.migration.original import OriginalFile
 from quantbeat.services.importer import ImportReport, import_csv
+from quantbeat.services.original_import import OriginalImportReport, import_original
 
 import_app = typer.Typer(
     help="Import files of the earlier system (CSV migration).",
@@ -214,4 +216,108 @@ def _created(report: ImportReport, shown: int = 10) -> str:
     return f"{note}: {listed}" if listed else note
 
 
-__all__ = ["import_app", "print_report"]
+@import_app.command("original")
+def import_original_command(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="The original system's data folder (or one of its files, named as the "
+            "original names it)"
+        ),
+    ],
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Parse, check and count everything, then roll the writes back"
+        ),
+    ] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"Import only these kinds ({', '.join(k.value for k in OriginalFile)}); repeatable"
+        ),
+    ] = None,
+    stocks_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="The stocks list giving each ticker's market; default: "
+            "korean_stocks_list.csv in the folder"
+        ),
+    ] = None,
+    create_instruments: Annotated[
+        bool,
+        typer.Option(
+            "--create-instruments",
+            help="Create instruments the files name that neither the database nor the stocks "
+            "list has (default: reject those rows, reason unknown_instrument)",
+        ),
+    ] = False,
+) -> None:
+    """Import the original system's own files: korean_stocks_list.csv, daily_prices.csv,
+    all_institutional_trend_data.csv, signals_log.csv, jongga_v2_results_YYYYMMDD.json and
+    kr_ai_analysis[_YYYYMMDD].json (also in history/). Each file reconciles (read = stored +
+    unchanged + rejected) and gets a <file>.rejects.csv; a re-import changes nothing."""
+    if stocks_file is not None:
+        _existing_file(stocks_file, "--stocks-file")
+    if not path.exists():
+        raise ValidationError(f"PATH {str(path)!r}: not found", field="PATH", value=str(path))
+    console = Console()
+
+    def progress(kind: OriginalFile, file: Path) -> None:
+        console.print(f"[dim]importing {kind.value}:[/] {file}")
+
+    report = import_original(
+        path,
+        dry_run=dry_run,
+        only=only,
+        stocks_file=stocks_file,
+        create_instruments=create_instruments,
+        progress=progress,
+    )
+    print_original_report(report, console)
+
+
+def print_original_report(report: OriginalImportReport, console: Console) -> None:
+    """One line per file: counts, the reconciliation, rejects by reason, then the notes."""
+    label = " [bold yellow](DRY RUN: nothing was written)[/]" if report.dry_run else ""
+    console.print(f"[bold]quantbeat import original[/] — {report.path}{label}")
+    if not report.files:
+        console.print("no original files found (see `quantbeat import original --help`)")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("file", "kind", "read", "inserted", "updated", "unchanged", "rejected",
+                   "check"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("file", "kind") else "right")
+    for f in report.files:
+        table.add_row(
+            f.path.name,
+            f.kind.value,
+            f"{f.rows_read:,}",
+            f"{f.inserted:,}",
+            f"{f.updated:,}",
+            f"{f.unchanged:,}",
+            f"{f.rejected:,}",
+            "ok" if f.reconciles else "MISMATCH",
+        )
+    console.print(table)
+    for f in report.files:
+        if f.rejects_by_reason:
+            reasons = ", ".join(f"{k} {v:,}" for k, v in f.rejects_by_reason.items())
+            console.print(f"{f.path.name}: rejected {reasons} → {f.reject_file}")
+        if f.analyses is not None:
+            a = f.analyses
+            console.print(
+                f"{f.path.name}: analyses inserted {a.inserted}, updated {a.updated}, "
+                f"unchanged {a.unchanged}"
+            )
+        if f.instruments_created:
+            shown = ", ".join(f.instruments_created[:10])
+            more = len(f.instruments_created) - 10
+            tail = f" and {more} more" if more > 0 else ""
+            rolled = " (rolled back)" if report.dry_run else ""
+            console.print(f"{f.path.name}: instruments created{rolled}: {shown}{tail}")
+        for note in f.notes:
+            console.print(f"[dim]note ({f.path.name}):[/] {note}")
+
+
+__all__ = ["import_app", "print_original_report", "print_report"]

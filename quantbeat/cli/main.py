@@ -49,6 +49,7 @@ from quantbeat.cli import (
     indicators,
     market,
     ops,
+    portfolio,
     processes,
     run,
     scan,
@@ -100,6 +101,7 @@ app.add_typer(collect.collect_app, name="collect")
 app.add_typer(collect.data_app, name="data")
 app.add_typer(importer.import_app, name="import")
 app.add_typer(backtest.backtest_app, name="backtest")
+app.add_typer(portfolio.portfolio_app, name="portfolio")
 app.add_typer(ai.news_app, name="news")
 app.add_typer(settings.settings_app, name="settings")
 app.add_typer(health.health_app, name="health")

@@ -72,6 +72,7 @@ def scan(
                         "grade": c.grade,
                         "entry_price": c.entry_price,
                         "status": c.status,
+                        "volume_ratio": c.volume_ratio,
                         "reasons": list(c.reasons),
                         "gate": c.gate,
                     }

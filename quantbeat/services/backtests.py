@@ -50,7 +50,7 @@ from db.backtests import (
     set_progress,
     store_result,
 )
-from db.candles import load_daily_universe, resolve_instrument
+from db.candles import load_daily_universe, resolve_instrument, universe
 from db.engine import session_scope
 from db.heartbeats import worker_dead_reason
 from db.jobs import end_if_still_started, get_job_run
@@ -61,14 +61,15 @@ from quant.backtest.memory import MemoryEstimate, estimate_backtest_bytes, human
 from quant.backtest.metrics import compute_metrics
 from quant.backtest.strategies import Strategy
 from quant.backtest.strategies import get as get_strategy
+from quant.backtest.trade_kpis import trade_kpis
 from quant.errors import ConfigError, NotFound, QuantbeatError, ValidationError
 from quant.indicators import Candles
+from quant.market.types import KRX_MARKETS
 from quantbeat.infra.forkstate import after_fork
 from quantbeat.infra.settings import get_settings
 from quantbeat.infra.sources import latest_krx_session
 from quantbeat.services.export import S3Target, artifacts_for, export_artifacts
 from quantbeat.services.outbox import publish as publish_outbox
-from quantbeat.services.scans import candidates
 from quantbeat.services.strategies import scan_strategy, scan_strategy_names
 from workers.app import app as worker_app
 from workers.retry import as_transient
@@ -425,10 +426,10 @@ def _mirror(run_id: str, fields: Mapping[str, Any]) -> None:
 
 
 def nightly_run_id(backtest: str, trade_date: dt.date, days: int) -> str:
-    """The run id of the nightly backtest of strategy ``backtest`` for the signals of
-    ``trade_date`` over ``days`` calendar days: a UUID5 hex, the same for every submission,
-    so a nightly task that runs twice (a redelivery, a duplicate tick, an operator re-run)
-    records and runs each backtest once."""
+    """The run id of the nightly backtest of strategy ``backtest`` up to ``trade_date`` over
+    ``days`` calendar days: a UUID5 hex, the same for every submission, so a nightly task that
+    runs twice (a redelivery, a duplicate tick, an operator re-run) records and runs each
+    backtest once."""
     key = f"quantbeat.backtest.nightly|{backtest}|{trade_date.isoformat()}|{days}"
     return uuid.uuid5(uuid.NAMESPACE_URL, key).hex
 
@@ -440,13 +441,25 @@ NIGHTLY_DAYS_RANGE = (30, 7_300)
 def nightly_backtests(
     trade_date: dt.date | None = None, days: int | None = None, *, app: Any = None
 ) -> dict[str, Any]:
-    """Backtest the day's signals: for each registered scan strategy that has a backtest
-    counterpart (:func:`quantbeat.services.strategies.scan_strategy`), the instruments that
-    were its candidates on ``trade_date`` (default: the latest KRX session), over the last
-    ``days`` calendar days (default ``QUANTBEAT_BACKTEST_NIGHTLY_DAYS``). Submits one run per
-    strategy with candidates (origin ``beat``; ``app``: the Celery app to send through,
-    default :data:`workers.app.app`). Returns ``{"trade_date": ISO, "runs": {backtest
-    strategy: run_id | None}}``.
+    """The nightly walk-forward backtest: for each scheduled scan strategy that has a
+    backtest counterpart (:func:`quantbeat.services.strategies.scan_strategy`), one run of
+    that strategy over the whole listed KRX universe (KOSPI and KOSDAQ) from ``trade_date −
+    days`` to ``trade_date`` (default: the latest KRX session and
+    ``QUANTBEAT_BACKTEST_NIGHTLY_DAYS``), trading its *own daily signals*: each bar's signals
+    use only the bars up to it (:mod:`quant.backtest.strategies`, the look-ahead tests), the
+    engine fills them afterwards, with the dated sell tax. Nothing about ``trade_date``'s
+    candidates selects the instruments (the run this replaces backtested the day's
+    candidates over the previous two years: selection on the future), so a candidate chosen
+    on the last day changes no earlier day's result. The universe is the instruments listed
+    now (delisted ones are left out: a survivorship bias the report states).
+
+    Each run's summary carries ``trade_kpis`` (:mod:`quant.backtest.trade_kpis`), the
+    track record's KPI terms; :func:`nightly_expectations` reads them for the side-by-side
+    view (expected vs realized). Submits with origin ``beat`` (``app``: the Celery app to
+    send through, default :data:`workers.app.app`). Returns ``{"trade_date": ISO, "runs":
+    {backtest strategy: run_id | None}, "errors": {backtest strategy: message}}`` (``None``:
+    an empty universe or a refused spec, e.g. over the memory limit, with its message in
+    ``errors``; the other strategies still run).
 
     Idempotent: each run's id is :func:`nightly_run_id` of its strategy, day and span, so
     running this twice for the same day records and runs each backtest once.
@@ -462,29 +475,72 @@ def nightly_backtests(
         raise ValidationError(
             f"days must be an integer in [{low}, {high}], got {span!r}", field="days", value=span
         )
+    markets = [m.value for m in KRX_MARKETS]
+    with session_scope() as session:
+        names = [name for _, name in universe(session, markets)]
+    start = day - dt.timedelta(days=span)
     runs: dict[str, str | None] = {}
+    errors: dict[str, str] = {}
     for name in scan_strategy_names():
         scan = scan_strategy(name)
         if scan.backtest is None or not scan.scheduled:
             continue
-        names = [c.instrument for c in candidates(name, day)]
         if not names:
             runs[scan.backtest] = None
+            errors[scan.backtest] = f"no listed {'/'.join(markets)} instruments"
             continue
-        runs[scan.backtest] = submit_backtest(
-            {
-                "strategy": scan.backtest,
-                "instruments": names,
-                "start": (day - dt.timedelta(days=span)).isoformat(),
-                "end": day.isoformat(),
-                "label": f"nightly {name} signals of {day.isoformat()}",
-            },
-            origin="beat",
-            app=app,
-            run_id=nightly_run_id(scan.backtest, day, span),
-        )
-    log.info("backtest.nightly", trade_date=day.isoformat(), runs=runs)
-    return {"trade_date": day.isoformat(), "runs": runs}
+        try:
+            runs[scan.backtest] = submit_backtest(
+                {
+                    "strategy": scan.backtest,
+                    "instruments": names,
+                    "start": start.isoformat(),
+                    "end": day.isoformat(),
+                    "label": (
+                        f"nightly walk-forward {name}: its daily signals over the "
+                        f"{len(names)} listed {'+'.join(markets)} instruments, "
+                        f"{start.isoformat()} … {day.isoformat()}"
+                    )[:200],
+                },
+                origin="beat",
+                app=app,
+                run_id=nightly_run_id(scan.backtest, day, span),
+            )
+        except ValidationError as exc:
+            runs[scan.backtest] = None
+            errors[scan.backtest] = str(exc)
+            log.error("backtest.nightly_refused", strategy=scan.backtest, error=str(exc))
+    log.info("backtest.nightly", trade_date=day.isoformat(), runs=runs, errors=errors)
+    return {"trade_date": day.isoformat(), "runs": runs, "errors": errors}
+
+
+def nightly_expectations(
+    backtest: str, trade_date: dt.date, days: int | None = None
+) -> dict[str, Any]:
+    """What the nightly walk-forward backtest of ``backtest`` (a backtest strategy name,
+    e.g. ``vcp_breakout``) up to ``trade_date`` expects, in the track record's KPI terms —
+    the *expected* column beside the live track record's *realized* one: ``{"run_id",
+    "state", "start", "end", "kpis"}`` where ``kpis`` is the run's ``trade_kpis`` summary
+    (:func:`quant.backtest.trade_kpis.trade_kpis`; ``None`` until the run has completed).
+
+    Raises:
+        quant.errors.NotFound: no nightly run of that strategy, day and span was recorded.
+    """
+    span = days if days is not None else get_settings().backtest_nightly_days
+    run_id = nightly_run_id(backtest, trade_date, span)
+    with session_scope() as session:
+        run = get_run(session, run_id)
+        state = run.state
+        spec = dict(run.spec)
+        summary = dict(run.summary or {})
+    return {
+        "run_id": run_id,
+        "strategy": backtest,
+        "state": state,
+        "start": spec.get("start"),
+        "end": spec.get("end"),
+        "kpis": summary.get("trade_kpis") if state == "completed" else None,
+    }
 
 
 def status(run_id: str) -> dict[str, Any]:
@@ -745,6 +801,8 @@ def load_market(
     market = Market(
         times=times,
         symbols=tuple(name for _, name in instruments),
+        # "MARKET:TICKER": the market decides the sell tax each sale pays
+        markets=tuple(name.split(":", 1)[0] for _, name in instruments),
         **columns,
     )
     start_index = int(np.searchsorted(times, np.datetime64(start, "D")))
@@ -861,6 +919,7 @@ def _execute(
     returns = equity / prev - 1.0
     trades = result.trade_rows()
     closed_pnl = np.array([t["pnl"] for t in trades if t["exit_time"] is not None])
+    closed_returns = [t["return_pct"] for t in trades if t["exit_time"] is not None]
     metrics = compute_metrics(returns, times, closed_pnl).as_dict()
     open_trades = sum(1 for t in trades if t["exit_time"] is None)
     summary = {
@@ -871,6 +930,11 @@ def _execute(
         "last_day": str(times[-1]) if len(times) else None,
         "closed_trades": len(closed_pnl),
         "open_trades": open_trades,
+        # costs paid by the closed trades (currency units): fees include the sell tax
+        "fees_paid": sum(t["fees"] for t in trades if t["exit_time"] is not None),
+        "tax_paid": sum(t["tax"] for t in trades if t["exit_time"] is not None),
+        # the closed trades in the track record's KPI terms (net returns after costs and tax)
+        "trade_kpis": trade_kpis(closed_returns),
         "instruments": m,
         "fill": execution.fill,
         "execution": execution.as_dict(),
@@ -1018,6 +1082,8 @@ def report_data(run_id: str) -> Any:
         {
             "final_equity": summary.get("final_equity"),
             "open_trades": summary.get("open_trades"),
+            "total_fees": summary.get("fees_paid"),
+            "sell_tax": summary.get("tax_paid"),
         }
     )
     return ReportData(

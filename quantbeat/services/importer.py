@@ -215,6 +215,7 @@ def import_csv(
     progress: Callable[[int, int], None] | None = None,
     database_url: str | None = None,
     create_instruments: bool = False,
+    create_listed_instruments: bool = False,
 ) -> ImportReport:
     """Import the CSV file at ``path`` into the database (see the module docstring).
 
@@ -225,6 +226,9 @@ def import_csv(
     create. Rejected rows go to ``reject_file`` (default :func:`default_reject_file`).
     ``create_instruments``: create the instruments a price, flow or signal file names that the
     database does not have (default: reject those rows, ``unknown_instrument``).
+    ``create_listed_instruments``: create only those of them that ``stocks_file`` lists (the
+    others are still rejected) — what ``quantbeat import original --dry-run`` needs, since the
+    folder's stocks list is rolled back before its price file is read.
     ``progress(lines_done, lines_total)`` is called after each chunk, in physical lines of the
     file. ``database_url`` defaults to the configured one.
 
@@ -242,7 +246,7 @@ def import_csv(
     """
     options = _Options.parse(
         path, kind, flow_unit, default_market, stocks_file, reject_file, chunk_rows, dry_run,
-        create_instruments,
+        create_instruments, create_listed_instruments,
     )  # fmt: skip
     engine = get_engine(database_url)
     sha256, lines_total = _digest(options.path)
@@ -271,6 +275,7 @@ class _Options:
     chunk_rows: int
     dry_run: bool
     create_instruments: bool = False
+    create_listed_instruments: bool = False
 
     @classmethod
     def parse(
@@ -284,6 +289,7 @@ class _Options:
         chunk_rows: int,
         dry_run: bool,
         create_instruments: bool = False,
+        create_listed_instruments: bool = False,
     ) -> _Options:
         path = Path(path)
         rejects = Path(reject_file) if reject_file is not None else default_reject_file(path)
@@ -308,6 +314,7 @@ class _Options:
             chunk_rows=chunk_rows,
             dry_run=dry_run,
             create_instruments=create_instruments,
+            create_listed_instruments=create_listed_instruments,
         )
 
     def as_notes(self) -> dict[str, Any]:
@@ -622,6 +629,13 @@ class _Importer:
             return _Outcome(_upsert_stocks(session, keep), extra, set())
         if not self.options.create_instruments:
             unknown = _unknown_instruments(session, keep)
+            if self.options.create_listed_instruments:
+                listed = self.catalogue.instruments
+                unknown = [
+                    u
+                    for u in unknown
+                    if (keep.at[u.index, "market"], keep.at[u.index, "ticker"]) not in listed
+                ]
             extra += unknown
             keep = _without(keep, unknown)
         if kind is CsvKind.INSTITUTIONAL_TREND:

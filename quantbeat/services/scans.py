@@ -301,6 +301,7 @@ def evaluate(
                     "grade": verdict.grade,
                     "entry_price": verdict.entry_price,
                     "status": verdict.status,
+                    "volume_ratio": verdict.volume_ratio,
                     "reasons": list(verdict.reasons),
                     "inputs": _json_safe(dict(verdict.inputs)),
                 }
@@ -336,6 +337,8 @@ class Candidate:
     inputs: Mapping[str, Any]
     #: The Market Gate colour when it was decided (``None``: no gate computed).
     gate: str | None = None
+    #: The scan day's volume over its mean (VCP), ``None`` when not measured.
+    volume_ratio: float | None = None
 
 
 def candidates(
@@ -346,9 +349,11 @@ def candidates(
     phase: str = "final",
 ) -> list[Candidate]:
     """The stored candidates of a scan day and ``phase`` (``final`` or ``preliminary``),
-    best first: by grade where the strategy ranks grades
-    (:attr:`~quantbeat.services.strategies.ScanStrategy.grades`), then by score, then
-    ticker."""
+    best first: the statuses the strategy ranks first
+    (:attr:`~quantbeat.services.strategies.ScanStrategy.ranked_first`: a VCP's confirmed
+    breakouts before an unconfirmed close above the pivot), then by grade where the strategy
+    ranks grades (:attr:`~quantbeat.services.strategies.ScanStrategy.grades`), then by
+    score, then ticker. The AI analysis's top N and the CLI's list follow this order."""
 
     name = canonical_strategy(strategy_name)
     with session_scope() as session:
@@ -357,10 +362,13 @@ def candidates(
             .join(Instrument, Instrument.id == Signal.instrument_id)
             .where(Signal.trade_date == trade_date, Signal.strategy == name, Signal.phase == phase)
         ).all()
-    grades = {grade: rank for rank, grade in enumerate(scan_strategy(name).grades)}
+    found = scan_strategy(name)
+    grades = {grade: rank for rank, grade in enumerate(found.grades)}
+    first = {status: rank for rank, status in enumerate(found.ranked_first)}
     ordered = sorted(
         rows,
         key=lambda r: (
+            first.get(r[0].status or "", len(first)),
             grades.get(r[0].grade or "", len(grades)),
             -(r[0].score if r[0].score is not None else float("-inf")),
             r[1].ticker,
@@ -380,6 +388,7 @@ def candidates(
                 reasons=tuple(signal.reasons or ()),
                 inputs=signal.inputs or {},
                 gate=signal.gate,
+                volume_ratio=signal.volume_ratio,
             )
         )
     return out

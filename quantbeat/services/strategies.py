@@ -27,7 +27,7 @@ from quant.scans.closing_bet import ClosingBetParams, closing_bet
 from quant.scans.inputs import ScanInputs
 from quant.scans.supply import SupplyParams, supply_demand
 from quant.scans.trend import TrendTemplateParams
-from quant.scans.vcp import VcpParams, scan_vcp
+from quant.scans.vcp import BREAKOUT, VcpParams, scan_vcp
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ class Evaluation:
     status: str | None = None
     reasons: tuple[str, ...] = ()
     inputs: Mapping[str, Any] = field(default_factory=dict)
+    #: The scan day's volume over the strategy's mean volume (stored as
+    #: ``signals.volume_ratio``); ``None`` when the strategy does not measure it or unknown.
+    volume_ratio: float | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,10 @@ class ScanStrategy:
     #: Grades ranked before the score (best first), e.g. a closing-bet S outranks an A with
     #: more points; empty: ranked by score only.
     grades: tuple[str, ...] = ()
+    #: Statuses ranked before everything else (best first), e.g. VCP's confirmed
+    #: ``breakout`` before an ``unconfirmed`` close above the pivot or a ``forming`` pattern;
+    #: signals of other statuses follow, by grade and score. Empty: the status does not rank.
+    ranked_first: tuple[str, ...] = ()
     #: Its evaluation reads the AI analyses' news scores: when the analyses of its top
     #: candidates finish, the day's scan is re-run so the scores count.
     reads_news: bool = False
@@ -330,7 +337,10 @@ def evaluate_vcp(
     vcp_params: VcpParams | None = None,
 ) -> Evaluation:
     """A VCP candidate (Trend Template passed and a valid contraction pattern); the score is
-    the composite 0–100 VCP score, the grade its rating, the entry price the pivot."""
+    the composite 0–100 VCP score, the grade its rating, the entry price the pivot, the
+    status the pattern's state at the pivot (``breakout``, ``unconfirmed`` — above the pivot
+    without the breakout volume — or ``forming``; :data:`quant.scans.vcp.PIVOT_STATES`) and
+    the volume ratio the scan day's volume over the 50-day mean."""
     result = scan_vcp(inputs, trend_params or TrendTemplateParams(), vcp_params or VcpParams())
     pattern, score, trend = result.pattern, result.score, result.trend
     used: dict[str, Any] = {
@@ -351,6 +361,9 @@ def evaluate_vcp(
         "stop": _num(pattern.stop),
         "dry_up": _num(pattern.dry_up),
         "breakout": pattern.breakout,
+        "pivot_state": pattern.state,
+        "volume_ratio": _num(pattern.volume_ratio),
+        "breakout_volume": (vcp_params or VcpParams()).breakout_volume,
         "components": {
             "trend": _num(score.tt),
             "contraction": _num(score.contraction),
@@ -364,9 +377,10 @@ def evaluate_vcp(
         score=_num(score.total),
         grade=score.rating,
         entry_price=_num(pattern.pivot),
-        status="breakout" if pattern.breakout else "forming",
+        status=pattern.state,
         reasons=result.reasons,
         inputs=used,
+        volume_ratio=_num(pattern.volume_ratio),
     )
 
 
@@ -426,6 +440,8 @@ register(
         params=(TrendTemplateParams, VcpParams),
         configure=_vcp_with,
         backtest="vcp_breakout",
+        # a confirmed breakout is never ranked with an unconfirmed close above the pivot
+        ranked_first=(BREAKOUT,),
     )
 )
 register(

@@ -270,50 +270,95 @@ def test_the_report_is_written_from_the_stored_result(cpu_worker, names, tmp_pat
     assert files.png.read_bytes().startswith(b"\x89PNG")
 
 
-def test_the_nightly_task_backtests_the_day_s_signals_per_strategy(cpu_worker, names, monkeypatch):
-    import tasks.backtests
+def _previous_session(day: dt.date) -> dt.date:
+    from db.models import DailyCandle
+
+    with session_scope() as session:
+        found = session.execute(
+            select(func.max(DailyCandle.trade_date)).where(DailyCandle.trade_date < day)
+        ).scalar_one()
+    assert found is not None
+    return found
+
+
+def _add_candidate(name: str, day: dt.date) -> None:
     from db.candles import resolve_instrument
     from db.models import Signal
 
     with session_scope() as session:
-        for name in names[:3]:
-            ident, _ = resolve_instrument(session, name)
-            session.add(
-                Signal(
-                    trade_date=DAY,
-                    strategy="closing_bet",
-                    instrument_id=ident,
-                    score=9.0,
-                    grade="A",
-                    source="scan",
-                )
-            )
-    # The service sends through workers.app.app: to the test worker's broker instead.
+        ident, _ = resolve_instrument(session, name)
+        session.add(Signal(trade_date=day, strategy="closing_bet", instrument_id=ident,
+                           score=9.0, grade="A", source="scan"))  # fmt: skip
+
+
+def _result(run_id: str) -> tuple[list[dict[str, object]], list[tuple[dt.date, float, int]]]:
+    from db.backtests import load_equity, load_trades
+
+    with session_scope() as session:
+        return load_trades(session, run_id), load_equity(session, run_id)
+
+
+def test_a_candidate_chosen_on_the_last_day_changes_no_earlier_day_s_backtest_result(
+    cpu_worker, names, monkeypatch
+):
+    """Issue 18 item 3, done-when: the nightly backtest walks forward over the universe on
+    each strategy's own daily signals. Run up to the session before ``DAY`` and again with
+    ``DAY`` added (same start), where ``DAY``'s candidate differs from the day before's:
+    every trade closed and every equity value up to the earlier day is identical, and the
+    positions open then were entered identically. (The nightly this replaces backtested
+    the day's candidates: a different last-day candidate changed the whole history.)"""
+    import tasks.backtests
+
+    before = _previous_session(DAY)
+    _add_candidate(names[0], before)
+    _add_candidate(names[5], DAY)  # the last day chooses another candidate
     monkeypatch.setattr(backtests, "worker_app", CLIENT)
-    result = tasks.backtests.nightly(DAY.isoformat(), days=120)
-    runs = result["runs"]
-    assert runs["vcp_breakout"] is None  # no VCP signals that day: nothing submitted
-    run_id = runs["closing_bet"]
-    final = backtests.wait(run_id, timeout=60)
-    assert final["state"] == "completed", final
-    run = backtest_row(run_id)
-    assert run.origin == "beat"
-    assert sorted(run.spec["instruments"]) == sorted(names[:3])
-    assert run.spec["start"] == (DAY - dt.timedelta(days=120)).isoformat()
-    # Idempotent: the same day again (a redelivery, a duplicate tick, an operator re-run)
-    # names the same run, which is neither recorded nor sent again.
-    again = tasks.backtests.nightly(DAY.isoformat(), days=120)
-    assert again["runs"] == runs
-    assert backtest_row(run_id).attempts == 1
+    span = 120
+    short = tasks.backtests.nightly(before.isoformat(), days=span)
+    long = tasks.backtests.nightly(DAY.isoformat(), days=span + (DAY - before).days)
+    assert short["errors"] == long["errors"] == {}
+    assert set(short["runs"]) == set(long["runs"]) == {"vcp_breakout", "closing_bet"}
+    closed_before = 0
+    for strategy, run_id in short["runs"].items():
+        other = long["runs"][strategy]
+        assert run_id is not None
+        assert other is not None
+        assert backtests.wait(run_id, timeout=120)["state"] == "completed"
+        assert backtests.wait(other, timeout=120)["state"] == "completed"
+        a, b = backtest_row(run_id), backtest_row(other)
+        # the universe, not the day's candidates; the same start
+        assert sorted(a.spec["instruments"]) == sorted(b.spec["instruments"]) == sorted(names)
+        assert a.spec["start"] == b.spec["start"] == (before - dt.timedelta(days=span)).isoformat()
+        assert a.origin == "beat"
+        trades_a, equity_a = _result(run_id)
+        trades_b, equity_b = _result(other)
+        assert equity_a[-1][0] == before
+        assert equity_b[-1][0] == DAY
+        assert equity_a == equity_b[: len(equity_a)]  # every earlier equity value identical
+        closed_a = [t for t in trades_a if t["exit_time"] is not None]
+        closed_b = [t for t in trades_b if t["exit_time"] is not None
+                    and dt.date.fromisoformat(str(t["exit_time"])) <= before]  # fmt: skip
+        assert closed_a == closed_b  # every trade closed by then identical, field by field
+        entered = {(t["symbol"], t["entry_time"], t["entry_price"], t["quantity"])
+                   for t in trades_b if t not in closed_b}  # fmt: skip
+        for t in trades_a:
+            if t["exit_time"] is None:
+                assert (t["symbol"], t["entry_time"], t["entry_price"], t["quantity"]) in entered
+        closed_before += len(closed_a)
+        # the track record's KPI terms, for the side-by-side view
+        expected = backtests.nightly_expectations(strategy, before, span)
+        assert expected["state"] == "completed"
+        assert expected["kpis"]["count"] == len(closed_a)
+    assert closed_before > 0  # the comparison covered trades, not an empty history
+    # Idempotent: the same day again names the same runs, neither recorded nor sent again.
+    again = tasks.backtests.nightly(before.isoformat(), days=span)
+    assert again["runs"] == short["runs"]
+    assert all(backtest_row(r).attempts == 1 for r in short["runs"].values() if r)
     with session_scope() as session:
         nightly_rows = session.execute(
             select(func.count()).select_from(BacktestRun).where(BacktestRun.origin == "beat")
         ).scalar_one()
-    assert nightly_rows == 1
-    # Another span is another business key: another run.
-    other = tasks.backtests.nightly(DAY.isoformat(), days=121)["runs"]["closing_bet"]
-    assert other != run_id
-    assert backtests.wait(other, timeout=60)["state"] == "completed"
+    assert nightly_rows == 4
 
 
 def _unreachable_client() -> Celery:

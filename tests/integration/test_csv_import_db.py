@@ -275,8 +275,9 @@ def test_missing_columns_fail_cleanly(clean_db: str, tmp_path: Path):
 
     message = str(caught.value)
     assert "missing required column(s)" in message
-    for column in ("high", "low", "traded_value"):
+    for column in ("high", "low"):
         assert f"{column} (one of:" in message
+    assert "Optional: market, traded_value" in message  # unknown traded value: stored NULL
     assert count(clean_db, DailyCandle) == 0
     assert count(clean_db, Instrument) == 0
     assert not (tmp_path / "missing_columns_daily_prices.csv.rejects.csv").exists()
@@ -284,7 +285,7 @@ def test_missing_columns_fail_cleanly(clean_db: str, tmp_path: Path):
     assert run.status == "failed"
     assert run.error is not None
     assert run.error.startswith("ValidationError: ")
-    assert "traded_value" in run.error
+    assert "high (one of:" in run.error
     assert run.finished_at is not None
     assert (run.rows_read, run.inserted, run.rejected) == (0, 0, 0)
 

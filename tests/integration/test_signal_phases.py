@@ -55,3 +55,46 @@ def test_phases_are_kept_apart(clean_db: str) -> None:
     with session_scope() as session:
         phases = sorted(session.execute(select(Signal.phase)).scalars())
     assert phases == ["final", "final"]
+
+
+def test_vcp_volume_ratio_is_stored_and_unconfirmed_closes_rank_after_breakouts(
+    clean_db: str,
+) -> None:
+    """Issue 18 item 4: the scan's store path keeps the volume ratio with the signal, and a
+    close above the pivot without the breakout volume is not ranked with confirmed breakouts:
+    the candidates list (the CLI's top list) and the AI analysis's top N put breakouts first,
+    whatever the scores."""
+    from quantbeat.services.ai import top_candidates
+
+    with session_scope() as session:
+        ids = ensure_instruments(session, "KOSPI", ["005930", "000660", "035420"], source="t")
+    a, b, c = (ids[("KOSPI", t)] for t in ("005930", "000660", "035420"))
+
+    def vcp(ident: int, score: float, status: str, ratio: float | None) -> dict[str, object]:
+        return {**_row(ident, score, "Strong"), "status": status, "volume_ratio": ratio}
+
+    rows = [vcp(a, 86.0, "unconfirmed", 1.2), vcp(b, 81.0, "breakout", 2.4),
+            vcp(c, 84.0, "forming", 0.7)]  # fmt: skip
+    with session_scope() as session:
+        replace_signals(session, trade_date=DAY, strategy="vcp", covered=[a, b, c], rows=rows)
+    with session_scope() as session:
+        stored = {
+            ident: ratio
+            for ident, ratio in session.execute(select(Signal.instrument_id, Signal.volume_ratio))
+        }
+    assert stored == {a: 1.2, b: 2.4, c: 0.7}
+    ranked = candidates("vcp", DAY)
+    assert [(x.instrument, x.status, x.volume_ratio) for x in ranked] == [
+        ("KOSPI:000660", "breakout", 2.4),  # the only confirmed breakout, lowest score
+        ("KOSPI:005930", "unconfirmed", 1.2),
+        ("KOSPI:035420", "forming", 0.7),
+    ]
+    assert top_candidates("vcp", DAY, 1) == ["KOSPI:000660"]
+    # a re-scan that changes only the ratio updates the row (it is compared on upsert)
+    rows[0] = vcp(a, 86.0, "unconfirmed", 1.3)
+    with session_scope() as session:
+        counts = replace_signals(
+            session, trade_date=DAY, strategy="vcp", covered=[a, b, c], rows=rows
+        )
+    assert counts.updated == 1
+    assert candidates("vcp", DAY)[1].volume_ratio == 1.3

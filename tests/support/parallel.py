@@ -32,22 +32,23 @@ def worker_id() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "")
 
 
-#: Set once a worker has chosen its stores (tests/conftest.py exports them): a subprocess
-#: inheriting the environment uses them as they are instead of choosing again.
-CHOSEN = "QUANTBEAT_TEST_STORES_CHOSEN"
+#: Names the xdist worker that chose the stores now in the environment (tests/conftest.py
+#: exports them): a subprocess of that worker inherits both and uses them as they are, while
+#: an xdist worker inheriting the controller's (``""``) chooses its own.
+CHOSEN = "QUANTBEAT_TEST_STORES_CHOSEN_BY"
 
 
 def is_primary() -> bool:
-    """Whether this process uses the prepared services as given: no xdist, worker ``gw0``,
-    or a subprocess of a worker that already chose its own."""
-    return worker_id() in ("", "gw0") or os.environ.get(CHOSEN) == "1"
+    """Whether this process uses the stores in its environment as given: no xdist, worker
+    ``gw0``, or a subprocess of a worker that already chose its own."""
+    return worker_id() in ("", "gw0") or os.environ.get(CHOSEN) == worker_id()
 
 
 def export(database: str, redis: str) -> None:
     """Put this worker's stores into the environment its subprocesses inherit."""
     os.environ["QUANTBEAT_TEST_DATABASE_URL"] = database
     os.environ["QUANTBEAT_TEST_REDIS_URL"] = redis
-    os.environ[CHOSEN] = "1"
+    os.environ[CHOSEN] = worker_id()
 
 
 def database_url(base: str) -> str:

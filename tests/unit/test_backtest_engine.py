@@ -25,6 +25,7 @@ from quant.backtest.engine import (
     simulate,
 )
 from quant.backtest.strategies import get
+from quant.costs import DEFAULT_TAX
 from quant.errors import ValidationError
 
 CASH = 1_000_000.0
@@ -68,6 +69,9 @@ def _signals(
 
 
 def _run(market: Market, signals: Signals, cash: float = CASH, **config: Any) -> BacktestResult:
+    """Simulate with ``config``; the hand-worked expectations here pay no sell tax, so the
+    tax is off unless ``config`` says otherwise (the tax has its own tests below)."""
+    config = {"sell_tax": "none", **config}
     return simulate(market, signals, ExecutionConfig(**config), initial_cash=cash)
 
 
@@ -242,7 +246,7 @@ def _markets(*columns: Sequence[Bar]) -> Market:
     """Several instruments, one list of (open, high, low, close) rows each."""
     a = np.array(columns, dtype=np.float64)  # (instruments, bars, 4)
     names = [chr(ord("A") + i) for i in range(len(columns))]
-    ohlc = {
+    ohlc: dict[str, Any] = {
         k: np.ascontiguousarray(a[:, :, i].T)
         for i, k in enumerate(("open", "high", "low", "close"))
     }
@@ -264,7 +268,7 @@ def test_risk_sizing_is_capped_by_the_cash_left_in_a_shared_account():
     result = simulate(
         market,
         Signals(entries=entries, exits=np.zeros_like(entries), stop=stop),
-        ExecutionConfig(sizing="risk", risk=0.2, fraction=0.8),
+        ExecutionConfig(sizing="risk", risk=0.2, fraction=0.8, sell_tax="none"),
         initial_cash=CASH,
     )
     units = {
@@ -637,6 +641,141 @@ def test_open_position_at_the_end(last):
 
 
 # --------------------------------------------------------------------------------------------
+# The dated sell-side tax (quant.costs, domain notes §8)
+# --------------------------------------------------------------------------------------------
+
+# A KRX year-end: the KOSPI/KOSDAQ sell tax is 0.15 % through 2025-12-30 and 0.20 % from the
+# first session of 2026 (2026-01-02); Upbit (crypto) pays none.
+YEAR_END = np.array(["2025-12-29", "2025-12-30", "2026-01-02", "2026-01-05"], dtype="datetime64[D]")
+
+
+def _year_end_market(markets: Sequence[str] | None) -> Market:
+    """Four instruments with the same bars: closes 100, 110, 120, 130."""
+    close = np.repeat(np.array([[100.0], [110.0], [120.0], [130.0]]), 4, axis=1)
+    return Market.from_arrays(
+        YEAR_END,
+        ["K1", "K2", "Q1", "C1"],
+        markets=markets,
+        open=close,
+        high=close,
+        low=close,
+        close=close,
+    )
+
+
+def test_sells_pay_the_tax_of_their_market_on_their_trade_date():
+    market = _year_end_market(["KOSPI", "KOSPI", "KOSDAQ", "UPBIT"])
+    entries = np.zeros((4, 4), dtype=np.bool_)
+    entries[0] = True  # every instrument bought at the 2025-12-29 close (100)
+    exits = np.zeros((4, 4), dtype=np.bool_)
+    exits[1, 0] = True  # K1 sold at the 2025-12-30 close (110)
+    exits[2, 1:] = True  # K2, Q1 and C1 sold at the 2026-01-02 close (120)
+    config = ExecutionConfig(fill="close", fees=0.00015, accounts="per_instrument")
+    result = simulate(market, Signals(entries=entries, exits=exits), config, initial_cash=CASH)
+    rows = sorted(result.trade_rows(), key=lambda r: r["symbol"])
+    assert [(r["symbol"], r["exit_time"]) for r in rows] == [
+        ("C1", "2026-01-02"),
+        ("K1", "2025-12-30"),
+        ("K2", "2026-01-02"),
+        ("Q1", "2026-01-02"),
+    ]
+    units = math.floor(CASH / (100.0 * 1.00015))
+    expected_rate = {"K1": 0.0015, "K2": 0.0020, "Q1": 0.0020, "C1": 0.0}
+    for row in rows:
+        assert row["quantity"] == units
+        exit_px = row["exit_price"]
+        tax = units * exit_px * expected_rate[row["symbol"]]
+        fees = units * 100.0 * 0.00015 + units * exit_px * 0.00015
+        assert row["tax"] == pytest.approx(tax, rel=1e-12, abs=1e-9)
+        assert row["fees"] == pytest.approx(fees + tax, rel=1e-12)
+        assert row["pnl"] == pytest.approx(units * (exit_px - 100.0) - fees - tax, rel=1e-12)
+    by = {r["symbol"]: r for r in rows}
+    # the same KOSPI trade pays 0.15 % of its sale on 2025-12-30 and 0.20 % on 2026-01-02
+    assert by["K1"]["tax"] / (units * 110.0) == pytest.approx(0.0015)
+    assert by["K2"]["tax"] / (units * 120.0) == pytest.approx(0.0020)
+    assert by["C1"]["tax"] == 0.0
+    _assert_identity(result)
+    # the tax leaves the account: each account's cash is its sale net of fees and tax
+    final = result.accounts[-1]
+    for c, symbol in enumerate(market.symbols):
+        assert final[c] == pytest.approx(CASH + by[symbol]["pnl"], rel=1e-12)
+
+
+def test_no_tax_with_sell_tax_none_and_the_same_trades_otherwise():
+    market = _year_end_market(["KOSPI", "KOSPI", "KOSDAQ", "UPBIT"])
+    entries = np.zeros((4, 4), dtype=np.bool_)
+    entries[0] = True
+    exits = np.zeros((4, 4), dtype=np.bool_)
+    exits[2] = True
+    signals = Signals(entries=entries, exits=exits)
+    taxed = simulate(market, signals, ExecutionConfig(fill="close", accounts="per_instrument"))
+    free = simulate(
+        market, signals, ExecutionConfig(fill="close", accounts="per_instrument", sell_tax="none")
+    )
+    assert (free.trades.tax_paid == 0).all()
+    np.testing.assert_array_equal(taxed.trades.units, free.trades.units)
+    np.testing.assert_allclose(
+        free.trades.pnl - taxed.trades.pnl, taxed.trades.tax_paid, rtol=1e-12
+    )
+    assert taxed.trades.tax_paid.sum() > 0
+
+
+def test_an_open_position_pays_no_tax_it_is_only_valued():
+    market = _year_end_market(["KOSPI"] * 4)
+    entries = np.zeros((4, 4), dtype=np.bool_)
+    entries[0] = True
+    result = simulate(
+        market,
+        Signals(entries=entries, exits=np.zeros_like(entries)),
+        ExecutionConfig(fill="close", accounts="per_instrument"),
+    )
+    assert (~result.trades.closed).all()
+    assert (result.trades.tax_paid == 0).all()
+
+
+def test_the_tax_needs_market_codes_and_known_markets():
+    entries = np.zeros((4, 4), dtype=np.bool_)
+    entries[0] = True
+    signals = Signals(entries=entries, exits=np.zeros_like(entries))
+    with pytest.raises(ValidationError, match="needs each instrument's market") as info:
+        simulate(_year_end_market(None), signals, ExecutionConfig())
+    assert info.value.field == "markets"
+    with pytest.raises(ValidationError, match="'NYSE' of instrument 'C1'") as info:
+        simulate(_year_end_market(["KOSPI", "KOSPI", "KOSDAQ", "NYSE"]), signals, ExecutionConfig())
+    assert info.value.field == "markets"
+    with pytest.raises(ValidationError, match="one non-empty string per instrument"):
+        _year_end_market(["KOSPI"])
+    # without the tax, neither is needed
+    simulate(_year_end_market(None), signals, ExecutionConfig(sell_tax="none"))
+
+
+def test_a_sell_on_a_date_the_table_does_not_cover_is_rejected_naming_it():
+    times = np.array(["2022-12-28", "2022-12-29", "2023-01-02"], dtype="datetime64[D]")
+    price = np.array([100.0, 101.0, 102.0])
+    market = Market.from_arrays(
+        times, ["A"], markets="KOSPI", open=price, high=price, low=price, close=price
+    )
+    exits_early = _signals(3, entries=[0], exits=[1])
+    with pytest.raises(ValidationError, match="no sell-tax rate for KOSPI on 2022-12-29") as info:
+        simulate(market, exits_early, ExecutionConfig(fill="close"))
+    assert info.value.field == "sell_tax"
+    # bars before the table are fine as long as nothing is sold on them
+    result = simulate(market, _signals(3, entries=[0], exits=[2]), ExecutionConfig(fill="close"))
+    assert _one(result)["exit_bar"] == 2
+    assert float(result.trades.tax_paid[0]) == pytest.approx(
+        float(result.trades.units[0]) * 102.0 * 0.0020
+    )
+
+
+def test_execution_config_sell_tax_values():
+    assert ExecutionConfig().sell_tax == "table"
+    with pytest.raises(ValidationError) as info:
+        ExecutionConfig(sell_tax="yes")  # type: ignore[arg-type]
+    assert info.value.field == "sell_tax"
+    assert ExecutionConfig.from_dict(ExecutionConfig(sell_tax="none").as_dict()).sell_tax == "none"
+
+
+# --------------------------------------------------------------------------------------------
 # Accounts
 # --------------------------------------------------------------------------------------------
 
@@ -671,7 +810,7 @@ def test_shared_account_slots_go_by_priority(fill, max_positions, priority, take
     result = simulate(
         _three(),
         _together(4, 3, 0, **extra),
-        ExecutionConfig(fill=fill, fraction=0.4, max_positions=max_positions),
+        ExecutionConfig(fill=fill, fraction=0.4, max_positions=max_positions, sell_tax="none"),
         initial_cash=CASH,
     )
     t = result.trades
@@ -688,7 +827,7 @@ def test_size_mult_scales_the_budget_in_a_shared_account():
     result = simulate(
         _three(),
         _together(4, 3, 0, size_mult=[1.5, 1.0, 0.0]),
-        ExecutionConfig(fraction=0.2),
+        ExecutionConfig(fraction=0.2, sell_tax="none"),
         initial_cash=CASH,
     )
     t = result.trades
@@ -704,7 +843,7 @@ def test_per_instrument_accounts_each_start_with_the_initial_cash():
     result = simulate(
         market,
         _together(n, 2, 0, priority=[1.0, 2.0]),
-        ExecutionConfig(accounts="per_instrument", max_positions=1),
+        ExecutionConfig(accounts="per_instrument", max_positions=1, sell_tax="none"),
         initial_cash=CASH,
     )
     assert result.initial_cash == 2 * CASH
@@ -741,6 +880,7 @@ def _random_market(rng: np.random.Generator, n: int, m: int, halts: bool = True)
     return Market.from_arrays(
         _times(n),
         [f"R{i}" for i in range(m)],
+        markets="KOSPI",  # the dated sell tax applies (2024: 0.18 %, 2025: 0.15 %)
         open=open_,
         high=high,
         low=low,
@@ -839,7 +979,7 @@ def _replace_after(market: Market, k: int, rng: np.random.Generator) -> Market:
         a = market.column(name).copy()
         a[k + 1 :] = other.column(name)[k + 1 :]
         cols[name] = a
-    return Market.from_arrays(market.times, market.symbols, **cols)
+    return Market.from_arrays(market.times, market.symbols, markets=market.markets, **cols)
 
 
 @pytest.mark.parametrize("config", RANDOM_CONFIGS[2:5])
@@ -957,21 +1097,22 @@ def test_market_rejects_bad_shapes_and_times():
 )  # fmt: skip
 def test_simulate_rejects_wrong_signals(signals, field):
     with pytest.raises(ValidationError) as info:
-        simulate(_market(RAMP), signals(6), ExecutionConfig())
+        simulate(_market(RAMP), signals(6), ExecutionConfig(sell_tax="none"))
     assert info.value.field == field
 
 
 def test_simulate_accepts_one_dimensional_signals_for_one_instrument():
     entries = np.zeros(6, dtype=np.bool_)
     entries[1] = True
-    result = simulate(_market(RAMP), Signals(entries, np.zeros(6, bool)), ExecutionConfig())
+    signals = Signals(entries, np.zeros(6, bool))
+    result = simulate(_market(RAMP), signals, ExecutionConfig(sell_tax="none"))
     assert _one(result)["entry_bar"] == 2
 
 
 @pytest.mark.parametrize("cash", [0.0, -1.0, NAN, math.inf])
 def test_simulate_rejects_bad_initial_cash(cash):
     with pytest.raises(ValidationError) as info:
-        simulate(_market(RAMP), _signals(6), ExecutionConfig(), initial_cash=cash)
+        simulate(_market(RAMP), _signals(6), ExecutionConfig(sell_tax="none"), initial_cash=cash)
     assert info.value.field == "initial_cash"
 
 
@@ -1042,7 +1183,8 @@ def test_sma_crossover_matches_backtesting_py(seed, commission, monkeypatch):
     result = simulate(
         market,
         strategy.signals(market, {"fast": 10, "slow": 30}),
-        strategy.execution_with({"fees": commission, "fraction": 0.9999999}),
+        # backtesting.py has no sell tax: compare without it
+        strategy.execution_with({"fees": commission, "fraction": 0.9999999, "sell_tax": "none"}),
         initial_cash=10_000_000,
     )
     t = result.trades
@@ -1079,6 +1221,13 @@ def _reference(market: Market, signals: Signals, cfg: ExecutionConfig, cash: flo
     )
     mult_s = col(signals.size_mult, 1.0)
     s, f = cfg.slippage, cfg.fees
+    days = market.times.astype("datetime64[D]").astype(object)
+
+    def tax_rate(t: int) -> float:
+        if cfg.sell_tax == "none":
+            return 0.0
+        assert market.markets is not None
+        return DEFAULT_TAX.rate(market.markets[0], days[t])
 
     def top(*xs: float) -> float:
         known = [x for x in xs if not math.isnan(x)]
@@ -1096,8 +1245,9 @@ def _reference(market: Market, signals: Signals, cfg: ExecutionConfig, cash: flo
         u = pos["units"] if units is None else units
         fill = price * (1 - s)
         fee = u * fill * f
-        cash += u * fill - fee
-        fees = fee + u * pos["fee_unit"]
+        tax = u * fill * tax_rate(t)
+        cash += u * fill - fee - tax
+        fees = fee + tax + u * pos["fee_unit"]
         rows.append((pos["bar"], t, pos["px"], fill, u, u * (fill - pos["px"]) - fees, reason))
         if units is None:
             pos = None

@@ -38,8 +38,9 @@ def _market(n: int, m: int, seed: int = 1) -> Market:
     volume = rng.uniform(1e5, 1e6, (n, m))
     volume[rng.random((n, m)) < 0.05] *= 4  # volume spikes, so breakouts happen
     return Market(
-        times=np.datetime64("2020-01-01") + np.arange(n),
+        times=np.datetime64("2023-01-01") + np.arange(n),  # dates the sell-tax table covers
         symbols=tuple(f"KOSPI:{i:06d}" for i in range(m)),
+        markets=("KOSPI",) * m,
         open=close * (1 + rng.normal(0, 0.005, (n, m))),
         high=close * 1.02,
         low=close * 0.98,

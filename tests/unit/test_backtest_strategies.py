@@ -33,11 +33,12 @@ SIGNAL_FIELDS = ("entries", "exits", "stop", "level", "trail", "size_mult", "pri
 
 
 def _times(n: int) -> np.ndarray:
-    return np.datetime64("2021-01-04", "D") + np.arange(n).astype("timedelta64[D]")
+    return np.datetime64("2023-01-02", "D") + np.arange(n).astype("timedelta64[D]")
 
 
 def _market(symbols: list[str], **columns: np.ndarray) -> Market:
-    return Market.from_arrays(_times(len(columns["close"])), symbols, **columns)
+    """KOSPI instruments from 2023-01-02 on: sells pay the dated tax of quant.costs."""
+    return Market.from_arrays(_times(len(columns["close"])), symbols, markets="KOSPI", **columns)
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,7 +207,7 @@ def _with_other_bars_after(market: Market, k: int, other: Market) -> Market:
         b = other.column(name) * (scale if name in ("open", "high", "low", "close") else 1.0)
         a[k + 1 :] = b[k + 1 :]
         cols[name] = a
-    return Market.from_arrays(market.times, market.symbols, **cols)
+    return Market.from_arrays(market.times, market.symbols, markets=market.markets, **cols)
 
 
 def _flows_until(flows: Mapping[str, np.ndarray] | None, k: int, seed: int) -> Any:
@@ -493,7 +494,7 @@ def _drop_bar(market: Market, bar: int) -> Market:
         a = market.column(name).copy()
         a[bar] = np.nan
         cols[name] = a
-    return Market.from_arrays(market.times, market.symbols, **cols)
+    return Market.from_arrays(market.times, market.symbols, markets=market.markets, **cols)
 
 
 def test_vcp_breakout_after_a_missing_bar():

@@ -19,6 +19,8 @@ from quant.indicators import Candles
 from quant.scans.inputs import ScanInputs
 from quant.scans.trend import CRITERIA, TrendTemplate, TrendTemplateParams, trend_template
 from quant.scans.vcp import (
+    BREAKOUT,
+    UNCONFIRMED,
     VcpParams,
     contraction_score,
     find_vcp,
@@ -198,15 +200,15 @@ def test_rs_component_falls_back_to_the_rating_then_to_none():
 
 
 @pytest.mark.parametrize(
-    ("close_over_pivot", "volume_multiple", "breakout", "extended"),
+    ("close_over_pivot", "volume_multiple", "breakout", "extended", "state"),
     [
-        (1.02, 3.0, True, False),  # above the pivot on 3× volume
-        (1.02, 1.2, False, False),  # above the pivot on too little volume
-        (0.99, 3.0, False, False),  # heavy volume below the pivot
-        (1.07, 3.0, True, True),  # a breakout 7 % above the pivot: do not chase
+        (1.02, 3.0, True, False, "breakout"),  # above the pivot on 3× volume
+        (1.02, 1.2, False, False, "unconfirmed"),  # above the pivot on too little volume
+        (0.99, 3.0, False, False, "forming"),  # heavy volume below the pivot
+        (1.07, 3.0, True, True, "breakout"),  # a breakout 7 % above the pivot: do not chase
     ],
 )
-def test_breakout_day(close_over_pivot, volume_multiple, breakout, extended):
+def test_breakout_day(close_over_pivot, volume_multiple, breakout, extended, state):
     centre, volume = _textbook()
     pivot = 95_000 * (1 + W)
     centre[-1] = pivot * close_over_pivot
@@ -223,8 +225,64 @@ def test_breakout_day(close_over_pivot, volume_multiple, breakout, extended):
     assert result.is_candidate
     assert any(r.startswith("Breakout:") for r in result.reasons) is breakout
     assert any("do not chase" in r for r in result.reasons) is extended
+    assert pattern.state == state
+    unconfirmed = [r for r in result.reasons if r.startswith("Above the pivot, no volume")]
+    assert bool(unconfirmed) is (state == "unconfirmed")
     if breakout:
         assert result.score.pivot == 100.0
+
+
+def test_above_the_pivot_without_volume_is_its_own_state_with_a_reason_naming_the_volume():
+    centre, volume = _textbook()
+    pivot = 95_000 * (1 + W)
+    centre[-1] = pivot * 1.021
+    volume[-1] = 1.2 * volume[-51:-1].mean()
+    result = scan_vcp(_inputs(centre, volume))
+    pattern = result.pattern
+    ratio = volume[-1] / volume[-50:].mean()  # the 50-day mean includes the scan day
+    assert 1.15 < ratio < 1.25
+    assert pattern.state == UNCONFIRMED
+    assert not pattern.breakout
+    assert pattern.volume_ratio == pytest.approx(ratio)
+    assert (
+        f"Above the pivot, no volume confirmation: close {pattern.distance_to_pivot:.1%} above "
+        f"the pivot on {ratio:.1f}× the 50-day volume; a breakout needs 1.5×."
+    ) in result.reasons
+    assert f"{pattern.distance_to_pivot:.1%}" == "2.1%"
+    assert not any(r.startswith("Breakout:") for r in result.reasons)
+    # it scores below the same day with the breakout volume (no volume bonus, pivot 85 < 100)
+    volume[-1] = 3.0 * volume[-51:-1].mean()
+    confirmed = scan_vcp(_inputs(centre, volume))
+    assert confirmed.pattern.state == BREAKOUT
+    assert result.score.pivot == 85.0 < confirmed.score.pivot == 100.0
+    assert result.score.total < confirmed.score.total
+
+
+def test_the_required_multiple_comes_from_the_parameters_and_a_near_miss_shows_two_decimals():
+    centre, volume = _textbook()
+    pivot = 95_000 * (1 + W)
+    centre[-1] = pivot * 1.01
+    base = volume[-51:-1].mean()
+    # ratio r = v / ((49·base' + v) / 50) with the 49 earlier bars: solve for r = 1.48
+    earlier = volume[-50:-1].sum()
+    target = 1.48
+    volume[-1] = target * earlier / (50 - target)
+    assert base > 0
+    result = scan_vcp(_inputs(centre, volume), vcp_params=VcpParams(breakout_volume=1.5))
+    assert result.pattern.volume_ratio == pytest.approx(target)
+    assert any("on 1.48× the 50-day volume; a breakout needs 1.5×." in r for r in result.reasons)
+    lower = scan_vcp(_inputs(centre, volume), vcp_params=VcpParams(breakout_volume=1.4))
+    assert lower.pattern.state == BREAKOUT
+
+
+def test_no_volume_on_the_scan_day_above_the_pivot_is_unconfirmed():
+    centre, volume = _textbook()
+    centre[-1] = 95_000 * (1 + W) * 1.02
+    volume[-1] = np.nan
+    result = scan_vcp(_inputs(centre, volume))
+    assert result.pattern.volume_ratio is None
+    assert result.pattern.state == UNCONFIRMED
+    assert any("on an unknown volume; a breakout needs 1.5×." in r for r in result.reasons)
 
 
 # --------------------------------------------------------------------------------------------
@@ -779,3 +837,22 @@ def test_bad_parameters_are_rejected(make, field):
     with pytest.raises(ValidationError) as caught:
         make()
     assert caught.value.field == field
+
+
+def test_the_scan_s_signal_carries_the_state_as_status_and_the_volume_ratio():
+    from quantbeat.services.strategies import evaluate_vcp, scan_strategy
+
+    centre, volume = _textbook()
+    centre[-1] = 95_000 * (1 + W) * 1.02
+    volume[-1] = 1.2 * volume[-51:-1].mean()
+    unconfirmed = evaluate_vcp(_inputs(centre, volume))
+    assert unconfirmed.candidate
+    assert unconfirmed.status == "unconfirmed"
+    assert unconfirmed.volume_ratio == pytest.approx(volume[-1] / volume[-50:].mean())
+    assert unconfirmed.inputs["pivot_state"] == "unconfirmed"
+    assert unconfirmed.inputs["breakout_volume"] == 1.5
+    volume[-1] = 3.0 * volume[-51:-1].mean()
+    confirmed = evaluate_vcp(_inputs(centre, volume))
+    assert confirmed.status == "breakout"
+    # the scan ranks confirmed breakouts before any other state
+    assert scan_strategy("vcp").ranked_first == ("breakout",)
