@@ -44,9 +44,8 @@ os.environ["QUANTBEAT_DATABASE_URL"] = URL
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from _support import ensure_database  # noqa: E402
 from sqlalchemy import text  # noqa: E402
-
-from benchmarks._support import ensure_database  # noqa: E402
 
 INSTRUMENTS = 2_700
 #: Five years inside the dated tax table (it starts 2023-01-01); simulated, so the future is fine.

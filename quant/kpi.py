@@ -10,7 +10,9 @@ outcomes, in the order they closed (exit date, then signal id):
   loss: infinite, or undefined without any trade);
 - ``expectancy`` = win rate × mean win − loss rate × mean |loss| (per trade; equal to the mean
   net return, written as traders read it);
-- ``max_consecutive_losses``: the longest run of net returns ≤ 0 in exit order.
+- ``max_consecutive_losses``: the longest run of net returns < 0 in exit order (a break-even
+  trade is neither a win nor a loss; the definitions of :mod:`quant.backtest.trade_kpis`, so
+  the walk-forward backtest and the track record compare).
 
 Open, pending, expired and void outcomes are counted per group (``open``, ``pending``,
 ``expired``, ``void``) but never enter the return KPIs. Groups: by ``strategy``, ``grade``,
@@ -93,7 +95,7 @@ def kpis(returns: Sequence[float], *, others: dict[str, int] | None = None) -> K
     loss = -sum(r for r in losses if r < 0)
     streak = longest = 0
     for r in returns:
-        streak = streak + 1 if r <= 0 else 0
+        streak = streak + 1 if r < 0 else 0
         longest = max(longest, streak)
     expectancy = None
     if n:

@@ -22,7 +22,7 @@ def test_kpis_of_a_hand_table() -> None:
     assert out.profit_factor == pytest.approx(0.07 / 0.06)
     # 2/6 × 3.5 % − 4/6 × 1.5 % = 0.01/6
     assert out.expectancy == pytest.approx(2 / 6 * 0.035 - 4 / 6 * 0.015)
-    assert out.max_consecutive_losses == 3  # −2 %, −1 %, 0 %
+    assert out.max_consecutive_losses == 2  # −2 %, −1 % (the 0 % between breaks the run)
 
 
 def test_kpis_edge_cases() -> None:
