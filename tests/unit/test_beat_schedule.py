@@ -78,6 +78,7 @@ def test_entries():
         "quantbeat.market.snapshot",
         "quantbeat.pipeline.closing_window",
         "quantbeat.track.update",
+        "quantbeat.portfolio.update",
     }
     for entry in BEAT_SCHEDULE.values():
         assert entry["task"] in app.tasks

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from quant.costs import Costs
+from quant.costs import Costs, TaxRate, TaxTable
 from quant.errors import ValidationError
 from quant.outcomes import (
     Bars,
@@ -410,10 +410,11 @@ def test_a_finished_outcome_does_not_change_when_later_sessions_are_read() -> No
 
 
 def test_an_exit_without_a_tax_rate_is_void_with_its_gross_return() -> None:
-    # the dated table starts 2023-01-01: an exit on 2022-12-29 has no known tax
+    # a dated table that starts 2023-01-01: an exit on 2022-12-29 has no known tax
+    short = Rules(costs=Costs(tax=TaxTable(rates=(TaxRate("KOSPI", D(2023, 1, 1), 0.002),))))
     table = bars([(D(2022, 12, 28), 9900, 10000, 9800, 10000, 1e6),
                   (D(2022, 12, 29), 10100, 10300, 9900, 10200, 1e6)])  # fmt: skip
-    out = follow(bet(D(2022, 12, 28), 10000), table, through=D(2022, 12, 29))
+    out = follow(bet(D(2022, 12, 28), 10000), table, through=D(2022, 12, 29), rules=short)
     assert (out.state, out.reason, out.exit_price, out.net_return) == (
         "void",
         "no_costs",
