@@ -29,8 +29,8 @@ _CLOSING_BET_AT = (int(_HOUR), int(_MINUTE))
 KRX_DAILY_AT = (15, 40)
 #: KRX publishes investor-by-stock trading (foreign/institution/individual) in the evening.
 KRX_FLOWS_AT = (18, 10)
-#: After both pipelines and the track record: step the paper portfolios.
-KRX_PORTFOLIO_AT = (20, 0)
+#: After both pipelines and the track record's evening update: step the paper portfolios.
+KRX_PORTFOLIO_AT = (21, 0)
 #: After both scans: the walk-forward backtest of each strategy's own signals
 #: (tasks.backtests.nightly).
 KRX_NIGHTLY_BACKTEST_AT = (20, 30)
