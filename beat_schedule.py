@@ -29,11 +29,14 @@ _CLOSING_BET_AT = (int(_HOUR), int(_MINUTE))
 KRX_DAILY_AT = (15, 40)
 #: KRX publishes investor-by-stock trading (foreign/institution/individual) in the evening.
 KRX_FLOWS_AT = (18, 10)
-#: After both pipelines and the track record: step the paper portfolios.
-KRX_PORTFOLIO_AT = (20, 0)
+#: After both pipelines and the track record's evening update: step the paper portfolios.
+KRX_PORTFOLIO_AT = (21, 0)
 #: After both scans: the walk-forward backtest of each strategy's own signals
 #: (tasks.backtests.nightly).
 KRX_NIGHTLY_BACKTEST_AT = (20, 30)
+#: After both pipelines' scans: the day's new signals get their outcome rows (the krx_close
+#: pipeline also follows every open signal right after collecting the day's bars).
+KRX_TRACK_RECORD_AT = (20, 45)
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # One chain per tick for both markets (scans rank the whole universe, so they run once):
@@ -75,6 +78,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "backtest-nightly": {
         "task": "quantbeat.backtest.nightly",
         "schedule": krx_session_schedule(*KRX_NIGHTLY_BACKTEST_AT),
+        "options": {"expires": _ONE_HOUR},
+    },
+    # The track record: every stored signal followed on the day's bars (tasks.track), a
+    # safety net behind the krx_close pipeline's step, and the day's new signals entered.
+    "track-record": {
+        "task": "quantbeat.track.update",
+        "schedule": krx_session_schedule(*KRX_TRACK_RECORD_AT),
         "options": {"expires": _ONE_HOUR},
     },
     # Crypto trades 24/7: the last closed hour, every hour.

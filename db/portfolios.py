@@ -335,11 +335,26 @@ def simulated(session: Session, portfolio_id: int) -> bool:
 
 
 def latest_ready_day(session: Session) -> dt.date | None:
-    """The latest day a portfolio can be stepped through: the newest stored daily bar, and
-    no later than the newest day the track record followed the signals through (when it has
-    followed any) — a day without its outcomes would miss its entries and exits."""
+    """The latest day a portfolio can be stepped through: the newest stored daily bar, no
+    later than the day before the oldest signal the track record has not followed yet, and no
+    later than the oldest ``evaluated_through`` of a signal still pending or open — a day
+    whose entries or exits are not all known yet must wait (a stepped day is never redone)."""
     candles = session.execute(select(func.max(DailyCandle.trade_date))).scalar_one()
-    followed = session.execute(select(func.max(SignalOutcome.evaluated_through))).scalar_one()
     if candles is None:
         return None
-    return candles if followed is None else min(candles, followed)
+    ready: dt.date = candles
+    unfollowed = session.execute(
+        select(func.min(Signal.trade_date))
+        .outerjoin(SignalOutcome, SignalOutcome.signal_id == Signal.id)
+        .where(SignalOutcome.signal_id.is_(None))
+    ).scalar_one()
+    if unfollowed is not None:
+        ready = min(ready, unfollowed - dt.timedelta(days=1))
+    following = session.execute(
+        select(func.min(SignalOutcome.evaluated_through)).where(
+            SignalOutcome.state.in_(("pending", "open"))
+        )
+    ).scalar_one()
+    if following is not None:
+        ready = min(ready, following)
+    return ready

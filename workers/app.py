@@ -26,6 +26,7 @@ TASK_MODULES: tuple[str, ...] = (
     "tasks.pipeline",
     "tasks.portfolio",
     "tasks.scans",
+    "tasks.track",
 )
 
 app = Celery(

@@ -34,6 +34,7 @@ AREA_QUEUES: dict[str, Queue] = {
     "indicators": Queue.CPU,
     "scans": Queue.CPU,
     "backtest": Queue.CPU,
+    "track": Queue.CPU,
     "ai": Queue.AI,
 }
 

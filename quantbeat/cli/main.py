@@ -54,6 +54,7 @@ from quantbeat.cli import (
     run,
     scan,
     settings,
+    track,
 )
 from quantbeat.cli.common import (
     EXIT_CONFIG,
@@ -93,6 +94,7 @@ app.command()(scan.scan)
 app.command("analyze")(ai.analyze)
 app.command()(market.gate)
 app.command()(market.sectors)
+app.command("track-record")(track.track_record)
 app.add_typer(db.db_app, name="db")
 app.add_typer(indicators.indicators_app, name="indicators")
 app.add_typer(collect.collect_app, name="collect")

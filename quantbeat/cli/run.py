@@ -9,6 +9,7 @@ from rich.table import Table
 
 from quantbeat.cli.backtest import _fmt
 from quantbeat.cli.common import candidates_table, console, parse_date_option
+from quantbeat.cli.track import kpi_table
 from quantbeat.infra.logging import configure_logging
 from quantbeat.infra.settings import get_settings
 from quantbeat.services import runner
@@ -181,6 +182,7 @@ def _print_report(report: runner.RunReport) -> None:
     _print_window(report)
     _print_analyses(report)
     _print_backtests(report)
+    _print_track(report)
 
 
 def _print_sectors(report: runner.RunReport) -> None:
@@ -291,3 +293,35 @@ def _print_backtests(report: runner.RunReport) -> None:
             console.print(f"{name} report: {bt['report']}", soft_wrap=True)
         elif bt.get("error"):
             console.print(f"{name} backtest {bt['state']}: {bt['error']}", soft_wrap=True)
+
+
+def _print_track(report: runner.RunReport) -> None:
+    """The track record: every stored signal followed to its exit (quantbeat.track.update at
+    the end of the run), honest about how many have closed yet."""
+    found = report.track.get("report")
+    if not found:
+        return
+    label = "SIMULATED " if found["simulated"] else ""
+    states = found["states"]
+    followed = sum(states.values())
+    update = report.track.get("update") or {}
+    console.print(f"[bold]{label}track record[/] (every stored signal, net of costs and tax)")
+    if not followed:
+        console.print("no signals stored yet: nothing to follow")
+        return
+    parts = ", ".join(f"{n} {state}" for state, n in states.items())
+    console.print(
+        f"{followed} signals followed: {parts} (this run wrote {update.get('inserted', 0)} "
+        f"new and {update.get('updated', 0)} changed outcomes)",
+        soft_wrap=True,
+    )
+    closed = states.get("closed", 0)
+    if not closed:
+        console.print(
+            f"none closed yet: quantbeat run scans one day ({report.trade_date}), so its signals "
+            "are entered on that day and exit on the next sessions' bars; later runs (or beat's "
+            "quantbeat.track.update after each collection) follow them to their exits",
+            soft_wrap=True,
+        )
+        return
+    console.print(kpi_table(found, f"{label}track record by strategy (closed signals)"))

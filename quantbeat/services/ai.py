@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -130,7 +131,10 @@ def _request(session: Any, ident: int, name: str, day: dt.date, strategy: str) -
             "low": float(frame.low[i]),
             "close": float(frame.close[i]),
             "volume": float(frame.volume[i]),
-            "traded_value": float(frame.traded_value[i]),
+            # unknown (NULL, e.g. a migrated bar of the original system) stays unknown
+            "traded_value": (
+                float(frame.traded_value[i]) if math.isfinite(frame.traded_value[i]) else None
+            ),
         }
         for i in range(len(frame))
     ]

@@ -5,8 +5,9 @@ Two pipelines follow the KRX day, each a list of steps (task name and arguments,
 
 * ``krx_close`` (after the close): the day's candles → the index, sector-ETF and USD/KRW
   bars and the day's Market Gate → the scan indicators of the universe
-  (``quantbeat.indicators.precompute``) → the day's news → the scans that need no investor
-  flows (VCP), each starting the AI analysis of its top candidates when it finishes;
+  (``quantbeat.indicators.precompute``) → the day's news → the track record followed on the
+  day's bars (``quantbeat.track.update``) → the scans that need no investor flows (VCP), each
+  starting the AI analysis of its top candidates when it finishes;
 * ``krx_flows`` (once KRX publishes investor flows): the flows → the news → the scans that
   need flows (the closing bet), analysed likewise, then re-scanned with the news scores.
 
@@ -96,6 +97,9 @@ def pipeline_steps(
         else [TaskCall("quantbeat.collect.investor_flows", collect)]
     )
     steps.append(TaskCall("quantbeat.news.collect", {"trade_date": trade_date}))
+    if name == "krx_close":
+        # the track record follows every open signal on the bars just collected
+        steps.append(TaskCall("quantbeat.track.update", {"as_of": trade_date}))
     steps.extend(
         TaskCall("quantbeat.scans.run", {"strategy": strategy, "analyze": True, **day})
         for strategy in pipeline_scans(name)

@@ -46,6 +46,7 @@ from quantbeat.services.indicators import cache_stats, forget_service, get_indic
 from quantbeat.services.pipeline import PIPELINES, pipeline_steps, window_steps
 from quantbeat.services.scans import candidates
 from quantbeat.services.strategies import scan_strategy
+from quantbeat.services.track_record import report as track_report
 from workers.embedded import embedded_profile, embedded_worker
 from workers.queues import area_of
 
@@ -83,6 +84,9 @@ class RunReport:
     #: The buy-window decision per strategy: its summary, top preliminary candidates and the
     #: comparison with the final decision (``compare``).
     window: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The track record after the run: ``update`` (what ``quantbeat.track.update`` did for
+    #: the day's signals) and ``report`` (:func:`quantbeat.services.track_record.report`).
+    track: dict[str, Any] = field(default_factory=dict)
 
 
 def run(
@@ -161,6 +165,10 @@ def _run(
                 done.append(step)
         for name, decided in report.window.items():
             decided["compare"] = compare_phases(name, day)
+        # the pipeline follows the stored signals before the day's scans; follow the signals
+        # the scans just wrote too, so the report shows every signal the database holds
+        job.step(TaskCall("quantbeat.track.update", {"as_of": day.isoformat()}))
+        report.track["report"] = track_report(by="strategy")
         _backtests(report, day, market, job.remaining())
     report.seconds = time.perf_counter() - t0
     report.history = first_run
@@ -248,6 +256,9 @@ class _Job:
             self.report.tasks.append({"task": call.task, **summary})
         elif call.task == "quantbeat.scans.run":
             self.scanned(call.kwargs["strategy"], summary)
+        elif call.task == "quantbeat.track.update":
+            self.report.track["update"] = summary
+            self.report.tasks.append({"task": call.task, **summary})
         elif call.task == "quantbeat.market.gate":
             if "color" in summary:  # not skipped (a day without a session has no gate)
                 self.report.gate = summary

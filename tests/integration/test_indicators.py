@@ -293,6 +293,7 @@ def test_the_krx_close_pipeline_chains_collection_precompute_and_the_vcp_scan(
         "quantbeat.market.gate",
         "quantbeat.indicators.precompute",
         "quantbeat.news.collect",
+        "quantbeat.track.update",
         "quantbeat.scans.run",
     ]
     scan = celery_app.AsyncResult(started["chain"]).get(timeout=120)

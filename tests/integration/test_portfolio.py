@@ -241,3 +241,21 @@ def test_bad_names_rules_and_unknown_portfolios_are_refused_clearly(clean_db: st
         portfolio.create("p", capital=1e6, start_date=START)
     with pytest.raises(NotFound, match="no portfolio named 'q'"):
         portfolio.describe("q")
+
+
+def test_a_day_waits_until_all_its_signals_are_followed(clean_db: str) -> None:
+    from db import portfolios as store
+
+    sessions = _seed(seed=5, end=dt.date(2026, 1, 30))
+    with session_scope() as session:
+        assert store.latest_ready_day(session) == sessions[-1]
+        # a signal of the 20th the track record has not followed yet holds the 20th back
+        ident = session.execute(select(Instrument.id).limit(1)).scalar_one()
+        session.add(Signal(trade_date=sessions[12], strategy="vcp", phase="final",
+                           instrument_id=ident, source="simulated", grade="Strong"))  # fmt: skip
+    with session_scope() as session:
+        assert store.latest_ready_day(session) == sessions[12] - dt.timedelta(days=1)
+    portfolio.create("waits", capital=1e8, start_date=START)
+    done = portfolio.update(None, name="waits")
+    assert done["through"] == (sessions[12] - dt.timedelta(days=1)).isoformat()
+    assert done["portfolios"]["waits"]["days"] == 12

@@ -85,6 +85,7 @@ def test_krx_close_collects_computes_the_gate_precomputes_reads_news_then_scans(
         TaskCall("quantbeat.market.gate", {"trade_date": "2026-11-20"}),
         TaskCall("quantbeat.indicators.precompute", day),
         TaskCall("quantbeat.news.collect", {"trade_date": "2026-11-20"}),
+        TaskCall("quantbeat.track.update", {"as_of": "2026-11-20"}),
         *(
             TaskCall("quantbeat.scans.run", {"strategy": s, "analyze": True, **day})
             for s in pipeline_scans("krx_close")
@@ -110,7 +111,9 @@ def test_catch_up_collects_incrementally_up_to_the_day():
         {"trade_date": None, "market": None, "until": "2026-11-20"},
     )
     assert all(
-        step.kwargs.get("trade_date", step.kwargs.get("end")) == "2026-11-20" for step in rest
+        step.kwargs.get("trade_date", step.kwargs.get("end", step.kwargs.get("as_of")))
+        == "2026-11-20"
+        for step in rest
     )
     # without a day there is nothing to catch up to: beat's incremental collection
     assert pipeline_steps("krx_close", catch_up=True)[0].kwargs == {

@@ -750,20 +750,20 @@ def test_the_tax_needs_market_codes_and_known_markets():
 
 
 def test_a_sell_on_a_date_the_table_does_not_cover_is_rejected_naming_it():
-    times = np.array(["2022-12-28", "2022-12-29", "2023-01-02"], dtype="datetime64[D]")
+    times = np.array(["1999-12-29", "1999-12-30", "2000-01-04"], dtype="datetime64[D]")
     price = np.array([100.0, 101.0, 102.0])
     market = Market.from_arrays(
         times, ["A"], markets="KOSPI", open=price, high=price, low=price, close=price
     )
     exits_early = _signals(3, entries=[0], exits=[1])
-    with pytest.raises(ValidationError, match="no sell-tax rate for KOSPI on 2022-12-29") as info:
+    with pytest.raises(ValidationError, match="no sell-tax rate for KOSPI on 1999-12-30") as info:
         simulate(market, exits_early, ExecutionConfig(fill="close"))
     assert info.value.field == "sell_tax"
     # bars before the table are fine as long as nothing is sold on them
     result = simulate(market, _signals(3, entries=[0], exits=[2]), ExecutionConfig(fill="close"))
     assert _one(result)["exit_bar"] == 2
     assert float(result.trades.tax_paid[0]) == pytest.approx(
-        float(result.trades.units[0]) * 102.0 * 0.0020
+        float(result.trades.units[0]) * 102.0 * 0.0030  # the 2000 rate
     )
 
 

@@ -77,6 +77,8 @@ def test_entries():
         "quantbeat.ops.reap_dead_workers",
         "quantbeat.market.snapshot",
         "quantbeat.pipeline.closing_window",
+        "quantbeat.track.update",
+        "quantbeat.portfolio.update",
     }
     for entry in BEAT_SCHEDULE.values():
         assert entry["task"] in app.tasks

@@ -1,0 +1,268 @@
+"""Reading what the track record follows and writing signal outcomes
+(:class:`db.models.SignalOutcome`). Functions of a caller's session; callers commit.
+
+Reads are bulk (one query per kind, chunked by the caller): the signals to follow with
+their instrument's market and listing, the daily bars of many instruments over a date range,
+the sessions of each market, the morning snapshots of a day. The write compares with what is
+stored first and sends only the rows that differ, through an upsert whose guard also skips
+identical rows — a re-run writes nothing and leaves ``updated_at`` alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import and_, bindparam, func, not_, or_, select, text
+from sqlalchemy.orm import Session
+
+from db.models import Instrument, IntradaySnapshot, Signal, SignalOutcome
+from db.store import UpsertCounts, upsert_rows
+
+#: The outcome columns an update may change (all but the key and the timestamp).
+OUTCOME_COLUMNS: tuple[str, ...] = (
+    "rules",
+    "state",
+    "reason",
+    "note",
+    "entry_date",
+    "entry_price",
+    "exit_date",
+    "exit_price",
+    "gross_return",
+    "net_return",
+    "costs",
+    "mfe",
+    "mae",
+    "sessions_held",
+    "evaluated_through",
+)
+
+
+@dataclass(frozen=True)
+class FollowedSignal:
+    """A signal with what its rules read: its instrument's market, listing status and
+    source (``simulated`` marks simulated data)."""
+
+    signal_id: int
+    instrument_id: int
+    strategy: str
+    phase: str
+    trade_date: dt.date
+    entry_price: float | None
+    status: str | None
+    inputs: Any
+    grade: str | None
+    gate: str | None
+    market: str
+    ticker: str
+    listing_status: str
+    source: str
+
+
+def signals_to_follow(
+    session: Session,
+    *,
+    through: dt.date,
+    current_rules: Collection[str],
+    finished: Collection[str],
+    everything: bool = False,
+    strategy: str | None = None,
+) -> list[FollowedSignal]:
+    """The signals of sessions up to ``through`` whose outcome is missing, not in a
+    ``finished`` state, or computed under rules not in ``current_rules`` (every signal with
+    ``everything``), optionally of one ``strategy``; ordered by instrument and date."""
+    query = (
+        select(
+            Signal.id,
+            Signal.instrument_id,
+            Signal.strategy,
+            Signal.phase,
+            Signal.trade_date,
+            Signal.entry_price,
+            Signal.status,
+            Signal.inputs,
+            Signal.grade,
+            Signal.gate,
+            Instrument.market,
+            Instrument.ticker,
+            Instrument.listing_status,
+            Instrument.source,
+        )
+        .join(Instrument, Instrument.id == Signal.instrument_id)
+        .outerjoin(SignalOutcome, SignalOutcome.signal_id == Signal.id)
+        .where(Signal.trade_date <= through)
+    )
+    if strategy is not None:
+        query = query.where(Signal.strategy == strategy)
+    if not everything:
+        query = query.where(
+            or_(
+                SignalOutcome.signal_id.is_(None),
+                not_(SignalOutcome.state.in_(list(finished))),
+                not_(SignalOutcome.rules.in_(list(current_rules))),
+            )
+        )
+    rows = session.execute(query.order_by(Signal.instrument_id, Signal.trade_date, Signal.id))
+    return [FollowedSignal(*row) for row in rows]
+
+
+def stored_outcomes(session: Session, signal_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The stored outcome columns (:data:`OUTCOME_COLUMNS`) of ``signal_ids`` by signal id."""
+    out: dict[int, dict[str, Any]] = {}
+    columns = [getattr(SignalOutcome, c) for c in OUTCOME_COLUMNS]
+    for start in range(0, len(signal_ids), 10_000):
+        part = list(signal_ids[start : start + 10_000])
+        rows = session.execute(
+            select(SignalOutcome.signal_id, *columns).where(SignalOutcome.signal_id.in_(part))
+        )
+        for row in rows:
+            out[int(row[0])] = dict(zip(OUTCOME_COLUMNS, row[1:], strict=True))
+    return out
+
+
+def write_outcomes(
+    session: Session, rows: Sequence[Mapping[str, Any]], stored: Mapping[int, Mapping[str, Any]]
+) -> UpsertCounts:
+    """Write the outcome ``rows`` (each with ``signal_id`` and :data:`OUTCOME_COLUMNS`) that
+    differ from ``stored`` (as :func:`stored_outcomes` read them); identical ones are counted
+    as unchanged and not sent. Changed rows get a new ``updated_at``."""
+    changed = []
+    for row in rows:
+        before = stored.get(int(row["signal_id"]))
+        if before is None or any(before[c] != row[c] for c in OUTCOME_COLUMNS):
+            changed.append(
+                {"signal_id": int(row["signal_id"]), **{c: row[c] for c in OUTCOME_COLUMNS}}
+            )
+    counts = upsert_rows(
+        session,
+        SignalOutcome.__table__,  # type: ignore[arg-type]
+        changed,
+        key=("signal_id",),
+        compare=OUTCOME_COLUMNS,
+    )
+    return counts + UpsertCounts(unchanged=len(rows) - len(changed))
+
+
+def market_sessions(
+    session: Session, markets: Collection[str], start: dt.date, end: dt.date
+) -> dict[str, npt.NDArray[np.datetime64]]:
+    """The sessions of each of ``markets`` in ``[start, end]``: the dates on which at least
+    one of its instruments has a daily bar (``datetime64[D]``, ascending)."""
+    rows = session.execute(
+        text(
+            "SELECT i.market, d.trade_date FROM daily_candles d JOIN instruments i "
+            "ON i.id = d.instrument_id WHERE d.trade_date BETWEEN :start AND :end "
+            "AND i.market IN :markets GROUP BY i.market, d.trade_date"
+        ).bindparams(_expanding("markets")),
+        {"start": start, "end": end, "markets": sorted(markets)},
+    ).all()
+    found: dict[str, list[Any]] = {m: [] for m in markets}
+    for market, day in rows:
+        found[str(market)].append(day)
+    return {m: np.unique(np.array(days, dtype="datetime64[D]")) for m, days in found.items()}
+
+
+def _expanding(name: str) -> Any:
+    return bindparam(name, expanding=True)
+
+
+def load_bars(
+    session: Session, starts: Mapping[int, dt.date], end: dt.date
+) -> dict[int, tuple[npt.NDArray[np.datetime64], npt.NDArray[np.float64]]]:
+    """Daily bars of each instrument of ``starts`` from its start date through ``end``:
+    ``{instrument_id: (dates, values)}`` with ``values`` of shape ``(n, 5)`` (open, high,
+    low, close, volume; NaN where a value is unknown), oldest first. One query."""
+    if not starts:
+        return {}
+    ids = sorted(starts)
+    first = min(starts.values())
+    if session.get_bind().dialect.name == "postgresql":
+        sql = text(
+            "SELECT d.instrument_id, d.trade_date, d.open, d.high, d.low, d.close, d.volume "
+            "FROM daily_candles d WHERE d.instrument_id = ANY(CAST(:ids AS bigint[])) "
+            "AND d.trade_date BETWEEN :first AND :end ORDER BY d.instrument_id, d.trade_date"
+        )
+        params: dict[str, Any] = {"ids": ids, "first": first, "end": end}
+    else:
+        sql = text(
+            "SELECT instrument_id, trade_date, open, high, low, close, volume FROM daily_candles "
+            "WHERE instrument_id IN :ids AND trade_date BETWEEN :first AND :end "
+            "ORDER BY instrument_id, trade_date"
+        ).bindparams(_expanding("ids"))
+        params = {"ids": ids, "first": first.isoformat(), "end": end.isoformat()}
+    rows = session.execute(sql, params).all()
+    out: dict[int, tuple[npt.NDArray[np.datetime64], npt.NDArray[np.float64]]] = {}
+    if not rows:
+        return out
+    idents = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    dates = np.array([r[1] for r in rows], dtype="datetime64[D]")
+    values = np.array([r[2:] for r in rows], dtype=np.float64)
+    cuts = np.flatnonzero(np.diff(idents)) + 1
+    for lo, hi in zip(
+        np.concatenate(([0], cuts)), np.concatenate((cuts, [len(rows)])), strict=True
+    ):
+        ident = int(idents[lo])
+        keep = dates[lo:hi] >= np.datetime64(starts[ident], "D")
+        out[ident] = (dates[lo:hi][keep], values[lo:hi][keep])
+    return out
+
+
+def snapshot_days(session: Session, days: Collection[dt.date]) -> list[dt.date]:
+    """Which of ``days`` have instrument snapshots stored."""
+    if not days:
+        return []
+    rows = session.execute(
+        select(IntradaySnapshot.trade_date)
+        .where(
+            and_(
+                IntradaySnapshot.trade_date.in_(sorted(days)),
+                IntradaySnapshot.instrument_id.is_not(None),
+            )
+        )
+        .group_by(IntradaySnapshot.trade_date)
+    ).scalars()
+    return sorted(rows)
+
+
+def count_outcomes(session: Session) -> dict[str, int]:
+    """Stored outcomes by state."""
+    rows = session.execute(
+        select(SignalOutcome.state, func.count()).group_by(SignalOutcome.state)
+    ).all()
+    return {str(state): int(n) for state, n in rows}
+
+
+def track_rows(
+    session: Session, *, strategy: str | None = None, since: dt.date | None = None
+) -> list[tuple[Any, ...]]:
+    """Every stored outcome joined with its signal and instrument: ``(signal_id, strategy,
+    trade_date, state, net_return, exit_date, grade, market, gate, source, reason, phase)``, of one
+    ``strategy`` and of signals from ``since`` on when given."""
+    query = (
+        select(
+            Signal.id,
+            Signal.strategy,
+            Signal.trade_date,
+            SignalOutcome.state,
+            SignalOutcome.net_return,
+            SignalOutcome.exit_date,
+            Signal.grade,
+            Instrument.market,
+            Signal.gate,
+            Instrument.source,
+            SignalOutcome.reason,
+            Signal.phase,
+        )
+        .join(SignalOutcome, SignalOutcome.signal_id == Signal.id)
+        .join(Instrument, Instrument.id == Signal.instrument_id)
+    )
+    if strategy is not None:
+        query = query.where(Signal.strategy == strategy)
+    if since is not None:
+        query = query.where(Signal.trade_date >= since)
+    return [tuple(r) for r in session.execute(query.order_by(Signal.id))]
