@@ -9,8 +9,9 @@ Order of preference for each service:
    redis-server on port 56379), when the binaries exist.
 Otherwise it says exactly what is missing and exits 1.
 
-It also installs Debian's chromium and chromium-driver (for the Flower browser test) when they
-are missing and it runs as root with apt-get; otherwise it warns, naming what is missing.
+It also installs Debian's chromium and chromium-driver (for the Flower browser test) and
+faketime (libfaketime, for the beat trading-day test) when they are missing and it runs as root
+with apt-get; otherwise it warns, naming what is missing.
 """
 
 from __future__ import annotations
@@ -204,22 +205,31 @@ def migrate(url: str) -> None:
     say(f"migrations applied ({db_migrate.current_revision(url)})")
 
 
-# Debian's browser for the Flower browser test (tests/integration/test_flower_browser.py):
-# the file it needs -> the Debian package that provides it.
-BROWSER_FILES = {"/usr/bin/chromium": "chromium", "/usr/bin/chromedriver": "chromium-driver"}
+# System files tests need -> (the Debian package that provides it, the test that needs it).
+SYSTEM_FILES = {
+    "/usr/bin/chromium": ("chromium", "the Flower browser test"),
+    "/usr/bin/chromedriver": ("chromium-driver", "the Flower browser test"),
+    # tests/integration/test_beat_trading_day.py runs beat and workers on a faked clock
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1": (
+        "faketime",
+        "the beat trading-day test",
+    ),
+}
 
 
-def ensure_browser() -> None:
-    """Install Debian's chromium and chromium-driver when they are missing and we are root with
-    apt-get; otherwise say what is missing (the browser test then skips, naming it too)."""
-    missing = [path for path in BROWSER_FILES if not Path(path).exists()]
+def ensure_system_packages() -> None:
+    """Install the Debian packages of :data:`SYSTEM_FILES` whose files are missing when we
+    are root with apt-get; otherwise say what is missing (the tests that need them then skip,
+    naming it too)."""
+    missing = [path for path in SYSTEM_FILES if not Path(path).exists()]
     if not missing:
         return
-    packages = sorted({BROWSER_FILES[path] for path in missing})
+    packages = sorted({SYSTEM_FILES[path][0] for path in missing})
+    purposes = ", ".join(sorted({SYSTEM_FILES[path][1] for path in missing}))
     command = f"apt-get install -y --no-install-recommends {' '.join(packages)}"
     apt_get = shutil.which("apt-get")
     if os.geteuid() == 0 and apt_get is not None:
-        say(f"{', '.join(missing)} missing: running `{command}` (for the Flower browser test)")
+        say(f"{', '.join(missing)} missing: running `{command}` (for {purposes})")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         # Wait for another apt/dpkg run instead of failing on its lock.
         install = [apt_get, "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q"]
@@ -228,14 +238,17 @@ def ensure_browser() -> None:
             say("install failed; refreshing the package lists (apt-get update) and retrying")
             subprocess.run([apt_get, "-q", "update"], env=env, check=False)
             subprocess.run(install, env=env, check=False)
-        missing = [path for path in BROWSER_FILES if not Path(path).exists()]
+        missing = [path for path in SYSTEM_FILES if not Path(path).exists()]
         if not missing:
-            say("chromium and chromedriver installed")
+            say(f"{', '.join(packages)} installed")
             return
+        packages = sorted({SYSTEM_FILES[path][0] for path in missing})
+        purposes = ", ".join(sorted({SYSTEM_FILES[path][1] for path in missing}))
+        command = f"apt-get install -y --no-install-recommends {' '.join(packages)}"
     why = "not root" if os.geteuid() != 0 else "apt-get unavailable or the install failed"
     say(
-        f"WARNING: {', '.join(missing)} missing ({why}); the Flower browser test will be "
-        f"skipped. Install Debian's browser as root: `{command}`"
+        f"WARNING: {', '.join(missing)} missing ({why}); {purposes} will be skipped. "
+        f"Install as root: `{command}`"
     )
 
 
@@ -247,7 +260,7 @@ def main() -> None:
     redis_url = ensure_redis()
     ensure_database(pg_url)
     migrate(pg_url)
-    ensure_browser()
+    ensure_system_packages()
     args.env_file.parent.mkdir(parents=True, exist_ok=True)
     args.env_file.write_text(
         f"QUANTBEAT_TEST_DATABASE_URL={pg_url}\nQUANTBEAT_TEST_REDIS_URL={redis_url}\n"
