@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from quant.errors import ValidationError
-from quantbeat.services import track_record
+from quantbeat.services import signal_history, track_record
 from quantbeat.services.args import parse_date
 from workers.app import app
 
@@ -38,3 +38,18 @@ def recompute(as_of: str | None = None, strategy: str | None = None) -> dict[str
     the same are not rewritten. Returns what :func:`update` returns."""
     day = None if as_of is None else parse_date(as_of, field="as_of")
     return track_record.recompute(day, strategy=_strategy(strategy))
+
+
+@app.task(name="quantbeat.track.backfill")
+def backfill(
+    since: str | None = None, until: str | None = None, strategy: str | None = None
+) -> dict[str, Any]:
+    """Write the scheduled strategies' (or ``strategy``'s) past daily signals from ``since``
+    to ``until`` (ISO dates; default: the stored bars' range), replayed without look-ahead by
+    their backtest strategies (:func:`quantbeat.services.signal_history.backfill`); stored
+    rows and scanned days are left alone, so a re-run inserts nothing."""
+    return signal_history.backfill(
+        None if since is None else parse_date(since, field="since"),
+        None if until is None else parse_date(until, field="until"),
+        strategy=_strategy(strategy),
+    )

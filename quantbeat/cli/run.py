@@ -183,6 +183,7 @@ def _print_report(report: runner.RunReport) -> None:
     _print_analyses(report)
     _print_backtests(report)
     _print_track(report)
+    _print_portfolio(report)
 
 
 def _print_sectors(report: runner.RunReport) -> None:
@@ -315,6 +316,18 @@ def _print_track(report: runner.RunReport) -> None:
         f"new and {update.get('updated', 0)} changed outcomes)",
         soft_wrap=True,
     )
+    history = report.signal_history
+    if history.get("since"):
+        made = ", ".join(
+            f"{name} {s['inserted']:,} new of {s['signals']:,}"
+            for name, s in history["strategies"].items()
+        )
+        console.print(
+            f"{label}signal history {history['since']} … {history['until']}: each strategy's "
+            f"past signals replayed without look-ahead by its backtest strategy ({made}; "
+            "source backfill: not the full scan, no news or AI)",
+            soft_wrap=True,
+        )
     closed = states.get("closed", 0)
     if not closed:
         console.print(
@@ -325,3 +338,20 @@ def _print_track(report: runner.RunReport) -> None:
         )
         return
     console.print(kpi_table(found, f"{label}track record by strategy (closed signals)"))
+
+
+def _print_portfolio(report: runner.RunReport) -> None:
+    """The paper portfolio stepped at the end of the run: equity, return, drawdown, trades."""
+    p = report.portfolio
+    if not p.get("name"):
+        return
+    label = "SIMULATED " if p.get("simulated") or report.simulated else ""
+    console.print(
+        f"[bold]{label}paper portfolio {p['name']}[/] from {p['start_date']} through "
+        f"{p['through'] or '–'}: equity {p['equity']:,.0f} KRW ({p['return'] * 100:+.2f}% on "
+        f"{p['capital']:,.0f}), cash {p['cash']:,.0f}, max drawdown "
+        f"{p['max_drawdown'] * 100:.2f}%, {p['entries']} entries, {p['exits']} exits, "
+        f"{p['refused']} refused, {p['positions']} open; fees {p['fees']:,.0f}, "
+        f"tax {p['tax']:,.0f} KRW",
+        soft_wrap=True,
+    )

@@ -12,7 +12,14 @@ from rich.table import Table
 from quant.errors import ValidationError
 from quant.kpi import GROUPS
 from quantbeat.cli.common import console, parse_date_option
+from quantbeat.services.signal_history import backfill as backfill_history
 from quantbeat.services.track_record import report
+
+track_app = typer.Typer(
+    help="How the stored signals did (the report), and the signal-history backfill.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
 
 
 def _pct(value: Any) -> str:
@@ -51,7 +58,9 @@ def kpi_table(found: dict[str, Any], title: str) -> Table:
     return table
 
 
+@track_app.callback()
 def track_record(
+    ctx: typer.Context,
     strategy: Annotated[
         str | None, typer.Option(help="Only this strategy's signals (vcp, closing_bet, …)")
     ] = None,
@@ -67,6 +76,8 @@ def track_record(
     expectancy, the longest losing streak. Open, pending, expired and void signals are
     counted beside them. The exit plans are in the README (Track record).
     """
+    if ctx.invoked_subcommand is not None:
+        return
     if by not in GROUPS:
         raise ValidationError(
             f"--by must be one of {', '.join(GROUPS)}, got {by!r}", field="--by", value=by
@@ -98,5 +109,49 @@ def track_record(
             f"all closed: {total['count']}, win rate {total['win_rate'] * 100:.1f} %, mean net "
             f"{_pct(total['mean'])}, profit factor {_num(total['profit_factor'])}; rules "
             + ", ".join(found["rules"].values()),
+            soft_wrap=True,
+        )
+
+
+@track_app.command("backfill")
+def backfill(
+    since: Annotated[
+        str | None, typer.Option(help="First day (YYYY-MM-DD); default: the first stored bar")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Last day (YYYY-MM-DD); default: the last stored bar")
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="Only this strategy (vcp, closing_bet); default: all")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
+) -> None:
+    """Write each strategy's past daily signals, replayed without look-ahead by its backtest
+    strategy over the stored bars (source ``backfill``; scanned days are left alone).
+
+    Not the full scan: no news scores or AI analysis. Run ``quantbeat.track.update`` after
+    it to follow them to their exits.
+    """
+    found = backfill_history(
+        parse_date_option(since, "--since"),
+        parse_date_option(until, "--until"),
+        strategy=strategy,
+    )
+    if as_json:
+        console.print_json(data=found)
+        return
+    if found["since"] is None:
+        console.print("no stored daily bars: nothing to backfill")
+        return
+    console.print(
+        f"signal history {found['since']} … {found['until']} over {found['instruments']:,} "
+        f"instruments ({found['seconds']:.1f} s):",
+        soft_wrap=True,
+    )
+    for name, s in found["strategies"].items():
+        console.print(
+            f"  {name}: {s['signals']:,} signals, {s['inserted']:,} inserted, "
+            f"{s['skipped_stored']:,} already stored, "
+            f"{s['skipped_days']:,} scanned days left alone",
             soft_wrap=True,
         )

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from db import migrate
 from db.candles import universe
 from db.engine import display_url, forget_engines, session_scope
-from db.models import AiAnalysis, DailyCandle, Instrument
+from db.models import AiAnalysis, DailyCandle, Instrument, Signal
 from quant.errors import ServiceUnavailable
 from quant.indicators import SCAN_BARS
 from quant.market.types import KRX_MARKETS
@@ -44,6 +44,9 @@ from quantbeat.services.dispatch import TaskCall, result_of, send
 from quantbeat.services.dispatch import wait as wait_for
 from quantbeat.services.indicators import cache_stats, forget_service, get_indicator
 from quantbeat.services.pipeline import PIPELINES, pipeline_steps, window_steps
+from quantbeat.services.portfolio import create as create_portfolio
+from quantbeat.services.portfolio import describe as describe_portfolio
+from quantbeat.services.portfolio import list_portfolios
 from quantbeat.services.scans import candidates
 from quantbeat.services.strategies import scan_strategy
 from quantbeat.services.track_record import report as track_report
@@ -87,6 +90,11 @@ class RunReport:
     #: The track record after the run: ``update`` (what ``quantbeat.track.update`` did for
     #: the day's signals) and ``report`` (:func:`quantbeat.services.track_record.report`).
     track: dict[str, Any] = field(default_factory=dict)
+    #: The signal-history backfill (``quantbeat.track.backfill``) of the stored range.
+    signal_history: dict[str, Any] = field(default_factory=dict)
+    #: The default paper portfolio after its update (:func:`quantbeat.services.portfolio.describe`
+    #: plus ``update``, what ``quantbeat.portfolio.update`` did in this run).
+    portfolio: dict[str, Any] = field(default_factory=dict)
 
 
 def run(
@@ -165,10 +173,15 @@ def _run(
                 done.append(step)
         for name, decided in report.window.items():
             decided["compare"] = compare_phases(name, day)
+        # the stored range's past signals, replayed by each strategy's backtest counterpart
+        # without look-ahead (days the scan decided are left alone): a first run has a year
+        # of history but scans one day, so without them no signal would have closed yet
+        job.step(TaskCall("quantbeat.track.backfill", {"until": day.isoformat()}))
         # the pipeline follows the stored signals before the day's scans; follow the signals
         # the scans just wrote too, so the report shows every signal the database holds
         job.step(TaskCall("quantbeat.track.update", {"as_of": day.isoformat()}))
         report.track["report"] = track_report(by="strategy")
+        _paper_portfolio(job, report, day)
         _backtests(report, day, market, job.remaining())
     report.seconds = time.perf_counter() - t0
     report.history = first_run
@@ -258,6 +271,12 @@ class _Job:
             self.scanned(call.kwargs["strategy"], summary)
         elif call.task == "quantbeat.track.update":
             self.report.track["update"] = summary
+            self.report.tasks.append({"task": call.task, **summary})
+        elif call.task == "quantbeat.track.backfill":
+            self.report.signal_history = summary
+            self.report.tasks.append({"task": call.task, **summary})
+        elif call.task == "quantbeat.portfolio.update":
+            self.report.portfolio["update"] = summary
             self.report.tasks.append({"task": call.task, **summary})
         elif call.task == "quantbeat.market.gate":
             if "color" in summary:  # not skipped (a day without a session has no gate)
@@ -447,6 +466,32 @@ def _backtests(report: RunReport, day: dt.date, market: str | None, timeout: flo
             entry["report"] = str(files.html)
             entry["image"] = str(files.png) if files.png else None
         report.backtests[strategy] = entry
+
+
+#: The paper portfolio ``quantbeat run`` creates when none exists (on the simulated market:
+#: its name says so).
+DEFAULT_PORTFOLIO = "simulated-paper"
+#: Its starting capital, KRW.
+DEFAULT_CAPITAL = 100_000_000.0
+
+
+def _paper_portfolio(job: _Job, report: RunReport, day: dt.date) -> None:
+    """Step the paper portfolios through the day; on the simulated market, first create
+    :data:`DEFAULT_PORTFOLIO` (default rules, :data:`DEFAULT_CAPITAL`) from the first stored
+    signal's day when no portfolio exists. The report shows that portfolio (or the first)."""
+    existing = list_portfolios()
+    name: str | None = existing[0]["name"] if existing else None
+    if not existing and report.simulated:
+        with session_scope() as session:
+            first = session.execute(select(func.min(Signal.trade_date))).scalar_one()
+        if first is None:
+            return
+        create_portfolio(DEFAULT_PORTFOLIO, capital=DEFAULT_CAPITAL, start_date=first)
+        name = DEFAULT_PORTFOLIO
+    if name is None:
+        return
+    job.step(TaskCall("quantbeat.portfolio.update", {"through": day.isoformat()}))
+    report.portfolio.update(describe_portfolio(name))
 
 
 def _count_candles(url: str) -> int:
