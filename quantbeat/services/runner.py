@@ -175,8 +175,11 @@ def _run(
             decided["compare"] = compare_phases(name, day)
         # the stored range's past signals, replayed by each strategy's backtest counterpart
         # without look-ahead (days the scan decided are left alone): a first run has a year
-        # of history but scans one day, so without them no signal would have closed yet
-        job.step(TaskCall("quantbeat.track.backfill", {"until": day.isoformat()}))
+        # of history but scans one day, so without them no signal would have closed yet.
+        # Once: later runs add their days by scanning them (`quantbeat track-record backfill`
+        # replays any range on demand).
+        if first_run:
+            job.step(TaskCall("quantbeat.track.backfill", {"until": day.isoformat()}))
         # the pipeline follows the stored signals before the day's scans; follow the signals
         # the scans just wrote too, so the report shows every signal the database holds
         job.step(TaskCall("quantbeat.track.update", {"as_of": day.isoformat()}))
