@@ -199,6 +199,11 @@ class Rules:
             return self.vcp
         return self.generic
 
+    def plan_names(self) -> tuple[str, ...]:
+        """The names of the exit plans these rules hold (every other strategy follows
+        ``generic``)."""
+        return (self.closing_bet.name, self.vcp.name, self.generic.name)
+
     def version(self, strategy: str) -> str:
         """The rules version stored with an outcome of ``strategy`` (:func:`rules_version`)."""
         return rules_version(self.plan(strategy), self.costs)

@@ -55,15 +55,14 @@ CHUNK_INSTRUMENTS = 600
 #: Calendar days of bars read before a VCP signal: its 50-session SMA and volume mean need 50
 #: sessions (about 72 calendar days; holidays and halts included with room).
 HISTORY_DAYS = 110
-#: The plans the rules know (every other strategy follows ``generic``).
-PLANS: tuple[str, ...] = ("closing_bet", "vcp", "generic")
 #: The source of the simulated market's instruments (their track record is labelled so).
 SIMULATED_SOURCE = "simulated"
 
 
 def current_versions(rules: Rules = DEFAULT_RULES) -> dict[str, str]:
-    """The rules version of each plan (``closing_bet``, ``vcp``, ``generic``)."""
-    return {plan: rules.version(plan) for plan in PLANS}
+    """The rules version of each exit plan the rules hold (``closing_bet``, ``vcp``,
+    ``generic``)."""
+    return {plan: rules.version(plan) for plan in rules.plan_names()}
 
 
 def _today() -> dt.date:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 import uuid
+from typing import Any
 
 import pytest
 import redis
@@ -24,10 +25,12 @@ SECONDS = 3.0
 JITTER = 0.03
 
 
-def _hammer(prefix: str, until: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+def _hammer(prefix: str, ready: Any, go: Any, until: Any, out: Any) -> None:
     limiter = RedisRateLimiter(redis.Redis.from_url(URL), "fake", RATE, max_wait=5, prefix=prefix)
     stamps = []
-    while time.time() < until:
+    ready.put(True)
+    go.wait(60)  # every process starts hammering together, however slow spawning was
+    while time.time() < until.value:
         limiter.acquire()
         stamps.append(time.time())
     out.put(stamps)
@@ -36,11 +39,17 @@ def _hammer(prefix: str, until: float, out: mp.Queue) -> None:  # type: ignore[t
 def test_processes_together_never_exceed_the_global_rate():
     prefix = f"test:{uuid.uuid4().hex}"
     ctx = mp.get_context("spawn")
-    out: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-    until = time.time() + 1.5 + SECONDS  # spawn start-up first
-    procs = [ctx.Process(target=_hammer, args=(prefix, until, out)) for _ in range(4)]
+    out: Any = ctx.Queue()
+    ready: Any = ctx.Queue()
+    go = ctx.Event()
+    until = ctx.Value("d", 0.0)
+    procs = [ctx.Process(target=_hammer, args=(prefix, ready, go, until, out)) for _ in range(4)]
     for p in procs:
         p.start()
+    for _ in procs:
+        ready.get(timeout=60)
+    until.value = time.time() + SECONDS
+    go.set()
     stamps = sorted(s for _ in procs for s in out.get(timeout=30))
     for p in procs:
         p.join(10)
