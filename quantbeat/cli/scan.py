@@ -8,7 +8,9 @@ import typer
 
 from quant.errors import ValidationError
 from quantbeat.cli.common import candidates_table, console, must_wait, parse_date_option
+from quantbeat.infra.settings import get_settings
 from quantbeat.services.args import parse_krx_markets, parse_phase, parse_trade_date
+from quantbeat.services.closing_window import compare_phases
 from quantbeat.services.scans import candidates, run_scan
 from quantbeat.services.strategies import canonical_strategy, scan_strategy_names
 
@@ -32,6 +34,14 @@ def scan(
             help="With --show: final (the evening decision) or preliminary (the 15:10 one)"
         ),
     ] = "final",
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare",
+            help="Print the day's 15:10 (preliminary) and final decisions side by side: "
+            "kept (with both grades), added, lost",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the scan")] = 600.0,
 ) -> None:
@@ -42,6 +52,9 @@ def scan(
     if market is not None:
         market = parse_krx_markets(market, field="--market")[0].value
     chosen = parse_phase(phase, field="--phase")
+    if compare:
+        _compare(name, day or parse_trade_date(None), as_json)
+        return
     if chosen != "final" and not show:
         raise ValidationError(
             "--phase preliminary goes with --show: the 15:10 decision is taken by the "
@@ -89,3 +102,28 @@ def scan(
             soft_wrap=True,
         )
     console.print(candidates_table(ranked) if ranked else "no candidates")
+
+
+def _compare(name: str, day: Any, as_json: bool) -> None:
+    """The day's preliminary and final decisions of ``name`` side by side."""
+    found = compare_phases(name, day)
+    if as_json:
+        console.print_json(data=found)
+        return
+    label = "SIMULATED " if get_settings().market_source == "simulated" else ""
+    console.print(
+        f"{label}{name} {found['trade_date']}: {found['preliminary']} preliminary (15:10) and "
+        f"{found['final']} final candidates — {len(found['kept'])} kept, "
+        f"{len(found['added'])} added, {len(found['lost'])} lost",
+        soft_wrap=True,
+    )
+    for kept in found["kept"]:
+        changed = "" if kept["preliminary"] == kept["final"] else "  (grade changed)"
+        console.print(
+            f"{label}kept  {kept['instrument']}: {kept['preliminary'] or '–'} → "
+            f"{kept['final'] or '–'}{changed}"
+        )
+    for added in found["added"]:
+        console.print(f"{label}added {added['instrument']}: {added['final'] or '–'}")
+    for lost in found["lost"]:
+        console.print(f"{label}lost  {lost['instrument']}: {lost['preliminary'] or '–'}")

@@ -6,6 +6,7 @@ without touching the ``final`` ones, and the two phases can be compared."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -172,3 +173,14 @@ def test_the_cli_shows_the_preliminary_candidates(
     assert history["textbook"][1] in out
     assert cli.main(["scan", "closing_bet", "--phase", "preliminary"]) == cli.EXIT_USAGE
     assert "--phase preliminary goes with --show" in capsys.readouterr().err
+    # the two decisions side by side: every preliminary candidate is kept or lost, every
+    # final one kept or added
+    assert cli.main(["scan", "closing_bet", "--compare", "--date", DAY.isoformat(), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["preliminary"] >= 1
+    assert len(found["kept"]) + len(found["lost"]) == found["preliminary"]
+    assert len(found["kept"]) + len(found["added"]) == found["final"]
+    assert cli.main(["scan", "closing_bet", "--compare", "--date", DAY.isoformat()]) == 0
+    text_out = capsys.readouterr().out
+    assert f"{found['preliminary']} preliminary (15:10)" in text_out
+    assert text_out.startswith("SIMULATED ")
