@@ -281,3 +281,18 @@ def load_equity(session: Session, run_id: str) -> list[tuple[dt.date, float, int
 
 def _as_date(value: Any) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+def latest_completed(session: Session, strategy: str, *, origin: str) -> BacktestRun | None:
+    """The newest completed run of backtest ``strategy`` started by ``origin`` (``beat``:
+    the nightly walk-forward)."""
+    return session.execute(
+        select(BacktestRun)
+        .where(
+            BacktestRun.strategy == strategy,
+            BacktestRun.origin == origin,
+            BacktestRun.state == "completed",
+        )
+        .order_by(BacktestRun.submitted_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()

@@ -103,6 +103,18 @@ def track_record(
         "losing streak, other = pending + expired + void)"
     )
     console.print(kpi_table(found, title))
+    for name, exp in (found.get("expected") or {}).items():
+        if exp is None or not exp.get("kpis"):
+            continue
+        k = exp["kpis"]
+        win = "–" if k.get("win_rate") is None else f"{k['win_rate'] * 100:.1f} %"
+        console.print(
+            f"{label}expected for {name} (nightly walk-forward {exp['backtest']} "
+            f"{exp['start']} … {exp['end']}, run {exp['run_id']}): {k['count']} trades, "
+            f"win rate {win}, mean net {_pct(k.get('mean_net_return'))}, profit factor "
+            f"{_num(k.get('profit_factor'))}, expectancy {_pct(k.get('expectancy'))}",
+            soft_wrap=True,
+        )
     total = found["total"]
     if total and total["count"]:
         console.print(

@@ -42,6 +42,7 @@ from db.backtests import (
     create_run,
     finish,
     get_run,
+    latest_completed,
     list_runs,
     load_equity,
     load_trades,
@@ -541,6 +542,24 @@ def nightly_expectations(
         "end": spec.get("end"),
         "kpis": summary.get("trade_kpis") if state == "completed" else None,
     }
+
+
+def latest_expectations(backtest: str) -> dict[str, Any] | None:
+    """The newest completed nightly walk-forward run of ``backtest`` (a backtest strategy
+    name) as :func:`nightly_expectations` returns it, ``None`` when there is none yet."""
+    with session_scope() as session:
+        run = latest_completed(session, backtest, origin="beat")
+        if run is None:
+            return None
+        spec = dict(run.spec)
+        return {
+            "run_id": run.id,
+            "strategy": backtest,
+            "state": run.state,
+            "start": spec.get("start"),
+            "end": spec.get("end"),
+            "kpis": dict(run.summary or {}).get("trade_kpis"),
+        }
 
 
 def status(run_id: str) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from db.outcomes import (
 )
 from db.snapshots import snapshot_bars
 from db.store import UpsertCounts
+from quant.errors import ValidationError
 from quant.kpi import GROUPS, Record, summarize
 from quant.outcomes import (
     DEFAULT_RULES,
@@ -49,6 +50,8 @@ from quant.outcomes import (
     follow,
 )
 from quantbeat.infra.settings import get_settings
+from quantbeat.services.backtests import latest_expectations
+from quantbeat.services.strategies import scan_strategy
 
 #: Instruments whose bars are read and followed per chunk (bounds memory on a recompute).
 CHUNK_INSTRUMENTS = 600
@@ -263,7 +266,24 @@ def report(
         "rules": current_versions(),
         "strategy": strategy,
         "since": since.isoformat() if since else None,
+        "expected": expected({str(r[1]) for r in rows}),
     }
+
+
+def expected(strategies: set[str]) -> dict[str, Any]:
+    """What the newest nightly walk-forward backtest of each scan strategy expects, in the
+    same KPI terms (the *expected* column beside the *realized* track record):
+    ``{scan strategy: {"backtest", "run_id", "start", "end", "kpis"} | None}`` — ``None``
+    when the strategy has no backtest counterpart or no completed nightly run yet."""
+    out: dict[str, Any] = {}
+    for name in sorted(strategies):
+        try:
+            counterpart = scan_strategy(name).backtest
+        except ValidationError:  # a legacy or imported strategy the registry does not know
+            counterpart = None
+        found = latest_expectations(counterpart) if counterpart else None
+        out[name] = None if found is None else {"backtest": counterpart, **found}
+    return out
 
 
 def stored_states() -> dict[str, int]:

@@ -192,3 +192,36 @@ def test_older_rules_are_recomputed_by_the_update(celery_app: Any, market: dict[
             text("SELECT count(*) FROM signal_outcomes WHERE rules = 'closing_bet-v0.old'")
         ).scalar_one()
     assert left == 0
+
+
+def test_the_nightly_walk_forward_is_shown_as_expected_beside_the_realized(
+    celery_app: Any, market: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from db.models import BacktestRun
+    from quantbeat.cli import main as cli
+
+    track_record.update(LAST)
+    assert track_record.report()["expected"]["closing_bet"] is None  # no nightly run yet
+    kpis = {"count": 40, "win_rate": 0.45, "mean_net_return": 0.004, "median_net_return": 0.001,
+            "profit_factor": 1.3, "expectancy": 0.004, "max_consecutive_losses": 4}  # fmt: skip
+    with session_scope() as session:
+        for n, origin in enumerate(("beat", "api")):  # only beat's nightly runs count
+            session.add(
+                BacktestRun(
+                    id=f"nightly-test-{n}", strategy="closing_bet", origin=origin,
+                    state="completed", spec={"start": "2024-01-02", "end": "2025-12-30"},
+                    summary={"trade_kpis": {**kpis, "count": 40 + n}},
+                    submitted_at=dt.datetime(2026, 1, 5, 12, n, tzinfo=dt.UTC),
+                )
+            )  # fmt: skip
+    try:
+        found = track_record.report()["expected"]["closing_bet"]
+        assert found["run_id"] == "nightly-test-0"
+        assert found["kpis"]["count"] == 40
+        assert cli.main(["track-record"]) == 0
+        out = capsys.readouterr().out
+        assert "expected for closing_bet (nightly walk-forward closing_bet 2024-01-02" in out
+        assert "40 trades, win rate 45.0 %" in out
+    finally:
+        with session_scope() as session:
+            session.execute(text("DELETE FROM backtest_runs WHERE id LIKE 'nightly-test-%'"))
