@@ -312,7 +312,7 @@ def _print_track(report: runner.RunReport) -> None:
         return
     parts = ", ".join(f"{n} {state}" for state, n in states.items())
     console.print(
-        f"{followed} signals followed: {parts} (this run wrote {update.get('inserted', 0)} "
+        f"{label}{followed} signals followed: {parts} (this run wrote {update.get('inserted', 0)} "
         f"new and {update.get('updated', 0)} changed outcomes)",
         soft_wrap=True,
     )
@@ -331,9 +331,9 @@ def _print_track(report: runner.RunReport) -> None:
     closed = states.get("closed", 0)
     if not closed:
         console.print(
-            f"none closed yet: quantbeat run scans one day ({report.trade_date}), so its signals "
-            "are entered on that day and exit on the next sessions' bars; later runs (or beat's "
-            "quantbeat.track.update after each collection) follow them to their exits",
+            f"{label}none closed yet: quantbeat run scans one day ({report.trade_date}), so its "
+            "signals are entered on that day and exit on the next sessions' bars; later runs "
+            "(or beat's quantbeat.track.update after each collection) follow them to their exits",
             soft_wrap=True,
         )
         return

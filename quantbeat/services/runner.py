@@ -489,7 +489,15 @@ def _paper_portfolio(job: _Job, report: RunReport, day: dt.date) -> None:
             first = session.execute(select(func.min(Signal.trade_date))).scalar_one()
         if first is None:
             return
-        create_portfolio(DEFAULT_PORTFOLIO, capital=DEFAULT_CAPITAL, start_date=first)
+        # The replayed history holds final decisions only (there are no past 15:10
+        # snapshots), so this portfolio trades the closing bet's final signals at the close
+        # (domain notes §9 allows either entry); a deployment's default is the 15:10 one.
+        create_portfolio(
+            DEFAULT_PORTFOLIO,
+            capital=DEFAULT_CAPITAL,
+            start_date=first,
+            rules={"phases": {"closing_bet": "final", "vcp": "final"}},
+        )
         name = DEFAULT_PORTFOLIO
     if name is None:
         return

@@ -62,6 +62,15 @@ def test_first_run_collects_a_year_then_later_runs_change_nothing(tmp_path: Path
         path = tmp_path / report.split(": ", 1)[1].strip()
         assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert any("total_return" in ln for ln in out.splitlines())
+    # the year's signals replayed, followed to their exits, and traded by a paper portfolio
+    (followed,) = [ln for ln in out.splitlines() if " signals followed: " in ln]
+    assert followed.startswith("SIMULATED ")
+    closed = int(followed.split(" signals followed: ")[1].split(" closed")[0])  # "N closed, …"
+    assert closed > 0, followed
+    assert any(ln.startswith("SIMULATED signal history ") for ln in out.splitlines())
+    (paper,) = [ln for ln in out.splitlines() if "paper portfolio simulated-paper" in ln]
+    assert paper.startswith("SIMULATED ")
+    assert int(paper.split("tax ")[1].split(" KRW")[0].replace(",", "")) > 0, paper
 
     again = run_quantbeat(tmp_path, "--date", "2026-11-20", settings=SMALL)
     assert again.returncode == 0, again.stderr[-3000:]
