@@ -214,6 +214,9 @@ SYSTEM_FILES = {
         "faketime",
         "the beat trading-day test",
     ),
+    # tests/faults/test_partition.py builds two hosts (network namespaces) and cuts them off
+    "/usr/sbin/ip": ("iproute2", "the network-partition fault test"),
+    "/usr/sbin/nft": ("nftables", "the network-partition fault test"),
 }
 
 
