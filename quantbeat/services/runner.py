@@ -48,7 +48,7 @@ from quantbeat.services.portfolio import create as create_portfolio
 from quantbeat.services.portfolio import describe as describe_portfolio
 from quantbeat.services.portfolio import list_portfolios
 from quantbeat.services.scans import candidates
-from quantbeat.services.strategies import scan_strategy
+from quantbeat.services.strategies import scan_strategy, scan_strategy_names
 from quantbeat.services.track_record import report as track_report
 from workers.embedded import embedded_profile, embedded_worker
 from workers.queues import area_of
@@ -496,7 +496,7 @@ def _paper_portfolio(job: _Job, report: RunReport, day: dt.date) -> None:
             DEFAULT_PORTFOLIO,
             capital=DEFAULT_CAPITAL,
             start_date=first,
-            rules={"phases": {"closing_bet": "final", "vcp": "final"}},
+            rules={"phases": dict.fromkeys(scan_strategy_names(), "final")},
         )
         name = DEFAULT_PORTFOLIO
     if name is None:
