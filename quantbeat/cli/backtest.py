@@ -6,7 +6,6 @@ codes). The work is in :mod:`quantbeat.services.backtests`.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from quant.errors import PermanentError, TransientError, ValidationError
-from quantbeat.cli.common import must_wait
+from quant.errors import PermanentError, TransientError
+from quantbeat.cli.common import must_wait, parse_pairs
 from quantbeat.services import backtests
 
 backtest_app = typer.Typer(
@@ -28,27 +27,6 @@ backtest_app = typer.Typer(
 console = Console()
 
 _PERCENT = ("total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure")
-
-
-def _value(text: str) -> object:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _pairs(values: list[str] | None, option: str) -> dict[str, object]:
-    """``NAME=VALUE`` options → a dict; values are JSON when they parse (numbers, true,
-    ["S","A"]), text otherwise."""
-    out: dict[str, object] = {}
-    for item in values or []:
-        name, sep, raw = item.partition("=")
-        if not sep or not name.strip():
-            raise ValidationError(
-                f"{option} must look like NAME=VALUE, got {item!r}", field=option, value=item
-            )
-        out[name.strip()] = _value(raw.strip())
-    return out
 
 
 def _fmt(name: str, value: Any) -> str:
@@ -141,8 +119,8 @@ def submit(
         "start": start,
         "end": end,
         "initial_cash": cash,
-        "params": _pairs(param, "--param"),
-        "execution": _pairs(execution, "--exec"),
+        "params": parse_pairs(param, "--param"),
+        "execution": parse_pairs(execution, "--exec"),
         "soft_time_limit": soft_time_limit,
         "time_limit": time_limit,
         "label": label,

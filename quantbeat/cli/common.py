@@ -4,6 +4,7 @@ where a command runs (embedded or distributed)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -13,7 +14,7 @@ from rich.table import Table
 
 from db import migrate
 from db.engine import dispose_engines
-from quant.errors import ConfigError
+from quant.errors import ConfigError, ValidationError
 from quantbeat.infra.logging import configure_logging
 from quantbeat.infra.profile import (
     EMBEDDED_DATABASE_FILE,
@@ -32,6 +33,28 @@ EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_FAILED
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def parse_pairs(values: list[str] | None, option: str) -> dict[str, object]:
+    """``NAME=VALUE`` options → a dict; values are JSON when they parse (numbers, true,
+    ["S","A"]), text otherwise.
+
+    Raises:
+        quant.errors.ValidationError: an item without ``=`` or a name; the message names
+            ``option`` and the item.
+    """
+    out: dict[str, object] = {}
+    for item in values or []:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise ValidationError(
+                f"{option} must look like NAME=VALUE, got {item!r}", field=option, value=item
+            )
+        try:
+            out[name.strip()] = json.loads(raw.strip())
+        except json.JSONDecodeError:
+            out[name.strip()] = raw.strip()
+    return out
 
 
 def parse_date_option(value: str | None, option: str) -> dt.date | None:

@@ -5,14 +5,12 @@ Every line says SIMULATED when the portfolio trades simulated market data."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from quant.errors import ValidationError
-from quantbeat.cli.common import console, parse_date_option
+from quantbeat.cli.common import console, parse_date_option, parse_pairs
 from quantbeat.services import portfolio
 
 portfolio_app = typer.Typer(
@@ -29,22 +27,6 @@ def _label(simulated: bool) -> str:
 
 def _money(value: float | None) -> str:
     return "–" if value is None else f"{value:,.0f}"
-
-
-def _rules(values: list[str] | None) -> dict[str, Any]:
-    """``NAME=VALUE`` options → rules; values are JSON when they parse, text otherwise."""
-    out: dict[str, Any] = {}
-    for item in values or []:
-        name, sep, raw = item.partition("=")
-        if not sep or not name.strip():
-            raise ValidationError(
-                f"--rule must look like NAME=VALUE, got {item!r}", field="--rule", value=item
-            )
-        try:
-            out[name.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[name.strip()] = raw.strip()
-    return out
 
 
 @portfolio_app.command("create")
@@ -65,7 +47,7 @@ def create(
 ) -> None:
     """Create a paper portfolio; `quantbeat portfolio update` (or beat, after each
     collection) then trades it."""
-    rules = _rules(rule)
+    rules: dict[str, Any] = parse_pairs(rule, "--rule")
     if strategies:
         rules["strategies"] = [s.strip() for s in strategies.split(",") if s.strip()]
     if max_positions is not None:
