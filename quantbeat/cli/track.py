@@ -118,8 +118,8 @@ def track_record(
     total = found["total"]
     if total and total["count"]:
         console.print(
-            f"all closed: {total['count']}, win rate {total['win_rate'] * 100:.1f} %, mean net "
-            f"{_pct(total['mean'])}, profit factor {_num(total['profit_factor'])}; rules "
+            f"{label}all closed: {total['count']}, win rate {total['win_rate'] * 100:.1f} %, "
+            f"mean net {_pct(total['mean'])}, profit factor {_num(total['profit_factor'])}; rules "
             + ", ".join(found["rules"].values()),
             soft_wrap=True,
         )
