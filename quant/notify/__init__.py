@@ -1,0 +1,3 @@
+"""Events and notifications, the pure part: event schemas (:mod:`.events`), subscription
+filters (:mod:`.filters`), rendered messages (:mod:`.rendered`, :mod:`.messages`) and the
+delivery policy (:mod:`.policy`)."""
