@@ -37,6 +37,10 @@ KRX_NIGHTLY_BACKTEST_AT = (20, 30)
 #: After both pipelines' scans: the day's new signals get their outcome rows (the krx_close
 #: pipeline also follows every open signal right after collecting the day's bars).
 KRX_TRACK_RECORD_AT = (20, 45)
+#: After the portfolios: the day's summary message (quantbeat.notify.daily_summary).
+KRX_DAILY_SUMMARY_AT = (21, 10)
+#: After both pipelines: datasets behind the day's session are announced (data.stale).
+KRX_FRESHNESS_AT = (19, 30)
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # One chain per tick for both markets (scans rank the whole universe, so they run once):
@@ -86,6 +90,26 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "quantbeat.track.update",
         "schedule": krx_session_schedule(*KRX_TRACK_RECORD_AT),
         "options": {"expires": _ONE_HOUR},
+    },
+    # The day in one message to the subscribers: new, open and closed signals, the track
+    # record's KPIs, the paper portfolios (once per day; a re-run sends nothing new).
+    "daily-summary": {
+        "task": "quantbeat.notify.daily_summary",
+        "schedule": krx_session_schedule(*KRX_DAILY_SUMMARY_AT),
+        "options": {"expires": _ONE_HOUR},
+    },
+    # Candles or flows still missing for the day's session: a data.stale event.
+    "data-freshness": {
+        "task": "quantbeat.notify.check_freshness",
+        "schedule": krx_session_schedule(*KRX_FRESHNESS_AT),
+        "options": {"expires": _ONE_HOUR},
+    },
+    # The notification dispatcher is woken by every commit that records an event; this
+    # sweep delivers what a lost wake-up or a backoff left waiting.
+    "notify-sweep": {
+        "task": "quantbeat.notify.dispatch",
+        "schedule": schedule(run_every=15.0),
+        "options": {"expires": 15},
     },
     # Crypto trades 24/7: the last closed hour, every hour.
     "collect-crypto-candles-hourly": {

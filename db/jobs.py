@@ -22,9 +22,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from db.events import add_event
 from db.models import JOB_STATES, DeadLetter, JobAttempt, JobRun
 from db.store import insert_for
 from quant.errors import ValidationError
+from quantbeat.infra.masking import mask_text
 
 #: Characters PostgreSQL refuses in ``text`` and ``jsonb``: NUL, and UTF-16 surrogates (a lone
 #: one cannot be encoded as UTF-8).
@@ -302,6 +304,22 @@ def record_dead_letter(
         },
     ).returning(table.c.id)
     ident: int = session.execute(stmt).scalar_one()
+    # Subscribers hear of a dead letter once per letter and day (a poison message that keeps
+    # coming back is counted in ``occurrences``, not announced each time).
+    add_event(
+        session,
+        type="job.dead_lettered",
+        key=f"job.dead_lettered:{ident}:{seen_at.date().isoformat()}",
+        payload={
+            "task_name": (task_name or "?")[:200],
+            "task_id": (task_id or "?")[:200],
+            "error_type": reason[:100],
+            "error": None if error is None else mask_text(error)[:500],
+            "dead_letter_id": ident,
+        },
+        at=seen_at,
+        trade_date=None,
+    )
     return ident
 
 

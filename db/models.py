@@ -700,23 +700,116 @@ class MarketGateRow(TimestampMixin, Base):
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-class MarketEvent(Base):
-    """Something a trader is told about (the notifications issue sends them): e.g.
-    ``gate_changed`` with the previous and new colour. ``key`` is unique, so recording the
-    same event twice (a re-run) keeps one."""
+class Event(Base):
+    """A domain event in the outbox (the notifications issue): written in the same transaction
+    as what caused it, then fanned out to the subscriptions that match it
+    (``notification_deliveries``) by the dispatcher.
 
-    __tablename__ = "market_events"
-    __table_args__ = (UniqueConstraint("key"), Index("ix_market_events_at", "at"))
+    ``event_id`` is a UUID (the Standard Webhooks ``webhook-id``); ``key`` is the business key,
+    unique, so recording the same happening twice (a re-run) keeps one event; ``type`` and
+    ``version`` name the payload's schema (:mod:`quant.notify.events`); ``at`` is when it
+    happened; ``fanned_out_at`` is ``NULL`` until the dispatcher has created its deliveries.
+    (Before migration 0017 this table was ``market_events`` with ``kind``.)"""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("key"),
+        UniqueConstraint("event_id"),
+        Index("ix_events_at", "at"),
+        Index("ix_events_type_at", "type", "at"),
+        Index(
+            "ix_events_unfanned",
+            "id",
+            postgresql_where=text("fanned_out_at IS NULL"),
+            sqlite_where=text("fanned_out_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36))
     key: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(32))
-    trade_date: Mapped[dt.date] = mapped_column(Date)
+    type: Mapped[str] = mapped_column(String(48))
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    trade_date: Mapped[dt.date | None] = mapped_column(Date)
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     payload: Mapped[Any] = mapped_column(JSONType)
+    simulated: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    fanned_out_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=text("CURRENT_TIMESTAMP")
     )
+
+
+class NotificationSubscription(TimestampMixin, Base):
+    """Who is told what: a ``channel`` (``telegram``, ``slack``, ``discord``, ``email``,
+    ``webhook``, ``file``), its ``target`` (a chat id, recipients, a URL or a path — never a
+    secret), ``secret_ref`` (the name of a secret in ``QUANTBEAT_NOTIFY_SECRETS``: a bot token,
+    a webhook URL, a signing secret; the secret itself is never stored here), ``filters``
+    (:class:`quant.notify.filters.Filters` as JSON) and ``language`` (``ko``/``en``).
+
+    A permanent delivery failure (a 403, an archived channel, a missing secret) disables the
+    subscription with ``disabled_reason``. A lease (``notification_leases``, ``sub:<id>``)
+    makes one dispatcher at a time deliver its messages, in event order."""
+
+    __tablename__ = "notification_subscriptions"
+    __table_args__ = (UniqueConstraint("name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str | None] = mapped_column(String(500))
+    secret_ref: Mapped[str | None] = mapped_column(String(64))
+    filters: Mapped[Any] = mapped_column(JSONType)
+    language: Mapped[str] = mapped_column(String(2), server_default=text("'ko'"))
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class NotificationDelivery(TimestampMixin, Base):
+    """The delivery ledger: one row per (event, subscription).
+
+    ``state``: ``pending`` (due at ``next_attempt_at``), ``sending`` (an attempt is in flight,
+    or its dispatcher died during it: the provider may or may not have the message),
+    ``sent`` (every part confirmed), ``failed`` (permanent error or attempts exhausted:
+    ``last_error``). ``parts_sent`` counts the parts the provider confirmed, so a retry
+    resumes after them; ``in_doubt`` counts attempts found ``sending`` by a later dispatcher
+    (resent: at least once); ``unconfirmed_ms`` is how long the last part's acceptance stayed
+    unrecorded (the provider's answer to our UPDATE)."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "subscription_id"),
+        Index("ix_notification_deliveries_queue", "subscription_id", "state", "event_id"),
+        Index("ix_notification_deliveries_state_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("notification_subscriptions.id", ondelete="CASCADE")
+    )
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    parts_sent: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    parts_total: Mapped[int | None] = mapped_column(Integer)
+    in_doubt: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    sending_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    unconfirmed_ms: Mapped[float | None] = mapped_column(Double)
+    provider_ref: Mapped[str | None] = mapped_column(String(200))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class NotificationLease(Base):
+    """A named lease (``fanout``, ``sub:<subscription id>``): held by ``owner`` until
+    ``until``; an expired lease (its holder died) is taken by the next caller."""
+
+    __tablename__ = "notification_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    until: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 class IntradaySnapshot(Base):

@@ -13,7 +13,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import MarketEvent, MarketGateRow, ReferenceBar, ReferenceSeriesRow
+from db.models import MarketGateRow, ReferenceBar, ReferenceSeriesRow
 from db.store import UpsertCounts, insert_for, upsert_rows
 from quant.market.types import ReferenceSeries
 
@@ -219,34 +219,3 @@ def gate_history(session: Session, *, limit: int = 30) -> list[MarketGateRow]:
             select(MarketGateRow).order_by(MarketGateRow.as_of.desc()).limit(limit)
         ).scalars()
     )
-
-
-def record_event(
-    session: Session,
-    *,
-    key: str,
-    kind: str,
-    trade_date: dt.date,
-    at: dt.datetime,
-    payload: Mapping[str, Any],
-) -> bool:
-    """Record a market event once per ``key``; returns whether it is new."""
-    stmt = insert_for(session, MarketEvent.__table__).values(  # type: ignore[arg-type]
-        key=key, kind=kind, trade_date=trade_date, at=at, payload=dict(payload)
-    )
-    inserted = session.execute(
-        stmt.on_conflict_do_nothing(index_elements=["key"]).returning(MarketEvent.__table__.c.id)
-    ).scalar_one_or_none()
-    return inserted is not None
-
-
-def events(
-    session: Session, *, kind: str | None = None, since: dt.datetime | None = None
-) -> list[MarketEvent]:
-    """Recorded market events, oldest first (of ``kind``; at or after ``since``)."""
-    query = select(MarketEvent)
-    if kind is not None:
-        query = query.where(MarketEvent.kind == kind)
-    if since is not None:
-        query = query.where(MarketEvent.at >= since)
-    return list(session.execute(query.order_by(MarketEvent.at, MarketEvent.id)).scalars())

@@ -28,7 +28,7 @@ def collect_reference_bars(start: str | None = None, end: str | None = None) -> 
 def gate(trade_date: str | None = None) -> dict[str, Any]:
     """Compute and store the Market Gate, sector ranking and KODEX 200 status of
     ``trade_date`` (ISO date; default: the latest closed session) as of its close; a colour
-    change records a ``gate_changed`` event. Idempotent (the gate of one moment is replaced).
+    change records a ``gate.changed`` event. Idempotent (the gate of one moment is replaced).
     Returns the stored gate; a day that is not a KRX session has none (``{"trade_date",
     "skipped": why}``, as the day's collection finds nothing). Raises ValidationError for a
     malformed date."""

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantbeat.services.args import parse_date, parse_krx_markets, parse_moment, parse_trade_date
+from quantbeat.services.args import (
+    parse_date,
+    parse_flag,
+    parse_krx_markets,
+    parse_moment,
+    parse_trade_date,
+)
 from quantbeat.services.closing_window import preliminary_scan
 from quantbeat.services.scans import DEFAULT_CHUNK, fail_run, finish_run, scan_chunk, start_run
 from quantbeat.services.strategies import scan_strategy
@@ -74,17 +80,23 @@ def finish(results: list[dict[str, Any]], run_id: int, analyze: bool = False) ->
 
 @app.task(name="quantbeat.scans.preliminary")
 def preliminary(
-    strategy: str = "closing_bet", trade_date: str | None = None, as_of: str | None = None
+    strategy: str = "closing_bet",
+    trade_date: str | None = None,
+    as_of: str | None = None,
+    announce: bool = False,
 ) -> dict[str, Any]:
     """Decide ``strategy`` in the buy window: from each instrument's bars through the
     previous session plus its latest intraday snapshot at or before ``as_of`` (ISO date-time
     with offset; default: ``QUANTBEAT_CLOSING_BET_AT`` of ``trade_date``, default today),
     store the day's ``preliminary`` signals (entry = the snapshot's last price, the Market
     Gate of that moment). Re-running replaces them. Returns the run's coverage, candidates,
-    gate and whether the decision was before the closing auction (``tradeable``). Raises
-    ValidationError for an unknown strategy, a day that is not a session or a bad moment."""
+    gate and whether the decision was before the closing auction (``tradeable``). With
+    ``announce`` (the window's last decision) it also records the ``signals.published``
+    event the subscribers are sent, once per day. Raises ValidationError for an unknown
+    strategy, a day that is not a session or a bad moment."""
     return preliminary_scan(
         scan_strategy(strategy).name,
         None if trade_date is None else parse_date(trade_date, field="trade_date"),
         as_of=None if as_of is None else parse_moment(as_of, field="as_of"),
+        announce=parse_flag(announce, field="announce"),
     )

@@ -22,6 +22,7 @@ TASK_MODULES: tuple[str, ...] = (
     "tasks.indicators",
     "tasks.maintenance",
     "tasks.market",
+    "tasks.notify",
     "tasks.ops",
     "tasks.pipeline",
     "tasks.portfolio",

@@ -31,6 +31,7 @@ AREA_QUEUES: dict[str, Queue] = {
     "news": Queue.IO,
     "market": Queue.IO,
     "portfolio": Queue.IO,
+    "notify": Queue.IO,
     "indicators": Queue.CPU,
     "scans": Queue.CPU,
     "backtest": Queue.CPU,

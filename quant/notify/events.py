@@ -115,7 +115,7 @@ class BacktestFinished(_Model):
     """A backtest run ended (``state``: ``completed``, ``failed``, ``cancelled``); ``kpis``
     are the report's headline figures (returns as fractions)."""
 
-    run_id: int
+    run_id: str
     strategy: str
     state: str
     start: dt.date | None = None

@@ -83,6 +83,7 @@ NEEDS_WORKER = frozenset(
         ("indicators", "get"),
         ("dlq", "replay"),
         ("data", "gaps"),
+        ("notify", "test"),
     }
 )
 

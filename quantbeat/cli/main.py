@@ -48,6 +48,7 @@ from quantbeat.cli import (
     importer,
     indicators,
     market,
+    notify,
     ops,
     portfolio,
     processes,
@@ -102,6 +103,7 @@ app.add_typer(importer.import_app, name="import")
 app.add_typer(backtest.backtest_app, name="backtest")
 app.add_typer(portfolio.portfolio_app, name="portfolio")
 app.add_typer(track.track_app, name="track-record")
+app.add_typer(notify.notify_app, name="notify")
 app.add_typer(ai.news_app, name="news")
 app.add_typer(settings.settings_app, name="settings")
 app.add_typer(health.health_app, name="health")

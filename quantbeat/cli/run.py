@@ -184,6 +184,7 @@ def _print_report(report: runner.RunReport) -> None:
     _print_backtests(report)
     _print_track(report)
     _print_portfolio(report)
+    _print_notifications(report)
 
 
 def _print_sectors(report: runner.RunReport) -> None:
@@ -355,3 +356,33 @@ def _print_portfolio(report: runner.RunReport) -> None:
         f"tax {p['tax']:,.0f} KRW",
         soft_wrap=True,
     )
+
+
+#: Lines of a message the report shows (the whole message is in the file).
+MESSAGE_LINES = 12
+
+
+def _print_notifications(report: runner.RunReport) -> None:
+    """The messages the run delivered to the file subscription, as a subscriber reads them
+    (each message of simulated data says SIMULATED in its first line)."""
+    n = report.notifications
+    messages = n.get("messages")
+    if messages is None:
+        if n.get("ledger"):
+            console.print(f"notifications: deliveries {n['ledger']}", highlight=False)
+        return
+    label = "SIMULATED " if report.simulated else ""
+    console.print(
+        f"[bold]{label}notifications[/] ({n.get('subscription')}, file channel: {n.get('file')}): "
+        f"{len(messages)} message(s) this run"
+        + (f", {n['open']} delivery(ies) still open" if n.get("open") else ""),
+        soft_wrap=True,
+        highlight=False,
+    )
+    for message in messages:
+        text = str(message.get("text") or "").splitlines()
+        shown = text[:MESSAGE_LINES] + (["…"] if len(text) > MESSAGE_LINES else [])
+        console.print(f"  [bold]{message.get('type')}[/]", highlight=False)
+        for line in shown:
+            console.print(f"    {line}", highlight=False, soft_wrap=True, markup=False)
+

@@ -136,6 +136,17 @@ CACHE_REQUESTS = Counter(
     "Cache lookups by result (hit or miss).",
     ["cache", "result"],
 )
+NOTIFY_DELIVERIES = Counter(
+    "quantbeat_notify_deliveries_total",
+    "Notification delivery attempts by channel and outcome (sent, retrying, failed).",
+    ["channel", "outcome"],
+)
+NOTIFY_UNCONFIRMED = Histogram(
+    "quantbeat_notify_unconfirmed_seconds",
+    "Seconds between a provider accepting a message part and the ledger recording it (the "
+    "window in which a crash makes the part be sent again).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
 
 #: Every metric above, for single-process exposition.
 ALL_METRICS = (
@@ -146,6 +157,8 @@ ALL_METRICS = (
     TASKS_RUNNING,
     RATE_LIMIT_WAIT,
     CACHE_REQUESTS,
+    NOTIFY_DELIVERIES,
+    NOTIFY_UNCONFIRMED,
 )
 
 _warned = False
@@ -179,6 +192,23 @@ def record_rate_limit_wait(limiter: str, seconds: float) -> None:
         RATE_LIMIT_WAIT.labels(limiter).observe(max(0.0, seconds))
     except Exception as exc:
         _failed("rate_limit_wait", exc)
+
+
+def record_notification(channel: str, outcome: str) -> None:
+    """Count one delivery attempt on ``channel`` that ended ``outcome`` (``sent``,
+    ``retrying``, ``failed``). Never raises."""
+    try:
+        NOTIFY_DELIVERIES.labels(channel, outcome).inc()
+    except Exception as exc:
+        _failed("notify_deliveries", exc)
+
+
+def record_unconfirmed(seconds: float) -> None:
+    """Observe how long a provider's acceptance stayed unrecorded (seconds). Never raises."""
+    try:
+        NOTIFY_UNCONFIRMED.observe(max(0.0, seconds))
+    except Exception as exc:
+        _failed("notify_unconfirmed", exc)
 
 
 def record_task(task: str, queue: str, state: str, duration: float | None = None) -> None:

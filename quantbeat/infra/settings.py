@@ -431,6 +431,36 @@ class Settings(BaseSettings):
     # `quantbeat health serve`: port of GET /health and /health/live (container healthchecks).
     health_port: int = Field(default=8008, ge=0, le=65_535)
 
+    # --- notifications (README "Notifications") -----------------------------------------
+    # Secrets subscriptions refer to by name (`quantbeat notify add --secret NAME`): bot
+    # tokens, Slack/Discord webhook URLs, webhook signing secrets. A JSON object in the
+    # environment: QUANTBEAT_NOTIFY_SECRETS='{"tg_main": "123:ABC…", "ops_slack": "https://…"}'.
+    # Never stored in the database, never logged.
+    notify_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # The Telegram Bot API's base URL (a local Bot API server, or the fake in tests).
+    telegram_api_url: str = "https://api.telegram.org"
+    # Seconds one provider request may take.
+    notify_timeout: float = Field(default=10.0, gt=0)
+    # Attempts of one delivery before it is recorded failed (transient errors: 429, 5xx,
+    # timeouts), and its backoff: base x 2^(attempt-1) seconds, at most notify_backoff_max,
+    # never shorter than a provider's retry_after.
+    notify_max_attempts: int = Field(default=8, ge=1, le=100)
+    notify_backoff_base: float = Field(default=2.0, gt=0)
+    notify_backoff_max: float = Field(default=600.0, gt=0)
+    # Where `file` subscriptions with a relative target write (default <data_dir>/notifications).
+    notify_file_dir: Path | None = None
+    # SMTP for `email` subscriptions: security starttls (587), tls (implicit, 465) or none
+    # (local relays only); a CA bundle to trust besides the system's (a private relay).
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65_535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "quantbeat@localhost"
+    smtp_ca_file: Path | None = None
+    # Messages per second to the SMTP relay (all e-mail subscriptions together).
+    smtp_rate: float = Field(default=5.0, gt=0)
+
     # --- network exposure ---------------------------------------------------------------------
     # Address Flower, `quantbeat health serve` and the workers' /metrics listen on: loopback
     # unless told otherwise (none of them speaks TLS; put a TLS reverse proxy in front, see the
@@ -640,6 +670,11 @@ class Settings(BaseSettings):
             return self.cache_dir
         xdg = os.environ.get("XDG_CACHE_HOME")
         return (Path(xdg) if xdg else Path.home() / ".cache") / "quantbeat"
+
+    @property
+    def notify_file_path(self) -> Path:
+        """Where ``file`` subscriptions with a relative target write."""
+        return self.notify_file_dir or self.data_dir / "notifications"
 
     @property
     def reports_path(self) -> Path:

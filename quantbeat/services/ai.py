@@ -25,6 +25,7 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from celery import chord
@@ -51,7 +52,9 @@ from quantbeat.infra.masking import mask_text
 from quantbeat.infra.ratelimit import WaitTooLong
 from quantbeat.infra.settings import Settings, get_settings
 from quantbeat.infra.sources import feed_sources, simulated_movers
-from quantbeat.services.scans import candidates
+from quantbeat.services import announce, notify
+from quantbeat.services.closing_window import AUCTION_STARTS
+from quantbeat.services.scans import candidates, ranked_candidates
 from quantbeat.services.strategies import scan_strategy
 from workers.app import app
 
@@ -407,6 +410,9 @@ def start_candidate_analyses(
     summary: dict[str, Any] = {"strategy": strategy, "trade_date": day, "phase": phase,
                                "instruments": names}  # fmt: skip
     if not names:
+        if scan_strategy(strategy).reads_news:
+            # no analysis, so no re-decision: this decision is the phase's last word
+            _announce_unanalysed(strategy, trade_date, phase, as_of)
         return {**summary, "chord": None}
     header = [app.signature("quantbeat.ai.analyze", args=[n, day, strategy]) for n in names]
     finish: dict[str, Any] = {"strategy": strategy, "trade_date": day}
@@ -414,6 +420,22 @@ def start_candidate_analyses(
         finish.update(phase=phase, as_of=None if as_of is None else as_of.isoformat())
     body = app.signature("quantbeat.ai.finish", kwargs=finish)
     return {**summary, "chord": chord(header)(body).id}
+
+
+def _announce_unanalysed(
+    strategy: str, trade_date: dt.date, phase: str, as_of: dt.datetime | None
+) -> None:
+    with session_scope() as session:
+        announce.signals(
+            session,
+            strategy=strategy,
+            trade_date=trade_date,
+            phase=phase,
+            ranked=ranked_candidates(session, strategy, trade_date, phase=phase),
+            tradeable=None
+            if as_of is None
+            else as_of.astimezone(ZoneInfo(get_settings().timezone)).time() < AUCTION_STARTS,
+        )
 
 
 def finish_candidate_analyses(
@@ -432,13 +454,15 @@ def finish_candidate_analyses(
     the scan task's id or ``None``)."""
     ok = sum(1 for r in results if r.get("status") == "succeeded")
     day = trade_date.isoformat()
+    _record_completed(results, strategy, trade_date, phase)
     rescan = None
     if scan_strategy(strategy).reads_news:
         if phase == "preliminary":
             rescan = app.send_task(
                 "quantbeat.scans.preliminary",
                 kwargs={"strategy": strategy, "trade_date": day,
-                        "as_of": None if as_of is None else as_of.isoformat()},
+                        "as_of": None if as_of is None else as_of.isoformat(),
+                        "announce": True},
             ).id  # fmt: skip
         else:
             rescan = app.send_task(
@@ -452,6 +476,40 @@ def finish_candidate_analyses(
         "failed": len(results) - ok,
         "rescan": rescan,
     }
+
+
+def _record_completed(
+    results: Sequence[dict[str, Any]], strategy: str, trade_date: dt.date, phase: str
+) -> None:
+    """Record ``analysis.completed`` for the analyses of one scan decision (once)."""
+    picks = [
+        {
+            "code": str(r.get("instrument", "")).split(":")[-1],
+            "name": r.get("name"),
+            "recommendation": r.get("recommendation"),
+            "summary": r.get("catalyst"),
+        }
+        for r in results
+        if r.get("status") == "succeeded"
+    ][: announce.SIGNALS_IN_EVENT]
+    providers = sorted({str(r.get("analyzer")) for r in results if r.get("analyzer")})
+    with session_scope() as session:
+        notify.record(
+            session,
+            "analysis.completed",
+            key=f"analysis.completed:{strategy}:{trade_date.isoformat()}:{phase}",
+            payload={
+                "strategy": strategy,
+                "trade_date": trade_date.isoformat(),
+                "phase": phase,
+                "provider": ",".join(providers) or None,
+                "analysed": len(results),
+                "failed": sum(1 for r in results if r.get("status") != "succeeded"),
+                "picks": picks,
+            },
+            trade_date=trade_date,
+            simulated=announce.is_simulated(),
+        )
 
 
 def queue_analysis(instrument: str, trade_date: dt.date, strategy: str) -> str:

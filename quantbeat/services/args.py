@@ -139,3 +139,16 @@ def parse_phase(value: object, *, field: str = "phase") -> str:
             f"{field} must be one of {', '.join(PHASES)}, got {value!r}", field=field, value=value
         )
     return str(value)
+
+
+def parse_flag(value: object, *, field: str) -> bool:
+    """A task's boolean argument (JSON ``true``/``false``; not 0/1 or strings).
+
+    Raises:
+        quant.errors.ValidationError: not a boolean (names ``field`` and the value).
+    """
+    if not isinstance(value, bool):
+        raise ValidationError(
+            f"{field} must be true or false, got {value!r}", field=field, value=value
+        )
+    return value

@@ -67,8 +67,10 @@ from quant.errors import ConfigError, NotFound, QuantbeatError, ValidationError
 from quant.indicators import Candles
 from quant.market.types import KRX_MARKETS
 from quantbeat.infra.forkstate import after_fork
+from quantbeat.infra.masking import mask_text
 from quantbeat.infra.settings import get_settings
 from quantbeat.infra.sources import latest_krx_session
+from quantbeat.services import notify
 from quantbeat.services.export import S3Target, artifacts_for, export_artifacts
 from quantbeat.services.outbox import publish as publish_outbox
 from quantbeat.services.strategies import scan_strategy, scan_strategy_names
@@ -407,8 +409,15 @@ def submit_backtest(
                 },
             )
     if created:
-        _mirror(run_id, {"state": "queued", "done": 0, "total": len(resolved.instruments),
-                         "submitted": time.time()})  # fmt: skip
+        _mirror(
+            run_id,
+            {
+                "state": "queued",
+                "done": 0,
+                "total": len(resolved.instruments),
+                "submitted": time.time(),
+            },
+        )
     sent = publish_outbox([task_id], app=app or worker_app)
     log.info("backtest.submitted", run_id=run_id, strategy=resolved.spec.strategy,
              instruments=len(resolved.instruments), created=created,
@@ -805,8 +814,10 @@ def load_market(
         )
     times = np.unique(np.concatenate(all_times)).astype("datetime64[D]")
     n, m = len(times), len(instruments)
-    columns = {k: np.full((n, m), np.nan) for k in ("open", "high", "low", "close", "volume",
-                                                  "traded_value")}  # fmt: skip
+    columns = {
+        k: np.full((n, m), np.nan)
+        for k in ("open", "high", "low", "close", "volume", "traded_value")
+    }
     flow_columns: dict[str, np.ndarray[Any, Any]] = {}
     for c, (ident, _name) in enumerate(instruments):
         frame = frames.get(ident)
@@ -843,6 +854,42 @@ def _since(frame: Any, lower: np.datetime64) -> Any:
     )
 
 
+#: The headline figures a ``backtest.finished`` event carries.
+_EVENT_KPIS = ("total_return", "cagr", "sharpe", "max_drawdown", "win_rate", "trades")
+
+
+def _announce(
+    session: Any,
+    run_id: str,
+    state: str,
+    *,
+    spec: Mapping[str, Any],
+    kpis: Mapping[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    """Record ``backtest.finished`` for run ``run_id`` in ``session``'s transaction."""
+    figures = {
+        k: v
+        for k, v in (kpis or {}).items()
+        if k in _EVENT_KPIS and (v is None or isinstance(v, int | float))
+    }
+    notify.record(
+        session,
+        "backtest.finished",
+        key=f"backtest.finished:{run_id}",
+        payload={
+            "run_id": run_id,
+            "strategy": str(spec.get("strategy", "?")),
+            "state": state,
+            "start": spec.get("start"),
+            "end": spec.get("end"),
+            "kpis": figures,
+            "error": None if error is None else mask_text(error)[:500],
+        },
+        simulated=get_settings().market_source == "simulated",
+    )
+
+
 def execute_run(run_id: str) -> dict[str, Any]:
     """Run one backtest in this worker (the body of ``quantbeat.backtest.run``).
 
@@ -858,8 +905,17 @@ def execute_run(run_id: str) -> dict[str, Any]:
         attempt, cancel_requested = claimed
         run = get_run(session, run_id)
         spec_json = dict(run.spec)
-    store.update(run_id, {"state": "running", "attempt": attempt, "pid": os.getpid(),
-                          "started": time.time(), "phase": "starting", "progress": 0})  # fmt: skip
+    store.update(
+        run_id,
+        {
+            "state": "running",
+            "attempt": attempt,
+            "pid": os.getpid(),
+            "started": time.time(),
+            "phase": "starting",
+            "progress": 0,
+        },
+    )
     log.info("backtest.started", run_id=run_id, attempt=attempt)
     tracker = Progress(store, run_id, len(spec_json["instruments"]))
     try:
@@ -884,6 +940,7 @@ def execute_run(run_id: str) -> dict[str, Any]:
     except (ValidationError, NotFound) as exc:
         with session_scope() as session:
             finish(session, run_id, state="failed", attempt=attempt, error=str(exc)[:2000])
+            _announce(session, run_id, "failed", error=str(exc), spec=spec_json)
         store.update(run_id, {"state": "failed", "phase": "failed", "eta": 0})
         log.error("backtest.failed", run_id=run_id, error=str(exc))
         return {"run_id": run_id, "state": "failed", "error": str(exc)}
@@ -893,6 +950,8 @@ def execute_run(run_id: str) -> dict[str, Any]:
         with session_scope() as session:
             finish(session, run_id, state="failed", attempt=attempt,
                    error=f"{type(exc).__name__}: {exc}"[:2000])  # fmt: skip
+            _announce(session, run_id, "failed", error=f"{type(exc).__name__}: {exc}",
+                      spec=spec_json)  # fmt: skip
         store.update(run_id, {"state": "failed", "phase": "failed", "eta": 0})
         raise
     with session_scope() as session:
@@ -978,6 +1037,8 @@ def _execute(
             data_version=version,
             total=m,
         )
+        if stored:
+            _announce(session, run_id, "completed", kpis=metrics, spec=spec_json)
     if not stored:
         # Cancelled (the flag may be in PostgreSQL only, if Redis lost it) or taken over by a
         # later attempt, which then decides the outcome.
@@ -987,8 +1048,9 @@ def _execute(
                 raise RunCancelled(run_id)
         log.warning("backtest.result_not_stored", run_id=run_id, attempt=attempt)
         return {"run_id": run_id, "state": "superseded", "attempt": attempt}
-    tracker.store.update(run_id, {"state": "completed", "phase": "completed", "progress": 1,
-                                  "done": m, "eta": 0})  # fmt: skip
+    tracker.store.update(
+        run_id, {"state": "completed", "phase": "completed", "progress": 1, "done": m, "eta": 0}
+    )
     log.info("backtest.completed", run_id=run_id, trades=len(trades),
              total_return=metrics.get("total_return"))  # fmt: skip
     return {
@@ -1026,8 +1088,12 @@ def on_worker_lost(args: Any, kwargs: Any, outcome: str, reason: str) -> None:
     with session_scope() as session:
         if outcome == "requeued":
             changed = requeue(session, run_id, note=f"re-queued: {reason}")
-            fields: dict[str, Any] = {"state": "queued", "phase": f"re-queued: {reason}",
-                                      "progress": 0, "eta": "null"}  # fmt: skip
+            fields: dict[str, Any] = {
+                "state": "queued",
+                "phase": f"re-queued: {reason}",
+                "progress": 0,
+                "eta": "null",
+            }
         else:
             changed = finish(session, run_id, state="failed", error=f"worker lost: {reason}")
             fields = {"state": "failed", "phase": "failed", "eta": 0}
@@ -1181,8 +1247,18 @@ def _export_target(
 
 def _trades_csv(trades: Sequence[Mapping[str, Any]]) -> str:
     out = io.StringIO()
-    fields = ["symbol", "entry_time", "exit_time", "entry_price", "exit_price", "quantity",
-              "fees", "pnl", "return_pct", "exit_reason"]  # fmt: skip
+    fields = [
+        "symbol",
+        "entry_time",
+        "exit_time",
+        "entry_price",
+        "exit_price",
+        "quantity",
+        "fees",
+        "pnl",
+        "return_pct",
+        "exit_reason",
+    ]
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     for row in trades:

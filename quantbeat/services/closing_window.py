@@ -41,7 +41,8 @@ from quant.market.types import KRX_MARKETS
 from quant.scans.inputs import ScanInputs
 from quantbeat.infra.settings import Settings, get_settings
 from quantbeat.infra.sources import krx_calendar
-from quantbeat.services.scans import attach_flows, candidates, evaluate
+from quantbeat.services.announce import signals as announce_signals
+from quantbeat.services.scans import attach_flows, candidates, evaluate, ranked_candidates
 from quantbeat.services.settings_store import strategy_overrides
 from quantbeat.services.strategies import build_params, configured, scan_strategy
 
@@ -64,13 +65,15 @@ def preliminary_scan(
     day: dt.date | None = None,
     *,
     as_of: dt.datetime | None = None,
+    announce: bool = False,
 ) -> dict[str, Any]:
     """Decide ``strategy_name`` on ``day`` (default: the session of ``as_of``) from the
     snapshots taken at or before ``as_of`` (default: the day's decision time) and store its
     ``preliminary`` signals (see the module). Returns ``{"run_id", "strategy",
     "trade_date", "as_of", "phase", "total", "scanned", "failed", "candidates", "missing",
     "gate", "tradeable", "duration_ms"}`` — ``tradeable`` is whether ``as_of`` is before the
-    closing auction (15:20 KST).
+    closing auction (15:20 KST). With ``announce`` the decision is the window's last one:
+    its ``signals.published`` event is recorded in the same transaction (once per day).
 
     Raises:
         quant.errors.ValidationError: unknown strategy, a day that is not a KRX session,
@@ -156,6 +159,18 @@ def preliminary_scan(
         add_chunk_result(session, run_id, scanned=scanned, failed=len(failed),
                          candidates=len(rows))  # fmt: skip
         record_run_end(session, run_id, state="completed")
+        if announce:
+            session.flush()
+            announce_signals(
+                session,
+                strategy=name,
+                trade_date=day,
+                phase=PRELIMINARY,
+                ranked=ranked_candidates(session, name, day, phase=PRELIMINARY),
+                run_id=run_id,
+                gate=colour,
+                tradeable=moment.time() < AUCTION_STARTS,
+            )
     summary = {
         "run_id": run_id,
         "strategy": name,

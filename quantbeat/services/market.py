@@ -8,8 +8,8 @@ Gate with sector strength (domain notes §7).
   stored session, or ``QUANTBEAT_REFERENCE_BACKFILL_DAYS`` back on a first run.
 * :func:`compute_gate` reads a year of those bars aligned on KRX sessions, computes the gate,
   the sector ranking and KODEX 200's status (:mod:`quant.gate`), stores them with their
-  inputs and parameters (``market_gates``), and records a ``gate_changed`` market event when
-  the colour differs from the previous stored gate.
+  inputs and parameters (``market_gates``), and records a ``gate.changed`` event
+  (notifications) when the colour differs from the previous stored gate.
 * :func:`gate_report` / :func:`sectors_report` read what is stored, for the CLI and the API.
 
 USD/KRW trades on days KRX does not (and the other way round): the gate uses the latest rate
@@ -37,7 +37,6 @@ from db.reference import (
     latest_bar_date,
     latest_gate,
     load_bars,
-    record_event,
     series_names,
     store_gate,
     upsert_bars,
@@ -64,6 +63,7 @@ from quant.market.types import (
 )
 from quantbeat.infra.settings import Settings, get_settings
 from quantbeat.infra.sources import krx_calendar, latest_krx_session, reference_source
+from quantbeat.services import notify
 
 log = structlog.get_logger(__name__)
 
@@ -207,9 +207,9 @@ def compute_gate(
     ranking and KODEX 200's status (see the module). With ``phase="snapshot"`` the session's
     bar of each index and ETF is its latest intraday snapshot at or before ``as_of`` (the day
     so far: the last price, the volume traded until then). A colour different from the
-    previous stored gate records a ``gate_changed`` event. Missing inputs give an ``UNKNOWN``
-    gate with the reason — stored too, so the gap is visible. Returns :func:`gate_row_dict`
-    of the row.
+    previous stored gate records a ``gate.changed`` event (notifications). Missing inputs
+    give an ``UNKNOWN`` gate with the reason — stored too, so the gap is visible. Returns
+    :func:`gate_row_dict` of the row.
 
     Raises:
         quant.errors.ValidationError: ``trade_date`` is not a KRX session, ``as_of`` is naive.
@@ -276,20 +276,21 @@ def compute_gate(
         changed = previous is not None and previous.color != gate.color
         if changed:
             assert previous is not None
-            record_event(
+            notify.record(
                 session,
+                "gate.changed",
                 key=f"gate_changed:{moment.isoformat()}",
-                kind="gate_changed",
-                trade_date=day,
-                at=moment,
                 payload={
-                    "from": previous.color,
-                    "to": gate.color,
-                    "from_as_of": previous.as_of.isoformat(),
+                    "previous": previous.color,
+                    "current": gate.color,
+                    "previous_as_of": previous.as_of.isoformat(),
+                    "as_of": moment.isoformat(),
                     "score": gate.score,
                     "reason": gate.reason,
-                    "simulated": simulated,
                 },
+                at=moment,
+                trade_date=day,
+                simulated=simulated,
             )
         out = gate_row_dict(row)
     log.info("gate.computed", trade_date=day.isoformat(), color=gate.color, score=gate.score,

@@ -141,8 +141,13 @@ def window_steps(trade_date: str | None = None) -> list[TaskCall]:
     ]
     for name in pipeline_scans("krx_flows"):
         decide = {"strategy": name, "trade_date": day.isoformat(), "as_of": at}
-        steps.append(TaskCall("quantbeat.scans.preliminary", decide))
-        if scan_strategy(name).reads_news:
+        reads_news = scan_strategy(name).reads_news
+        # the window's last decision is announced: this one, or the re-decision with the
+        # news scores once the analyses are in
+        steps.append(
+            TaskCall("quantbeat.scans.preliminary", {**decide, "announce": not reads_news})
+        )
+        if reads_news:
             steps.append(
                 TaskCall(
                     "quantbeat.ai.analyze_candidates",

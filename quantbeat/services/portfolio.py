@@ -31,6 +31,7 @@ from quant.errors import NotFound, ValidationError
 from quant.portfolio import PortfolioRules, step_day
 from quantbeat.infra.settings import get_settings
 from quantbeat.infra.sources import krx_calendar
+from quantbeat.services import announce
 
 log = structlog.get_logger(__name__)
 
@@ -307,6 +308,10 @@ def _update_one(portfolio_id: int, through: dt.date) -> dict[str, Any]:
                 accepting=row.state == "active",
             )
             store.write_day(session, portfolio_id, result)
+            if day == through:
+                # the day being brought up to date is announced; a catch-up over past days
+                # (a new or rebuilt portfolio) tells nobody about its history
+                announce.positions(session, name, result)
         counts["days"] += 1
         counts["entries"] += len(result.opened)
         counts["refused"] += sum(1 for o in result.orders if o.state == "rejected")

@@ -17,10 +17,12 @@ steps; then a backtest of each scanned strategy over the stored history.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -35,6 +37,7 @@ from quant.market.types import KRX_MARKETS
 from quantbeat.infra.profile import Mode, embedded_environment, environment, resolve_mode
 from quantbeat.infra.settings import Settings, get_settings
 from quantbeat.infra.sources import krx_calendar, latest_krx_session
+from quantbeat.services import notify
 from quantbeat.services.ai import analyzer_for
 from quantbeat.services.backfill import plan_backfill
 from quantbeat.services.backtests import submit_backtest, wait, write_report
@@ -92,6 +95,10 @@ class RunReport:
     track: dict[str, Any] = field(default_factory=dict)
     #: The signal-history backfill (``quantbeat.track.backfill``) of the stored range.
     signal_history: dict[str, Any] = field(default_factory=dict)
+    #: The notifications of the run: ``subscription``, ``file`` (the file channel's path),
+    #: ``messages`` (``{"type", "subject", "text"}`` delivered in this run, in order),
+    #: ``ledger`` (deliveries by state) and ``open`` (deliveries not final yet).
+    notifications: dict[str, Any] = field(default_factory=dict)
     #: The default paper portfolio after its update (:func:`quantbeat.services.portfolio.describe`
     #: plus ``update``, what ``quantbeat.portfolio.update`` did in this run).
     portfolio: dict[str, Any] = field(default_factory=dict)
@@ -153,6 +160,7 @@ def _run(
         simulated=settings.market_source == "simulated",
     )
     forget_service()
+    inbox = _inbox(settings, report)
     with _maybe_worker(distributed):
         job = _Job(report, day, market, deadline=time.monotonic() + timeout)
         if first_run:
@@ -186,6 +194,9 @@ def _run(
         report.track["report"] = track_report(by="strategy")
         _paper_portfolio(job, report, day)
         _backtests(report, day, market, job.remaining())
+        # the day in one message, then every event of the run delivered before the report
+        job.step(TaskCall("quantbeat.notify.daily_summary", {"trade_date": day.isoformat()}))
+        _notifications(report, inbox, min(60.0, job.remaining()))
     report.seconds = time.perf_counter() - t0
     report.history = first_run
     report.explicit = trade_date is not None
@@ -503,6 +514,53 @@ def _paper_portfolio(job: _Job, report: RunReport, day: dt.date) -> None:
         return
     job.step(TaskCall("quantbeat.portfolio.update", {"through": day.isoformat()}))
     report.portfolio.update(describe_portfolio(name))
+
+
+#: The file subscription ``quantbeat run`` adds on the simulated market when there is none,
+#: so a newcomer sees the messages the day produced (README "Notifications").
+DEFAULT_SUBSCRIPTION = "simulated-file"
+#: Its file, under QUANTBEAT_NOTIFY_FILE_DIR.
+DEFAULT_NOTIFY_FILE = "simulated-messages.jsonl"
+
+
+def _inbox(settings: Settings, report: RunReport) -> tuple[Path, int] | None:
+    """On the simulated market with no subscription yet, subscribe :data:`DEFAULT_NOTIFY_FILE`
+    to every event (English); return the file channel's path and its size now (the run's
+    messages are what is appended after it), or ``None`` when no file subscription exists."""
+    subscribed = notify.listing()
+    if not subscribed and report.simulated:
+        notify.add(DEFAULT_SUBSCRIPTION, "file", target=DEFAULT_NOTIFY_FILE, language="en")
+        subscribed = notify.listing()
+    files = [s for s in subscribed if s.channel == "file" and s.enabled and s.target]
+    if not files:
+        return None
+    target = Path(files[0].target or "")
+    path = target if target.is_absolute() else settings.notify_file_path / target
+    report.notifications["subscription"] = files[0].name
+    return path, path.stat().st_size if path.exists() else 0
+
+
+def _notifications(report: RunReport, inbox: tuple[Path, int] | None, timeout: float) -> None:
+    """Wait for the run's deliveries, then read the messages the file channel received."""
+    drained = notify.drain(timeout=max(1.0, timeout))
+    report.notifications.update(ledger=drained["counts"], open=drained["open"])
+    if inbox is None:
+        return
+    path, start = inbox
+    report.notifications["file"] = str(path)
+    messages: list[dict[str, Any]] = []
+    if path.exists():
+        with path.open("rb") as handle:
+            handle.seek(start)
+            for line in handle.read().decode("utf-8", errors="replace").splitlines():
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                messages.append(
+                    {k: item.get(k) for k in ("type", "subject", "text", "simulated", "part")}
+                )
+    report.notifications["messages"] = messages
 
 
 def _count_candles(url: str) -> int:

@@ -44,6 +44,7 @@ from quant.indicators.custom import rs_rating, rs_raw
 from quant.indicators.request import IndicatorRequest
 from quant.scans.inputs import SERIES, ScanInputs
 from quantbeat.infra.cache import Entry, SafeCache, decode_series
+from quantbeat.services import announce
 from quantbeat.services.indicators import indicator_cache
 from quantbeat.services.settings_store import strategy_overrides
 from quantbeat.services.strategies import (
@@ -355,13 +356,26 @@ def candidates(
     ranks grades (:attr:`~quantbeat.services.strategies.ScanStrategy.grades`), then by
     score, then ticker. The AI analysis's top N and the CLI's list follow this order."""
 
-    name = canonical_strategy(strategy_name)
     with session_scope() as session:
-        rows = session.execute(
-            select(Signal, Instrument)
-            .join(Instrument, Instrument.id == Signal.instrument_id)
-            .where(Signal.trade_date == trade_date, Signal.strategy == name, Signal.phase == phase)
-        ).all()
+        return [c for _ident, c in ranked_candidates(session, strategy_name, trade_date,
+                                                      limit=limit, phase=phase)]  # fmt: skip
+
+
+def ranked_candidates(
+    session: Any,
+    strategy_name: str,
+    trade_date: dt.date,
+    *,
+    limit: int | None = None,
+    phase: str = "final",
+) -> list[tuple[int, Candidate]]:
+    """:func:`candidates` read in the caller's session, each with its instrument id."""
+    name = canonical_strategy(strategy_name)
+    rows = session.execute(
+        select(Signal, Instrument)
+        .join(Instrument, Instrument.id == Signal.instrument_id)
+        .where(Signal.trade_date == trade_date, Signal.strategy == name, Signal.phase == phase)
+    ).all()
     found = scan_strategy(name)
     grades = {grade: rank for rank, grade in enumerate(found.grades)}
     first = {status: rank for rank, status in enumerate(found.ranked_first)}
@@ -377,18 +391,21 @@ def candidates(
     out = []
     for rank, (signal, instrument) in enumerate(ordered[:limit] if limit else ordered, 1):
         out.append(
-            Candidate(
-                rank=rank,
-                instrument=f"{instrument.market}:{instrument.ticker}",
-                name=instrument.name,
-                score=signal.score,
-                grade=signal.grade,
-                entry_price=signal.entry_price,
-                status=signal.status,
-                reasons=tuple(signal.reasons or ()),
-                inputs=signal.inputs or {},
-                gate=signal.gate,
-                volume_ratio=signal.volume_ratio,
+            (
+                int(instrument.id),
+                Candidate(
+                    rank=rank,
+                    instrument=f"{instrument.market}:{instrument.ticker}",
+                    name=instrument.name,
+                    score=signal.score,
+                    grade=signal.grade,
+                    entry_price=signal.entry_price,
+                    status=signal.status,
+                    reasons=tuple(signal.reasons or ()),
+                    inputs=signal.inputs or {},
+                    gate=signal.gate,
+                    volume_ratio=signal.volume_ratio,
+                ),
             )
         )
     return out
@@ -606,6 +623,17 @@ def finish_run(run_id: int, *, analyze: bool = False) -> dict[str, Any]:
         already = run_state(session, run_id) == "completed"
         row = record_run_end(session, run_id, state="completed")
         analysis = None
+        if not already and not (analyze and scan_strategy(row.strategy).reads_news):
+            # the day's last decision of this phase (a strategy that reads news is announced
+            # once the analyses' re-scan has its scores): tell the subscribers
+            announce.signals(
+                session,
+                strategy=row.strategy,
+                trade_date=row.trade_date,
+                phase="final",
+                ranked=ranked_candidates(session, row.strategy, row.trade_date),
+                run_id=run_id,
+            )
         if analyze and not already:
             analysis = app.send_task(
                 "quantbeat.ai.analyze_candidates",
