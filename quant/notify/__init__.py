@@ -1,3 +1,4 @@
 """Events and notifications, the pure part: event schemas (:mod:`.events`), subscription
-filters (:mod:`.filters`), rendered messages (:mod:`.rendered`, :mod:`.messages`) and the
+filters (:mod:`.filters`), rendered messages (:mod:`.rendered`, :mod:`.messages`, escaping and
+chunking in :mod:`.markup`) and the
 delivery policy (:mod:`.policy`)."""

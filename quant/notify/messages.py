@@ -3,15 +3,17 @@
 :func:`render` picks the template of the event's payload, builds the message as lines of
 styled segments, and writes them in the channel's markup:
 
-============  =========================================  ==========================
-channel       parts                                      also
-============  =========================================  ==========================
-telegram      HTML (``<b>``, ``<i>``, ``<code>``)        —
-slack         mrkdwn (``*bold*``, ``_italic_``, ```code```)  —
-discord       markdown (``**bold**``, ``*italic*``, ```code```)  —
-email         plain text                                 ``html``: an HTML document
-webhook/file  plain text                                 —
-============  =========================================  ==========================
+- ``telegram``: HTML (``<b>``, ``<i>``, ``<code>``), cut to 4096;
+- ``slack``: mrkdwn (``*bold*``, ``_italic_``, a backtick code span), cut to 3000;
+- ``discord``: markdown (``**bold**``, ``*italic*``, a backtick code span), cut to 2000;
+- ``email``: plain-text parts plus ``html``, a small HTML document with the same lines;
+- ``webhook`` and ``file``: plain text.
+
+The closing-bet list shows every signal of the payload (the publisher chose them and a
+subscription's filters may have narrowed them); other strategies' ranked lists show the best
+``top``. Inside a code span (instrument codes, task names and ids, dataset and subscription
+names) Discord and Slack show text literally, so there a backtick becomes ``ˋ`` and an ``@`` is
+still followed by a zero-width space instead of being backslash-escaped.
 
 Every text that is not ours (instrument and strategy names, reasons, news and AI summaries,
 error messages, portfolio and subscription names, gate colours) is escaped for the channel
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from quant.errors import ValidationError
@@ -315,15 +317,6 @@ def _i(text: str) -> _Seg:
 
 def _c(text: str) -> _Seg:
     return (_CODE, text)
-
-
-def _join(items: Sequence[_Line], sep: str = " · ") -> _Line:
-    out: _Line = []
-    for k, item in enumerate(items):
-        if k:
-            out.append(_t(sep))
-        out.extend(item)
-    return out
 
 
 @dataclass(frozen=True)
