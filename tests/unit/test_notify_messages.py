@@ -84,7 +84,7 @@ def _samples(text: str = "text") -> dict[str, dict[str, Any]]:
             ],
         },
         "backtest.finished": {
-            "run_id": 42,
+            "run_id": "bt-42",
             "strategy": s("strategy"),
             "state": "failed",
             "start": "2024-01-02",
@@ -493,12 +493,12 @@ def test_gate_changed_shows_the_colours_and_reads_version_1():
 
 def test_backtest_kpis_are_percentages():
     lines = _plain("backtest.finished", _samples()["backtest.finished"])
-    assert lines[0] == "Backtest finished · text strategy · run 42 · failed"
+    assert lines[0] == "Backtest finished · text strategy · run bt-42 · failed"
     assert lines[1] == "period 2024-01-02 … 2026-11-20"
     assert lines[2] == (
         "total return +12.3% · CAGR +5.1% · Sharpe 1.23 · MDD -8.2% · win rate 55.0% · trades 120"
     )
-    missing = _plain("backtest.finished", {"run_id": 1, "strategy": "vcp", "state": "completed"})
+    missing = _plain("backtest.finished", {"run_id": "bt-1", "strategy": "vcp", "state": "completed"})
     assert missing[1] == "total return – · CAGR – · Sharpe – · MDD – · win rate – · trades –"
 
 
