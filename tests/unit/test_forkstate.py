@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+import quantbeat.infra.notify.base  # noqa: F401  (until a task module imports the notify senders)
 import workers.app  # noqa: F401  (the worker's modules, as a worker imports them)
 from quantbeat.infra import forkstate
 from workers import process
@@ -33,6 +34,7 @@ RESET: tuple[tuple[str, str], ...] = (
     ("db.engine", "_engines"),
     ("quantbeat.infra.ai_quota", "_limiters"),
     ("quantbeat.infra.cache", "_caches"),
+    ("quantbeat.infra.notify.base", "_clients"),
     ("quantbeat.infra.ratelimit", "_limiters"),
     ("quantbeat.infra.sources", "_sources"),
     ("quantbeat.infra.sources", "_crypto"),

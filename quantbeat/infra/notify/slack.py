@@ -1,0 +1,92 @@
+"""Slack incoming webhooks: ``POST <webhook URL>`` with ``{"text": part, "blocks": [a section
+whose mrkdwn text is part], "unfurl_links": false}`` (``text`` is the notification's fallback;
+a section's text holds up to 3000 characters, :data:`~quant.notify.rendered.PART_LIMITS`).
+
+Answers (api.slack.com/messaging/webhooks): 200 ``ok``; 400 ``invalid_payload`` (and other
+``invalid_*``), 403 ``action_prohibited``, 404 ``no_service``, 410 ``channel_is_archived`` →
+permanent; 429 with ``Retry-After`` → transient with ``retry_after``, scope ``"target"`` (the
+webhook); 5xx, timeouts and transport errors → transient. About one message per second per
+webhook.
+
+The webhook URL is the credential: it appears in no error, log record or limiter name; it
+must be https (plain http only to a loopback host, for tests).
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from quant.notify.events import Envelope
+from quant.notify.rendered import PART_LIMITS, Rendered
+from quantbeat.infra.notify.base import (
+    NotifySettings,
+    SendError,
+    Sent,
+    check_url,
+    http_client,
+    is_transient_status,
+    parse_retry_after,
+    post_json,
+    scrub,
+    secret_hash,
+    short,
+    url_secrets,
+)
+
+#: Messages per second per webhook.
+WEBHOOK_RATE = 1.0
+
+
+class SlackSender:
+    """Posts each part as one message to an incoming webhook."""
+
+    def __init__(
+        self, *, url: str, settings: NotifySettings, client: httpx.Client | None = None
+    ) -> None:
+        """Raises:
+        SendError: permanent, the URL is not https (its scheme and host are named)."""
+        self._parsed = check_url(url, what="slack webhook URL", https_only=True, secret=True)
+        self._client = client if client is not None else http_client(settings.timeout)
+        self._hash = secret_hash(url)
+        self._secrets = url_secrets(url)
+
+    def rate_keys(self) -> list[tuple[str, float]]:
+        """One limiter per webhook, 1 message/s."""
+        return [(f"slack:{self._hash}", WEBHOOK_RATE)]
+
+    def send(self, part: str, *, index: int, rendered: Rendered, envelope: Envelope) -> Sent:
+        """Post ``part``; Slack returns no message id (``Sent(None)``).
+
+        Raises:
+            SendError: see the module docstring.
+        """
+        limit = PART_LIMITS["slack"]
+        if not part.strip() or len(part) > limit:
+            raise SendError(
+                f"slack: part {index} of event {envelope.id} has {len(part)} characters "
+                f"(1..{limit} allowed)",
+                permanent=True,
+            )
+        body = {
+            "text": part,
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": part}}],
+            "unfurl_links": False,
+            "unfurl_media": False,
+        }
+        response = post_json(
+            self._client, self._parsed, what="slack", secrets=self._secrets, json_body=body
+        )
+        status = response.status_code
+        if 200 <= status < 300:
+            return Sent(provider_ref=None)
+        text = short(response.text) or response.reason_phrase
+        reason = scrub(f"slack {status}: {text}", self._secrets)
+        transient = is_transient_status(status)
+        raise SendError(
+            reason,
+            permanent=not transient,
+            retry_after=parse_retry_after(response.headers.get("Retry-After"))
+            if transient
+            else None,
+            status=status,
+        )
