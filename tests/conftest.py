@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from tests.support import parallel
+from tests.support import notify_env, parallel
 
 # Under pytest-xdist (`make test` runs `pytest -n 2`) every worker but the first gets its own
 # database and Redis server (tests/support/parallel.py).
@@ -46,6 +46,8 @@ TEST_ENV = {
     # be taken by the first of them).
     "QUANTBEAT_METRICS_PORT": "0",
     "QUANTBEAT_LOG_LEVEL": "INFO",
+    # The notification fakes the session's workers deliver to (tests/support/notify_env.py).
+    **notify_env.environment(),
 }
 os.environ.update(TEST_ENV)
 os.environ.pop("QUANTBEAT_GEMINI_API_KEY", None)

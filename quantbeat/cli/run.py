@@ -385,4 +385,3 @@ def _print_notifications(report: runner.RunReport) -> None:
         console.print(f"  [bold]{message.get('type')}[/]", highlight=False)
         for line in shown:
             console.print(f"    {line}", highlight=False, soft_wrap=True, markup=False)
-

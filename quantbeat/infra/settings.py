@@ -447,6 +447,9 @@ class Settings(BaseSettings):
     notify_max_attempts: int = Field(default=8, ge=1, le=100)
     notify_backoff_base: float = Field(default=2.0, gt=0)
     notify_backoff_max: float = Field(default=600.0, gt=0)
+    # Seconds a dispatcher's lease on a subscription lasts without renewal: a dispatcher that
+    # died mid-send is taken over after this (its unconfirmed part is sent again).
+    notify_lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
     # Where `file` subscriptions with a relative target write (default <data_dir>/notifications).
     notify_file_dir: Path | None = None
     # SMTP for `email` subscriptions: security starttls (587), tls (implicit, 465) or none

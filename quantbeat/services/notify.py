@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from quant.notify.messages import render
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -66,6 +65,7 @@ from db.notify import (
 from quant.errors import NotFound, RateLimited, ValidationError
 from quant.notify.events import Envelope, parse
 from quant.notify.filters import Filters, select
+from quant.notify.messages import render
 from quant.notify.policy import RetryPolicy
 from quant.notify.rendered import CHANNELS, LANGUAGES, Rendered
 from quantbeat.infra.masking import mask_text
@@ -79,8 +79,6 @@ log = structlog.get_logger(__name__)
 
 DISPATCH_TASK = "quantbeat.notify.dispatch"
 DELIVER_TASK = "quantbeat.notify.deliver"
-#: Seconds a lease lasts without renewal (a dead dispatcher's lease expires after this).
-LEASE_S = 30.0
 #: Events fanned out per transaction.
 FANOUT_BATCH = 500
 #: Rate limits are paced at this fraction of the provider's documented limit.
@@ -91,6 +89,12 @@ MAX_PACE_WAIT = 15.0
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _lease_s() -> float:
+    """Seconds a lease lasts without renewal (``QUANTBEAT_NOTIFY_LEASE_SECONDS``): a dead
+    dispatcher's lease expires after this."""
+    return get_settings().notify_lease_seconds
 
 
 # --- recording events ----------------------------------------------------------------------
@@ -403,7 +407,7 @@ def fan_out(*, owner: str | None = None) -> dict[str, Any]:
     total_events = total_rows = 0
     while True:
         with session_scope() as session:
-            if not acquire_lease(session, "fanout", me, now=_now(), seconds=LEASE_S):
+            if not acquire_lease(session, "fanout", me, now=_now(), seconds=_lease_s()):
                 return {"events": total_events, "deliveries": total_rows, "skipped": "leased"}
         try:
             while True:
@@ -411,7 +415,7 @@ def fan_out(*, owner: str | None = None) -> dict[str, Any]:
                     batch = unfanned(session, limit=FANOUT_BATCH)
                     if not batch:
                         break
-                    acquire_lease(session, "fanout", me, now=_now(), seconds=LEASE_S)
+                    acquire_lease(session, "fanout", me, now=_now(), seconds=_lease_s())
                     subs = _filters_of(session, subscriptions(session, enabled_only=True))
                     now = _now()
                     rows: list[dict[str, Any]] = []
@@ -477,7 +481,7 @@ def _limiters(sender: Sender, settings: Settings) -> list[tuple[str, RateLimiter
             name,
             redis_url=settings.redis_url,
             rates={name: rate},
-            max_wait=MAX_PACE_WAIT,
+            max_wait=min(MAX_PACE_WAIT, _lease_s() / 2),
             headroom=HEADROOM,
         )
         if limiter is not None:
@@ -497,10 +501,10 @@ def deliver(subscription_id: int, *, owner: str | None = None) -> dict[str, Any]
         base=settings.notify_backoff_base,
         cap=max(settings.notify_backoff_max, settings.notify_backoff_base),
     )
-    counts = {"sent": 0, "failed": 0, "retrying": 0}
+    counts = {"sent": 0, "failed": 0, "retrying": 0, "yielded": 0}
     while True:
         with session_scope() as session:
-            if not acquire_lease(session, lease, me, now=_now(), seconds=LEASE_S):
+            if not acquire_lease(session, lease, me, now=_now(), seconds=_lease_s()):
                 return {"subscription": subscription_id, **counts, "skipped": "leased"}
         later: float | None = None
         try:
@@ -537,7 +541,8 @@ def _deliver_due(
     lease = f"sub:{subscription_id}"
     while True:
         with session_scope() as session:
-            acquire_lease(session, lease, me, now=_now(), seconds=LEASE_S)
+            if not acquire_lease(session, lease, me, now=_now(), seconds=_lease_s()):
+                return None  # another deliverer took over (ours expired): it carries on
             sub = subscription_by_id(session, subscription_id)
             if sub is None or not sub.enabled:
                 return None
@@ -590,7 +595,8 @@ def _fail(work: _Work, reason: str, *, disable: bool) -> str:
 
 
 def _attempt(work: _Work, me: str, settings: Settings, policy: RetryPolicy) -> str:
-    """One attempt at one delivery: ``sent``, ``failed`` or ``retrying``."""
+    """One attempt at one delivery: ``sent``, ``failed``, ``retrying`` or ``yielded`` (the
+    lease was lost to another deliverer, which carries on)."""
     try:
         envelope = _envelope(work.event)
     except ValidationError as exc:
@@ -637,6 +643,13 @@ def _send_parts(
         try:
             for _name, limiter in limiters:
                 limiter.acquire()
+            with session_scope() as session:
+                # still ours? (a pace wait longer than the lease would let another deliverer
+                # in: then that one sends, not both)
+                if not acquire_lease(session, lease, me, now=_now(), seconds=_lease_s()):
+                    log.warning("notify.lease_lost", subscription=work.sub.name,
+                                delivery=work.id)  # fmt: skip
+                    return "yielded"
             sent = sender.send(
                 rendered.parts[index], index=index, rendered=rendered, envelope=envelope
             )
@@ -661,7 +674,7 @@ def _send_parts(
             if last:
                 values.update(state="sent", sent_at=_now(), last_error=None)
             update_delivery(session, work.id, **values)
-            acquire_lease(session, lease, me, now=_now(), seconds=LEASE_S)
+            acquire_lease(session, lease, me, now=_now(), seconds=_lease_s())
         # The window that cannot be closed: the provider had this part, our ledger did not.
         window_ms = (time.perf_counter() - answered) * 1000.0
         record_unconfirmed(window_ms / 1000.0)

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from db.engine import session_scope
 from db.models import (
     DataRejection,
-    MarketEvent,
+    Event,
     MarketGateRow,
     ReferenceBar,
     ReferenceSeriesRow,
@@ -187,14 +187,14 @@ def test_a_colour_change_records_one_event(source: FakeReference):
     assert "USD/KRW 1,460.0 ≥ 1,450" in after["reason"]
     market.compute_gate(DAY, params=lenient)  # again: the same event, kept once
     with session_scope() as session:
-        found = list(session.execute(select(MarketEvent)).scalars())
+        found = list(session.execute(select(Event).where(Event.type == "gate.changed")).scalars())
     assert len(found) == 1
     event = found[0]
-    assert event.kind == "gate_changed"
+    assert event.version == 2
     assert event.trade_date == DAY
-    assert event.payload["from"] == before["color"]
-    assert event.payload["to"] == "RED"
-    assert event.payload["simulated"] is True
+    assert event.payload["previous"] == before["color"]
+    assert event.payload["current"] == "RED"
+    assert event.simulated is True
     # Back under the warning level the next session would change it again; the same colour
     # twice records nothing.
     assert market.compute_gate(day1, params=lenient)["color"] == before["color"]

@@ -133,8 +133,10 @@ class _FakeHttp(ThreadingHTTPServer):
     daemon_threads = True
     name = "fake"
 
-    def __init__(self, *, tolerance: float = 0.05) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, *, tolerance: float = 0.05, port: int = 0) -> None:
+        # port: 0 for any free one; a fixed one when workers started earlier must reach it
+        # (tests/support/notify_env.py)
+        super().__init__(("127.0.0.1", port), _Handler)
         self.cond = threading.Condition()
         self.received: list[Received] = []
         self.accepted: list[Received] = []
@@ -407,8 +409,9 @@ class FakeTelegram(_FakeHttp):
         chats: Iterable[str | int] = ("12345", "-100123", "@quantbeat_alerts"),
         *,
         tolerance: float = 0.05,
+        port: int = 0,
     ) -> None:
-        super().__init__(tolerance=tolerance)
+        super().__init__(tolerance=tolerance, port=port)
         self.tokens = set(tokens)
         self.chats = {str(c) for c in chats}
         self.blocked_chats: set[str] = set()
@@ -520,8 +523,8 @@ def _reason(status: int) -> str:
 class _Hooks(_FakeHttp):
     """Webhooks registered by :meth:`new_hook` (each a name and a secret path)."""
 
-    def __init__(self, *, tolerance: float) -> None:
-        super().__init__(tolerance=tolerance)
+    def __init__(self, *, tolerance: float, port: int = 0) -> None:
+        super().__init__(tolerance=tolerance, port=port)
         self.hooks: dict[str, str] = {}  # path -> name
         self.archived: set[str] = set()  # names
 
@@ -533,6 +536,13 @@ class _Hooks(_FakeHttp):
         with self.cond:
             name = name or f"hook{len(self.hooks) + 1}"
             path = self._path(name)
+            self.hooks[path] = name
+        return self.url + path
+
+    def add_hook(self, path: str, name: str) -> str:
+        """Register a webhook at a known ``path`` (a URL the workers were configured with);
+        returns its full URL."""
+        with self.cond:
             self.hooks[path] = name
         return self.url + path
 
@@ -554,8 +564,10 @@ class FakeSlack(_Hooks):
 
     name = "fake-slack"
 
-    def __init__(self, *, rate: tuple[int, float] = (1, 1.0), tolerance: float = 0.05) -> None:
-        super().__init__(tolerance=tolerance)
+    def __init__(
+        self, *, rate: tuple[int, float] = (1, 1.0), tolerance: float = 0.05, port: int = 0
+    ) -> None:
+        super().__init__(tolerance=tolerance, port=port)
         self.rate = rate
         self.prohibited: set[str] = set()
 
@@ -617,8 +629,10 @@ class FakeDiscord(_Hooks):
 
     name = "fake-discord"
 
-    def __init__(self, *, rate: tuple[int, float] = (5, 2.0), tolerance: float = 0.05) -> None:
-        super().__init__(tolerance=tolerance)
+    def __init__(
+        self, *, rate: tuple[int, float] = (5, 2.0), tolerance: float = 0.05, port: int = 0
+    ) -> None:
+        super().__init__(tolerance=tolerance, port=port)
         self.rate = rate
         self.ids: dict[str, str] = {}  # webhook id -> name
         self.global_storm = False
@@ -628,6 +642,14 @@ class FakeDiscord(_Hooks):
         hook_id = str(1_000_000_000_000_000_000 + len(self.ids) + 1)
         self.ids[hook_id] = name
         return f"/api/webhooks/{hook_id}/{secrets.token_urlsafe(48)}"
+
+    def add_hook(self, path: str, name: str) -> str:
+        match = re.fullmatch(r"/api/webhooks/([0-9]+)/([^/]+)", path)
+        if match is None:
+            raise ValueError(f"not a Discord webhook path: {path!r}")
+        with self.cond:
+            self.ids[match.group(1)] = name
+        return super().add_hook(path, name)
 
     def storm(self, n: int, retry_after: float = 2, *, global_: bool = False) -> None:
         with self.cond:
@@ -891,6 +913,7 @@ class SmtpServer:
         security: Literal["starttls", "tls", "none"] = "starttls",
         user: str | None = "quantbeat",
         password: str | None = "smtp-test-password",
+        port: int = 0,
     ) -> None:
         self.security = security
         self.user = user
@@ -914,7 +937,7 @@ class SmtpServer:
             self.ca_file = str(cert)
         kwargs: dict[str, Any] = {
             "hostname": "127.0.0.1",
-            "port": 0,
+            "port": port,
             "server_hostname": "fake-smtp.localhost",
             "ready_timeout": 10.0,
         }

@@ -75,8 +75,14 @@ def test_top_defaults_to_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         reset_settings()
 
 
-def test_analyze_candidates_with_nothing_to_analyse_starts_no_chord() -> None:
+def test_analyze_candidates_with_nothing_to_analyse_starts_no_chord(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    announced: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(ai, "_announce_unanalysed", lambda *a: announced.append(a))
     result = tasks.ai.analyze_candidates.run("Closing-Bet", DAY.isoformat(), 0)
+    # no analysis means no re-decision: the stored decision is announced as it is
+    assert announced == [("closing_bet", DAY, "final", None)]
     assert result == {
         "strategy": "closing_bet",
         "trade_date": DAY.isoformat(),
@@ -103,8 +109,11 @@ def test_finishing_closing_bet_analyses_rescans_the_day(monkeypatch: pytest.Monk
         return _Sent()
 
     monkeypatch.setattr(app, "send_task", send_task)
+    completed: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(ai, "_record_completed", lambda *a: completed.append(a))
     results = [{"status": "succeeded"}, {"status": "failed"}, {"status": "succeeded"}]
     summary = tasks.ai.finish.run(results, "closing_bet", DAY.isoformat())
+    assert completed == [(results, "closing_bet", DAY, "final")]
     assert summary == {
         "strategy": "closing_bet",
         "trade_date": DAY.isoformat(),

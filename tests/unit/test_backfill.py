@@ -170,5 +170,7 @@ def test_the_buy_window_snapshots_decides_analyses_all_candidates_at_15_10():
     assert steps[0].kwargs == {"at": at}
     decide = {"strategy": "closing_bet", "trade_date": "2026-11-20", "as_of": at}
     assert steps[1].kwargs == {"trade_date": "2026-11-20"}
-    assert steps[2].kwargs == decide
+    # the first decision is not announced: the one with the news scores (the analyses'
+    # re-decision) is the window's last word
+    assert steps[2].kwargs == {**decide, "announce": False}
     assert steps[3].kwargs == {**decide, "top": WINDOW_ANALYSES, "phase": "preliminary"}

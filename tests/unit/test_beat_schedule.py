@@ -79,6 +79,9 @@ def test_entries():
         "quantbeat.pipeline.closing_window",
         "quantbeat.track.update",
         "quantbeat.portfolio.update",
+        "quantbeat.notify.dispatch",
+        "quantbeat.notify.daily_summary",
+        "quantbeat.notify.check_freshness",
     }
     for entry in BEAT_SCHEDULE.values():
         assert entry["task"] in app.tasks

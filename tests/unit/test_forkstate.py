@@ -51,6 +51,7 @@ NO_RESET: dict[tuple[str, str], str] = {
     ("db.engine", "_family"): "a context variable, set per task execution",
     ("workers.deadline", "_in_prefork_child"): "a flag the child itself sets at fork",
     ("db.bulk", "_temp_names"): "a counter of temporary table names",
+    ("db.events", "_after_commit"): "callbacks registered at import (no connection, no state)",
     ("quantbeat.infra.forkstate", "_resets"): "the registry of resets itself",
     ("quantbeat.infra.metrics", "_warned"): "a flag: warn once per process tree",
     ("quantbeat.services.strategies", "_registry"): "code (strategies), no connection",

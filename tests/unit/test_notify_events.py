@@ -11,6 +11,7 @@ from quant.errors import ValidationError
 from quant.notify.events import (
     CURRENT,
     EVENT_TYPES,
+    Envelope,
     GateChanged,
     SignalsPublished,
     grade_rank,
@@ -38,14 +39,13 @@ def _signals(**extra: Any) -> dict[str, Any]:
     }
 
 
-def _envelope(type_: str, payload: dict[str, Any], version: int | None = None) -> Any:
-    return parse(
-        id="e-1", type=type_, version=version or CURRENT[type_], at=AT, payload=payload
-    )
+def _envelope(type_: str, payload: dict[str, Any], version: int | None = None) -> Envelope:
+    return parse(id="e-1", type=type_, version=version or CURRENT[type_], at=AT, payload=payload)
 
 
 def test_every_current_type_has_a_schema_and_validate_returns_json_data() -> None:
-    assert "signals.published" in EVENT_TYPES and "daily.summary" in EVENT_TYPES
+    assert "signals.published" in EVENT_TYPES
+    assert "daily.summary" in EVENT_TYPES
     data = validate_payload("signals.published", _signals())
     assert data["trade_date"] == "2026-12-04"  # JSON-ready (a string, not a date)
     assert data["signals"][0]["reasons"] == []
@@ -54,7 +54,7 @@ def test_every_current_type_has_a_schema_and_validate_returns_json_data() -> Non
 def test_a_bad_payload_names_the_field_and_an_unknown_type_is_refused() -> None:
     with pytest.raises(ValidationError, match=r"signals\.published v1: payload field count"):
         validate_payload("signals.published", {**_signals(), "count": -1})
-    with pytest.raises(ValidationError, match="unknown event type 'signal.published'"):
+    with pytest.raises(ValidationError, match=r"unknown event type 'signal\.published'"):
         validate_payload("signal.published", {})
     with pytest.raises(ValidationError, match=r"event e-1: unknown type/version"):
         parse(id="e-1", type="gate.changed", version=9, at=AT, payload={})
@@ -82,7 +82,8 @@ def test_filters_narrow_signals_to_the_grade_and_markets_asked_for() -> None:
     assert [s.code for s in graded.payload.signals] == ["005930"]
     assert graded.payload.count == 3  # the count of the whole decision is kept
     kosdaq = select(env, Filters(markets=["kosdaq"]), subscription="s")
-    assert kosdaq is not None and [s.code for s in kosdaq.payload.signals] == ["035720"]
+    assert kosdaq is not None
+    assert [s.code for s in kosdaq.payload.signals] == ["035720"]
     assert select(env, Filters(markets=["KOSDAQ"], min_grade="S"), subscription="s") is None
     assert select(env, Filters(strategies=["vcp"]), subscription="s") is None
     assert select(env, Filters(event_types=["signals.*"]), subscription="s") is env
@@ -122,7 +123,8 @@ def test_the_retry_policy_backs_off_exponentially_and_honours_retry_after() -> N
     policy = RetryPolicy(max_attempts=4, base=2.0, cap=10.0)
     assert [policy.delay(n) for n in (1, 2, 3, 4, 5)] == [2.0, 4.0, 8.0, 10.0, 10.0]
     assert policy.delay(1, retry_after=30.0) == 30.0
-    assert not policy.exhausted(3) and policy.exhausted(4)
+    assert not policy.exhausted(3)
+    assert policy.exhausted(4)
     with pytest.raises(ValidationError, match="max_attempts must be >= 1"):
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValidationError, match="cap must be >= base"):
@@ -132,4 +134,6 @@ def test_the_retry_policy_backs_off_exponentially_and_honours_retry_after() -> N
 def test_signal_payload_defaults() -> None:
     payload = SignalsPublished.model_validate({"strategy": "vcp", "trade_date": "2026-12-04",
                                                "count": 0})  # fmt: skip
-    assert payload.phase == "final" and payload.signals == [] and payload.tradeable is None
+    assert payload.phase == "final"
+    assert payload.signals == []
+    assert payload.tradeable is None

@@ -498,7 +498,9 @@ def test_backtest_kpis_are_percentages():
     assert lines[2] == (
         "total return +12.3% · CAGR +5.1% · Sharpe 1.23 · MDD -8.2% · win rate 55.0% · trades 120"
     )
-    missing = _plain("backtest.finished", {"run_id": "bt-1", "strategy": "vcp", "state": "completed"})
+    missing = _plain(
+        "backtest.finished", {"run_id": "bt-1", "strategy": "vcp", "state": "completed"}
+    )
     assert missing[1] == "total return – · CAGR – · Sharpe – · MDD – · win rate – · trades –"
 
 
