@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import email
 import email.policy
 import html
@@ -40,6 +41,7 @@ import math
 import re
 import secrets
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -120,6 +122,16 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:  # keep test output quiet
         return
 
+    def setup(self) -> None:
+        super().setup()
+        with self.server.cond:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.cond:
+            self.server.connections.discard(self.connection)
+        super().finish()
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -147,6 +159,9 @@ class _FakeHttp(ThreadingHTTPServer):
         self._released = threading.Event()
         self._released.set()
         self._thread: threading.Thread | None = None
+        # open keep-alive connections: closed by stop(), so a client's pooled connection
+        # never reaches a stopped fake (the next test's fake on the same port gets it)
+        self.connections: set[socket.socket] = set()
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -171,6 +186,11 @@ class _FakeHttp(ThreadingHTTPServer):
             self.shutdown()
             self._thread.join(timeout=10)
             self._thread = None
+        with self.cond:
+            open_connections = list(self.connections)
+        for conn in open_connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         self.server_close()
 
     def __enter__(self) -> Self:
