@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,7 +60,7 @@ def _signals(strategy: str = "closing_bet", n: int = 2, **extra: Any) -> dict[st
                 "news": "수주 *공시*",
             }
             for i in range(n)
-        ],  # fmt: skip
+        ],
         **extra,
     }
 
@@ -98,7 +99,7 @@ def _ledger() -> list[dict[str, Any]]:
                 "parts": (d.parts_sent, d.parts_total),
                 "in_doubt": d.in_doubt,
                 "error": d.last_error,
-            }  # fmt: skip
+            }
             for d, name in rows
         ]
 
@@ -145,7 +146,7 @@ def smtp(celery_app: Any, clean_db: str) -> Iterator[SmtpServer]:
     )
     # the workers trust the CA file QUANTBEAT_SMTP_CA_FILE names: the fake's certificate
     assert server.ca_file is not None
-    (notify_env.CERT_DIR / "cert.pem").write_bytes(open(server.ca_file, "rb").read())
+    (notify_env.CERT_DIR / "cert.pem").write_bytes(Path(server.ca_file).read_bytes())
     with server:
         yield server
 
@@ -185,7 +186,8 @@ def test_one_event_reaches_every_channel_once_formatted_for_each(
         assert (hook.unique, hook.duplicates, hook.rejected) == (1, 0, [])
         body = hook.accepted[0].body
         assert isinstance(body, dict), body
-        assert body["id"] == event_id and body["type"] == "signals.published"
+        assert body["id"] == event_id
+        assert body["type"] == "signals.published"
         # dispatching again (a redelivered or duplicated dispatch) sends nothing more
         for _ in range(3):
             celery_app.send_task("quantbeat.notify.dispatch").get(timeout=30)
@@ -193,7 +195,8 @@ def test_one_event_reaches_every_channel_once_formatted_for_each(
             celery_app.send_task("quantbeat.notify.deliver", args=[ident]).get(timeout=30)
         time.sleep(0.5)
         assert (len(telegram.received), len(slack.received), len(discord.received)) == (1, 1, 1)
-        assert len(smtp.messages) == 1 and len(hook.received) == 1
+        assert len(smtp.messages) == 1
+        assert len(hook.received) == 1
 
 
 def _subscriptions() -> list[NotificationSubscription]:
@@ -218,7 +221,7 @@ def test_a_429_storm_is_waited_out_in_order_and_each_message_sent_once(
     assert rows[0]["attempts"] >= 2, rows  # the storm hit the first one
     texts = [r.text or "" for r in telegram.accepted]
     assert len(texts) == 3
-    order = [next(c for c in ("YELLOW", "RED", "GREEN") if f"→ " in t and c in t.split("→")[1])
+    order = [next(c for c in ("YELLOW", "RED", "GREEN") if "→ " in t and c in t.split("→")[1])
              for t in texts]  # fmt: skip
     assert order == ["YELLOW", "RED", "GREEN"]  # in event order, despite the retries
     assert telegram.violations == 0  # never above 1 message/s to the chat
@@ -235,33 +238,38 @@ def test_an_outage_is_retried_and_a_permanent_refusal_disables_only_its_subscrip
     _record("gate.changed", {"previous": "GREEN", "current": "RED"}, "it:gate:outage")
     rows = _until(_final(3), "three deliveries", timeout=60)
     by_name = {r["subscription"]: r for r in rows}
-    assert by_name["slack"]["state"] == "sent" and by_name["slack"]["attempts"] == 3
-    assert by_name["tg"]["state"] == "sent" and by_name["tg"]["attempts"] == 1
+    assert by_name["slack"]["state"] == "sent"
+    assert by_name["slack"]["attempts"] == 3
+    assert by_name["tg"]["state"] == "sent"
+    assert by_name["tg"]["attempts"] == 1
     assert by_name["discord"]["state"] == "failed"
     assert "404" in by_name["discord"]["error"]
     views = {s.name: s for s in notify.listing()}
     assert not views["discord"].enabled
     assert "404" in (views["discord"].disabled_reason or "")
-    assert views["slack"].enabled and views["tg"].enabled
+    assert views["slack"].enabled
+    assert views["tg"].enabled
     # nothing more goes to the disabled subscription; the others keep receiving
     _record("gate.changed", {"previous": "RED", "current": "YELLOW"}, "it:gate:after")
     _until(lambda: len(telegram.accepted) == 2 and len(slack.accepted) == 2, "the next one")
-    assert len(discord.accepted) == 0 and len(discord.received) == 1
+    assert len(discord.accepted) == 0
+    assert len(discord.received) == 1
 
 
 def test_a_malformed_subscription_fails_clearly_sends_nothing_and_spares_the_others(
     telegram: FakeTelegram,
 ) -> None:
     notify.add("good", "telegram", target=CHAT, secret="tg_test")
-    with session_scope() as session:  # as an older release or a hand edit could leave it
-        add_subscription(session, {"name": "bad-secret", "channel": "telegram", "target": "777",
-                                   "secret_ref": "nope", "filters": {}, "language": "ko"})  # fmt: skip
-        add_subscription(session, {"name": "bad-chat", "channel": "telegram",
-                                   "target": "not a chat", "secret_ref": "tg_test",
-                                   "filters": {}, "language": "ko"})  # fmt: skip
-        add_subscription(session, {"name": "bad-filter", "channel": "telegram", "target": "777",
-                                   "secret_ref": "tg_test", "filters": {"colour": "red"},
-                                   "language": "ko"})  # fmt: skip
+    bad = [
+        ("bad-secret", "777", "nope", {}),
+        ("bad-chat", "not a chat", "tg_test", {}),
+        ("bad-filter", "777", "tg_test", {"colour": "red"}),
+    ]
+    with session_scope() as session:  # as an older release or a hand edit could leave them
+        for name, target, secret, filters in bad:
+            values = {"name": name, "channel": "telegram", "target": target,
+                      "secret_ref": secret, "filters": filters, "language": "ko"}  # fmt: skip
+            add_subscription(session, values)
     _record("gate.changed", {"previous": "GREEN", "current": "RED"}, "it:gate:bad")
     rows = _until(_final(3), "the deliveries")
     by_name = {r["subscription"]: r for r in rows}
@@ -287,7 +295,8 @@ def test_filters_choose_what_each_subscription_receives(telegram: FakeTelegram) 
     assert {r["subscription"] for r in rows} == {"s-only"}  # vcp wants neither event
     closing = next(r.text for r in telegram.accepted if "종가베팅" in (r.text or ""))
     assert closing is not None
-    assert "[S]" in closing and "[A]" not in closing  # grade A signals filtered out
+    assert "[S]" in closing
+    assert "[A]" not in closing
 
 
 def test_a_secret_never_reaches_the_tables_or_the_cli(telegram: FakeTelegram) -> None:
