@@ -358,8 +358,11 @@ def _print_portfolio(report: runner.RunReport) -> None:
     )
 
 
-#: Lines of a message the report shows (the whole message is in the file).
-MESSAGE_LINES = 12
+#: Lines of a message the report shows in full (the whole message is in the file).
+MESSAGE_LINES = 14
+#: Messages shown in full: what a trader acts on (the closing bet's lists, the day's summary);
+#: the others show their subject line.
+FULL_MESSAGES = ("signals.published", "daily.summary")
 
 
 def _print_notifications(report: runner.RunReport) -> None:
@@ -375,13 +378,19 @@ def _print_notifications(report: runner.RunReport) -> None:
     console.print(
         f"[bold]{label}notifications[/] ({n.get('subscription')}, file channel: {n.get('file')}): "
         f"{len(messages)} message(s) this run"
-        + (f", {n['open']} delivery(ies) still open" if n.get("open") else ""),
+        + (f", {n['open']} delivery(ies) still open" if n.get("open") else "")
+        + " — `quantbeat notify add` sends them to Telegram, Slack, Discord, e-mail or a webhook",
         soft_wrap=True,
         highlight=False,
     )
     for message in messages:
         text = str(message.get("text") or "").splitlines()
+        full = message.get("type") in FULL_MESSAGES and "VCP" not in (text[0] if text else "")
+        if not full:
+            console.print(f"  {text[0] if text else message.get('subject')}", highlight=False,
+                          soft_wrap=True, markup=False)  # fmt: skip
+            continue
         shown = text[:MESSAGE_LINES] + (["…"] if len(text) > MESSAGE_LINES else [])
-        console.print(f"  [bold]{message.get('type')}[/]", highlight=False)
-        for line in shown:
-            console.print(f"    {line}", highlight=False, soft_wrap=True, markup=False)
+        for i, line in enumerate(shown):
+            console.print(("  " if i == 0 else "    ") + line, highlight=False, soft_wrap=True,
+                          markup=False)  # fmt: skip

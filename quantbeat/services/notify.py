@@ -91,6 +91,11 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """A stored time as an aware UTC datetime (SQLite hands them back naive; we store UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
 def _lease_s() -> float:
     """Seconds a lease lasts without renewal (``QUANTBEAT_NOTIFY_LEASE_SECONDS``): a dead
     dispatcher's lease expires after this."""
@@ -523,7 +528,7 @@ def deliver(subscription_id: int, *, owner: str | None = None) -> dict[str, Any]
                 row is not None
                 and sub is not None
                 and sub.enabled
-                and row.next_attempt_at <= _now()
+                and _aware(row.next_attempt_at) <= _now()
             )
         if not again:
             return {"subscription": subscription_id, **counts, "skipped": None}
@@ -549,7 +554,7 @@ def _deliver_due(
             row = head(session, subscription_id)
             if row is None:
                 return None
-            wait = (row.next_attempt_at - _now()).total_seconds()
+            wait = (_aware(row.next_attempt_at) - _now()).total_seconds()
             if wait > 0:
                 return wait
             delivery = _Work.of(row, sub, event_row(session, row.event_id))

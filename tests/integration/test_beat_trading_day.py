@@ -1,6 +1,9 @@
 """Beat drives one simulated KRX trading day (issue 17's first done-when): its 15:10 entry
 leaves graded ``preliminary`` closing-bet signals in PostgreSQL before 15:18, and after the
-15:40 entry (the day's bars) its 18:10 entry the ``final`` ones, both phases kept.
+15:40 entry (the day's bars) its 18:10 entry the ``final`` ones, both phases kept. A trader
+subscribed on Telegram (a local server speaking the Bot API) receives the preliminary
+closing-bet message before the 15:20 auction and, after the 21:10 entry, the daily summary —
+each once (issue 19's done-when).
 
 Nothing is called directly: a real ``quantbeat beat`` (celery-redbeat, the production
 schedule) sends the entries and real ``quantbeat worker`` processes (``cpu`` prefork, ``io``
@@ -52,7 +55,13 @@ KST = ZoneInfo("Asia/Seoul")
 DAY = dt.date(2026, 11, 25)
 FIRST = dt.date(2026, 9, 15)  # simulated history from here through the previous session
 #: The entries this day exercises; every other one is switched off.
-ENTRIES = ("closing-bet-window", "krx-close", "krx-flows")
+ENTRIES = ("closing-bet-window", "krx-close", "krx-flows", "daily-summary", "notify-sweep")
+#: The closing auction: a preliminary message after it could not be traded on.
+AUCTION = dt.datetime.combine(DAY, dt.time(15, 20), tzinfo=KST)
+#: What the trader's Telegram messages start with (Korean templates, simulated market).
+PRELIMINARY_HEADER = "<b>종가베팅 2026-11-25 · 장중 잠정 (15:10)</b>"
+FINAL_HEADER = "<b>종가베팅 2026-11-25 · 장마감 확정</b>"
+SUMMARY_HEADER = "<b>일일 요약 2026-11-25</b>"
 #: The closing auction starts at 15:20; the issue wants the decision stored by 15:18.
 DEADLINE = dt.datetime.combine(DAY, dt.time(15, 18), tzinfo=KST)
 #: How long (real seconds) a phase may take before the test gives up.
@@ -301,11 +310,35 @@ def _slots() -> dict[str, list[dt.datetime]]:
     return out
 
 
+def _messages(fake: Any, header: str) -> list[Any]:
+    """The Telegram messages (first parts) starting with ``header``."""
+    return [r for r in fake.accepted if header in (r.text or "").split("\n", 1)[0]]
+
+
 def test_beat_runs_the_closing_bet_in_the_buy_window_and_again_in_the_evening(
     switched_off: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from quantbeat.infra.keys import BEAT_TICK_KEY
+    from quantbeat.services import notify
     from quantbeat.services.closing_window import compare_phases
+    from tests.support import notify_env
+    from tests.support.fake_notify import FakeTelegram
+
+    telegram = FakeTelegram(
+        tokens=[notify_env.TELEGRAM_TOKEN],
+        chats=[notify_env.TELEGRAM_CHAT],
+        port=notify_env.TELEGRAM_PORT,
+    ).start()
+    notify.add(
+        "trader",
+        "telegram",
+        target=notify_env.TELEGRAM_CHAT,
+        secret="tg_test",
+        filters={
+            "event_types": ["signals.published", "daily.summary"],
+            "strategies": ["closing_bet"],
+        },
+    )
 
     real: dict[str, float] = {"start": time.monotonic()}  # real seconds per stage, reported
     clock = FakeClock(tmp_path / "faketime.rc")
@@ -358,6 +391,12 @@ def test_beat_runs_the_closing_bet_in_the_buy_window_and_again_in_the_evening(
         assert _at(15, 10) <= stored_at < DEADLINE, stored_at
         assert seen_by < DEADLINE, seen_by
         fire_to_signals = (stored_at - _at(15, 10)).total_seconds()
+        told = stack.wait(
+            lambda: _messages(telegram, PRELIMINARY_HEADER) or None, "the preliminary message"
+        )
+        told_at = dt.datetime.fromtimestamp(told[0].at + clock.offset, KST)
+        assert told_at < AUCTION, told_at  # the trader can still buy at the auction
+        assert "[모의 데이터 SIMULATED]" in (told[0].text or "")
         stack.wait(lambda: _idle(broker), "the window's tasks to finish")
         real["15:10 window"] = time.monotonic()
 
@@ -387,8 +426,26 @@ def test_beat_runs_the_closing_bet_in_the_buy_window_and_again_in_the_evening(
         assert compared["final"] == len(final)
         assert len(compared["kept"]) + len(compared["lost"]) == len(preliminary)
         assert len(compared["kept"]) + len(compared["added"]) == len(final)
+        stack.wait(lambda: _messages(telegram, FINAL_HEADER) or None, "the final message")
+
+        # 21:10 — the daily summary, after the close
+        clock.set(_at(21, 9, 58))
+        summary = stack.wait(
+            lambda: _messages(telegram, SUMMARY_HEADER) or None, "the daily summary"
+        )
+        summary_at = dt.datetime.fromtimestamp(summary[0].at + clock.offset, KST)
+        assert summary_at >= _at(21, 10), summary_at
+        stack.wait(lambda: _idle(broker), "the summary's tasks to finish")
+        time.sleep(1.0)  # a duplicate would be on its way by now
+        # once each, whatever beat's sweep and the wake-ups dispatched
+        assert len(_messages(telegram, PRELIMINARY_HEADER)) == 1
+        assert len(_messages(telegram, FINAL_HEADER)) == 1
+        assert len(_messages(telegram, SUMMARY_HEADER)) == 1
+        assert telegram.violations == 0
+        real["21:10 summary"] = time.monotonic()
     finally:
         stack.stop()
+        telegram.stop()
     marks = list(real.items())
     stages = ", ".join(f"{name} {t - marks[i][1]:.1f} s" for i, (name, t) in enumerate(marks[1:]))
     with capsys.disabled():
@@ -397,5 +454,7 @@ def test_beat_runs_the_closing_bet_in_the_buy_window_and_again_in_the_evening(
             f"preliminary signals stored at {stored_at:%H:%M:%S} KST "
             f"({fire_to_signals:.1f} s after the fire, fake time; seen by {seen_by:%H:%M:%S}); "
             f"18:10 -> {len(final)} final; kept {len(compared['kept'])}, added "
-            f"{len(compared['added'])}, lost {len(compared['lost'])}; real time: {stages}"
+            f"{len(compared['added'])}, lost {len(compared['lost'])}; Telegram: preliminary "
+            f"message at {told_at:%H:%M:%S}, daily summary at {summary_at:%H:%M:%S}; "
+            f"real time: {stages}"
         )
