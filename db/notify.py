@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import String, and_, cast, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -85,7 +85,14 @@ def add_deliveries(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def due_subscriptions(session: Session, now: dt.datetime) -> list[int]:
-    """Ids of enabled subscriptions with an open delivery due at ``now``."""
+    """Ids of enabled subscriptions with an open delivery due at ``now`` that no deliverer
+    holds (a held one is carried on by its holder, which looks again before it lets go)."""
+    lease_name = literal("sub:", String) + cast(NotificationDelivery.subscription_id, String)
+    held = (
+        select(NotificationLease.name)
+        .where(NotificationLease.name == lease_name, NotificationLease.until >= now)
+        .exists()
+    )
     query = (
         select(NotificationDelivery.subscription_id)
         .join(
@@ -96,6 +103,7 @@ def due_subscriptions(session: Session, now: dt.datetime) -> list[int]:
             NotificationDelivery.state.in_(OPEN_STATES),
             NotificationDelivery.next_attempt_at <= now,
             NotificationSubscription.enabled.is_(True),
+            ~held,
         )
         .distinct()
     )

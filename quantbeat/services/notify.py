@@ -645,16 +645,18 @@ def _send_parts(
     limiters = _limiters(sender, settings)
     lease = f"sub:{work.subscription_id}"
     for index in range(work.parts_sent, len(rendered.parts)):
+        with session_scope() as session:
+            # still ours, renewed for longer than the pace wait below may take (else another
+            # deliverer could come in: then that one sends, not both)
+            if not acquire_lease(session, lease, me, now=_now(), seconds=_lease_s()):
+                log.warning("notify.lease_lost", subscription=work.sub.name,
+                            delivery=work.id)  # fmt: skip
+                return "yielded"
         try:
-            for _name, limiter in limiters:
+            # the target's (slow) slot first, the bot's (fast) one last: nothing between the
+            # last grant and the request, so the pace holds at the provider
+            for _name, limiter in reversed(limiters):
                 limiter.acquire()
-            with session_scope() as session:
-                # still ours? (a pace wait longer than the lease would let another deliverer
-                # in: then that one sends, not both)
-                if not acquire_lease(session, lease, me, now=_now(), seconds=_lease_s()):
-                    log.warning("notify.lease_lost", subscription=work.sub.name,
-                                delivery=work.id)  # fmt: skip
-                    return "yielded"
             sent = sender.send(
                 rendered.parts[index], index=index, rendered=rendered, envelope=envelope
             )
