@@ -17,10 +17,12 @@ Guarantees. A delivery whose parts are all recorded ``sent`` is never sent again
 often dispatch runs or is redelivered. The one window that cannot be closed is between the
 provider accepting a part and our UPDATE recording it (``unconfirmed_ms``, measured by
 ``benchmarks/notifications.py``): a dispatcher killed inside it leaves the delivery
-``sending``; the next dispatcher counts it ``in_doubt`` and sends that part again — at least
-once, never lost. Webhook receivers de-duplicate it by ``webhook-id`` (the event id);
-Telegram, Slack, Discord and e-mail (whose Message-ID is the same, for clients that
-de-duplicate) may show it twice.
+``sending``; the next dispatcher (once the dead one's lease has expired) counts it
+``in_doubt`` and sends that part again — at least once, never lost. A live deliverer renews
+its lease while a provider is slow to answer, so no other deliverer sends its part meanwhile
+(a request that times out is retried, like any transient failure). Webhook receivers
+de-duplicate a part sent again by ``webhook-id`` (the event id); Telegram, Slack, Discord and
+e-mail (whose Message-ID is the same, for clients that de-duplicate) may show it twice.
 
 Transient failures (429 with ``retry_after``, 5xx, timeouts) are retried with backoff
 (:class:`quant.notify.policy.RetryPolicy`); permanent ones (400/401/403/404/410, a missing
@@ -31,9 +33,11 @@ the reason, so nothing more is sent to a target that refuses it.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -479,6 +483,41 @@ def dispatch() -> dict[str, Any]:
     return {"events": fanned["events"], "deliveries": fanned["deliveries"], "delivering": due}
 
 
+@contextmanager
+def _lease_kept(lease: str, me: str) -> Iterator[None]:
+    """Renew ``lease`` for ``me`` every third of its length while the block runs.
+
+    A provider may take longer than the lease to answer (``notify_timeout`` bounds each read,
+    not the request, and SMTP is several round trips): without renewal another deliverer
+    would take the lease over and send the part again while this one still waits for its
+    answer. A dispatcher that dies stops renewing, so its lease still expires after
+    ``QUANTBEAT_NOTIFY_LEASE_SECONDS``. A renewal that fails (database unreachable) or finds
+    the lease taken is logged; the send in progress is not interrupted."""
+    seconds = _lease_s()
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(seconds / 3.0):
+            try:
+                with session_scope() as session:
+                    kept = acquire_lease(session, lease, me, now=_now(), seconds=seconds)
+            except Exception as exc:  # the send goes on; the lease may lapse
+                log.warning("notify.lease_renewal_failed", lease=lease,
+                            error=mask_text(f"{type(exc).__name__}: {exc}"))  # fmt: skip
+                continue
+            if not kept:
+                log.warning("notify.lease_lost", lease=lease, during="send")
+                return
+
+    keeper = threading.Thread(target=renew, name=f"notify-lease-{lease}", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        keeper.join()
+
+
 def _limiters(sender: Sender, settings: Settings) -> list[tuple[str, RateLimiter]]:
     out = []
     for name, rate in sender.rate_keys():
@@ -657,9 +696,10 @@ def _send_parts(
             # last grant and the request, so the pace holds at the provider
             for _name, limiter in reversed(limiters):
                 limiter.acquire()
-            sent = sender.send(
-                rendered.parts[index], index=index, rendered=rendered, envelope=envelope
-            )
+            with _lease_kept(lease, me):  # a slow answer must not let another sender in
+                sent = sender.send(
+                    rendered.parts[index], index=index, rendered=rendered, envelope=envelope
+                )
         except RateLimited as exc:  # our own pacing: the queue is long; come back
             return _retry(work, attempts - 1, exc.retry_after, str(exc), policy, counts=False)
         except SendError as exc:
