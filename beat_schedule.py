@@ -109,6 +109,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "notify-sweep": {
         "task": "quantbeat.notify.dispatch",
         "schedule": schedule(run_every=15.0),
+        "kwargs": {"sweep": True},
         "options": {"expires": 15},
     },
     # Crypto trades 24/7: the last closed hour, every hour.

@@ -13,17 +13,18 @@ from typing import Any
 
 from quant.errors import ValidationError
 from quantbeat.services import announce, notify
-from quantbeat.services.args import parse_date
+from quantbeat.services.args import parse_date, parse_flag
 from workers.app import app
 
 
 @app.task(name="quantbeat.notify.dispatch")
-def dispatch() -> dict[str, Any]:
+def dispatch(sweep: bool = False) -> dict[str, Any]:
     """Fan new events out to the subscriptions that match them and start a
-    ``quantbeat.notify.deliver`` for each subscription with a delivery due (woken by every
-    commit that records an event; beat runs it every 15 s as a safety net). Returns
+    ``quantbeat.notify.deliver`` for each subscription that received deliveries (woken by
+    every commit that records an event) — with ``sweep`` (beat, every 15 s: the safety net
+    behind a lost wake-up or a backoff) for every subscription with a delivery due. Returns
     ``{"events", "deliveries", "delivering"}``."""
-    return notify.dispatch()
+    return notify.dispatch(sweep=parse_flag(sweep, field="sweep"))
 
 
 @app.task(name="quantbeat.notify.deliver")

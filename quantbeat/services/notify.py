@@ -321,7 +321,7 @@ def enable(name: str, enabled: bool = True) -> SubscriptionView:
         session.refresh(row)
         view = _view(row)
     if enabled:
-        _wake()
+        app.send_task(DISPATCH_TASK, kwargs={"sweep": True})
     return view
 
 
@@ -409,15 +409,17 @@ def _envelope(row: Event) -> Envelope:
 def fan_out(*, owner: str | None = None) -> dict[str, Any]:
     """Create the ledger rows of every event not fanned out yet, under the ``fanout`` lease
     (so events enter each subscription's queue in event order). Returns ``{"events",
-    "deliveries", "skipped": "leased" | None}``. An event whose stored payload no longer
-    parses is fanned out to nobody and logged; a subscription whose stored filters do not
-    parse is disabled with the reason."""
+    "deliveries", "subscriptions": [ids given deliveries], "skipped": "leased" | None}``.
+    An event whose stored payload no longer parses is fanned out to nobody and logged; a
+    subscription whose stored filters do not parse is disabled with the reason."""
     me = owner or uuid.uuid4().hex
     total_events = total_rows = 0
+    touched: set[int] = set()
     while True:
         with session_scope() as session:
             if not acquire_lease(session, "fanout", me, now=_now(), seconds=_lease_s()):
-                return {"events": total_events, "deliveries": total_rows, "skipped": "leased"}
+                return {"events": total_events, "deliveries": total_rows,
+                        "subscriptions": sorted(touched), "skipped": "leased"}  # fmt: skip
         try:
             while True:
                 with session_scope() as session:
@@ -449,13 +451,15 @@ def fan_out(*, owner: str | None = None) -> dict[str, Any]:
                     mark_fanned_out(session, [e.id for e in batch], now)
                     total_events += len(batch)
                     total_rows += len(rows)
+                    touched.update(r["subscription_id"] for r in rows)
         finally:
             with session_scope() as session:
                 release_lease(session, "fanout", me)
         # An event committed while we held the lease woke a dispatcher that found it taken.
         with session_scope() as session:
             if not unfanned(session, limit=1):
-                return {"events": total_events, "deliveries": total_rows, "skipped": None}
+                return {"events": total_events, "deliveries": total_rows,
+                        "subscriptions": sorted(touched), "skipped": None}  # fmt: skip
 
 
 def _filters_of(
@@ -472,15 +476,18 @@ def _filters_of(
     return out
 
 
-def dispatch() -> dict[str, Any]:
-    """Fan new events out, then start a ``quantbeat.notify.deliver`` for every subscription
-    with a delivery due. Returns ``{"events", "deliveries", "delivering": [ids]}``."""
+def dispatch(*, sweep: bool = False) -> dict[str, Any]:
+    """Fan new events out, then start a ``quantbeat.notify.deliver`` for each subscription
+    that just received deliveries — or, with ``sweep`` (beat, every 15 s), for every
+    subscription with a delivery due — unless a deliverer holds it (the holder looks again
+    before it lets go). Returns ``{"events", "deliveries", "delivering": [ids]}``."""
     fanned = fan_out()
     with session_scope() as session:
-        due = due_subscriptions(session, _now())
-    for ident in due:
+        due = set(due_subscriptions(session, _now()))
+    chosen = sorted(due if sweep else due & set(fanned["subscriptions"]))
+    for ident in chosen:
         app.send_task(DELIVER_TASK, args=[ident])
-    return {"events": fanned["events"], "deliveries": fanned["deliveries"], "delivering": due}
+    return {"events": fanned["events"], "deliveries": fanned["deliveries"], "delivering": chosen}
 
 
 @contextmanager
@@ -772,7 +779,7 @@ def drain(*, timeout: float = 30.0, poll: float = 0.05) -> dict[str, Any]:
     keep it open). For ``quantbeat run`` and tests. Returns ``{"open", "counts", "waited_s"}``.
     """
     t0 = time.monotonic()
-    app.send_task(DISPATCH_TASK)
+    app.send_task(DISPATCH_TASK, kwargs={"sweep": True})
     left = 1
     while time.monotonic() - t0 < timeout:
         with session_scope() as session:

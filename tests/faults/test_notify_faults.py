@@ -103,7 +103,9 @@ class Stack:
 
     def dispatch(self) -> dict[str, Any]:
         """Run ``quantbeat.notify.dispatch`` on our workers; its summary."""
-        result: dict[str, Any] = self.client.send_task(notify.DISPATCH_TASK).get(timeout=30)
+        result: dict[str, Any] = self.client.send_task(
+            notify.DISPATCH_TASK, kwargs={"sweep": True}
+        ).get(timeout=30)
         return result
 
     def deliver(self, subscription_id: int) -> dict[str, Any]:

@@ -190,7 +190,9 @@ def test_one_event_reaches_every_channel_once_formatted_for_each(
         assert body["type"] == "signals.published"
         # dispatching again (a redelivered or duplicated dispatch) sends nothing more
         for _ in range(3):
-            celery_app.send_task("quantbeat.notify.dispatch").get(timeout=30)
+            celery_app.send_task("quantbeat.notify.dispatch", kwargs={"sweep": True}).get(
+                timeout=30
+            )
         for ident in {s.id for s in _subscriptions()}:
             celery_app.send_task("quantbeat.notify.deliver", args=[ident]).get(timeout=30)
         time.sleep(0.5)
