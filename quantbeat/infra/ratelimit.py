@@ -56,6 +56,17 @@ return tostring(wait)
 """
 
 
+# KEYS[1] = pacer key; ARGV[1] = interval (s). The next grant is at least one interval after
+# now (never earlier than already reserved).
+_SPACE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local next_free = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now + interval)
+redis.call('SET', KEYS[1], tostring(next_free), 'PX', math.ceil(interval * 1000) + 1000)
+return 1
+"""
+
 # KEYS[1] = cooldown key; ARGV[1] = milliseconds. Extends, never shortens.
 _EXTEND = """
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
@@ -76,6 +87,8 @@ class RateLimiter(Protocol):
     def acquire(self) -> None: ...
 
     def cooldown(self, seconds: float) -> None: ...
+
+    def space_from_now(self) -> None: ...
 
 
 def _check(name: str, rate: float, max_wait: float) -> None:
@@ -111,6 +124,7 @@ class RedisRateLimiter:
         self._keys = [f"{prefix}:{name}:pace", f"{prefix}:{name}:cooldown"]
         self._script = client.register_script(_PACE)
         self._extend = client.register_script(_EXTEND)
+        self._space = client.register_script(_SPACE)
 
     def try_acquire(self) -> float:
         """Reserve the next slot if it is at most ``max_wait`` away; return the seconds to wait
@@ -152,6 +166,12 @@ class RedisRateLimiter:
     def cooldown_left(self) -> float:
         """Seconds of cooldown left (0 when none)."""
         return max(0, int(self._client.pttl(self._keys[1]))) / 1000.0
+
+    def space_from_now(self) -> None:
+        """The call granted last has just been made: the next grant comes at least one
+        interval from now (Redis' clock), so calls reach the provider spaced even when one
+        left late after its grant (a slow thread, a busy host)."""
+        self._space(keys=[self._keys[0]], args=[1.0 / self.rate])
 
 
 class LocalRateLimiter:
@@ -204,6 +224,11 @@ class LocalRateLimiter:
     def cooldown(self, seconds: float) -> None:
         with self._lock:
             self._cooldown_until = max(self._cooldown_until, self._clock() + seconds)
+
+    def space_from_now(self) -> None:
+        """See :meth:`RedisRateLimiter.space_from_now`."""
+        with self._lock:
+            self._next_free = max(self._next_free, self._clock() + 1.0 / self.rate)
 
 
 _limiters: dict[tuple[str, str, float, float], RateLimiter] = {}

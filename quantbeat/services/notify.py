@@ -703,10 +703,16 @@ def _send_parts(
             # last grant and the request, so the pace holds at the provider
             for _name, limiter in reversed(limiters):
                 limiter.acquire()
-            with _lease_kept(lease, me):  # a slow answer must not let another sender in
-                sent = sender.send(
-                    rendered.parts[index], index=index, rendered=rendered, envelope=envelope
-                )
+            try:
+                with _lease_kept(lease, me):  # a slow answer must not let another sender in
+                    sent = sender.send(
+                        rendered.parts[index], index=index, rendered=rendered, envelope=envelope
+                    )
+            finally:
+                # the next message to this chat/bot leaves a full interval after this one
+                # arrived, however late this one left after its grant
+                for _name, limiter in limiters:
+                    limiter.space_from_now()
         except RateLimited as exc:  # our own pacing: the queue is long; come back
             return _retry(work, attempts - 1, exc.retry_after, str(exc), policy, counts=False)
         except SendError as exc:

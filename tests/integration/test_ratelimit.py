@@ -106,3 +106,16 @@ def test_a_cooldown_begun_while_a_caller_waits_for_its_slot_stops_its_call():
     with pytest.raises(RateLimited) as info:
         waiting.acquire()  # its slot is 0.5 s ahead: waits, then finds the cooldown
     assert 2.0 < (info.value.retry_after or 0) <= 3.0
+
+
+def test_spacing_from_a_late_call_holds_for_every_client() -> None:
+    """``space_from_now`` moves the shared next grant a full interval past the call, for
+    every client of the Redis (Redis' own clock)."""
+    prefix = f"test:space:{uuid.uuid4().hex}"
+    a = RedisRateLimiter(redis.Redis.from_url(URL), "p", rate=2.0, max_wait=5, prefix=prefix)
+    b = RedisRateLimiter(redis.Redis.from_url(URL), "p", rate=2.0, max_wait=5, prefix=prefix)
+    assert a.try_acquire() == 0.0  # granted now; the next one would be 0.5 s away
+    time.sleep(0.3)  # the call left late
+    a.space_from_now()
+    wait = b.try_acquire()
+    assert 0.45 <= wait <= 0.51, wait  # a full interval after the call, not 0.2 s

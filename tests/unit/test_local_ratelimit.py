@@ -73,3 +73,19 @@ def test_a_cooldown_begun_while_waiting_for_a_reserved_slot_stops_the_call():
 def test_bad_parameters(rate: float, max_wait: float):
     with pytest.raises(ValidationError):
         LocalRateLimiter("p", rate=rate, max_wait=max_wait)
+
+
+def test_a_call_that_left_late_pushes_the_next_grant_a_full_interval_after_it():
+    """Grants are spaced, but a call may leave late after its grant (a busy host): spacing
+    from the call itself keeps the provider's limit however late it left."""
+    clock = FakeClock()
+    limiter = LocalRateLimiter("p", rate=1.0, clock=clock, sleep=clock.sleep)
+    limiter.acquire()  # granted at 100.0
+    clock.now += 0.7  # ...but the call only reached the provider at 100.7
+    limiter.space_from_now()
+    limiter.acquire()
+    assert clock.now == pytest.approx(101.7)  # not 101.0: 0.3 s after the late call
+    limiter.space_from_now()  # never moves a later reservation earlier
+    limiter.space_from_now()
+    limiter.acquire()
+    assert clock.now == pytest.approx(102.7)
