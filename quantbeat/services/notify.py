@@ -662,7 +662,13 @@ def _attempt(work: _Work, me: str, settings: Settings, policy: RetryPolicy) -> s
     except ValidationError as exc:
         return _fail(work, f"cannot render {envelope.type}: {exc}", disable=False)
     attempts = work.attempts + 1
+    lease = f"sub:{work.subscription_id}"
     with session_scope() as session:
+        # still ours, renewed for longer than the pace wait before the first part may take
+        # (else another deliverer could come in: then that one sends, not both)
+        if not acquire_lease(session, lease, me, now=_now(), seconds=_lease_s()):
+            log.warning("notify.lease_lost", subscription=work.sub.name, delivery=work.id)
+            return "yielded"
         update_delivery(
             session,
             work.id,
@@ -691,13 +697,8 @@ def _send_parts(
     limiters = _limiters(sender, settings)
     lease = f"sub:{work.subscription_id}"
     for index in range(work.parts_sent, len(rendered.parts)):
-        with session_scope() as session:
-            # still ours, renewed for longer than the pace wait below may take (else another
-            # deliverer could come in: then that one sends, not both)
-            if not acquire_lease(session, lease, me, now=_now(), seconds=_lease_s()):
-                log.warning("notify.lease_lost", subscription=work.sub.name,
-                            delivery=work.id)  # fmt: skip
-                return "yielded"
+        # the lease was renewed with the 'sending' mark (first part) or with the previous
+        # part's record: still ours for longer than the pace wait below may take
         try:
             # the target's (slow) slot first, the bot's (fast) one last: nothing between the
             # last grant and the request, so the pace holds at the provider
@@ -709,9 +710,11 @@ def _send_parts(
                         rendered.parts[index], index=index, rendered=rendered, envelope=envelope
                     )
             finally:
-                # the next message to this chat/bot leaves a full interval after this one
-                # arrived, however late this one left after its grant
-                for _name, limiter in limiters:
+                # the next message to this target (a chat: 1 a second, counted message by
+                # message) leaves a full interval after this one arrived, however late this
+                # one left after its grant; a bot's 30 a second is a count over a second,
+                # which a late message cannot break, and sends to many chats overlap
+                for _name, limiter in limiters[-1:]:
                     limiter.space_from_now()
         except RateLimited as exc:  # our own pacing: the queue is long; come back
             return _retry(work, attempts - 1, exc.retry_after, str(exc), policy, counts=False)
