@@ -306,7 +306,8 @@ def _slots() -> dict[str, list[dt.datetime]]:
         ).all()
     out: dict[str, list[dt.datetime]] = {}
     for entry, scheduled_for in rows:
-        out.setdefault(entry, []).append(scheduled_for.astimezone(KST))
+        if entry != "notify-sweep":  # every 15 s, all day: not one of the day's moments
+            out.setdefault(entry, []).append(scheduled_for.astimezone(KST))
     return out
 
 
