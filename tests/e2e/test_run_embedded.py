@@ -4,6 +4,7 @@ stand-in for PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -71,12 +72,36 @@ def test_first_run_collects_a_year_then_later_runs_change_nothing(tmp_path: Path
     (paper,) = [ln for ln in out.splitlines() if "paper portfolio simulated-paper" in ln]
     assert paper.startswith("SIMULATED ")
     assert int(paper.split("tax ")[1].split(" KRW")[0].replace(",", "")) > 0, paper
+    # the day's messages, delivered to the file channel make run subscribes, each labelled
+    (told,) = [ln for ln in out.splitlines() if "notifications (simulated-file" in ln]
+    assert told.startswith("SIMULATED "), told
+    messages = [
+        json.loads(line)
+        for line in (tmp_path / "var" / "notifications" / "simulated-messages.jsonl")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    ]
+    types = [m["type"] for m in messages]
+    for expected in ("signals.published", "daily.summary", "backtest.finished"):
+        assert expected in types, types
+    assert all(m["simulated"] and m["text"].startswith("[SIMULATED]") for m in messages)
+    assert any("closing bet 2026-11-20 · buy-window (preliminary)" in m["text"] for m in messages)
+    assert f"{len(messages)} message(s) this run" in told
 
     again = run_quantbeat(tmp_path, "--date", "2026-11-20", settings=SMALL)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"new 0, changed 0, unchanged {UNIVERSE:,}" in again.stdout
     (line,) = [ln for ln in again.stdout.splitlines() if "candles in database" in ln]
     assert line.split()[-1] == f"{UNIVERSE * 260:,}"
+    # the same day again: its events were recorded once, so only the new backtest runs are
+    # announced; no decision, summary or trade is told twice
+    inbox = (tmp_path / "var" / "notifications" / "simulated-messages.jsonl").read_text(
+        encoding="utf-8"
+    )
+    seen = [json.loads(line) for line in inbox.splitlines()]
+    again_types = [m["type"] for m in seen[len(messages) :]]
+    assert again_types, again.stdout[-2000:]
+    assert set(again_types) == {"backtest.finished"}, again_types
 
 
 def test_a_holiday_has_no_session(tmp_path: Path):

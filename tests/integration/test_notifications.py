@@ -315,3 +315,24 @@ def test_a_secret_never_reaches_the_tables_or_the_cli(telegram: FakeTelegram) ->
         )
     assert notify_env.TELEGRAM_TOKEN not in stored
     assert notify_env.TELEGRAM_TOKEN.split(":")[1] not in stored
+
+
+def test_stale_data_is_announced_once_per_dataset_and_day(telegram: FakeTelegram) -> None:
+    from quantbeat.services import announce
+
+    notify.add("ops", "telegram", target=CHAT, secret="tg_test", language="en",
+               filters={"event_types": ["data.stale"]})  # fmt: skip
+    first = announce.check_freshness(DAY)  # an empty database: nothing collected yet
+    assert {k: v["lag_sessions"] for k, v in first["datasets"].items()} == {
+        "daily_candles": 1,
+        "investor_flows": 1,
+    }
+    assert all(v["event_id"] for v in first["datasets"].values())
+    again = announce.check_freshness(DAY)
+    assert all(v["event_id"] is None for v in again["datasets"].values())  # once a day
+    _until(lambda: len(telegram.accepted) == 2, "the two stale-data messages")
+    texts = " ".join(r.text or "" for r in telegram.accepted)
+    assert texts.count("daily_candles") == 1, texts
+    assert texts.count("investor_flows") == 1, texts
+    time.sleep(0.5)
+    assert len(telegram.received) == 2
