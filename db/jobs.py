@@ -14,6 +14,7 @@ Records a worker could not write (the database was down) are kept in the local s
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
@@ -305,7 +306,23 @@ def record_dead_letter(
     ).returning(table.c.id)
     ident: int = session.execute(stmt).scalar_one()
     # Subscribers hear of a dead letter once per letter and day (a poison message that keeps
-    # coming back is counted in ``occurrences``, not announced each time).
+    # coming back is counted in ``occurrences``, not announced each time). The payload is
+    # validated before anything is written: a value it refuses costs the announcement, never
+    # the dead letter.
+    with contextlib.suppress(ValidationError):
+        _announce_letter(session, ident, task_id, task_name, reason, error, seen_at)
+    return ident
+
+
+def _announce_letter(
+    session: Session,
+    ident: int,
+    task_id: str | None,
+    task_name: str | None,
+    reason: str,
+    error: str | None,
+    seen_at: dt.datetime,
+) -> None:
     add_event(
         session,
         type="job.dead_lettered",
@@ -320,7 +337,6 @@ def record_dead_letter(
         at=seen_at,
         trade_date=None,
     )
-    return ident
 
 
 # --- records replayed from the local spool (quantbeat.infra.spool) -----------------------------

@@ -60,6 +60,14 @@ def test_a_replayed_letter_runs_again_and_a_masked_one_is_refused(celery_app, cl
     assert second is not None
     assert masked is not None
     assert (first.reason, second.reason) == ("retries_exhausted", "validation_error")
+    # each is announced once (job.dead_lettered in the event outbox), its error masked
+    from db.events import events
+
+    with session_scope() as session:
+        told = {e.payload["task_id"]: e.payload for e in events(session, type="job.dead_lettered")}
+    assert told[exhausted.id]["error_type"] == "retries_exhausted"
+    assert told[secret.id]["dead_letter_id"] == masked.id
+    assert "AIza-not-a-real-key" not in str(told)
 
     # A letter with a masked argument is refused, and with it the whole explicit selection.
     code, _, err = _cli(capsys, "dlq", "replay", str(first.id), str(masked.id))
