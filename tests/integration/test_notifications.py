@@ -336,3 +336,46 @@ def test_stale_data_is_announced_once_per_dataset_and_day(telegram: FakeTelegram
     assert texts.count("investor_flows") == 1, texts
     time.sleep(0.5)
     assert len(telegram.received) == 2
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from quantbeat.cli import main as cli
+
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_the_cli_adds_lists_tests_shows_history_and_removes(
+    telegram: FakeTelegram, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _cli(capsys, "notify", "add", "x", "--channel", "pager")
+    assert code == 2
+    assert "channel must be one of telegram, slack, discord, email, webhook, file" in err
+    assert "'pager'" in err
+    code, _, err = _cli(capsys, "notify", "add", "x", "--channel", "telegram", "--target",
+                        CHAT, "--secret", "nope")  # fmt: skip
+    assert code == 2
+    assert "secret 'nope'" in err
+    assert "QUANTBEAT_NOTIFY_SECRETS" in err
+    code, out, err = _cli(capsys, "notify", "add", "trader", "--channel", "telegram",
+                          "--target", CHAT, "--secret", "tg_test", "--events",
+                          "signals.*,daily.summary", "--min-grade", "a")  # fmt: skip
+    assert code == 0, err
+    assert "subscription trader added: telegram" in out
+    code, out, _ = _cli(capsys, "notify", "list", "--json")
+    assert code == 0
+    (listed,) = json.loads(out)
+    assert listed["secret_ref"] == "tg_test"
+    assert listed["filters"]["min_grade"] == "A"
+    assert notify_env.TELEGRAM_TOKEN not in out
+    code, out, err = _cli(capsys, "notify", "test", "trader", "--note", "hello")
+    assert code == 0, err
+    assert "delivery sent after 1 attempt(s), parts 1/1" in out
+    assert "hello" in (telegram.accepted[0].text or "")
+    code, out, _ = _cli(capsys, "notify", "history", "trader", "--json")
+    assert code == 0
+    assert [r["type"] for r in json.loads(out)] == ["notify.test"]
+    code, out, _ = _cli(capsys, "notify", "remove", "trader")
+    assert code == 0
+    assert notify.listing() == []
