@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import Event
-from db.store import insert_for
+from db.store import insert_for, storable
 from quant.notify.events import CURRENT, validate_payload
 
 _after_commit: list[Callable[[], None]] = []
@@ -65,7 +65,9 @@ def add_event(
         quant.errors.ValidationError: unknown type or a payload that does not fit (names the
             field); nothing is written.
     """
-    data = validate_payload(type, payload)
+    # NUL and lone surrogates (a task's error text may hold them) are escaped: PostgreSQL's
+    # JSONB cannot store them, and a failed insert would take the caller's row with it
+    data = storable(validate_payload(type, payload))
     event_id = str(uuid.uuid4())
     insert = insert_for(session, Event.__table__)  # type: ignore[arg-type]
     stmt = insert.values(

@@ -15,9 +15,8 @@ from typing import Any
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from db.jobs import storable
 from db.models import JobRun, WorkerHeartbeat
-from db.store import insert_for
+from db.store import insert_for, storable
 
 
 def database_now(session: Session) -> dt.datetime:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,36 +24,16 @@ from sqlalchemy.orm import Session
 
 from db.events import add_event
 from db.models import JOB_STATES, DeadLetter, JobAttempt, JobRun
-from db.store import insert_for
+from db.store import insert_for, storable
 from quant.errors import ValidationError
 from quantbeat.infra.masking import mask_text
 
+
 #: Characters PostgreSQL refuses in ``text`` and ``jsonb``: NUL, and UTF-16 surrogates (a lone
 #: one cannot be encoded as UTF-8).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def _escape(match: re.Match[str]) -> str:
-    return f"\\u{ord(match.group()):04x}"
-
-
-def storable(value: Any) -> Any:
-    """``value`` with every string (dict keys included, at any depth) that PostgreSQL cannot
-    store escaped: NUL becomes the six characters ``\\u0000``, a lone surrogate ``\\udXXX``.
-    Lists and tuples come back as lists, other values unchanged; linear in the size of
-    ``value``. Strings without such characters are returned as they are."""
-    if isinstance(value, str):
-        return _UNSTORABLE.sub(_escape, value) if _UNSTORABLE.search(value) else value
-    if isinstance(value, dict):
-        return {storable(k): storable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [storable(v) for v in value]
-    return value
-
-
 def contains_escape(value: Any) -> bool:
     """Whether a stored payload holds a string PostgreSQL could not store as sent (a NUL or a
-    lone surrogate, escaped by :func:`db.jobs.storable`, keys included): resending it would
+    lone surrogate, escaped by :func:`db.store.storable`, keys included): resending it would
     send the escape, not the original."""
     if isinstance(value, str):
         return "\\u0000" in value or "\\ud" in value

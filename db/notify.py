@@ -55,6 +55,16 @@ def subscriptions(
     return list(session.execute(query).scalars())
 
 
+def any_enabled(session: Session) -> bool:
+    """Whether any subscription is enabled."""
+    found = session.execute(
+        select(NotificationSubscription.id)
+        .where(NotificationSubscription.enabled.is_(True))
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def remove_subscription(session: Session, name: str) -> bool:
     """Delete subscription ``name`` and its ledger rows; returns whether it existed."""
     result = session.execute(

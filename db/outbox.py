@@ -15,9 +15,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from db.jobs import storable
 from db.models import OutboxMessage
-from db.store import insert_for
+from db.store import insert_for, storable
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ not even ``updated_at`` moves. Works on PostgreSQL and SQLite.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -557,3 +558,24 @@ def stored_bar_starts(
     for m, t, ts in rows:
         out[(m, t)].append(ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC))
     return out
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every string (dict keys included, at any depth) that PostgreSQL cannot
+    store escaped: NUL becomes the six characters ``\\u0000``, a lone surrogate ``\\udXXX``.
+    Lists and tuples come back as lists, other values unchanged; linear in the size of
+    ``value``. Strings without such characters are returned as they are."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(_escape, value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value

@@ -52,6 +52,7 @@ from db.notify import (
     acquire_lease,
     add_deliveries,
     add_subscription,
+    any_enabled,
     due_subscriptions,
     event_row,
     head,
@@ -136,9 +137,13 @@ def record(
 
 
 def _wake() -> None:
-    """After a commit that added events: start the dispatcher (a broker failure is logged;
-    the beat sweep picks the events up)."""
+    """After a commit that added events: start the dispatcher, if anyone is subscribed (a
+    deployment without subscriptions sends no task; beat's sweep marks the events fanned out
+    to nobody). A failure is logged: the sweep picks the events up."""
     try:
+        with session_scope() as session:
+            if not any_enabled(session):
+                return
         app.send_task(DISPATCH_TASK)
     except Exception as exc:  # the events are stored; the 15 s sweep delivers them
         log.warning("notify.wake_failed", error=mask_text(f"{type(exc).__name__}: {exc}"))
@@ -407,7 +412,8 @@ def _envelope(row: Event) -> Envelope:
 
 
 def fan_out(*, owner: str | None = None) -> dict[str, Any]:
-    """Create the ledger rows of every event not fanned out yet, under the ``fanout`` lease
+    """Create the ledger rows of every event not fanned out yet — for each enabled
+    subscription it matches that existed when it was recorded — under the ``fanout`` lease
     (so events enter each subscription's queue in event order). Returns ``{"events",
     "deliveries", "subscriptions": [ids given deliveries], "skipped": "leased" | None}``.
     An event whose stored payload no longer parses is fanned out to nobody and logged; a
@@ -444,8 +450,10 @@ def fan_out(*, owner: str | None = None) -> dict[str, Any]:
                                 "state": "pending",
                                 "next_attempt_at": now,
                             }
-                            for ident, name, filters in subs
-                            if select(envelope, filters, subscription=name) is not None
+                            for ident, name, filters, since in subs
+                            # a subscription hears of what happens from its creation on
+                            if _aware(event.created_at) >= since
+                            and select(envelope, filters, subscription=name) is not None
                         )
                     add_deliveries(session, rows)
                     mark_fanned_out(session, [e.id for e in batch], now)
@@ -464,11 +472,12 @@ def fan_out(*, owner: str | None = None) -> dict[str, Any]:
 
 def _filters_of(
     session: Session, rows: Sequence[NotificationSubscription]
-) -> list[tuple[int, str, Filters]]:
+) -> list[tuple[int, str, Filters, dt.datetime]]:
     out = []
     for row in rows:
         try:
-            out.append((row.id, row.name, Filters.model_validate(row.filters or {})))
+            filters = Filters.model_validate(row.filters or {})
+            out.append((row.id, row.name, filters, _aware(row.created_at)))
         except Exception as exc:
             reason = mask_text(f"stored filters do not parse: {exc}")[:500]
             set_enabled(session, row.id, False, reason)

@@ -25,9 +25,9 @@ from db.jobs import (
     record_dead_letter,
     record_job_end,
     record_job_start,
-    storable,
 )
 from db.models import Base, DeadLetter, JobRun
+from db.store import storable
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=dt.UTC)
 
