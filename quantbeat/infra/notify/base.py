@@ -31,7 +31,7 @@ import httpx
 
 from quant.errors import QuantbeatError
 from quant.notify.events import Envelope
-from quant.notify.rendered import Rendered
+from quant.notify.rendered import PART_LIMITS, Rendered
 from quantbeat.infra.forkstate import after_fork
 from quantbeat.infra.masking import mask_text
 
@@ -165,6 +165,22 @@ class Sender(Protocol):
         """Limiter names and their rates (messages per second) every send must acquire.
         Names hold no secret (:func:`secret_hash` stands in for tokens and URLs)."""
         ...
+
+
+def check_part(channel: str, part: str, *, index: int, envelope: Envelope) -> None:
+    """Refuse, before any request, a part the channel cannot take: empty, or longer than
+    :data:`quant.notify.rendered.PART_LIMITS` (characters).
+
+    Raises:
+        SendError: permanent, naming the channel, the part, the event and the length.
+    """
+    limit = PART_LIMITS[channel]
+    if not part.strip() or len(part) > limit:
+        raise SendError(
+            f"{channel}: part {index} of event {envelope.id} has {len(part)} characters "
+            f"(1..{limit} allowed)",
+            permanent=True,
+        )
 
 
 def secret_hash(secret: str) -> str:

@@ -20,12 +20,13 @@ from __future__ import annotations
 import httpx
 
 from quant.notify.events import Envelope
-from quant.notify.rendered import PART_LIMITS, Rendered
+from quant.notify.rendered import Rendered
 from quantbeat.infra.notify.base import (
     NotifySettings,
     Scope,
     SendError,
     Sent,
+    check_part,
     check_url,
     http_client,
     is_transient_status,
@@ -65,13 +66,7 @@ class DiscordSender:
         Raises:
             SendError: see the module docstring.
         """
-        limit = PART_LIMITS["discord"]
-        if not part.strip() or len(part) > limit:
-            raise SendError(
-                f"discord: part {index} of event {envelope.id} has {len(part)} characters "
-                f"(1..{limit} allowed)",
-                permanent=True,
-            )
+        check_part("discord", part, index=index, envelope=envelope)
         body = {"content": part, "allowed_mentions": {"parse": []}}
         response = post_json(
             self._client,

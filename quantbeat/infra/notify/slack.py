@@ -17,11 +17,12 @@ from __future__ import annotations
 import httpx
 
 from quant.notify.events import Envelope
-from quant.notify.rendered import PART_LIMITS, Rendered
+from quant.notify.rendered import Rendered
 from quantbeat.infra.notify.base import (
     NotifySettings,
     SendError,
     Sent,
+    check_part,
     check_url,
     http_client,
     is_transient_status,
@@ -60,13 +61,7 @@ class SlackSender:
         Raises:
             SendError: see the module docstring.
         """
-        limit = PART_LIMITS["slack"]
-        if not part.strip() or len(part) > limit:
-            raise SendError(
-                f"slack: part {index} of event {envelope.id} has {len(part)} characters "
-                f"(1..{limit} allowed)",
-                permanent=True,
-            )
+        check_part("slack", part, index=index, envelope=envelope)
         body = {
             "text": part,
             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": part}}],

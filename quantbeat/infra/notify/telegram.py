@@ -25,11 +25,12 @@ import re
 import httpx
 
 from quant.notify.events import Envelope
-from quant.notify.rendered import PART_LIMITS, Rendered
+from quant.notify.rendered import Rendered
 from quantbeat.infra.notify.base import (
     NotifySettings,
     SendError,
     Sent,
+    check_part,
     check_url,
     http_client,
     is_transient_status,
@@ -104,13 +105,7 @@ class TelegramSender:
         Raises:
             SendError: see the module docstring.
         """
-        limit = PART_LIMITS["telegram"]
-        if not part.strip() or len(part) > limit:
-            raise SendError(
-                f"telegram: part {index} of event {envelope.id} has {len(part)} characters "
-                f"(1..{limit} allowed)",
-                permanent=True,
-            )
+        check_part("telegram", part, index=index, envelope=envelope)
         chat_id: int | str = int(self._chat) if self._chat[0] != "@" else self._chat
         body = {
             "chat_id": chat_id,
