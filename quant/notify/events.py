@@ -136,17 +136,10 @@ class PositionOpened(_Model):
     trade_date: dt.date
 
 
-class PositionClosed(_Model):
-    """A paper portfolio sold a position: ``pnl`` in KRW after costs, ``return_pct`` as a
-    fraction, ``reason`` the exit rule."""
+class PositionClosed(PositionOpened):
+    """A paper portfolio sold a position at ``price``: ``pnl`` in KRW after costs,
+    ``return_pct`` as a fraction, ``reason`` the exit rule."""
 
-    portfolio: str
-    code: str
-    name: str | None = None
-    strategy: str | None = None
-    quantity: float
-    price: float
-    trade_date: dt.date
     pnl: float | None = None
     return_pct: float | None = None
     reason: str | None = None

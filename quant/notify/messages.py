@@ -697,7 +697,7 @@ def _document(envelope: Envelope, lang: _Lang, top: int) -> _Doc:
         return _analysis(p, lang)
     if isinstance(p, BacktestFinished):
         return _backtest(p, lang)
-    if isinstance(p, PositionClosed):
+    if isinstance(p, PositionClosed):  # before PositionOpened, which it extends
         return _position_closed(p, lang)
     if isinstance(p, PositionOpened):
         return _position_opened(p, lang)
