@@ -185,15 +185,19 @@ def positions(session: Session, portfolio: str, day: Day) -> int:
     return new
 
 
-def _kpi_lines(report: dict[str, Any]) -> list[dict[str, Any]]:
+def kpi_lines(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The daily summary's KPI lines from a track-record report grouped by strategy
+    (:func:`quantbeat.services.track_record.report`, whose groups are
+    :meth:`quant.kpi.Kpis.as_dict`): closed signals, win rate, mean net return, profit
+    factor."""
     out = []
     for name, k in sorted(report.get("groups", {}).items()):
         out.append(
             {
                 "strategy": name,
-                "closed": int(k.get("closed") or 0),
+                "closed": int(k.get("count") or 0),
                 "win_rate": k.get("win_rate"),
-                "avg_return": k.get("avg_return"),
+                "avg_return": k.get("mean"),
                 "profit_factor": k.get("profit_factor"),
             }
         )
@@ -243,7 +247,7 @@ def daily_summary(trade_date: dt.date | None = None) -> dict[str, Any]:
                 "open_signals": still_open,
                 "closed_today": len(closed),
                 "closed_today_avg_return": sum(returns) / len(returns) if returns else None,
-                "kpis": _kpi_lines(report),
+                "kpis": kpi_lines(report),
                 "portfolios": books,
             },
             trade_date=day,

@@ -137,3 +137,17 @@ def test_signal_payload_defaults() -> None:
     assert payload.phase == "final"
     assert payload.signals == []
     assert payload.tradeable is None
+
+
+def test_the_daily_summary_reads_the_track_records_kpi_names() -> None:
+    from quant.kpi import kpis
+    from quant.notify.events import DailySummary
+    from quantbeat.services.announce import kpi_lines
+
+    report = {"groups": {"vcp": kpis([0.10, -0.05, 0.01]).as_dict()}}
+    (line,) = kpi_lines(report)
+    assert line["closed"] == 3
+    assert line["avg_return"] == pytest.approx(0.02)
+    assert line["win_rate"] == pytest.approx(2 / 3)
+    assert line["profit_factor"] == pytest.approx(0.11 / 0.05)
+    DailySummary.model_validate({"trade_date": "2026-12-04", "kpis": [line]})  # fits the schema
