@@ -76,6 +76,7 @@ from quant.notify.rendered import CHANNELS, LANGUAGES, Rendered
 from quantbeat.infra.masking import mask_text
 from quantbeat.infra.metrics import record_notification, record_unconfirmed
 from quantbeat.infra.notify import NotifySettings, Sender, SendError, Target, sender_for
+from quantbeat.infra.profile import EMBEDDED_BROKER
 from quantbeat.infra.ratelimit import RateLimiter, limiter_for
 from quantbeat.infra.settings import Settings, get_settings
 from workers.app import app
@@ -140,6 +141,12 @@ def _wake() -> None:
     """After a commit that added events: start the dispatcher, if anyone is subscribed (a
     deployment without subscriptions sends no task; beat's sweep marks the events fanned out
     to nobody). A failure is logged: the sweep picks the events up."""
+    if get_settings().broker_url.startswith(EMBEDDED_BROKER):
+        # embedded (`make run`): one process and SQLite's single writer, where a dispatcher
+        # waiting for the write lock behind the run's big transactions holds a worker thread
+        # the pipeline needs; `quantbeat run` delivers at its end (drain), as does
+        # `quantbeat notify test`
+        return
     try:
         with session_scope() as session:
             if not any_enabled(session):
