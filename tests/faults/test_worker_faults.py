@@ -464,7 +464,9 @@ def test_2_a_killed_pool_child_requeues_its_task_and_a_task_that_always_kills_it
     _assert_one_result(run_id, final)
     run = backtest_row(run_id)
     assert run.attempts == 2
-    job = job_run(f"backtest-{run_id}")
+    # the run's row is final when the task stores its result; its job record a moment later,
+    # when the task has returned
+    job = eventually(lambda: job_run(f"backtest-{run_id}"), lambda r: r.state != "started")
     assert (job.state, job.attempts) == ("succeeded", 2)
 
     letter = eventually(lambda: dead_letter(poison.id), lambda found: found is not None, 60)
@@ -672,7 +674,7 @@ def test_10_a_run_cancelled_while_running_ends_cancelled_and_is_never_redelivere
     final = backtests.status(run_id)
     assert final["state"] == "cancelled"
     assert final["progress"] < 1.0
-    job = job_run(f"backtest-{run_id}")
+    job = eventually(lambda: job_run(f"backtest-{run_id}"), lambda r: r.state != "started")
     assert (job.state, job.attempts) == ("succeeded", 1)
     assert _copies_in_broker(workers.broker, f"backtest-{run_id}") == 0
     trades, days = backtest_rows_stored(run_id)
