@@ -167,6 +167,33 @@ class Sender(Protocol):
         ...
 
 
+class HookSender:
+    """What the webhook senders (Slack, Discord) share: the webhook URL is the secret —
+    checked (https, except to a loopback host), kept out of names and errors — one HTTP
+    client, and one limiter per webhook at :attr:`rate` messages per second."""
+
+    #: The channel's name (``slack``, ``discord``): limiter names and messages.
+    channel = "webhook"
+    #: Messages per second per webhook.
+    rate = 1.0
+
+    def __init__(
+        self, *, url: str, settings: NotifySettings, client: httpx.Client | None = None
+    ) -> None:
+        """Raises:
+        SendError: permanent, the URL is not https (its scheme and host are named)."""
+        self._parsed = check_url(
+            url, what=f"{self.channel} webhook URL", https_only=True, secret=True
+        )
+        self._client = client if client is not None else http_client(settings.timeout)
+        self._hash = secret_hash(url)
+        self._secrets = url_secrets(url)
+
+    def rate_keys(self) -> list[tuple[str, float]]:
+        """One limiter per webhook (no secret in its name)."""
+        return [(f"{self.channel}:{self._hash}", self.rate)]
+
+
 def check_part(channel: str, part: str, *, index: int, envelope: Envelope) -> None:
     """Refuse, before any request, a part the channel cannot take: empty, or longer than
     :data:`quant.notify.rendered.PART_LIMITS` (characters).

@@ -17,48 +17,27 @@ is already the first line of the first part.
 
 from __future__ import annotations
 
-import httpx
-
 from quant.notify.events import Envelope
 from quant.notify.rendered import Rendered
 from quantbeat.infra.notify.base import (
-    NotifySettings,
+    HookSender,
     Scope,
     SendError,
     Sent,
     check_part,
-    check_url,
-    http_client,
     is_transient_status,
     json_object,
     parse_retry_after,
     post_json,
     scrub,
-    secret_hash,
     short,
-    url_secrets,
 )
 
-#: Messages per second per webhook.
-WEBHOOK_RATE = 1.0
 
-
-class DiscordSender:
+class DiscordSender(HookSender):
     """Posts each part as one message to a Discord webhook."""
 
-    def __init__(
-        self, *, url: str, settings: NotifySettings, client: httpx.Client | None = None
-    ) -> None:
-        """Raises:
-        SendError: permanent, the URL is not https (its scheme and host are named)."""
-        self._parsed = check_url(url, what="discord webhook URL", https_only=True, secret=True)
-        self._client = client if client is not None else http_client(settings.timeout)
-        self._hash = secret_hash(url)
-        self._secrets = url_secrets(url)
-
-    def rate_keys(self) -> list[tuple[str, float]]:
-        """One limiter per webhook, 1 message/s."""
-        return [(f"discord:{self._hash}", WEBHOOK_RATE)]
+    channel = "discord"
 
     def send(self, part: str, *, index: int, rendered: Rendered, envelope: Envelope) -> Sent:
         """Post ``part``; returns the message's id.

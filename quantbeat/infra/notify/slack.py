@@ -14,46 +14,25 @@ must be https (plain http only to a loopback host, for tests).
 
 from __future__ import annotations
 
-import httpx
-
 from quant.notify.events import Envelope
 from quant.notify.rendered import Rendered
 from quantbeat.infra.notify.base import (
-    NotifySettings,
+    HookSender,
     SendError,
     Sent,
     check_part,
-    check_url,
-    http_client,
     is_transient_status,
     parse_retry_after,
     post_json,
     scrub,
-    secret_hash,
     short,
-    url_secrets,
 )
 
-#: Messages per second per webhook.
-WEBHOOK_RATE = 1.0
 
-
-class SlackSender:
+class SlackSender(HookSender):
     """Posts each part as one message to an incoming webhook."""
 
-    def __init__(
-        self, *, url: str, settings: NotifySettings, client: httpx.Client | None = None
-    ) -> None:
-        """Raises:
-        SendError: permanent, the URL is not https (its scheme and host are named)."""
-        self._parsed = check_url(url, what="slack webhook URL", https_only=True, secret=True)
-        self._client = client if client is not None else http_client(settings.timeout)
-        self._hash = secret_hash(url)
-        self._secrets = url_secrets(url)
-
-    def rate_keys(self) -> list[tuple[str, float]]:
-        """One limiter per webhook, 1 message/s."""
-        return [(f"slack:{self._hash}", WEBHOOK_RATE)]
+    channel = "slack"
 
     def send(self, part: str, *, index: int, rendered: Rendered, envelope: Envelope) -> Sent:
         """Post ``part``; Slack returns no message id (``Sent(None)``).
