@@ -16,7 +16,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import BacktestEquity, BacktestRun, BacktestTrade
-from db.store import insert_for
+from db.store import as_utc, insert_for
 from quant.errors import NotFound
 
 #: States after which a run never changes again.
@@ -238,13 +238,9 @@ def store_result(
     run.done = total
     run.total = total
     if run.started_at is not None:
-        run.duration_ms = (now - _aware(run.started_at)).total_seconds() * 1000.0
+        run.duration_ms = (now - as_utc(run.started_at)).total_seconds() * 1000.0
     session.flush()
     return True
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def load_trades(session: Session, run_id: str) -> list[dict[str, Any]]:

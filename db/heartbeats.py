@@ -16,7 +16,7 @@ from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from db.models import JobRun, WorkerHeartbeat
-from db.store import insert_for, storable
+from db.store import as_utc, insert_for, storable
 
 
 def database_now(session: Session) -> dt.datetime:
@@ -160,10 +160,10 @@ def runs_on_dead_workers(
     found: list[OrphanedRun] = []
     for row in rows:
         reason = dead_reason(
-            seen_at=_aware(row.seen_at),
-            stopped_at=None if row.stopped_at is None else _aware(row.stopped_at),
-            worker_started_at=_aware(row[9]),
-            run_started_at=_aware(row[6]),
+            seen_at=as_utc(row.seen_at),
+            stopped_at=None if row.stopped_at is None else as_utc(row.stopped_at),
+            worker_started_at=as_utc(row[9]),
+            run_started_at=as_utc(row[6]),
             now=now,
             dead_after=dead_after,
         )
@@ -197,10 +197,10 @@ def worker_dead_reason(
     if row is None:
         return None
     reason = dead_reason(
-        seen_at=_aware(row.seen_at),
-        stopped_at=None if row.stopped_at is None else _aware(row.stopped_at),
-        worker_started_at=_aware(row.started_at),
-        run_started_at=_aware(run_started_at),
+        seen_at=as_utc(row.seen_at),
+        stopped_at=None if row.stopped_at is None else as_utc(row.stopped_at),
+        worker_started_at=as_utc(row.started_at),
+        run_started_at=as_utc(run_started_at),
         now=database_now(session),
         dead_after=dead_after,
     )
@@ -219,8 +219,3 @@ def prune_heartbeats(session: Session, *, before: dt.datetime) -> int:
     runs were given up since); returns how many."""
     result = session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.seen_at < before))
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    """SQLite returns naive datetimes (stored as UTC)."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)

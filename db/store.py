@@ -579,3 +579,9 @@ def storable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [storable(v) for v in value]
     return value
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """A stored time as an aware datetime: SQLite hands times back naive, and quantbeat
+    stores them in UTC (PostgreSQL returns them aware already)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)

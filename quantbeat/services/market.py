@@ -42,7 +42,7 @@ from db.reference import (
     upsert_bars,
 )
 from db.snapshots import series_snapshots
-from db.store import record_rejections
+from db.store import as_utc, record_rejections
 from quant.errors import NotFound, ValidationError
 from quant.gate import (
     KODEX_200,
@@ -283,7 +283,7 @@ def compute_gate(
                 payload={
                     "previous": previous.color,
                     "current": gate.color,
-                    "previous_as_of": _zoned(previous.as_of, moment).isoformat(),
+                    "previous_as_of": as_utc(previous.as_of).astimezone(moment.tzinfo).isoformat(),
                     "as_of": moment.isoformat(),
                     "score": gate.score,
                     "reason": gate.reason,
@@ -296,12 +296,6 @@ def compute_gate(
     log.info("gate.computed", trade_date=day.isoformat(), color=gate.color, score=gate.score,
              changed=changed)  # fmt: skip
     return out
-
-
-def _zoned(stored: dt.datetime, like: dt.datetime) -> dt.datetime:
-    """A stored time in ``like``'s zone (SQLite returns UTC times naive)."""
-    aware = stored if stored.tzinfo is not None else stored.replace(tzinfo=dt.UTC)
-    return aware.astimezone(like.tzinfo)
 
 
 def gate_row_dict(row: MarketGateRow) -> dict[str, Any]:

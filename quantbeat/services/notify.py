@@ -67,6 +67,7 @@ from db.notify import (
     subscriptions,
     update_delivery,
 )
+from db.store import as_utc
 from quant.errors import NotFound, RateLimited, ValidationError
 from quant.notify.events import Envelope, parse
 from quant.notify.filters import Filters, select
@@ -95,11 +96,6 @@ MAX_PACE_WAIT = 15.0
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    """A stored time as an aware UTC datetime (SQLite hands them back naive; we store UTC)."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def _lease_s() -> float:
@@ -459,7 +455,7 @@ def fan_out(*, owner: str | None = None) -> dict[str, Any]:
                             }
                             for ident, name, filters, since in subs
                             # a subscription hears of what happens from its creation on
-                            if _aware(event.created_at) >= since
+                            if as_utc(event.created_at) >= since
                             and select(envelope, filters, subscription=name) is not None
                         )
                     add_deliveries(session, rows)
@@ -484,7 +480,7 @@ def _filters_of(
     for row in rows:
         try:
             filters = Filters.model_validate(row.filters or {})
-            out.append((row.id, row.name, filters, _aware(row.created_at)))
+            out.append((row.id, row.name, filters, as_utc(row.created_at)))
         except Exception as exc:
             reason = mask_text(f"stored filters do not parse: {exc}")[:500]
             set_enabled(session, row.id, False, reason)
@@ -598,7 +594,7 @@ def deliver(subscription_id: int, *, owner: str | None = None) -> dict[str, Any]
                 row is not None
                 and sub is not None
                 and sub.enabled
-                and _aware(row.next_attempt_at) <= _now()
+                and as_utc(row.next_attempt_at) <= _now()
             )
         if not again:
             return {"subscription": subscription_id, **counts, "skipped": None}
@@ -624,7 +620,7 @@ def _deliver_due(
             row = head(session, subscription_id)
             if row is None:
                 return None
-            wait = (_aware(row.next_attempt_at) - _now()).total_seconds()
+            wait = (as_utc(row.next_attempt_at) - _now()).total_seconds()
             if wait > 0:
                 return wait
             delivery = _Work.of(row, sub, event_row(session, row.event_id))
