@@ -263,9 +263,12 @@ def add(
     try:
         sender_for(_target(view, settings), notify_settings(settings))
     except SendError as exc:
-        raise ValidationError(
-            f"subscription {name!r}: {exc.reason}", field="target", value=target
-        ) from None
+        said = (
+            exc.reason
+            if f"subscription {name!r}" in exc.reason
+            else (f"subscription {name!r}: {exc.reason}")
+        )
+        raise ValidationError(said, field="target", value=target) from None
     try:
         with session_scope() as session:
             add_subscription(
