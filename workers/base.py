@@ -400,9 +400,10 @@ class QuantbeatTask(Task):  # type: ignore[misc]
         error: str,
         state: str = "failed",
     ) -> None:
-        """Record a final failure: the job run's state and a dead letter."""
-        self._finish(task_id, state, t0, error=error)
+        """Record a final failure: a dead letter, then the job run's final state — in that
+        order, so whoever sees the run ``failed`` also finds its dead letter."""
         self._dead_letter(task_id, args, kwargs, reason, error)
+        self._finish(task_id, state, t0, error=error)
 
     # -- beat slots --------------------------------------------------------------------------
     def _beat_slot(self) -> tuple[str, str] | None:
