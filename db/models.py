@@ -1029,3 +1029,24 @@ class InstitutionalTrendSnapshot(TimestampMixin, Base):
     supply_demand_index: Mapped[float | None] = mapped_column(Double)
     details: Mapped[Any | None] = mapped_column(NullableJSONType)
     source: Mapped[str] = mapped_column(String(32))
+
+
+class ApiKey(TimestampMixin, Base):
+    """A key of the HTTP API (``quantbeat api-key create``): only its SHA-256 hash is kept
+    (``key_hash``, hex), never the key. ``prefix`` — the key's public part after ``qb_`` — finds
+    the row; ``scopes`` is a JSON list of ``read``, ``run`` and ``admin``; ``rate_per_minute``
+    overrides ``QUANTBEAT_API_RATE_PER_MINUTE`` for this key. A revoked or expired key is
+    refused (401) and kept for the record."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (UniqueConstraint("name"), UniqueConstraint("prefix"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[Any] = mapped_column(JSONType)
+    rate_per_minute: Mapped[int | None] = mapped_column(Integer)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

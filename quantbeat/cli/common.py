@@ -84,6 +84,7 @@ NEEDS_WORKER = frozenset(
         ("dlq", "replay"),
         ("data", "gaps"),
         ("notify", "test"),
+        ("api",),
     }
 )
 

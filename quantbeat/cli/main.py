@@ -57,6 +57,7 @@ from quantbeat.cli import (
     settings,
     track,
 )
+from quantbeat.cli import api as api_cli
 from quantbeat.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -91,6 +92,7 @@ app.command()(run.run)
 app.command()(processes.worker)
 app.command()(processes.beat)
 app.command()(processes.flower)
+app.command()(api_cli.api)
 app.command()(scan.scan)
 app.command("analyze")(ai.analyze)
 app.command()(market.gate)
@@ -109,6 +111,7 @@ app.add_typer(settings.settings_app, name="settings")
 app.add_typer(health.health_app, name="health")
 app.add_typer(ops.jobs_app, name="jobs")
 app.add_typer(ops.dlq_app, name="dlq")
+app.add_typer(api_cli.api_key_app, name="api-key")
 
 
 # --- entry point ------------------------------------------------------------------------------

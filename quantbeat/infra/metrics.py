@@ -147,6 +147,17 @@ NOTIFY_UNCONFIRMED = Histogram(
     "window in which a crash makes the part be sent again).",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+API_REQUESTS = Counter(
+    "quantbeat_api_requests_total",
+    "HTTP API and dashboard requests by method, route template and status code.",
+    ["method", "route", "status"],
+)
+API_DURATION = Histogram(
+    "quantbeat_api_request_duration_seconds",
+    "Seconds from receiving an HTTP request to sending its response's last byte, by route.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
 
 #: Every metric above, for single-process exposition.
 ALL_METRICS = (
@@ -159,6 +170,8 @@ ALL_METRICS = (
     CACHE_REQUESTS,
     NOTIFY_DELIVERIES,
     NOTIFY_UNCONFIRMED,
+    API_REQUESTS,
+    API_DURATION,
 )
 
 _warned = False
@@ -209,6 +222,16 @@ def record_unconfirmed(seconds: float) -> None:
         NOTIFY_UNCONFIRMED.observe(max(0.0, seconds))
     except Exception as exc:
         _failed("notify_unconfirmed", exc)
+
+
+def record_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one HTTP request to the API (``route``: its template, never the raw path, so
+    ids do not explode the label set) and observe its duration."""
+    try:
+        API_REQUESTS.labels(method, route, str(status)).inc()
+        API_DURATION.labels(method, route).observe(seconds)
+    except Exception as exc:  # metrics must never fail a request
+        _failed("api_request", exc)
 
 
 def record_task(task: str, queue: str, state: str, duration: float | None = None) -> None:
@@ -390,6 +413,7 @@ __all__ = [
     "record_cache",
     "record_failure",
     "record_rate_limit_wait",
+    "record_request",
     "record_retry",
     "record_running",
     "record_task",

@@ -30,7 +30,7 @@ from quantbeat.infra.masking import mask_text
 
 QueueFamily = Literal["io", "cpu", "ai"]
 #: The HTTP endpoints quantbeat serves (see :meth:`Settings.listen_address`).
-Endpoint = Literal["flower", "health", "metrics"]
+Endpoint = Literal["flower", "health", "metrics", "api"]
 
 #: Passwords that ship in examples, images and tutorials: refused with ``QUANTBEAT_ENV=production``
 #: (compared case-insensitively) for PostgreSQL, Redis and Flower.
@@ -464,6 +464,20 @@ class Settings(BaseSettings):
     # Messages per second to the SMTP relay (all e-mail subscriptions together).
     smtp_rate: float = Field(default=5.0, gt=0)
 
+    # --- HTTP API and dashboard (README "HTTP API and dashboard") ---------------------------
+    # `quantbeat api`: its port; requests per minute one API key may make (a key's own
+    # rate, `quantbeat api-key create --rate`, wins); browser origins allowed to call it
+    # (CORS; none by default: same-origin only), as a JSON list.
+    api_port: int = Field(default=8080, ge=0, le=65_535)
+    api_rate_per_minute: int = Field(default=600, ge=1)
+    api_cors_origins: list[str] = Field(default_factory=list)
+    # Seconds GET responses may be cached by clients and proxies (Cache-Control max-age).
+    api_cache_seconds: int = Field(default=15, ge=0, le=86_400)
+    # Without a key, the dashboard and the read API answer only on a loopback address with
+    # this set (the newcomer's `quantbeat api --open` on the embedded database); never in
+    # production.
+    api_open: bool = False
+
     # --- network exposure ---------------------------------------------------------------------
     # Address Flower, `quantbeat health serve` and the workers' /metrics listen on: loopback
     # unless told otherwise (none of them speaks TLS; put a TLS reverse proxy in front, see the
@@ -474,6 +488,7 @@ class Settings(BaseSettings):
     flower_address: str | None = None
     health_address: str | None = None
     metrics_address: str | None = None
+    api_address: str | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -661,7 +676,8 @@ class Settings(BaseSettings):
 
     def listen_address(self, endpoint: Endpoint) -> str:
         """The address ``endpoint`` listens on: its own setting (``QUANTBEAT_FLOWER_ADDRESS``,
-        ``QUANTBEAT_HEALTH_ADDRESS``, ``QUANTBEAT_METRICS_ADDRESS``), else
+        ``QUANTBEAT_HEALTH_ADDRESS``, ``QUANTBEAT_METRICS_ADDRESS``,
+        ``QUANTBEAT_API_ADDRESS``), else
         ``QUANTBEAT_BIND_ADDRESS`` (default 127.0.0.1)."""
         own: str | None = getattr(self, f"{endpoint}_address")
         return own if own is not None else self.bind_address

@@ -34,6 +34,7 @@ from db.reference import (
     any_simulated,
     ensure_series,
     gate_before,
+    gate_history,
     latest_bar_date,
     latest_gate,
     load_bars,
@@ -332,3 +333,9 @@ def gate_report(trade_date: dt.date | None = None) -> dict[str, Any]:
                 "(quantbeat gate --compute)"
             )
         return gate_row_dict(row)
+
+
+def gate_history_report(limit: int = 30) -> list[dict[str, Any]]:
+    """The ``limit`` latest stored gates (one per session and phase), newest first."""
+    with session_scope() as session:
+        return [gate_row_dict(r) for r in gate_history(session, limit=limit)]

@@ -1,0 +1,227 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``).
+
+Every error the API returns is one JSON object: ``type`` (a relative URI naming the kind of
+problem), ``title``, ``status``, ``detail`` (one sentence naming the bad value and where it
+came from), ``instance`` (the request path), ``request_id`` and, for bad input, ``errors``: one
+item per bad field, ``{"field": "query.limit", "message": …}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from quant.errors import (
+    ConfigError,
+    NotFound,
+    PermanentError,
+    QuantbeatError,
+    TransientError,
+    ValidationError,
+)
+from quantbeat.infra.masking import mask_text
+from quantbeat.services.api_keys import KeyRefused
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Not acceptable",
+    409: "Conflict",
+    413: "Request too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+
+
+class FieldProblem(BaseModel):
+    """One bad field: where it is (``query.limit``, ``body.items.3.instrument``) and what is
+    wrong with it."""
+
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem details object."""
+
+    type: str = Field(description="Relative URI of the kind of problem")
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[FieldProblem] | None = None
+
+
+class ApiProblem(Exception):
+    """Raised by a route to answer with a problem (``headers``: e.g. ``Retry-After``)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        slug: str | None = None,
+        errors: list[FieldProblem] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.slug = slug
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    errors: list[FieldProblem] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The problem response for ``request``."""
+    title = _TITLES.get(status, "Error")
+    body = Problem(
+        type=f"/problems/{slug or title.lower().replace(' ', '-')}",
+        title=title,
+        status=status,
+        detail=mask_text(detail),
+        instance=request.url.path,
+        request_id=getattr(request.state, "request_id", None),
+        errors=errors,
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _validation_problems(exc: RequestValidationError) -> list[FieldProblem]:
+    out = []
+    for error in exc.errors():
+        field = _location(error.get("loc", ()))
+        message = str(error.get("msg", "invalid"))
+        if "input" in error and error.get("type") != "missing":
+            shown = repr(error["input"])
+            message = f"{message} (got {shown[:80]}{'…' if len(shown) > 80 else ''})"
+        out.append(FieldProblem(field=field, message=message))
+    return out
+
+
+def install(app: FastAPI) -> None:
+    """Answer every error of ``app`` as a problem."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_problems(exc)
+        first = errors[0] if errors else FieldProblem(field="request", message="invalid")
+        return problem_response(
+            request, 422, f"{first.field}: {first.message}", slug="invalid-input", errors=errors
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no resource at {request.url.path}"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return problem_response(
+            request, exc.status_code, detail, headers=dict(exc.headers or {}) or None
+        )
+
+    @app.exception_handler(ApiProblem)
+    async def _problem(request: Request, exc: ApiProblem) -> JSONResponse:
+        return problem_response(
+            request, exc.status, exc.detail, slug=exc.slug, errors=exc.errors, headers=exc.headers
+        )
+
+    @app.exception_handler(QuantbeatError)
+    async def _domain(request: Request, exc: QuantbeatError) -> JSONResponse:
+        return quantbeat_problem(request, exc)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error(
+            "api.unexpected_error",
+            path=request.url.path,
+            error=mask_text(f"{type(exc).__name__}: {exc}"),
+            exc_info=exc,
+        )
+        return problem_response(
+            request,
+            500,
+            "the server failed to answer this request; quote the request id to the operator",
+            slug="internal-error",
+        )
+
+
+def quantbeat_problem(request: Request, exc: QuantbeatError) -> JSONResponse:
+    """The problem a domain error becomes: bad input 422 (its field named), unknown 404, a
+    refused key 401, a dependency down 503 with ``Retry-After``, a permanent failure 409."""
+    if isinstance(exc, KeyRefused):
+        return problem_response(
+            request,
+            401,
+            exc.reason,
+            slug="unauthorized",
+            headers={"WWW-Authenticate": 'Bearer realm="quantbeat"'},
+        )
+    if isinstance(exc, ValidationError):
+        field = exc.field or "request"
+        detail = str(exc)
+        return problem_response(
+            request,
+            422,
+            detail,
+            slug="invalid-input",
+            errors=[FieldProblem(field=field, message=detail)],
+        )
+    if isinstance(exc, NotFound):
+        return problem_response(request, 404, str(exc), slug="not-found")
+    if isinstance(exc, TransientError):
+        retry = max(1, round(exc.retry_after or 5))
+        return problem_response(
+            request,
+            503,
+            str(exc),
+            slug="unavailable",
+            headers={"Retry-After": str(retry)},
+        )
+    if isinstance(exc, ConfigError):
+        return problem_response(request, 503, str(exc), slug="not-configured")
+    if isinstance(exc, PermanentError):
+        return problem_response(request, 409, str(exc), slug="conflict")
+    return problem_response(request, 500, str(exc), slug="internal-error")
+
+
+#: The problem responses every route may give, for the OpenAPI document.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": title}
+    for status, title in _TITLES.items()
+    if status in (401, 403, 422, 429, 503)
+}

@@ -1,0 +1,7 @@
+"""API routes: analyses."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["analyses"])

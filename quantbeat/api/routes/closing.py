@@ -1,0 +1,7 @@
+"""API routes: closing-bet."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["closing-bet"])

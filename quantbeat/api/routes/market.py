@@ -1,0 +1,91 @@
+"""API routes: the Market Gate (now and its history) and sector strength."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict
+
+from quantbeat.api.security import Reader
+from quantbeat.services.market import gate_history_report, gate_report
+
+router = APIRouter(tags=["market"])
+
+
+class Gate(BaseModel):
+    """A stored Market Gate (domain §7): ``color`` GREEN/YELLOW/RED from ``score`` (0–100),
+    the reason, the USD/KRW warning, components and the sector ranking."""
+
+    model_config = ConfigDict(extra="allow")
+
+    trade_date: dt.date
+    as_of: dt.datetime
+    phase: str
+    color: str
+    score: float | None
+    reason: str | None
+    usdkrw: float | None
+    fx_warning: bool | None
+    components: Any
+    sectors: Any
+    simulated: bool
+
+
+class Sector(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    rank: int | None
+    code: str
+    name: str
+    score: float | None
+    status: str
+    reason: str | None = None
+
+
+class Sectors(BaseModel):
+    """Sector ETFs ranked by strength (0–100): BULLISH ≥ 70, BEARISH < 40."""
+
+    model_config = ConfigDict(extra="allow")
+
+    trade_date: dt.date
+    simulated: bool
+    sectors: list[Sector]
+    strongest: str | None = None
+    weakest: str | None = None
+
+
+@router.get("/market/gate", response_model=Gate, summary="The latest Market Gate")
+def market_gate(
+    _: Reader,
+    date: Annotated[
+        dt.date | None, Query(description="Trading day (YYYY-MM-DD); default: the latest")
+    ] = None,
+) -> dict[str, Any]:
+    """The latest stored gate (of ``date``). 404 when none is stored yet."""
+    return gate_report(date)
+
+
+@router.get("/market/gate/history", response_model=list[Gate], summary="Stored gates, newest first")
+def market_gate_history(
+    _: Reader,
+    limit: Annotated[int, Query(ge=1, le=500, description="How many gates")] = 30,
+) -> list[dict[str, Any]]:
+    """The ``limit`` latest stored gates (one per session and phase), newest first; an empty
+    list when nothing is stored yet."""
+    return gate_history_report(limit)
+
+
+@router.get("/market/sectors", response_model=Sectors, summary="Sector strength ranking")
+def market_sectors(
+    _: Reader,
+    date: Annotated[
+        dt.date | None, Query(description="Trading day (YYYY-MM-DD); default: the latest")
+    ] = None,
+) -> dict[str, Any]:
+    """The sector ranking stored with the gate of ``date`` (default: the latest). 404 when no
+    gate is stored yet."""
+    found = gate_report(date)
+    ranking = found["sectors"] or {"sectors": []}
+    return {"trade_date": found["trade_date"], "simulated": found["simulated"], **ranking}

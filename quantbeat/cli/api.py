@@ -1,0 +1,157 @@
+"""``quantbeat api`` (the HTTP API and dashboard) and ``quantbeat api-key
+create|list|revoke``."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from quant.errors import ConfigError, ValidationError
+from quantbeat.cli.common import console
+from quantbeat.infra.settings import address_option, get_settings, is_loopback
+from quantbeat.services import api_keys
+
+api_key_app = typer.Typer(
+    help="API keys of the HTTP API: create (shown once), list, revoke.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def api(
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address to listen on; default QUANTBEAT_API_ADDRESS, else "
+            "QUANTBEAT_BIND_ADDRESS (127.0.0.1). 0.0.0.0: every interface (put a TLS proxy "
+            "in front)."
+        ),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (0: any free one); default QUANTBEAT_API_PORT")
+    ] = None,
+    open_: Annotated[
+        bool,
+        typer.Option(
+            "--open",
+            help="Serve without API keys (every scope): only on a loopback address, never in "
+            "production — the newcomer's dashboard on the embedded database",
+        ),
+    ] = False,
+) -> None:
+    """Serve the HTTP API (/api/v1, OpenAPI at /api/docs) and the dashboard (/).
+
+    Every API route needs an API key (quantbeat api-key create); the dashboard asks for one
+    once and keeps it in a cookie. Listens on 127.0.0.1 unless --host,
+    QUANTBEAT_API_ADDRESS or QUANTBEAT_BIND_ADDRESS say otherwise. Prints one line with the
+    address it serves on, then serves until stopped (Ctrl-C).
+
+    Raises:
+        quant.errors.ConfigError: --open on an address other hosts can reach, or in
+            production.
+        quant.errors.ValidationError: a port outside 0..65535.
+    """
+    import uvicorn  # noqa: PLC0415 (the API's stack loads only for this command)
+
+    from quantbeat.api.app import create_app  # noqa: PLC0415
+
+    settings = get_settings()
+    address = settings.listen_address("api") if host is None else address_option(host, "--host")
+    chosen = settings.api_port if port is None else port
+    if not 0 <= chosen <= 65_535:
+        raise ValidationError(f"--port must be 0..65535, got {chosen}", field="--port")
+    if open_ or settings.api_open:
+        if not is_loopback(address):
+            raise ConfigError(
+                f"--open serves without API keys and is refused on {address}, which other "
+                "hosts can reach: listen on 127.0.0.1, or create keys (quantbeat api-key create)"
+            )
+        if settings.env == "production":
+            raise ConfigError("--open is refused with QUANTBEAT_ENV=production")
+        settings = settings.model_copy(update={"api_open": True})
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((address, chosen))
+    bound_host, bound_port = sock.getsockname()[:2]
+    app = create_app(settings, address=address)
+    shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
+    mode = " (open: no API key needed)" if app.state.open else ""
+    # One plain, flushed line: supervisors and tests read the port from it.
+    sys.stdout.write(f"serving API and dashboard on http://{shown}:{bound_port}/{mode}\n")
+    sys.stdout.flush()
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+
+
+@api_key_app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="Key name (letters, digits, _ . -)")],
+    scope: Annotated[
+        list[str],
+        typer.Option(help="read, run (implies read) or admin (implies both); repeatable"),
+    ],
+    rate: Annotated[
+        int | None,
+        typer.Option(help="Requests per minute (default QUANTBEAT_API_RATE_PER_MINUTE)"),
+    ] = None,
+    expires_days: Annotated[
+        float | None, typer.Option(help="Days until the key expires (default: never)")
+    ] = None,
+) -> None:
+    """Create a key and print it once: it is stored only as a hash and cannot be shown again."""
+    token, described = api_keys.create(name, scope, rate_per_minute=rate, expires_days=expires_days)
+    console.print(
+        f"API key {described['name']} (scopes {', '.join(described['scopes'])}) — shown once, "
+        "keep it now:",
+        soft_wrap=True,
+    )
+    # The key alone on its line, unstyled: scripts read it.
+    sys.stdout.write(token + "\n")
+    sys.stdout.flush()
+
+
+@api_key_app.command("list")
+def list_(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False) -> None:
+    """Every key with its scopes and state (never the key itself)."""
+    found = api_keys.list_keys()
+    if as_json:
+        console.print_json(data=found)
+        return
+    if not found:
+        console.print("no API keys (quantbeat api-key create NAME --scope read)")
+        return
+    table = Table(title="API keys", title_justify="left")
+    for column in ("name", "prefix", "scopes", "rate/min", "state", "created", "last used"):
+        table.add_column(column)
+    for k in found:
+        table.add_row(
+            k["name"],
+            f"qb_{k['prefix']}_…",
+            ", ".join(k["scopes"]),
+            str(k["rate_per_minute"] or "default"),
+            k["state"],
+            (k["created_at"] or "")[:16],
+            (k["last_used_at"] or "never")[:16],
+        )
+    console.print(table)
+
+
+@api_key_app.command("revoke")
+def revoke(name: Annotated[str, typer.Argument(help="Key name")]) -> None:
+    """Revoke a key: refused from now on (within a few seconds on running API processes)."""
+    described = api_keys.revoke(name)
+    console.print(f"API key {described['name']} revoked")
