@@ -33,7 +33,11 @@ log = structlog.get_logger(__name__)
 
 COOKIE = "qb_key"
 OPEN = Principal(
-    key_id=0, name="open", scopes=frozenset({"read", "run", "admin"}), rate_per_minute=None
+    key_id=0,
+    name="open",
+    prefix="open",
+    scopes=frozenset({"read", "run", "admin"}),
+    rate_per_minute=None,
 )
 
 # KEYS[1] = the key's theoretical arrival time; ARGV[1] = interval (s), ARGV[2] = burst
@@ -171,7 +175,7 @@ def require(scope: str) -> Callable[..., Principal]:
         if not getattr(request.state, "rate_spent", False):
             request.state.rate_spent = True
             rate = principal.rate_per_minute or request.app.state.settings.api_rate_per_minute
-            wait = request.app.state.limiter.hit(f"{principal.key_id}", rate)
+            wait = request.app.state.limiter.hit(principal.prefix, rate)
             if wait > 0:
                 retry = max(1, math.ceil(wait))
                 raise ApiProblem(

@@ -78,6 +78,9 @@ def api(
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((address, chosen))
+    # Listening before the line is printed: a client that reads it may connect at once (the
+    # backlog holds it until uvicorn accepts).
+    sock.listen(2048)
     bound_host, bound_port = sock.getsockname()[:2]
     app = create_app(settings, address=address)
     shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)

@@ -55,11 +55,12 @@ class KeyRefused(PermanentError):
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request acts for: the key's name, its effective scopes, its rate (per minute,
-    ``None``: the setting's)."""
+    """Who a request acts for: the key's id, name and public prefix (rate budgets are kept
+    under it), its effective scopes, its rate (per minute, ``None``: the setting's)."""
 
     key_id: int
     name: str
+    prefix: str
     scopes: frozenset[str]
     rate_per_minute: int | None
 
@@ -258,6 +259,7 @@ def _check(prefix: str, digest: str) -> Principal | KeyRefused:
         return Principal(
             key_id=row.id,
             name=row.name,
+            prefix=row.prefix,
             scopes=effective_scopes(row.scopes or []),
             rate_per_minute=row.rate_per_minute,
         )
