@@ -11,10 +11,11 @@ TEST_PROCS ?= 2
 # module it imports from source (6 s instead of 2 s per start, measured).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test quick faults lint format check-services benchmarks clean help
+.PHONY: run dashboard test quick faults lint format check-services benchmarks clean help
 
 help:
 	@echo "make run    - install into .venv and run the main job on the embedded default"
+	@echo "make dashboard - make run, then serve the dashboard on http://127.0.0.1:8080 (Ctrl-C stops)"
 	@echo "make test   - install, prepare PostgreSQL/Redis for tests, lint, run the whole suite"
 	@echo "make quick  - lint and the unit tests only (no services; about 2 minutes)"
 	@echo "make faults - run the fault scenarios and write their outcome table into README.md"
@@ -28,6 +29,11 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(VENV)/bin/quantbeat run --embedded
+
+# The newcomer's dashboard: the embedded job, then the API and dashboard on its SQLite file at
+# 127.0.0.1 without API keys (open mode: loopback only) until stopped.
+dashboard: run
+	$(VENV)/bin/quantbeat api --open
 
 check-services: $(STAMP)
 	@mkdir -p var

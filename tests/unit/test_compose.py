@@ -23,6 +23,7 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 PROMETHEUS_FILE = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
 EXPECTED_SERVICES = {
+    "api",
     "postgres",
     "redis",
     "redis-cache",
@@ -263,6 +264,7 @@ def test_every_published_port_is_on_loopback_by_default(
     assert published["flower"] == [("127.0.0.1", "5555")]
     assert [str(p) for p in services["flower"]["ports"]] == ["127.0.0.1:5555:5555"]
     assert published["health"] == [("127.0.0.1", "8008")]
+    assert published["api"] == [("127.0.0.1", "8080")]
     assert published["prometheus"] == [("127.0.0.1", "9090")]
     for name, ports in published.items():
         for address, _ in ports:
@@ -276,6 +278,7 @@ def test_endpoints_listen_on_the_container_interface(
     and from Prometheus: each endpoint says 0.0.0.0 explicitly."""
     assert _option(_argv(services["flower"]), "--address") == ["0.0.0.0"]
     assert _option(_argv(services["health"]), "--host") == ["0.0.0.0"]
+    assert _option(_argv(services["api"]), "--host") == ["0.0.0.0"]
     for name in WORKER_QUEUES:
         assert _environment(services[name]).get("QUANTBEAT_METRICS_ADDRESS") == "0.0.0.0"
 
