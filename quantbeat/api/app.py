@@ -27,7 +27,7 @@ from quantbeat.api.middleware import ConditionalGet, RequestContext
 from quantbeat.api.routes import include_all
 from quantbeat.api.security import KeyRateLimiter
 from quantbeat.infra.metrics import exposition_registry
-from quantbeat.infra.settings import Settings, get_settings, is_loopback
+from quantbeat.infra.settings import Settings, get_settings
 from quantbeat.services.health import CachedHealth, Overall, check_health
 
 API_PREFIX = "/api/v1"
@@ -47,12 +47,6 @@ _TAGS = [
 ]
 
 
-def open_allowed(settings: Settings, address: str) -> bool:
-    """Whether open mode (no key needed) may be on: asked for, on a loopback address, not in
-    production."""
-    return settings.api_open and is_loopback(address) and settings.env != "production"
-
-
 def create_app(settings: Settings | None = None, *, address: str | None = None) -> FastAPI:
     """The application. ``address`` is where it will listen (open mode needs loopback;
     default: ``settings.listen_address("api")``)."""
@@ -68,7 +62,7 @@ def create_app(settings: Settings | None = None, *, address: str | None = None) 
         openapi_tags=_TAGS,
     )
     app.state.settings = settings
-    app.state.open = open_allowed(settings, listen)
+    app.state.open = settings.api_open_on(listen)
     app.state.limiter = KeyRateLimiter(settings.redis_url)
     app.state.health = CachedHealth(lambda: check_health(settings), ttl=5.0)
     problems.install(app)

@@ -3,6 +3,7 @@ create|list|revoke``."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from typing import Annotated
@@ -12,7 +13,7 @@ from rich.table import Table
 
 from quant.errors import ConfigError, ValidationError
 from quantbeat.cli.common import console
-from quantbeat.infra.settings import address_option, get_settings, is_loopback
+from quantbeat.infra.settings import address_option, get_settings, is_loopback, reset_settings
 from quantbeat.services import api_keys
 
 api_key_app = typer.Typer(
@@ -58,8 +59,6 @@ def api(
     """
     import uvicorn  # noqa: PLC0415 (the API's stack loads only for this command)
 
-    from quantbeat.api.app import create_app  # noqa: PLC0415
-
     settings = get_settings()
     address = settings.listen_address("api") if host is None else address_option(host, "--host")
     chosen = settings.api_port if port is None else port
@@ -73,7 +72,7 @@ def api(
             )
         if settings.env == "production":
             raise ConfigError("--open is refused with QUANTBEAT_ENV=production")
-        settings = settings.model_copy(update={"api_open": True})
+        os.environ["QUANTBEAT_API_OPEN"] = "true"
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -82,14 +81,18 @@ def api(
     # backlog holds it until uvicorn accepts).
     sock.listen(2048)
     bound_host, bound_port = sock.getsockname()[:2]
-    app = create_app(settings, address=address)
+    # The app is built by uvicorn from its import string (an entry point never imports
+    # another): it reads the address it listens on from the settings, for open mode.
+    os.environ["QUANTBEAT_API_ADDRESS"] = address
+    reset_settings()
     shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
-    mode = " (open: no API key needed)" if app.state.open else ""
+    mode = " (open: no API key needed)" if get_settings().api_open_on(address) else ""
     # One plain, flushed line: supervisors and tests read the port from it.
     sys.stdout.write(f"serving API and dashboard on http://{shown}:{bound_port}/{mode}\n")
     sys.stdout.flush()
     config = uvicorn.Config(
-        app,
+        "quantbeat.api.app:create_app",
+        factory=True,
         log_config=None,
         access_log=False,
         proxy_headers=False,

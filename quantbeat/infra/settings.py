@@ -682,6 +682,11 @@ class Settings(BaseSettings):
         own: str | None = getattr(self, f"{endpoint}_address")
         return own if own is not None else self.bind_address
 
+    def api_open_on(self, address: str) -> bool:
+        """Whether the API listening on ``address`` serves without keys: open mode asked for
+        (``QUANTBEAT_API_OPEN``), a loopback address, and not production."""
+        return self.api_open and is_loopback(address) and self.env != "production"
+
     @property
     def cache_path(self) -> Path:
         """The directory of derived caches (``QUANTBEAT_CACHE_DIR``, else the user's cache)."""
