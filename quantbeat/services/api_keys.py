@@ -1,8 +1,8 @@
 """API keys of the HTTP API: created, listed, revoked and checked.
 
 A key looks like ``qb_<prefix>_<secret>``: ``prefix`` (10 lowercase hex characters) is public
-and finds the key's row; the whole key is 48 random bytes of entropy in all and only its
-SHA-256 (hex) is stored — a key with this much entropy needs no slow password hash, and a
+and finds the key's row; ``secret`` is 36 random bytes (288 bits, URL-safe base64) and only the
+whole key's SHA-256 (hex) is stored — a key with this much entropy needs no slow password hash, and a
 stolen table gives nobody a usable key. The key is shown once, by :func:`create`.
 
 Scopes: ``read`` (every GET), ``run`` (submit and cancel backtests, which implies ``read``) and

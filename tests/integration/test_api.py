@@ -196,6 +196,7 @@ def test_request_ids_conditional_gets_gzip_and_metrics(settings: Settings) -> No
         structlog.reset_defaults()
         configure_logging("INFO")
     assert given.headers["x-request-id"] == "trace-42"
+    assert given.headers["server-timing"].startswith("app;dur=")
     assert replaced.headers["x-request-id"] != "bad id; <script>"
     assert len(replaced.headers["x-request-id"]) == 32
     lines = [e for e in captured.entries if e["event"] == "api.request"]
