@@ -1,9 +1,9 @@
 """API keys of the HTTP API: created, listed, revoked and checked.
 
 A key looks like ``qb_<prefix>_<secret>``: ``prefix`` (10 lowercase hex characters) is public
-and finds the key's row; ``secret`` is 36 random bytes (288 bits, URL-safe base64) and only the
-whole key's SHA-256 (hex) is stored — a key with this much entropy needs no slow password hash, and a
-stolen table gives nobody a usable key. The key is shown once, by :func:`create`.
+and finds the key's row; ``secret`` is 36 random bytes (288 bits, URL-safe base64) and only
+the whole key's SHA-256 (hex) is stored — a key with this much entropy needs no slow password
+hash, and a stolen table gives nobody a usable key. The key is shown once, by :func:`create`.
 
 Scopes: ``read`` (every GET), ``run`` (submit and cancel backtests, which implies ``read``) and
 ``admin`` (jobs, dead letters and everything else). A revoked or expired key is refused with the
