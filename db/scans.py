@@ -1,5 +1,6 @@
 """Scan runs and their signals: start and finish a run, replace a scan's signals for the
-instruments it covered, read the flows a scan needs.
+instruments it covered, read the flows a scan needs; read the latest runs and pages of
+signals (the API).
 
 Re-running a scan for a day replaces its signals: for the instruments a run covered, signals
 that no longer qualify are deleted and the rest upserted on ``(trade_date, strategy,
@@ -13,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import DailyCandle, InvestorFlow, ScanRun, Signal
+from db.models import DailyCandle, Instrument, InvestorFlow, ScanRun, Signal
 from db.store import UpsertCounts, upsert_rows
 
 #: Flow columns as stored (see :class:`db.models.InvestorFlow`).
@@ -243,3 +244,112 @@ def data_version(session: Session, trade_date: dt.date) -> str:
         stamp = newest.strftime("%Y-%m-%dT%H:%M:%S") if newest is not None else "-"
         parts.append(f"{name}={count}@{stamp}")
     return ";".join(parts)[:64]
+
+
+# --- reading runs and signals (the API) --------------------------------------------------
+def _run_phase_column() -> Any:
+    """A run's phase in SQL: ``params.phase`` (the buy-window decision writes
+    ``preliminary``), ``final`` when absent (the evening scans write none)."""
+    return func.coalesce(ScanRun.params["phase"].as_string(), "final")
+
+
+def run_phase(run: ScanRun) -> str:
+    """The phase a run decided: ``preliminary`` (the buy window) or ``final``."""
+    params = run.params if isinstance(run.params, dict) else {}
+    return str(params.get("phase") or "final")
+
+
+def latest_completed_run(
+    session: Session,
+    strategy: str,
+    *,
+    trade_date: dt.date | None = None,
+    phase: str | None = None,
+) -> ScanRun | None:
+    """The newest completed run of ``strategy`` (of ``trade_date`` and of ``phase`` when
+    given): the latest trade date, then the latest started."""
+    query = select(ScanRun).where(ScanRun.strategy == strategy, ScanRun.state == "completed")
+    if trade_date is not None:
+        query = query.where(ScanRun.trade_date == trade_date)
+    if phase is not None:
+        query = query.where(_run_phase_column() == phase)
+    query = query.order_by(
+        ScanRun.trade_date.desc(), ScanRun.started_at.desc(), ScanRun.id.desc()
+    ).limit(1)
+    return session.execute(query).scalar_one_or_none()
+
+
+def run_days(
+    session: Session, strategy: str, *, limit: int, trade_date: dt.date | None = None
+) -> list[tuple[dt.date, list[str]]]:
+    """The ``limit`` latest trade dates (``trade_date`` alone when given) holding a completed
+    run of ``strategy``, newest first, each with the phases decided that day (sorted)."""
+    days_query = (
+        select(ScanRun.trade_date)
+        .where(ScanRun.strategy == strategy, ScanRun.state == "completed")
+        .group_by(ScanRun.trade_date)
+        .order_by(ScanRun.trade_date.desc())
+        .limit(limit)
+    )
+    if trade_date is not None:
+        days_query = days_query.where(ScanRun.trade_date == trade_date)
+    days = days_query.subquery()
+    phase = _run_phase_column()
+    rows = session.execute(
+        select(ScanRun.trade_date, phase)
+        .where(
+            ScanRun.strategy == strategy,
+            ScanRun.state == "completed",
+            ScanRun.trade_date.in_(select(days.c.trade_date)),
+        )
+        .group_by(ScanRun.trade_date, phase)
+    ).all()
+    found: dict[dt.date, set[str]] = {}
+    for day, name in rows:
+        found.setdefault(day, set()).add(str(name))
+    return [(day, sorted(found[day])) for day in sorted(found, reverse=True)]
+
+
+def signal_page(
+    session: Session,
+    *,
+    after: tuple[dt.date, int] | None,
+    limit: int,
+    trade_date: dt.date | None = None,
+    strategy: str | None = None,
+    grade: str | None = None,
+    market: str | None = None,
+    phase: str | None = None,
+) -> list[tuple[Signal, Instrument]]:
+    """Up to ``limit`` signals (with their instrument) matching the filters, newest first:
+    by trade date, then id, both descending — starting after the key ``after``
+    (``(trade_date, id)`` of the previous page's last signal), so pages never overlap or
+    skip a row however the table grows meanwhile."""
+    query = select(Signal, Instrument).join(Instrument, Instrument.id == Signal.instrument_id)
+    if trade_date is not None:
+        query = query.where(Signal.trade_date == trade_date)
+    if strategy is not None:
+        query = query.where(Signal.strategy == strategy)
+    if grade is not None:
+        query = query.where(Signal.grade == grade)
+    if market is not None:
+        query = query.where(Instrument.market == market)
+    if phase is not None:
+        query = query.where(Signal.phase == phase)
+    if after is not None:
+        day, ident = after
+        query = query.where(
+            or_(Signal.trade_date < day, and_(Signal.trade_date == day, Signal.id < ident))
+        )
+    query = query.order_by(Signal.trade_date.desc(), Signal.id.desc()).limit(limit)
+    return [(s, i) for s, i in session.execute(query).all()]
+
+
+def signal_with_instrument(session: Session, signal_id: int) -> tuple[Signal, Instrument] | None:
+    """Signal ``signal_id`` with its instrument (``None``: no such signal)."""
+    row = session.execute(
+        select(Signal, Instrument)
+        .join(Instrument, Instrument.id == Signal.instrument_id)
+        .where(Signal.id == signal_id)
+    ).first()
+    return None if row is None else (row[0], row[1])

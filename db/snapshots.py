@@ -146,3 +146,13 @@ def series_snapshots(
         .join(ReferenceSeriesRow, ReferenceSeriesRow.id == IntradaySnapshot.series_id)
     ).all()
     return {str(code): (at, float(c), None if v is None else float(v)) for code, at, c, v in rows}
+
+
+def instrument_snapshot(session: Session, instrument_id: int) -> IntradaySnapshot | None:
+    """The latest snapshot of instrument ``instrument_id`` (any day), if any."""
+    return session.execute(
+        select(IntradaySnapshot)
+        .where(IntradaySnapshot.instrument_id == instrument_id)
+        .order_by(IntradaySnapshot.taken_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()

@@ -219,9 +219,15 @@ def quantbeat_problem(request: Request, exc: QuantbeatError) -> JSONResponse:
     return problem_response(request, 500, str(exc), slug="internal-error")
 
 
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The problem responses of ``statuses`` for the OpenAPI document (a route's
+    ``responses``, e.g. ``problem_responses(404)`` where a resource may be unknown)."""
+    return {
+        status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": title}
+        for status, title in _TITLES.items()
+        if status in statuses
+    }
+
+
 #: The problem responses every route may give, for the OpenAPI document.
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": title}
-    for status, title in _TITLES.items()
-    if status in (401, 403, 422, 429, 503)
-}
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = problem_responses(401, 403, 422, 429, 503)

@@ -8,6 +8,7 @@ from quant.errors import ValidationError
 from quant.market.types import INTRADAY_INTERVALS, KRX_MARKETS, Market
 from quantbeat.infra.settings import get_settings
 from quantbeat.infra.sources import latest_krx_session
+from quantbeat.services.strategies import canonical_strategy, scan_strategy, scan_strategy_names
 
 
 def parse_date(value: object, *, field: str) -> dt.date:
@@ -48,13 +49,17 @@ def parse_krx_markets(value: object, *, field: str = "market") -> tuple[Market, 
     """``None`` means every KRX market; otherwise one KRX market name.
 
     Raises:
-        quant.errors.ValidationError: not a KRX market (KOSPI, KOSDAQ).
+        quant.errors.ValidationError: not a KRX market (KOSPI, KOSDAQ); the error names
+            ``field``.
     """
     if value is None:
         return KRX_MARKETS
     if not isinstance(value, str):
         raise ValidationError(f"{field} must be a string, got {value!r}", field=field, value=value)
-    market = Market.parse(value)
+    try:
+        market = Market.parse(value)
+    except ValidationError as exc:
+        raise ValidationError(f"{field}: {exc}", field=field, value=value) from None
     if market not in KRX_MARKETS:
         names = ", ".join(m.value for m in KRX_MARKETS)
         raise ValidationError(
@@ -150,5 +155,51 @@ def parse_flag(value: object, *, field: str) -> bool:
     if not isinstance(value, bool):
         raise ValidationError(
             f"{field} must be true or false, got {value!r}", field=field, value=value
+        )
+    return value
+
+
+def parse_strategy(value: object, *, field: str = "strategy", exact: bool = False) -> str:
+    """A registered scan strategy's name: ``closing-bet`` → ``closing_bet`` (case and
+    dashes forgiven), or with ``exact`` only the name itself.
+
+    Raises:
+        quant.errors.ValidationError: not a string naming a registered strategy (the message
+            names ``field`` and lists the registered ones).
+    """
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string, got {value!r}", field=field, value=value)
+    try:
+        return scan_strategy(value).name if exact else canonical_strategy(value)
+    except ValidationError as exc:
+        raise ValidationError(f"{field}: {exc}", field=field, value=value) from None
+
+
+def grade_ladder(strategy: str | None = None) -> tuple[str, ...]:
+    """The grades a registered ``strategy``'s signals may carry, best first; without one,
+    every registered strategy's (in registration order, each once).
+
+    Raises:
+        quant.errors.ValidationError: an unknown strategy.
+    """
+    names = (strategy,) if strategy is not None else scan_strategy_names()
+    out: list[str] = []
+    for name in names:
+        out += [g for g in scan_strategy(name).grade_ladder() if g not in out]
+    return tuple(out)
+
+
+def parse_grade(value: object, *, field: str = "grade") -> str:
+    """A grade some registered strategy's signals carry (:func:`grade_ladder`; exactly as
+    stored: ``S``, ``Strong``).
+
+    Raises:
+        quant.errors.ValidationError: any other value (the message names ``field`` and the
+            grades accepted).
+    """
+    grades = grade_ladder()
+    if not isinstance(value, str) or value not in grades:
+        raise ValidationError(
+            f"{field} must be one of {', '.join(grades)}, got {value!r}", field=field, value=value
         )
     return value

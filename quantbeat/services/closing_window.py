@@ -14,12 +14,17 @@ Instruments without a snapshot at the decision time are not evaluated and are co
 (``missing``); indicators are computed from the bars themselves (the cache holds the
 previous session's), which is why this runs as one task rather than the chunked chord of
 the evening scan.
+
+:func:`closing_bet_dates` and :func:`closing_bet_decision` read the stored decisions back
+(the API's grade cards): each day's phases, and a phase's ranked candidates with their
+stop, target, news and the gate of the moment they were decided.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,19 +34,30 @@ import structlog
 from db.ai import news_scores
 from db.candles import load_daily_universe, universe
 from db.engine import session_scope
+from db.models import ScanRun
+from db.notify import analysis_catalysts
 from db.reference import latest_gate
-from db.scans import add_chunk_result, replace_signals
+from db.scans import (
+    add_chunk_result,
+    latest_completed_run,
+    replace_signals,
+    run_days,
+    run_phase,
+)
 from db.scans import finish_run as record_run_end
 from db.scans import start_run as record_run_start
 from db.snapshots import snapshot_bars
-from quant.errors import ValidationError
+from db.store import as_utc
+from quant.errors import NotFound, ValidationError
 from quant.indicators import SCAN_BARS
 from quant.indicators.candles import with_partial_bar
 from quant.market.types import KRX_MARKETS
 from quant.scans.inputs import ScanInputs
 from quantbeat.infra.settings import Settings, get_settings
 from quantbeat.infra.sources import krx_calendar
+from quantbeat.services.announce import is_simulated, levels
 from quantbeat.services.announce import signals as announce_signals
+from quantbeat.services.market import gate_row_dict
 from quantbeat.services.scans import attach_flows, candidates, evaluate, ranked_candidates
 from quantbeat.services.settings_store import strategy_overrides
 from quantbeat.services.strategies import build_params, configured, scan_strategy
@@ -209,3 +225,150 @@ def compare_phases(strategy_name: str, day: dt.date) -> dict[str, Any]:
         "added": [{"instrument": i, "final": late[i]} for i in late if i not in early],
         "lost": [{"instrument": i, "preliminary": early[i]} for i in early if i not in late],
     }
+
+
+# --- reading the decisions (the API's grade cards) -------------------------------------------
+#: The closing bet's strategy name.
+CLOSING_BET = "closing_bet"
+#: The phases of a day's closing-bet decision.
+PHASES = ("final", PRELIMINARY)
+#: What a decision shows of the Market Gate it was decided under.
+_GATE_FIELDS = ("trade_date", "as_of", "phase", "color", "score", "reason", "usdkrw",
+                "fx_warning", "simulated")  # fmt: skip
+
+
+def closing_bet_dates(limit: int = 365) -> list[dict[str, Any]]:
+    """The ``limit`` latest trade dates holding a completed closing-bet decision, newest
+    first: ``[{"trade_date", "phases"}]`` (``phases``: ``final`` and/or ``preliminary``).
+
+    Raises:
+        quant.errors.ValidationError: ``limit`` is not an integer from 1 to 5000.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 5000:
+        raise ValidationError(
+            f"limit must be an integer from 1 to 5000, got {limit!r}", field="limit", value=limit
+        )
+    with session_scope() as session:
+        days = run_days(session, CLOSING_BET, limit=limit)
+    return [{"trade_date": day.isoformat(), "phases": phases} for day, phases in days]
+
+
+def _decision_moment(run: ScanRun, zone: ZoneInfo) -> dt.datetime:
+    """When a run decided: a buy-window run's ``as_of``, else when it finished."""
+    params = run.params if isinstance(run.params, dict) else {}
+    stated = params.get("as_of")
+    if isinstance(stated, str):
+        try:
+            moment = dt.datetime.fromisoformat(stated)
+            if moment.tzinfo is not None:
+                return moment.astimezone(zone)
+        except ValueError:
+            pass
+    return as_utc(run.finished_at or run.started_at).astimezone(zone)
+
+
+def closing_bet_decision(
+    day: dt.date | None = None, phase: str | None = None, *, field_prefix: str = ""
+) -> dict[str, Any]:
+    """The closing bet's grade cards of ``day`` (default: the latest day decided) and
+    ``phase`` (default: ``final`` when that day has one, else ``preliminary``): the latest
+    completed run of that phase and its candidates ranked as the scan ranks them, each with
+    grade, score, entry, the exit plan's stop and target
+    (:func:`quantbeat.services.announce.levels`), reasons, the AI analysis's news catalyst
+    (``news``), the gate colour it was decided under and its inputs; beside them the stored
+    Market Gate as of the decision (``gate``, ``None`` when none was computed) and whether
+    it was decided in time to buy (``tradeable``: on the day, before the 15:20 auction).
+
+    Returns ``{"strategy", "trade_date", "phase", "phases", "run_id", "decided_at",
+    "tradeable", "total", "scanned", "count", "gate", "simulated", "cards"}``.
+
+    Raises:
+        quant.errors.ValidationError: ``phase`` is not ``final`` or ``preliminary`` (the
+            error names ``field_prefix + "phase"``).
+        quant.errors.NotFound: no such decision is stored (not collected yet).
+    """
+    if phase is not None and phase not in PHASES:
+        raise ValidationError(
+            f"{field_prefix}phase must be final or preliminary, got {phase!r}",
+            field=f"{field_prefix}phase",
+            value=phase,
+        )
+    zone = ZoneInfo(get_settings().timezone)
+    with session_scope() as session:
+        run = _decision_run(session, day, phase)
+        if run is None:
+            where = f" of {day.isoformat()}" if day is not None else ""
+            which = f"{phase} " if phase is not None else ""
+            raise NotFound(
+                f"no {which}closing-bet decision{where} stored: not collected yet (the "
+                "buy-window pipeline decides the preliminary one at "
+                f"{get_settings().closing_bet_at} KST, the evening scan the final one)"
+            )
+        decided = run_phase(run)
+        moment = _decision_moment(run, zone)
+        ranked = ranked_candidates(session, CLOSING_BET, run.trade_date, phase=decided)
+        ids = [ident for ident, _ in ranked]
+        news = analysis_catalysts(session, run.trade_date, CLOSING_BET, ids)
+        gate = latest_gate(session, run.trade_date, at_or_before=moment)
+        cards = []
+        for ident, c in ranked:
+            market, _, ticker = c.instrument.partition(":")
+            stop, target = levels(CLOSING_BET, c.entry_price)
+            cards.append(
+                {
+                    "rank": c.rank,
+                    "signal_id": c.signal_id,
+                    "instrument": c.instrument,
+                    "market": market,
+                    "ticker": ticker,
+                    "name": c.name,
+                    "grade": c.grade,
+                    "score": c.score,
+                    "entry": c.entry_price,
+                    "stop": stop,
+                    "target": target,
+                    "reasons": list(c.reasons),
+                    "news": news.get(ident),
+                    "gate": c.gate,
+                    "status": c.status,
+                    "inputs": dict(c.inputs) if isinstance(c.inputs, Mapping) else None,
+                    "simulated": is_simulated([c.instrument_source or ""]),
+                }
+            )
+        gate_data = None
+        if gate is not None:
+            row = gate_row_dict(gate)
+            gate_data = {k: row[k] for k in _GATE_FIELDS}
+        ((_, phases),) = run_days(session, CLOSING_BET, limit=1, trade_date=run.trade_date)
+        return {
+            "strategy": CLOSING_BET,
+            "trade_date": run.trade_date.isoformat(),
+            "phase": decided,
+            "phases": phases,
+            "run_id": int(run.id),
+            "decided_at": moment.isoformat(),
+            "tradeable": moment.date() == run.trade_date and moment.time() < AUCTION_STARTS,
+            "total": run.total,
+            "scanned": run.scanned,
+            "count": len(cards),
+            "gate": gate_data,
+            "simulated": is_simulated()
+            or any(c["simulated"] for c in cards)
+            or bool(gate_data and gate_data["simulated"]),
+            "cards": cards,
+        }
+
+
+def _decision_run(session: Any, day: dt.date | None, phase: str | None) -> ScanRun | None:
+    """The run whose decision is shown: of ``phase`` when given, else the final one of the
+    day (the latest day decided when ``day`` is ``None``), else its preliminary one."""
+    if phase is not None:
+        return latest_completed_run(session, CLOSING_BET, trade_date=day, phase=phase)
+    if day is None:
+        newest = latest_completed_run(session, CLOSING_BET)
+        if newest is None:
+            return None
+        day = newest.trade_date
+    return latest_completed_run(
+        session, CLOSING_BET, trade_date=day, phase="final"
+    ) or latest_completed_run(session, CLOSING_BET, trade_date=day, phase=PRELIMINARY)

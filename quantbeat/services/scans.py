@@ -340,6 +340,10 @@ class Candidate:
     gate: str | None = None
     #: The scan day's volume over its mean (VCP), ``None`` when not measured.
     volume_ratio: float | None = None
+    #: The stored signal's id (``None``: not read from the database).
+    signal_id: int | None = None
+    #: Where the instrument's data comes from (``simulated``: the simulated market).
+    instrument_source: str | None = None
 
 
 def candidates(
@@ -405,6 +409,8 @@ def ranked_candidates(
                     inputs=signal.inputs or {},
                     gate=signal.gate,
                     volume_ratio=signal.volume_ratio,
+                    signal_id=int(signal.id),
+                    instrument_source=instrument.source,
                 ),
             )
         )

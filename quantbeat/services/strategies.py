@@ -27,7 +27,7 @@ from quant.scans.closing_bet import ClosingBetParams, closing_bet
 from quant.scans.inputs import ScanInputs
 from quant.scans.supply import SupplyParams, supply_demand
 from quant.scans.trend import TrendTemplateParams
-from quant.scans.vcp import BREAKOUT, VcpParams, scan_vcp
+from quant.scans.vcp import BREAKOUT, RATINGS, VcpParams, scan_vcp
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,13 @@ class ScanStrategy:
     #: when its evaluator reads flows) and is expected by health's signal check; ``False``
     #: for strategies that are only scanned on request.
     scheduled: bool = True
+    #: Every grade its signals may carry, best first (what a grade filter accepts and a
+    #: minimum grade is read against); empty: :attr:`grades`.
+    grade_labels: tuple[str, ...] = ()
+
+    def grade_ladder(self) -> tuple[str, ...]:
+        """The grades its signals may carry, best first (``()``: it does not grade)."""
+        return self.grade_labels or self.grades
 
 
 _registry: dict[str, ScanStrategy] = {}
@@ -442,6 +449,8 @@ register(
         backtest="vcp_breakout",
         # a confirmed breakout is never ranked with an unconfirmed close above the pivot
         ranked_first=(BREAKOUT,),
+        # the rating of the score (ranked by the score itself, so not in ``grades``)
+        grade_labels=tuple(label for _, label in RATINGS),
     )
 )
 register(

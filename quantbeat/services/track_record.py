@@ -217,7 +217,11 @@ def _label(strategy: str, phase: str | None) -> str:
 
 
 def report(
-    *, strategy: str | None = None, since: dt.date | None = None, by: str | None = "strategy"
+    *,
+    strategy: str | None = None,
+    since: dt.date | None = None,
+    by: str | None = "strategy",
+    grades: bool = False,
 ) -> dict[str, Any]:
     """The track record's KPIs (:func:`quant.kpi.summarize`) over the stored outcomes, of one
     ``strategy`` and of signals from ``since`` on when given, grouped ``by`` one of
@@ -227,7 +231,8 @@ def report(
 
     Returns ``{"by", "groups": {name: KPIs}, "total": KPIs, "states", "reasons",
     "simulated", "rules"}``; ``simulated`` is true when any followed signal is on a
-    simulated instrument.
+    simulated instrument. With ``grades`` also ``"grades": {strategy group: {grade: KPIs}}``
+    (``unknown``: signals without a grade).
 
     Raises:
         quant.errors.ValidationError: ``by`` is not a group.
@@ -256,7 +261,17 @@ def report(
         states[str(r[3])] += 1
         if r[10]:
             reasons[f"{r[3]}:{r[10]}"] += 1
+    extra: dict[str, Any] = {}
+    if grades:
+        by_strategy: dict[str, list[Record]] = defaultdict(list)
+        for record in records:
+            by_strategy[record.strategy].append(record)
+        extra["grades"] = {
+            name: {k: v.as_dict() for k, v in summarize(members, "grade").items()}
+            for name, members in sorted(by_strategy.items())
+        }
     return {
+        **extra,
         "by": by,
         "groups": {k: v.as_dict() for k, v in summarize(records, by).items()},
         "total": summarize(records)["all"].as_dict() if records else None,
