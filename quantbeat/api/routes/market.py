@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
+from annotated_types import Ge, Le
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
+from quantbeat.api.params import DIGITS, IsoDate
+from quantbeat.api.problems import problem_responses
 from quantbeat.api.security import Reader
 from quantbeat.services.market import gate_history_report, gate_report
 
@@ -56,11 +59,16 @@ class Sectors(BaseModel):
     weakest: str | None = None
 
 
-@router.get("/market/gate", response_model=Gate, summary="The latest Market Gate")
+@router.get(
+    "/market/gate",
+    response_model=Gate,
+    summary="The latest Market Gate",
+    responses=problem_responses(404),
+)
 def market_gate(
     _: Reader,
     date: Annotated[
-        dt.date | None, Query(description="Trading day (YYYY-MM-DD); default: the latest")
+        IsoDate | None, Query(description="Trading day (YYYY-MM-DD); default: the latest")
     ] = None,
 ) -> dict[str, Any]:
     """The latest stored gate (of ``date``). 404 when none is stored yet."""
@@ -70,18 +78,23 @@ def market_gate(
 @router.get("/market/gate/history", response_model=list[Gate], summary="Stored gates, newest first")
 def market_gate_history(
     _: Reader,
-    limit: Annotated[int, Query(ge=1, le=500, description="How many gates")] = 30,
+    limit: Annotated[int, Ge(1), Le(500), DIGITS, Query(description="How many gates")] = 30,
 ) -> list[dict[str, Any]]:
     """The ``limit`` latest stored gates (one per session and phase), newest first; an empty
     list when nothing is stored yet."""
     return gate_history_report(limit)
 
 
-@router.get("/market/sectors", response_model=Sectors, summary="Sector strength ranking")
+@router.get(
+    "/market/sectors",
+    response_model=Sectors,
+    summary="Sector strength ranking",
+    responses=problem_responses(404),
+)
 def market_sectors(
     _: Reader,
     date: Annotated[
-        dt.date | None, Query(description="Trading day (YYYY-MM-DD); default: the latest")
+        IsoDate | None, Query(description="Trading day (YYYY-MM-DD); default: the latest")
     ] = None,
 ) -> dict[str, Any]:
     """The sector ranking stored with the gate of ``date`` (default: the latest). 404 when no
