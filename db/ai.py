@@ -12,11 +12,11 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
-from db.models import AiAnalysis, NewsItem, NewsMention
-from db.store import insert_for
+from db.models import AiAnalysis, Instrument, NewsItem, NewsMention
+from db.store import as_utc, insert_for
 
 
 def store_news(
@@ -139,3 +139,99 @@ def news_scores(
         .order_by(AiAnalysis.updated_at, AiAnalysis.id)
     ).all()
     return {int(i): int(score) for i, score in rows if score is not None}
+
+
+# --- reads for reports (the HTTP API) ---------------------------------------------------------
+def latest_analysis_date(
+    session: Session, *, strategy: str | None = None, instrument_id: int | None = None
+) -> dt.date | None:
+    """The latest trading day any analysis is stored for (of ``strategy`` / of
+    ``instrument_id`` when given), ``None`` when there is none."""
+    stmt = select(func.max(AiAnalysis.trade_date))
+    if strategy is not None:
+        stmt = stmt.where(AiAnalysis.strategy == strategy)
+    if instrument_id is not None:
+        stmt = stmt.where(AiAnalysis.instrument_id == instrument_id)
+    found = session.execute(stmt).scalar()
+    return _as_date(found)
+
+
+def list_analyses(
+    session: Session,
+    trade_date: dt.date,
+    *,
+    strategy: str | None = None,
+    instrument_id: int | None = None,
+    limit: int | None = None,
+) -> list[tuple[AiAnalysis, Instrument]]:
+    """The analyses stored for ``trade_date`` (of ``strategy`` / ``instrument_id`` when
+    given) with their instruments: highest news score first (unscored last), then by
+    instrument and row id; at most ``limit`` (``None``: all)."""
+    stmt = (
+        select(AiAnalysis, Instrument)
+        .join(Instrument, Instrument.id == AiAnalysis.instrument_id)
+        .where(AiAnalysis.trade_date == trade_date)
+    )
+    if strategy is not None:
+        stmt = stmt.where(AiAnalysis.strategy == strategy)
+    if instrument_id is not None:
+        stmt = stmt.where(AiAnalysis.instrument_id == instrument_id)
+    stmt = stmt.order_by(
+        AiAnalysis.news_score.desc().nulls_last(),
+        Instrument.market,
+        Instrument.ticker,
+        AiAnalysis.id,
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [(a, i) for a, i in session.execute(stmt).all()]
+
+
+def latest_news_time(session: Session) -> dt.datetime | None:
+    """When the newest stored news item was published (stored, for an undated one)."""
+    found = session.execute(
+        select(func.max(func.coalesce(NewsItem.published_at, NewsItem.created_at)))
+    ).scalar()
+    if isinstance(found, str):  # SQLite hands max() over an expression back as text
+        found = dt.datetime.fromisoformat(found)
+    return None if found is None else as_utc(found)
+
+
+def list_news(
+    session: Session, *, since: dt.datetime, until: dt.datetime, limit: int | None = None
+) -> list[NewsItem]:
+    """News published in ``[since, until)`` (UTC; an undated item by when it was stored),
+    newest first, at most ``limit`` (``None``: all)."""
+    moment = func.coalesce(NewsItem.published_at, NewsItem.created_at)
+    stmt = (
+        select(NewsItem)
+        .where(moment >= since, moment < until)
+        .order_by(moment.desc(), NewsItem.id.desc())
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.execute(stmt).scalars())
+
+
+def news_mentions(session: Session, news_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Per news item id: the instruments it mentions (``MARKET:TICKER``, sorted)."""
+    if not news_ids:
+        return {}
+    rows = session.execute(
+        select(NewsMention.news_id, Instrument.market, Instrument.ticker)
+        .join(Instrument, Instrument.id == NewsMention.instrument_id)
+        .where(NewsMention.news_id.in_(list(news_ids)))
+        .order_by(NewsMention.news_id, Instrument.market, Instrument.ticker)
+    ).all()
+    out: dict[int, list[str]] = {int(i): [] for i in news_ids}
+    for news_id, market, ticker in rows:
+        out[int(news_id)].append(f"{market}:{ticker}")
+    return out
+
+
+def _as_date(value: object) -> dt.date | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value))

@@ -19,7 +19,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.events import add_event
@@ -583,12 +583,15 @@ def list_job_runs(
     task_patterns: Sequence[str] | None = None,
     since: dt.datetime | None = None,
     limit: int = 50,
+    before: tuple[dt.datetime, int] | None = None,
 ) -> list[JobRun]:
-    """Job runs, most recently started first.
+    """Job runs, most recently started first (ties: highest row id first).
 
     ``states``: only these states; ``task_patterns``: task names matching any of these globs
     (``quantbeat.collect.*``); ``since``: started at or after this instant (timezone-aware);
-    ``limit``: at most this many rows.
+    ``before``: only runs after the key ``(started_at, id)`` in this order (keyset
+    pagination: the key of the last row of the previous page); ``limit``: at most this many
+    rows.
     """
     stmt = select(JobRun)
     if states:
@@ -597,8 +600,39 @@ def list_job_runs(
         stmt = stmt.where(_name_filter(JobRun.task_name, task_patterns))
     if since is not None:
         stmt = stmt.where(JobRun.started_at >= since)
+    if before is not None:
+        started, ident = before
+        stmt = stmt.where(
+            or_(
+                JobRun.started_at < started,
+                and_(JobRun.started_at == started, JobRun.id < ident),
+            )
+        )
     stmt = stmt.order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(limit)
     return list(session.execute(stmt).scalars())
+
+
+def job_state_counts(session: Session, *, since: dt.datetime | None = None) -> dict[str, int]:
+    """How many job runs are in each state (only states with runs), of runs started at or
+    after ``since`` when given."""
+    stmt = select(JobRun.state, func.count()).group_by(JobRun.state)
+    if since is not None:
+        stmt = stmt.where(JobRun.started_at >= since)
+    return {str(state): int(n) for state, n in session.execute(stmt).all()}
+
+
+def dead_letter_counts(session: Session, *, since: dt.datetime | None = None) -> dict[str, int]:
+    """``{"total", "not_replayed", "since"}``: dead letters stored, those never replayed, and
+    those last seen at or after ``since`` (``since`` omitted: equal to ``total``)."""
+    recent = DeadLetter.last_seen >= since if since is not None else DeadLetter.id.is_not(None)
+    total, never, seen = session.execute(
+        select(
+            func.count(),
+            func.count(case((DeadLetter.replays == 0, 1))),
+            func.count(case((recent, 1))),
+        ).select_from(DeadLetter)
+    ).one()
+    return {"total": int(total), "not_replayed": int(never), "since": int(seen)}
 
 
 def find_job_run(session: Session, ident: str) -> JobRun | None:

@@ -41,6 +41,9 @@ class Market(StrEnum):
 
 
 KRX_MARKETS: tuple[Market, ...] = (Market.KOSPI, Market.KOSDAQ)
+#: The provider (``source``) name of the simulated market sources: rows and instruments from
+#: it are labelled simulated in every report.
+SIMULATED_SOURCE = "simulated"
 
 
 def selects(market: object, target: Market) -> bool:

@@ -42,6 +42,7 @@ _TAGS = [
     {"name": "backtests", "description": "Submit, follow, cancel and read backtests"},
     {"name": "indicators", "description": "Technical indicators (one, or a batch of ≤ 10)"},
     {"name": "analyses", "description": "Gemini analyses and news"},
+    {"name": "data", "description": "Freshness, gaps and recent jobs of the stored data"},
     {"name": "admin", "description": "Jobs and dead letters (scope admin)"},
     {"name": "health", "description": "Health of the deployment"},
 ]

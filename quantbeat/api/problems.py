@@ -8,6 +8,8 @@ item per bad field, ``{"field": "query.limit", "message": …}``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -219,14 +221,51 @@ def quantbeat_problem(request: Request, exc: QuantbeatError) -> JSONResponse:
     return problem_response(request, 500, str(exc), slug="internal-error")
 
 
+@contextmanager
+def fields_as(places: Mapping[str, str]) -> Iterator[None]:
+    """Within the block, a :class:`~quant.errors.ValidationError` naming a service's field is
+    raised again naming where the request carried it: ``places`` maps a field
+    (``"strategy"``) or a prefix ending in ``.`` (``"request."``) to the request's place
+    (``"query.strategy"``, ``"query."``); an exact field wins over prefixes, the longest
+    prefix over shorter ones. A dotted name is renamed in the message too. Other errors pass
+    unchanged."""
+    try:
+        yield
+    except ValidationError as exc:
+        match = None if exc.field is None else _place(exc.field, places)
+        if exc.field is None or match is None:
+            raise
+        old, new = match
+        renamed = new + exc.field[len(old) :]
+        message = str(exc).replace(old, new) if "." in old else str(exc)
+        raise ValidationError(message, field=renamed, value=exc.value) from None
+
+
+def _place(field: str, places: Mapping[str, str]) -> tuple[str, str] | None:
+    """The ``(name, place)`` of ``places`` that ``field`` is, or starts with."""
+    if field in places:
+        return field, places[field]
+    for prefix in sorted(places, key=len, reverse=True):
+        if prefix.endswith(".") and field.startswith(prefix):
+            return prefix, places[prefix]
+    return None
+
+
+def problem_docs(**descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a route's own problem statuses (beyond
+    :data:`PROBLEM_RESPONSES`), e.g. ``problem_docs(s404="no such run")``: each a problem
+    body with its description."""
+    return {int(key.removeprefix("s")): _problem_doc(text) for key, text in descriptions.items()}
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The problem responses of ``statuses`` for the OpenAPI document (a route's
     ``responses``, e.g. ``problem_responses(404)`` where a resource may be unknown)."""
-    return {
-        status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": title}
-        for status, title in _TITLES.items()
-        if status in statuses
-    }
+    return {status: _problem_doc(title) for status, title in _TITLES.items() if status in statuses}
+
+
+def _problem_doc(description: str) -> dict[str, Any]:
+    return {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": description}
 
 
 #: The problem responses every route may give, for the OpenAPI document.

@@ -2,41 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from quant.errors import ValidationError
 from quant.indicators import describe
 from quantbeat.cli.common import console
+from quantbeat.services.args import parse_param_pairs
 from quantbeat.services.indicators import get_indicator, indicator_cache, iter_rows
 
 indicators_app = typer.Typer(
     help="Indicator values for an instrument (cache-first; misses computed by cpu workers).",
     no_args_is_help=True,
 )
-
-
-def _param_pairs(values: list[str] | None) -> dict[str, object]:
-    """``NAME=VALUE`` options → a dict; numbers are parsed, the rest stay text."""
-    out: dict[str, object] = {}
-    for item in values or []:
-        name, sep, raw = item.partition("=")
-        if not sep or not name.strip():
-            raise ValidationError(
-                f"--param must look like NAME=VALUE, got {item!r}", field="--param", value=item
-            )
-        text = raw.strip()
-        value: object = text
-        try:
-            value = int(text)
-        except ValueError:
-            with contextlib.suppress(ValueError):
-                value = float(text)
-        out[name.strip()] = value
-    return out
 
 
 @indicators_app.command("get")
@@ -66,7 +45,7 @@ def indicators_get(
     result = get_indicator(
         instrument,
         indicator,
-        _param_pairs(param),
+        parse_param_pairs(param),
         interval=interval,
         start=start,
         end=end,

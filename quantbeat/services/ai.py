@@ -17,6 +17,9 @@
   ``quantbeat.ai.analyze``; :func:`start_candidate_analyses` / :func:`finish_candidate_analyses`
   are the chord over a scan day's top candidates and its callback; :func:`queue_analysis` /
   :func:`analysis_result` send one analysis to the ``ai`` workers and wait for it.
+* Reports of what is stored (the HTTP API): :func:`stored_analyses` (a day's analyses),
+  :func:`instrument_analyses` (one instrument's, with the news they read) and
+  :func:`stored_news` (a day's news items); every item carries ``simulated``.
 """
 
 from __future__ import annotations
@@ -32,20 +35,32 @@ from celery import chord
 from celery.exceptions import TimeoutError as CeleryTimeout
 from sqlalchemy import select
 
-from db.ai import cached_analysis, news_for, save_analysis, store_news
+from db.ai import (
+    cached_analysis,
+    latest_analysis_date,
+    latest_news_time,
+    list_analyses,
+    list_news,
+    news_for,
+    news_mentions,
+    save_analysis,
+    store_news,
+)
 from db.candles import load_candles, resolve_instrument, universe
 from db.engine import session_scope
-from db.models import Instrument, Signal
+from db.models import AiAnalysis, Instrument, NewsItem, Signal
 from db.scans import load_flows
+from db.store import as_utc
 from quant.ai import PROMPT_VERSION, AnalysisRequest, GeminiAnalyzer, NewsInput, OfflineAnalyzer
 from quant.errors import (
+    NotFound,
     PermanentError,
     RateLimited,
     ServiceUnavailable,
     TransientError,
     ValidationError,
 )
-from quant.market.types import KRX_MARKETS
+from quant.market.types import KRX_MARKETS, SIMULATED_SOURCE
 from quant.news import LocalFileSource, SimulatedNewsSource, match_instruments
 from quantbeat.infra.ai_quota import QuotaExhausted, ai_limiter
 from quantbeat.infra.masking import mask_text
@@ -151,9 +166,7 @@ def _request(session: Any, ident: int, name: str, day: dt.date, strategy: str) -
                 value = None if values is None else float(values[i])
                 row[column] = None if value is None or value != value else value
             flows.append(row)
-    settings = get_settings()
-    until = dt.datetime.combine(day, dt.time(23, 59, 59), dt.UTC)
-    since = until - dt.timedelta(days=settings.news_lookback_days)
+    since, until = news_window(day)
     news = [
         NewsInput(
             title=n.title,
@@ -180,6 +193,14 @@ def _request(session: Any, ident: int, name: str, day: dt.date, strategy: str) -
         flows=flows,
         news=news,
     )
+
+
+def news_window(day: dt.date, settings: Settings | None = None) -> tuple[dt.datetime, dt.datetime]:
+    """``(since, until)`` (UTC) of the news an analysis of ``day`` reads: the
+    ``QUANTBEAT_NEWS_LOOKBACK_DAYS`` days up to the end of ``day``."""
+    s = settings or get_settings()
+    until = dt.datetime.combine(day, dt.time(23, 59, 59), dt.UTC)
+    return until - dt.timedelta(days=s.news_lookback_days), until
 
 
 def _row(outcome: Any, ident: int, day: dt.date, strategy: str, news: int) -> dict[str, Any]:
@@ -537,3 +558,169 @@ def analysis_result(task_id: str, timeout: float) -> dict[str, Any]:
             "worker consuming the ai queue? (quantbeat worker --queues ai)"
         ) from None
     return answer
+
+
+# --- stored analyses and news, for reports (the HTTP API) ------------------------------------
+def analysis_dict(row: AiAnalysis, instrument: Instrument) -> dict[str, Any]:
+    """A stored analysis, JSON-ready: what :func:`analyze` returns (without ``cached``) plus
+    its row id, strategy, the company name, token counts, latency, attempts, the
+    recommendation and details an imported analysis carries, ``offline`` (the rule-based
+    analyzer, no AI) and ``simulated`` (the instrument belongs to the simulated market)."""
+    name = f"{instrument.market}:{instrument.ticker}"
+    summary = _summary(row, name, cached=False)
+    del summary["cached"]
+    return {
+        "id": row.id,
+        **summary,
+        "name": instrument.name,
+        "strategy": row.strategy,
+        "offline": row.analyzer == "offline",
+        "news_count": row.news_count,
+        "prompt_tokens": row.prompt_tokens,
+        "output_tokens": row.output_tokens,
+        "total_tokens": row.total_tokens,
+        "latency_ms": row.latency_ms,
+        "attempts": row.attempts,
+        "recommendation": row.recommendation,
+        "details": row.details,
+        "simulated": instrument.source == SIMULATED_SOURCE,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+    }
+
+
+def news_dict(item: NewsItem, instruments: Sequence[str]) -> dict[str, Any]:
+    """A stored news item, JSON-ready (``url`` masked like every text that may carry a
+    token), with the instruments it mentions and its ``simulated`` flag."""
+    return {
+        "id": item.id,
+        "source": item.source,
+        "title": item.title,
+        "summary": item.summary,
+        "url": mask_text(item.url),
+        "published_at": _iso(item.published_at),
+        "stored_at": _iso(item.created_at),
+        "simulated": bool(item.simulated),
+        "instruments": list(instruments),
+    }
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else as_utc(value).astimezone(dt.UTC).isoformat()
+
+
+def _day_bounds(day: dt.date, settings: Settings, field: str) -> tuple[dt.datetime, dt.datetime]:
+    """``[start, end)`` (UTC) of the calendar day ``day`` in ``QUANTBEAT_TIMEZONE``.
+
+    Raises:
+        quant.errors.ValidationError: a day too close to year 1 or 9999 to have bounds.
+    """
+    zone = ZoneInfo(settings.timezone)
+    try:
+        start = dt.datetime.combine(day, dt.time(), zone)
+        return start.astimezone(dt.UTC), (start + dt.timedelta(days=1)).astimezone(dt.UTC)
+    except OverflowError:
+        raise ValidationError(
+            f"{field} {day.isoformat()} is out of range", field=field, value=day.isoformat()
+        ) from None
+
+
+def stored_analyses(
+    trade_date: dt.date | None = None,
+    strategy: str | None = None,
+    *,
+    limit: int = 200,
+    field: str = "strategy",
+) -> dict[str, Any]:
+    """The analyses stored for ``trade_date`` (default: the latest day any is stored for, of
+    ``strategy`` when given): ``{"trade_date" (None when none is stored), "strategy",
+    "simulated" (any item is), "items": [analysis_dict…]}``, the best news score first, at
+    most ``limit``.
+
+    Raises:
+        quant.errors.ValidationError: ``strategy`` is not a registered scan strategy (the
+            error names ``field``).
+    """
+    name = None
+    if strategy is not None:
+        try:
+            name = analysis_strategy(strategy)
+        except ValidationError as exc:
+            raise ValidationError(str(exc), field=field, value=strategy) from None
+    with session_scope() as session:
+        day = trade_date or latest_analysis_date(session, strategy=name)
+        rows = [] if day is None else list_analyses(session, day, strategy=name, limit=limit)
+        items = [analysis_dict(a, i) for a, i in rows]
+    return {
+        "trade_date": None if day is None else day.isoformat(),
+        "strategy": name,
+        "simulated": any(item["simulated"] for item in items),
+        "items": items,
+    }
+
+
+def instrument_analyses(instrument: str, trade_date: dt.date | None = None) -> dict[str, Any]:
+    """Every analysis stored for ``instrument`` on ``trade_date`` (default: the latest day
+    it was analysed) — one per strategy, model and prompt version — and the stored news an
+    analysis of that day reads (:func:`news_window`, newest first): ``{"instrument",
+    "name", "trade_date", "simulated", "analyses": [analysis_dict…], "news":
+    [news_dict…]}``.
+
+    Raises:
+        quant.errors.NotFound: no such instrument, or no analysis of it (on ``trade_date``).
+        quant.errors.ValidationError: an ambiguous bare ticker (field ``instrument``), a day
+            out of range (field ``date``).
+    """
+    with session_scope() as session:
+        ident, name = resolve_instrument(session, instrument)
+        day = trade_date or latest_analysis_date(session, instrument_id=ident)
+        rows = [] if day is None else list_analyses(session, day, instrument_id=ident)
+        if day is None or not rows:
+            when = f" on {trade_date.isoformat()}" if trade_date is not None else ""
+            raise NotFound(f"no analysis of {name} is stored{when}")
+        try:
+            since, until = news_window(day)
+        except OverflowError:
+            raise ValidationError(
+                f"date {day.isoformat()} is out of range", field="date", value=day.isoformat()
+            ) from None
+        news = news_for(session, ident, since=since, until=until)
+        mentions = news_mentions(session, [n.id for n in news])
+        company = rows[0][1]
+        return {
+            "instrument": name,
+            "name": company.name,
+            "trade_date": day.isoformat(),
+            "simulated": company.source == SIMULATED_SOURCE,
+            "analyses": [analysis_dict(a, i) for a, i in rows],
+            "news": [news_dict(n, mentions.get(n.id, [])) for n in news],
+        }
+
+
+def stored_news(
+    day: dt.date | None = None, *, limit: int = 100, field: str = "date"
+) -> dict[str, Any]:
+    """The news items stored for the calendar day ``day`` in ``QUANTBEAT_TIMEZONE`` (by
+    publication time; an undated item by when it was stored), newest first, at most
+    ``limit`` — default day: that of the newest item. ``{"date" (None when no news is
+    stored), "simulated" (any item is), "items": [news_dict…]}``.
+
+    Raises:
+        quant.errors.ValidationError: a day out of range (the error names ``field``).
+    """
+    settings = get_settings()
+    with session_scope() as session:
+        if day is None:
+            newest = latest_news_time(session)
+            if newest is None:
+                return {"date": None, "simulated": False, "items": []}
+            day = newest.astimezone(ZoneInfo(settings.timezone)).date()
+        since, until = _day_bounds(day, settings, field)
+        found = list_news(session, since=since, until=until, limit=limit)
+        mentions = news_mentions(session, [n.id for n in found])
+        items = [news_dict(n, mentions.get(n.id, [])) for n in found]
+    return {
+        "date": day.isoformat(),
+        "simulated": any(item["simulated"] for item in items),
+        "items": items,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 from quant.errors import ValidationError
@@ -31,6 +32,31 @@ def parse_date(value: object, *, field: str) -> dt.date:
         raise ValidationError(
             f"{field} must be an ISO date (YYYY-MM-DD), got {value!r}", field=field, value=value
         ) from None
+
+
+def parse_param_pairs(values: list[str] | None, *, field: str = "--param") -> dict[str, object]:
+    """``NAME=VALUE`` items (indicator parameters: ``quantbeat indicators get --param``, the
+    API's ``param`` query) → a dict; integers and floats are parsed, the rest stay text.
+
+    Raises:
+        quant.errors.ValidationError: an item without ``=`` or a name (names ``field``).
+    """
+    out: dict[str, object] = {}
+    for item in values or []:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise ValidationError(
+                f"{field} must look like NAME=VALUE, got {item!r}", field=field, value=item
+            )
+        text = raw.strip()
+        value: object = text
+        try:
+            value = int(text)
+        except ValueError:
+            with contextlib.suppress(ValueError):
+                value = float(text)
+        out[name.strip()] = value
+    return out
 
 
 def parse_trade_date(value: object, *, field: str = "trade_date") -> dt.date:

@@ -1,4 +1,5 @@
-"""The dead-letter queue: what ``quantbeat dlq list|show|replay|purge`` does.
+"""The dead-letter queue: what ``quantbeat dlq list|show|replay|purge`` and the API's
+``/dead-letters`` do.
 
 Dead letters (table ``dead_letters``) are written by the base task class
 (:mod:`workers.base`: retries exhausted, validation and permanent errors, time-outs, poisoned
@@ -38,7 +39,7 @@ from db.jobs import (
     purge_dead_letters,
 )
 from db.models import DeadLetter
-from quant.errors import ValidationError
+from quant.errors import NotFound, PermanentError, ValidationError
 from quantbeat.infra.masking import MASK
 from workers.app import app as worker_app
 
@@ -101,7 +102,7 @@ def show_letter(letter_id: int) -> dict[str, Any]:
     """Every column of the dead letter ``letter_id`` (:func:`letter_detail`).
 
     Raises:
-        quant.errors.ValidationError: there is no such letter (the message names the id).
+        quant.errors.NotFound: there is no such letter (the message names the id).
     """
     with session_scope() as session:
         return letter_detail(get_letter(session, letter_id))
@@ -111,11 +112,11 @@ def get_letter(session: Session, letter_id: int, *, for_update: bool = False) ->
     """The dead letter ``letter_id``, in the caller's ``session``.
 
     Raises:
-        quant.errors.ValidationError: there is no such letter (the message names the id).
+        quant.errors.NotFound: there is no such letter (the message names the id).
     """
     letter = get_dead_letter(session, letter_id, for_update=for_update)
     if letter is None:
-        raise ValidationError(f"no dead letter with id {letter_id}", field="ID", value=letter_id)
+        raise NotFound(f"no dead letter with id {letter_id}")
     return letter
 
 
@@ -203,8 +204,8 @@ def replay(
 
     Raises:
         quant.errors.ValidationError: no selection was given, or both ids and ``replay_all``;
-            an id does not exist; an explicit letter cannot be replayed (the message names
-            each letter and why).
+            an explicit letter cannot be replayed (the message names each letter and why).
+        quant.errors.NotFound: an id does not exist.
     """
     if ids and replay_all:
         raise ValidationError("give dead letter IDs or --all, not both", field="--all")
@@ -244,12 +245,31 @@ def _replay(
         if plan.refused or dry_run:
             done.append(plan)
             continue
-        result = app.send_task(plan.task_name, args=plan.args, kwargs=plan.kwargs)
-        mark_replayed(session, plan.letter_id, task_id=result.id, replayed_at=_utcnow())
-        done.append(
-            Replay(plan.letter_id, plan.task_name, plan.args, plan.kwargs, task_id=result.id)
-        )
+        done.append(_send(session, app, plan))
     return done
+
+
+def _send(session: Session, app: Any, plan: Replay) -> Replay:
+    result = app.send_task(plan.task_name, args=plan.args, kwargs=plan.kwargs)
+    mark_replayed(session, plan.letter_id, task_id=result.id, replayed_at=_utcnow())
+    return Replay(plan.letter_id, plan.task_name, plan.args, plan.kwargs, task_id=result.id)
+
+
+def replay_letter(letter_id: int, *, app: Any = None) -> Replay:
+    """Re-send the task of dead letter ``letter_id`` (as :func:`replay` does for one id) and
+    return the replay with its new task id.
+
+    Raises:
+        quant.errors.NotFound: there is no such letter.
+        quant.errors.PermanentError: the letter cannot be replayed (the message says why:
+            see :func:`replay_problem`); nothing was sent.
+    """
+    with session_scope() as session:
+        registry = app or worker_app_with_tasks()
+        plan = _plan(get_letter(session, letter_id, for_update=True), registry.tasks)
+        if plan.refused:
+            raise PermanentError(plan.refused)
+        return _send(session, registry, plan)
 
 
 def _plan(letter: DeadLetter, registered: Any) -> Replay:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from db.engine import session_scope
 from db.store import stored_bar_starts, stored_dates
@@ -82,6 +83,35 @@ def krx_gaps(
     )
 
 
+def krx_gaps_dict(report: KrxGaps, *, limit: int = 30) -> dict[str, Any]:
+    """``report`` JSON-ready, as ``quantbeat data gaps`` prints it: the window, sessions,
+    listed instruments, how many gaps and missing instrument-sessions, the listed instruments
+    without a row in the window (``empty``: count and the first ten), and the first ``limit``
+    gaps (by market, ticker, first missing session)."""
+    return {
+        "dataset": report.dataset.name,
+        "markets": [m.value for m in report.markets],
+        "start": report.start.isoformat(),
+        "end": report.end.isoformat(),
+        "sessions": len(report.sessions),
+        "listed": report.listed,
+        "gap_count": len(report.gaps),
+        "missing": report.missing,
+        "empty": len(report.empty),
+        "empty_examples": [f"{m}:{t}" for m, t in report.empty[:10]],
+        "gaps": [_gap_dict(g) for g in report.gaps[:limit]],
+    }
+
+
+def _gap_dict(gap: Gap) -> dict[str, Any]:
+    return {
+        "instrument": f"{gap.market}:{gap.ticker}",
+        "first": gap.first.isoformat(),
+        "last": gap.last.isoformat(),
+        "missing": gap.sessions,
+    }
+
+
 def backfill_krx_gaps(report: KrxGaps, *, market: Market | None = None) -> int:
     """Queue the ``quantbeat.collect.daily_range`` tasks that fill ``report``'s gaps (the
     fewest covering session ranges, split by :func:`quantbeat.services.backfill.plan_backfill`)
@@ -142,6 +172,23 @@ def crypto_gaps(interval: str, start: dt.datetime, end: dt.datetime) -> CryptoGa
         listed=len(stored),
         gaps=find_gaps(stored, points),
     )
+
+
+def crypto_gaps_dict(report: CryptoGaps, *, limit: int = 30) -> dict[str, Any]:
+    """``report`` JSON-ready, as ``quantbeat data gaps --dataset crypto-<interval>`` prints
+    it: the window (bar starts, UTC), expected bars, listed markets, how many gaps and
+    missing bars, and the first ``limit`` gaps (``missing`` counts bars)."""
+    return {
+        "dataset": f"crypto-{report.interval}",
+        "interval": report.interval,
+        "start": report.start.isoformat(),
+        "end": report.end.isoformat(),
+        "bars": len(report.points),
+        "listed": report.listed,
+        "gap_count": len(report.gaps),
+        "missing": report.missing,
+        "gaps": [_gap_dict(g) for g in report.gaps[:limit]],
+    }
 
 
 def crypto_window(

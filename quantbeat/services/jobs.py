@@ -1,4 +1,4 @@
-"""Job history: what ``quantbeat jobs list|show`` reads.
+"""Job history: what ``quantbeat jobs list|show`` and the API's ``/jobs`` read.
 
 Every task execution is recorded in ``job_runs`` by the base task class
 (:mod:`workers.base`): its arguments (masked), attempts, retries, worker, queue, timings, error
@@ -14,16 +14,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from db.engine import session_scope
-from db.jobs import find_job_run, list_attempts, list_job_runs
+from db.jobs import (
+    dead_letter_counts,
+    find_job_run,
+    job_state_counts,
+    list_attempts,
+    list_job_runs,
+)
 from db.models import JOB_STATES, JobAttempt, JobRun
-from quant.errors import ValidationError
+from db.store import as_utc
+from quant.errors import NotFound, ValidationError
 
 #: Job states ``jobs list --failed`` shows: the executions that ended in failure.
 FAILED_STATES: tuple[str, ...] = ("failed", "timed_out", "lost")
 
 
 def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.astimezone(dt.UTC).isoformat()
+    return None if value is None else as_utc(value).astimezone(dt.UTC).isoformat()
 
 
 def job_dict(run: JobRun) -> dict[str, Any]:
@@ -115,20 +122,71 @@ def list_jobs(
         return [job_dict(run) for run in runs]
 
 
+#: A key of the job listing's order: ``(started_at, row id)`` of a run.
+JobKey = tuple[dt.datetime, int]
+
+
+def page_jobs(
+    *,
+    states: Sequence[str] = (),
+    tasks: Sequence[str] | None = None,
+    limit: int = 50,
+    after: JobKey | None = None,
+) -> tuple[list[dict[str, Any]], JobKey | None]:
+    """One page of job runs (:func:`job_dict` rows) in the order of :func:`list_jobs` (most
+    recently started first; ties by highest row id): those after the key ``after`` (the key
+    the previous page returned; ``None``: from the start), at most ``limit``. Returns the rows
+    and the key to ask the next page with (``None`` on the last page).
+
+    A run retried meanwhile moves towards the front (its ``started_at`` is its latest
+    execution's, which only moves forward), so a page never repeats a run an earlier page
+    listed; such a run is missed by the later pages instead, and shows on a fresh listing.
+
+    Raises:
+        quant.errors.ValidationError: a bad state, or ``limit`` below 1.
+    """
+    chosen = selected_states(states)
+    if limit < 1:
+        raise ValidationError(f"limit must be at least 1, got {limit}", field="limit", value=limit)
+    with session_scope() as session:
+        runs = list_job_runs(
+            session, states=chosen, task_patterns=tasks, limit=limit + 1, before=after
+        )
+        more = len(runs) > limit
+        runs = runs[:limit]
+        rows = [job_dict(run) for run in runs]
+        key = (as_utc(runs[-1].started_at), runs[-1].id) if more else None
+    return rows, key
+
+
+def jobs_summary(since: dt.datetime) -> dict[str, Any]:
+    """Counts for a status page: ``{"since", "states": {state: runs started since}, "total",
+    "failed" (in :data:`FAILED_STATES`), "dead_letters": {"total", "not_replayed",
+    "since"}}`` (``since``: aware)."""
+    with session_scope() as session:
+        states = job_state_counts(session, since=since)
+        letters = dead_letter_counts(session, since=since)
+    return {
+        "since": since.astimezone(dt.UTC).isoformat(),
+        "states": dict(sorted(states.items())),
+        "total": sum(states.values()),
+        "failed": sum(n for s, n in states.items() if s in FAILED_STATES),
+        "dead_letters": letters,
+    }
+
+
 def get_job(ident: str) -> dict[str, Any]:
     """The job run whose row id or Celery task id is ``ident``, as a :func:`job_dict` row
     plus ``executions``: every recorded execution (:func:`attempt_dict`), first first — the
     one that produced the result stays listed after later (e.g. skipped) deliveries.
 
     Raises:
-        quant.errors.ValidationError: no such job run (the message names ``ident``).
+        quant.errors.NotFound: no such job run (the message names ``ident``).
     """
     with session_scope() as session:
         run = find_job_run(session, ident.strip())
         if run is None:
-            raise ValidationError(
-                f"no job run with row id or task id {ident!r}", field="ID", value=ident
-            )
+            raise NotFound(f"no job run with row id or task id {ident!r}")
         return {
             **job_dict(run),
             "executions": [attempt_dict(a) for a in list_attempts(session, run.task_id)],

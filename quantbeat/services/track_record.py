@@ -40,6 +40,7 @@ from db.snapshots import snapshot_bars
 from db.store import UpsertCounts
 from quant.errors import ValidationError
 from quant.kpi import GROUPS, Record, summarize
+from quant.market.types import SIMULATED_SOURCE
 from quant.outcomes import (
     DEFAULT_RULES,
     FINISHED,
@@ -58,8 +59,6 @@ CHUNK_INSTRUMENTS = 600
 #: Calendar days of bars read before a VCP signal: its 50-session SMA and volume mean need 50
 #: sessions (about 72 calendar days; holidays and halts included with room).
 HISTORY_DAYS = 110
-#: The source of the simulated market's instruments (their track record is labelled so).
-SIMULATED_SOURCE = "simulated"
 
 
 def current_versions(rules: Rules = DEFAULT_RULES) -> dict[str, str]:

@@ -18,6 +18,7 @@ MODULES = (
     "backtests",
     "indicators",
     "analyses",
+    "data",
     "admin",
     "health",
 )

@@ -10,7 +10,7 @@ from annotated_types import Ge, Le
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict
 
-from quantbeat.api.pagination import MAX_CURSOR, MAX_ID, date_id_key, encode_cursor
+from quantbeat.api.cursors import MAX_CURSOR, MAX_ID, date_id_key, encode_cursor
 from quantbeat.api.params import DIGITS, IsoDate
 from quantbeat.api.problems import problem_responses
 from quantbeat.api.security import Reader
