@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from db.models import DailyCandle, Instrument, InvestorFlow, ScanRun, Signal
 from db.store import UpsertCounts, upsert_rows
+from quant.errors import NotFound
 
 #: Flow columns as stored (see :class:`db.models.InvestorFlow`).
 FLOW_COLUMNS: tuple[str, ...] = (
@@ -86,6 +87,26 @@ def add_chunk_result(
         values["chunks_failed"] = ScanRun.chunks_failed + 1
         values["error"] = func.coalesce(ScanRun.error, chunk_error[:2000])
     session.execute(update(ScanRun).where(ScanRun.id == run_id).values(**values))
+
+
+def get_run(session: Session, run_id: int) -> ScanRun:
+    """The scan run ``run_id``.
+
+    Raises:
+        quant.errors.NotFound: no such run.
+    """
+    run = session.get(ScanRun, run_id)
+    if run is None:
+        raise NotFound(f"no scan run {run_id}")
+    return run
+
+
+def list_runs(session: Session, *, strategy: str | None = None, limit: int = 20) -> list[ScanRun]:
+    """The newest scan runs first (by start), optionally of one strategy."""
+    query = select(ScanRun).order_by(ScanRun.started_at.desc(), ScanRun.id.desc()).limit(limit)
+    if strategy is not None:
+        query = query.where(ScanRun.strategy == strategy)
+    return list(session.execute(query).scalars())
 
 
 def run_state(session: Session, run_id: int) -> str | None:

@@ -8,6 +8,7 @@ not even ``updated_at`` moves. Works on PostgreSQL and SQLite.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -579,6 +580,32 @@ def storable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [storable(v) for v in value]
     return value
+
+
+def unstorable_at(value: Any, path: str = "") -> str | None:
+    """Where in ``value`` the first item is that PostgreSQL cannot store in a text or JSON
+    column: a string holding NUL or a lone surrogate (dict keys included, at any depth) or a
+    NaN or infinite float (JSON has none). A dotted path under ``path`` (list items by
+    index: ``instruments.3``; a bad key: the mapping's own path); ``None`` when everything
+    can be stored."""
+    if isinstance(value, str):
+        return path if _UNSTORABLE.search(value) else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and _UNSTORABLE.search(key):
+                return path  # the key itself: the mapping holding it is named
+            found = unstorable_at(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = unstorable_at(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
 
 
 def as_utc(value: dt.datetime) -> dt.datetime:

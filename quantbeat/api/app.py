@@ -36,6 +36,7 @@ VERSION = "1.0.0"
 _TAGS = [
     {"name": "market", "description": "Market Gate and sector strength"},
     {"name": "signals", "description": "Scan signals, their outcomes and snapshot prices"},
+    {"name": "scans", "description": "Universe scan runs: state, counts, progress (SSE)"},
     {"name": "closing-bet", "description": "The closing bet (종가베팅): preliminary and final"},
     {"name": "track-record", "description": "KPIs of every signal followed"},
     {"name": "portfolios", "description": "Paper portfolios, positions and equity"},

@@ -95,7 +95,8 @@ class RequestContext:
 class ConditionalGet:
     """On successful GETs of JSON under ``prefix``: a strong ``ETag`` (SHA-256 of the body,
     before compression), ``304 Not Modified`` when ``If-None-Match`` names it, and
-    ``Cache-Control: private, max-age=<max_age>`` (private: answers depend on the key)."""
+    ``Cache-Control: private, max-age=<max_age>`` (private: answers depend on the key)
+    unless the route set a ``Cache-Control`` of its own."""
 
     def __init__(self, app: ASGIApp, *, prefix: str, max_age: int) -> None:
         self.app = app
@@ -133,12 +134,17 @@ class ConditionalGet:
             assert start is not None
             body = b"".join(chunks)
             etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+            given = list(start.get("headers", ()))
+            # A route that says how its answer may be cached (e.g. ``no-cache`` for a run's
+            # live state) keeps its own Cache-Control.
+            own = [v for k, v in given if k == b"cache-control"]
             headers = [
-                (k, v)
-                for k, v in start.get("headers", ())
-                if k not in (b"etag", b"cache-control", b"content-length")
+                (k, v) for k, v in given if k not in (b"etag", b"cache-control", b"content-length")
             ]
-            headers += [(b"etag", etag.encode()), (b"cache-control", self.cache_control)]
+            headers += [
+                (b"etag", etag.encode()),
+                (b"cache-control", own[0] if own else self.cache_control),
+            ]
             if _matches(_header(scope, b"if-none-match"), etag):
                 await send({"type": "http.response.start", "status": 304, "headers": headers})
                 await send({"type": "http.response.body", "body": b""})

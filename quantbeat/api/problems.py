@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from quant.errors import (
     ConfigError,
@@ -150,11 +151,11 @@ def install(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no resource at {request.url.path}"
-        elif exc.status_code == 405:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
-        return problem_response(
-            request, exc.status_code, detail, headers=dict(exc.headers or {}) or None
-        )
+            headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
+        return problem_response(request, exc.status_code, detail, headers=headers or None)
 
     @app.exception_handler(ApiProblem)
     async def _problem(request: Request, exc: ApiProblem) -> JSONResponse:
@@ -180,6 +181,22 @@ def install(app: FastAPI) -> None:
             "the server failed to answer this request; quote the request id to the operator",
             slug="internal-error",
         )
+
+
+_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the OpenAPI document lists at the request's path, for ``Allow`` (a path
+    served by several routes, one per method, is one resource: Starlette's own 405 names
+    only the first route's methods); ``""`` for a path it does not list."""
+    path = request.url.path
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        regex, _, _ = compile_path(template)
+        if regex.match(path):
+            methods |= {m.upper() for m in operations if m in _METHODS}
+    return ", ".join(sorted(methods))
 
 
 def quantbeat_problem(request: Request, exc: QuantbeatError) -> JSONResponse:

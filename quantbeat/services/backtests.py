@@ -21,19 +21,20 @@ import io
 import json
 import math
 import os
+import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import numpy as np
 import redis
 import structlog
 from billiard.exceptions import SoftTimeLimitExceeded
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic import ValidationError as PydanticError
 
 from db.backtests import (
@@ -57,13 +58,14 @@ from db.heartbeats import worker_dead_reason
 from db.jobs import end_if_still_started, get_job_run
 from db.outbox import add_message
 from db.scans import data_version, load_flows
+from db.store import as_utc, unstorable_at
 from quant.backtest.engine import Market, simulate
 from quant.backtest.memory import MemoryEstimate, estimate_backtest_bytes, human_bytes, max_sessions
 from quant.backtest.metrics import compute_metrics
 from quant.backtest.strategies import Strategy
 from quant.backtest.strategies import get as get_strategy
 from quant.backtest.trade_kpis import trade_kpis
-from quant.errors import ConfigError, NotFound, QuantbeatError, ValidationError
+from quant.errors import ConfigError, NotFound, PermanentError, QuantbeatError, ValidationError
 from quant.indicators import Candles
 from quant.market.types import KRX_MARKETS
 from quantbeat.infra.forkstate import after_fork
@@ -92,6 +94,8 @@ MAX_INSTRUMENTS = 5_000
 LOAD_CHUNK = 250
 #: The task that executes a run.
 TASK_NAME = "quantbeat.backtest.run"
+#: The earliest ``start`` a spec may give (its warm-up reaches :data:`WARMUP_DAYS` before).
+EARLIEST_START = dt.date(1900, 1, 1)
 
 
 class BacktestSpec(BaseModel):
@@ -105,16 +109,30 @@ class BacktestSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    strategy: str
-    instruments: list[str] = Field(min_length=1, max_length=MAX_INSTRUMENTS)
-    start: dt.date
+    strategy: str = Field(max_length=64)
+    instruments: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=MAX_INSTRUMENTS
+    )
+    start: dt.date = Field(ge=EARLIEST_START)
     end: dt.date
-    initial_cash: float = Field(default=100_000_000.0, gt=0)
+    initial_cash: float = Field(default=100_000_000.0, gt=0, allow_inf_nan=False)
     params: dict[str, Any] = Field(default_factory=dict)
     execution: dict[str, Any] = Field(default_factory=dict)
     soft_time_limit: int | None = Field(default=None, ge=1)
     time_limit: int | None = Field(default=None, ge=2)
     label: str | None = Field(default=None, max_length=200)
+
+    @field_validator("strategy", "instruments", "params", "execution", "label")
+    @classmethod
+    def _storable(cls, value: Any, info: ValidationInfo) -> Any:
+        """Everything in the spec can be stored (PostgreSQL refuses NUL, lone surrogates and
+        non-finite numbers in JSON)."""
+        where = unstorable_at(value, info.field_name or "")
+        if where is not None:
+            raise ValueError(
+                f"{where} holds a NUL character, a lone surrogate or a non-finite number"
+            )
+        return value
 
 
 def parse_spec(data: Mapping[str, Any] | BacktestSpec) -> BacktestSpec:
@@ -130,8 +148,10 @@ def parse_spec(data: Mapping[str, Any] | BacktestSpec) -> BacktestSpec:
     except PydanticError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "spec"
+        shown = repr(first.get("input"))
+        shown = shown if len(shown) <= 200 else f"{shown[:200]}…"
         raise ValidationError(
-            f"backtest spec field {where}: {first['msg']} (got {first.get('input')!r})",
+            f"backtest spec field {where}: {first['msg']} (got {shown})",
             field=where,
             value=first.get("input"),
         ) from None
@@ -168,7 +188,13 @@ def validate_spec(
     parsed = parse_spec(spec)
     strategy = get_strategy(parsed.strategy)
     strategy.params(parsed.params)
-    strategy.execution_with(parsed.execution)
+    try:
+        strategy.execution_with(parsed.execution)
+    except ValidationError as exc:  # the engine names the setting alone: say where it is
+        field = exc.field or "execution"
+        if not field.startswith("execution"):
+            field = f"execution.{field}"
+        raise ValidationError(str(exc), field=field, value=exc.value) from None
     today = today or dt.date.today()
     if parsed.start >= parsed.end:
         raise ValidationError(
@@ -201,6 +227,8 @@ def validate_spec(
             except NotFound:
                 unknown.append(name)
                 continue
+            except ValidationError as exc:  # a bare ticker on several markets
+                raise ValidationError(str(exc), field="instruments", value=name) from None
             if ident not in seen:
                 seen.add(ident)
                 resolved.append((ident, full))
@@ -385,7 +413,14 @@ def submit_backtest(
         quant.errors.ValidationError: the spec is invalid (nothing is recorded or enqueued).
         sqlalchemy errors: the database is unreachable (nothing is recorded or enqueued).
     """
-    resolved = validate_spec(spec)
+    return _submit(validate_spec(spec), origin=origin, app=app, run_id=run_id)[0]
+
+
+def _submit(
+    resolved: ResolvedSpec, *, origin: str, app: Any, run_id: str | None
+) -> tuple[str, bool]:
+    """:func:`submit_backtest` of a validated spec: ``(run_id, created)`` (``created``
+    ``False``: a run of that id was recorded before, and nothing new was)."""
     run_id = run_id or uuid.uuid4().hex
     task_id = f"backtest-{run_id}"
     with session_scope() as session:
@@ -422,7 +457,61 @@ def submit_backtest(
     log.info("backtest.submitted", run_id=run_id, strategy=resolved.spec.strategy,
              instruments=len(resolved.instruments), created=created,
              published=bool(sent["published"]), waiting=bool(sent["failed"]))  # fmt: skip
-    return run_id
+    return run_id, created
+
+
+#: Characters an idempotency key may hold (printable ASCII, no spaces), 1 to 200 of them.
+IDEMPOTENCY_KEY = re.compile(r"^[!-~]{1,200}$")
+
+
+def idempotent_run_id(owner: str, key: str) -> str:
+    """The run id an idempotency ``key`` of ``owner`` (who submits: e.g. an API key's id)
+    stands for: a UUID5 hex, the same for every submission with that owner and key, and
+    different for different owners."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"quantbeat.backtest.idempotency|{owner}|{key}").hex
+
+
+def submit_idempotent(
+    spec: Mapping[str, Any] | BacktestSpec,
+    *,
+    key: str,
+    owner: str,
+    origin: str = "api",
+    app: Any = None,
+) -> tuple[str, bool]:
+    """:func:`submit_backtest` under a client's idempotency ``key``: the first submission
+    records and enqueues the run (id :func:`idempotent_run_id`), every later one with the
+    same ``owner``, key and spec returns the same run id and records or sends nothing again.
+    Returns ``(run_id, created)``.
+
+    Raises:
+        quant.errors.ValidationError: the spec is invalid; ``key`` is not 1–200 printable
+            ASCII characters (field ``idempotency_key``); or the key was used before with a
+            different spec (field ``idempotency_key``: nothing is recorded or enqueued).
+    """
+    if not isinstance(key, str) or not IDEMPOTENCY_KEY.match(key):
+        shown = repr(key)[:80]
+        raise ValidationError(
+            f"idempotency key must be 1 to 200 printable ASCII characters without spaces, "
+            f"got {shown}",
+            field="idempotency_key",
+            value=key if isinstance(key, str) and len(key) <= 200 else None,
+        )
+    resolved = validate_spec(spec)
+    run_id, created = _submit(
+        resolved, origin=origin, app=app, run_id=idempotent_run_id(owner, key)
+    )
+    if not created:
+        with session_scope() as session:
+            stored = dict(get_run(session, run_id).spec or {})
+        if stored != resolved.as_json():
+            raise ValidationError(
+                f"idempotency key {key!r} was used before for backtest {run_id} with a "
+                "different spec; use a new key for a new backtest",
+                field="idempotency_key",
+                value=key,
+            )
+    return run_id, created
 
 
 def _mirror(run_id: str, fields: Mapping[str, Any]) -> None:
@@ -588,9 +677,9 @@ def status(run_id: str) -> dict[str, Any]:
             "attempts": run.attempts,
             "done": run.done,
             "total": run.total,
-            "submitted_at": run.submitted_at.isoformat() if run.submitted_at else None,
-            "started_at": run.started_at.isoformat() if run.started_at else None,
-            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "submitted_at": as_utc(run.submitted_at).isoformat() if run.submitted_at else None,
+            "started_at": as_utc(run.started_at).isoformat() if run.started_at else None,
+            "finished_at": as_utc(run.finished_at).isoformat() if run.finished_at else None,
             "duration_ms": run.duration_ms,
             "error": run.error,
             "metrics": run.metrics,
@@ -598,7 +687,7 @@ def status(run_id: str) -> dict[str, Any]:
             "data_version": run.data_version,
             "label": (run.spec or {}).get("label"),
         }
-    live = state_store().read(run_id) if row["state"] not in FINAL_STATES else {}
+    live = _live(run_id) if row["state"] not in FINAL_STATES else {}
     progress = 1.0 if row["state"] == "completed" else 0.0
     eta: float | None = 0.0 if row["state"] in FINAL_STATES else None
     phase = row["state"]
@@ -615,6 +704,48 @@ def status(run_id: str) -> dict[str, Any]:
     return row
 
 
+def _live(run_id: str) -> dict[str, str]:
+    """The run's live state, ``{}`` when the store cannot be read (logged): PostgreSQL is
+    the authority, the live state only adds progress and ETA."""
+    try:
+        return state_store().read(run_id)
+    except Exception as exc:
+        log.warning("backtest.live_state_unreadable", run_id=run_id,
+                    error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+        return {}
+
+
+def live_progress(run_id: str, *, confirm: bool = False) -> dict[str, Any]:
+    """The run's ``{"state", "progress", "eta_seconds"}`` (``progress`` a fraction 0–1,
+    ``eta_seconds`` ``None`` while unknown) for a watcher polling it often: read from the
+    live state alone (Redis, no database work) while that says the run is ``queued`` or
+    ``running``; from PostgreSQL (:func:`status`) when the live state is missing (expired,
+    lost, unreadable), says the run has ended, or ``confirm`` asks for the authority.
+
+    Raises:
+        quant.errors.NotFound: no such run (only when PostgreSQL is read).
+    """
+    live = {} if confirm else _live(run_id)
+    if live.get("state") in ("queued", "running"):
+        eta = _number(live.get("eta"))
+        return {
+            "state": live["state"],
+            "progress": round(min(max(_number(live.get("progress")) or 0.0, 0.0), 1.0), 4),
+            "eta_seconds": None if eta is None else round(max(eta, 0.0), 1),
+        }
+    row = status(run_id)
+    return {k: row[k] for k in ("state", "progress", "eta_seconds")}
+
+
+def _number(text: str | None) -> float | None:
+    """A live-state figure as a finite float, ``None`` when absent or not one."""
+    try:
+        number = float(text) if text is not None else math.nan
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def list_backtests(
     *, limit: int = 20, state: str | None = None, strategy: str | None = None
 ) -> list[dict[str, Any]]:
@@ -627,7 +758,7 @@ def list_backtests(
                 "strategy": r.strategy,
                 "state": r.state,
                 "instruments": f"{r.done}/{r.total}",
-                "submitted_at": r.submitted_at.isoformat() if r.submitted_at else None,
+                "submitted_at": as_utc(r.submitted_at).isoformat() if r.submitted_at else None,
                 "total_return": (r.metrics or {}).get("total_return"),
                 "sharpe": (r.metrics or {}).get("sharpe"),
                 "trades": (r.metrics or {}).get("trades"),
@@ -1154,8 +1285,12 @@ def report_data(run_id: str) -> Any:
         trades = load_trades(session, run_id)
         curve = load_equity(session, run_id)
     instruments = spec.get("instruments", [])
+    try:
+        strategy_title = get_strategy(spec["strategy"]).title
+    except ValidationError:  # a strategy no longer registered: its stored name says enough
+        strategy_title = str(spec["strategy"])
     title = (
-        f"{get_strategy(spec['strategy']).title} — "
+        f"{strategy_title} — "
         f"{instruments[0] if len(instruments) == 1 else f'{len(instruments)} instruments'} — "
         f"{spec['start']} … {spec['end']}"
     )
@@ -1203,24 +1338,17 @@ def write_report(
         quantbeat.services.export.ExportError: the upload failed (a ``ConfigError``,
             ``TransientError`` or ``PermanentError`` by cause, see that class).
     """
-    from quant.backtest.report import (  # noqa: PLC0415 (matplotlib: reports only)
-        render_html,
-        render_png,
-    )
-
     settings = get_settings()
     target = _export_target(export, settings.backtest_export_url, settings.s3_endpoint_url)
     data = report_data(run_id)
+    html = _render_html(data)
+    png_bytes = _render_png(data) if png else None
     target_dir = directory or settings.reports_path
     target_dir.mkdir(parents=True, exist_ok=True)
-    html = render_html(data)
-    html_path = target_dir / f"backtest-{run_id}.html"
-    html_path.write_text(html, encoding="utf-8")
-    png_bytes = render_png(data) if png else None
+    html_path = _write_atomic(target_dir / f"backtest-{run_id}.html", html.encode("utf-8"))
     png_path = None
     if png_bytes is not None:
-        png_path = target_dir / f"backtest-{run_id}.png"
-        png_path.write_bytes(png_bytes)
+        png_path = _write_atomic(target_dir / f"backtest-{run_id}.png", png_bytes)
     exported: list[str] = []
     if target is not None:
         artifacts = artifacts_for(
@@ -1228,6 +1356,109 @@ def write_report(
         )
         exported = export_artifacts(run_id, artifacts, target)
     return ReportFiles(html_path, png_path, exported)
+
+
+def _render_html(data: Any) -> str:
+    """The self-contained HTML report of ``data`` (a ``ReportData``)."""
+    from quant.backtest.report import render_html  # noqa: PLC0415 (matplotlib: reports only)
+
+    return render_html(data)
+
+
+def _render_png(data: Any) -> bytes:
+    """The PNG chart of ``data`` (a ``ReportData``)."""
+    from quant.backtest.report import render_png  # noqa: PLC0415 (matplotlib: reports only)
+
+    return render_png(data)
+
+
+def _write_atomic(path: Path, content: bytes) -> Path:
+    """Write ``content`` to ``path`` through a temporary file renamed over it: a reader (a
+    concurrent request for the same report) sees the whole file or none."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        temporary.write_bytes(content)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+class RunNotFinished(PermanentError):
+    """A completed run's artifact was asked of a run that has not completed: still queued
+    or running (not finished yet), or ended failed, cancelled or timed out (no result)."""
+
+
+@dataclass(frozen=True)
+class ReportFile:
+    """One report artifact: its bytes, media type and a file name for it."""
+
+    content: bytes
+    media_type: str
+    filename: str
+
+
+#: The formats :func:`report_file` serves, with their media types.
+REPORT_FORMATS: Mapping[str, str] = {
+    "html": "text/html; charset=utf-8",
+    "png": "image/png",
+    "csv": "text/csv; charset=utf-8",
+}
+#: The tables the ``csv`` format serves.
+CSV_TABLES = ("trades", "equity")
+
+
+def report_file(run_id: str, fmt: str = "html", *, table: str = "trades") -> ReportFile:
+    """A completed run's report as ``fmt``: ``html`` or ``png``, the files
+    :func:`write_report` writes into the report directory (rendered and written there now,
+    without any export, when missing: a completed run's result never changes); ``csv``, its
+    trades (``table="trades"``, the columns of the exported ``trades.csv``) or its daily
+    equity (``table="equity"``), from PostgreSQL.
+
+    Raises:
+        quant.errors.ValidationError: an unknown ``fmt`` (field ``format``) or ``table``
+            (field ``table``).
+        quant.errors.NotFound: no such run.
+        RunNotFinished: the run is queued or running (not finished yet), or ended without
+            a result (failed, cancelled, timed out).
+    """
+    if fmt not in REPORT_FORMATS:
+        raise ValidationError(
+            f"report format must be one of {', '.join(REPORT_FORMATS)}, got {fmt!r}",
+            field="format",
+            value=fmt,
+        )
+    if table not in CSV_TABLES:
+        raise ValidationError(
+            f"report table must be one of {', '.join(CSV_TABLES)}, got {table!r}",
+            field="table",
+            value=table,
+        )
+    with session_scope() as session:
+        state = get_run(session, run_id).state
+    if state not in FINAL_STATES:
+        raise RunNotFinished(
+            f"backtest {run_id} is {state}, not finished yet: its report exists once it has "
+            "completed"
+        )
+    if state != "completed":
+        raise RunNotFinished(f"backtest {run_id} ended {state}: only a completed run has a report")
+    if fmt == "csv":
+        data = report_data(run_id)
+        text = _trades_csv(data.trades) if table == "trades" else _equity_csv(data)
+        return ReportFile(
+            text.encode("utf-8"), REPORT_FORMATS["csv"], f"backtest-{run_id}-{table}.csv"
+        )
+    directory = get_settings().reports_path
+    path = directory / f"backtest-{run_id}.{fmt}"
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        data = report_data(run_id)
+        content = _render_html(data).encode("utf-8") if fmt == "html" else _render_png(data)
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, content)
+    return ReportFile(content, REPORT_FORMATS[fmt], path.name)
 
 
 def _export_target(

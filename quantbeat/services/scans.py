@@ -36,7 +36,10 @@ from db.models import Instrument, Signal
 from db.reference import latest_gate
 from db.scans import add_chunk_result, data_version, load_flows, replace_signals, run_state
 from db.scans import finish_run as record_run_end
+from db.scans import get_run as get_scan_run
+from db.scans import list_runs as list_scan_runs
 from db.scans import start_run as record_run_start
+from db.store import as_utc
 from quant.errors import TransientError, ValidationError
 from quant.indicators import SCAN_BARS, Candles, canonical_params, params_key
 from quant.indicators.candles import COLUMNS
@@ -660,3 +663,84 @@ def finish_run(run_id: int, *, analyze: bool = False) -> dict[str, Any]:
             "coverage": f"{row.scanned}/{row.total}",
             "duration_ms": round(row.duration_ms or 0.0, 1),
         }
+
+
+# --- reading scan runs (the API's /scans) ----------------------------------------------------
+#: States after which a scan run never changes again.
+SCAN_FINAL_STATES = frozenset({"completed", "failed"})
+
+
+def _run_row(run: Any, now: dt.datetime) -> dict[str, Any]:
+    """A scan run as a JSON-friendly dict with its progress (see :func:`scan_run`)."""
+    processed = run.scanned + run.failed
+    if run.state == "completed":
+        fraction = 1.0
+    elif run.total > 0:
+        fraction = min(processed / run.total, 1.0)
+    else:
+        fraction = 0.0
+    started = as_utc(run.started_at)
+    eta: float | None = None
+    if run.state in SCAN_FINAL_STATES:
+        eta = 0.0
+    elif fraction > 0.01:
+        elapsed = max((now - started).total_seconds(), 0.0)
+        eta = round(elapsed * (1 - fraction) / fraction, 1)
+    return {
+        "run_id": int(run.id),
+        "strategy": run.strategy,
+        "trade_date": run.trade_date.isoformat(),
+        "state": run.state,
+        "progress": round(fraction, 4),
+        "eta_seconds": eta,
+        "total": run.total,
+        "scanned": run.scanned,
+        "failed": run.failed,
+        "candidates": run.candidates,
+        "chunks": run.chunks,
+        "chunks_failed": run.chunks_failed,
+        "coverage": f"{run.scanned}/{run.total}",
+        "params": run.params,
+        "data_version": run.data_version,
+        "started_at": started.isoformat(),
+        "finished_at": as_utc(run.finished_at).isoformat() if run.finished_at else None,
+        "duration_ms": None if run.duration_ms is None else round(run.duration_ms, 1),
+        "error": run.error,
+    }
+
+
+def scan_run(run_id: int) -> dict[str, Any]:
+    """Scan run ``run_id``: strategy, day, state (``running``, ``completed``, ``failed``),
+    counts (``total`` instruments in the universe; ``scanned``, ``failed``, ``candidates``;
+    ``chunks``, ``chunks_failed``), times, error, and its progress.
+
+    Scans record no progress of their own: ``progress`` (a fraction 0–1) is the share of
+    the universe the finished chunks evaluated, ``(scanned + failed) / total`` — each chunk
+    adds its counts when it ends — and 1 once the run completed. Instruments without a bar
+    on the day count in neither, so a running scan's progress can stay below 1 until its
+    last chunk ends. ``eta_seconds``: the time left at the pace so far (``None`` below 1 %
+    done, 0 once ended).
+
+    Raises:
+        quant.errors.NotFound: no such run.
+    """
+    with session_scope() as session:
+        return _run_row(get_scan_run(session, run_id), dt.datetime.now(dt.UTC))
+
+
+def scan_runs(*, strategy: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    """The ``limit`` newest scan runs (by start), optionally of one ``strategy`` (a scan
+    strategy name, ``closing-bet`` spelling accepted), as :func:`scan_run` gives them.
+
+    Raises:
+        quant.errors.ValidationError: an unknown strategy (field ``strategy``) or a limit
+            outside 1–500 (field ``limit``).
+    """
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 500:
+        raise ValidationError(
+            f"limit must be an integer from 1 to 500, got {limit!r}", field="limit", value=limit
+        )
+    name = canonical_strategy(strategy) if strategy is not None else None
+    now = dt.datetime.now(dt.UTC)
+    with session_scope() as session:
+        return [_run_row(r, now) for r in list_scan_runs(session, strategy=name, limit=limit)]

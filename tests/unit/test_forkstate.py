@@ -54,6 +54,7 @@ NO_RESET: dict[tuple[str, str], str] = {
     ("db.events", "_after_commit"): "callbacks registered at import (no connection, no state)",
     ("quantbeat.infra.forkstate", "_resets"): "the registry of resets itself",
     ("quantbeat.infra.metrics", "_warned"): "a flag: warn once per process tree",
+    ("quantbeat.api.streams", "_open"): "a count of the event streams this process serves",
     ("quantbeat.services.strategies", "_registry"): "code (strategies), no connection",
     ("workers.base", "_hard_limit_handlers"): "code (handlers), no connection",
     ("workers.base", "_worker_lost_handlers"): "code (handlers), no connection",

@@ -12,6 +12,7 @@ from quantbeat.api.problems import PROBLEM_RESPONSES
 MODULES = (
     "market",
     "signals",
+    "scans",
     "closing",
     "track",
     "portfolios",
