@@ -55,6 +55,8 @@ NO_RESET: dict[tuple[str, str], str] = {
     ("quantbeat.infra.forkstate", "_resets"): "the registry of resets itself",
     ("quantbeat.infra.metrics", "_warned"): "a flag: warn once per process tree",
     ("quantbeat.api.streams", "_open"): "a count of the event streams this process serves",
+    ("quantbeat.services.api_keys", "_cache"): "checked API keys (data, no connection; 5 s)",
+    ("quantbeat.services.api_keys", "_touched"): "when a key's last use was stamped",
     ("quantbeat.services.strategies", "_registry"): "code (strategies), no connection",
     ("workers.base", "_hard_limit_handlers"): "code (handlers), no connection",
     ("workers.base", "_worker_lost_handlers"): "code (handlers), no connection",
