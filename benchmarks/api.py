@@ -58,7 +58,6 @@ ENV = {
     "QUANTBEAT_REDIS_URL": REDIS,
     "QUANTBEAT_CACHE_URL": REDIS,
     "QUANTBEAT_MODE": "distributed",
-    "QUANTBEAT_LOG_LEVEL": "WARNING",
 }
 os.environ.update(ENV)
 

@@ -24,6 +24,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from quantbeat.api import problems
 from quantbeat.api.dashboard import include as include_dashboard
 from quantbeat.api.middleware import ConditionalGet, RequestContext
+from quantbeat.api.readcache import DEFAULT_TTL, ReadCache
 from quantbeat.api.routes import include_all
 from quantbeat.api.security import KeyRateLimiter
 from quantbeat.infra.metrics import exposition_registry
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, *, address: str | None = None) 
     app.state.settings = settings
     app.state.open = settings.api_open_on(listen)
     app.state.limiter = KeyRateLimiter(settings.redis_url)
+    app.state.reads = ReadCache(min(DEFAULT_TTL, float(settings.api_cache_seconds)))
     app.state.health = CachedHealth(lambda: check_health(settings), ttl=5.0)
     problems.install(app)
 
@@ -80,7 +82,8 @@ def create_app(settings: Settings | None = None, *, address: str | None = None) 
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "ETag", "Retry-After", "Location"],
         )
-    app.add_middleware(GZipMiddleware, minimum_size=1000)
+    # Level 6: most of level 9's ratio at a third of its CPU time on JSON.
+    app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=6)
     app.add_middleware(RequestContext, prefix=API_PREFIX)
 
     _service_routes(app)

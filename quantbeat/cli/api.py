@@ -12,7 +12,8 @@ import typer
 from rich.table import Table
 
 from quant.errors import ConfigError, ValidationError
-from quantbeat.cli.common import console
+from quantbeat.cli.common import console, is_embedded
+from quantbeat.infra.logging import configure_logging
 from quantbeat.infra.settings import address_option, get_settings, is_loopback, reset_settings
 from quantbeat.services import api_keys
 
@@ -60,6 +61,10 @@ def api(
     import uvicorn  # noqa: PLC0415 (the API's stack loads only for this command)
 
     settings = get_settings()
+    if not is_embedded():  # embedded, the command's log file is set up already
+        # JSON lines on stderr (one per request, with its request id); stdout carries only
+        # the line saying where the API serves.
+        configure_logging(settings.log_level, json=True)
     address = settings.listen_address("api") if host is None else address_option(host, "--host")
     chosen = settings.api_port if port is None else port
     if not 0 <= chosen <= 65_535:

@@ -7,7 +7,8 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 
 from quantbeat.api.cursors import MAX_CURSOR, MAX_ID, date_id_key, encode_cursor
@@ -160,6 +161,7 @@ class SignalDetail(SignalItem):
     "/signals/latest", response_model=LatestSignals, summary="Each strategy's latest decision"
 )
 def signals_latest(
+    request: Request,
     _: Reader,
     strategy: StrategyQuery = None,
     market: MarketQuery = None,
@@ -172,12 +174,17 @@ def signals_latest(
             json_schema_extra={"enum": list(grade_ladder())},
         ),
     ] = None,
-) -> dict[str, Any]:
+) -> Response:
     """The latest completed scan run of every registered strategy (or ``strategy``), with its
     candidates ranked as the scan ranks them. A strategy without a completed run is listed
-    with ``run_id`` null and no signals."""
-    return latest_signals(
-        strategy=strategy, market=market, min_grade=min_grade, field_prefix="query."
+    with ``run_id`` null and no signals. Answers are reused for up to 2 s (see
+    ``quantbeat.api.readcache``)."""
+    return request.app.state.reads.json(  # type: ignore[no-any-return]
+        ("signals/latest", strategy, market, min_grade),
+        LatestSignals,
+        lambda: latest_signals(
+            strategy=strategy, market=market, min_grade=min_grade, field_prefix="query."
+        ),
     )
 
 
