@@ -21,11 +21,12 @@ from sqlalchemy import func, select
 from db.engine import session_scope
 from db.models import BacktestRun
 from quantbeat.api.app import create_app
-from quantbeat.api.dashboard.pages import CSRF_COOKIE
+from quantbeat.api.dashboard.pages import CSRF_COOKIE, FINAL_STATES
 from quantbeat.api.security import COOKIE
 from quantbeat.infra.settings import get_settings, reset_settings
-from quantbeat.services import api_keys
+from quantbeat.services import api_keys, backtests
 from tests.support import dashboard_data
+from workers.app import app as worker_app
 
 pytestmark = pytest.mark.integration
 
@@ -332,11 +333,14 @@ def test_the_backtests_pages_list_submit_and_report(
         assert shown.status_code == 200
         assert "&lt;b&gt;dash&lt;/b&gt;" in shown.text  # autoescaped
         assert "<b>dash</b>" not in shown.text
-        assert "/static/backtest.js" in shown.text
         assert f'data-poll="/backtests/{run_id}/progress"' in shown.text
+        # no worker consumes it here (unless the session's is up): live updates until final
+        unfinished = 'data-final="0"' in shown.text
+        assert ("/static/backtest.js" in shown.text) is unfinished
         live = client.get(f"/backtests/{run_id}/progress").json()
-        assert live["state"] in ("queued", "running", "completed")
+        assert live["state"] in ("queued", "running", *FINAL_STATES)
         assert 0 <= live["progress"] <= 100
+        assert set(live) >= {"state", "progress", "eta_s"}
         for change, words in (
             ({"strategy": "nope"}, "unknown strategy 'nope'"),
             ({"params": "{fast"}, "params: not JSON"),
@@ -348,6 +352,9 @@ def test_the_backtests_pages_list_submit_and_report(
             assert bad.status_code == 422, change
             assert words in _text(bad.text), (change, _text(bad.text)[:800])
             assert 'id="form-error"' in bad.text
+    # the run must not reach a worker of a later test
+    backtests.cancel(run_id, wait=0.5)
+    worker_app.control.purge()
 
 
 def test_the_data_page_shows_freshness_gaps_jobs_and_dead_letters(
