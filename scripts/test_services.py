@@ -9,7 +9,8 @@ Order of preference for each service:
    redis-server on port 56379), when the binaries exist.
 Otherwise it says exactly what is missing and exits 1.
 
-It also installs Debian's chromium and chromium-driver (for the Flower browser test) and
+It also installs Debian's chromium and chromium-driver (for the Flower and dashboard browser
+tests), fonts-nanum (Korean text in the dashboard screenshots) and
 faketime (libfaketime, for the beat trading-day test) when they are missing and it runs as root
 with apt-get; otherwise it warns, naming what is missing.
 """
@@ -217,6 +218,12 @@ SYSTEM_FILES = {
     # tests/faults/test_partition.py builds two hosts (network namespaces) and cuts them off
     "/usr/sbin/ip": ("iproute2", "the network-partition fault test"),
     "/usr/sbin/nft": ("nftables", "the network-partition fault test"),
+    # the dashboard browser test's screenshots show Korean labels (without a Korean font
+    # Chromium draws boxes; the test itself passes either way)
+    "/usr/share/fonts/truetype/nanum/NanumGothic.ttf": (
+        "fonts-nanum",
+        "Korean text in the dashboard screenshots",
+    ),
 }
 
 
