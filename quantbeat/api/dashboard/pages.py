@@ -8,7 +8,8 @@ sign-in form (or a header, like the API); without a usable key a page redirects 
 per-browser token of the :data:`CSRF_COOKIE` cookie in a hidden field (double submit; the
 cookies are ``SameSite=Strict``); a POST whose token does not match is refused (403).
 
-Pages answer with ``Server-Timing: app;dur=<ms>`` (the server-side time) and a strict
+Pages answer (as every response: :mod:`quantbeat.api.middleware`) with ``Server-Timing:
+app;dur=<ms>`` (the server-side time), and with a strict
 Content-Security-Policy: scripts, styles and frames from this origin only.
 """
 
@@ -214,15 +215,9 @@ def _lang_url(request: Request, lang: str) -> str:
     return f"{request.url.path}?{urlencode([*query, ('lang', lang)])}"
 
 
-def _started(request: Request) -> None:
-    if not hasattr(request.state, "t0"):
-        request.state.t0 = time.perf_counter()
-
-
 def _guard(request: Request, scope: str) -> Principal | Response:
     """The principal allowed ``scope``, or the response that refuses the request: a
     redirect to ``/login`` without a usable key, an error page otherwise (403, 429)."""
-    _started(request)
     try:
         return require(scope)(request)
     except ApiProblem as exc:
@@ -242,7 +237,6 @@ def _render(
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """Render ``template`` with the frame's context (labels, navigation, banner, token)."""
-    _started(request)
     lang = _lang(request)
     token, new_token = _csrf_token(request)
     settings = request.app.state.settings
@@ -273,8 +267,6 @@ def _render(
         )
     for name, value in {**SECURITY_HEADERS, **(headers or {})}.items():
         response.headers[name] = value
-    elapsed = (time.perf_counter() - request.state.t0) * 1000.0
-    response.headers["Server-Timing"] = f"app;dur={elapsed:.1f}"
     return response
 
 
@@ -568,7 +560,6 @@ def _spec(form: dict[str, str]) -> dict[str, Any]:
 async def submit_backtest(request: Request) -> Response:
     """Submit the form's backtest (scope ``run``) and redirect to its page; a refused spec
     renders the form again with the reason (422)."""
-    _started(request)
     form = await _form(request)
     found = await run_in_threadpool(_guard, request, "run")
     if isinstance(found, Response):
@@ -741,7 +732,6 @@ def login_page(request: Request) -> Response:
 async def login(request: Request) -> Response:
     """Check the pasted key and keep it in the HttpOnly cookie; a refused key renders the
     form again with the reason (401); a failed CSRF check 403."""
-    _started(request)
     form = await _form(request)
     if not _csrf_ok(request, form):
         return _error(request, 403, i18n.translator(_lang(request))("csrf.refused"))
@@ -770,7 +760,6 @@ def logout_page(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     """Forget the key cookie (CSRF-checked) and go to the sign-in page."""
-    _started(request)
     form = await _form(request)
     if not _csrf_ok(request, form):
         return _error(request, 403, i18n.translator(_lang(request))("csrf.refused"))
