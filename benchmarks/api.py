@@ -202,11 +202,11 @@ def send_floor(repeat: int = 200) -> float:
     """p99 ms of a bare Celery ``send_task`` to the same broker."""
     from workers.app import app
 
-    app.send_task("quantbeat.ops.test_once", args=["warm"], queue="bench-floor")
+    app.send_task("quantbeat.ops.test_once", args=["warm"], queue="io")
     times = []
     for i in range(repeat):
         t0 = time.perf_counter()
-        app.send_task("quantbeat.ops.test_once", args=[f"m{i}"], queue="bench-floor")
+        app.send_task("quantbeat.ops.test_once", args=[f"m{i}"], queue="io")
         times.append((time.perf_counter() - t0) * 1000)
     return percentile(times, 99)
 
@@ -218,7 +218,7 @@ def backtest_spec() -> dict[str, Any]:
         rows = session.execute(
             text("SELECT market, ticker FROM instruments ORDER BY id LIMIT 5")
         ).all()
-        last = session.execute(text("SELECT max(ts) FROM candles")).scalar_one()
+        last = session.execute(text("SELECT max(trade_date) FROM daily_candles")).scalar_one()
     end = last.date() if hasattr(last, "date") else last
     return {
         "strategy": "sma_crossover",

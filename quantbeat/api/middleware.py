@@ -94,7 +94,8 @@ class RequestContext:
 
 class ConditionalGet:
     """On successful GETs of JSON under ``prefix``: a strong ``ETag`` (SHA-256 of the body,
-    before compression), ``304 Not Modified`` when ``If-None-Match`` names it, and
+    before compression; one the route set itself is kept, without buffering the body),
+    ``304 Not Modified`` when ``If-None-Match`` names it, and
     ``Cache-Control: private, max-age=<max_age>`` (private: answers depend on the key)
     unless the route set a ``Cache-Control`` of its own."""
 
@@ -114,9 +115,12 @@ class ConditionalGet:
         start: dict[str, Any] | None = None
         chunks: list[bytes] = []
         passing = False
+        not_modified = False
 
         async def buffered(message: Message) -> None:
-            nonlocal start, passing
+            nonlocal start, passing, not_modified
+            if not_modified:
+                return  # 304 sent: the route's body is dropped
             if passing:
                 await send(message)
                 return
@@ -127,6 +131,20 @@ class ConditionalGet:
                     await send(message)
                     return
                 start = dict(message)
+                given = dict(start.get("headers", ())).get(b"etag")
+                if given is not None:  # the route made its ETag (quantbeat.api.readcache)
+                    passing = True
+                    headers = [(k, v) for k, v in start.get("headers", ()) if k != b"cache-control"]
+                    headers.append((b"cache-control", self.cache_control))
+                    if _matches(_header(scope, b"if-none-match"), given.decode("latin-1")):
+                        headers = [(k, v) for k, v in headers if k != b"content-length"]
+                        await send(
+                            {"type": "http.response.start", "status": 304, "headers": headers}
+                        )
+                        await send({"type": "http.response.body", "body": b""})
+                        not_modified = True
+                        return
+                    await send({**start, "headers": headers})
                 return
             chunks.append(message.get("body", b""))
             if message.get("more_body", False):

@@ -1,28 +1,66 @@
 """A short-lived cache of hot read answers, per API process.
 
 ``GET /api/v1/signals/latest`` and the like change when a scan run completes — a few times a
-day — yet dashboards poll them every few seconds. Each answer is kept as the JSON bytes its
-response model produced, for ``ttl`` seconds (at most ``QUANTBEAT_API_CACHE_SECONDS``, the
-``max-age`` clients are told anyway): an answer is at most ``ttl`` seconds older than the
-database. One request computes a missing entry while concurrent ones for the same key wait
-for it (no stampede). Errors are not cached. Keys include every query parameter; answers do
-not depend on the API key (its scope is checked before).
+day — yet dashboards poll them every few seconds. Each answer is kept as the JSON its
+response model produced, plus that JSON gzip-compressed and the strong ``ETag`` of each, for
+``ttl`` seconds (at most ``QUANTBEAT_API_CACHE_SECONDS``, the ``max-age`` clients are told
+anyway). After that one request recomputes it (the others meanwhile get the previous answer,
+at most one recomputation's time older: stale-while-revalidate); a key never seen is computed
+by one request while concurrent ones wait for it (no stampede). Errors are not cached. Keys
+include every query parameter; answers do not depend on the API key (its scope is checked
+before).
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any
 
+from fastapi import Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-#: Seconds an answer is reused (capped by the settings' max-age).
+#: Seconds an answer is reused before it is recomputed (capped by the settings' max-age).
 DEFAULT_TTL = 2.0
 #: Entries kept at most (oldest dropped first).
 MAX_ENTRIES = 512
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One cached answer: when it was made (monotonic seconds), its JSON and gzip bodies and
+    their ETags."""
+
+    at: float
+    body: bytes
+    gzipped: bytes
+    etag: str
+    gzip_etag: str
+
+    @classmethod
+    def of(cls, body: bytes) -> Answer:
+        gzipped = gzip.compress(body, compresslevel=6, mtime=0)
+        return cls(
+            at=time.monotonic(),
+            body=body,
+            gzipped=gzipped,
+            etag=f'"{hashlib.sha256(body).hexdigest()[:32]}"',
+            gzip_etag=f'"{hashlib.sha256(gzipped).hexdigest()[:32]}-gz"',
+        )
+
+    def response(self, request: Request) -> Response:
+        """This answer in the encoding ``request`` accepts (gzip when it says so)."""
+        headers = {"Vary": "Accept-Encoding"}
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            headers.update({"Content-Encoding": "gzip", "ETag": self.gzip_etag})
+            return Response(self.gzipped, media_type="application/json", headers=headers)
+        headers["ETag"] = self.etag
+        return Response(self.body, media_type="application/json", headers=headers)
 
 
 class ReadCache:
@@ -31,43 +69,49 @@ class ReadCache:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._entries: dict[Hashable, tuple[float, bytes]] = {}
+        self._entries: dict[Hashable, Answer] = {}
         self._computing: dict[Hashable, threading.Lock] = {}
 
-    def json(self, key: Hashable, model: type[BaseModel], produce: Callable[[], Any]) -> Response:
-        """The answer of ``key``: cached bytes, or ``produce()`` validated by ``model`` and
-        serialized (then cached). Exceptions of ``produce`` propagate, nothing cached."""
+    def json(
+        self,
+        request: Request,
+        key: Hashable,
+        model: type[BaseModel],
+        produce: Callable[[], Any],
+    ) -> Response:
+        """The answer of ``key`` for ``request``: cached, or ``produce()`` validated by
+        ``model`` and serialized (then cached). Exceptions of ``produce`` propagate and
+        nothing is cached."""
+
+        def make() -> Answer:
+            return Answer.of(model.model_validate(produce()).model_dump_json().encode())
+
         if self.ttl <= 0:
-            return self._response(model.model_validate(produce()).model_dump_json().encode())
-        hit = self._fresh(key)
-        if hit is not None:
-            return self._response(hit)
+            return make().response(request)
         with self._lock:
+            found = self._entries.get(key)
             gate = self._computing.setdefault(key, threading.Lock())
-        with gate:
-            hit = self._fresh(key)  # computed by the request this one waited for
-            if hit is not None:
-                return self._response(hit)
-            body = model.model_validate(produce()).model_dump_json().encode()
+        if found is not None and time.monotonic() - found.at < self.ttl:
+            return found.response(request)
+        if found is not None and not gate.acquire(blocking=False):
+            return found.response(request)  # being recomputed: the previous answer
+        if found is None:
+            gate.acquire()
+        try:
             with self._lock:
-                if len(self._entries) >= MAX_ENTRIES:
+                again = self._entries.get(key)
+            if again is not None and time.monotonic() - again.at < self.ttl:
+                return again.response(request)  # computed by the request this one waited for
+            answer = make()
+            with self._lock:
+                if key not in self._entries and len(self._entries) >= MAX_ENTRIES:
                     self._entries.pop(next(iter(self._entries)))
-                self._entries[key] = (time.monotonic(), body)
-                self._computing.pop(key, None)
-        return self._response(body)
+                self._entries[key] = answer
+            return answer.response(request)
+        finally:
+            gate.release()
 
     def clear(self) -> None:
         """Forget every answer (tests; after a write this process made)."""
         with self._lock:
             self._entries.clear()
-
-    def _fresh(self, key: Hashable) -> bytes | None:
-        with self._lock:
-            found = self._entries.get(key)
-        if found is None or time.monotonic() - found[0] >= self.ttl:
-            return None
-        return found[1]
-
-    @staticmethod
-    def _response(body: bytes) -> Response:
-        return Response(body, media_type="application/json")

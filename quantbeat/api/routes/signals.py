@@ -180,6 +180,7 @@ def signals_latest(
     with ``run_id`` null and no signals. Answers are reused for up to 2 s (see
     ``quantbeat.api.readcache``)."""
     return request.app.state.reads.json(  # type: ignore[no-any-return]
+        request,
         ("signals/latest", strategy, market, min_grade),
         LatestSignals,
         lambda: latest_signals(
