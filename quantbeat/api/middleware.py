@@ -7,6 +7,7 @@ computed over, and streams (server-sent events) pass through untouched.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 import uuid
@@ -15,6 +16,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from quantbeat.infra.masking import mask_text
 from quantbeat.infra.metrics import record_request
 
 log = structlog.get_logger("quantbeat.api")
@@ -30,12 +32,22 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+#: The largest request body accepted (bytes): a backtest spec or an indicator batch is a few
+#: kB; anything near this is a mistake or an attack, refused before it is read into memory.
+MAX_BODY = 1 << 20
+
+
 class RequestContext:
     """Give every request an id (the client's ``X-Request-ID`` when it is a plain token of
-    at most 64 characters, else a new one), bind it to every log line written while the
-    request is served, return it in ``X-Request-ID``, say in ``Server-Timing`` (``app;dur=``
-    milliseconds) how long the server took until its answer started, log one access line
-    and count the request in Prometheus by its route template."""
+    at most 64 characters that does not look like an API key, else a new one), bind it to
+    every log line written while the request is served, return it in ``X-Request-ID``, say in
+    ``Server-Timing`` (``app;dur=`` milliseconds) how long the server took until its answer
+    started, log one access line and count the request in Prometheus by its route template.
+
+    Also, for every request: a body over :data:`MAX_BODY` bytes is refused with 413 (by its
+    ``Content-Length`` before anything is read, or once that much arrived); ``HEAD`` is
+    served as ``GET`` without the body; an exception no handler answered becomes a 500
+    problem carrying the request id (logged once, masked)."""
 
     def __init__(self, app: ASGIApp, *, prefix: str) -> None:
         self.app = app
@@ -46,14 +58,22 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         given = _header(scope, REQUEST_ID_HEADER.encode())
-        request_id = given if given and _GOOD_ID.match(given) else uuid.uuid4().hex
+        fitting = given is not None and _GOOD_ID.match(given) and not given.startswith("qb_")
+        request_id = given if fitting and given is not None else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
+        started_response = False
+        head = scope.get("method") == "HEAD"
+        if head:
+            scope = {**scope, "method": "GET"}
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
+            if message["type"] == "http.response.body" and head:
+                message = {**message, "body": b""}
             if message["type"] == "http.response.start":
+                started_response = True
                 status = int(message["status"])
                 headers = list(message.get("headers", ()))
                 headers.append((b"x-request-id", request_id.encode()))
@@ -65,7 +85,30 @@ class RequestContext:
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
-                await self.app(scope, receive, send_with_id)
+                length = _header(scope, b"content-length")
+                if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+                    await _too_large(scope, send_with_id)
+                    return
+                await self.app(scope, _limited(receive), send_with_id)
+            except BodyTooLarge:
+                if not started_response:
+                    await _too_large(scope, send_with_id)
+            except Exception as exc:
+                log.error(
+                    "api.unexpected_error",
+                    path=scope.get("path"),
+                    error=mask_text(f"{type(exc).__name__}: {exc}"),
+                    exc_info=exc,
+                )
+                if not started_response:
+                    await _problem(
+                        scope,
+                        send_with_id,
+                        500,
+                        "the server failed to answer this request; quote the request id "
+                        "to the operator",
+                        "internal-error",
+                    )
             finally:
                 seconds = time.perf_counter() - started
                 template = self.template(scope)
@@ -90,6 +133,57 @@ class RequestContext:
         ):
             return f"{self.prefix}{template}"
         return str(template)
+
+
+class BodyTooLarge(Exception):
+    """A request body grew past :data:`MAX_BODY` while it was read."""
+
+
+def _limited(receive: Receive) -> Receive:
+    """``receive`` that raises :class:`BodyTooLarge` once the body passes :data:`MAX_BODY`."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY:
+                raise BodyTooLarge
+        return message
+
+    return wrapped
+
+
+async def _problem(scope: Scope, send: Send, status: int, detail: str, slug: str) -> None:
+    """Send a problem-details answer from the middleware (no route involved)."""
+    titles = {413: "Request too large", 500: "Internal error"}
+    body = json.dumps(
+        {
+            "type": f"/problems/{slug}",
+            "title": titles.get(status, "Error"),
+            "status": status,
+            "detail": detail,
+            "instance": scope.get("path"),
+            "request_id": scope.get("state", {}).get("request_id"),
+        }
+    ).encode()
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _too_large(scope: Scope, send: Send) -> None:
+    await _problem(
+        scope,
+        send,
+        413,
+        f"the request body is larger than {MAX_BODY} bytes (or its Content-Length is not a number)",
+        "request-too-large",
+    )
 
 
 class ConditionalGet:
@@ -151,7 +245,8 @@ class ConditionalGet:
                 return
             assert start is not None
             body = b"".join(chunks)
-            etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+            # Weak: gzip (outside this middleware) may send these bytes compressed.
+            etag = f'W/"{hashlib.sha256(body).hexdigest()[:32]}"'
             given = list(start.get("headers", ()))
             # A route that says how its answer may be cached (e.g. ``no-cache`` for a run's
             # live state) keeps its own Cache-Control.
@@ -179,5 +274,6 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
         return False
     if if_none_match.strip() == "*":
         return True
+    # Weak comparison (RFC 9110 §13.1.2), as If-None-Match asks for.
     tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
-    return etag in tags
+    return etag.removeprefix("W/") in tags

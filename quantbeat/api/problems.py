@@ -109,7 +109,9 @@ def problem_response(
         detail=mask_text(detail),
         instance=request.url.path,
         request_id=getattr(request.state, "request_id", None),
-        errors=errors,
+        errors=None
+        if errors is None
+        else [FieldProblem(field=e.field, message=mask_text(e.message)) for e in errors],
     )
     return JSONResponse(
         body.model_dump(exclude_none=True),
@@ -167,20 +169,8 @@ def install(app: FastAPI) -> None:
     async def _domain(request: Request, exc: QuantbeatError) -> JSONResponse:
         return quantbeat_problem(request, exc)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error(
-            "api.unexpected_error",
-            path=request.url.path,
-            error=mask_text(f"{type(exc).__name__}: {exc}"),
-            exc_info=exc,
-        )
-        return problem_response(
-            request,
-            500,
-            "the server failed to answer this request; quote the request id to the operator",
-            slug="internal-error",
-        )
+    # An exception no handler answers becomes a 500 problem in
+    # quantbeat.api.middleware.RequestContext, which keeps the request id on it.
 
 
 _METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})

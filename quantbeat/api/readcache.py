@@ -78,20 +78,28 @@ class ReadCache:
         key: Hashable,
         model: type[BaseModel],
         produce: Callable[[], Any],
+        *,
+        ttl: float | None = None,
     ) -> Response:
         """The answer of ``key`` for ``request``: cached, or ``produce()`` validated by
-        ``model`` and serialized (then cached). Exceptions of ``produce`` propagate and
+        ``model`` and serialized (then cached). ``ttl`` overrides the cache's time for this
+        key (an expensive, slowly changing answer). Exceptions of ``produce`` propagate and
         nothing is cached."""
+        keep = self.ttl if ttl is None else ttl
 
         def make() -> Answer:
             return Answer.of(model.model_validate(produce()).model_dump_json().encode())
 
-        if self.ttl <= 0:
+        if keep <= 0:
             return make().response(request)
         with self._lock:
             found = self._entries.get(key)
-            gate = self._computing.setdefault(key, threading.Lock())
-        if found is not None and time.monotonic() - found.at < self.ttl:
+            gate = self._computing.get(key)
+            if gate is None:
+                if len(self._computing) >= 2 * MAX_ENTRIES:  # keys whose computation failed
+                    self._computing = {k: g for k, g in self._computing.items() if g.locked()}
+                gate = self._computing[key] = threading.Lock()
+        if found is not None and time.monotonic() - found.at < keep:
             return found.response(request)
         if found is not None and not gate.acquire(blocking=False):
             return found.response(request)  # being recomputed: the previous answer
@@ -100,7 +108,7 @@ class ReadCache:
         try:
             with self._lock:
                 again = self._entries.get(key)
-            if again is not None and time.monotonic() - again.at < self.ttl:
+            if again is not None and time.monotonic() - again.at < keep:
                 return again.response(request)  # computed by the request this one waited for
             answer = make()
             with self._lock:
@@ -108,6 +116,11 @@ class ReadCache:
                     self._entries.pop(next(iter(self._entries)))
                 self._entries[key] = answer
             return answer.response(request)
+        except BaseException:
+            with self._lock:  # nothing cached for this key: forget its gate too
+                if key not in self._entries:
+                    self._computing.pop(key, None)
+            raise
         finally:
             gate.release()
 

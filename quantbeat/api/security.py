@@ -10,17 +10,27 @@ the budget (in-process on the embedded database): a GCRA that lets a tenth of th
 budget through at once and then paces; over it, 429 with ``Retry-After`` in whole seconds.
 
 Open mode (``QUANTBEAT_API_OPEN``, for the newcomer's dashboard on the embedded database)
-serves requests without a key as the principal ``open`` with every scope — only when the API
-listens on a loopback address and ``QUANTBEAT_ENV`` is not production.
+serves requests without a key as the principal ``open`` with the scopes ``read`` and ``run``
+(never ``admin``) — only when the API listens on a loopback address, ``QUANTBEAT_ENV`` is not
+production, and the request itself comes from this host to a loopback host name (its client
+address and its ``Host`` header: a DNS-rebinding page that names another host gets 401).
+
+Cross-site requests. A credential the browser sends by itself — the dashboard's cookie, or
+open mode — does not authorize a state-changing request (POST, DELETE …) that another site
+started: ``Sec-Fetch-Site`` other than ``same-origin``/``none``, or an ``Origin`` whose host is
+not the request's ``Host``, is refused (403). Keys sent in headers are not affected (a page
+cannot set them cross-site without CORS, which lists its own origins).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import redis
 import structlog
@@ -33,12 +43,17 @@ log = structlog.get_logger(__name__)
 
 COOKIE = "qb_key"
 OPEN = Principal(
-    key_id=0,
-    name="open",
-    prefix="open",
-    scopes=frozenset({"read", "run", "admin"}),
-    rate_per_minute=None,
+    key_id=0, name="open", prefix="open", scopes=frozenset({"read", "run"}), rate_per_minute=None
 )
+#: Methods that change nothing (a browser may send them cross-site freely).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class CrossSite(KeyRefused):
+    """A state-changing request another site started, carrying only a credential the browser
+    adds by itself (cookie, open mode): refused with 403."""
+
 
 # KEYS[1] = the key's theoretical arrival time; ARGV[1] = interval (s), ARGV[2] = burst
 # tolerance (s). Returns "0" when allowed, else the seconds to wait.
@@ -109,33 +124,74 @@ class KeyRateLimiter:
             return 0.0
 
 
-def presented_key(request: Request) -> str | None:
-    """The API key the request carries (header, else the dashboard's cookie), if any."""
+def presented_key(request: Request) -> tuple[str | None, str]:
+    """The API key the request carries and where: ``(key, "header")`` (Authorization
+    Bearer, X-API-Key), ``(key, "cookie")`` (the dashboard's), or ``(None, "")``."""
     auth = request.headers.get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
+            return value.strip(), "header"
     header = request.headers.get("x-api-key")
     if header:
-        return header.strip()
-    return request.cookies.get(COOKIE) or None
+        return header.strip(), "header"
+    cookie = request.cookies.get(COOKIE)
+    return (cookie, "cookie") if cookie else (None, "")
+
+
+def _hostname(netloc: str) -> str:
+    """The host of ``host[:port]`` (brackets of an IPv6 literal dropped), lower case."""
+    return (urlsplit(f"//{netloc}").hostname or "").lower()
+
+
+def is_cross_site(request: Request) -> bool:
+    """Whether another site started ``request``: its ``Sec-Fetch-Site`` says so, or its
+    ``Origin`` (``null`` included) is not the host the request was sent to."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    if origin == "null":
+        return True
+    return urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
+
+
+def is_local_request(request: Request) -> bool:
+    """Whether ``request`` comes from this host (loopback client) and names a loopback host
+    (its ``Host`` header: ``localhost``, ``127.0.0.1``, ``[::1]``, any port)."""
+    client = request.client.host if request.client else ""
+    try:
+        local_client = ipaddress.ip_address(client).is_loopback
+    except ValueError:
+        local_client = False
+    return local_client and _hostname(request.headers.get("host", "")) in _LOOPBACK_NAMES
 
 
 def principal_of(request: Request) -> Principal | None:
-    """The principal of ``request`` (``None``: no key presented and not open).
+    """The principal of ``request`` (``None``: no key presented, and not open or not a local
+    request).
 
     Raises:
         KeyRefused: a key was presented and is malformed, unknown, revoked or expired.
+        CrossSite: a state-changing request another site started, authorized only by the
+            cookie or open mode.
     """
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
-    token = presented_key(request)
+    token, source = presented_key(request)
+    ambient = source == "cookie" or (token is None and request.app.state.open)
+    if ambient and request.method not in SAFE_METHODS and is_cross_site(request):
+        raise CrossSite(
+            f"a {request.method} started by another site is refused: send the API key in a "
+            "header, or use the dashboard's own form"
+        )
     if token is not None:
         principal: Principal | None = authenticate(token)
     else:
-        principal = OPEN if request.app.state.open else None
+        principal = OPEN if request.app.state.open and is_local_request(request) else None
     request.state.principal = principal
     return principal
 
@@ -150,6 +206,8 @@ def require(scope: str) -> Callable[..., Principal]:
     def dependency(request: Request) -> Principal:
         try:
             principal = principal_of(request)
+        except CrossSite as exc:
+            raise ApiProblem(403, exc.reason, slug="cross-site") from None
         except KeyRefused as exc:
             raise ApiProblem(
                 401,

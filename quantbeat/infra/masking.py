@@ -50,8 +50,9 @@ the span of its ``secret`` group and keeps the rest), then the ``pair`` step:
 * ``bearer`` / ``basic``: ``Bearer <token>`` anywhere, and ``Basic <base64>`` when the
   credential looks encoded (a digit, ``+/=`` or a lower-to-upper hump, so "Basic
   authentication" stays readable);
-* ``google_api_key`` (``AIza`` + 35), ``github_token`` (``ghp_`` + 36 and kin): known shapes,
-  masked wherever they appear;
+* ``google_api_key`` (``AIza`` + 35), ``github_token`` (``ghp_`` + 36 and kin),
+  ``quantbeat_api_key`` (the secret part of ``qb_<prefix>_<secret>``): known shapes, masked
+  wherever they appear;
 * ``pair``: ``key=value``, ``key: value``, ``"key": "value"``, ``--key=value``, ``?key=value&``
   whose key is sensitive by the key rules. The value is a quoted string (JSON escapes
   understood), a ``[...]`` or ``{...}`` without nesting, or a run up to white space or one of
@@ -311,6 +312,11 @@ VALUE_RULES: Final[tuple[ValueRule, ...]] = (
         "github_token",
         re.compile(r"(?P<secret>gh(?<![A-Za-z0-9]gh)[pousr]_[A-Za-z0-9]{36})"),
         "GitHub personal, OAuth, server and refresh tokens",
+    ),
+    ValueRule(
+        "quantbeat_api_key",
+        re.compile(r"qb(?<![A-Za-z0-9]qb)_[0-9a-f]{10}_(?P<secret>[A-Za-z0-9_\-]{32,64}+)"),
+        "quantbeat API keys: qb_<public prefix>_<secret> (the prefix stays readable)",
     ),
 )
 

@@ -27,6 +27,7 @@ from structlog.testing import LogCapture
 from db.engine import session_scope
 from db.models import ApiKey
 from quantbeat.api import create_app
+from quantbeat.api.middleware import MAX_BODY
 from quantbeat.api.security import require
 from quantbeat.cli import main as cli
 from quantbeat.infra.logging import configure_logging
@@ -49,6 +50,10 @@ def settings(clean_db: str, redis_stores: None) -> Iterator[Settings]:
 
 def _app(settings: Settings, **changes: Any) -> FastAPI:
     app = create_app(settings.model_copy(update=changes) if changes else settings)
+
+    @app.get("/api/v1/_probe/boom")
+    def boom() -> None:
+        raise RuntimeError("password=hunter2 broke it")
 
     @app.get("/api/v1/_probe/admin")
     def probe(principal: api_keys.Principal = Depends(require("admin"))) -> dict[str, str]:  # noqa: B008
@@ -229,6 +234,34 @@ def test_request_ids_conditional_gets_gzip_and_metrics(settings: Settings) -> No
     assert 'quantbeat_api_request_duration_seconds_count{method="GET",route="/api/v1/market' in text
 
 
+def test_oversized_bodies_head_requests_and_unexpected_errors(settings: Settings) -> None:
+    client = TestClient(_app(settings), raise_server_exceptions=False)
+    token = _key("runner", "run")
+    big = client.post("/api/v1/backtests", content=b"x" * (MAX_BODY + 1), headers=_auth(token))
+    assert big.status_code == 413
+    assert big.json()["type"] == "/problems/request-too-large"
+    assert big.headers["x-request-id"] == big.json()["request_id"]
+    lying = client.post(
+        "/api/v1/backtests", content=b"{}", headers={**_auth(token), "Content-Length": "abc"}
+    )
+    assert lying.status_code in (400, 413)
+    head = client.head("/api/v1/market/gate/history", headers=_auth(token))
+    assert head.status_code == 200
+    assert head.content == b""
+    assert (
+        head.headers["etag"]
+        == client.get("/api/v1/market/gate/history", headers=_auth(token)).headers["etag"]
+    )
+    broken = client.get("/api/v1/_probe/boom", headers={"X-Request-ID": "trace-500"})
+    assert broken.status_code == 500
+    assert broken.headers["x-request-id"] == "trace-500"
+    assert broken.json()["request_id"] == "trace-500"
+    assert "hunter2" not in broken.text
+    # A key pasted as a request id is not echoed back.
+    pasted = client.get("/health/live", headers={"X-Request-ID": token[:60]})
+    assert pasted.headers["x-request-id"] != token[:60]
+
+
 def test_cors_allows_only_the_configured_origins(settings: Settings) -> None:
     client = TestClient(_app(settings, api_cors_origins=["https://desk.example"]))
     preflight = {
@@ -251,16 +284,56 @@ def test_cors_allows_only_the_configured_origins(settings: Settings) -> None:
     assert "access-control-allow-origin" not in plain.headers
 
 
+def _local(app: FastAPI, host: str = "127.0.0.1") -> TestClient:
+    """A client on this host (loopback address) naming ``host`` in its requests."""
+    return TestClient(app, base_url=f"http://{host}:8080", client=("127.0.0.1", 50000))
+
+
 def test_open_mode_only_on_loopback_and_never_in_production(settings: Settings) -> None:
-    opened = TestClient(
-        create_app(settings.model_copy(update={"api_open": True}), address="127.0.0.1")
-    )
-    assert opened.get("/api/v1/market/gate/history").status_code == 200
+    app = _app(settings, api_open=True)
+    assert app.state.open
+    for host in ("127.0.0.1", "localhost", "[::1]"):
+        assert _local(app, host).get("/api/v1/market/gate/history").status_code == 200
+    # Open mode never grants admin.
+    refused = _local(app).get("/api/v1/_probe/admin")
+    assert refused.status_code == 403
+    assert "'open' lacks the scope 'admin'" in refused.json()["detail"]
+    # A page that rebinds its own name to 127.0.0.1 sends its own Host: no open access.
+    assert _local(app, "evil.example").get("/api/v1/market/gate/history").status_code == 401
+    # Nor from another host.
+    remote = TestClient(app, base_url="http://127.0.0.1:8080", client=("192.0.2.7", 40000))
+    assert remote.get("/api/v1/market/gate/history").status_code == 401
     for address, env in (("0.0.0.0", "development"), ("127.0.0.1", "production")):
         closed = create_app(
             settings.model_copy(update={"api_open": True, "env": env}), address=address
         )
-        assert TestClient(closed).get("/api/v1/market/gate/history").status_code == 401
+        assert _local(closed).get("/api/v1/market/gate/history").status_code == 401
+
+
+def test_a_cross_site_post_with_only_ambient_credentials_is_refused(settings: Settings) -> None:
+    app = _app(settings, api_open=True)
+    body = {"strategy": "sma_crossover"}  # refused before the body matters
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Sec-Fetch-Site": "same-site"}, {"Origin": "null"}):  # fmt: skip
+        answer = _local(app).post("/api/v1/backtests", json=body, headers=headers)
+        assert answer.status_code == 403, headers
+        assert "started by another site is refused" in answer.json()["detail"]
+    # The dashboard's cookie alike.
+    token = _key("desk", "run")
+    keyed = TestClient(app, base_url="http://127.0.0.1:8080", client=("192.0.2.7", 40000))
+    keyed.cookies.set("qb_key", token)
+    crossed = keyed.post("/api/v1/backtests", json=body, headers={"Origin": "https://x.example"})
+    assert crossed.status_code == 403
+    # A key in a header is not ambient: the same request is judged on its body (422 here).
+    direct = keyed.post(
+        "/api/v1/backtests", json=body, headers={"Origin": "https://x.example", **_auth(token)}
+    )
+    assert direct.status_code == 422
+    # Same-origin requests pass the check.
+    same = _local(app).post(
+        "/api/v1/backtests", json=body, headers={"Origin": "http://127.0.0.1:8080"}
+    )
+    assert same.status_code == 422
 
 
 def test_api_key_cli_creates_lists_and_revokes(

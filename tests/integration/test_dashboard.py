@@ -60,7 +60,9 @@ def world(database: str, redis_stores: None) -> dict[str, Any]:
     """Each page rendered on an empty database (open mode), then the seeded market and three
     keys (read, run, admin)."""
     dashboard_data.empty(database)
-    with TestClient(_app(api_open=True)) as client:
+    with TestClient(
+        _app(api_open=True), base_url="http://127.0.0.1:8080", client=("127.0.0.1", 50000)
+    ) as client:
         blank = {path: client.get(path) for path in PAGES}
         blank_en = {path: client.get(f"{path}?lang=en") for path in PAGES}
     facts = dashboard_data.seed(database)
@@ -432,7 +434,9 @@ def test_the_banner_follows_the_rows_when_the_market_is_real(
 
 
 def test_open_mode_needs_no_key(world: dict[str, Any]) -> None:
-    with TestClient(_app(api_open=True)) as client:
+    with TestClient(
+        _app(api_open=True), base_url="http://127.0.0.1:8080", client=("127.0.0.1", 50000)
+    ) as client:
         page = client.get("/")
         assert page.status_code == 200
         assert "개방 모드 (키 없음)" in page.text

@@ -8,7 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from quantbeat.api.problems import fields_as
@@ -132,8 +133,13 @@ class DataStatus(BaseModel):
     jobs: JobsSummary
 
 
+#: Seconds a data-status answer is reused (data changes at most a few times a day).
+STATUS_TTL = 30.0
+
+
 @router.get("/data/status", response_model=DataStatus, summary="The state of the stored data")
 def status(
+    request: Request,
     _: Reader,
     sessions: Annotated[
         int,
@@ -149,11 +155,22 @@ def status(
     job_hours: Annotated[
         int, Query(ge=1, le=MAX_JOB_HOURS, description="Hours of job runs counted")
     ] = DEFAULT_JOB_HOURS,
-) -> dict[str, Any]:
+) -> Response:
     """What ``quantbeat health`` reports as ``data_freshness``, the latest day every dataset
     holds (with its simulated flag), the gaps ``quantbeat data gaps`` reports for candles,
     flows and hourly crypto bars (read-only: nothing is backfilled), and the job runs and dead
-    letters of the last ``job_hours`` hours."""
+    letters of the last ``job_hours`` hours. The gap report reads every session of the
+    window, so an answer is reused for up to :data:`STATUS_TTL` seconds per API process."""
     places = {name: f"query.{name}" for name in ("sessions", "gap_limit", "job_hours")}
-    with fields_as(places):
-        return data_status(sessions=sessions, gap_limit=gap_limit, job_hours=job_hours)
+
+    def produce() -> dict[str, Any]:
+        with fields_as(places):
+            return data_status(sessions=sessions, gap_limit=gap_limit, job_hours=job_hours)
+
+    return request.app.state.reads.json(  # type: ignore[no-any-return]
+        request,
+        ("data/status", sessions, gap_limit, job_hours),
+        DataStatus,
+        produce,
+        ttl=STATUS_TTL,
+    )
