@@ -10,7 +10,8 @@ as the client disconnects (sse-starlette cancels the generator).
 
 A snapshot that cannot be read (Redis or the database briefly away) is retried at the next
 poll; after :data:`GIVE_UP_S` seconds of failures the stream sends an event ``error`` (data
-``{"detail"}``) and closes, and the client may reconnect.
+``{"detail"}``) and closes, and the client may reconnect. A process serves at most
+:data:`MAX_STREAMS` streams, each for at most :data:`MAX_STREAM_S` seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import structlog
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from quant.errors import NotFound
+from quantbeat.api.problems import ApiProblem
 from quantbeat.infra.masking import mask_text
 
 log = structlog.get_logger(__name__)
@@ -38,6 +40,12 @@ PING_S = 15
 GIVE_UP_S = 30.0
 #: Milliseconds a client should wait before reconnecting (the ``retry`` field).
 RETRY_MS = 2_000
+#: Streams one API process serves at once; more are refused (503 with ``Retry-After``), so
+#: streams cannot take every worker thread the other routes need.
+MAX_STREAMS = 100
+#: Seconds one stream lasts at most: then it closes and the client reconnects (EventSource
+#: does so by itself), so a run stuck in ``running`` does not hold a stream for ever.
+MAX_STREAM_S = 1_800.0
 
 #: The progress event's fields.
 PROGRESS_FIELDS = ("state", "progress", "eta_s")
@@ -81,6 +89,7 @@ async def progress_events(
     ``final_states``. Snapshots hold at least :data:`PROGRESS_FIELDS`; only those are sent
     as ``progress``."""
     _count(1)
+    opened = time.monotonic()
     try:
         snapshot: Mapping[str, Any] = first
         sent: dict[str, Any] | None = None
@@ -104,6 +113,8 @@ async def progress_events(
                     last = dict(shown)
                 yield _event("end", last)
                 return
+            if time.monotonic() - opened >= MAX_STREAM_S:
+                return  # the client reconnects after RETRY_MS and gets a fresh stream
             await anyio.sleep(poll)
             polls += 1
             try:
@@ -132,7 +143,20 @@ async def progress_events(
 
 def event_stream(events: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
     """The response serving ``events`` (pings every :data:`PING_S` s, no caching, no proxy
-    buffering)."""
+    buffering).
+
+    Raises:
+        quantbeat.api.problems.ApiProblem: 503 (``Retry-After``) when this process already
+            serves :data:`MAX_STREAMS` streams.
+    """
+    if open_streams() >= MAX_STREAMS:
+        raise ApiProblem(
+            503,
+            f"this API process already serves {MAX_STREAMS} progress streams; retry shortly "
+            "or poll the run's status",
+            slug="unavailable",
+            headers={"Retry-After": "5"},
+        )
     return EventSourceResponse(events, ping=PING_S)
 
 
