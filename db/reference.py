@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import MarketGateRow, ReferenceBar, ReferenceSeriesRow
-from db.store import UpsertCounts, insert_for, upsert_rows
+from db.store import UpsertCounts, insert_for, to_store, upsert_rows
 from quant.market.types import ReferenceSeries
 
 #: Columns a stored gate row carries besides its key (what :func:`store_gate` writes).
@@ -176,6 +176,7 @@ def store_gate(
     replace the one stored for that same moment; returns the row."""
     table = MarketGateRow.__table__
     values = {k: fields[k] for k in GATE_FIELDS}
+    as_of = to_store(as_of)
     stmt = insert_for(session, table).values(  # type: ignore[arg-type]
         trade_date=trade_date, as_of=as_of, **values
     )
@@ -193,7 +194,7 @@ def gate_before(session: Session, as_of: dt.datetime) -> MarketGateRow | None:
     """The latest stored gate strictly before ``as_of`` (any session)."""
     return session.execute(
         select(MarketGateRow)
-        .where(MarketGateRow.as_of < as_of)
+        .where(MarketGateRow.as_of < to_store(as_of))
         .order_by(MarketGateRow.as_of.desc())
         .limit(1)
     ).scalar_one_or_none()
@@ -208,7 +209,7 @@ def latest_gate(
     if trade_date is not None:
         query = query.where(MarketGateRow.trade_date == trade_date)
     if at_or_before is not None:
-        query = query.where(MarketGateRow.as_of <= at_or_before)
+        query = query.where(MarketGateRow.as_of <= to_store(at_or_before))
     return session.execute(query.order_by(MarketGateRow.as_of.desc()).limit(1)).scalar_one_or_none()
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import Instrument, IntradaySnapshot, ReferenceSeriesRow
-from db.store import insert_for
+from db.store import insert_for, to_store
 
 
 def tickers_to_ids(session: Session, markets: Sequence[str]) -> dict[str, int]:
@@ -85,7 +85,7 @@ def snapshot_bars(
         .where(
             IntradaySnapshot.trade_date == trade_date,
             IntradaySnapshot.instrument_id.is_not(None),
-            IntradaySnapshot.taken_at <= at_or_before,
+            IntradaySnapshot.taken_at <= to_store(at_or_before),
         )
         .group_by(IntradaySnapshot.instrument_id)
         .subquery()
@@ -126,7 +126,7 @@ def series_snapshots(
         .where(
             IntradaySnapshot.trade_date == trade_date,
             IntradaySnapshot.series_id.is_not(None),
-            IntradaySnapshot.taken_at <= at_or_before,
+            IntradaySnapshot.taken_at <= to_store(at_or_before),
         )
         .group_by(IntradaySnapshot.series_id)
         .subquery()

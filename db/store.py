@@ -612,3 +612,16 @@ def as_utc(value: dt.datetime) -> dt.datetime:
     """A stored time as an aware datetime: SQLite hands times back naive, and quantbeat
     stores them in UTC (PostgreSQL returns them aware already)."""
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def to_store(value: dt.datetime) -> dt.datetime:
+    """An aware time as quantbeat stores and compares it: in UTC. SQLite keeps a datetime's
+    clock reading and drops its zone, so a 15:30 KST written as is would read back as
+    15:30 UTC; PostgreSQL converts by itself, and UTC is right for both.
+
+    Raises:
+        ValueError: ``value`` is naive (its zone would be a guess).
+    """
+    if value.tzinfo is None:
+        raise ValueError(f"a naive time cannot be stored: {value.isoformat()}")
+    return value.astimezone(dt.UTC)

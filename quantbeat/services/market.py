@@ -303,7 +303,7 @@ def gate_row_dict(row: MarketGateRow) -> dict[str, Any]:
     """A stored gate as JSON-safe data."""
     return {
         "trade_date": row.trade_date.isoformat(),
-        "as_of": row.as_of.isoformat(),
+        "as_of": as_utc(row.as_of).isoformat(),
         "phase": row.phase,
         "color": row.color,
         "score": None if row.score is None else round(row.score, 2),
