@@ -1,6 +1,6 @@
 """Issue 20's done-when, as a user does it: with only an API key (made by ``quantbeat
-api-key create``), against ``quantbeat api`` and a ``cpu`` worker running as their own
-processes on PostgreSQL and Redis, see today's gate and signals, read a past signal's
+api-key create``), against ``quantbeat api`` and a worker running as their own processes on
+PostgreSQL and Redis, see today's gate and signals, read a past signal's
 outcome, submit a backtest, follow its progress to the end and open its report — in each
 format. (The browser side of the same journey: tests/integration/test_dashboard_browser.py.)
 """
@@ -17,54 +17,36 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
-from celery import Celery
 from sqlalchemy import select
 
 from db.engine import session_scope
 from db.models import Instrument, SignalOutcome
-from tests.conftest import TEST_REDIS_URL
-from tests.integration.conftest import ROOT, WorkerProcess, start_worker
+from tests.integration.conftest import ROOT, WorkerProcess
 from tests.integration.test_portfolio import START
 from tests.support.dashboard_data import seed
 
 pytestmark = pytest.mark.integration
 
 QUANTBEAT = str(Path(sys.executable).with_name("quantbeat"))
-BROKER, BACKEND = f"{TEST_REDIS_URL}/13", f"{TEST_REDIS_URL}/14"
 
 
 @pytest.fixture(scope="module")
 def stack(
-    database: str, redis_stores: None, tmp_path_factory: pytest.TempPathFactory
+    database: str, worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The seeded SIMULATED market, a prefork cpu worker and ``quantbeat api``: yields the
-    API's base URL and the seed's facts."""
+    """The seeded SIMULATED market, the session's worker (it consumes cpu) and ``quantbeat
+    api`` as its own process: yields the API's base URL and the seed's facts."""
     facts = seed(database)
-    for url in (BROKER, BACKEND):
-        redis.Redis.from_url(url).flushdb()
     tmp = tmp_path_factory.mktemp("journey")
-    env = {
-        "QUANTBEAT_BROKER_URL": BROKER,
-        "QUANTBEAT_RESULT_BACKEND": BACKEND,
-        "QUANTBEAT_REPORT_DIR": str(tmp / "reports"),
-    }
-    client = Celery("journey-client")
-    client.config_from_object("celeryconfig")
-    client.conf.update(broker_url=BROKER, result_backend=BACKEND)
-    worker: WorkerProcess = start_worker(
-        "workers.app", queues="cpu", tmp_dir=tmp, env=env, pool="prefork"
-    )
     log = (tmp / "api.log").open("wb")
     api = subprocess.Popen(
         [QUANTBEAT, "api", "--port", "0"],
         cwd=ROOT,
-        env={**os.environ, **env},
+        env={**os.environ, "QUANTBEAT_REPORT_DIR": str(tmp / "reports")},
         stdout=subprocess.PIPE,
         stderr=log,
     )
     try:
-        worker.wait_ready(client)
         assert api.stdout is not None
         line = api.stdout.readline().decode()
         assert " on http://127.0.0.1:" in line, (tmp / "api.log").read_text()
@@ -73,7 +55,6 @@ def stack(
         api.terminate()
         api.wait(15)
         log.close()
-        worker.stop()
 
 
 def _key() -> str:
