@@ -625,3 +625,14 @@ def to_store(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None:
         raise ValueError(f"a naive time cannot be stored: {value.isoformat()}")
     return value.astimezone(dt.UTC)
+
+
+def iso_utc(value: dt.date | dt.datetime | None) -> str | None:
+    """A stored day or time as ISO 8601 text for a JSON answer: a date as ``YYYY-MM-DD``; a
+    time as UTC with its offset (``2026-06-30T06:10:00+00:00``) — a naive one (SQLite) is
+    read as UTC (:func:`as_utc`), an aware one converted; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return as_utc(value).astimezone(dt.UTC).isoformat()
+    return value.isoformat()

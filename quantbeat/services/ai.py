@@ -50,7 +50,7 @@ from db.candles import load_candles, resolve_instrument, universe
 from db.engine import session_scope
 from db.models import AiAnalysis, Instrument, NewsItem, Signal
 from db.scans import load_flows
-from db.store import as_utc
+from db.store import iso_utc
 from quant.ai import PROMPT_VERSION, AnalysisRequest, GeminiAnalyzer, NewsInput, OfflineAnalyzer
 from quant.errors import (
     NotFound,
@@ -584,8 +584,8 @@ def analysis_dict(row: AiAnalysis, instrument: Instrument) -> dict[str, Any]:
         "recommendation": row.recommendation,
         "details": row.details,
         "simulated": instrument.source == SIMULATED_SOURCE,
-        "created_at": _iso(row.created_at),
-        "updated_at": _iso(row.updated_at),
+        "created_at": iso_utc(row.created_at),
+        "updated_at": iso_utc(row.updated_at),
     }
 
 
@@ -598,15 +598,11 @@ def news_dict(item: NewsItem, instruments: Sequence[str]) -> dict[str, Any]:
         "title": item.title,
         "summary": item.summary,
         "url": mask_text(item.url),
-        "published_at": _iso(item.published_at),
-        "stored_at": _iso(item.created_at),
+        "published_at": iso_utc(item.published_at),
+        "stored_at": iso_utc(item.created_at),
         "simulated": bool(item.simulated),
         "instruments": list(instruments),
     }
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else as_utc(value).astimezone(dt.UTC).isoformat()
 
 
 def _day_bounds(day: dt.date, settings: Settings, field: str) -> tuple[dt.datetime, dt.datetime]:

@@ -58,7 +58,7 @@ from db.heartbeats import worker_dead_reason
 from db.jobs import end_if_still_started, get_job_run
 from db.outbox import add_message
 from db.scans import data_version, load_flows
-from db.store import as_utc, unstorable_at
+from db.store import iso_utc, unstorable_at
 from quant.backtest.engine import Market, simulate
 from quant.backtest.memory import MemoryEstimate, estimate_backtest_bytes, human_bytes, max_sessions
 from quant.backtest.metrics import compute_metrics
@@ -661,8 +661,9 @@ def latest_expectations(backtest: str) -> dict[str, Any] | None:
 
 
 def status(run_id: str) -> dict[str, Any]:
-    """The run's state, progress (fraction and ``n/m`` instruments), ETA (s) and, once
-    completed, its metrics.
+    """The run's state, progress (fraction and ``n/m`` instruments), ETA (s), times (ISO 8601
+    UTC), error (masked: :func:`quantbeat.infra.masking.mask_text`) and, once completed, its
+    metrics.
 
     Raises:
         quant.errors.NotFound: no such run.
@@ -677,11 +678,11 @@ def status(run_id: str) -> dict[str, Any]:
             "attempts": run.attempts,
             "done": run.done,
             "total": run.total,
-            "submitted_at": as_utc(run.submitted_at).isoformat() if run.submitted_at else None,
-            "started_at": as_utc(run.started_at).isoformat() if run.started_at else None,
-            "finished_at": as_utc(run.finished_at).isoformat() if run.finished_at else None,
+            "submitted_at": iso_utc(run.submitted_at),
+            "started_at": iso_utc(run.started_at),
+            "finished_at": iso_utc(run.finished_at),
             "duration_ms": run.duration_ms,
-            "error": run.error,
+            "error": None if run.error is None else mask_text(run.error),
             "metrics": run.metrics,
             "summary": run.summary,
             "data_version": run.data_version,
@@ -737,6 +738,24 @@ def live_progress(run_id: str, *, confirm: bool = False) -> dict[str, Any]:
     return {k: row[k] for k in ("state", "progress", "eta_seconds")}
 
 
+def progress_percent(fraction: Any) -> float:
+    """A progress fraction (0–1; ``None`` as 0) as the percentage the API and the dashboard
+    show: clamped to 0–100, two decimals."""
+    return round(min(max(float(fraction or 0.0), 0.0), 1.0) * 100.0, 2)
+
+
+def progress_payload(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The live figures of a run as its server-sent events carry them — ``{"state",
+    "progress" (percent, :func:`progress_percent`), "eta_s" (seconds, ``None`` while
+    unknown)}`` — from a :func:`status` or :func:`live_progress` row (``progress`` a
+    fraction, ``eta_seconds``)."""
+    return {
+        "state": row["state"],
+        "progress": progress_percent(row.get("progress")),
+        "eta_s": row.get("eta_seconds"),
+    }
+
+
 def _number(text: str | None) -> float | None:
     """A live-state figure as a finite float, ``None`` when absent or not one."""
     try:
@@ -758,7 +777,7 @@ def list_backtests(
                 "strategy": r.strategy,
                 "state": r.state,
                 "instruments": f"{r.done}/{r.total}",
-                "submitted_at": as_utc(r.submitted_at).isoformat() if r.submitted_at else None,
+                "submitted_at": iso_utc(r.submitted_at),
                 "total_return": (r.metrics or {}).get("total_return"),
                 "sharpe": (r.metrics or {}).get("sharpe"),
                 "trades": (r.metrics or {}).get("trades"),

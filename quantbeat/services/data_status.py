@@ -10,6 +10,7 @@ from typing import Any
 
 from db.engine import session_scope
 from db.status import latest_stored
+from db.store import iso_utc
 from quant.errors import ValidationError
 from quant.market.types import KRX_MARKETS, SIMULATED_SOURCE
 from quantbeat.infra.settings import Settings, get_settings
@@ -31,10 +32,6 @@ DEFAULT_JOB_HOURS = 24
 MAX_JOB_HOURS = 24 * 30
 #: Seconds the freshness check may take (as ``quantbeat health``'s default).
 FRESHNESS_TIMEOUT = 5.0
-
-
-def _iso(value: dt.date | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 def data_status(
@@ -85,7 +82,7 @@ def data_status(
         "simulated": any(d["simulated"] for d in latest.values()),
         "freshness": freshness.as_dict(),
         "latest": {
-            name: {"latest": _iso(d["latest"]), "simulated": d["simulated"]}
+            name: {"latest": iso_utc(d["latest"]), "simulated": d["simulated"]}
             for name, d in latest.items()
         },
         "gaps": gaps,

@@ -39,24 +39,26 @@ from db.jobs import (
     purge_dead_letters,
 )
 from db.models import DeadLetter
+from db.store import iso_utc
 from quant.errors import NotFound, PermanentError, ValidationError
-from quantbeat.infra.masking import MASK
+from quantbeat.infra.masking import MASK, mask_text
 from workers.app import app as worker_app
 
 
 def letter_summary(letter: DeadLetter) -> dict[str, Any]:
-    """The columns ``dlq list`` shows, JSON-ready (times as ISO 8601 strings)."""
+    """The columns ``dlq list`` shows, JSON-ready (times as ISO 8601 UTC strings; the error
+    masked: :func:`quantbeat.infra.masking.mask_text`)."""
     return {
         "id": letter.id,
         "reason": letter.reason,
         "task_name": letter.task_name,
         "task_id": letter.task_id,
         "occurrences": letter.occurrences,
-        "first_seen": _iso(letter.first_seen),
-        "last_seen": _iso(letter.last_seen),
+        "first_seen": iso_utc(letter.first_seen),
+        "last_seen": iso_utc(letter.last_seen),
         "replays": letter.replays or 0,
-        "replayed_at": _iso(letter.replayed_at),
-        "error": letter.error,
+        "replayed_at": iso_utc(letter.replayed_at),
+        "error": None if letter.error is None else mask_text(letter.error),
     }
 
 
@@ -66,14 +68,10 @@ def letter_detail(letter: DeadLetter) -> dict[str, Any]:
         **letter_summary(letter),
         "fingerprint": letter.fingerprint,
         "replayed_task_id": letter.replayed_task_id,
-        "created_at": _iso(letter.created_at),
-        "updated_at": _iso(letter.updated_at),
+        "created_at": iso_utc(letter.created_at),
+        "updated_at": iso_utc(letter.updated_at),
         "payload": letter.payload,
     }
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.astimezone(dt.UTC).isoformat()
 
 
 def list_letters(

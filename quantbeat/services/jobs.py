@@ -22,19 +22,21 @@ from db.jobs import (
     list_job_runs,
 )
 from db.models import JOB_STATES, JobAttempt, JobRun
-from db.store import as_utc
+from db.store import as_utc, iso_utc
 from quant.errors import NotFound, ValidationError
+from quantbeat.infra.masking import mask_text
 
 #: Job states ``jobs list --failed`` shows: the executions that ended in failure.
 FAILED_STATES: tuple[str, ...] = ("failed", "timed_out", "lost")
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else as_utc(value).astimezone(dt.UTC).isoformat()
+def _masked(error: str | None) -> str | None:
+    return None if error is None else mask_text(error)
 
 
 def job_dict(run: JobRun) -> dict[str, Any]:
-    """Every column of a job run, JSON-ready (times as ISO 8601 UTC)."""
+    """Every column of a job run, JSON-ready (times as ISO 8601 UTC; the error masked:
+    :func:`quantbeat.infra.masking.mask_text` — arguments and result as stored)."""
     return {
         "id": run.id,
         "task_id": run.task_id,
@@ -44,28 +46,28 @@ def job_dict(run: JobRun) -> dict[str, Any]:
         "attempts": run.attempts,
         "retries": run.retries,
         "worker": run.worker,
-        "started_at": _iso(run.started_at),
-        "finished_at": _iso(run.finished_at),
+        "started_at": iso_utc(run.started_at),
+        "finished_at": iso_utc(run.finished_at),
         "duration_ms": run.duration_ms,
-        "error": run.error,
+        "error": _masked(run.error),
         "args": run.args,
         "kwargs": run.kwargs,
         "result": run.result,
-        "created_at": _iso(run.created_at),
-        "updated_at": _iso(run.updated_at),
+        "created_at": iso_utc(run.created_at),
+        "updated_at": iso_utc(run.updated_at),
     }
 
 
 def attempt_dict(attempt: JobAttempt) -> dict[str, Any]:
-    """One execution of a task id (``job_attempts``), JSON-ready."""
+    """One execution of a task id (``job_attempts``), JSON-ready (the error masked)."""
     return {
         "attempt": attempt.attempt,
         "worker": attempt.worker,
         "state": attempt.state,
-        "started_at": _iso(attempt.started_at),
-        "finished_at": _iso(attempt.finished_at),
+        "started_at": iso_utc(attempt.started_at),
+        "finished_at": iso_utc(attempt.finished_at),
         "duration_ms": attempt.duration_ms,
-        "error": attempt.error,
+        "error": _masked(attempt.error),
         "result": attempt.result,
     }
 

@@ -39,7 +39,7 @@ from db.scans import finish_run as record_run_end
 from db.scans import get_run as get_scan_run
 from db.scans import list_runs as list_scan_runs
 from db.scans import start_run as record_run_start
-from db.store import as_utc
+from db.store import as_utc, iso_utc
 from quant.errors import TransientError, ValidationError
 from quant.indicators import SCAN_BARS, Candles, canonical_params, params_key
 from quant.indicators.candles import COLUMNS
@@ -47,6 +47,7 @@ from quant.indicators.custom import rs_rating, rs_raw
 from quant.indicators.request import IndicatorRequest
 from quant.scans.inputs import SERIES, ScanInputs
 from quantbeat.infra.cache import Entry, SafeCache, decode_series
+from quantbeat.infra.masking import mask_text
 from quantbeat.services import announce
 from quantbeat.services.indicators import indicator_cache
 from quantbeat.services.settings_store import strategy_overrides
@@ -702,17 +703,18 @@ def _run_row(run: Any, now: dt.datetime) -> dict[str, Any]:
         "coverage": f"{run.scanned}/{run.total}",
         "params": run.params,
         "data_version": run.data_version,
-        "started_at": started.isoformat(),
-        "finished_at": as_utc(run.finished_at).isoformat() if run.finished_at else None,
+        "started_at": iso_utc(started),
+        "finished_at": iso_utc(run.finished_at),
         "duration_ms": None if run.duration_ms is None else round(run.duration_ms, 1),
-        "error": run.error,
+        "error": None if run.error is None else mask_text(run.error),
     }
 
 
 def scan_run(run_id: int) -> dict[str, Any]:
     """Scan run ``run_id``: strategy, day, state (``running``, ``completed``, ``failed``),
     counts (``total`` instruments in the universe; ``scanned``, ``failed``, ``candidates``;
-    ``chunks``, ``chunks_failed``), times, error, and its progress.
+    ``chunks``, ``chunks_failed``), times (ISO 8601 UTC), error (masked:
+    :func:`quantbeat.infra.masking.mask_text`), and its progress.
 
     Scans record no progress of their own: ``progress`` (a fraction 0–1) is the share of
     the universe the finished chunks evaluated, ``(scanned + failed) / total`` — each chunk

@@ -15,15 +15,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from db.engine import session_scope
-from db.models import Instrument, Signal
+from db.models import Instrument, ScanRun, Signal
 from db.notify import analysis_catalysts
 from db.outcomes import stored_outcomes
 from db.scans import latest_completed_run, run_phase, signal_page, signal_with_instrument
 from db.snapshots import instrument_snapshot
-from db.store import as_utc
+from db.store import iso_utc
 from quant.errors import NotFound, ValidationError
 from quantbeat.services.announce import is_simulated, levels
 from quantbeat.services.args import parse_grade, parse_krx_markets, parse_strategy
+from quantbeat.services.closing_window import PHASES
 from quantbeat.services.scans import Candidate, ranked_candidates
 from quantbeat.services.strategies import scan_strategy, scan_strategy_names
 
@@ -35,10 +36,6 @@ def _reasons(value: Any) -> list[str]:
     if isinstance(value, list | tuple):
         return [str(r) for r in value]
     return [] if value is None else [str(value)]
-
-
-def _iso(value: dt.date | dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 def signal_item(signal: Signal, instrument: Instrument) -> dict[str, Any]:
@@ -106,6 +103,67 @@ def _market(value: str | None, field: str) -> str | None:
     return None if value is None else parse_krx_markets(value, field=field)[0].value
 
 
+def _phase(value: str, field_prefix: str) -> str:
+    if value not in PHASES:
+        raise ValidationError(
+            f"{field_prefix}phase must be final or preliminary, got {value!r}",
+            field=f"{field_prefix}phase",
+            value=value,
+        )
+    return value
+
+
+def _decision(
+    session: Any,
+    name: str,
+    run: ScanRun | None,
+    *,
+    trade_date: dt.date | None = None,
+    phase: str = "final",
+    market: str | None = None,
+    min_grade: str | None = None,
+) -> dict[str, Any]:
+    """Strategy ``name``'s decision of ``run`` (when ``None``: the signals stored for
+    ``trade_date`` and ``phase``, if a day is given) as :func:`latest_signals` lists it."""
+    found = scan_strategy(name)
+    entry: dict[str, Any] = {
+        "strategy": name,
+        "label": found.label,
+        "run_id": None,
+        "trade_date": None,
+        "phase": None,
+        "finished_at": None,
+        "simulated": is_simulated(),
+        "count": 0,
+        "signals": [],
+    }
+    day = trade_date if run is None else run.trade_date
+    if day is None:
+        return entry
+    decided = phase if run is None else run_phase(run)
+    ladder = found.grade_ladder()
+    items = [
+        _candidate_item(c, strategy=name, trade_date=day, phase=decided)
+        for _ident, c in ranked_candidates(session, name, day, phase=decided)
+    ]
+    items = [
+        i
+        for i in items
+        if (market is None or i["market"] == market)
+        and (min_grade is None or at_least(i["grade"], min_grade, ladder))
+    ]
+    entry.update(
+        run_id=None if run is None else int(run.id),
+        trade_date=day.isoformat(),
+        phase=decided,
+        finished_at=None if run is None else iso_utc(run.finished_at),
+        simulated=entry["simulated"] or any(i["simulated"] for i in items),
+        count=len(items),
+        signals=items,
+    )
+    return entry
+
+
 def latest_signals(
     *,
     strategy: str | None = None,
@@ -132,45 +190,17 @@ def latest_signals(
     chosen_market = _market(market, f"{field_prefix}market")
     if min_grade is not None:
         parse_grade(min_grade, field=f"{field_prefix}min_grade")
-    out = []
     with session_scope() as session:
-        for name in names:
-            found = scan_strategy(name)
-            run = latest_completed_run(session, name)
-            entry: dict[str, Any] = {
-                "strategy": name,
-                "label": found.label,
-                "run_id": None,
-                "trade_date": None,
-                "phase": None,
-                "finished_at": None,
-                "simulated": is_simulated(),
-                "count": 0,
-                "signals": [],
-            }
-            if run is not None:
-                phase = run_phase(run)
-                ladder = found.grade_ladder()
-                items = [
-                    _candidate_item(c, strategy=name, trade_date=run.trade_date, phase=phase)
-                    for _ident, c in ranked_candidates(session, name, run.trade_date, phase=phase)
-                ]
-                items = [
-                    i
-                    for i in items
-                    if (chosen_market is None or i["market"] == chosen_market)
-                    and (min_grade is None or at_least(i["grade"], min_grade, ladder))
-                ]
-                entry.update(
-                    run_id=int(run.id),
-                    trade_date=run.trade_date.isoformat(),
-                    phase=phase,
-                    finished_at=_iso(run.finished_at and as_utc(run.finished_at)),
-                    simulated=entry["simulated"] or any(i["simulated"] for i in items),
-                    count=len(items),
-                    signals=items,
-                )
-            out.append(entry)
+        out = [
+            _decision(
+                session,
+                name,
+                latest_completed_run(session, name),
+                market=chosen_market,
+                min_grade=min_grade,
+            )
+            for name in names
+        ]
     return {"simulated": any(e["simulated"] for e in out), "strategies": out}
 
 
@@ -204,12 +234,8 @@ def list_signals(
     if grade is not None:
         parse_grade(grade, field=f"{field_prefix}grade")
     chosen_market = _market(market, f"{field_prefix}market")
-    if phase is not None and phase not in ("final", "preliminary"):
-        raise ValidationError(
-            f"{field_prefix}phase must be final or preliminary, got {phase!r}",
-            field=f"{field_prefix}phase",
-            value=phase,
-        )
+    if phase is not None:
+        _phase(phase, field_prefix)
     with session_scope() as session:
         rows = signal_page(
             session,
@@ -223,6 +249,26 @@ def list_signals(
         )
         items = [signal_item(s, i) for s, i in rows[:limit]]
     return items, len(rows) > limit
+
+
+def day_signals(
+    strategy: str, trade_date: dt.date, *, phase: str = "final", field_prefix: str = ""
+) -> dict[str, Any]:
+    """The signals of ``strategy`` (its exact name) stored for ``trade_date`` and ``phase``,
+    ranked as the scan ranks them, with the newest completed scan run of that day and phase:
+    one entry of :func:`latest_signals` (``run_id`` and ``finished_at`` ``None`` when no
+    completed run of that day is stored — imported history — and its signals are still
+    listed; ``count`` 0 when none is stored). Errors name ``field_prefix + name``.
+
+    Raises:
+        quant.errors.ValidationError: an unknown strategy, or a phase other than ``final``
+            and ``preliminary``.
+    """
+    name = _strategy(strategy, field_prefix)
+    _phase(phase, field_prefix)
+    with session_scope() as session:
+        run = latest_completed_run(session, name, trade_date=trade_date, phase=phase)
+        return _decision(session, name, run, trade_date=trade_date, phase=phase)
 
 
 def signal_detail(signal_id: int) -> dict[str, Any]:
@@ -261,14 +307,14 @@ def signal_detail(signal_id: int) -> dict[str, Any]:
 
 
 def _outcome(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (_iso(v) if isinstance(v, dt.date) else v) for k, v in row.items()}
+    return {k: (iso_utc(v) if isinstance(v, dt.date) else v) for k, v in row.items()}
 
 
 def _snapshot(snap: Any, entry: float | None) -> dict[str, Any]:
     last = float(snap.close)
     return {
         "trade_date": snap.trade_date.isoformat(),
-        "taken_at": as_utc(snap.taken_at).isoformat(),
+        "taken_at": iso_utc(snap.taken_at),
         "open": snap.open,
         "high": snap.high,
         "low": snap.low,

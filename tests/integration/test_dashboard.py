@@ -18,10 +18,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from db.backtests import FINAL_STATES, create_run, finish
 from db.engine import session_scope
 from db.models import BacktestRun
 from quantbeat.api.app import create_app
-from quantbeat.api.dashboard.pages import CSRF_COOKIE, FINAL_STATES
+from quantbeat.api.dashboard.pages import CSRF_COOKIE, MAX_FORM_BYTES
 from quantbeat.api.security import COOKIE
 from quantbeat.infra.settings import get_settings, reset_settings
 from quantbeat.services import api_keys, backtests
@@ -243,7 +244,22 @@ def test_the_vcp_page_lists_the_latest_run_and_filters_by_date(
     assert f"<h2>{vcp['day'].isoformat()} · vcp</h2>" in page.text
     bad = reader.get("/signals?date=03/03/2026")
     assert bad.status_code == 422
-    assert "'03/03/2026' is not a date" in _text(bad.text)
+    assert "query.date must be an ISO date (YYYY-MM-DD), got '03/03/2026'" in _text(bad.text)
+
+
+def _cards(html: str) -> list[dict[str, str]]:
+    """The closing-bet page's cards: instrument, entry, stop and target as shown."""
+    found = re.findall(
+        r'<span class="muted">([A-Z]+:[0-9A-Z]+)</span>.*?<dd class="entry">([^<]*)</dd>.*?'
+        r'<dd class="stop">([^<]*)</dd>.*?<dd class="target">([^<]*)</dd>',
+        html,
+        flags=re.S,
+    )
+    return [{"instrument": i, "entry": e, "stop": s, "target": t} for i, e, s, t in found]
+
+
+def _shown(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
 
 
 def test_the_closing_bet_page_shows_cards_news_gate_and_both_phases(
@@ -256,20 +272,45 @@ def test_the_closing_bet_page_shows_cards_news_gate_and_both_phases(
     for bet in world["closing"]:
         assert bet["ticker"] in text
         assert f"{bet['entry_price']:,.0f}" in text
-        assert f"{bet['inputs']['exit_plan']['stop_loss']:,.0f}" in text
-        assert f"{bet['inputs']['exit_plan']['take_profit']:,.0f}" in text
         assert bet["reasons"][0] in text
     assert dashboard_data.NEWS_TITLE in text
     assert dashboard_data.CATALYST in text
     assert "결정 시점의 마켓 게이트" in text
     assert world["gate"]["reason"] in text  # the final decision: the day's gate
     assert re.search(r'id="count-final">3<', page.text)
+    assert f"#{world['closing_runs']['final']}" in text
+    # the page shows the API's decision of the same day: same cards, entries, stops, targets
+    api = reader.get(f"/api/v1/closing-bet/{world['end']}")
+    assert api.status_code == 200
+    decision = api.json()
+    assert decision["run_id"] == world["closing_runs"]["final"]
+    expected = [
+        {"instrument": c["instrument"], "entry": _shown(c["entry"]), "stop": _shown(c["stop"]),
+         "target": _shown(c["target"])}
+        for c in decision["cards"]
+    ]  # fmt: skip
+    assert len(expected) == len(world["closing"])
+    assert _cards(page.text) == expected
+    assert all(c["stop"] != "–" for c in expected)
     prelim = reader.get(f"/closing-bet?date={world['end']}&phase=preliminary")
     assert prelim.status_code == 200
     assert "예비 (장중 15:10)" in _text(prelim.text)
-    # the preliminary decision was taken before the day's 15:30 gate existed
+    # the preliminary decision was taken at 15:10, before the day's gate was computed
     assert "그 시점에 저장된 마켓 게이트가 없습니다." in _text(prelim.text)
+    early = reader.get(f"/api/v1/closing-bet/{world['end']}?phase=preliminary").json()
+    assert early["run_id"] == world["closing_runs"]["preliminary"]
+    assert re.search(rf'id="count-preliminary">{early["count"]}<', prelim.text)
+    assert _cards(prelim.text) == [
+        {"instrument": c["instrument"], "entry": _shown(c["entry"]), "stop": _shown(c["stop"]),
+         "target": _shown(c["target"])}
+        for c in early["cards"]
+    ]  # fmt: skip
     assert reader.get("/closing-bet?phase=noon").status_code == 422
+    # a day without a decision: the page says why, as the API does (404)
+    missing = reader.get("/closing-bet?date=2026-01-05")
+    assert missing.status_code == 404
+    assert "no closing-bet decision of 2026-01-05 stored" in _text(missing.text)
+    assert 'id="closing-show"' in missing.text  # the date picker stays usable
 
 
 def test_the_track_record_shows_kpis_and_equity_curves(
@@ -368,9 +409,13 @@ def test_the_data_page_shows_freshness_gaps_jobs_and_dead_letters(
     assert world["end"].isoformat() in text  # the latest candles
     assert 'id="dataset-candles"' in page.text
     assert "결측 구간 (일봉)" in text
-    missing = re.search(r'id="gaps-missing">(\d+)<', page.text)
+    missing = re.search(r'id="gaps-missing-candles">(\d+)<', page.text)
     assert missing is not None
     assert int(missing.group(1)) > 0  # the seed's halted sessions are gaps
+    # the same report as the API's /data/status (the page reuses it up to a minute)
+    api = admin.get("/api/v1/data/status").json()
+    assert int(missing.group(1)) == api["gaps"]["candles"]["missing"]
+    assert f'id="jobs-failed">{api["jobs"]["failed"]}<' in page.text
     assert "quantbeat.collect.daily_candles" in text
     assert "SIMULATED provider timeout" in text
     assert "retries_exhausted" in text
@@ -428,9 +473,11 @@ def test_the_banner_follows_the_rows_when_the_market_is_real(
         # the seeded rows are simulated: the banner stays
         for path in ("/", "/signals", "/closing-bet", "/track-record"):
             assert BANNER in client.get(path).text, path
+        # the data page reports that the latest stored data is simulated
+        assert BANNER in client.get("/data").text
         # pages showing no simulated row (nor the sign-in form) carry none
         assert BANNER not in client.get("/login").text
-        assert BANNER not in client.get("/data").text
+        assert BANNER not in client.get("/backtests").text
 
 
 def test_open_mode_needs_no_key(world: dict[str, Any]) -> None:
@@ -442,3 +489,96 @@ def test_open_mode_needs_no_key(world: dict[str, Any]) -> None:
         assert "개방 모드 (키 없음)" in page.text
         assert 'id="logout"' not in page.text
         assert client.get("/data").status_code == 200
+
+
+def test_cookies_are_secure_in_production_behind_a_plain_http_proxy(
+    world: dict[str, Any],
+) -> None:
+    # Behind the TLS proxy uvicorn sees http: QUANTBEAT_ENV=production marks them Secure anyway
+    with TestClient(_app(env="production")) as client:
+        form = client.get("/login")
+        csrf = next(c for c in form.headers.get_list("set-cookie") if c.startswith(CSRF_COOKIE))
+        assert "Secure" in csrf
+        token = re.match(rf"{CSRF_COOKIE}=([^;]+)", csrf)
+        assert token is not None
+        done = client.post(
+            "/login",
+            data={"key": world["keys"]["read"], "csrf": token.group(1), "next": "/"},
+            headers={"Cookie": f"{CSRF_COOKIE}={token.group(1)}"},
+            follow_redirects=False,
+        )
+        assert done.status_code == 303
+        cookie = next(c for c in done.headers.get_list("set-cookie") if c.startswith(COOKIE))
+        assert "Secure" in cookie
+        assert "HttpOnly" in cookie
+
+
+def test_a_form_announced_over_the_limit_is_refused_before_it_is_read(app: FastAPI) -> None:
+    with TestClient(app) as client:
+        token = _csrf(client)
+        big = client.post(
+            "/login",
+            content=b"csrf=" + token.encode() + b"&key=" + b"k" * MAX_FORM_BYTES,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert big.status_code == 413
+        assert f"over {MAX_FORM_BYTES} bytes" in big.text
+
+
+def test_the_progress_endpoint_reads_the_live_state_and_errors_are_masked(
+    reader: TestClient, world: dict[str, Any]
+) -> None:
+    run_id = "e" * 32
+    with session_scope() as session:
+        create_run(session, run_id, strategy="sma_crossover", total=4,
+                   spec={"strategy": "sma_crossover", "instruments": ["KOSPI:900000"],
+                         "start": "2026-03-02", "end": "2026-04-10"})  # fmt: skip
+    store = backtests.state_store()
+    store.update(run_id, {"state": "running", "progress": 0.42, "eta": 7.0, "done": 1})
+    live = reader.get(f"/backtests/{run_id}/progress")
+    assert live.status_code == 200
+    # PostgreSQL still says queued: these figures are the live state's
+    assert live.json() == {"state": "running", "progress": 42.0, "eta_s": 7.0}
+    secret = "ProviderError: GET https://u:hunter2@data.example/x?api_key=sekrit42 failed"
+    with session_scope() as session:
+        row = session.get(BacktestRun, run_id)
+        assert row is not None
+        assert row.state == "queued"
+        finish(session, run_id, state="failed", error=secret)
+    store.update(run_id, {"state": "failed"})
+    ended = reader.get(f"/backtests/{run_id}/progress").json()
+    assert ended == {"state": "failed", "progress": 0.0, "eta_s": 0.0}  # PostgreSQL's word
+    page = reader.get(f"/backtests/{run_id}")
+    api = reader.get(f"/api/v1/backtests/{run_id}").json()
+    for shown in (page.text, api["error"], backtests.status(run_id)["error"]):
+        assert "hunter2" not in shown
+        assert "sekrit42" not in shown
+    assert api["error"] in unescape(page.text)
+    assert "***" in api["error"]
+    assert 'id="bt-error"' in page.text
+    assert "/static/backtest.js" not in page.text  # ended: nothing to follow
+
+
+def test_the_signals_page_is_the_apis_latest_decision_and_any_day_ranked_alike(
+    reader: TestClient, world: dict[str, Any]
+) -> None:
+    vcp = world["vcp"]
+    latest = reader.get("/api/v1/signals/latest", params={"strategy": "vcp"}).json()
+    (decision,) = latest["strategies"]
+    page = reader.get("/signals")
+    shown = re.findall(r"<tr>\s*<td class=\"num\">(\d+)</td><td>([^<]+)</td>", page.text)
+    assert shown == [(str(s["rank"]), s["instrument"]) for s in decision["signals"]]
+    assert decision["run_id"] == vcp["run_id"]
+    same_day = reader.get(f"/signals?date={vcp['day']}")
+    assert re.findall(r"<tr>\s*<td class=\"num\">(\d+)</td><td>([^<]+)</td>", same_day.text) == (
+        shown
+    )
+    assert f"#{vcp['run_id']}" in same_day.text
+    # a day of stored signals without a scan run: listed, and said to have no run
+    older = reader.get("/signals?date=2026-03-03")
+    listed = reader.get(
+        "/api/v1/signals", params={"date": "2026-03-03", "strategy": "vcp", "phase": "final"}
+    ).json()["items"]
+    rows = re.findall(r"<tr>\s*<td class=\"num\">\d+</td><td>([^<]+)</td>", older.text)
+    assert sorted(rows) == sorted(i["instrument"] for i in listed)
+    assert "이 날짜의 스캔 실행 기록이 없습니다" in older.text

@@ -4,7 +4,8 @@
   simulated instruments, their bars from 2026-01-02 to 2026-06-30, about four signals a
   session (VCP final, closing bet preliminary) — followed by the real track record update;
 * on the last session: closing-bet ``final`` signals with their exit plan, one with an AI
-  analysis and a news item; a completed VCP scan run;
+  analysis and a news item, and the completed closing-bet scan runs of both phases (the
+  preliminary one decided at 15:10 KST); a completed VCP scan run;
 * the reference series collected from the simulated source and the Market Gate computed
   (tests/integration/test_market_gate.py does it with a fake source; the simulated one needs
   no network);
@@ -18,8 +19,9 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from db.backtests import claim, create_run, store_result
 from db.engine import get_engine, session_scope
@@ -118,6 +120,34 @@ def _closing_final(day: dt.date) -> list[dict[str, Any]]:
     return chosen
 
 
+def _closing_runs(day: dt.date) -> dict[str, int]:
+    """The completed closing-bet runs of ``day``: the buy-window (preliminary) decision at
+    15:10 KST and the evening (final) one — what the API's and the page's decisions read."""
+    runs = {}
+    as_of = dt.datetime.combine(day, dt.time(15, 10), tzinfo=ZoneInfo("Asia/Seoul"))
+    with session_scope() as session:
+        for phase, params in (
+            ("preliminary", {"phase": "preliminary", "as_of": as_of.isoformat()}),
+            ("final", {"markets": ["KOSPI", "KOSDAQ"]}),
+        ):
+            count = session.execute(
+                select(func.count()).where(
+                    Signal.strategy == "closing_bet",
+                    Signal.trade_date == day,
+                    Signal.phase == phase,
+                )
+            ).scalar_one()
+            run_id = start_run(session, strategy="closing_bet", trade_date=day, params=params,
+                               total=25, chunks=1, data_version=None)  # fmt: skip
+            session.execute(
+                text("UPDATE scan_runs SET scanned = 25, candidates = :n WHERE id = :i"),
+                {"n": count, "i": run_id},
+            )
+            finish_run(session, run_id, state="completed")
+            runs[phase] = run_id
+    return runs
+
+
 def _vcp_run() -> dict[str, Any]:
     """A completed scan run of VCP on its latest signal day."""
     with session_scope() as session:
@@ -196,13 +226,14 @@ def _backtest() -> None:
 
 def seed(database: str) -> dict[str, Any]:
     """Empty the database and store the market described in the module; returns
-    ``{"end", "closing": [candidates], "vcp": {...}, "gate": {...}, "portfolio": {...},
-    "track": report}``."""
+    ``{"end", "closing": [candidates], "closing_runs": {phase: run id}, "vcp": {...},
+    "gate": {...}, "portfolio": {...}, "track": report}``."""
     empty(database)
     sessions = _seed(end=END)
     last = sessions[-1]
     track_record.update(last)
     closing = _closing_final(last)
+    closing_runs = _closing_runs(last)
     vcp = _vcp_run()
     market.collect_reference(REFERENCE_FROM, last)
     gate = market.compute_gate(last)
@@ -213,6 +244,7 @@ def seed(database: str) -> dict[str, Any]:
     return {
         "end": last,
         "closing": closing,
+        "closing_runs": closing_runs,
         "vcp": vcp,
         "gate": gate,
         "portfolio": portfolio.describe(PORTFOLIO),

@@ -1,17 +1,22 @@
 """The dashboard's pure parts: both languages hold every label a template names, the
-language choice, and the server-drawn SVG charts (scaled, clamped, escaped)."""
+language choice, the server-drawn SVG charts (scaled, clamped, escaped) and the form reader's
+size limit (refused before reading, or as soon as the limit is passed)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+from starlette.requests import Request
 
 from quant.errors import ValidationError
 from quantbeat.api.dashboard import i18n, svg
-from quantbeat.api.dashboard.pages import NAV, TEMPLATES, _safe_next, _spec
+from quantbeat.api.dashboard.pages import MAX_FORM_BYTES, NAV, TEMPLATES, _form, _safe_next, _spec
+from quantbeat.api.problems import ApiProblem
 
 
 def test_both_languages_hold_the_same_labels_none_empty() -> None:
@@ -142,3 +147,58 @@ def test_the_backtest_form_becomes_a_spec_or_a_named_error() -> None:
         _spec({"params": "[1, 2]"})
     with pytest.raises(ValidationError, match="initial_cash: 'ten' is not a number"):
         _spec({"initial_cash": "ten"})
+
+
+def _posted(headers: dict[str, str], chunks: list[bytes]) -> tuple[Request, list[int]]:
+    """A POST request whose body arrives in ``chunks``; the list records each chunk read."""
+    reads: list[int] = []
+    pending = list(chunks)
+
+    async def receive() -> dict[str, Any]:
+        body = pending.pop(0) if pending else b""
+        reads.append(len(body))
+        return {"type": "http.request", "body": body, "more_body": bool(pending)}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/login",
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }
+    return Request(scope, receive), reads
+
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def test_a_form_is_read_last_value_of_each_field() -> None:
+    request, _ = _posted(FORM, [b"a=1&b=x", b"&a=2"])
+    assert asyncio.run(_form(request)) == {"a": "2", "b": "x"}
+
+
+def test_a_form_announced_over_the_limit_is_refused_unread() -> None:
+    request, reads = _posted({**FORM, "content-length": str(MAX_FORM_BYTES + 1)}, [b"a=1"])
+    with pytest.raises(ApiProblem) as caught:
+        asyncio.run(_form(request))
+    assert caught.value.status == 413
+    assert reads == []  # not one byte of the body was read
+
+
+def test_a_form_without_a_length_is_cut_off_once_over_the_limit() -> None:
+    piece = b"k" * (64 * 1024)
+    chunks = [piece] * (MAX_FORM_BYTES // len(piece) + 10)
+    request, reads = _posted(FORM, chunks)
+    with pytest.raises(ApiProblem) as caught:
+        asyncio.run(_form(request))
+    assert caught.value.status == 413
+    assert len(reads) == MAX_FORM_BYTES // len(piece) + 1  # stopped at the first chunk over
+
+
+def test_a_content_length_that_is_not_a_number_is_refused() -> None:
+    request, reads = _posted({**FORM, "content-length": "lots"}, [b"a=1"])
+    with pytest.raises(ApiProblem) as caught:
+        asyncio.run(_form(request))
+    assert caught.value.status == 400
+    assert "'lots' is not a number" in caught.value.detail
+    assert reads == []

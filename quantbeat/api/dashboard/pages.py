@@ -1,12 +1,17 @@
 """The dashboard's pages: server-rendered HTML (Jinja2, autoescaped) over the services the
-JSON API uses.
+JSON API uses — the same read functions, so a page and its API route show the same numbers
+(signals: :mod:`quantbeat.services.signal_reads`; the closing bet:
+:func:`quantbeat.services.closing_window.closing_bet_decision`; the track record:
+:func:`quantbeat.services.track_record.report`; data status:
+:func:`quantbeat.services.data_status.data_status`).
 
 Every page needs the scope ``read`` (submitting a backtest ``run``; jobs and dead letters on
 the data page ``admin``): the key comes from the HttpOnly cookie :data:`COOKIE` set by the
 sign-in form (or a header, like the API); without a usable key a page redirects to
 ``/login``, which says why. In open mode no key is needed. Every POST form carries the
 per-browser token of the :data:`CSRF_COOKIE` cookie in a hidden field (double submit; the
-cookies are ``SameSite=Strict``); a POST whose token does not match is refused (403).
+cookies are ``SameSite=Strict``, and ``Secure`` over https or with
+``QUANTBEAT_ENV=production``); a POST whose token does not match is refused (403).
 
 Pages answer (as every response: :mod:`quantbeat.api.middleware`) with ``Server-Timing:
 app;dur=<ms>`` (the server-side time), and with a strict
@@ -35,22 +40,29 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
+from db.backtests import FINAL_STATES
 from quant.backtest.strategies import STRATEGIES
 from quant.errors import NotFound, ValidationError
-from quant.market.types import KRX_MARKETS
 from quantbeat.api.dashboard import i18n, svg
 from quantbeat.api.problems import ApiProblem
 from quantbeat.api.security import COOKIE, Reader, require
-from quantbeat.services import backtests, dlq, jobs, market, overview, portfolio, track_record
-from quantbeat.services.api_keys import KeyRefused, Principal, authenticate
-from quantbeat.services.collect import DATASETS, last_sessions
-from quantbeat.services.gaps import KrxGaps, krx_gaps
-from quantbeat.services.health import (
-    check_data_freshness,
-    check_signals,
-    check_snapshots,
-    run_checks,
+from quantbeat.services import (
+    backtests,
+    closing_window,
+    dlq,
+    jobs,
+    market,
+    overview,
+    portfolio,
+    scans,
+    signal_reads,
+    track_record,
 )
+from quantbeat.services.announce import is_simulated, levels
+from quantbeat.services.api_keys import KeyRefused, Principal, authenticate
+from quantbeat.services.args import parse_date
+from quantbeat.services.data_status import data_status
+from quantbeat.services.health import check_signals, check_snapshots, run_checks
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -59,12 +71,15 @@ CSRF_COOKIE = "qb_csrf"
 CSRF_FIELD = "csrf"
 #: Largest form body read (bytes): a backtest's instrument list fits with room.
 MAX_FORM_BYTES = 256 * 1024
-#: Sessions the data page's gap report looks back from the latest stored candle, and how long
-#: (seconds) one report is reused: it reads every instrument's dates of the window (about
-#: 0.1 s for 2,500 instruments on the embedded database) and changes once a day.
-GAP_SESSIONS = 20
-GAP_CACHE_SECONDS = 60.0
-FINAL_STATES = ("completed", "failed", "cancelled", "timed_out")
+#: How long (seconds) the data page reuses one :func:`~quantbeat.services.data_status.
+#: data_status` report (per app, i.e. per API process): the report reads every instrument's
+#: dates of its 260-session gap window for candles and flows (about a second for 2,500
+#: instruments) and changes a few times a day, so a reload within this time shows the same
+#: report (its ``checked_at`` says when it was made). The API's ``/data/status`` is not
+#: cached.
+DATA_STATUS_CACHE_SECONDS = 60.0
+#: Closing-bet days offered by the date picker.
+CLOSING_DAYS = 60
 NAV = (
     ("overview", "/"),
     ("signals", "/signals"),
@@ -164,8 +179,10 @@ def _lang(request: Request) -> str:
     return i18n.pick(request.query_params.get("lang"), request.cookies.get(i18n.LANG_COOKIE))
 
 
-def _https(request: Request) -> bool:
-    return request.url.scheme == "https"
+def _secure(request: Request) -> bool:
+    """Whether cookies are sent ``Secure``: over https, and always with
+    ``QUANTBEAT_ENV=production`` — behind the TLS proxy the app itself sees plain http."""
+    return request.url.scheme == "https" or request.app.state.settings.env == "production"
 
 
 def _csrf_token(request: Request) -> tuple[str, bool]:
@@ -185,15 +202,28 @@ def _csrf_ok(request: Request, form: dict[str, str]) -> bool:
 async def _form(request: Request) -> dict[str, str]:
     """The POSTed form (``application/x-www-form-urlencoded``), last value of each field.
 
+    A body announced (``Content-Length``) or found over :data:`MAX_FORM_BYTES` is refused
+    before (or as soon as) that much is read: nothing beyond the limit is buffered.
+
     Raises:
-        ApiProblem: 415 for another content type, 413 over :data:`MAX_FORM_BYTES`.
+        ApiProblem: 415 for another content type, 400 for a ``Content-Length`` that is not a
+            number, 413 over :data:`MAX_FORM_BYTES`.
     """
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         raise ApiProblem(415, f"a form is sent as application/x-www-form-urlencoded, not {kind!r}")
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise ApiProblem(413, f"the form is over {MAX_FORM_BYTES} bytes")
+    too_big = ApiProblem(413, f"the form is over {MAX_FORM_BYTES} bytes")
+    announced = request.headers.get("content-length")
+    if announced is not None:
+        if not announced.strip().isdigit():
+            raise ApiProblem(400, f"header Content-Length: {announced[:40]!r} is not a number")
+        if int(announced) > MAX_FORM_BYTES:
+            raise too_big
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise too_big
     parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=50)
     return {key: values[-1] for key, values in parsed.items()}
 
@@ -239,7 +269,6 @@ def _render(
     """Render ``template`` with the frame's context (labels, navigation, banner, token)."""
     lang = _lang(request)
     token, new_token = _csrf_token(request)
-    settings = request.app.state.settings
     full = {
         "t": i18n.translator(lang),
         "lang": lang,
@@ -254,9 +283,9 @@ def _render(
         **context,
     }
     # Any simulated row shown, or a deployment on the simulated market: the banner.
-    full["simulated"] = bool(context.get("simulated")) or settings.market_source == "simulated"
+    full["simulated"] = bool(context.get("simulated")) or is_simulated()
     response = templates.TemplateResponse(request, template, full, status_code=status)
-    secure = _https(request)
+    secure = _secure(request)
     if request.query_params.get("lang") in i18n.LANGS:
         response.set_cookie(
             i18n.LANG_COOKIE, lang, max_age=365 * 86_400, samesite="lax", secure=secure
@@ -292,7 +321,7 @@ def _page(
     request: Request, template: str, build: Callable[[Ctx], dict[str, Any]], scope: str = "read"
 ) -> Response:
     """Guard, build the page's context, render; bad input 422 and unknown things 404 as
-    error pages naming them."""
+    error pages naming them. A context may set the page's ``http_status`` (default 200)."""
     found = _guard(request, scope)
     if isinstance(found, Response):
         return found
@@ -304,26 +333,18 @@ def _page(
         return _error(request, 422, str(exc), principal=found)
     except NotFound as exc:
         return _error(request, 404, str(exc), principal=found)
-    return _render(request, template, context, principal=found)
+    status = int(context.pop("http_status", 200))
+    return _render(request, template, context, principal=found, status=status)
 
 
 def _date_param(request: Request, name: str = "date") -> dt.date | None:
     """The ISO date of query parameter ``name`` (empty: ``None``).
 
     Raises:
-        quant.errors.ValidationError: not a YYYY-MM-DD date (the value named).
+        quant.errors.ValidationError: not a YYYY-MM-DD date (field ``query.<name>``).
     """
     raw = request.query_params.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        raise ValidationError(
-            f"query parameter {name}: {raw[:40]!r} is not a date (YYYY-MM-DD)",
-            field=f"query.{name}",
-            value=raw[:40],
-        ) from None
+    return parse_date(raw, field=f"query.{name}") if raw else None
 
 
 def _has_route(app: FastAPI, path: str) -> bool:
@@ -378,18 +399,32 @@ def overview_page(request: Request) -> Response:
     return _page(request, "overview.html", _overview)
 
 
-# --- signals ----------------------------------------------------------------------------------
+# --- signals ---------------------------------------------------------------------------------
 def _signals(ctx: Ctx) -> dict[str, Any]:
+    """The VCP decision as the API reads it: the latest completed run's ranked signals
+    (``/api/v1/signals/latest``), or a chosen day's (:func:`signal_reads.day_signals`), each
+    with the stop of its exit plan (:func:`~quantbeat.services.announce.levels`, as
+    ``/api/v1/signals/{id}`` gives it) and its run's coverage (``/api/v1/scans/{id}``)."""
     day = _date_param(ctx.request)
-    table = overview.signal_table("vcp", day)
+    if day is None:
+        (decision,) = signal_reads.latest_signals(strategy="vcp")["strategies"]
+    else:
+        decision = signal_reads.day_signals("vcp", day, field_prefix="query.")
+    items = [
+        {**item, "stop": levels(item["strategy"], item["entry_price"])[0]}
+        for item in decision["signals"]
+    ]
+    run = scans.scan_run(decision["run_id"]) if decision["run_id"] is not None else None
     return {
         "title_key": "title.signals",
         "active": "signals",
-        "table": table,
-        "dates": overview.signal_dates("vcp", phase="final"),
+        "decision": decision,
+        "items": items,
+        "run": run,
+        "dates": overview.signal_dates("vcp"),
         "chosen": day.isoformat() if day else "",
-        "run_started": ctx.when((table["run"] or {}).get("started_at")),
-        "simulated": table["simulated"],
+        "run_finished": ctx.when(decision["finished_at"]),
+        "simulated": decision["simulated"],
     }
 
 
@@ -400,31 +435,56 @@ def signals_page(request: Request) -> Response:
 
 # --- the closing bet --------------------------------------------------------------------------
 def _closing(ctx: Ctx) -> dict[str, Any]:
-    day = _date_param(ctx.request)
-    asked = ctx.request.query_params.get("phase", "").strip()
-    phase = overview.check_phase(asked, field="query.phase") if asked else "final"
-    dates = overview.signal_dates("closing_bet")
-    if day is None and dates:
-        day = dt.date.fromisoformat(dates[0])
-    table = overview.closing_bet(day, phase=phase)
-    if not asked and not table["items"] and table["phases"].get("preliminary"):
-        phase = "preliminary"  # the day has only its in-session decision so far
-        table = overview.closing_bet(day, phase=phase)
-    gate = table["gate"]
+    """The closing bet's grade cards exactly as ``/api/v1/closing-bet/{date}`` gives them
+    (:func:`closing_window.closing_bet_decision`: the latest completed run of the day and
+    phase, stops and targets of the exit plan, the gate as of the decision), each with the
+    titles of the news its analysis read (:func:`overview.news_titles`). A day or phase
+    asked for that holds no decision renders the page with the reason (404); with nothing
+    stored at all the page says "not collected yet" (200)."""
+    request = ctx.request
+    day = _date_param(request)
+    asked = request.query_params.get("phase", "").strip() or None
+    dates = closing_window.closing_bet_dates(CLOSING_DAYS)
+    base: dict[str, Any] = {
+        "title_key": "title.closing",
+        "active": "closing",
+        "dates": dates,
+        "day": day.isoformat() if day else "",
+        "phase": asked or "final",
+    }
+    try:
+        decision = closing_window.closing_bet_decision(day, asked, field_prefix="query.")
+    except NotFound as exc:
+        asked_something = day is not None or asked is not None
+        return {
+            **base,
+            "decision": None,
+            "missing": str(exc) if asked_something else "",
+            "http_status": 404 if asked_something else 200,
+            "simulated": False,
+        }
+    trade_date = dt.date.fromisoformat(decision["trade_date"])
+    titles = overview.news_titles(
+        trade_date, [c["signal_id"] for c in decision["cards"] if c["signal_id"] is not None]
+    )
+    cards = [{**c, "titles": titles.get(c["signal_id"], [])} for c in decision["cards"]]
+    gate = decision["gate"]
     colour = (gate or {}).get("color") or "UNKNOWN"
     label_key = _label_key("color", colour)
     return {
-        "title_key": "title.closing",
-        "active": "closing",
-        "table": table,
-        "dates": dates,
-        "day": day.isoformat() if day else "",
-        "phase": phase,
+        **base,
+        "decision": decision,
+        "missing": "",
+        "cards": cards,
+        "day": decision["trade_date"],
+        "phase": decision["phase"],
+        "decided_at": ctx.when(decision["decided_at"]),
         "gate": gate,
         "gate_label": ctx.t(label_key),
         "gauge": svg.gauge(gate["score"], colour, label=ctx.t(label_key)) if gate else None,
         "gate_when": ctx.when(gate["as_of"]) if gate else "",
-        "simulated": table["simulated"],
+        "simulated": decision["simulated"]
+        or any(t["simulated"] for c in cards for t in c["titles"]),
     }
 
 
@@ -435,8 +495,9 @@ def closing_page(request: Request) -> Response:
 
 # --- the track record -------------------------------------------------------------------------
 def _track(ctx: Ctx) -> dict[str, Any]:
-    report = track_record.report(by="strategy")
-    grades = overview.track_record_by_grade()
+    """The API's ``/api/v1/track-record``: KPIs by strategy group and, within each, by grade
+    (:func:`track_record.report`), beside the paper portfolios' equity curves."""
+    report = track_record.report(by="strategy", grades=True)
     books = []
     for book in portfolio.list_portfolios():
         days = portfolio.history(book["name"])
@@ -455,11 +516,9 @@ def _track(ctx: Ctx) -> dict[str, Any]:
         "title_key": "title.track",
         "active": "track",
         "report": report,
-        "grades": grades["strategies"],
+        "grades": report["grades"],
         "portfolios": books,
-        "simulated": report["simulated"]
-        or grades["simulated"]
-        or any(b["simulated"] for b in books),
+        "simulated": report["simulated"] or any(b["simulated"] for b in books),
     }
 
 
@@ -580,17 +639,6 @@ async def submit_backtest(request: Request) -> Response:
     return RedirectResponse(f"/backtests/{run_id}", status_code=303)
 
 
-def _progress(run: dict[str, Any]) -> dict[str, Any]:
-    """The live figures of a run as the SSE contract has them: ``state``, ``progress``
-    (0–100), ``eta_s``."""
-    return {
-        "state": run["state"],
-        "progress": round(float(run["progress"]) * 100.0, 1),
-        "eta_s": run["eta_seconds"],
-        "instruments": run["instruments"],
-    }
-
-
 def _backtest(ctx: Ctx) -> dict[str, Any]:
     run_id = ctx.request.path_params["run_id"]
     run = backtests.status(run_id)
@@ -606,7 +654,7 @@ def _backtest(ctx: Ctx) -> dict[str, Any]:
         "title_key": "title.backtest",
         "active": "backtests",
         "run": run,
-        "live": _progress(run),
+        "live": backtests.progress_payload(run),
         "final": final,
         "chart": chart,
         "metrics": run.get("metrics") or {},
@@ -620,7 +668,7 @@ def _backtest(ctx: Ctx) -> dict[str, Any]:
         else "",
         "poll_url": f"/backtests/{run_id}/progress",
         "state_labels": {s: ctx.t(f"state.{s}") for s in ("queued", "running", *FINAL_STATES)},
-        "simulated": ctx.request.app.state.settings.market_source == "simulated",
+        "simulated": is_simulated(),
     }
 
 
@@ -631,48 +679,47 @@ def backtest_page(request: Request, run_id: str) -> Response:
 
 @router.get("/backtests/{run_id}/progress")
 def backtest_progress(run_id: str, _: Reader) -> JSONResponse:
-    """The run's ``{"state", "progress" (0–100), "eta_s", "instruments"}`` for the page's
-    polling (the same figures as the API's server-sent events). 404 for an unknown run."""
-    return JSONResponse(_progress(backtests.status(run_id)), headers={"Cache-Control": "no-store"})
-
-
-_gap_lock = threading.Lock()
-
-
-def _gaps(app: FastAPI, end: dt.date) -> KrxGaps:
-    """The daily candles' gaps in the :data:`GAP_SESSIONS` sessions up to ``end``, reused
-    for :data:`GAP_CACHE_SECONDS` (per app)."""
-    now = time.monotonic()
-    with _gap_lock:
-        cached: dict[dt.date, tuple[float, KrxGaps]] = getattr(app.state, "dashboard_gaps", {})
-        hit = cached.get(end)
-    if hit is not None and now - hit[0] < GAP_CACHE_SECONDS:
-        return hit[1]
-    found = krx_gaps(
-        DATASETS["candles"], KRX_MARKETS, start=last_sessions(end, GAP_SESSIONS)[0], end=end
-    )
-    with _gap_lock:
-        app.state.dashboard_gaps = {end: (now, found)}
-    return found
+    """The run's ``{"state", "progress" (0–100), "eta_s"}`` for the page's polling, the
+    figures of the API's server-sent events (:func:`backtests.progress_payload`), read from
+    the live state while the run is queued or running (no database work) and from
+    PostgreSQL otherwise (:func:`backtests.live_progress`). 404 for an unknown run."""
+    payload = backtests.progress_payload(backtests.live_progress(run_id))
+    return JSONResponse(payload, headers={"Cache-Control": "no-store"})
 
 
 # --- data status ------------------------------------------------------------------------------
+_status_lock = threading.Lock()
+
+
+def _data_status(app: FastAPI) -> dict[str, Any]:
+    """:func:`~quantbeat.services.data_status.data_status` (the API's ``/data/status`` with
+    its defaults), reused for :data:`DATA_STATUS_CACHE_SECONDS` by this app."""
+    now = time.monotonic()
+    with _status_lock:
+        hit: tuple[float, dict[str, Any]] | None = getattr(app.state, "dashboard_status", None)
+    if hit is not None and now - hit[0] < DATA_STATUS_CACHE_SECONDS:
+        return hit[1]
+    report = data_status()
+    with _status_lock:
+        app.state.dashboard_status = (now, report)
+    return report
+
+
+def _day_or_moment(ctx: Ctx, iso: str | None) -> str | None:
+    """A stored day as is, a stored moment in local time (:meth:`Ctx.when`)."""
+    return ctx.when(iso) if iso and "T" in iso else iso
+
+
 def _data(ctx: Ctx) -> dict[str, Any]:
-    settings = ctx.request.app.state.settings
-    report = run_checks(
-        [
-            ("data_freshness", check_data_freshness),
-            ("signals", check_signals),
-            ("snapshots", check_snapshots),
-        ],
+    """The API's data status (freshness, the latest day of every dataset, gaps, job counts),
+    the health checks of the scans and intraday snapshots, and for an admin key the recent
+    jobs and dead letters (their errors masked by the services)."""
+    status = _data_status(ctx.request.app)
+    checks = run_checks(
+        [("signals", check_signals), ("snapshots", check_snapshots)],
         timeout=5.0,
-        settings=settings,
+        settings=ctx.request.app.state.settings,
     )
-    fresh = report.component("data_freshness")
-    scans = report.component("signals")
-    snaps = report.component("snapshots")
-    latest = (fresh.details.get("candles") or {}).get("latest")
-    gap_report = _gaps(ctx.request.app, dt.date.fromisoformat(latest)) if latest else None
     admin = ctx.principal.allows("admin")
     recent = jobs.list_jobs(limit=15) if admin else []
     for job in recent:
@@ -680,22 +727,29 @@ def _data(ctx: Ctx) -> dict[str, Any]:
     letters = dlq.list_letters(limit=15) if admin else []
     for letter in letters:
         letter["seen"] = ctx.when(letter["last_seen"])
+    fresh = status["freshness"]
     return {
         "title_key": "title.data",
         "active": "data",
+        "status": status,
+        "checked": ctx.when(status["checked_at"]),
         "fresh": fresh,
         "datasets": [
-            (key, fresh.details[key])
+            (key, fresh["details"][key])
             for key in ("candles", "flows", "crypto")
-            if key in fresh.details
+            if key in fresh["details"]
         ],
-        "scans": scans,
-        "snapshots": snaps,
-        "gaps": gap_report,
+        "stored": [
+            (name, _day_or_moment(ctx, d["latest"]), d["simulated"])
+            for name, d in status["latest"].items()
+        ],
+        "gaps": status["gaps"],
+        "scans": checks.component("signals"),
+        "snapshots": checks.component("snapshots"),
         "admin": admin,
         "jobs": recent,
         "letters": letters,
-        "simulated": False,
+        "simulated": status["simulated"],
     }
 
 
@@ -744,7 +798,7 @@ async def login(request: Request) -> Response:
         return _render(request, "login.html", context, principal=None, status=401)
     response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
     response.set_cookie(
-        COOKIE, key, httponly=True, samesite="strict", secure=_https(request), path="/"
+        COOKIE, key, httponly=True, samesite="strict", secure=_secure(request), path="/"
     )
     return response
 
@@ -765,5 +819,5 @@ async def logout(request: Request) -> Response:
         return _error(request, 403, i18n.translator(_lang(request))("csrf.refused"))
     response = RedirectResponse("/login?out=1", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
-                           secure=_https(request))  # fmt: skip
+                           secure=_secure(request))  # fmt: skip
     return response

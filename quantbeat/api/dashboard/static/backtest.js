@@ -1,7 +1,7 @@
-// Live progress of a backtest run: server-sent events from the API when it offers them,
-// and polling of the dashboard's progress endpoint every second either way (whichever
-// answers first updates the bar). When the run reaches a final state the page reloads
-// and the server renders its report.
+// Live progress of a backtest run: server-sent events from the API (data-events) when the
+// browser and the page offer them; polling of the dashboard's progress endpoint (data-poll,
+// every second) only when they do not, or once the event stream failed. When the run
+// reaches a final state the page reloads and the server renders its report.
 (function () {
   "use strict";
   var box = document.getElementById("bt-progress");
@@ -9,6 +9,7 @@
     return;
   }
   var FINAL = ["completed", "failed", "cancelled", "timed_out"];
+  var POLL_MS = 1000;
   var labels = JSON.parse(box.getAttribute("data-labels") || "{}");
   var seconds = box.getAttribute("data-seconds") || "s";
   var bar = document.getElementById("bt-bar");
@@ -43,9 +44,11 @@
     done = true;
     if (source) {
       source.close();
+      source = null;
     }
     if (timer) {
       clearInterval(timer);
+      timer = null;
     }
     window.setTimeout(function () {
       window.location.reload();
@@ -58,24 +61,6 @@
     } catch (err) {
       return null;
     }
-  }
-
-  var events = box.getAttribute("data-events");
-  if (events && window.EventSource) {
-    source = new EventSource(events);
-    source.addEventListener("progress", function (event) {
-      show(parse(event));
-    });
-    source.addEventListener("end", function (event) {
-      show(parse(event));
-      if (!done) {
-        finish();
-      }
-    });
-    source.onerror = function () {
-      source.close();
-      source = null;
-    };
   }
 
   function poll() {
@@ -91,6 +76,35 @@
       .catch(function () {});
   }
 
-  timer = window.setInterval(poll, 1000);
-  poll();
+  function startPolling() {
+    if (done || timer) {
+      return;
+    }
+    timer = window.setInterval(poll, POLL_MS);
+    poll();
+  }
+
+  var events = box.getAttribute("data-events");
+  if (events && window.EventSource) {
+    source = new EventSource(events);
+    source.addEventListener("progress", function (event) {
+      show(parse(event));
+    });
+    source.addEventListener("end", function (event) {
+      show(parse(event));
+      if (!done) {
+        finish();
+      }
+    });
+    source.onerror = function () {
+      // the stream failed (or the server closed it): stop it and poll instead
+      if (source) {
+        source.close();
+        source = null;
+      }
+      startPolling();
+    };
+  } else {
+    startPolling();
+  }
 })();
