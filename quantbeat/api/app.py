@@ -13,12 +13,14 @@ Unauthenticated: ``/health/live`` (the process answers), ``/health`` (overall st
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict
 from starlette.middleware.gzip import GZipMiddleware
 
 from quantbeat.api import problems
@@ -99,6 +101,15 @@ def create_app(settings: Settings | None = None, *, address: str | None = None) 
     return app
 
 
+class HealthSummary(BaseModel):
+    """The deployment's overall state and when it was checked (UTC)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["healthy", "degraded", "unhealthy"]
+    checked_at: dt.datetime
+
+
 def _service_routes(app: FastAPI) -> None:
     @app.get("/health/live", tags=["health"], summary="The API process answers")
     async def live() -> dict[str, str]:  # async: never waits for a worker thread
@@ -108,7 +119,10 @@ def _service_routes(app: FastAPI) -> None:
         "/health",
         tags=["health"],
         summary="Overall state (no key needed; details at /api/v1/health/detail)",
-        responses={503: {"description": "Unhealthy"}},
+        responses={
+            200: {"model": HealthSummary, "description": "Healthy or degraded"},
+            503: {"model": HealthSummary, "description": "Unhealthy"},
+        },
     )
     def health() -> JSONResponse:
         report = app.state.health.get()

@@ -125,9 +125,33 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(p) for p in loc)
 
 
+#: FastAPI's 400 when a body cannot be read (JSON that is not UTF-8, a broken form).
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
+def _unreadable_body(cause: BaseException | None) -> str:
+    """Why FastAPI could not read a body, in a sentence."""
+    if isinstance(cause, UnicodeDecodeError):
+        return (
+            f"not UTF-8 text (byte 0x{cause.object[cause.start]:02x} at offset "
+            f"{cause.start}); send it encoded as UTF-8"
+        )
+    reason = f" ({type(cause).__name__})" if cause is not None else ""
+    return f"could not be parsed{reason}"
+
+
 def _validation_problems(exc: RequestValidationError) -> list[FieldProblem]:
     out = []
     for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            # FastAPI's loc is ("body", <character offset>) and its input {}: say what is
+            # wrong and where instead.
+            loc = tuple(error.get("loc", ()))
+            offset = loc[1] if len(loc) > 1 else 0
+            reason = str((error.get("ctx") or {}).get("error", "invalid JSON"))
+            message = f"not valid JSON: {reason} at character {offset}"
+            out.append(FieldProblem(field="body", message=message))
+            continue
         field = _location(error.get("loc", ()))
         message = str(error.get("msg", "invalid"))
         if "input" in error and error.get("type") != "missing":
@@ -138,7 +162,16 @@ def _validation_problems(exc: RequestValidationError) -> list[FieldProblem]:
 
 
 def install(app: FastAPI) -> None:
-    """Answer every error of ``app`` as a problem."""
+    """Answer every error of ``app`` as a problem, and document problem bodies under their
+    media type (:func:`document_problems`)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -153,6 +186,16 @@ def install(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no resource at {request.url.path}"
+        if exc.status_code == 400 and detail == _FASTAPI_BODY_ERROR:
+            # A body that is not UTF-8 is bad input like one that is not JSON: 422 naming it.
+            detail = _unreadable_body(exc.__cause__)
+            return problem_response(
+                request,
+                422,
+                f"body: {detail}",
+                slug="invalid-input",
+                errors=[FieldProblem(field="body", message=detail)],
+            )
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
@@ -179,14 +222,43 @@ _METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch"
 def allowed_methods(request: Request) -> str:
     """Every method the OpenAPI document lists at the request's path, for ``Allow`` (a path
     served by several routes, one per method, is one resource: Starlette's own 405 names
-    only the first route's methods); ``""`` for a path it does not list."""
+    only the first route's methods); ``""`` for a path it does not list.
+
+    As OpenAPI matches paths, a concrete template wins over templated ones: the methods of
+    ``/indicators/batch`` (POST), not also those of ``/indicators/{instrument}`` (GET) —
+    the templates matching with the fewest parameters are the resource."""
     path = request.url.path
-    methods: set[str] = set()
+    matches: list[tuple[int, set[str]]] = []
     for template, operations in request.app.openapi().get("paths", {}).items():
-        regex, _, _ = compile_path(template)
+        regex, _, convertors = compile_path(template)
         if regex.match(path):
-            methods |= {m.upper() for m in operations if m in _METHODS}
+            matches.append((len(convertors), {m.upper() for m in operations if m in _METHODS}))
+    if not matches:
+        return ""
+    fewest = min(count for count, _ in matches)
+    methods = set().union(*(found for count, found in matches if count == fewest))
     return ", ".join(sorted(methods))
+
+
+def document_problems(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` (an OpenAPI document) with every problem response's body schema under
+    ``application/problem+json``, the type the API sends, and not under
+    ``application/json``, where FastAPI puts a response's ``model`` (a response that gives
+    the problem type a schema of its own keeps both). Changes it in place; returns it."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                problem = content.get(PROBLEM_MEDIA_TYPE)
+                if (
+                    problem is not None
+                    and "schema" not in problem
+                    and "application/json" in content
+                ):
+                    content[PROBLEM_MEDIA_TYPE] = {**content.pop("application/json"), **problem}
+    return document
 
 
 def quantbeat_problem(request: Request, exc: QuantbeatError) -> JSONResponse:

@@ -34,7 +34,8 @@ from urllib.parse import urlsplit
 
 import redis
 import structlog
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from quantbeat.api.problems import ApiProblem
 from quantbeat.services.api_keys import KeyRefused, Principal, authenticate
@@ -196,6 +197,22 @@ def principal_of(request: Request) -> Principal | None:
     return principal
 
 
+#: How a client presents its key, for the OpenAPI document (``securitySchemes``: either one
+#: on every operation). The key is read by :func:`presented_key`, which also takes the
+#: dashboard's cookie; these only declare the two headers.
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    description="Authorization: Bearer qb_… (an API key: quantbeat api-key create)",
+    auto_error=False,
+)
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="apiKey",
+    description="X-API-Key: qb_… (the same key, in a header of its own)",
+    auto_error=False,
+)
+
+
 def require(scope: str) -> Callable[..., Principal]:
     """A dependency: the request's principal, which must hold ``scope``; its rate spent.
 
@@ -203,7 +220,11 @@ def require(scope: str) -> Callable[..., Principal]:
     key's rate (``Retry-After``).
     """
 
-    def dependency(request: Request) -> Principal:
+    def dependency(
+        request: Request,
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+        _header: Annotated[str | None, Security(API_KEY_HEADER)] = None,
+    ) -> Principal:
         try:
             principal = principal_of(request)
         except CrossSite as exc:

@@ -44,7 +44,6 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         s: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": d}
         for s, d in (
-            (400, "The body is not JSON text (UTF-8)"),
             (404, "No such run"),
             (409, "Conflict with the run's state"),
         )
@@ -158,7 +157,6 @@ def _invalid(exc: ValidationError) -> ApiProblem:
     summary="Submit a backtest (scope run)",
     responses={
         202: {"headers": {"Location": {"description": "The run's status URL"}}},
-        **_problems(400),
     },
 )
 def submit_backtest(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from quant.indicators import INDICATORS
@@ -156,12 +156,12 @@ class CacheStatsOut(BaseModel):
 
 
 # Registered before /indicators/{instrument}: a request to /indicators/batch with another
-# method then answers 405 with Allow: POST, not GET.
+# method then answers 405 with Allow: POST (GET, which /indicators/{instrument} would take for
+# the instrument "batch", is refused there).
 @router.post(
     "/indicators/batch",
     response_model=BatchOut,
     summary=f"Up to {MAX_BATCH} indicator series at once",
-    responses=problem_docs(s400="The body could not be read as JSON"),
 )
 def indicator_batch(
     _: Reader,
@@ -183,7 +183,10 @@ def indicator_batch(
     "/indicators/{instrument}",
     response_model=IndicatorSeries,
     summary="One indicator series of an instrument",
-    responses=problem_docs(s404="Unknown instrument, or no bars in the range"),
+    responses=problem_docs(
+        s404="Unknown instrument, or no bars in the range",
+        s405="The path is /indicators/batch, the batch resource: POST only",
+    ),
 )
 def indicator(
     _: Reader,
@@ -232,7 +235,10 @@ def indicator(
     """The values of ``indicator`` for ``instrument`` — the parameters of ``quantbeat
     indicators get`` — from the cache, or computed by a cpu worker on a miss. 404: unknown
     instrument or no bars in the range; 422: a bad parameter (named); 503: no worker
-    answered within 15 s."""
+    answered within 15 s. The path ``/indicators/batch`` is the batch resource, not the
+    instrument ``batch``: 405 (``Allow: POST``)."""
+    if instrument == "batch":
+        raise HTTPException(405)
     with fields_as(_ONE):
         params = parse_param_pairs(param, field="query.param")
         result = get_indicator(
