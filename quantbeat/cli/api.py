@@ -4,6 +4,7 @@ create|list|revoke``."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from typing import Annotated
@@ -106,6 +107,11 @@ def api(
     )
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
+    # uvicorn re-raises the signal that stopped it once it has drained; a handler installed
+    # meanwhile (the embedded worker's) may swallow it. Ctrl-C ends the command as Ctrl-C
+    # ends any command (exit 130), whoever handled it.
+    if signal.SIGINT in getattr(server, "_captured_signals", ()):
+        raise KeyboardInterrupt
 
 
 @api_key_app.command("create")

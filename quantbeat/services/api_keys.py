@@ -206,7 +206,7 @@ def revoke(name: str) -> dict[str, Any]:
 
 # --- checking a presented key -----------------------------------------------------------------
 _cache: dict[str, tuple[float, Principal | KeyRefused]] = {}
-_touched: dict[int, float] = {}
+_touched: dict[str, float] = {}
 _lock = threading.Lock()
 
 
@@ -240,7 +240,7 @@ def authenticate(token: str) -> Principal:
             _cache[digest] = (now_m, found)
     if isinstance(found, KeyRefused):
         raise found
-    _touch(found.key_id, now_m)
+    _touch(found, now_m)
     return found
 
 
@@ -265,14 +265,16 @@ def _check(prefix: str, digest: str) -> Principal | KeyRefused:
         )
 
 
-def _touch(key_id: int, now_m: float) -> None:
-    """Record when the key was last used, at most every :data:`TOUCH_SECONDS` per process;
-    never fails the request."""
+def _touch(principal: Principal, now_m: float) -> None:
+    """Record when the key was last used, at most every :data:`TOUCH_SECONDS` per process
+    (per key prefix: unique, unlike an id a truncated table hands out again); never fails the
+    request."""
     with _lock:
-        last = _touched.get(key_id)
+        last = _touched.get(principal.prefix)
         if last is not None and now_m - last < TOUCH_SECONDS:
             return
-        _touched[key_id] = now_m
+        _touched[principal.prefix] = now_m
+    key_id = principal.key_id
     try:
         with session_scope() as session:
             session.execute(

@@ -9,12 +9,14 @@ chromium-driver``; ``make test`` installs them when run as root).
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -77,9 +79,18 @@ def _chromium(tmp_path: Path) -> webdriver.Chrome:
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ):
         options.add_argument(argument)
-    # Both paths given: Selenium Manager is not consulted (and downloads nothing).
-    service = Service(str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log"))
-    return webdriver.Chrome(service=service, options=options)
+    # Both paths given: Selenium Manager is not consulted (and downloads nothing). Under load
+    # Debian's chromedriver sometimes dies while starting (status -5, before any page is
+    # opened): the launch is tried up to three times; what the tests check starts after it.
+    for attempt in range(3):
+        service = Service(str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log"))
+        try:
+            return webdriver.Chrome(service=service, options=options)
+        except WebDriverException as exc:
+            if "unexpectedly exited" not in str(exc) or attempt == 2:
+                raise
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
 
 
 @pytest.mark.skipif(

@@ -23,7 +23,6 @@ from quant.errors import ValidationError
 from quantbeat.api.problems import PROBLEM_MEDIA_TYPE, ApiProblem, FieldProblem, Problem
 from quantbeat.api.security import Reader, Runner
 from quantbeat.api.streams import EVENTS_RESPONSE, event_stream, progress_events
-from quantbeat.infra.masking import mask_text
 from quantbeat.services import backtests
 from quantbeat.services.backtests import IDEMPOTENCY_KEY, BacktestSpec
 
@@ -109,25 +108,10 @@ class BacktestListItem(BaseModel):
     origin: str
 
 
-def _percent(fraction: Any) -> float:
-    return round(min(max(float(fraction or 0.0), 0.0), 1.0) * 100.0, 2)
-
-
 def _status_body(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A :func:`backtests.status` row as the API answers it (its error masked there)."""
     body = {k: v for k, v in row.items() if k not in ("eta_seconds", "instruments")}
-    body["progress"] = _percent(row.get("progress"))
-    body["eta_s"] = row.get("eta_seconds")
-    if body.get("error"):
-        body["error"] = mask_text(str(body["error"]))
-    return body
-
-
-def _snapshot(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "state": row["state"],
-        "progress": _percent(row.get("progress")),
-        "eta_s": row.get("eta_seconds"),
-    }
+    return {**body, **backtests.progress_payload(row)}
 
 
 def _links(request: Request, run_id: str) -> dict[str, str]:
@@ -314,7 +298,9 @@ async def backtest_events(_: Reader, run_id: RunId) -> EventSourceResponse:
     every 15 s; a last event ``end`` (data: ``run_id``, ``state``, ``progress``, ``eta_s``,
     ``error``, ``finished_at``) once the run has ended, then the stream closes. 404 (no
     stream) for an unknown run."""
-    first = _snapshot(await run_in_threadpool(backtests.live_progress, run_id, confirm=True))
+    first = backtests.progress_payload(
+        await run_in_threadpool(backtests.live_progress, run_id, confirm=True)
+    )
     return event_stream(
         progress_events(
             first,
@@ -327,7 +313,7 @@ async def backtest_events(_: Reader, run_id: RunId) -> EventSourceResponse:
 
 
 def _read(run_id: str, confirm: bool) -> dict[str, Any]:
-    return _snapshot(backtests.live_progress(run_id, confirm=confirm))
+    return backtests.progress_payload(backtests.live_progress(run_id, confirm=confirm))
 
 
 def _end(run_id: str) -> dict[str, Any]:

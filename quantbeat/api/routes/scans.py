@@ -22,8 +22,8 @@ from sse_starlette import EventSourceResponse
 from quantbeat.api.problems import PROBLEM_MEDIA_TYPE, Problem
 from quantbeat.api.security import Reader
 from quantbeat.api.streams import EVENTS_RESPONSE, event_stream, progress_events
-from quantbeat.infra.masking import mask_text
 from quantbeat.services import scans
+from quantbeat.services.backtests import progress_payload
 from quantbeat.services.scans import SCAN_FINAL_STATES
 
 router = APIRouter(tags=["scans"])
@@ -64,12 +64,9 @@ class ScanRun(BaseModel):
 
 
 def _body(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A :func:`scans.scan_run` row as the API answers it (its error masked there)."""
     body = {k: v for k, v in row.items() if k != "eta_seconds"}
-    body["progress"] = round(float(row["progress"]) * 100.0, 2)
-    body["eta_s"] = row.get("eta_seconds")
-    if body.get("error"):
-        body["error"] = mask_text(str(body["error"]))
-    return body
+    return {**body, **progress_payload(row)}
 
 
 @router.get("/scans", response_model=list[ScanRun], summary="Recent scan runs")
@@ -117,7 +114,7 @@ async def scan_events(_: Reader, run_id: ScanRunId) -> EventSourceResponse:
     0.5 s; a comment ping every 15 s; a last event ``end`` (data: the run as GET
     /scans/{run_id} gives it) once the run has ended, then the stream closes. 404 (no
     stream) for an unknown run."""
-    first = _snapshot(await run_in_threadpool(scans.scan_run, run_id))
+    first = progress_payload(await run_in_threadpool(scans.scan_run, run_id))
     return event_stream(
         progress_events(
             first,
@@ -129,14 +126,9 @@ async def scan_events(_: Reader, run_id: ScanRunId) -> EventSourceResponse:
     )
 
 
-def _snapshot(row: Mapping[str, Any]) -> dict[str, Any]:
-    body = _body(row)
-    return {"state": body["state"], "progress": body["progress"], "eta_s": body["eta_s"]}
-
-
 def _read(run_id: int, confirm: bool) -> dict[str, Any]:
     """``confirm`` changes nothing: a scan's progress is read from PostgreSQL each time."""
-    return _snapshot(scans.scan_run(run_id))
+    return progress_payload(scans.scan_run(run_id))
 
 
 def _end(run_id: int) -> dict[str, Any]:
