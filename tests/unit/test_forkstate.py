@@ -55,6 +55,7 @@ NO_RESET: dict[tuple[str, str], str] = {
     ("quantbeat.infra.forkstate", "_resets"): "the registry of resets itself",
     ("quantbeat.infra.metrics", "_warned"): "a flag: warn once per process tree",
     ("quantbeat.api.streams", "_open"): "a count of the event streams this process serves",
+    ("quantbeat.api.routes.indicators", "_waiting_limiter"): "made in the API's event loop",
     ("quantbeat.services.api_keys", "_cache"): "checked API keys (data, no connection; 5 s)",
     ("quantbeat.services.api_keys", "_touched"): "when a key's last use was stamped",
     ("quantbeat.services.strategies", "_registry"): "code (strategies), no connection",

@@ -10,8 +10,11 @@ The API never computes in its own process â€” CPU work belongs to the workers â€
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from functools import partial
+from typing import Annotated, Any, Literal, TypeVar
 
+import anyio
 from fastapi import APIRouter, Body, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -32,6 +35,21 @@ router = APIRouter(tags=["indicators"])
 
 #: Seconds a request waits for a cpu worker to compute a miss (then 503, Retry-After).
 WAIT_S = 15.0
+_T = TypeVar("_T")
+#: Indicator requests that may wait for a worker at once (their own threads): a burst of
+#: cache misses queues here instead of taking the worker threads every other route needs.
+MAX_WAITING = 8
+_waiting_limiter: anyio.CapacityLimiter | None = None
+
+
+async def _waiting(call: Callable[[], _T]) -> _T:
+    """``call()`` in a thread of the indicator requests' own pool (:data:`MAX_WAITING`)."""
+    global _waiting_limiter
+    if _waiting_limiter is None:  # made inside the event loop it belongs to
+        _waiting_limiter = anyio.CapacityLimiter(MAX_WAITING)
+    return await anyio.to_thread.run_sync(call, limiter=_waiting_limiter)
+
+
 #: An instrument as a path segment: ``MARKET:TICKER`` or a bare ticker.
 INSTRUMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9:._\-]{0,63}$"
 
@@ -163,7 +181,7 @@ class CacheStatsOut(BaseModel):
     response_model=BatchOut,
     summary=f"Up to {MAX_BATCH} indicator series at once",
 )
-def indicator_batch(
+async def indicator_batch(
     _: Reader,
     body: Annotated[BatchIn, Body()],
 ) -> dict[str, Any]:
@@ -173,7 +191,7 @@ def indicator_batch(
     answered here, misses by one cpu-worker task. A body of more than 10 requests is refused
     whole (422 naming ``body.requests``); 503 when no worker answered within 15 s."""
     items = [item.model_dump(exclude_unset=True) for item in body.requests]
-    answers = get_indicators(items, timeout=WAIT_S)
+    answers = await _waiting(partial(get_indicators, items, timeout=WAIT_S))
     return {
         "items": [a.to_json() if isinstance(a, IndicatorResult) else a for a in answers],
     }
@@ -188,7 +206,7 @@ def indicator_batch(
         s405="The path is /indicators/batch, the batch resource: POST only",
     ),
 )
-def indicator(
+async def indicator(
     _: Reader,
     instrument: Annotated[
         str,
@@ -241,15 +259,18 @@ def indicator(
         raise HTTPException(405)
     with fields_as(_ONE):
         params = parse_param_pairs(param, field="query.param")
-        result = get_indicator(
-            instrument,
-            indicator,
-            params,
-            interval=interval,
-            start=start,
-            end=end,
-            limit=limit,
-            timeout=WAIT_S,
+        result = await _waiting(
+            partial(
+                get_indicator,
+                instrument,
+                indicator,
+                params,
+                interval=interval,
+                start=start,
+                end=end,
+                limit=limit,
+                timeout=WAIT_S,
+            )
         )
     return result.to_json()
 
