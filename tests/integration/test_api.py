@@ -168,6 +168,11 @@ def test_bad_input_unknown_paths_and_methods_are_problems(settings: Settings) ->
     assert body["errors"][0]["field"] == "query.limit"
     assert body["detail"].startswith("query.limit: ")
     assert "(got '0')" in body["detail"]
+    for loose in ("1.0", "1_000", "+5", " 7"):  # integers only as digits, on every route
+        for path in ("/api/v1/scans", "/api/v1/backtests", "/api/v1/market/gate/history"):
+            refused = client.get(path, params={"limit": loose}, headers=headers)
+            assert refused.status_code == 422, (path, loose)
+            assert refused.json()["errors"][0]["field"] == "query.limit"
     bad_date = client.get("/api/v1/market/gate?date=2026-13-01", headers=headers).json()
     assert bad_date["status"] == 422
     assert bad_date["errors"][0]["field"] == "query.date"

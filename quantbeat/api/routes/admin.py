@@ -11,12 +11,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal, get_args
 
+from annotated_types import Ge, Le
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from db.models import JOB_STATES
 from quantbeat.api.cursors import decode_cursor, encode_cursor, time_key
+from quantbeat.api.params import DIGITS
 from quantbeat.api.problems import problem_docs
 from quantbeat.api.security import Admin
 from quantbeat.infra.masking import mask_value
@@ -154,7 +156,7 @@ def list_jobs(
         list[Annotated[str, Field(pattern=TASK_GLOB_PATTERN)]] | None,
         Query(max_length=20, description="Task name or glob, e.g. quantbeat.collect.*; repeatable"),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="Runs per page")] = 50,
+    limit: Annotated[int, Ge(1), Le(500), DIGITS, Query(description="Runs per page")] = 50,
     cursor: Annotated[
         str | None, Query(max_length=512, description="next_cursor of the previous page")
     ] = None,
@@ -194,7 +196,7 @@ def show_job(
 )
 def dead_letters(
     _: Admin,
-    limit: Annotated[int, Query(ge=1, le=500, description="Letters listed")] = 50,
+    limit: Annotated[int, Ge(1), Le(500), DIGITS, Query(description="Letters listed")] = 50,
     reason: Annotated[
         list[Annotated[str, Field(pattern=r"^[a-z_]{1,64}$")]] | None,
         Query(max_length=20, description="Only this reason, e.g. retries_exhausted (repeatable)"),

@@ -7,10 +7,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
+from annotated_types import Ge, Le
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from quantbeat.api.params import IsoDate
+from quantbeat.api.params import DIGITS, IsoDate
 from quantbeat.api.problems import fields_as, problem_docs
 from quantbeat.api.routes.indicators import INSTRUMENT_PATTERN
 from quantbeat.api.security import Reader
@@ -130,7 +131,7 @@ def analyses(
             json_schema_extra={"enum": list(scan_strategy_names())},
         ),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="Most analyses listed")] = 200,
+    limit: Annotated[int, Ge(1), Le(500), DIGITS, Query(description="Most analyses listed")] = 200,
 ) -> dict[str, Any]:
     """The analyses stored for ``date`` (of ``strategy``), highest news score first: Gemini's,
     or the offline analyzer's (``offline`` true) when no Gemini key is set. An empty list when
@@ -169,7 +170,7 @@ def news(
         IsoDate | None,
         Query(description="Calendar day (YYYY-MM-DD, local time); default: the newest item's"),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="Most items listed")] = 100,
+    limit: Annotated[int, Ge(1), Le(500), DIGITS, Query(description="Most items listed")] = 100,
 ) -> dict[str, Any]:
     """The news items published on ``date`` in the deployment's time zone (an undated item
     counts on the day it was stored), newest first, with their summaries and the instruments

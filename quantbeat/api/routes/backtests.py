@@ -13,6 +13,7 @@ import functools
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
+from annotated_types import Ge, Le
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +21,7 @@ from sse_starlette import EventSourceResponse
 
 from db.backtests import FINAL_STATES
 from quant.errors import ValidationError
+from quantbeat.api.params import DIGITS
 from quantbeat.api.problems import PROBLEM_MEDIA_TYPE, ApiProblem, FieldProblem, Problem
 from quantbeat.api.security import Reader, Runner
 from quantbeat.api.streams import EVENTS_RESPONSE, event_stream, progress_events
@@ -182,7 +184,7 @@ def submit_backtest(
 def list_backtests(
     _: Reader,
     response: Response,
-    limit: Annotated[int, Query(ge=1, le=500, description="How many runs")] = 20,
+    limit: Annotated[int, Ge(1), Le(500), DIGITS, Query(description="How many runs")] = 20,
     state: Annotated[State | None, Query(description="Only runs in this state")] = None,
     strategy: Annotated[
         str | None,

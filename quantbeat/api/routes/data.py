@@ -8,10 +8,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
+from annotated_types import Ge, Le
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from quantbeat.api.params import DIGITS
 from quantbeat.api.problems import fields_as
 from quantbeat.api.security import Reader
 from quantbeat.services.data_status import DEFAULT_JOB_HOURS, MAX_JOB_HOURS, data_status
@@ -143,17 +145,18 @@ def status(
     _: Reader,
     sessions: Annotated[
         int,
+        Ge(1),
+        Le(DEFAULT_WINDOW_SESSIONS),
+        DIGITS,
         Query(
-            ge=1,
-            le=DEFAULT_WINDOW_SESSIONS,
             description="KRX sessions the gap report looks back (up to the latest closed one)",
         ),
     ] = DEFAULT_WINDOW_SESSIONS,
     gap_limit: Annotated[
-        int, Query(ge=0, le=1000, description="Gaps listed per dataset (all are counted)")
+        int, Ge(0), Le(1000), DIGITS, Query(description="Gaps listed per dataset (all are counted)")
     ] = 30,
     job_hours: Annotated[
-        int, Query(ge=1, le=MAX_JOB_HOURS, description="Hours of job runs counted")
+        int, Ge(1), Le(MAX_JOB_HOURS), DIGITS, Query(description="Hours of job runs counted")
     ] = DEFAULT_JOB_HOURS,
 ) -> Response:
     """What ``quantbeat health`` reports as ``data_freshness``, the latest day every dataset

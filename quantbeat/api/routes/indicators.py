@@ -15,11 +15,13 @@ from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
+from annotated_types import Ge, Le
 from fastapi import APIRouter, Body, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from quant.indicators import INDICATORS
 from quant.indicators.request import DEFAULT_LIMIT, INTERVALS, MAX_BARS
+from quantbeat.api.params import DIGITS
 from quantbeat.api.problems import fields_as, problem_docs
 from quantbeat.api.security import Reader
 from quantbeat.services.args import parse_param_pairs
@@ -247,7 +249,11 @@ async def indicator(
         Query(max_length=64, description="Last bar: ISO date (1d) or date-time with zone"),
     ] = None,
     limit: Annotated[
-        int, Query(ge=1, le=MAX_BARS, description="Bars to compute over (the last N in range)")
+        int,
+        Ge(1),
+        Le(MAX_BARS),
+        DIGITS,
+        Query(description="Bars to compute over (the last N in range)"),
     ] = DEFAULT_LIMIT,
 ) -> dict[str, Any]:
     """The values of ``indicator`` for ``instrument`` — the parameters of ``quantbeat

@@ -14,11 +14,13 @@ import functools
 from collections.abc import Mapping
 from typing import Annotated, Any
 
+from annotated_types import Ge, Le
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
+from quantbeat.api.params import DIGITS
 from quantbeat.api.problems import PROBLEM_MEDIA_TYPE, Problem
 from quantbeat.api.security import Reader
 from quantbeat.api.streams import EVENTS_RESPONSE, event_stream, progress_events
@@ -80,7 +82,7 @@ def list_scans(
             description="Only runs of this scan strategy (vcp, closing_bet …); unknown: 422",
         ),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="How many runs")] = 20,
+    limit: Annotated[int, Ge(1), Le(500), DIGITS, Query(description="How many runs")] = 20,
 ) -> list[dict[str, Any]]:
     """The ``limit`` newest scan runs (by start), newest first."""
     response.headers["Cache-Control"] = "private, no-cache"
