@@ -396,10 +396,18 @@ def test_quantbeat_api_serves_on_loopback_and_refuses_open_elsewhere(
         assert _get(f"{base}/health/live", {}) == (200, {"status": "alive"})
         assert _get(f"{base}/api/v1/market/gate/history", {})[0] == 401
         assert _get(f"{base}/api/v1/market/gate/history", _auth(token)) == (200, [])
+        # A key sent where it does not belong (a request id, a query) never reaches the log.
+        misplaced = {"X-Request-ID": token[:64], "X-API-Key": token}
+        assert _get(f"{base}/api/v1/market/gate/history?note={token}", misplaced)[0] == 200
+        assert _get(f"{base}/api/v1/market/gate?date={token}", {})[0] == 401
     finally:
         proc.terminate()
         proc.wait(15)
         log.close()
+    written = (tmp_path / "api.log").read_text()
+    assert '"event": "api.request"' in written  # one JSON line per request, on stderr
+    secret = token.split("_", 2)[2]
+    assert secret[:32] not in written
     refused = subprocess.run(
         [QUANTBEAT, "api", "--open", "--host", "0.0.0.0", "--port", "0"],
         cwd=ROOT,
