@@ -9,10 +9,11 @@ from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from quantbeat.api.params import DIGITS, IsoDate
 from quantbeat.api.problems import problem_responses
+from quantbeat.api.routes.market import GateSummary
 from quantbeat.api.security import Reader
 from quantbeat.services.announce import is_simulated
 from quantbeat.services.closing_window import closing_bet_dates, closing_bet_decision
@@ -24,23 +25,6 @@ _PHASE = (
     "preliminary (the buy-window decision, 15:10 KST) or final (the evening one); default: "
     "final when the day has one, else preliminary"
 )
-
-
-class GateAtDecision(BaseModel):
-    """The stored Market Gate as of the decision: ``color`` GREEN/YELLOW/RED/UNKNOWN from
-    ``score`` (0–100)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    trade_date: dt.date
-    as_of: dt.datetime
-    phase: str
-    color: str
-    score: float | None
-    reason: str | None
-    usdkrw: float | None
-    fx_warning: bool | None
-    simulated: bool
 
 
 class Card(BaseModel):
@@ -88,7 +72,7 @@ class Decision(BaseModel):
     total: int
     scanned: int
     count: int
-    gate: GateAtDecision | None
+    gate: GateSummary | None = Field(description="The stored Market Gate as of the decision")
     simulated: bool
     cards: list[Card]
 

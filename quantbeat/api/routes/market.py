@@ -17,9 +17,9 @@ from quantbeat.services.market import gate_history_report, gate_report
 router = APIRouter(tags=["market"])
 
 
-class Gate(BaseModel):
-    """A stored Market Gate (domain §7): ``color`` GREEN/YELLOW/RED from ``score`` (0–100),
-    the reason, the USD/KRW warning, components and the sector ranking."""
+class GateSummary(BaseModel):
+    """A stored Market Gate (domain §7): ``color`` GREEN/YELLOW/RED (UNKNOWN without data)
+    from ``score`` (0–100), the reason and the USD/KRW warning."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -31,9 +31,14 @@ class Gate(BaseModel):
     reason: str | None
     usdkrw: float | None
     fx_warning: bool | None
+    simulated: bool
+
+
+class Gate(GateSummary):
+    """A stored Market Gate with its components and the sector ranking."""
+
     components: Any
     sectors: Any
-    simulated: bool
 
 
 class Sector(BaseModel):
