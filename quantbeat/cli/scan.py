@@ -76,21 +76,7 @@ def scan(
         console.print_json(
             data={
                 **summary,
-                "candidates": [
-                    {
-                        "rank": c.rank,
-                        "instrument": c.instrument,
-                        "name": c.name,
-                        "score": c.score,
-                        "grade": c.grade,
-                        "entry_price": c.entry_price,
-                        "status": c.status,
-                        "volume_ratio": c.volume_ratio,
-                        "reasons": list(c.reasons),
-                        "gate": c.gate,
-                    }
-                    for c in ranked
-                ],
+                "candidates": [c.summary() for c in ranked],
             }
         )
         return

@@ -349,6 +349,23 @@ class Candidate:
     #: Where the instrument's data comes from (``simulated``: the simulated market).
     instrument_source: str | None = None
 
+    def summary(self) -> dict[str, Any]:
+        """The candidate as JSON-safe data (what ``quantbeat scan --json`` and the API
+        list): rank, instrument, name, score, grade, entry, status, volume ratio, reasons,
+        gate."""
+        return {
+            "rank": self.rank,
+            "instrument": self.instrument,
+            "name": self.name,
+            "score": self.score,
+            "grade": self.grade,
+            "entry_price": self.entry_price,
+            "status": self.status,
+            "volume_ratio": self.volume_ratio,
+            "reasons": list(self.reasons),
+            "gate": self.gate,
+        }
+
 
 def candidates(
     strategy_name: str,

@@ -68,21 +68,12 @@ def _candidate_item(
     market, _, ticker = c.instrument.partition(":")
     return {
         "id": c.signal_id,
-        "rank": c.rank,
         "trade_date": trade_date.isoformat(),
         "strategy": strategy,
         "phase": phase,
-        "instrument": c.instrument,
         "market": market,
         "ticker": ticker,
-        "name": c.name,
-        "score": c.score,
-        "grade": c.grade,
-        "entry_price": c.entry_price,
-        "status": c.status,
-        "volume_ratio": c.volume_ratio,
-        "reasons": list(c.reasons),
-        "gate": c.gate,
+        **c.summary(),
         "simulated": is_simulated([c.instrument_source or ""]),
     }
 
