@@ -36,7 +36,8 @@ RunId = Annotated[
     str,
     Path(
         pattern=r"^[A-Za-z0-9_-]{1,32}$",
-        description="The run id (32 hex characters, as POST /backtests returned it)",
+        description="The run id as POST /backtests returned it (32 hex characters for runs "
+        "submitted here; ids of other origins are up to 32 letters, digits, _ and -)",
     ),
 ]
 
