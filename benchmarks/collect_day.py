@@ -17,22 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg
+from _support import ensure_database
 from sqlalchemy import text
 
 URL = os.environ.get(
-    "QUANTBEAT_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_bench"
+    "QUANTBEAT_BENCH_DATABASE_URL",
+    "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_bench_collect",
 )
 os.environ["QUANTBEAT_DATABASE_URL"] = URL
 REPEATS = 5
 DAY = dt.date(2026, 11, 20)
-
-
-def ensure_database() -> None:
-    admin, name = URL.replace("+psycopg", "").rsplit("/", 1)
-    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname=%s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def timed(fn: Callable[[], object], setup: Callable[[], object]) -> list[float]:
@@ -46,7 +40,7 @@ def timed(fn: Callable[[], object], setup: Callable[[], object]) -> list[float]:
 
 
 def main() -> None:
-    ensure_database()
+    ensure_database(URL)
     from db import migrate
     from db.engine import get_engine, session_scope
     from db.store import upsert_daily_candles, upsert_instruments

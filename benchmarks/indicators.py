@@ -20,8 +20,9 @@ Every request asks for an indicator over a 1,000-candle daily series. Measured i
 Goals (issue 4): cached p90 ≥ 20× faster than uncached p90; hit rate ≥ 95 %; batch of 3 ≤
 1.5× a single uncached request (medians).
 
-Needs PostgreSQL (``QUANTBEAT_BENCH_DATABASE_URL``, default database ``quantbeat_bench``) and
-Redis (``QUANTBEAT_BENCH_REDIS_URL``, default ``redis://127.0.0.1:6379/3``, flushed).
+Needs PostgreSQL (``QUANTBEAT_BENCH_DATABASE_URL``, default database
+``quantbeat_bench_indicators``, its own) and Redis (``QUANTBEAT_BENCH_REDIS_URL``, default
+``redis://127.0.0.1:6379/3``, flushed).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ sys.path.insert(0, str(ROOT))
 from _support import ensure_database, start_worker, stop_worker  # noqa: E402
 
 DB_URL = os.environ.get(
-    "QUANTBEAT_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_bench"
+    "QUANTBEAT_BENCH_DATABASE_URL",
+    "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_bench_indicators",
 )
 REDIS_URL = os.environ.get("QUANTBEAT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
 ENV = {

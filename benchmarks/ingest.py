@@ -16,11 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg
+from _support import ensure_database
 from sqlalchemy import text
 
 URL = os.environ.get(
-    "QUANTBEAT_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_bench"
+    "QUANTBEAT_BENCH_DATABASE_URL",
+    "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_bench_ingest",
 )
 os.environ["QUANTBEAT_DATABASE_URL"] = URL
 INSTRUMENTS = 2_500
@@ -28,13 +29,6 @@ SESSIONS = 400  # 2,500 x 400 = 1,000,000 rows
 END = dt.date(2026, 11, 20)
 REPEATS = 2
 TARGET = 0.50
-
-
-def ensure_database() -> None:
-    admin, name = URL.replace("+psycopg", "").rsplit("/", 1)
-    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname=%s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def best_of(fn: Callable[[], object], setup: Callable[[], object]) -> float:
@@ -48,7 +42,7 @@ def best_of(fn: Callable[[], object], setup: Callable[[], object]) -> float:
 
 
 def main() -> None:
-    ensure_database()
+    ensure_database(URL)
     from db import migrate
     from db.bulk import copy_rows
     from db.engine import get_engine, session_scope

@@ -27,7 +27,7 @@ handling; windows and lags count rows. A halted day (volume 0) is a row the VCP 
 closing bet's volume baseline skip, as quantbeat does.
 
 Run alone for a quick look: ``.venv/bin/python benchmarks/pandas_scan.py 2026-11-20 vcp``
-(database: ``QUANTBEAT_BENCH_DATABASE_URL``, default ``quantbeat_bench`` on localhost).
+(database: ``QUANTBEAT_BENCH_DATABASE_URL``, default ``quantbeat_bench_scan`` on localhost).
 """
 
 from __future__ import annotations
@@ -550,7 +550,7 @@ def main(argv: list[str]) -> None:
     strategies = argv[1:] or ["vcp", "closing_bet"]
     url = os.environ.get(
         "QUANTBEAT_BENCH_DATABASE_URL",
-        "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_bench",
+        "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_bench_scan",
     )
     engine = get_engine(url)
     for strategy in strategies:

@@ -15,7 +15,7 @@ Goals (issue 5): ≥ 20× the straightforward version's instruments/s; the whole
 under 10 s on this 2-core machine.
 
 Needs PostgreSQL (``QUANTBEAT_BENCH_DATABASE_URL``, default database ``quantbeat_bench_scan``)
-and Redis (``QUANTBEAT_BENCH_REDIS_URL``, default ``redis://127.0.0.1:6379/3``, flushed).
+and Redis (``QUANTBEAT_BENCH_REDIS_URL``, default ``redis://127.0.0.1:6379/5``, flushed).
 The first run collects the simulated history (a few minutes); later runs reuse it.
 """
 
@@ -37,7 +37,7 @@ DB_URL = os.environ.get(
     "QUANTBEAT_BENCH_DATABASE_URL",
     "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_bench_scan",
 )
-REDIS_URL = os.environ.get("QUANTBEAT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
+REDIS_URL = os.environ.get("QUANTBEAT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
 os.environ.update(
     {
         "QUANTBEAT_DATABASE_URL": DB_URL,
