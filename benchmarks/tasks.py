@@ -213,16 +213,25 @@ def _profile() -> None:
     counter.install()
     times: dict[str, float] = {}
     task = app.tasks[NOOP]
+    # Every server round trip of psycopg (a query, BEGIN, COMMIT, a pre-ping) waits once.
+    waits = Counter[str]()
+    wait = psycopg.Connection.wait
+
+    def counted_wait(self: psycopg.Connection[Any], *args: Any, **kwargs: Any) -> Any:
+        waits.update(["wait"])
+        return wait(self, *args, **kwargs)
+
+    psycopg.Connection.wait = counted_wait  # type: ignore[method-assign]
     with _timed_steps(times):
         t0 = time.perf_counter()
         for _ in range(PROFILE_CALLS):
             task.apply()
         total = (time.perf_counter() - t0) / PROFILE_CALLS * 1000
+    psycopg.Connection.wait = wait  # type: ignore[method-assign]
     per = {k: v / PROFILE_CALLS for k, v in counter.counts.items()}
     steps = {k: v / PROFILE_CALLS * 1000 for k, v in times.items()}
     scope_ms, rtt_ms = _floors_ms(PROFILE_CALLS)
-    # psycopg sends BEGIN as its own command; each checkout pre-pings; COMMIT is one more.
-    trips = per.get("statement", 0) + per.get("commit", 0) * 2 + per.get("checkout", 0)
+    trips = waits["wait"] / PROFILE_CALLS
     print(
         f"profile (in-process Task.apply, {PROFILE_CALLS} calls): per call "
         + ", ".join(f"{k} {v:.3f} ms" for k, v in per_call.items())
@@ -233,7 +242,7 @@ def _profile() -> None:
         f"  base per task: {per.get('statement', 0):.0f} statements "
         f"({', '.join(f'{k} {v:.0f}' for k, v in per.items() if k.isupper())}), "
         f"{per.get('commit', 0):.0f} transactions, {per.get('checkout', 0):.0f} pool checkouts "
-        f"(pre-ping) → about {trips:.0f} database round trips; statements' own time "
+        f"(pre-ping), {trips:.1f} psycopg server round trips; statements' own time "
         f"{counter.statement_s / PROFILE_CALLS * 1000:.3f} ms"
     )
     print(
