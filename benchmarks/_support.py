@@ -23,10 +23,16 @@ def ensure_database(url: str) -> None:
 
 
 def start_worker(
-    name: str, *, concurrency: int = 2, queues: str = "cpu", pool: str = "prefork"
+    name: str,
+    *,
+    concurrency: int = 2,
+    queues: str = "cpu",
+    pool: str = "prefork",
+    app_module: str = "workers.app",
 ) -> subprocess.Popen[bytes]:
-    """A worker (default: prefork on the ``cpu`` queue) with this process's environment, once
-    it answers ping (exits the benchmark if it does not start within 60 s)."""
+    """A worker (default: prefork on the ``cpu`` queue) of the Celery app in ``app_module``
+    (one that builds on :mod:`workers.app`) with this process's environment, once it answers
+    ping (exits the benchmark if it does not start within 60 s)."""
     hostname = f"{name}-{uuid.uuid4().hex[:6]}@localhost"
     proc = subprocess.Popen(
         [
@@ -34,7 +40,7 @@ def start_worker(
             "-m",
             "celery",
             "-A",
-            "workers.app",
+            app_module,
             "worker",
             f"--queues={queues}",
             f"--pool={pool}",
