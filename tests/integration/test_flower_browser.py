@@ -9,6 +9,9 @@ chromium-driver``; ``make test`` installs them when run as root).
 from __future__ import annotations
 
 import base64
+import os
+import resource
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,17 +82,35 @@ def _chromium(tmp_path: Path) -> webdriver.Chrome:
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ):
         options.add_argument(argument)
-    # Both paths given: Selenium Manager is not consulted (and downloads nothing). Under load
-    # Debian's chromedriver sometimes dies while starting (status -5, before any page is
-    # opened): the launch is tried up to three times; what the tests check starts after it.
-    for attempt in range(3):
-        service = Service(str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log"))
+    # Both paths given: Selenium Manager is not consulted (and downloads nothing). The driver
+    # gets a minimal environment of its own: nothing a test put in this process's
+    # environment reaches the browser. Under load Debian's chromedriver sometimes dies while
+    # starting (status -5, before any page is opened): the launch is tried again, with the
+    # process's limits and load in the error if it never starts; the checks start after it.
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+    }
+    delays = (1.0, 2.0, 4.0, 8.0)
+    for attempt, delay in enumerate((*delays, None)):
+        service = Service(str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log"), env=env)
         try:
             return webdriver.Chrome(service=service, options=options)
         except WebDriverException as exc:
-            if "unexpectedly exited" not in str(exc) or attempt == 2:
+            if "unexpectedly exited" not in str(exc):
                 raise
-            time.sleep(1.0)
+            if delay is None:
+                limits = {
+                    name: resource.getrlimit(getattr(resource, name))
+                    for name in ("RLIMIT_AS", "RLIMIT_NOFILE", "RLIMIT_NPROC")
+                }
+                raise AssertionError(
+                    f"chromedriver did not start in {attempt + 1} tries: {exc}; limits "
+                    f"{limits}, threads here {threading.active_count()}, load "
+                    f"{os.getloadavg()}"
+                ) from exc
+            time.sleep(delay)
     raise AssertionError("unreachable")
 
 
