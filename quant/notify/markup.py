@@ -243,7 +243,9 @@ def chunk(lines: Sequence[str], limit: int, *, markup: Markup = "html") -> tuple
             space: tuple[int, _Stack] | None = None
             space_w = 0
             content = False  # the piece holds more than tags
+            visible = False  # the piece holds more than tags and white space
             tags_only: tuple[int, _Stack] | None = None  # for a line of nothing but tags
+            white_only: tuple[int, _Stack] | None = None  # a piece of white space alone
             for j in range(i, len(atoms)):
                 atom = atoms[j]
                 w += text_width(atom)
@@ -258,6 +260,12 @@ def chunk(lines: Sequence[str], limit: int, *, markup: Markup = "html") -> tuple
                 if not content and w + _closing_width(st) <= limit:
                     tags_only = (j, st)
                 if content and w + _closing_width(st) <= limit:
+                    if atom.isspace() and not visible:
+                        # A part of nothing but white space would be blank (Telegram refuses
+                        # an empty message): cut there only if nothing else fits.
+                        white_only = (j, st)
+                        continue
+                    visible = visible or not atom.isspace()
                     best, best_w = (j, st), w
                     if atom.isspace():
                         space, space_w = (j, st), w
@@ -266,7 +274,7 @@ def chunk(lines: Sequence[str], limit: int, *, markup: Markup = "html") -> tuple
                 atoms[i : i + 1] = list(atoms[i])
                 continue
             if best is None:
-                best = tags_only
+                best = white_only or tags_only
             if best is None:
                 raise ValueError(
                     f"chunk limit {limit} is too small for {atoms[i]!r} with the tags "

@@ -8,7 +8,7 @@ import html
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from quant.notify.markup import (
@@ -260,6 +260,8 @@ _LINES = st.lists(_TEXT, max_size=40)
 
 
 @PROPERTY
+# Found by a full run: the cut after a leading space left a part of white space alone.
+@example(raw=[" <<\u200d@\u200d"], limit=6, how=("text", lambda s: s))
 @given(
     _LINES,
     st.integers(min_value=6, max_value=300),
