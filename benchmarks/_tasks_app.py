@@ -16,13 +16,12 @@ Run a worker with ``celery -A benchmarks._tasks_app worker``. Never listed in
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 from celery import Task
 
 from workers.app import app
-from workers.base import QuantbeatTask, _history_result, log
+from workers.base import QuantbeatTask
 
 NOOP = "quantbeat.bench.noop"
 NOOP_NO_HISTORY = "quantbeat.bench.noop_no_history"
@@ -45,29 +44,8 @@ class NoHistoryTask(QuantbeatTask):
         self.request.qb_attempt = 1
         return 1
 
-    def _finish(
-        self,
-        task_id: str,
-        state: str,
-        t0: float,
-        *,
-        error: str | None = None,
-        result: Any = None,
-    ) -> None:
-        # The base's _finish without its write: the same log line and result summary.
-        duration_ms = (time.perf_counter() - t0) * 1000.0
-        log.info(
-            "task.finished",
-            metric_type="job",
-            task=self.name,
-            queue=self._queue(),
-            duration_ms=round(duration_ms, 2),
-            success=state in ("succeeded", "duplicate"),
-            state=state,
-            retries=int(self.request.retries or 0),
-            error=error,
-        )
-        _history_result(result)
+    def _store_end(self, pending: dict[str, Any] | None, end: dict[str, Any]) -> None:
+        """Nothing written: the base's end (log line, result summary) without its write."""
 
 
 @app.task(name=NOOP)  # type: ignore[untyped-decorator]

@@ -529,6 +529,13 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             "error": error,
             "result": _history_result(result),
         }
+        self._store_end(pending, end)
+        self.request.qb_pending_start = None
+
+    def _store_end(self, pending: dict[str, Any] | None, end: dict[str, Any]) -> None:
+        """Write the run's end (and its start, if still ``pending``) in one transaction; if
+        the database cannot be reached, spool both for the reaper (never raises)."""
+        state = end["state"]
         try:
             with session_scope() as session:
                 attempt = getattr(self.request, "qb_attempt", None)
@@ -548,7 +555,6 @@ class QuantbeatTask(Task):  # type: ignore[misc]
                 error=_error_text(exc),
                 spooled=str(spooled) if spooled else None,
             )
-        self.request.qb_pending_start = None
 
     def _dead_letter(
         self,
