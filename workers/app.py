@@ -8,7 +8,10 @@ every task uses :class:`workers.base.QuantbeatTask`; every message is sent throu
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
+from kombu.utils.objects import cached_property
 
 import workers.metrics  # connects the Prometheus metrics signals
 import workers.process  # noqa: F401  (connects the worker signals)
@@ -30,7 +33,17 @@ TASK_MODULES: tuple[str, ...] = (
     "tasks.track",
 )
 
-app = Celery(
+
+class QuantbeatCelery(Celery):  # type: ignore[misc]
+    """The Celery app whose result handles survive a missed pub/sub message
+    (:class:`workers.results.SlicedResult`)."""
+
+    @cached_property
+    def AsyncResult(self) -> Any:  # noqa: N802 (Celery's name)
+        return self.subclass_with_self("workers.results:SlicedResult")
+
+
+app = QuantbeatCelery(
     "quantbeat",
     task_cls="workers.base:QuantbeatTask",
     # Refuses task messages over QUANTBEAT_MAX_MESSAGE_BYTES before they are queued.

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from celery import Celery
 from sqlalchemy import func, select
 
 from db.engine import session_scope
@@ -42,6 +41,7 @@ from tests.faults.outcomes import Outcome
 from tests.faults.servers import ThrowawayRedis
 from tests.integration.helpers import small_kospi_history
 from tests.support.services import ROOT, WorkerProcess
+from workers.app import QuantbeatCelery as Celery  # result waits that re-read the store
 
 pytestmark = pytest.mark.integration
 

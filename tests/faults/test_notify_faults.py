@@ -39,7 +39,6 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 from sqlalchemy import select, text
 
 from db import migrate
@@ -53,6 +52,7 @@ from tests.faults.servers import ThrowawayRedis
 from tests.support import notify_env, parallel
 from tests.support.fake_notify import FakeTelegram, WebhookReceiver
 from tests.support.services import WorkerProcess, start_worker
+from workers.app import QuantbeatCelery as Celery  # result waits that re-read the store
 
 pytestmark = pytest.mark.integration
 

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from celery import Celery
 from celery.result import AsyncResult
 from sqlalchemy import func, select, tuple_
 
@@ -43,6 +42,7 @@ from tests.faults.servers import ThrowawayRedis
 from tests.integration.helpers import small_kospi_history
 from tests.support.fake_upbit import HISTORY_START, FakeUpbit, fake_upbit
 from tests.support.services import ROOT, WorkerProcess, start_worker
+from workers.app import QuantbeatCelery as Celery  # result waits that re-read the store
 
 pytestmark = pytest.mark.integration
 

@@ -28,13 +28,13 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 from sqlalchemy import Engine, text
 
 from quantbeat.infra.settings import Settings
 from tests.faults.outcomes import Outcome
 from tests.faults.servers import ThrowawayPostgres, ThrowawayRedis
 from tests.support.services import WorkerProcess, start_worker
+from workers.app import QuantbeatCelery as Celery  # result waits that re-read the store
 
 pytestmark = pytest.mark.integration
 

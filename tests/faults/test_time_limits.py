@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from celery import Celery
 from celery.result import AsyncResult
 from sqlalchemy import Connection, text
 
@@ -32,6 +31,7 @@ from tests.faults.outcomes import Outcome
 from tests.faults.servers import ThrowawayRedis
 from tests.integration.helpers import dead_letter, eventually, job_run
 from tests.support.services import WorkerProcess
+from workers.app import QuantbeatCelery as Celery  # result waits that re-read the store
 
 pytestmark = pytest.mark.integration
 

@@ -38,7 +38,6 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.result import AsyncResult
 from sqlalchemy import func, select
@@ -61,6 +60,7 @@ from tests.integration.helpers import (
     small_kospi_history,
 )
 from tests.support.services import WorkerProcess, start_worker
+from workers.app import QuantbeatCelery as Celery  # result waits that re-read the store
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from celery import Celery
 from sqlalchemy import func, select
 
 from db.backtests import create_run
@@ -32,6 +31,7 @@ from tests.integration.helpers import (
     sessions_since,
     small_kospi_history,
 )
+from workers.app import QuantbeatCelery as Celery  # result waits that re-read the store
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from celery import Celery
 from sqlalchemy import func, select
 
 from db.engine import session_scope
@@ -23,6 +22,7 @@ from quantbeat.infra.sources import krx_calendar
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.conftest import start_worker
 from tests.integration.helpers import job_run
+from workers.app import QuantbeatCelery as Celery  # result waits that re-read the store
 
 pytestmark = pytest.mark.integration
 
