@@ -73,3 +73,14 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(10)
+
+
+def recreate_database(url: str) -> None:
+    """Drop (if it exists) and create the PostgreSQL database of ``url``: a benchmark that
+    calls this starts from nothing, whatever ran before it."""
+    import psycopg
+
+    admin, name = url.replace("+psycopg", "").rsplit("/", 1)
+    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')

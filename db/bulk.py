@@ -13,14 +13,28 @@ from __future__ import annotations
 import datetime as dt
 import io
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy.typing as npt
 import pandas as pd
-from psycopg import sql
-from sqlalchemy import Table
+import psycopg
+from psycopg import ClientCursor, pq, sql
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Double,
+    Float,
+    Integer,
+    SmallInteger,
+    String,
+    Table,
+)
 from sqlalchemy.orm import Session
 
+from db import copybin
 from quant.errors import ValidationError
 
 #: Rows formatted and sent per COPY write (bounds the memory of the text buffer).
@@ -62,18 +76,120 @@ def copy_text(frame: pd.DataFrame) -> str:
     return buffer.getvalue()
 
 
-def copy_rows(session: Session, target: str | sql.Identifier, frame: pd.DataFrame) -> None:
+def pg_types(table: Table, columns: Sequence[str]) -> dict[str, str] | None:
+    """The binary COPY types (:mod:`db.copybin`) of ``columns`` of ``table``; ``None`` when
+    one has no binary encoder (JSON, numeric …: such batches travel as text)."""
+    out: dict[str, str] = {}
+    for name in columns:
+        kind = table.c[name].type
+        if isinstance(kind, BigInteger):
+            out[name] = "int8"
+        elif isinstance(kind, SmallInteger):
+            out[name] = "int2"
+        elif isinstance(kind, Integer):
+            out[name] = "int4"
+        elif isinstance(kind, Double) or (isinstance(kind, Float) and kind.precision is None):
+            out[name] = "float8"  # a plain Float is double precision on PostgreSQL
+        elif isinstance(kind, DateTime):
+            out[name] = "timestamptz" if kind.timezone else "timestamp"
+        elif isinstance(kind, Date):
+            out[name] = "date"
+        elif isinstance(kind, Boolean):
+            out[name] = "bool"
+        elif isinstance(kind, String):
+            out[name] = "text"
+        else:
+            return None
+    return out
+
+
+def copy_rows(
+    session: Session,
+    target: str | sql.Identifier,
+    frame: pd.DataFrame,
+    types: Mapping[str, str] | None = None,
+) -> None:
     """``COPY target (columns of frame) FROM STDIN`` in chunks, on the session's connection
-    (``target`` a table name or identifier)."""
+    (``target`` a table name or identifier): in the binary format when ``types`` (each
+    column's type, :mod:`db.copybin`) allows it, as text otherwise.
+
+    Raises:
+        ValueError: a value that does not fit its column's type (binary path).
+    """
     name = sql.Identifier(target) if isinstance(target, str) else target
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(name, _idents(list(frame.columns)))
+    chunks: Iterable[bytes | str] | None = None
+    binary = False
+    if types is not None:
+        try:
+            # encode the first chunk before the COPY starts: a batch that cannot be binary
+            # falls back to text without a failed COPY on the connection
+            first = copybin.encode_rows(frame.iloc[:COPY_CHUNK_ROWS], types)
+            binary = True
+            chunks = itertools.chain(
+                (copybin.HEADER, first),
+                (
+                    copybin.encode_rows(frame.iloc[at : at + COPY_CHUNK_ROWS], types)
+                    for at in range(COPY_CHUNK_ROWS, len(frame), COPY_CHUNK_ROWS)
+                ),
+                (copybin.TRAILER,),
+            )
+        except copybin.UnsupportedBatch:
+            binary = False
+    if not binary:
+        chunks = (
+            copy_text(frame.iloc[at : at + COPY_CHUNK_ROWS])
+            for at in range(0, len(frame), COPY_CHUNK_ROWS)
+        )
+    statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
+        name, _idents(list(frame.columns)), sql.SQL(" (FORMAT binary)" if binary else "")
+    )
     cursor = session.connection().connection.cursor()
     try:
         with cursor.copy(statement) as copy:
-            for start in range(0, len(frame), COPY_CHUNK_ROWS):
-                copy.write(copy_text(frame.iloc[start : start + COPY_CHUNK_ROWS]))
+            for chunk in chunks or ():
+                copy.write(chunk)
     finally:
         cursor.close()
+
+
+def copy_out(
+    session: Session, query: str, params: Mapping[str, Any], types: Sequence[str]
+) -> list[npt.NDArray[Any]]:
+    """The columns of ``query`` (psycopg ``%(name)s`` parameters, merged client-side; every
+    result column of a fixed-width type of ``types``, see :func:`db.copybin.decode_rows`),
+    read as ``COPY (query) TO STDOUT (FORMAT binary)`` on the session's connection — inside
+    its transaction when one is open.
+
+    The rows are drained straight from libpq (``PQgetCopyData``) into one buffer: psycopg's
+    ``Copy`` iterator costs about 1.5 µs of Python per row, four times the transfer itself
+    (``benchmarks/read.py``).
+
+    Raises:
+        psycopg.Error: the server refused the query (the transaction is then aborted, as for
+            any failed statement).
+        ValueError: a result row that is not of ``types`` (a NULL, another width).
+    """
+    conn: psycopg.Connection[Any] = session.connection().connection.driver_connection  # type: ignore[assignment]
+    statement = f"COPY ({ClientCursor(conn).mogrify(query, params)}) TO STDOUT (FORMAT binary)"
+    out = io.BytesIO()
+    with conn.lock:
+        pgconn = conn.pgconn
+        result = pgconn.exec_(statement.encode())
+        if result.status != pq.ExecStatus.COPY_OUT:
+            raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+        get, write = pgconn.get_copy_data, out.write
+        while True:
+            size, data = get(0)
+            if size < 0:
+                break
+            write(data)
+        failure = None
+        while (end := pgconn.get_result()) is not None:
+            if end.status != pq.ExecStatus.COMMAND_OK and failure is None:
+                failure = psycopg.errors.error_from_result(end, encoding=conn.info.encoding)
+        if failure is not None:
+            raise failure
+    return copybin.decode_rows(out.getbuffer(), types)
 
 
 def _check_batch(
@@ -148,7 +264,7 @@ def copy_upsert(
     try:
         # Temporary tables are not WAL-logged and have no indexes: the cheapest place to land.
         cursor.execute(create.format(temp, cols, target))
-        copy_rows(session, temp, frame)
+        copy_rows(session, temp, frame, pg_types(table, columns))
         cursor.execute(upsert)
         row = cursor.fetchone()
         cursor.execute(sql.SQL("DROP TABLE {}").format(temp))

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from sqlalchemy import and_, bindparam, func, not_, or_, select, text
 from sqlalchemy.orm import Session
 
+from db.candles import read_daily_bars
 from db.models import Instrument, IntradaySnapshot, Signal, SignalOutcome
 from db.store import UpsertCounts, upsert_rows
 
@@ -179,36 +180,13 @@ def load_bars(
     low, close, volume; NaN where a value is unknown), oldest first. One query."""
     if not starts:
         return {}
-    ids = sorted(starts)
-    first = min(starts.values())
-    if session.get_bind().dialect.name == "postgresql":
-        sql = text(
-            "SELECT d.instrument_id, d.trade_date, d.open, d.high, d.low, d.close, d.volume "
-            "FROM daily_candles d WHERE d.instrument_id = ANY(CAST(:ids AS bigint[])) "
-            "AND d.trade_date BETWEEN :first AND :end ORDER BY d.instrument_id, d.trade_date"
-        )
-        params: dict[str, Any] = {"ids": ids, "first": first, "end": end}
-    else:
-        sql = text(
-            "SELECT instrument_id, trade_date, open, high, low, close, volume FROM daily_candles "
-            "WHERE instrument_id IN :ids AND trade_date BETWEEN :first AND :end "
-            "ORDER BY instrument_id, trade_date"
-        ).bindparams(_expanding("ids"))
-        params = {"ids": ids, "first": first.isoformat(), "end": end.isoformat()}
-    rows = session.execute(sql, params).all()
+    bars = read_daily_bars(session, list(starts), start=min(starts.values()), end=end)
+    values = np.column_stack([bars.columns[c] for c in ("open", "high", "low", "close", "volume")])
     out: dict[int, tuple[npt.NDArray[np.datetime64], npt.NDArray[np.float64]]] = {}
-    if not rows:
-        return out
-    idents = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    dates = np.array([r[1] for r in rows], dtype="datetime64[D]")
-    values = np.array([r[2:] for r in rows], dtype=np.float64)
-    cuts = np.flatnonzero(np.diff(idents)) + 1
-    for lo, hi in zip(
-        np.concatenate(([0], cuts)), np.concatenate((cuts, [len(rows)])), strict=True
-    ):
-        ident = int(idents[lo])
-        keep = dates[lo:hi] >= np.datetime64(starts[ident], "D")
-        out[ident] = (dates[lo:hi][keep], values[lo:hi][keep])
+    for ident, lo, hi in bars.spans():
+        dates = bars.time[lo:hi]
+        keep = int(np.searchsorted(dates, np.datetime64(starts[ident], "D")))
+        out[ident] = (dates[keep:], values[lo + keep : hi])
     return out
 
 

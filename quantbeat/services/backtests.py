@@ -52,7 +52,7 @@ from db.backtests import (
     set_progress,
     store_result,
 )
-from db.candles import load_daily_universe, resolve_instrument, universe
+from db.candles import DailyBars, align, concat_bars, read_daily_bars, resolve_instrument, universe
 from db.engine import session_scope
 from db.heartbeats import worker_dead_reason
 from db.jobs import end_if_still_started, get_job_run
@@ -66,7 +66,6 @@ from quant.backtest.strategies import Strategy
 from quant.backtest.strategies import get as get_strategy
 from quant.backtest.trade_kpis import trade_kpis
 from quant.errors import ConfigError, NotFound, PermanentError, QuantbeatError, ValidationError
-from quant.indicators import Candles
 from quant.market.types import KRX_MARKETS
 from quantbeat.infra.forkstate import after_fork
 from quantbeat.infra.masking import mask_text
@@ -939,45 +938,45 @@ def load_market(
         quant.errors.ValidationError: no instrument has a candle in the range.
     """
     first = start - dt.timedelta(days=WARMUP_DAYS)
-    lower = np.datetime64(first, "D")
-    bars = (end - first).days + 1  # calendar days bound the sessions in range
     ids = [ident for ident, _ in instruments]
-    frames: dict[int, Any] = {}
+    parts: list[DailyBars] = []
     with session_scope() as session:
+        # by chunks, for progress (and a cancel check) while a big universe loads
         for at in range(0, len(ids), LOAD_CHUNK):
-            part = ids[at : at + LOAD_CHUNK]
-            frames.update(load_daily_universe(session, part, end=end, bars=bars))
+            parts.append(read_daily_bars(session, ids[at : at + LOAD_CHUNK], start=first, end=end))
             if on_instrument is not None:
                 on_instrument(min(at + LOAD_CHUNK, len(ids)))
-        frames = {k: _since(v, lower) for k, v in frames.items()}
-        # Flows by chunks as well: their rows are Python objects while they are read.
-        timed = {k: v.time for k, v in frames.items() if len(v)} if flows else {}
-        keys = list(timed)
+        bars = concat_bars(parts)
         flow_data: dict[int, dict[str, np.ndarray[Any, Any]]] = {}
-        for at in range(0, len(keys), LOAD_CHUNK):
-            flow_data.update(load_flows(session, {k: timed[k] for k in keys[at : at + LOAD_CHUNK]}))
-    all_times = [f.time for f in frames.values() if len(f)]
-    if not all_times:
+        if flows:
+            timed = {ident: bars.time[lo:hi] for ident, lo, hi in bars.spans()}
+            keys = list(timed)
+            # flows by chunks as well: their rows are Python objects while they are read
+            for at in range(0, len(keys), LOAD_CHUNK):
+                flow_data.update(
+                    load_flows(session, {k: timed[k] for k in keys[at : at + LOAD_CHUNK]})
+                )
+    if not len(bars):
         raise ValidationError(
             f"no daily candles between {first} and {end} for the backtest's instruments",
             field="instruments",
         )
-    times = np.unique(np.concatenate(all_times)).astype("datetime64[D]")
+    times, rows, cols = align(bars, ids)
     n, m = len(times), len(instruments)
-    columns = {
-        k: np.full((n, m), np.nan)
-        for k in ("open", "high", "low", "close", "volume", "traded_value")
-    }
+    columns = {}
+    for key, values in bars.columns.items():
+        matrix = np.full((n, m), np.nan)
+        matrix[rows, cols] = values
+        columns[key] = matrix
     flow_columns: dict[str, np.ndarray[Any, Any]] = {}
-    for c, (ident, _name) in enumerate(instruments):
-        frame = frames.get(ident)
-        if frame is None or not len(frame):
-            continue
-        rows = np.searchsorted(times, frame.time.astype("datetime64[D]"))
-        for key, array in columns.items():
-            array[rows, c] = getattr(frame, key)
-        for key, values in flow_data.get(ident, {}).items():
-            flow_columns.setdefault(key, np.full((n, m), np.nan))[rows, c] = values
+    if flow_data:
+        where = {ident: (lo, hi) for ident, lo, hi in bars.spans()}
+        for ident, found in flow_data.items():
+            lo, hi = where[ident]
+            for key, values in found.items():
+                flow_columns.setdefault(key, np.full((n, m), np.nan))[rows[lo:hi], cols[lo:hi]] = (
+                    values
+                )
     market = Market(
         times=times,
         symbols=tuple(name for _, name in instruments),
@@ -987,21 +986,6 @@ def load_market(
     )
     start_index = int(np.searchsorted(times, np.datetime64(start, "D")))
     return LoadedMarket(market, flow_columns, start_index)
-
-
-def _since(frame: Any, lower: np.datetime64) -> Any:
-    keep = frame.time.astype("datetime64[D]") >= lower
-    if keep.all():
-        return frame
-    return Candles(
-        time=frame.time[keep],
-        open=frame.open[keep],
-        high=frame.high[keep],
-        low=frame.low[keep],
-        close=frame.close[keep],
-        volume=frame.volume[keep],
-        traded_value=frame.traded_value[keep],
-    )
 
 
 #: The headline figures a ``backtest.finished`` event carries.

@@ -1,0 +1,177 @@
+"""Reading 1,000,000 daily candles (2,500 instruments × 400 sessions) from PostgreSQL into
+NumPy, against the physical floor measured in the same run.
+
+* floor — ``COPY (SELECT instrument_id, trade_date, open … traded_value FROM daily_candles)
+  TO STDOUT (FORMAT binary)``: the table's rows, unordered and unfiltered, in the server's
+  own binary format, drained from libpq into one buffer, viewed as a NumPy structured array
+  and cast to native columns. Nothing reads the same rows into arrays with less work on
+  either side; for scale, ``psql`` (libpq's C client) receiving the same COPY and discarding
+  the bytes is printed beside it.
+* quantbeat — :func:`db.candles.read_daily_bars` (the rows of the instruments and date range
+  asked for, ordered by instrument and date, binary COPY into NumPy) and then each of the
+  loaders built on it: the backtests' aligned ``sessions × instruments`` matrices
+  (:func:`quantbeat.services.backtests.load_market` minus flows), the scans' and indicators'
+  per-instrument :class:`Candles` (:func:`db.candles.load_daily_universe`), the track
+  record's bars (:func:`db.outcomes.load_bars`).
+* for reference, the same rows through SQLAlchemy row by row (the path the loaders had).
+
+Goal (issue 21): the aligned matrices within 1.5× of the floor — ``goal read_vs_copy``.
+
+Its own scratch database ``quantbeat_bench_read`` (``QUANTBEAT_BENCH_DATABASE_URL``), dropped
+and created by the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from _support import recreate_database
+
+URL = os.environ.get(
+    "QUANTBEAT_BENCH_DATABASE_URL",
+    "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_bench_read",
+)
+os.environ["QUANTBEAT_DATABASE_URL"] = URL
+INSTRUMENTS = 2_500
+SESSIONS = 400  # 2,500 x 400 = 1,000,000 rows
+END = dt.date(2026, 11, 20)
+REPEATS = 5
+TARGET = 1.5
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """The median of :data:`REPEATS` runs of ``fn`` (after one warm-up) and its last result."""
+    result = fn()
+    times = []
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    recreate_database(URL)
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from db import migrate
+    from db.bulk import copy_out
+    from db.candles import load_daily_universe, read_daily_bars
+    from db.engine import get_engine, session_scope
+    from db.outcomes import load_bars
+    from db.store import upsert_daily_candles, upsert_instruments
+    from quant.calendar import krx_approximate_calendar
+    from quant.market.simulated import SimulatedMarket
+    from quantbeat.services.backtests import WARMUP_DAYS, load_market
+
+    migrate.upgrade(URL)
+    calendar = krx_approximate_calendar()
+    sessions = calendar.sessions(END - dt.timedelta(days=SESSIONS * 2), END)[-SESSIONS:]
+    market = SimulatedMarket(seed=42, universe_size=INSTRUMENTS, calendar=calendar)
+    frame = market.daily_candles(sessions[0], sessions[-1])
+    with session_scope() as s:
+        ids = upsert_instruments(s, market.list_instruments(END), source="simulated")
+        upsert_daily_candles(s, frame, ids, source="simulated")
+    engine = get_engine(URL)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE daily_candles"))
+    rows = len(frame)
+    first, last = sessions[0], sessions[-1]
+    members = sorted((int(i), f"{m}:{t}") for (m, t), i in ids.items())
+    idents = [i for i, _ in members]
+    types = ("int8", "date", *("float8",) * 6)
+    columns = "instrument_id, trade_date, open, high, low, close, volume, traded_value"
+
+    def floor() -> object:
+        # the whole table, no filter, no order: the least work that yields these rows
+        with session_scope() as s:
+            return copy_out(s, f"SELECT {columns} FROM daily_candles", {}, types)
+
+    def psql_transfer() -> object:
+        # libpq's own C client, the bytes only (no parsing): where the transfer ends
+        target = make_url(URL).set(drivername="postgresql").render_as_string(False)
+        return subprocess.run(
+            ["psql", target, "-c", f"COPY daily_candles ({columns}) TO STDOUT (FORMAT binary)"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def bars() -> object:
+        with session_scope() as s:
+            return read_daily_bars(s, idents, start=first, end=last)
+
+    def aligned() -> object:
+        # from `first` on: its warm-up reaches back WARMUP_DAYS before the start it is given
+        return load_market(members, first + dt.timedelta(days=WARMUP_DAYS), last, flows=False)
+
+    def universe() -> object:
+        with session_scope() as s:
+            return load_daily_universe(s, idents, end=last, bars=SESSIONS)
+
+    def outcomes() -> object:
+        with session_scope() as s:
+            return load_bars(s, dict.fromkeys(idents, first), last)
+
+    def row_by_row() -> object:
+        with session_scope() as s:
+            got = s.execute(
+                text(
+                    f"SELECT {columns} FROM daily_candles WHERE trade_date BETWEEN :a AND :b "
+                    "ORDER BY instrument_id, trade_date"
+                ),
+                {"a": first, "b": last},
+            ).all()
+            return np.array([r[2:] for r in got], dtype=np.float64)
+
+    t_floor, got = timed(floor)
+    assert isinstance(got, list)
+    assert len(got[0]) == rows, (len(got[0]), rows)
+    t_bars, got_bars = timed(bars)
+    assert len(got_bars) == rows
+    t_aligned, loaded = timed(aligned)
+    shape = loaded.market.close.shape
+    assert shape == (SESSIONS, INSTRUMENTS), shape
+    assert int(np.isfinite(loaded.market.close).sum()) == rows
+    t_universe, got_universe = timed(universe)
+    assert sum(len(c) for c in got_universe.values()) == rows
+    t_outcomes, got_outcomes = timed(outcomes)
+    assert sum(len(d) for d, _ in got_outcomes.values()) == rows
+    t_rows, _ = timed(row_by_row)
+    t_psql = timed(psql_transfer)[0] if shutil.which("psql") else float("nan")
+
+    print(
+        f"rows: {rows:,} ({INSTRUMENTS:,} instruments x {SESSIONS} sessions), median of {REPEATS}"
+    )
+    for label, seconds in (
+        ("floor: COPY TO binary -> NumPy", t_floor),
+        ("read_daily_bars (columns)", t_bars),
+        ("load_market (aligned matrices)", t_aligned),
+        ("load_daily_universe (Candles)", t_universe),
+        ("outcomes.load_bars", t_outcomes),
+        ("reference: SQLAlchemy rows", t_rows),
+        ("reference: psql C client, bytes only", t_psql),
+    ):
+        print(
+            f"  {label:34s} {seconds * 1000:8.1f} ms  {rows / seconds:>12,.0f} rows/s"
+            f"  {seconds / t_floor:5.2f}x floor"
+        )
+    ratio = t_aligned / t_floor
+    verdict = "met" if ratio <= TARGET else "missed"
+    print(f"goal read_vs_copy: {ratio:.2f} (target <= {TARGET:.2f}) {verdict}")
+
+
+if __name__ == "__main__":
+    main()
