@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.bulk import copy_out
+from db.bulk import copy_out, sqlite_matrix
 from db.models import DailyCandle, Instrument, IntradayCandle
 from quant.errors import NotFound, ValidationError
 from quant.indicators.candles import COLUMNS, Candles
@@ -216,8 +216,9 @@ def read_daily_bars(
     bars: int | None = None,
 ) -> DailyBars:
     """Daily bars of ``instrument_ids`` up to ``end``: those from ``start`` on, or (``bars``)
-    each instrument's last ``bars`` — one query either way. On PostgreSQL the rows travel as
-    ``COPY … TO STDOUT (FORMAT binary)`` straight into NumPy (:mod:`db.copybin`).
+    each instrument's last ``bars``, sorted by instrument and date. On PostgreSQL the rows
+    travel as ``COPY … TO STDOUT (FORMAT binary)`` straight into NumPy (:mod:`db.copybin`),
+    on SQLite through the driver into one matrix.
 
     Raises:
         ValueError: neither or both of ``start`` and ``bars`` given.
@@ -227,27 +228,90 @@ def read_daily_bars(
     ids = sorted({int(i) for i in instrument_ids})
     if not ids:
         return _empty_bars()
-    if session.get_bind().dialect.name == "postgresql":
-        if bars is None:
-            query = (
-                f"SELECT d.instrument_id, d.trade_date, {_BAR_SELECT} FROM daily_candles d "  # noqa: S608
-                "WHERE d.instrument_id = ANY(%(ids)s) AND d.trade_date BETWEEN %(start)s "
-                "AND %(end)s ORDER BY d.instrument_id, d.trade_date"
-            )
-        else:
-            # One index range scan per instrument, newest first, stopping after `bars` rows.
-            query = (
-                f"SELECT i.id, d.trade_date, {_BAR_SELECT} "  # noqa: S608
-                "FROM unnest(%(ids)s::bigint[]) AS i(id) CROSS JOIN LATERAL (SELECT * "
-                "FROM daily_candles WHERE instrument_id = i.id AND trade_date <= %(end)s "
-                "ORDER BY trade_date DESC LIMIT %(bars)s) AS d ORDER BY i.id, d.trade_date"
-            )
-        params = {"ids": ids, "start": start, "end": end, "bars": bars}
-        columns = copy_out(session, query, params, _BAR_TYPES)
-        return DailyBars(
-            columns[0], columns[1], dict(zip(_PRICE_COLUMNS, columns[2:], strict=True))
-        )
-    return _sqlite_bars(session, ids, start=start, end=end, bars=bars)
+    if bars is None:
+        assert start is not None
+        return _read_range(session, ids, start, end)
+    # The last `bars` of each: a date range wide enough for nearly every instrument (a range
+    # read is several times cheaper than a per-instrument newest-first one), trimmed to
+    # `bars`; the few with fewer bars in it (listed recently, or long suspended) are read
+    # exactly.
+    first = end - dt.timedelta(days=int(bars * _SPAN_PER_BAR) + 10)
+    wide = _read_range(session, ids, first, end)
+    spans = wide.spans()
+    oldest = session.execute(select(func.min(DailyCandle.trade_date))).scalar_one_or_none()
+    if oldest is not None and dt.date.fromisoformat(str(oldest)) >= first:
+        # the range reaches back past every stored bar: nothing is left to read
+        return _take(wide, _last_of_spans(wide, spans, bars))
+    short = {ident for ident, lo, hi in spans if hi - lo < bars}
+    if spans:
+        keep = _last_of_spans(wide, spans, bars) & ~np.isin(wide.instrument_id, list(short))
+        wide = _take(wide, keep)
+    missing = short | (set(ids) - {ident for ident, _, _ in spans})
+    if not missing:
+        return wide
+    exact = _read_last(session, sorted(missing), end, bars)
+    merged = concat_bars([wide, exact])
+    return _take(merged, np.lexsort((merged.time, merged.instrument_id)))
+
+
+#: Calendar days read per bar asked for: KRX has about 250 sessions in 365 days (1.46).
+_SPAN_PER_BAR = 1.6
+
+
+def _last_of_spans(
+    bars: DailyBars, spans: Sequence[tuple[int, int, int]], last: int
+) -> npt.NDArray[np.bool_]:
+    """Which rows of ``bars`` are among the ``last`` rows of their instrument's span."""
+    if not spans:
+        return np.zeros(len(bars), dtype=bool)
+    ends = np.repeat([hi for _, _, hi in spans], [hi - lo for _, lo, hi in spans])
+    return np.asarray(ends - np.arange(len(bars)) <= last)
+
+
+def _take(bars: DailyBars, which: npt.NDArray[Any]) -> DailyBars:
+    """The rows of ``bars`` that ``which`` (a mask or an index array) selects."""
+    return DailyBars(
+        bars.instrument_id[which],
+        bars.time[which],
+        {c: v[which] for c, v in bars.columns.items()},
+    )
+
+
+def _read_range(session: Session, ids: Sequence[int], start: dt.date, end: dt.date) -> DailyBars:
+    """The bars of ``ids`` dated ``start`` … ``end``, sorted by instrument and date."""
+    if session.get_bind().dialect.name != "postgresql":
+        return _sqlite_bars(session, ids, start=start, end=end, bars=None)
+    columns = copy_out(
+        session,
+        f"SELECT d.instrument_id, d.trade_date, {_BAR_SELECT} FROM daily_candles d "  # noqa: S608
+        "WHERE d.instrument_id = ANY(%(ids)s) AND d.trade_date BETWEEN %(start)s AND %(end)s "
+        "ORDER BY d.instrument_id, d.trade_date",
+        {"ids": list(ids), "start": start, "end": end},
+        _BAR_TYPES,
+    )
+    return DailyBars(columns[0], columns[1], dict(zip(_PRICE_COLUMNS, columns[2:], strict=True)))
+
+
+def _read_last(session: Session, ids: Sequence[int], end: dt.date, bars: int) -> DailyBars:
+    """The last ``bars`` bars up to ``end`` of each of ``ids``, exactly (per instrument,
+    newest first), sorted by instrument and date."""
+    if session.get_bind().dialect.name != "postgresql":
+        return _sqlite_bars(session, ids, start=None, end=end, bars=bars)
+    # One index range scan per instrument, newest first, stopping after `bars` rows.
+    columns = copy_out(
+        session,
+        f"SELECT i.id, d.trade_date, {_BAR_SELECT} "  # noqa: S608
+        "FROM unnest(%(ids)s::bigint[]) AS i(id) CROSS JOIN LATERAL (SELECT * "
+        "FROM daily_candles WHERE instrument_id = i.id AND trade_date <= %(end)s "
+        "ORDER BY trade_date DESC LIMIT %(bars)s) AS d ORDER BY i.id, d.trade_date",
+        {"ids": list(ids), "end": end, "bars": bars},
+        _BAR_TYPES,
+    )
+    return DailyBars(columns[0], columns[1], dict(zip(_PRICE_COLUMNS, columns[2:], strict=True)))
+
+
+#: A SQLite date (ISO text) as days since 1970-01-01 (julianday of the Unix epoch).
+SQLITE_DAYS = "CAST(julianday({}) - 2440587.5 AS INTEGER)"
 
 
 def _sqlite_bars(
@@ -258,40 +322,34 @@ def _sqlite_bars(
     end: dt.date,
     bars: int | None,
 ) -> DailyBars:
-    """:func:`read_daily_bars` on SQLite (the embedded default): rows through the driver."""
-    placeholders = ", ".join(f":i{n}" for n in range(len(ids)))
+    """:func:`read_daily_bars` on SQLite (the embedded default), through the sqlite3 driver
+    into one matrix (:func:`db.bulk.sqlite_matrix`)."""
+    marks = ", ".join("?" * len(ids))
     cols = ", ".join(_PRICE_COLUMNS)
-    params: dict[str, Any] = {f"i{n}": v for n, v in enumerate(ids)}
+    day = SQLITE_DAYS.format("trade_date")
     # ISO text, as the Date column stores it (no reliance on sqlite3's date adapter).
-    params["end"] = end.isoformat()
     if bars is None:
         assert start is not None
-        params["start"] = start.isoformat()
-        sql = text(
-            f"SELECT instrument_id, trade_date, {cols} FROM daily_candles "  # noqa: S608
-            f"WHERE instrument_id IN ({placeholders}) AND trade_date BETWEEN :start AND :end "
+        sql = (
+            f"SELECT instrument_id, {day}, {cols} FROM daily_candles "  # noqa: S608
+            f"WHERE instrument_id IN ({marks}) AND trade_date BETWEEN ? AND ? "
             "ORDER BY instrument_id, trade_date"
         )
+        params: list[Any] = [*ids, start.isoformat(), end.isoformat()]
     else:
-        params["bars"] = bars
-        sql = text(
-            f"SELECT instrument_id, trade_date, {cols} FROM ("  # noqa: S608
+        sql = (
+            f"SELECT instrument_id, {day}, {cols} FROM ("  # noqa: S608
             f"SELECT instrument_id, trade_date, {cols}, row_number() OVER "
             "(PARTITION BY instrument_id ORDER BY trade_date DESC) AS rn FROM daily_candles "
-            f"WHERE instrument_id IN ({placeholders}) AND trade_date <= :end) "
-            "WHERE rn <= :bars ORDER BY instrument_id, trade_date"
+            f"WHERE instrument_id IN ({marks}) AND trade_date <= ?) "
+            "WHERE rn <= ? ORDER BY instrument_id, trade_date"
         )
-    rows = session.execute(sql, params).all()
-    if not rows:
-        return _empty_bars()
-    columns = list(zip(*rows, strict=True))
+        params = [*ids, end.isoformat(), bars]
+    matrix = sqlite_matrix(session, sql, params, 2 + len(_PRICE_COLUMNS))
     return DailyBars(
-        np.array(columns[0], dtype=np.int64),
-        np.array(columns[1], dtype="datetime64[D]"),
-        {
-            c: np.array(values, dtype=np.float64)
-            for c, values in zip(_PRICE_COLUMNS, columns[2:], strict=True)
-        },
+        matrix[:, 0].astype(np.int64),
+        matrix[:, 1].astype(np.int64).astype("datetime64[D]"),
+        {c: np.ascontiguousarray(matrix[:, 2 + k]) for k, c in enumerate(_PRICE_COLUMNS)},
     )
 
 

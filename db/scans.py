@@ -17,6 +17,8 @@ import numpy as np
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from db.bulk import copy_out, sqlite_matrix
+from db.candles import SQLITE_DAYS
 from db.models import DailyCandle, Instrument, InvestorFlow, ScanRun, Signal
 from db.store import UpsertCounts, upsert_rows
 from quant.errors import NotFound
@@ -214,26 +216,34 @@ def load_flows(
         return {}
     first = min(t[0] for t in times.values() if len(t)).astype(dt.date)
     last = max(t[-1] for t in times.values() if len(t)).astype(dt.date)
-    rows = session.execute(
-        select(
-            InvestorFlow.instrument_id,
-            InvestorFlow.trade_date,
-            *(getattr(InvestorFlow, c) for c in FLOW_COLUMNS),
+    ids_asked = sorted(int(i) for i in times)
+    if session.get_bind().dialect.name == "postgresql":
+        figures = ", ".join(f"COALESCE(f.{c}::float8, 'NaN'::float8)" for c in FLOW_COLUMNS)
+        columns = copy_out(
+            session,
+            f"SELECT f.instrument_id, f.trade_date, {figures} FROM investor_flows f "  # noqa: S608
+            "WHERE f.instrument_id = ANY(%(ids)s) AND f.trade_date BETWEEN %(first)s "
+            "AND %(last)s ORDER BY f.instrument_id, f.trade_date",
+            {"ids": ids_asked, "first": first, "last": last},
+            ("int8", "date", *("float8",) * len(FLOW_COLUMNS)),
         )
-        .where(
-            InvestorFlow.instrument_id.in_(list(times)),
-            InvestorFlow.trade_date >= first,
-            InvestorFlow.trade_date <= last,
+        ids, days = columns[0], columns[1]
+        values = np.column_stack(columns[2:]) if len(ids) else np.empty((0, len(FLOW_COLUMNS)))
+    else:
+        matrix = sqlite_matrix(
+            session,
+            f"SELECT instrument_id, {SQLITE_DAYS.format('trade_date')}, "  # noqa: S608
+            f"{', '.join(FLOW_COLUMNS)} FROM investor_flows WHERE instrument_id IN "
+            f"({', '.join('?' * len(ids_asked))}) AND trade_date BETWEEN ? AND ? "
+            "ORDER BY instrument_id, trade_date",
+            [*ids_asked, first.isoformat(), last.isoformat()],
+            2 + len(FLOW_COLUMNS),
         )
-        .order_by(InvestorFlow.instrument_id, InvestorFlow.trade_date)
-    ).all()
+        ids = matrix[:, 0].astype(np.int64)
+        days = matrix[:, 1].astype(np.int64).astype("datetime64[D]")
+        values = matrix[:, 2:]
     out: dict[int, dict[str, np.ndarray]] = {}
-    if rows:
-        columns = list(zip(*rows, strict=True))
-        ids = np.asarray(columns[0], dtype=np.int64)
-        days = np.asarray(columns[1], dtype="datetime64[D]")
-        # None (an unknown figure) becomes NaN in a float array
-        values = np.asarray(list(zip(*columns[2:], strict=True)), dtype=np.float64)
+    if len(ids):
         cuts = np.flatnonzero(np.diff(ids)) + 1
         starts = np.concatenate(([0], cuts))
         ends = np.concatenate((cuts, [len(ids)]))

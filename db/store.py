@@ -172,25 +172,30 @@ def upsert_instruments(
             key=("market", "ticker"),
             compare=("name", "currency", "listing_status", "source"),
         )
-    elif rows:
+    else:
+        known = instrument_ids(session, {(r["market"], r["ticker"]) for r in rows})
+        new = [r for r in rows if (r["market"], r["ticker"]) not in known]
+        if not new:
+            return known  # the usual case of a collection: every instrument is there
         insert = insert_for(session, Instrument.__table__)  # type: ignore[arg-type]
-        session.execute(insert.on_conflict_do_nothing(index_elements=["market", "ticker"]), rows)
+        session.execute(insert.on_conflict_do_nothing(index_elements=["market", "ticker"]), new)
     return instrument_ids(session, {(r["market"], r["ticker"]) for r in rows})
 
 
 def instrument_ids(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Ids of the given (market, ticker) pairs that exist."""
-    wanted = list(keys)
+    """Ids of the given (market, ticker) pairs that exist: one query per market (a market's
+    whole listing when many of its tickers are asked for, cheaper than matching pairs)."""
+    by_market: dict[str, set[str]] = {}
+    for market, ticker in keys:
+        by_market.setdefault(market, set()).add(ticker)
     found: dict[tuple[str, str], int] = {}
-    for start in range(0, len(wanted), BATCH_ROWS):
-        chunk = wanted[start : start + BATCH_ROWS]
-        result = session.execute(
-            select(Instrument.market, Instrument.ticker, Instrument.id).where(
-                tuple_(Instrument.market, Instrument.ticker).in_(chunk)
-            )
-        )
-        for market, ticker, ident in result:
-            found[(market, ticker)] = ident
+    for market, tickers in by_market.items():
+        query = select(Instrument.ticker, Instrument.id).where(Instrument.market == market)
+        if len(tickers) <= BATCH_ROWS // 10:
+            query = query.where(Instrument.ticker.in_(sorted(tickers)))
+        for ticker, ident in session.execute(query):
+            if ticker in tickers:
+                found[(market, ticker)] = int(ident)
     return found
 
 
