@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from db.bulk import copy_out, sqlite_matrix
 from db.models import DailyCandle, Instrument, IntradayCandle
+from db.store import instrument_ids
 from quant.errors import NotFound, ValidationError
 from quant.indicators.candles import COLUMNS, Candles
 
@@ -61,6 +62,28 @@ def resolve_instrument(session: Session, name: str) -> tuple[int, str]:
         )
     ident, market, _ = rows[0]
     return int(ident), f"{market}:{name}"
+
+
+def resolve_instruments(session: Session, names: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """:func:`resolve_instrument` of many names at once: ``{name: (id, "MARKET:TICKER")}`` for
+    those that resolve. ``MARKET:TICKER`` names cost one query per market; bare tickers are
+    resolved one by one. A name that does not resolve is absent (:func:`resolve_instrument`
+    of it raises the reason)."""
+    qualified = [n for n in names if ":" in n]
+    found: dict[str, tuple[int, str]] = {}
+    ids = instrument_ids(session, {tuple(n.split(":", 1)) for n in qualified})  # type: ignore[misc]
+    for name in qualified:
+        market, ticker = name.split(":", 1)
+        ident = ids.get((market, ticker))
+        if ident is not None:
+            found[name] = (ident, name)
+    for name in names:
+        if ":" not in name and name not in found:
+            try:
+                found[name] = resolve_instrument(session, name)
+            except (NotFound, ValidationError):
+                continue
+    return found
 
 
 def _frame(rows: Sequence[Any], unit: str) -> Candles:

@@ -190,6 +190,10 @@ def _sqlite_engine(url: str, database: str | None, *, echo: bool) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # A 64 MiB page cache (the default is 2 MiB): a year of a 2,500-instrument universe
+        # is about 100 MiB, and a batch that touches every instrument's index pages would
+        # otherwise evict and re-read them row after row.
+        cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -52,7 +52,15 @@ from db.backtests import (
     set_progress,
     store_result,
 )
-from db.candles import DailyBars, align, concat_bars, read_daily_bars, resolve_instrument, universe
+from db.candles import (
+    DailyBars,
+    align,
+    concat_bars,
+    read_daily_bars,
+    resolve_instrument,
+    resolve_instruments,
+    universe,
+)
 from db.engine import session_scope
 from db.heartbeats import worker_dead_reason
 from db.jobs import end_if_still_started, get_job_run
@@ -220,9 +228,10 @@ def validate_spec(
     unknown: list[str] = []
     seen: set[int] = set()
     with session_scope() as session:
+        known = resolve_instruments(session, parsed.instruments)
         for name in parsed.instruments:
             try:
-                ident, full = resolve_instrument(session, name)
+                ident, full = known[name] if name in known else resolve_instrument(session, name)
             except NotFound:
                 unknown.append(name)
                 continue
@@ -970,13 +979,13 @@ def load_market(
         columns[key] = matrix
     flow_columns: dict[str, np.ndarray[Any, Any]] = {}
     if flow_data:
-        where = {ident: (lo, hi) for ident, lo, hi in bars.spans()}
-        for ident, found in flow_data.items():
-            lo, hi = where[ident]
-            for key, values in found.items():
-                flow_columns.setdefault(key, np.full((n, m), np.nan))[rows[lo:hi], cols[lo:hi]] = (
-                    values
-                )
+        # each instrument's flows are aligned to its bars: in span order they line up with
+        # the bars' rows, and one scatter per figure places them all
+        order = [ident for ident, _, _ in bars.spans()]
+        for key in next(iter(flow_data.values())):
+            matrix = np.full((n, m), np.nan)
+            matrix[rows, cols] = np.concatenate([flow_data[ident][key] for ident in order])
+            flow_columns[key] = matrix
     market = Market(
         times=times,
         symbols=tuple(name for _, name in instruments),
@@ -1101,7 +1110,11 @@ def _execute(
     params = strategy.params(spec.params)
     execution = strategy.execution_with(spec.execution)
     with session_scope() as session:
-        instruments = [resolve_instrument(session, name) for name in spec.instruments]
+        known = resolve_instruments(session, spec.instruments)
+        instruments = [
+            known[name] if name in known else resolve_instrument(session, name)
+            for name in spec.instruments
+        ]
     # Again here: the limit may have been lowered since the run was submitted.
     check_memory(strategy, [name for _, name in instruments], spec.start, spec.end)
     m = len(instruments)
