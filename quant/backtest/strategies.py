@@ -47,7 +47,7 @@ from quant.indicators.standard import atr
 from quant.scans.closing_bet import ClosingBetParams, closing_bet
 from quant.scans.inputs import FLOW_COLUMNS, ScanInputs
 from quant.scans.supply import supply_demand
-from quant.scans.trend import TrendTemplateParams
+from quant.scans.trend import TrendTemplateParams, passes_on_each_bar
 from quant.scans.vcp import VcpParams, scan_vcp
 
 #: ``progress(done, total)``: called after each instrument of a per-instrument builder; it may
@@ -311,6 +311,13 @@ def vcp_breakout(
                 & ~(candles.volume < float(params["prefilter_volume"]) * vol_mean)
             )
             exits[:, c] = close < series["sma_50"]
+        # the Trend Template is the scan's first condition: decided for every bar at once,
+        # the scan runs only where it holds (the same criteria: quant.scans.trend)
+        maybe &= passes_on_each_bar(
+            ScanInputs(instrument=market.symbols[c], candles=candles, precomputed=series),
+            trend_params,
+            rs_rating=ratings[:, c] if ratings is not None else unranked,
+        )
         for t in np.flatnonzero(maybe):
             rs = float(ratings[t, c]) if ratings is not None else unranked
             if ratings is not None and math.isnan(rs):

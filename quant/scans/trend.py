@@ -23,9 +23,12 @@ Prices are in KRW per share; lags and windows count present bars (the missing-ba
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from quant.errors import ValidationError
 from quant.indicators import compute
@@ -155,6 +158,64 @@ def _at(values: FloatArray, index: int | None) -> float:
     return float(values[index]) if index is not None else math.nan
 
 
+def _rules(values: Mapping[str, Any], params: TrendTemplateParams) -> dict[str, Any]:
+    """The criteria over ``values`` (floats for one scan day, or arrays for many: the same
+    expressions either way). NaN compares False, so a rule with an unknown input fails."""
+    v = values
+    return {
+        "close_above_sma150_and_sma200": (v["close"] > v["sma150"]) & (v["close"] > v["sma200"]),
+        "sma150_above_sma200": v["sma150"] > v["sma200"],
+        "sma200_rising": v["sma200"] > v["sma200_before"],
+        "sma50_above_sma150_and_sma200": (v["sma50"] > v["sma150"]) & (v["sma50"] > v["sma200"]),
+        "close_above_sma50": v["close"] > v["sma50"],
+        "above_52w_low": v["close"] >= params.min_above_low * v["low_52w"],
+        "near_52w_high": v["close"] >= params.min_of_high * v["high_52w"],
+        "rs_rating": v["rs_rating"] >= params.min_rs_rating,
+    }
+
+
+def passes_on_each_bar(
+    inputs: ScanInputs,
+    params: TrendTemplateParams = TrendTemplateParams(),
+    rs_rating: FloatArray | float | None = None,
+) -> npt.NDArray[np.bool_]:
+    """For every bar ``t`` of ``inputs``: would :func:`trend_template` pass with the candles
+    (and series) ending at ``t`` and the RS rating ``rs_rating[t]`` (an array per bar, or
+    one value; default ``inputs.rs_rating``)? One pass over arrays instead of a scan per bar:
+    every input is causal (its value at ``t`` depends on bars up to ``t`` only), and the
+    criteria are :func:`trend_template`'s own (:func:`_rules`)."""
+    close = inputs.candles.close
+    n = len(close)
+    sma_long = _sma(inputs, params.sma_long)
+    high_52w, low_52w = _high_low(inputs, params.week52_window)
+    # the long SMA `rising_lookback` present bars before each present bar (as trend_template
+    # looks back from its scan day over the bars with a close)
+    present = np.flatnonzero(~np.isnan(close))
+    lag = params.rising_lookback
+    before = np.full(n, np.nan)
+    if len(present) > lag:
+        before[present[lag:]] = sma_long[present[:-lag]]
+    rating = inputs.rs_rating if rs_rating is None else rs_rating
+    values = {
+        "close": close,
+        "sma50": _sma(inputs, params.sma_short),
+        "sma150": _sma(inputs, params.sma_mid),
+        "sma200": sma_long,
+        "sma200_before": before,
+        "low_52w": low_52w,
+        "high_52w": high_52w,
+        "rs_rating": np.broadcast_to(
+            np.asarray(math.nan if rating is None else rating, dtype=np.float64), (n,)
+        ),
+    }
+    with np.errstate(invalid="ignore"):
+        rules = _rules(values, params)
+        passed: npt.NDArray[np.bool_] = np.logical_and.reduce(
+            [np.asarray(rules[name], dtype=bool) for name in CRITERIA]
+        )
+    return passed
+
+
 def trend_template(
     inputs: ScanInputs, params: TrendTemplateParams = TrendTemplateParams()
 ) -> TrendTemplate:
@@ -220,17 +281,7 @@ def trend_template(
         notes.append("rs_rating is unknown (no universe RS rating for this instrument)")
 
     v = values
-    # NaN compares False, so a rule with an unknown input fails by itself.
-    rules = {
-        "close_above_sma150_and_sma200": v["close"] > v["sma150"] and v["close"] > v["sma200"],
-        "sma150_above_sma200": v["sma150"] > v["sma200"],
-        "sma200_rising": v["sma200"] > v["sma200_before"],
-        "sma50_above_sma150_and_sma200": v["sma50"] > v["sma150"] and v["sma50"] > v["sma200"],
-        "close_above_sma50": v["close"] > v["sma50"],
-        "above_52w_low": v["close"] >= params.min_above_low * v["low_52w"],
-        "near_52w_high": v["close"] >= params.min_of_high * v["high_52w"],
-        "rs_rating": v["rs_rating"] >= params.min_rs_rating,
-    }
+    rules = _rules(values, params)
     criteria = {name: bool(rules[name]) for name in CRITERIA}
     failed = tuple(name for name in CRITERIA if not criteria[name])
     insufficient = tuple(
