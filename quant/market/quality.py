@@ -97,8 +97,15 @@ def _split(
         ("missing_key", key_missing, f"market, ticker or {'/'.join(key)} is missing"),
     ]
     if known is not None:
-        pairs = list(zip(frame["market"].astype(str), frame["ticker"].astype(str), strict=True))
-        unknown = pd.Series([p not in known for p in pairs], index=frame.index)
+        pairs = frame[["market", "ticker"]].astype(str)
+        # membership per distinct pair (a batch has thousands of rows per pair at most a few)
+        strange = [
+            p for p in pairs.drop_duplicates().itertuples(index=False, name=None) if p not in known
+        ]
+        unknown = pd.Series(
+            pd.MultiIndex.from_frame(pairs).isin(strange) if strange else False,
+            index=frame.index,
+        )
         all_checks.append(
             ("unknown_instrument", unknown & ~key_missing, "{market}:{ticker} is not listed")
         )

@@ -176,9 +176,10 @@ def collect_range(
             )
             # Tickers in the data but not in today's listing (delisted within the range) are
             # registered, not rejected: history without them would be survivorship-biased.
+            pairs = frame[["market", "ticker"]].drop_duplicates()
             unlisted = {
                 t
-                for mk, t in zip(frame["market"], frame["ticker"], strict=True)
+                for mk, t in pairs.itertuples(index=False, name=None)
                 if mk == m.value and isinstance(t, str) and t and (mk, t) not in ids
             }
             if unlisted:
