@@ -37,12 +37,17 @@ class NoHistoryTask(QuantbeatTask):
         return False
 
     def _record_start(
-        self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], started: dt.datetime
-    ) -> int | None:
+        self,
+        direct: Any,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        started: dt.datetime,
+    ) -> tuple[int | None, bool]:
         self._start_record(task_id, args, kwargs, started)  # the masking, not the write
         self.request.qb_started_at = started
         self.request.qb_attempt = 1
-        return 1
+        return 1, False
 
     def _store_end(self, pending: dict[str, Any] | None, end: dict[str, Any]) -> None:
         """Nothing written: the base's end (log line, result summary) without its write."""

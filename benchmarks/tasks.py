@@ -6,10 +6,11 @@ on :mod:`workers.app`: the same configuration, consumer, events and signals), so
 class is the only difference:
 
 * ``bench.bare_noop`` — Celery's default ``Task`` (the reference);
-* ``quantbeat.bench.noop`` — :class:`workers.base.QuantbeatTask`: per execution a lost-run
-  read and the ``job_runs``/``job_attempts`` start and end writes (three short transactions),
-  masking, the size check, argument binding, the ``job`` log line;
-* ``quantbeat.bench.noop_no_history`` — the same base with its three transactions removed
+* ``quantbeat.bench.noop`` — :class:`workers.base.QuantbeatTask`: per execution the
+  ``job_runs``/``job_attempts`` start (with the lost-run check) and end writes — on PostgreSQL
+  two statements, one round trip each (:class:`db.jobs.DirectHistory`) — masking, the size
+  check, argument binding, the ``job`` log line;
+* ``quantbeat.bench.noop_no_history`` — the same base with its history writes removed
   (reported, to split the overhead between the history writes and the rest).
 
 Each run sends N tasks (default 2,000) to the ``cpu`` queue and waits for every result
@@ -19,9 +20,10 @@ project's ``worker_max_tasks_per_child`` applies to both kinds); then the same o
 
 Then a profile of where the base task's extra time goes, in this process (``Task.apply``:
 the same ``__call__``, no broker): time per call of each kind, the time of each history
-step, and the database work per task counted with SQLAlchemy events (statements,
-transactions, pool checkouts — each checkout pre-pings), beside the floors of one
-transaction (``session_scope`` with ``SELECT 1``) and one bare psycopg round trip.
+step, the server round trips per task (every psycopg wait) and what still goes through
+SQLAlchemy (statements, transactions, pool checkouts — each checkout pre-pings), beside the
+floors of one transaction (``session_scope`` with ``SELECT 1``) and one bare psycopg round
+trip.
 
 Goal: ``base_task_vs_bare`` = base tasks/s ÷ bare tasks/s on prefork × 2, measured in the same
 run, ≥ 0.70.
@@ -230,6 +232,7 @@ def _profile() -> None:
     psycopg.Connection.wait = wait  # type: ignore[method-assign]
     per = {k: v / PROFILE_CALLS for k, v in counter.counts.items()}
     steps = {k: v / PROFILE_CALLS * 1000 for k, v in times.items()}
+    statements_ms = counter.statement_s / PROFILE_CALLS * 1000  # before the floors run
     scope_ms, rtt_ms = _floors_ms(PROFILE_CALLS)
     trips = waits["wait"] / PROFILE_CALLS
     print(
@@ -239,11 +242,12 @@ def _profile() -> None:
         f"{per_call['base'] - per_call['base without history']:.3f} ms"
     )
     print(
-        f"  base per task: {per.get('statement', 0):.0f} statements "
+        f"  base per task: {per.get('statement', 0):.0f} statements through SQLAlchemy "
         f"({', '.join(f'{k} {v:.0f}' for k, v in per.items() if k.isupper())}), "
         f"{per.get('commit', 0):.0f} transactions, {per.get('checkout', 0):.0f} pool checkouts "
-        f"(pre-ping), {trips:.1f} psycopg server round trips; statements' own time "
-        f"{counter.statement_s / PROFILE_CALLS * 1000:.3f} ms"
+        f"(pre-ping), {trips:.1f} psycopg server round trips (the direct history writes "
+        f"included); SQLAlchemy statements' own time "
+        f"{statements_ms:.3f} ms"
     )
     print(
         f"  base per task ({total:.3f} ms with timers): "

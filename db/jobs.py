@@ -16,17 +16,25 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
+import select as io_select
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import psycopg
+from psycopg.types.json import Jsonb
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from db.engine import current_timeouts
 from db.events import add_event
 from db.models import JOB_STATES, DeadLetter, JobAttempt, JobRun
 from db.store import insert_for, storable
 from quant.errors import ValidationError
 from quantbeat.infra.masking import mask_text
+from quantbeat.infra.settings import get_settings
 
 
 #: Characters PostgreSQL refuses in ``text`` and ``jsonb``: NUL, and UTF-16 surrogates (a lone
@@ -724,3 +732,161 @@ def purge_dead_letters(
         raise ValidationError("purging dead letters needs a filter (older than, reason or ids)")
     result = session.execute(delete(DeadLetter).where(*conditions))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- the worker's direct history writes (PostgreSQL) --------------------------------------
+#: An execution's start in one statement: the run upserted (unless the reaper marked it
+#: lost: then nothing is written and no row comes back) and its attempt row inserted.
+_DIRECT_START = """
+WITH run AS (
+    INSERT INTO job_runs (task_id, task_name, queue, args, kwargs, state, attempts, retries,
+                          worker, started_at)
+    VALUES (%(task_id)s, %(task_name)s, %(queue)s, %(args)s, %(kwargs)s, 'started', 1,
+            %(retries)s, %(worker)s, %(started_at)s)
+    ON CONFLICT (task_id) DO UPDATE SET
+        attempts = job_runs.attempts + 1, retries = EXCLUDED.retries, state = 'started',
+        worker = EXCLUDED.worker, started_at = EXCLUDED.started_at, finished_at = NULL,
+        duration_ms = NULL, updated_at = now()
+    WHERE job_runs.state <> 'lost'
+    RETURNING attempts
+), attempt AS (
+    INSERT INTO job_attempts (task_id, attempt, worker, state, started_at)
+    SELECT %(task_id)s, attempts, %(worker)s, 'started', %(started_at)s FROM run
+    ON CONFLICT (task_id, attempt) DO NOTHING
+)
+SELECT attempts FROM run
+"""
+#: An execution's end in one statement: its attempt row and the run.
+_DIRECT_END = """
+WITH attempt AS (
+    UPDATE job_attempts SET state = %(state)s, finished_at = %(finished_at)s,
+        duration_ms = %(duration_ms)s, error = %(error)s, result = %(result)s
+    WHERE task_id = %(task_id)s AND attempt = %(attempt)s
+)
+UPDATE job_runs SET state = %(state)s, finished_at = %(finished_at)s,
+    duration_ms = %(duration_ms)s, error = %(error)s, result = %(result)s, updated_at = now()
+WHERE task_id = %(task_id)s
+"""
+
+
+class DirectHistory:
+    """The job history of task executions written as two statements per execution — its start
+    and its end — each one round trip on a connection of its own thread in autocommit mode,
+    prepared once: the same rows :func:`record_job_start` and :func:`record_job_end` write,
+    without a transaction's ``BEGIN``/``COMMIT``, a pool checkout's ping or the lost-run read
+    (the start writes nothing for a run the reaper marked lost and says so).
+
+    PostgreSQL only. A connection is opened lazily per thread and per process (a forked
+    child never touches its parent's), with the limits :func:`db.engine.current_timeouts`
+    gives; after an error the caller :meth:`drop`\\s it and writes the way it did before."""
+
+    def __init__(self, url: str) -> None:
+        self._dsn = make_url(url).set(drivername="postgresql").render_as_string(False)
+        self._local = threading.local()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            conn = self._checked(conn)
+        if conn is None or conn.closed or getattr(self._local, "pid", None) != os.getpid():
+            settings = get_settings()
+            conn = psycopg.connect(
+                self._dsn,
+                autocommit=True,
+                prepare_threshold=0,
+                connect_timeout=settings.db_connect_timeout,
+                options=current_timeouts().options(),
+            )
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _checked(self, conn: psycopg.Connection[Any]) -> psycopg.Connection[Any] | None:
+        """``conn``, or ``None`` if it died while idle. An idle autocommit connection gets
+        nothing from the server unless the server is ending it (a restart, an administrator's
+        termination): only then — its socket readable — is it pinged, so a live connection
+        costs no round trip (a pool's pre-ping costs one per checkout)."""
+        if conn.closed:
+            return None
+        try:
+            readable, _, _ = io_select.select([conn.fileno()], [], [], 0)
+            if readable:
+                conn.execute("SELECT 1")
+        except (OSError, ValueError, psycopg.Error):
+            self.drop()
+            return None
+        return conn
+
+    def drop(self) -> None:
+        """Forget this thread's connection (closing it: it belongs to this process)."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def start(
+        self,
+        *,
+        task_id: str,
+        task_name: str,
+        queue: str | None,
+        args: Any,
+        kwargs: Any,
+        worker: str | None,
+        retries: int,
+        started_at: dt.datetime,
+    ) -> int | None:
+        """Record an execution's start; its attempt number, or ``None`` when the run is marked
+        lost (nothing written).
+
+        Raises:
+            psycopg.Error: the database refused or could not be reached.
+        """
+        row = (
+            self._connection()
+            .execute(
+                _DIRECT_START,
+                {
+                    "task_id": storable(task_id),
+                    "task_name": storable(task_name),
+                    "queue": storable(queue),
+                    "args": Jsonb(storable(args)),
+                    "kwargs": Jsonb(storable(kwargs)),
+                    "retries": retries,
+                    "worker": storable(worker),
+                    "started_at": started_at,
+                },
+            )
+            .fetchone()
+        )
+        return None if row is None else int(row[0])
+
+    def end(
+        self,
+        *,
+        task_id: str,
+        attempt: int,
+        state: str,
+        finished_at: dt.datetime,
+        duration_ms: float | None,
+        error: str | None = None,
+        result: Any = None,
+    ) -> None:
+        """Record how execution ``attempt`` of ``task_id`` ended.
+
+        Raises:
+            psycopg.Error: the database refused or could not be reached.
+        """
+        self._connection().execute(
+            _DIRECT_END,
+            {
+                "task_id": storable(task_id),
+                "attempt": attempt,
+                "state": state,
+                "finished_at": finished_at,
+                "duration_ms": duration_ms,
+                "error": storable(error),
+                # JSON null, as the ORM stores a missing result (none_as_null is off)
+                "result": Jsonb(storable(result)),
+            },
+        )

@@ -53,6 +53,7 @@ from db.engine import session_scope
 from db.jobs import (
     SPOOL_DEAD_LETTER,
     SPOOL_JOB_RUN,
+    DirectHistory,
     record_dead_letter,
     record_job_end,
     record_job_start,
@@ -144,6 +145,23 @@ def worker_lost_handler(task_name: str) -> WorkerLostHandler | None:
     return _worker_lost_handlers.get(task_name)
 
 
+#: The direct history writers (db.jobs.DirectHistory) by database URL, PostgreSQL only. Their
+#: connections are per thread and per process id: a forked child opens its own.
+_direct_writers: dict[str, DirectHistory] = {}
+
+
+def direct_history() -> DirectHistory | None:
+    """The direct history writer of the configured database (``None`` on SQLite: the
+    embedded default writes through sessions)."""
+    url = get_settings().database_url
+    if not url.startswith("postgresql"):
+        return None
+    writer = _direct_writers.get(url)
+    if writer is None:
+        writer = _direct_writers.setdefault(url, DirectHistory(url))
+    return writer
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -231,15 +249,20 @@ class QuantbeatTask(Task):  # type: ignore[misc]
         size, limit = arguments_size(args, kwargs), get_settings().max_message_bytes
         if size > limit:
             self._refuse_oversized(task_id, args, kwargs, size, limit)
-        if self._reaped_as_lost(task_id):
-            # The reaper gave this non-idempotent run up (dead letter "worker_lost"); a late
-            # redelivery of its message must not run it behind the operator's back.
+        direct = direct_history()
+        # The reaper may have given this non-idempotent run up (dead letter "worker_lost"); a
+        # late redelivery of its message must not run it behind the operator's back. The
+        # direct writer learns it from the start write itself (nothing is written then).
+        lost = self._reaped_as_lost(task_id) if direct is None else False
+        attempts: int | None = None
+        if not lost:
+            attempts, lost = self._record_start(direct, task_id, args, kwargs, _utcnow())
+        if lost:
             log.warning("task.lost_not_run", task_id=task_id)
             raise RunLost(
                 f"task {task_id} was marked lost by the reaper and is not run again; "
                 "replay its dead letter (quantbeat dlq replay) to run it"
             )
-        attempts = self._record_start(task_id, args, kwargs, _utcnow())
         limit = self.max_attempts or get_settings().max_attempts
         if attempts is not None and attempts > limit:
             message = f"delivered {attempts} times (limit {limit}); not running it again"
@@ -464,23 +487,41 @@ class QuantbeatTask(Task):  # type: ignore[misc]
             return False
 
     def _record_start(
-        self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], started: dt.datetime
-    ) -> int | None:
-
+        self,
+        direct: DirectHistory | None,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        started: dt.datetime,
+    ) -> tuple[int | None, bool]:
+        """Record this execution's start: ``(attempt, lost)`` — the attempt number (``None``
+        when the database could not take it: it is written with the end instead) and whether
+        the reaper marked the run lost (``direct`` only; nothing is written then)."""
         start = self._start_record(task_id, args, kwargs, started)
         self.request.qb_started_at = started
         self.request.qb_attempt = None
+        self.request.qb_direct = False
         try:
-            with session_scope() as session:
-                attempt = record_job_start(session, **start)
+            if direct is not None:
+                try:
+                    attempt = direct.start(**start)
+                except Exception:
+                    direct.drop()
+                    raise
+                if attempt is None:
+                    return None, True
+                self.request.qb_direct = True
+            else:
+                with session_scope() as session:
+                    attempt = record_job_start(session, **start)
             self.request.qb_attempt = attempt
-            return attempt
+            return attempt, False
         except Exception as exc:
             log.warning("job_run.start_not_recorded", error=_error_text(exc))
             # Written with the end instead (see _finish): the database may be back by then,
             # and a finished execution must not be left without history.
             self.request.qb_pending_start = start
-            return None
+            return None, False
 
     def _start_record(
         self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], started: dt.datetime
@@ -536,6 +577,16 @@ class QuantbeatTask(Task):  # type: ignore[misc]
         """Write the run's end (and its start, if still ``pending``) in one transaction; if
         the database cannot be reached, spool both for the reaper (never raises)."""
         state = end["state"]
+        attempt = getattr(self.request, "qb_attempt", None)
+        direct = direct_history() if getattr(self.request, "qb_direct", False) else None
+        if direct is not None and pending is None and attempt is not None:
+            try:
+                direct.end(**end, attempt=attempt)
+                return
+            except Exception as exc:
+                # once more through a session (and the spool if that fails too)
+                direct.drop()
+                log.warning("job_run.direct_end_failed", error=_error_text(exc))
         try:
             with session_scope() as session:
                 attempt = getattr(self.request, "qb_attempt", None)

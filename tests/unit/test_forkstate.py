@@ -62,6 +62,7 @@ NO_RESET: dict[tuple[str, str], str] = {
     ("workers.base", "_hard_limit_handlers"): "code (handlers), no connection",
     ("workers.base", "_worker_lost_handlers"): "code (handlers), no connection",
     ("workers.base", "_child_killed_handlers"): "code (handlers), no connection",
+    ("workers.base", "_direct_writers"): "connections kept per process id: a child opens its own",
     ("workers.metrics", "_started"): "start times of the tasks this process runs",
     ("workers.metrics", "_counted_deaths"): "kept by the main process only",
     ("workers.metrics", "_state"): "the main process's metrics server",
