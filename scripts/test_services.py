@@ -10,9 +10,10 @@ Order of preference for each service:
 Otherwise it says exactly what is missing and exits 1.
 
 It also installs Debian's chromium and chromium-driver (for the Flower and dashboard browser
-tests), fonts-nanum (Korean text in the dashboard screenshots) and
-faketime (libfaketime, for the beat trading-day test) when they are missing and it runs as root
-with apt-get; otherwise it warns, naming what is missing.
+tests), fonts-nanum (Korean text in the dashboard screenshots), faketime (libfaketime, for
+the beat trading-day test), iproute2 and nftables (the partition fault test) and
+docker-compose (to validate the compose file) when they are missing and it runs as root with
+apt-get; otherwise it warns, naming what is missing.
 """
 
 from __future__ import annotations
@@ -218,6 +219,9 @@ SYSTEM_FILES = {
     # tests/faults/test_partition.py builds two hosts (network namespaces) and cuts them off
     "/usr/sbin/ip": ("iproute2", "the network-partition fault test"),
     "/usr/sbin/nft": ("nftables", "the network-partition fault test"),
+    # tests/unit/test_compose.py validates docker-compose.yml with `docker-compose config`
+    # (no Docker engine needed)
+    "/usr/bin/docker-compose": ("docker-compose", "the compose file's validation"),
     # the dashboard browser test's screenshots show Korean labels (without a Korean font
     # Chromium draws boxes; the test itself passes either way)
     "/usr/share/fonts/truetype/nanum/NanumGothic.ttf": (
