@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import statistics
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,3 +88,90 @@ def recreate_database(url: str) -> None:
     with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def use_services(database: str, redis_db: int | None = None) -> tuple[str, str | None]:
+    """Point this process (and the workers it starts) at the benchmark's own PostgreSQL
+    database ``database`` and, when given, Redis database ``redis_db`` as broker, result
+    backend and cache — unless ``QUANTBEAT_BENCH_DATABASE_URL`` / ``QUANTBEAT_BENCH_REDIS_URL``
+    say otherwise. Returns ``(database URL, Redis URL)``."""
+    db_url = os.environ.get(
+        "QUANTBEAT_BENCH_DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
+    )
+    os.environ.update({"QUANTBEAT_DATABASE_URL": db_url, "QUANTBEAT_LOG_LEVEL": "WARNING"})
+    redis_url = None
+    if redis_db is not None:
+        redis_url = os.environ.get(
+            "QUANTBEAT_BENCH_REDIS_URL", f"redis://127.0.0.1:6379/{redis_db}"
+        )
+        for name in ("BROKER_URL", "RESULT_BACKEND", "REDIS_URL"):
+            os.environ[f"QUANTBEAT_{name}"] = redis_url
+    return db_url, redis_url
+
+
+def median_of(
+    fn: Callable[[], Any], repeats: int, setup: Callable[[], Any] = lambda: None
+) -> tuple[float, Any]:
+    """Median seconds of ``repeats`` calls of ``fn`` (each after ``setup``; one warm-up call
+    first, untimed) and its last result."""
+    setup()
+    result = fn()
+    times = []
+    for _ in range(repeats):
+        setup()
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+#: The columns of a daily bar as the candle loaders read them, and their binary COPY types.
+CANDLE_COLUMNS = "instrument_id, trade_date, open, high, low, close, volume, traded_value"
+CANDLE_TYPES = ("int8", "date", *("float8",) * 6)
+
+
+def candle_read_floor() -> list[Any]:
+    """The read floor: every row of ``daily_candles`` (no filter, no order) as
+    ``COPY … TO STDOUT (FORMAT binary)`` drained from libpq into NumPy columns."""
+    from db.bulk import copy_out
+    from db.engine import session_scope
+
+    with session_scope() as s:
+        return copy_out(s, f"SELECT {CANDLE_COLUMNS} FROM daily_candles", {}, CANDLE_TYPES)
+
+
+def simulated_daily(
+    url: str, *, seed: int, instruments: int, sessions: int, end: dt.date
+) -> tuple[dict[tuple[str, str], int], list[dt.date], int]:
+    """Store ``sessions`` SIMULATED daily sessions up to ``end`` of ``instruments``
+    instruments in the (migrated) database at ``url``, then settle the table (``VACUUM
+    ANALYZE``, as autovacuum would). Returns ``(ids by (market, ticker), the sessions, the
+    rows stored)``."""
+    from sqlalchemy import text
+
+    from db import migrate
+    from db.engine import get_engine, session_scope
+    from db.store import upsert_daily_candles, upsert_instruments
+    from quant.calendar import krx_approximate_calendar
+    from quant.market.simulated import SimulatedMarket
+
+    migrate.upgrade(url)
+    calendar = krx_approximate_calendar()
+    days = calendar.sessions(end - dt.timedelta(days=sessions * 2), end)[-sessions:]
+    market = SimulatedMarket(seed=seed, universe_size=instruments, calendar=calendar)
+    frame = market.daily_candles(days[0], days[-1])
+    with session_scope() as s:
+        ids = upsert_instruments(s, market.list_instruments(end), source="simulated")
+        upsert_daily_candles(s, frame, ids, source="simulated")
+    with get_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE daily_candles"))
+    return ids, list(days), len(frame)
+
+
+def drop_database(url: str) -> None:
+    """Drop the PostgreSQL database of ``url`` (a benchmark whose data is large cleans up)."""
+    import psycopg
+
+    admin, name = url.replace("+psycopg", "").rsplit("/", 1)
+    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
