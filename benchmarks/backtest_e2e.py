@@ -26,34 +26,24 @@ and created by the run, and Redis ``redis://127.0.0.1:6379/11`` (flushed).
 from __future__ import annotations
 
 import datetime as dt
-import os
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _support import recreate_database, start_worker, stop_worker  # noqa: E402
+from _support import (  # noqa: E402
+    candle_read_floor,
+    median_of,
+    recreate_database,
+    simulated_daily,
+    start_worker,
+    stop_worker,
+    use_services,
+)
 
-DB_URL = os.environ.get(
-    "QUANTBEAT_BENCH_DATABASE_URL",
-    "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_bench_e2e",
-)
-REDIS_URL = os.environ.get("QUANTBEAT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
-os.environ.update(
-    {
-        "QUANTBEAT_DATABASE_URL": DB_URL,
-        "QUANTBEAT_BROKER_URL": REDIS_URL,
-        "QUANTBEAT_RESULT_BACKEND": REDIS_URL,
-        "QUANTBEAT_REDIS_URL": REDIS_URL,
-        "QUANTBEAT_LOG_LEVEL": "WARNING",
-        "QUANTBEAT_MARKET_SOURCE": "simulated",
-    }
-)
+DB_URL, REDIS_URL = use_services("quantbeat_bench_e2e", 11)
 INSTRUMENTS = 2_500
 SESSIONS = 260
 #: Sessions stored before the backtest's first day: the strategy's indicators warm up on them.
@@ -64,49 +54,19 @@ REPEATS = 5
 TARGET = 3.0
 
 
-def median_of(fn: Callable[[], Any], repeats: int = REPEATS) -> tuple[float, Any]:
-    """Median seconds of ``repeats`` calls of ``fn`` (after one warm-up) and its last result."""
-    result = fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
-
-
 def main() -> None:
     recreate_database(DB_URL)
     import redis
 
-    redis.Redis.from_url(REDIS_URL).flushdb()
-
-    from db import migrate
-    from db.bulk import copy_out
-    from db.engine import session_scope
-    from db.store import upsert_daily_candles, upsert_instruments
     from quant.backtest.engine import simulate
     from quant.backtest.strategies import get as get_strategy
-    from quant.calendar import krx_approximate_calendar
-    from quant.market.simulated import SimulatedMarket
     from quantbeat.services.backtests import load_market, submit_backtest, wait
 
-    migrate.upgrade(DB_URL)
-    calendar = krx_approximate_calendar()
-    stored = SESSIONS + WARMUP
-    sessions = calendar.sessions(END - dt.timedelta(days=stored * 2), END)[-stored:]
-    market = SimulatedMarket(seed=7, universe_size=INSTRUMENTS, calendar=calendar)
-    frame = market.daily_candles(sessions[0], sessions[-1])
-    with session_scope() as s:
-        ids = upsert_instruments(s, market.list_instruments(END), source="simulated")
-        upsert_daily_candles(s, frame, ids, source="simulated")
-    # a settled table, as after autovacuum (the first reads of fresh rows write hint bits)
-    from sqlalchemy import text
-
-    from db.engine import get_engine
-
-    with get_engine(DB_URL).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE daily_candles"))
+    assert REDIS_URL is not None
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    ids, sessions, rows = simulated_daily(
+        DB_URL, seed=7, instruments=INSTRUMENTS, sessions=SESSIONS + WARMUP, end=END
+    )
     members = sorted((int(i), f"{m}:{t}") for (m, t), i in ids.items())
     first, last = sessions[WARMUP], sessions[-1]
     spec = {
@@ -117,17 +77,7 @@ def main() -> None:
         "execution": {"max_positions": 10},
         "label": "benchmark: whole universe",
     }
-    rows = len(frame)
-
-    # --- the floor: read + kernel ---------------------------------------------------------
-    columns = "instrument_id, trade_date, open, high, low, close, volume, traded_value"
-    types = ("int8", "date", *("float8",) * 6)
-
-    def read_floor() -> Any:
-        with session_scope() as s:
-            return copy_out(s, f"SELECT {columns} FROM daily_candles", {}, types)
-
-    t_read, got = median_of(read_floor)
+    t_read, got = median_of(candle_read_floor, REPEATS)
     assert len(got[0]) == rows
     strategy = get_strategy(STRATEGY)
     params = strategy.params({})
@@ -136,19 +86,19 @@ def main() -> None:
     def load() -> Any:
         return load_market(members, first, last, flows=strategy.needs_flows)
 
-    t_load, loaded = median_of(load)
+    t_load, loaded = median_of(load, REPEATS)
 
     def build() -> Any:
         return strategy.signals(loaded.market, params, loaded.flows)
 
-    t_signals, signals = median_of(build)
+    t_signals, signals = median_of(build, REPEATS)
 
     signals.entries[: loaded.start_index] = False  # as the run does: no trades in warm-up
 
     def kernel() -> Any:
         return simulate(loaded.market, signals, execution, initial_cash=100_000_000.0)
 
-    t_kernel, _ = median_of(kernel)
+    t_kernel, _ = median_of(kernel, REPEATS)
     floor = t_read + t_kernel
 
     # --- end to end through a worker ------------------------------------------------------
@@ -159,7 +109,7 @@ def main() -> None:
         def ping() -> Any:
             return app.control.ping(timeout=5, limit=1)
 
-        t_ping, _ = median_of(ping)
+        t_ping, _ = median_of(ping, REPEATS)
 
         def end_to_end() -> Any:
             run_id = submit_backtest(spec, origin="benchmark")
@@ -167,7 +117,7 @@ def main() -> None:
             assert final["state"] == "completed", final
             return final
 
-        t_e2e, final = median_of(end_to_end)
+        t_e2e, final = median_of(end_to_end, REPEATS)
     finally:
         stop_worker(worker)
 

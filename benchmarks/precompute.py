@@ -20,90 +20,45 @@ dropped and created by the run, and Redis ``redis://127.0.0.1:6379/12`` (flushed
 from __future__ import annotations
 
 import datetime as dt
-import os
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _support import recreate_database  # noqa: E402
+from _support import (  # noqa: E402
+    candle_read_floor,
+    median_of,
+    recreate_database,
+    simulated_daily,
+    use_services,
+)
 
-DB_URL = os.environ.get(
-    "QUANTBEAT_BENCH_DATABASE_URL",
-    "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_bench_precompute",
-)
-REDIS_URL = os.environ.get("QUANTBEAT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
-os.environ.update(
-    {
-        "QUANTBEAT_DATABASE_URL": DB_URL,
-        "QUANTBEAT_BROKER_URL": REDIS_URL,
-        "QUANTBEAT_RESULT_BACKEND": REDIS_URL,
-        "QUANTBEAT_REDIS_URL": REDIS_URL,
-        "QUANTBEAT_LOG_LEVEL": "WARNING",
-    }
-)
+DB_URL, REDIS_URL = use_services("quantbeat_bench_precompute", 12)
 INSTRUMENTS = 2_500
 END = dt.date(2026, 11, 20)
 REPEATS = 3
 TARGET = 3.0
 
 
-def median_of(fn: Callable[[], Any], setup: Callable[[], Any] = lambda: None) -> tuple[float, Any]:
-    """Median seconds of :data:`REPEATS` calls of ``fn`` (each after ``setup``, after one
-    warm-up) and its last result."""
-    setup()
-    result = fn()
-    times = []
-    for _ in range(REPEATS):
-        setup()
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
-
-
 def main() -> None:
     recreate_database(DB_URL)
     import redis
-    from sqlalchemy import text
 
-    from db import migrate
-    from db.bulk import copy_out
     from db.candles import load_daily_universe, universe
-    from db.engine import get_engine, session_scope
-    from db.store import upsert_daily_candles, upsert_instruments
-    from quant.calendar import krx_approximate_calendar
+    from db.engine import session_scope
     from quant.indicators import SCAN_BARS, SCAN_SET, compute
-    from quant.market.simulated import SimulatedMarket
     from quantbeat.services.precompute import precompute_universe
 
+    assert REDIS_URL is not None
     flush = redis.Redis.from_url(REDIS_URL).flushdb
     flush()
-    migrate.upgrade(DB_URL)
-    calendar = krx_approximate_calendar()
-    sessions = calendar.sessions(END - dt.timedelta(days=SCAN_BARS * 2), END)[-SCAN_BARS:]
-    market = SimulatedMarket(seed=11, universe_size=INSTRUMENTS, calendar=calendar)
-    frame = market.daily_candles(sessions[0], sessions[-1])
-    with session_scope() as s:
-        ids = upsert_instruments(s, market.list_instruments(END), source="simulated")
-        upsert_daily_candles(s, frame, ids, source="simulated")
-    with get_engine(DB_URL).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE daily_candles"))
-    rows = len(frame)
+    _, sessions, rows = simulated_daily(
+        DB_URL, seed=11, instruments=INSTRUMENTS, sessions=SCAN_BARS, end=END
+    )
     markets = ["KOSPI", "KOSDAQ"]
-    columns = "instrument_id, trade_date, open, high, low, close, volume, traded_value"
-    types = ("int8", "date", *("float8",) * 6)
-
-    def read_floor() -> Any:
-        with session_scope() as s:
-            return copy_out(s, f"SELECT {columns} FROM daily_candles", {}, types)
-
-    t_read, got = median_of(read_floor)
+    t_read, got = median_of(candle_read_floor, REPEATS)
     assert len(got[0]) == rows
     with session_scope() as s:
         members = universe(s, markets)
@@ -117,14 +72,14 @@ def main() -> None:
                 n += 1
         return n
 
-    t_compute, series = median_of(compute_floor)
+    t_compute, series = median_of(compute_floor, REPEATS)
     assert series == len(members) * len(SCAN_SET)
     floor = t_read + t_compute
 
     def precompute() -> Any:
         return precompute_universe(sessions[-1], markets)
 
-    t_ours, summary = median_of(precompute, setup=flush)
+    t_ours, summary = median_of(precompute, REPEATS, setup=flush)
     assert summary["failed"] == 0, summary
     assert summary["series"] == series, summary
 

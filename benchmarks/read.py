@@ -24,26 +24,25 @@ and created by the run.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-from _support import recreate_database
-
-URL = os.environ.get(
-    "QUANTBEAT_BENCH_DATABASE_URL",
-    "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_bench_read",
+from _support import (
+    CANDLE_COLUMNS,
+    candle_read_floor,
+    median_of,
+    recreate_database,
+    simulated_daily,
+    use_services,
 )
-os.environ["QUANTBEAT_DATABASE_URL"] = URL
+
+URL, _ = use_services("quantbeat_bench_read")
 INSTRUMENTS = 2_500
 SESSIONS = 400  # 2,500 x 400 = 1,000,000 rows
 END = dt.date(2026, 11, 20)
@@ -51,15 +50,9 @@ REPEATS = 5
 TARGET = 1.5
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+def timed(fn: Any) -> tuple[float, Any]:
     """The median of :data:`REPEATS` runs of ``fn`` (after one warm-up) and its last result."""
-    result = fn()
-    times = []
-    for _ in range(REPEATS):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
+    return median_of(fn, REPEATS)
 
 
 def main() -> None:
@@ -67,38 +60,22 @@ def main() -> None:
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
-    from db import migrate
-    from db.bulk import copy_out
     from db.candles import load_daily_universe, read_daily_bars
-    from db.engine import get_engine, session_scope
+    from db.engine import session_scope
     from db.outcomes import load_bars
-    from db.store import upsert_daily_candles, upsert_instruments
-    from quant.calendar import krx_approximate_calendar
-    from quant.market.simulated import SimulatedMarket
     from quantbeat.services.backtests import WARMUP_DAYS, load_market
 
-    migrate.upgrade(URL)
-    calendar = krx_approximate_calendar()
-    sessions = calendar.sessions(END - dt.timedelta(days=SESSIONS * 2), END)[-SESSIONS:]
-    market = SimulatedMarket(seed=42, universe_size=INSTRUMENTS, calendar=calendar)
-    frame = market.daily_candles(sessions[0], sessions[-1])
-    with session_scope() as s:
-        ids = upsert_instruments(s, market.list_instruments(END), source="simulated")
-        upsert_daily_candles(s, frame, ids, source="simulated")
-    engine = get_engine(URL)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE daily_candles"))
-    rows = len(frame)
+    ids, sessions, rows = simulated_daily(
+        URL, seed=42, instruments=INSTRUMENTS, sessions=SESSIONS, end=END
+    )
     first, last = sessions[0], sessions[-1]
     members = sorted((int(i), f"{m}:{t}") for (m, t), i in ids.items())
     idents = [i for i, _ in members]
-    types = ("int8", "date", *("float8",) * 6)
-    columns = "instrument_id, trade_date, open, high, low, close, volume, traded_value"
+    columns = CANDLE_COLUMNS
 
     def floor() -> object:
         # the whole table, no filter, no order: the least work that yields these rows
-        with session_scope() as s:
-            return copy_out(s, f"SELECT {columns} FROM daily_candles", {}, types)
+        return candle_read_floor()
 
     def psql_transfer() -> object:
         # libpq's own C client, the bytes only (no parsing): where the transfer ends

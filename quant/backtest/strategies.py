@@ -48,7 +48,7 @@ from quant.scans.closing_bet import ClosingBetParams, closing_bet
 from quant.scans.inputs import FLOW_COLUMNS, ScanInputs
 from quant.scans.supply import supply_demand
 from quant.scans.trend import TrendTemplateParams, passes_on_each_bar
-from quant.scans.vcp import VcpParams, scan_vcp
+from quant.scans.vcp import VcpParams, breakout_volume_possible, scan_vcp
 
 #: ``progress(done, total)``: called after each instrument of a per-instrument builder; it may
 #: raise to stop the build (a cancelled run).
@@ -236,15 +236,7 @@ def _slice_inputs(
     end = t + 1
     return ScanInputs(
         instrument=symbol,
-        candles=Candles(
-            time=candles.time[:end],
-            open=candles.open[:end],
-            high=candles.high[:end],
-            low=candles.low[:end],
-            close=candles.close[:end],
-            volume=candles.volume[:end],
-            traded_value=candles.traded_value[:end],
-        ),
+        candles=candles.head(end),
         precomputed={k: v[:end] for k, v in series.items()},
         flows={k: v[:end] for k, v in flows.items()},
         rs_rating=rs,
@@ -318,6 +310,8 @@ def vcp_breakout(
             trend_params,
             rs_rating=ratings[:, c] if ratings is not None else unranked,
         )
+        # and an entry needs a breakout, which needs the breakout volume (quant.scans.vcp)
+        maybe &= breakout_volume_possible(candles, vcp_params)
         for t in np.flatnonzero(maybe):
             rs = float(ratings[t, c]) if ratings is not None else unranked
             if ratings is not None and math.isnan(rs):

@@ -101,6 +101,13 @@ class Candles:
         """A series with no bars."""
         return cls.from_columns(np.array([], dtype=f"datetime64[{unit}]"), unit=unit)
 
+    def head(self, bars: int) -> Candles:
+        """The first ``bars`` bars (views, no copy): the series as it stood at bar
+        ``bars - 1``."""
+        return Candles(
+            time=self.time[:bars], **{name: getattr(self, name)[:bars] for name in COLUMNS}
+        )
+
     def tail(self, bars: int) -> Candles:
         """The last ``bars`` bars (all of them when there are fewer)."""
         if bars >= len(self):

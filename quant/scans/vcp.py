@@ -61,6 +61,7 @@ import numpy.typing as npt
 
 from quant.errors import ValidationError
 from quant.indicators._arrays import FloatArray
+from quant.indicators.candles import Candles
 from quant.scans.inputs import ScanInputs
 from quant.scans.trend import (
     CRITERION_INPUTS,
@@ -399,6 +400,37 @@ def _ratio(ratio: float, needed: float) -> str:
 
 def _price(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:,.2f}"
+
+
+#: Relative slack of :func:`breakout_volume_possible`: its sums are taken another way than
+#: :func:`find_vcp`'s, so a bar within this of the threshold is kept (scanned), never dropped.
+_VOLUME_SLACK = 1e-9
+
+
+def breakout_volume_possible(
+    candles: Candles, params: VcpParams = VcpParams()
+) -> npt.NDArray[np.bool_]:
+    """For every bar ``t``: could :func:`find_vcp` on the candles ending at ``t`` find a
+    breakout, as far as volume decides? A necessary condition of ``pattern.breakout``, for
+    all bars at once: the bar is traded with a known volume, ``dry_up_long`` such bars up to
+    it exist, their mean is positive and the bar's volume is at least ``breakout_volume`` ×
+    that mean (within :data:`_VOLUME_SLACK`: a bar at the threshold is kept, so the
+    condition never rejects a bar the scan would accept)."""
+    volume = candles.volume
+    known = ~(np.isnan(candles.high) | np.isnan(candles.low) | (volume == 0)) & ~np.isnan(volume)
+    out = np.zeros(len(volume), dtype=bool)
+    where = np.flatnonzero(known)
+    window = params.dry_up_long
+    if len(where) < window:
+        return out
+    values = volume[where]
+    sums = np.lib.stride_tricks.sliding_window_view(values, window).sum(axis=1)
+    means = sums / window
+    today = values[window - 1 :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = (means > 0) & (today >= params.breakout_volume * means * (1.0 - _VOLUME_SLACK))
+    out[where[window - 1 :]] = ok
+    return out
 
 
 def find_vcp(inputs: ScanInputs, params: VcpParams = VcpParams()) -> VcpPattern:

@@ -1,7 +1,9 @@
 """The Trend Template decided for every bar at once (quant.scans.trend.passes_on_each_bar)
-is exactly trend_template run on the candles ending at each bar — on walks with missing
-bars, an RS rating per bar or one for all, default and other parameters (a window that is
-not the precomputed 52-week one, a short lookback)."""
+is exactly trend_template run on the candles ending at each bar, and the breakout-volume
+condition (quant.scans.vcp.breakout_volume_possible) exactly find_vcp's volume rule — on
+walks with missing bars, halted bars and unknown volumes, an RS rating per bar or one for
+all, default and other parameters (a window that is not the precomputed 52-week one, a short
+lookback)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import pytest
 from quant.indicators.candles import Candles
 from quant.scans.inputs import ScanInputs
 from quant.scans.trend import TrendTemplateParams, passes_on_each_bar, trend_template
+from quant.scans.vcp import VcpParams, breakout_volume_possible, find_vcp
 
 
 def _walk(seed: int, n: int = 420) -> Candles:
@@ -32,20 +35,7 @@ def _walk(seed: int, n: int = 420) -> Candles:
 
 
 def _sliced(candles: Candles, t: int, rs: float) -> ScanInputs:
-    end = t + 1
-    return ScanInputs(
-        instrument="X",
-        candles=Candles(
-            time=candles.time[:end],
-            open=candles.open[:end],
-            high=candles.high[:end],
-            low=candles.low[:end],
-            close=candles.close[:end],
-            volume=candles.volume[:end],
-            traded_value=candles.traded_value[:end],
-        ),
-        rs_rating=rs,
-    )
+    return ScanInputs(instrument="X", candles=candles.head(t + 1), rs_rating=rs)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 5])
@@ -74,3 +64,34 @@ def test_one_rating_for_every_bar():
     got = passes_on_each_bar(ScanInputs(instrument="X", candles=candles), params, rs_rating=1.0)
     want = [trend_template(_sliced(candles, t, 1.0), params).passed for t in range(len(candles))]
     assert got.tolist() == want
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_breakout_volume_condition_is_find_vcps_volume_rule_on_each_bar(seed):
+    # breakout_volume_possible keeps a bar exactly when find_vcp's volume ratio on the candles
+    # ending there reaches the breakout multiple: a necessary condition of a breakout
+    rng = np.random.default_rng(seed)
+    candles = _walk(seed)
+    volume = candles.volume.copy()
+    volume[rng.choice(len(volume), 30, replace=False)] *= 3.0  # spikes: some bars qualify
+    volume[[5, 70, 300]] = 0.0  # halted bars
+    volume[[90, 310]] = np.nan  # unknown volumes
+    candles = Candles(
+        time=candles.time,
+        open=candles.open,
+        high=candles.high,
+        low=candles.low,
+        close=candles.close,
+        volume=volume,
+        traded_value=candles.traded_value,
+    )
+    params = VcpParams()
+    got = breakout_volume_possible(candles, params)
+    ratios = [
+        find_vcp(ScanInputs(instrument="X", candles=candles.head(t + 1)), params).volume_ratio
+        for t in range(len(candles))
+    ]
+    want = [r is not None and r >= params.breakout_volume for r in ratios]
+    assert got.tolist() == want
+    assert any(want)
+    assert not all(want)
