@@ -293,11 +293,28 @@ def copy_upsert(
                 # put hundreds of thousands, and reads them by the wrong index (a range of
                 # 250 instruments took 10x its time until autovacuum came round): analyze now,
                 # as PostgreSQL advises after a bulk load.
-                cursor.execute(sql.SQL("ANALYZE {}").format(target))
+                _analyze_unless_busy(cursor, target)
     finally:
         cursor.close()
     inserted, affected = (int(row[0]), int(row[1])) if row else (0, 0)
     return inserted, affected - inserted, len(frame) - affected
+
+
+def _analyze_unless_busy(cursor: Any, target: sql.Identifier) -> None:
+    """``ANALYZE target`` inside the caller's transaction, unless another transaction holds
+    the table's ``SHARE UPDATE EXCLUSIVE`` lock (a concurrent load analyzing it, autovacuum):
+    then it is left to them rather than waited for — a parallel backfill's chunks must not
+    queue behind each other's statistics, nor run into their lock timeout."""
+    cursor.execute("SAVEPOINT qb_analyze")
+    try:
+        cursor.execute(
+            sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE NOWAIT").format(target)
+        )
+    except psycopg.errors.LockNotAvailable:
+        cursor.execute("ROLLBACK TO SAVEPOINT qb_analyze")
+        return
+    cursor.execute(sql.SQL("ANALYZE {}").format(target))
+    cursor.execute("RELEASE SAVEPOINT qb_analyze")
 
 
 def _sqlite_value(value: object) -> object:

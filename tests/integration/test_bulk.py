@@ -16,7 +16,7 @@ from sqlalchemy import (
     text,
 )
 
-from db.bulk import copy_upsert
+from db.bulk import ANALYZE_MIN_ROWS, copy_upsert
 from db.engine import get_engine, session_scope
 from quant.errors import ValidationError
 
@@ -79,3 +79,40 @@ def test_duplicate_keys_are_refused(table):
         copy_upsert(
             session, table, frame([(1, "a", 1.0), (1, "b", 2.0)]), key=["k"], compare=["s", "f"]
         )
+
+
+def _reltuples() -> float:
+    with session_scope() as session:
+        return float(
+            session.execute(
+                text("SELECT reltuples FROM pg_class WHERE oid = 'bulk_probe'::regclass")
+            ).scalar_one()
+        )
+
+
+def test_a_bulk_load_analyzes_the_table_before_it_commits(table):
+    assert _reltuples() < 0  # never analyzed: the planner would guess
+    rows = frame([(k, f"v{k}", float(k)) for k in range(ANALYZE_MIN_ROWS)])
+    with session_scope() as session:
+        copy_upsert(session, table, rows, key=["k"], compare=["s", "f"])
+    assert _reltuples() == ANALYZE_MIN_ROWS
+    few = frame([(k, "x", 1.0) for k in range(ANALYZE_MIN_ROWS, ANALYZE_MIN_ROWS + 100)])
+    with session_scope() as session:
+        copy_upsert(session, table, few, key=["k"], compare=["s", "f"])
+    assert _reltuples() == ANALYZE_MIN_ROWS  # a small batch leaves the statistics alone
+
+
+def test_a_load_leaves_the_statistics_to_whoever_holds_the_tables_analyze_lock(table, database):
+    other = get_engine(database).connect()
+    held = other.begin()
+    other.execute(text("LOCK TABLE bulk_probe IN SHARE UPDATE EXCLUSIVE MODE"))
+    try:
+        rows = frame([(k, f"v{k}", float(k)) for k in range(ANALYZE_MIN_ROWS)])
+        with session_scope() as session:  # no wait for the lock, no lock timeout
+            session.execute(text("SET LOCAL lock_timeout = '200ms'"))
+            counts = copy_upsert(session, table, rows, key=["k"], compare=["s", "f"])
+        assert counts == (ANALYZE_MIN_ROWS, 0, 0)
+    finally:
+        held.rollback()
+        other.close()
+    assert _reltuples() < 0  # not analyzed: the lock's holder would have
