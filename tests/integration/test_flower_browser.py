@@ -84,9 +84,11 @@ def _chromium(tmp_path: Path) -> webdriver.Chrome:
         options.add_argument(argument)
     # Both paths given: Selenium Manager is not consulted (and downloads nothing). The driver
     # gets a minimal environment of its own: nothing a test put in this process's
-    # environment reaches the browser. Under load Debian's chromedriver sometimes dies while
-    # starting (status -5, before any page is opened): the launch is tried again, with the
-    # process's limits and load in the error if it never starts; the checks start after it.
+    # environment reaches the browser. Debian's chromedriver dies at start with SIGTRAP
+    # (status -5) when an address-space limit (RLIMIT_AS) is inherited: a unit test capped the
+    # pytest process like a pool child and never restored it (fixed in tests/unit/
+    # test_process.py). A failed launch is still tried again, and the error carries this
+    # process's limits and load if it never starts; the checks start after it.
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+
 import structlog
 
 from db.engine import forget_engines, get_engine
@@ -12,9 +14,18 @@ def test_after_fork_replaces_inherited_pools_without_closing_them():
     forget_engines()
     engine = get_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")  # never connects
     inherited = engine.pool
-    process._after_fork()
-    assert engine.pool is not inherited
-    forget_engines()
+    # _after_fork also caps this process' address space (a pool child's memory cap); this
+    # process is pytest's, and every process it starts later would inherit the cap: Debian's
+    # chromedriver, which reserves gigabytes of address space at start, then died with SIGTRAP
+    # (status -5) in the browser tests that ran after this one on the same xdist worker.
+    saved = resource.getrlimit(resource.RLIMIT_AS)
+    try:
+        process._after_fork()
+        assert engine.pool is not inherited
+        assert resource.getrlimit(resource.RLIMIT_AS)[0] != saved[0]  # the cap was set
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, saved)
+        forget_engines()
 
 
 def test_task_context_is_bound_and_cleared():
