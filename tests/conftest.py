@@ -12,7 +12,10 @@ import os
 
 import pytest
 
-from tests.support import notify_env, parallel
+# The shared check modules' asserts explain their failures like a test module's do.
+pytest.register_assert_rewrite("tests.support.candle_reads")
+
+from tests.support import notify_env, parallel  # noqa: E402
 
 # Under pytest-xdist (`make test` runs `pytest -n 2`) every worker but the first gets its own
 # database and Redis server (tests/support/parallel.py).
