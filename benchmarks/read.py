@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,11 +47,6 @@ SESSIONS = 400  # 2,500 x 400 = 1,000,000 rows
 END = dt.date(2026, 11, 20)
 REPEATS = 5
 TARGET = 1.5
-
-
-def timed(fn: Any) -> tuple[float, Any]:
-    """The median of :data:`REPEATS` runs of ``fn`` (after one warm-up) and its last result."""
-    return median_of(fn, REPEATS)
 
 
 def main() -> None:
@@ -113,21 +107,21 @@ def main() -> None:
             ).all()
             return np.array([r[2:] for r in got], dtype=np.float64)
 
-    t_floor, got = timed(floor)
+    t_floor, got = median_of(floor, REPEATS)
     assert isinstance(got, list)
     assert len(got[0]) == rows, (len(got[0]), rows)
-    t_bars, got_bars = timed(bars)
+    t_bars, got_bars = median_of(bars, REPEATS)
     assert len(got_bars) == rows
-    t_aligned, loaded = timed(aligned)
+    t_aligned, loaded = median_of(aligned, REPEATS)
     shape = loaded.market.close.shape
     assert shape == (SESSIONS, INSTRUMENTS), shape
     assert int(np.isfinite(loaded.market.close).sum()) == rows
-    t_universe, got_universe = timed(universe)
+    t_universe, got_universe = median_of(universe, REPEATS)
     assert sum(len(c) for c in got_universe.values()) == rows
-    t_outcomes, got_outcomes = timed(outcomes)
+    t_outcomes, got_outcomes = median_of(outcomes, REPEATS)
     assert sum(len(d) for d, _ in got_outcomes.values()) == rows
-    t_rows, _ = timed(row_by_row)
-    t_psql = timed(psql_transfer)[0] if shutil.which("psql") else float("nan")
+    t_rows, _ = median_of(row_by_row, REPEATS)
+    t_psql = median_of(psql_transfer, REPEATS)[0] if shutil.which("psql") else float("nan")
 
     print(
         f"rows: {rows:,} ({INSTRUMENTS:,} instruments x {SESSIONS} sessions), median of {REPEATS}"

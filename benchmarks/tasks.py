@@ -51,23 +51,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._support import ensure_database, start_worker, stop_worker  # noqa: E402
+from benchmarks._support import (  # noqa: E402
+    ensure_database,
+    start_worker,
+    stop_worker,
+    use_services,
+)
 
-DB_URL = os.environ.get(
-    "QUANTBEAT_BENCH_DATABASE_URL",
-    "postgresql+psycopg://postgres@127.0.0.1:5432/quantbeat_bench_tasks",
-)
-REDIS_URL = os.environ.get("QUANTBEAT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/10")
-os.environ.update(
-    {
-        "QUANTBEAT_DATABASE_URL": DB_URL,
-        "QUANTBEAT_BROKER_URL": REDIS_URL,
-        "QUANTBEAT_RESULT_BACKEND": REDIS_URL,
-        "QUANTBEAT_REDIS_URL": REDIS_URL,
-        "QUANTBEAT_LOG_LEVEL": "WARNING",
-        "QUANTBEAT_METRICS_PORT": "0",
-    }
-)
+DB_URL, _REDIS = use_services("quantbeat_bench_tasks", 10)
+assert _REDIS is not None
+REDIS_URL: str = _REDIS
+os.environ["QUANTBEAT_METRICS_PORT"] = "0"
 
 import psycopg  # noqa: E402
 import redis  # noqa: E402
