@@ -42,13 +42,19 @@ from quant.backtest.engine import (
 )
 from quant.errors import ValidationError
 from quant.indicators import Candles
-from quant.indicators.custom import rolling_volume_profile, rs_rating, rs_raw
+from quant.indicators.columns import high_low_columns, rs_raw_columns, sma_columns
+from quant.indicators.custom import rolling_volume_profile, rs_rating
 from quant.indicators.standard import atr
 from quant.scans.closing_bet import ClosingBetParams, closing_bet
 from quant.scans.inputs import FLOW_COLUMNS, ScanInputs
 from quant.scans.supply import supply_demand
-from quant.scans.trend import TrendTemplateParams, passes_on_each_bar
-from quant.scans.vcp import VcpParams, breakout_volume_possible, scan_vcp
+from quant.scans.trend import TrendTemplateParams, passes_on_each_bar_columns
+from quant.scans.vcp import (
+    VcpParams,
+    breakout_volume_possible_columns,
+    find_vcp,
+    scan_vcp,
+)
 
 #: ``progress(done, total)``: called after each instrument of a per-instrument builder; it may
 #: raise to stop the build (a cancelled run).
@@ -121,14 +127,6 @@ def crossed_above(a: FloatArray, b: FloatArray) -> BoolArray:
     with np.errstate(invalid="ignore"):
         result: BoolArray = (_shift(a, np.nan) < _shift(b, np.nan)) & (a > b)
     return result
-
-
-def _per_column(market: Market, func: Callable[[Any], FloatArray], *names: str) -> FloatArray:
-    n, m = market.shape
-    out = np.full((n, m), np.nan)
-    for c in range(m):
-        out[:, c] = func(*(market.column(name)[:, c] for name in names))
-    return out
 
 
 def _candles(market: Market, c: int, stop: int | None = None) -> Candles:
@@ -249,14 +247,38 @@ def _rs_ratings(market: Market, min_universe: int) -> FloatArray | None:
     n, m = market.shape
     if m < min_universe:
         return None
-    raw = _per_column(market, rs_raw, "close")
+    raw = rs_raw_columns(market.close)
     out = np.full((n, m), np.nan)
     for t in range(n):
         out[t] = rs_rating(raw[t])
     return out
 
 
-_VCP_SERIES = ("sma_50", "sma_150", "sma_200", "high_52w", "low_52w", "rs_raw")
+#: The series the VCP scan reads on every scanned bar, computed for all instruments at once.
+#: (``rs_raw``, read by the score only, is left to the few bars that are scored.)
+_VCP_SERIES = ("sma_50", "sma_150", "sma_200", "high_52w", "low_52w")
+
+
+def _vcp_series(market: Market, trend: TrendTemplateParams) -> dict[str, FloatArray]:
+    """The scan's series (:data:`_VCP_SERIES`) of every instrument, bars × instruments: each
+    column what :meth:`ScanInputs.series` computes for that instrument
+    (:mod:`quant.indicators.columns`)."""
+    close = market.close
+    defaults = TrendTemplateParams()
+    assert (trend.sma_short, trend.sma_mid, trend.sma_long, trend.week52_window) == (
+        defaults.sma_short,
+        defaults.sma_mid,
+        defaults.sma_long,
+        defaults.week52_window,
+    ), "the VCP strategy scans with the Trend Template's default periods"
+    high_52w, low_52w = high_low_columns(market.high, market.low, window=trend.week52_window)
+    return {
+        "sma_50": sma_columns(close, trend.sma_short),
+        "sma_150": sma_columns(close, trend.sma_mid),
+        "sma_200": sma_columns(close, trend.sma_long),
+        "high_52w": high_52w,
+        "low_52w": low_52w,
+    }
 
 
 def vcp_breakout(
@@ -267,63 +289,81 @@ def vcp_breakout(
 ) -> Signals:
     """The VCP scan evaluated on every bar where a breakout is possible.
 
-    A bar is scanned only when the cheap necessary conditions hold (close above SMA50, SMA150
-    and SMA200, and volume at least ``breakout_volume`` × its 50-bar mean); the scan then
-    decides. The RS criterion uses the rating among the run's instruments when the run has at
-    least ``min_universe`` of them; with fewer it is not applied (noted in the signals).
+    A bar is scanned only when the cheap necessary conditions hold — close above SMA50,
+    SMA150 and SMA200, volume at least ``prefilter_volume`` × its 50-bar mean, the Trend
+    Template (:func:`passes_on_each_bar_columns`) and the breakout volume
+    (:func:`breakout_volume_possible_columns`) — all decided for every bar of every
+    instrument at once; the scan (:func:`find_vcp`, then :func:`scan_vcp` where the pattern
+    is a breakout) then decides. The RS criterion uses the rating among the run's
+    instruments when the run has at least ``min_universe`` of them; with fewer it is not
+    applied (noted in the signals).
     """
     n, m = market.shape
     vcp_params = VcpParams()
-    ratings = _rs_ratings(market, int(params["min_universe"]))
     # Fix: "not applied" was min_rs_rating=0.0 with a rating of 0.0, but TrendTemplateParams
     # requires min_rs_rating > 0, so every run with fewer than min_universe instruments
     # raised ValidationError. The lowest real rating (1) against a minimum of 1 always
     # passes and still scores 0 RS points, as 0 did.
     unranked = 1.0
+    min_universe = int(params["min_universe"])
     trend_params = TrendTemplateParams(
-        min_rs_rating=float(params["min_rs_rating"]) if ratings is not None else unranked
+        min_rs_rating=float(params["min_rs_rating"]) if m >= min_universe else unranked
     )
+    series = _vcp_series(market, trend_params)
+    ratings = _rs_ratings(market, min_universe)
+    close, volume = market.close, market.volume
+    vol_mean = rolling_mean(volume, 50)
+    with np.errstate(invalid="ignore"):
+        maybe = (
+            (close > series["sma_50"])
+            & (close > series["sma_150"])
+            & (close > series["sma_200"])
+            # Fix: a NaN (missing) bar in the 50 bars made the mean NaN and rejected
+            # the bar, while the scan skips missing bars; unknown → let the scan decide.
+            & ~(volume < float(params["prefilter_volume"]) * vol_mean)
+        )
+        exits = close < series["sma_50"]
+    del vol_mean
+    # the Trend Template is the scan's first condition: decided for every bar at once, the
+    # scan runs only where it holds (the same criteria: quant.scans.trend)
+    maybe &= passes_on_each_bar_columns(
+        close,
+        sma_short=series["sma_50"],
+        sma_mid=series["sma_150"],
+        sma_long=series["sma_200"],
+        high_52w=series["high_52w"],
+        low_52w=series["low_52w"],
+        rs_rating=ratings if ratings is not None else unranked,
+        params=trend_params,
+    )
+    # and an entry needs a breakout, which needs the breakout volume (quant.scans.vcp)
+    maybe &= breakout_volume_possible_columns(market.high, market.low, volume, vcp_params)
+
     entries = np.zeros((n, m), dtype=np.bool_)
     stop = np.full((n, m), np.nan)
     priority = np.zeros((n, m))
-    exits = np.zeros((n, m), dtype=np.bool_)
     scanned = 0
     for c in range(m):
-        candles = _candles(market, c)
-        series = _series_for(candles, _VCP_SERIES)
-        close = candles.close
-        vol_mean = rolling_mean(candles.volume, 50)
-        with np.errstate(invalid="ignore"):
-            maybe = (
-                (close > series["sma_50"])
-                & (close > series["sma_150"])
-                & (close > series["sma_200"])
-                # Fix: a NaN (missing) bar in the 50 bars made the mean NaN and rejected
-                # the bar, while the scan skips missing bars; unknown → let the scan decide.
-                & ~(candles.volume < float(params["prefilter_volume"]) * vol_mean)
-            )
-            exits[:, c] = close < series["sma_50"]
-        # the Trend Template is the scan's first condition: decided for every bar at once,
-        # the scan runs only where it holds (the same criteria: quant.scans.trend)
-        maybe &= passes_on_each_bar(
-            ScanInputs(instrument=market.symbols[c], candles=candles, precomputed=series),
-            trend_params,
-            rs_rating=ratings[:, c] if ratings is not None else unranked,
-        )
-        # and an entry needs a breakout, which needs the breakout volume (quant.scans.vcp)
-        maybe &= breakout_volume_possible(candles, vcp_params)
-        for t in np.flatnonzero(maybe):
-            rs = float(ratings[t, c]) if ratings is not None else unranked
-            if ratings is not None and math.isnan(rs):
-                continue
-            inputs = _slice_inputs(market.symbols[c], candles, series, {}, int(t), rs)
-            result = scan_vcp(inputs, trend_params, vcp_params)
-            scanned += 1
-            pattern = result.pattern
-            if result.is_candidate and pattern.breakout and not pattern.extended:
-                entries[t, c] = True
-                stop[t, c] = pattern.stop if pattern.stop is not None else np.nan
-                priority[t, c] = result.score.total
+        bars = np.flatnonzero(maybe[:, c])
+        if len(bars):
+            candles = _candles(market, c)
+            instrument = {k: v[:, c] for k, v in series.items()}
+            for t in bars:
+                rs = float(ratings[t, c]) if ratings is not None else unranked
+                inputs = _slice_inputs(market.symbols[c], candles, instrument, {}, int(t), rs)
+                scanned += 1
+                # an entry is a candidate whose pattern is a breakout not extended: the
+                # pattern alone (find_vcp, the scan's own detection) rules most bars out,
+                # and only the rest pay for the Trend Template, the score and the reasons
+                found = find_vcp(inputs, vcp_params)
+                if not (found.valid and found.breakout and not found.extended):
+                    continue
+                result = scan_vcp(inputs, trend_params, vcp_params)
+                pattern = result.pattern
+                if result.is_candidate and pattern.breakout and not pattern.extended:
+                    entries[t, c] = True
+                    stop[t, c] = pattern.stop if pattern.stop is not None else np.nan
+                    priority[t, c] = result.score.total
         if progress is not None:
             progress(c + 1, m)
     notes: dict[str, Any] = {"bars_scanned": scanned}
@@ -538,7 +578,7 @@ STRATEGIES: dict[str, Strategy] = {
             title="VCP breakout",
             build=vcp_breakout,
             defaults={"min_universe": 10, "min_rs_rating": 70.0, "prefilter_volume": 1.2},
-            signal_bytes_per_cell=48,
+            signal_bytes_per_cell=80,
             execution=ExecutionConfig(
                 fill="next_open",
                 fees=0.00015,

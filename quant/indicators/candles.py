@@ -103,10 +103,13 @@ class Candles:
 
     def head(self, bars: int) -> Candles:
         """The first ``bars`` bars (views, no copy): the series as it stood at bar
-        ``bars - 1``."""
-        return Candles(
-            time=self.time[:bars], **{name: getattr(self, name)[:bars] for name in COLUMNS}
-        )
+        ``bars - 1``. A prefix of valid candles is valid, so it is not checked again (a
+        backtest takes one per scanned bar)."""
+        head = object.__new__(Candles)
+        object.__setattr__(head, "time", self.time[:bars])
+        for name in COLUMNS:
+            object.__setattr__(head, name, getattr(self, name)[:bars])
+        return head
 
     def tail(self, bars: int) -> Candles:
         """The last ``bars`` bars (all of them when there are fewer)."""

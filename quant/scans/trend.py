@@ -208,12 +208,73 @@ def passes_on_each_bar(
             np.asarray(math.nan if rating is None else rating, dtype=np.float64), (n,)
         ),
     }
+    return _passes(values, params)
+
+
+def _passes(values: Mapping[str, Any], params: TrendTemplateParams) -> npt.NDArray[np.bool_]:
     with np.errstate(invalid="ignore"):
         rules = _rules(values, params)
         passed: npt.NDArray[np.bool_] = np.logical_and.reduce(
             [np.asarray(rules[name], dtype=bool) for name in CRITERIA]
         )
     return passed
+
+
+def passes_on_each_bar_columns(
+    close: FloatArray,
+    *,
+    sma_short: FloatArray,
+    sma_mid: FloatArray,
+    sma_long: FloatArray,
+    high_52w: FloatArray,
+    low_52w: FloatArray,
+    rs_rating: FloatArray | float,
+    params: TrendTemplateParams = TrendTemplateParams(),
+) -> npt.NDArray[np.bool_]:
+    """:func:`passes_on_each_bar` of many instruments at once: every argument an ``(n, m)``
+    matrix (bars × instruments; ``rs_rating`` may be one value), the series computed with
+    ``params``' periods and window as :func:`trend_template` computes them (e.g. by
+    :mod:`quant.indicators.columns`). Returns the ``(n, m)`` pass mask; column ``c`` is
+    :func:`passes_on_each_bar` of instrument ``c``.
+
+    Raises:
+        quant.errors.ValidationError: the matrices' shapes differ.
+    """
+    shape = close.shape
+    for name, matrix in (
+        ("sma_short", sma_short),
+        ("sma_mid", sma_mid),
+        ("sma_long", sma_long),
+        ("high_52w", high_52w),
+        ("low_52w", low_52w),
+    ):
+        if matrix.shape != shape:
+            raise ValidationError(
+                f"{name} has shape {matrix.shape}, close {shape}", field=name, value=matrix.shape
+            )
+    lag = params.rising_lookback
+    before = np.full(shape, np.nan)
+    gappy = np.isnan(close).any(axis=0)
+    if shape[0] > lag:
+        before[lag:] = sma_long[:-lag]
+    # a column with a missing close looks back over its present bars, as trend_template does
+    for c in np.flatnonzero(gappy):
+        before[:, c] = np.nan
+        present = np.flatnonzero(~np.isnan(close[:, c]))
+        if len(present) > lag:
+            before[present[lag:], c] = sma_long[present[:-lag], c]
+    rating = np.broadcast_to(np.asarray(rs_rating, dtype=np.float64), shape)
+    values = {
+        "close": close,
+        "sma50": sma_short,
+        "sma150": sma_mid,
+        "sma200": sma_long,
+        "sma200_before": before,
+        "low_52w": low_52w,
+        "high_52w": high_52w,
+        "rs_rating": rating,
+    }
+    return _passes(values, params)
 
 
 def trend_template(

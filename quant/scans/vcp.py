@@ -416,8 +416,13 @@ def breakout_volume_possible(
     it exist, their mean is positive and the bar's volume is at least ``breakout_volume`` ×
     that mean (within :data:`_VOLUME_SLACK`: a bar at the threshold is kept, so the
     condition never rejects a bar the scan would accept)."""
-    volume = candles.volume
-    known = ~(np.isnan(candles.high) | np.isnan(candles.low) | (volume == 0)) & ~np.isnan(volume)
+    return _breakout_volume_possible(candles.high, candles.low, candles.volume, params)
+
+
+def _breakout_volume_possible(
+    high: FloatArray, low: FloatArray, volume: FloatArray, params: VcpParams
+) -> npt.NDArray[np.bool_]:
+    known = ~(np.isnan(high) | np.isnan(low) | (volume == 0)) & ~np.isnan(volume)
     out = np.zeros(len(volume), dtype=bool)
     where = np.flatnonzero(known)
     window = params.dry_up_long
@@ -430,6 +435,46 @@ def breakout_volume_possible(
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = (means > 0) & (today >= params.breakout_volume * means * (1.0 - _VOLUME_SLACK))
     out[where[window - 1 :]] = ok
+    return out
+
+
+def breakout_volume_possible_columns(
+    high: FloatArray, low: FloatArray, volume: FloatArray, params: VcpParams = VcpParams()
+) -> npt.NDArray[np.bool_]:
+    """:func:`breakout_volume_possible` of many instruments at once: ``(n, m)`` matrices
+    (bars × instruments) in, the ``(n, m)`` mask out, column ``c`` being the one-series
+    condition on instrument ``c`` (the same necessary condition, with the same slack).
+    Columns where every bar is traded with a known volume are decided together; the others
+    one by one.
+
+    Raises:
+        quant.errors.ValidationError: the matrices' shapes differ.
+    """
+    if not (high.shape == low.shape == volume.shape) or high.ndim != 2:
+        raise ValidationError(
+            f"high, low and volume must be (bars, instruments) matrices of one shape, got "
+            f"{high.shape}, {low.shape} and {volume.shape}",
+            field="volume",
+        )
+    n, m = volume.shape
+    out = np.zeros((n, m), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        known = ~(np.isnan(high) | np.isnan(low) | np.isnan(volume) | (volume == 0))
+    whole = known.all(axis=0)
+    window = params.dry_up_long
+    if whole.any() and n >= window:
+        values = volume if whole.all() else volume[:, whole]
+        sums = np.lib.stride_tricks.sliding_window_view(values, window, axis=0).sum(axis=-1)
+        means = sums / window
+        today = values[window - 1 :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ok = (means > 0) & (today >= params.breakout_volume * means * (1.0 - _VOLUME_SLACK))
+        if whole.all():
+            out[window - 1 :] = ok
+        else:
+            out[window - 1 :, whole] = ok
+    for c in np.flatnonzero(~whole):
+        out[:, c] = _breakout_volume_possible(high[:, c], low[:, c], volume[:, c], params)
     return out
 
 

@@ -27,6 +27,11 @@ from quant.backtest.strategies import (
     rolling_mean,
 )
 from quant.errors import ValidationError
+from quant.indicators.candles import Candles
+from quant.indicators.custom import rs_rating, rs_raw
+from quant.scans.inputs import ScanInputs
+from quant.scans.trend import TrendTemplateParams
+from quant.scans.vcp import VcpParams, scan_vcp
 
 NAN = math.nan
 SIGNAL_FIELDS = ("entries", "exits", "stop", "level", "trail", "size_mult", "priority")
@@ -506,6 +511,57 @@ def test_vcp_breakout_after_a_missing_bar():
     assert len(bars)
     gappy = get("vcp_breakout").signals(_drop_bar(market, int(bars[0]) - 3))
     np.testing.assert_array_equal(np.flatnonzero(gappy.entries[:, 0]), bars)
+
+
+def _vcp_reference(market: Market, ranked: bool, min_rs: float) -> tuple[Any, Any, Any]:
+    """The VCP scan (scan_vcp) on every bar of every instrument, each instrument's series
+    computed from its own candles by the scan: what vcp_breakout's entries, stops and
+    priorities must equal, however it gets there."""
+    n, m = market.shape
+    raw = np.column_stack([rs_raw(np.ascontiguousarray(market.close[:, c])) for c in range(m)])
+    ratings = np.array([rs_rating(raw[t]) for t in range(n)]) if ranked else np.ones((n, m))
+    trend = TrendTemplateParams(min_rs_rating=min_rs if ranked else 1.0)
+    entries = np.zeros((n, m), dtype=bool)
+    stop = np.full((n, m), NAN)
+    priority = np.zeros((n, m))
+    for c in range(m):
+        candles = Candles(
+            time=market.times,
+            **{
+                name: np.ascontiguousarray(market.column(name)[:, c])
+                for name in ("open", "high", "low", "close", "volume", "traded_value")
+            },
+        )
+        for t in range(n):
+            rating = float(ratings[t, c])
+            inputs = ScanInputs(instrument="X", candles=candles.head(t + 1), rs_rating=rating)
+            result = scan_vcp(inputs, trend, VcpParams())
+            pattern = result.pattern
+            if result.is_candidate and pattern.breakout and not pattern.extended:
+                entries[t, c] = True
+                stop[t, c] = pattern.stop
+                priority[t, c] = result.score.total
+    return entries, stop, priority
+
+
+@pytest.mark.parametrize("ranked", [False, True])
+@pytest.mark.parametrize("gap", [False, True])
+def test_vcp_breakout_is_the_scan_on_every_bar(ranked, gap):
+    # the prefilters over every bar of every instrument at once, the series computed for
+    # all instruments together, the pattern found before the scoring: none of it may change
+    # an entry, a stop or a priority against the plain per-bar scan
+    market = vcp_market(5, m=3)
+    if gap:
+        market = _drop_bar(market, 250)
+    params = {"min_universe": 2, "min_rs_rating": 1.0} if ranked else {}
+    signals = get("vcp_breakout").signals(market, params)
+    entries, stop, priority = _vcp_reference(market, ranked, 1.0)
+    assert entries.any()
+    np.testing.assert_array_equal(signals.entries, entries)
+    assert signals.stop is not None
+    assert signals.priority is not None
+    np.testing.assert_array_equal(signals.stop[entries], stop[entries])
+    np.testing.assert_array_equal(signals.priority, priority)
 
 
 @pytest.mark.parametrize("before", [1, 5])
