@@ -361,11 +361,11 @@ def _sqlite_column(values: pd.Series) -> list[object]:
     if inferred == "string":
         return values.astype(object).where(values.notna(), None).tolist()
     if inferred == "date":
-        missing = values.isna().to_numpy()
-        days = np.array(values.where(~missing, None).tolist(), dtype="datetime64[D]")
-        text = np.datetime_as_string(days).astype(object)
-        text[missing] = None
-        return text.tolist()  # type: ignore[no-any-return]
+        # a batch holds few distinct days: each converted once, then repeated by its code
+        # (a missing value has code -1: the None appended last)
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        text = np.array([*(_sqlite_value(u) for u in uniques), None], dtype=object)
+        return text[codes].tolist()  # type: ignore[no-any-return]
     return [_sqlite_value(v) for v in values.astype(object).tolist()]
 
 

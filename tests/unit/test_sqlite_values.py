@@ -36,6 +36,7 @@ def test_every_dtype_matches_the_value_by_value_conversion():
             "s": ["simulated", None, "종가 ✓"],
             "s_nan": ["a", np.nan, "c"],
             "mixed": [1, "x", dt.date(2026, 1, 2)],
+            "d_repeated": [dt.date(2026, 11, 20), dt.date(2026, 11, 20), None],
         }
     )
     got = _sqlite_values(frame)
