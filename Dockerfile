@@ -36,6 +36,12 @@ ENV PYTHONUNBUFFERED=1 \
     QUANTBEAT_DATA_DIR=/var/lib/quantbeat \
     NUMBA_CACHE_DIR=/var/lib/quantbeat/numba-cache
 
+# pg_dump/pg_restore/psql for `quantbeat db backup|restore` and the nightly backup task
+# (Debian bookworm's client is 15, the compose server's major version).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
+
 # Unprivileged user with a fixed uid/gid, so volume ownership is predictable and
 # orchestrators that require runAsNonRoot accept the image (Celery also warns when a worker
 # runs as root).

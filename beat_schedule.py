@@ -132,6 +132,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": schedule(run_every=15.0),
         "options": {"expires": 15},
     },
+    # Every night, away from the sessions and the evening jobs: a verified backup (dump +
+    # manifest), the newest QUANTBEAT_BACKUP_KEEP kept (quantbeat.services.backups).
+    "backup-nightly": {
+        "task": "quantbeat.ops.backup",
+        "schedule": crontab(hour=3, minute=30),
+        "options": {"expires": _ONE_HOUR},
+    },
     # Listings change slowly; Monday morning, before the open.
     "refresh-universe-weekly": {
         "task": "quantbeat.collect.universe",

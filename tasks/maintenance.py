@@ -1,10 +1,11 @@
-"""Housekeeping tasks run by beat (``io`` queue): the reaper of orphaned job runs, and its
-frequent pass over the runs of dead workers (heartbeats)."""
+"""Housekeeping tasks run by beat (``io`` queue): the reaper of orphaned job runs, its
+frequent pass over the runs of dead workers (heartbeats), and the nightly backup."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from quantbeat.services import backups
 from quantbeat.services.reaper import dead_workers_pass, housekeeping, parse_dead_after, parse_grace
 from workers.app import app
 
@@ -28,3 +29,13 @@ def reap_dead_workers(self: Any, dead_after: float | None = None) -> dict[str, A
 
     Raises ValidationError for a bad ``dead_after`` (not retried)."""
     return dead_workers_pass(parse_dead_after(dead_after), own_task_id=self.request.id)
+
+
+@app.task(name="quantbeat.ops.backup", soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300)
+def backup(keep: int | None = None) -> dict[str, Any]:
+    """Back up the database to ``QUANTBEAT_BACKUP_URL`` or ``QUANTBEAT_BACKUP_DIR`` and keep
+    the newest ``keep`` (default ``QUANTBEAT_BACKUP_KEEP``) backups (see
+    :mod:`quantbeat.services.backups`). Returns the backup's summary (name, location, tables,
+    rows, bytes; no URL with a password). Not retried: a failed night is reported, and the
+    next night makes a new backup."""
+    return backups.backup(keep=keep)

@@ -390,6 +390,12 @@ class Settings(BaseSettings):
     backtest_max_bytes: int = Field(default=1_073_741_824, ge=1_048_576)
     # Where `quantbeat backtest report` writes reports (default: <data_dir>/reports).
     report_dir: Path | None = None
+    # Backups (`quantbeat db backup`, the nightly quantbeat.ops.backup): a directory (default
+    # <data_dir>/backups) or, when backup_url is set, s3://bucket/prefix; the newest
+    # backup_keep complete backups are kept there.
+    backup_dir: Path | None = None
+    backup_url: str | None = None
+    backup_keep: int = Field(default=7, ge=1, le=1000)
     # S3-compatible export of a run's artifacts (s3://bucket/prefix), and a non-AWS endpoint
     # (MinIO, Ceph); credentials come from boto3's usual chain (AWS_ACCESS_KEY_ID, ...).
     backtest_export_url: str | None = None
@@ -699,6 +705,11 @@ class Settings(BaseSettings):
     def notify_file_path(self) -> Path:
         """Where ``file`` subscriptions with a relative target write."""
         return self.notify_file_dir or self.data_dir / "notifications"
+
+    @property
+    def backup_path(self) -> Path:
+        """The directory backups are written to when no ``backup_url`` is set."""
+        return self.backup_dir if self.backup_dir is not None else self.data_dir / "backups"
 
     @property
     def reports_path(self) -> Path:

@@ -73,6 +73,7 @@ def test_entries():
         "quantbeat.backtest.nightly",
         "quantbeat.collect.crypto_candles",
         "quantbeat.collect.universe",
+        "quantbeat.ops.backup",
         "quantbeat.ops.reap",
         "quantbeat.ops.reap_dead_workers",
         "quantbeat.market.snapshot",
