@@ -11,8 +11,10 @@ Otherwise it says exactly what is missing and exits 1.
 
 It also installs Debian's chromium and chromium-driver (for the Flower and dashboard browser
 tests), fonts-nanum (Korean text in the dashboard screenshots), faketime (libfaketime, for
-the beat trading-day test), iproute2 and nftables (the partition fault test) and
-docker-compose (to validate the compose file) when they are missing and it runs as root with
+the beat trading-day test), iproute2 and nftables (the partition fault test),
+docker-compose (to validate the compose file), prometheus and prometheus-alertmanager
+(promtool and amtool, to test the alert rules and check the monitoring configuration) when
+they are missing and it runs as root with
 apt-get; otherwise it warns, naming what is missing.
 """
 
@@ -222,6 +224,10 @@ SYSTEM_FILES = {
     # tests/unit/test_compose.py validates docker-compose.yml with `docker-compose config`
     # (no Docker engine needed)
     "/usr/bin/docker-compose": ("docker-compose", "the compose file's validation"),
+    # tests/unit/test_monitoring.py: `promtool check rules` / `promtool test rules` on the
+    # alert rules and every dashboard expression; `amtool check-config` on Alertmanager's
+    "/usr/bin/promtool": ("prometheus", "the alert rules' unit tests"),
+    "/usr/bin/amtool": ("prometheus-alertmanager", "the Alertmanager configuration check"),
     # the dashboard browser test's screenshots show Korean labels (without a Korean font
     # Chromium draws boxes; the test itself passes either way)
     "/usr/share/fonts/truetype/nanum/NanumGothic.ttf": (

@@ -9,7 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from quantbeat.services.health import DEFAULT_TIMEOUT, check_health, check_timeout
+from quantbeat.services.ops_metrics import OpsCollector
 from workers.app import app
+from workers.metrics import add_collector
+
+# every worker's /metrics carries the deployment's operational state (the alert rules read it)
+add_collector(OpsCollector())
 
 #: A check returns within its timeout (at most 120 s); these limits only catch a stuck one.
 HEALTH_SOFT_LIMIT_S = 150

@@ -7,7 +7,9 @@ is imported.
   limit killing the pool child, a lost child, a rejected message — are counted there.
 * at scrape time, in the worker's main process: ``quantbeat_worker_up{worker}`` (1),
   ``quantbeat_queue_length{queue}`` for every quantbeat queue (waiting messages, read from
-  the broker with a short timeout) and ``quantbeat_broker_up`` (whether that read worked).
+  the broker with a short timeout) and ``quantbeat_broker_up`` (whether that read worked);
+  and what the layers above add (:func:`add_collector`: the deployment's operational state
+  for alerts, :mod:`quantbeat.services.ops_metrics`).
 * the HTTP endpoint: ``http://<address>:<QUANTBEAT_METRICS_PORT>/metrics`` (default 9808;
   ``quantbeat worker --metrics-port``; 0 turns it off), served by the main process once the
   worker is ready, on ``QUANTBEAT_METRICS_ADDRESS`` (else ``QUANTBEAT_BIND_ADDRESS``: 127.0.0.1
@@ -296,6 +298,20 @@ class WorkerCollector:
         yield broker
 
 
+#: Collectors the layers above add to every worker's ``/metrics`` (``tasks.ops`` adds the
+#: deployment's operational state, :class:`quantbeat.services.ops_metrics.OpsCollector`);
+#: added at import, before the worker is ready and serves.
+_extra_collectors: list[Any] = []
+
+
+def add_collector(collector: Any) -> None:
+    """Serve ``collector`` (an object with ``collect()``) on this process's worker
+    ``/metrics`` endpoint, next to :class:`WorkerCollector`; call before the worker is
+    ready. Adding the same collector twice adds it once."""
+    if collector not in _extra_collectors:
+        _extra_collectors.append(collector)
+
+
 # --- the worker's lifecycle -----------------------------------------------------------------------
 @dataclass
 class _State:
@@ -353,6 +369,8 @@ def _serve(sender: Any = None, **_: Any) -> None:
 
     registry = metrics.exposition_registry(_state.directory)
     registry.register(WorkerCollector(sender.app, str(sender.hostname)))
+    for collector in _extra_collectors:
+        registry.register(collector)
     try:
         # prometheus_client's own default address is 0.0.0.0 (every interface).
         _state.server, _thread = start_http_server(

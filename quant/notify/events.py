@@ -166,6 +166,22 @@ class DataStale(_Model):
     lag_sessions: int = Field(ge=0)
 
 
+class OpsAlert(_Model):
+    """An alert from Prometheus (deploy/prometheus/alerts.yml) routed by Alertmanager:
+    ``status`` ``firing`` or ``resolved``; ``summary``/``description``/``runbook`` are the
+    rule's annotations, ``labels`` the alert's labels (instance, queue, task …)."""
+
+    alertname: str = Field(min_length=1, max_length=200)
+    status: Literal["firing", "resolved"]
+    severity: str | None = None
+    summary: str | None = None
+    description: str | None = None
+    runbook: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    starts_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+
+
 class StrategyKpis(_Model):
     """Closed-signal figures of one strategy (returns as fractions)."""
 
@@ -217,6 +233,7 @@ SCHEMAS: dict[tuple[str, int], type[_Model]] = {
     ("position.closed", 1): PositionClosed,
     ("job.dead_lettered", 1): JobDeadLettered,
     ("data.stale", 1): DataStale,
+    ("ops.alert", 1): OpsAlert,
     ("daily.summary", 1): DailySummary,
     ("notify.test", 1): NotifyTest,
 }

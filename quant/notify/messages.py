@@ -33,6 +33,7 @@ Pure: no I/O, no clock, no environment.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from collections.abc import Callable
@@ -48,6 +49,7 @@ from quant.notify.events import (
     GateChanged,
     JobDeadLettered,
     NotifyTest,
+    OpsAlert,
     PositionClosed,
     PositionOpened,
     SignalItem,
@@ -229,6 +231,11 @@ _LABELS: dict[str, tuple[str, str]] = {
     "latest": ("최신", "latest"),
     "expected": ("기대", "expected"),
     "lag": ("지연 {n}거래일", "{n} sessions behind"),
+    "ops_alert_firing": ("🚨 운영 경보", "🚨 Alert"),
+    "ops_alert_resolved": ("✅ 경보 해제", "✅ Resolved"),
+    "severity": ("심각도", "severity"),
+    "runbook": ("런북", "runbook"),
+    "since": ("시작", "since"),
     "daily_summary": ("일일 요약", "Daily summary"),
     "new_signals": ("신규 신호", "new signals"),
     "none": ("없음", "none"),
@@ -633,6 +640,28 @@ def _data_stale(p: DataStale, lang: _Lang) -> _Doc:
     return f"{lang('data_stale')}: {dataset} ({lang('lag', n=p.lag_sessions)})", lines
 
 
+def _ops_alert(p: OpsAlert, lang: _Lang) -> _Doc:
+    head = lang("ops_alert_firing" if p.status == "firing" else "ops_alert_resolved")
+    name = _clean(p.alertname, 120)
+    lines: list[_Line] = [[_b(head), _t(": "), _c(name)]]
+    if p.summary:
+        lines.append([_t(_clean(p.summary, ERROR_CHARS))])
+    facts = []
+    if p.severity:
+        facts.append(f"{lang('severity')} {_clean(p.severity, 40)}")
+    if p.starts_at is not None:
+        facts.append(f"{lang('since')} {p.starts_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC")
+    shown = {k: v for k, v in sorted(p.labels.items()) if k not in ("alertname", "severity")}
+    facts += [f"{_clean(k, 40)}={_clean(v, 80)}" for k, v in list(shown.items())[:6]]
+    if facts:
+        lines.append([_t(" · ".join(facts))])
+    if p.description and p.status == "firing":
+        lines.append([_t(_clean(p.description, ERROR_CHARS))])
+    if p.runbook:
+        lines.append([_t(f"{lang('runbook')}: "), _c(_clean(p.runbook, 200))])
+    return f"{head}: {name}", lines
+
+
 def _daily_summary(p: DailySummary, lang: _Lang) -> _Doc:
     title = f"{lang('daily_summary')} {p.trade_date.isoformat()}"
     lines: list[_Line] = [[_b(title)], [_t(f"{lang('gate')} {_gate(p.gate)}")]]
@@ -705,6 +734,8 @@ def _document(envelope: Envelope, lang: _Lang, top: int) -> _Doc:
         return _dead_letter(p, lang)
     if isinstance(p, DataStale):
         return _data_stale(p, lang)
+    if isinstance(p, OpsAlert):
+        return _ops_alert(p, lang)
     if isinstance(p, DailySummary):
         return _daily_summary(p, lang)
     if isinstance(p, NotifyTest):

@@ -47,7 +47,7 @@ _TAGS = [
     {"name": "indicators", "description": "Technical indicators (one, or a batch of ≤ 10)"},
     {"name": "analyses", "description": "Gemini analyses and news"},
     {"name": "data", "description": "Freshness, gaps and recent jobs of the stored data"},
-    {"name": "admin", "description": "Jobs and dead letters (scope admin)"},
+    {"name": "admin", "description": "Jobs, dead letters and alerts (scope admin)"},
     {"name": "health", "description": "Health of the deployment"},
 ]
 

@@ -172,6 +172,11 @@ def test_counts_from_every_child_are_summed(metrics_worker: MetricsWorker):
     assert value(samples, "quantbeat_queue_length", queue="cpu") == 0
     assert value(samples, "quantbeat_broker_up") == 1
     assert value(samples, "quantbeat_worker_up", worker=metrics_worker.proc.hostname) == 1
+    # the operational state the alert rules read (quantbeat.services.ops_metrics)
+    for component in ("beat", "data_freshness", "ai", "outbox"):
+        assert ("quantbeat_health_status", frozenset({("component", component)})) in samples
+    assert value(samples, "quantbeat_dead_letters_open") >= 0
+    assert ("quantbeat_dead_letters_open", frozenset()) in samples
 
 
 def test_a_child_killed_by_the_hard_time_limit_is_counted(metrics_worker: MetricsWorker):

@@ -52,6 +52,8 @@ NO_RESET: dict[tuple[str, str], str] = {
     ("workers.deadline", "_in_prefork_child"): "a flag the child itself sets at fork",
     ("db.bulk", "_temp_names"): "a counter of temporary table names",
     ("db.events", "_after_commit"): "callbacks registered at import (no connection, no state)",
+    ("workers.metrics", "_extra_collectors"): "collectors added at import; only the main "
+    "process serves them (a child's copy is never read)",
     ("quantbeat.infra.forkstate", "_resets"): "the registry of resets itself",
     ("quantbeat.infra.metrics", "_warned"): "a flag: warn once per process tree",
     ("quantbeat.api.streams", "_open"): "a count of the event streams this process serves",

@@ -134,6 +134,16 @@ def _samples(text: str = "text") -> dict[str, dict[str, Any]]:
             "expected": "2026-11-20",
             "lag_sessions": 2,
         },
+        "ops.alert": {
+            "alertname": s("alertname"),
+            "status": "firing",
+            "severity": s("severity"),
+            "summary": s("summary"),
+            "description": s("description"),
+            "runbook": "docs/runbooks/incidents.md#worker-down",
+            "labels": {"instance": s("instance"), "job": "quantbeat-worker-io"},
+            "starts_at": "2026-11-20T06:30:00Z",
+        },
         "daily.summary": {
             "trade_date": "2026-11-20",
             "gate": s("gate"),
@@ -522,6 +532,21 @@ def test_a_dead_letter_error_is_truncated():
     assert lines[3].startswith("error: ValueError: xxx")
     assert lines[3].endswith("…")
     assert len(lines[3]) == len("error: ") + ERROR_CHARS
+
+
+def test_ops_alert_firing_and_resolved():
+    firing = _plain("ops.alert", _samples()["ops.alert"])
+    assert firing[0] == "🚨 Alert: text alertname"
+    assert firing[1] == "text summary"
+    assert firing[2] == (
+        "severity text severity · since 2026-11-20 06:30 UTC · instance=text instance · "
+        "job=quantbeat-worker-io"
+    )
+    assert firing[3] == "text description"
+    assert firing[4] == "runbook: docs/runbooks/incidents.md#worker-down"
+    resolved = _plain("ops.alert", {**_samples()["ops.alert"], "status": "resolved"}, "ko")
+    assert resolved[0] == "✅ 경보 해제: text alertname"
+    assert "text description" not in resolved  # a resolved alert needs no explanation
 
 
 def test_data_stale_and_daily_summary_and_test():

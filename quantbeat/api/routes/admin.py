@@ -1,5 +1,6 @@
 """API routes for operators (scope ``admin``): the job history and the dead letters, what
-``quantbeat jobs`` and ``quantbeat dlq`` show, and replaying a dead letter.
+``quantbeat jobs`` and ``quantbeat dlq`` show, replaying a dead letter, and Alertmanager's
+webhook (alerts into notifications).
 
 Arguments, payloads, results and errors are shown as stored — masked when they were
 recorded — and masked again on the way out, so no secret reaches a response even from a row
@@ -22,7 +23,7 @@ from quantbeat.api.params import DIGITS
 from quantbeat.api.problems import problem_docs
 from quantbeat.api.security import Admin
 from quantbeat.infra.masking import mask_value
-from quantbeat.services import dlq, jobs
+from quantbeat.services import alerts, dlq, jobs
 
 router = APIRouter(tags=["admin"])
 
@@ -240,3 +241,25 @@ def replay_dead_letter(
         status_url=status_url,
     )
     return JSONResponse(body.model_dump(), status_code=202, headers={"Location": status_url})
+
+
+class AlertsRecorded(BaseModel):
+    """What became of an Alertmanager webhook call."""
+
+    received: int = Field(description="Alerts in the call")
+    recorded: int = Field(description="New ops.alert events (delivered to subscriptions)")
+    duplicates: int = Field(description="Alerts recorded before (a retry or a repeat)")
+
+
+@router.post(
+    "/ops/alerts",
+    response_model=AlertsRecorded,
+    summary="Receive Alertmanager's webhook",
+    responses=problem_docs(s422="Not an Alertmanager version 4 payload (the detail says where)"),
+)
+def receive_alerts(_: Admin, body: dict[str, Any]) -> AlertsRecorded:
+    """Alertmanager's webhook receiver (``webhook_configs``, payload version 4; see
+    ``deploy/alertmanager/alertmanager.yml``): each alert becomes an ``ops.alert`` event,
+    delivered to the subscriptions that want it like any other event. Idempotent: a retried
+    or repeated alert is recorded once."""
+    return AlertsRecorded(**alerts.record_alerts(body))
