@@ -31,11 +31,14 @@ def reap_dead_workers(self: Any, dead_after: float | None = None) -> dict[str, A
     return dead_workers_pass(parse_dead_after(dead_after), own_task_id=self.request.id)
 
 
-@app.task(name="quantbeat.ops.backup", soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300)
+@app.task(name="quantbeat.ops.backup", soft_time_limit=3_300, time_limit=3_600)
 def backup(keep: int | None = None) -> dict[str, Any]:
     """Back up the database to ``QUANTBEAT_BACKUP_URL`` or ``QUANTBEAT_BACKUP_DIR`` and keep
     the newest ``keep`` (default ``QUANTBEAT_BACKUP_KEEP``) backups (see
     :mod:`quantbeat.services.backups`). Returns the backup's summary (name, location, tables,
-    rows, bytes; no URL with a password). Not retried: a failed night is reported, and the
-    next night makes a new backup."""
+    rows, bytes; no URL with a password). A database or store that cannot be reached is
+    retried with backoff like any transient error; a failed ``pg_dump`` is final (a dead
+    letter), and the next night makes a new backup. Limited to an hour (below the broker's
+    visibility timeout): a database that takes longer is backed up by ``quantbeat db backup``
+    from a host's scheduler."""
     return backups.backup(keep=keep)
