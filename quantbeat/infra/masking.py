@@ -299,7 +299,7 @@ VALUE_RULES: Final[tuple[ValueRule, ...]] = (
         re.compile(
             r"Basic(?<![\w.\-]Basic)[ \t]++"
             r"(?=[A-Za-z0-9+/]*?(?:[0-9+/=]|[a-z][A-Z]))"
-            r"(?P<secret>[A-Za-z0-9+/]{8,}+={0,2}+)(?![\w.~+/=\-])"
+            r"(?P<secret>[A-Za-z0-9+/]{8,}+={0,2}+)(?![\w.~+/=\-*])"
         ),
         "HTTP Basic credentials (base64 of user:password)",
     ),
