@@ -159,6 +159,8 @@ class JobRun(TimestampMixin, Base):
         UniqueConstraint("task_id"),
         Index("ix_job_runs_task_name_started_at", "task_name", "started_at"),
         Index("ix_job_runs_state", "state"),
+        # the history's pages, newest first (migration 0020)
+        Index("ix_job_runs_started_at_id", "started_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

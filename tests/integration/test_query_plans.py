@@ -1,0 +1,145 @@
+"""Query plans on large tables (issue 22): a database of its own with 5,000,000 daily candles
+(5,000 instruments × 1,000 sessions), 500,000 signals with their outcomes and 1,000,000 job
+runs; the product's own code runs its main reads — each strategy's latest signals, a
+2,500-instrument universe load, a job-history page — while every SQL statement it sends is
+captured; each captured read is then run again under
+``EXPLAIN (ANALYZE, BUFFERS)``: it must use an index and never scan a large table
+sequentially. The plans' times are printed, not asserted (tests assert no timings).
+
+Not here yet: the track-record update. On this database it finds the signals to follow by a
+left join of ``signals`` and ``signal_outcomes`` over every session up to ``as_of`` and the
+sessions per market by reading a year of candles — sequential scans of all three (issue 22
+stays open for it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import event, text
+
+from db import bulk, candles, migrate, scans
+from db.candles import read_daily_bars
+from db.engine import forget_engines, get_engine, session_scope
+from quantbeat.infra.settings import reset_settings
+from quantbeat.services.jobs import page_jobs
+from quantbeat.services.signal_reads import latest_signals
+from tests.support import parallel
+from tests.support.plans import build_large_database, large_tables_read, plan_problems
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def large(database: str) -> Iterator[str]:
+    url = database.rsplit("/", 1)[0] + "/" + database.rsplit("/", 1)[1] + "_plans"
+    admin = url.replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    parallel.ensure_database(url)
+    migrate.upgrade(url)
+    build_large_database(url)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("QUANTBEAT_DATABASE_URL", url)
+        reset_settings()
+        forget_engines()
+        yield url
+    reset_settings()
+    forget_engines()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+class Captured:
+    """SQL statements sent while a block runs: SQLAlchemy's, and the COPY reads of
+    :mod:`db.bulk` (their inner SELECT)."""
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, Any]] = []
+
+
+@pytest.fixture
+def captured(large: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
+    found = Captured()
+    engine = get_engine(large)
+
+    def before(_conn: Any, _cursor: Any, statement: str, params: Any, _ctx: Any, many: bool):
+        if not many:
+            found.statements.append((statement, params))
+
+    event.listen(engine, "before_cursor_execute", before)
+    original = bulk.copy_out
+
+    def copy_out(session: Any, query: str, params: Any, types: Any) -> Any:
+        found.statements.append((query, params))
+        return original(session, query, params, types)
+
+    monkeypatch.setattr(bulk, "copy_out", copy_out)
+    monkeypatch.setattr(candles, "copy_out", copy_out)
+    monkeypatch.setattr(scans, "copy_out", copy_out)
+    try:
+        yield found
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+def _explain(url: str, statements: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    """``EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)`` of every captured read."""
+    plans = []
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        for statement, params in statements:
+            head = statement.lstrip().split(None, 1)[0].upper()
+            if head not in ("SELECT", "WITH") or "pg_catalog" in statement:
+                continue
+            if statement.strip().upper() in ("SELECT 1", "SELECT VERSION()"):
+                continue
+            row = conn.execute(
+                f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}",
+                params or None,
+            ).fetchone()
+            assert row is not None
+            plan = row[0][0] if isinstance(row[0], list) else json.loads(row[0])[0]
+            plans.append({"sql": " ".join(statement.split())[:160], "plan": plan})
+            conn.rollback()
+    return plans
+
+
+def _check(name: str, plans: list[dict[str, Any]]) -> None:
+    assert plans, f"{name}: no read was captured"
+    problems = [p for entry in plans for p in plan_problems(entry["plan"], entry["sql"])]
+    assert problems == [], f"{name}:\n" + "\n".join(problems)
+    assert set().union(*(large_tables_read(e["plan"]) for e in plans)), (
+        f"{name}: no read of a large table was captured"
+    )
+    for entry in plans:
+        print(f"{name}: {entry['plan']['Execution Time']:.1f} ms  {entry['sql'][:100]}")
+
+
+def test_the_latest_signals(large: str, captured: Captured) -> None:
+    found = latest_signals()
+    assert any(s["count"] for s in found["strategies"])
+    _check("latest signals", _explain(large, captured.statements))
+
+
+def test_a_universe_load(large: str, captured: Captured) -> None:
+    with session_scope() as session:
+        found = session.execute(text("SELECT id FROM instruments ORDER BY id LIMIT 2500"))
+        ids = [int(i) for (i,) in found]
+        captured.statements.clear()  # the id list is not the read under test
+        bars = read_daily_bars(session, ids, start=dt.date(2025, 12, 1), end=dt.date(2026, 11, 30))
+    assert len(bars) > 500_000
+    _check("universe load", _explain(large, captured.statements))
+
+
+def test_a_job_history_page(large: str, captured: Captured) -> None:
+    rows, after = page_jobs(limit=50)
+    assert len(rows) == 50
+    more, _ = page_jobs(limit=50, after=after)
+    assert len(more) == 50
+    failed, _ = page_jobs(states=["failed"], tasks=["quantbeat.scans.*"], limit=50)
+    assert failed
+    _check("job history page", _explain(large, captured.statements))
