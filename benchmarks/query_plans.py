@@ -1,0 +1,142 @@
+"""The main reads on large tables, timed: the database of ``tests/support/plans.py`` (5,000,000
+daily candles, 500,000 signals with outcomes, 1,000,000 job runs; SIMULATED values) in its
+own scratch database, and the SQL the product's own code sends for
+
+* each strategy's latest signals (``quantbeat.services.signal_reads.latest_signals``),
+* a job-history page, the first and the next (``quantbeat.services.jobs.page_jobs``), and
+  the failures of one task family,
+* a universe load: a year of 2,500 instruments' candles (``db.candles.read_daily_bars``),
+
+each statement captured, then run under ``EXPLAIN (ANALYZE, BUFFERS)`` five times: the
+median server execution time per read (the sum over a read's statements). Issue 22 asks each
+to stay under 100 ms — ``goal <read>: … (target < 100 ms)``. The universe load returns over
+600,000 rows, and is held to the same 100 ms; its floor is the transfer itself
+(``benchmarks/read.py``: a binary COPY of 1,000,000 rows takes about a second here), so the
+plan's shape (an index, no sequential scan: ``tests/integration/test_query_plans.py``) is what
+can be asked of it.
+
+Its own scratch database ``quantbeat_bench_plans`` (``QUANTBEAT_BENCH_DATABASE_URL``),
+dropped and created by the run; about 3 minutes, most of it building the data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from _support import drop_database, recreate_database, use_services  # noqa: E402
+
+DB_URL, _ = use_services("quantbeat_bench_plans")
+TARGET_MS = 100.0
+REPEATS = 5
+
+
+def _capture(run: Any) -> list[tuple[str, Any]]:
+    from sqlalchemy import event
+
+    from db import bulk, candles
+    from db.engine import get_engine
+
+    found: list[tuple[str, Any]] = []
+
+    def before(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
+        head = statement.lstrip().split(None, 1)[0].upper()
+        if not many and head in ("SELECT", "WITH") and "pg_catalog" not in statement:
+            found.append((statement, params))
+
+    original = bulk.copy_out
+
+    def copy_out(session: Any, query: str, params: Any, types: Any) -> Any:
+        found.append((query, params))
+        return original(session, query, params, types)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", before)
+    candles.copy_out = copy_out  # type: ignore[assignment]
+    try:
+        run()
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        candles.copy_out = original  # type: ignore[assignment]
+    return found
+
+
+def _execution_ms(statements: list[tuple[str, Any]]) -> float:
+    """Median over :data:`REPEATS` of the summed server execution time of ``statements``."""
+    import psycopg
+
+    totals = []
+    with psycopg.connect(DB_URL.replace("+psycopg", "")) as conn:
+        for _ in range(REPEATS + 1):  # the first warms the cache
+            total = 0.0
+            for statement, params in statements:
+                row = conn.execute(
+                    f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}",  # type: ignore[arg-type]
+                    params or None,
+                ).fetchone()
+                assert row is not None
+                total += float(row[0][0]["Execution Time"])
+            conn.rollback()
+            totals.append(total)
+    return statistics.median(totals[1:])
+
+
+def main() -> None:
+    recreate_database(DB_URL)
+    from sqlalchemy import text
+
+    from db import migrate
+    from db.candles import read_daily_bars
+    from db.engine import session_scope
+    from quantbeat.services.jobs import page_jobs
+    from quantbeat.services.signal_reads import latest_signals
+    from tests.support.plans import INSTRUMENTS, JOB_RUNS, SESSIONS, build_large_database
+
+    migrate.upgrade(DB_URL)
+    build_large_database(DB_URL)
+    with session_scope() as session:
+        ids = [int(i) for (i,) in session.execute(text("SELECT id FROM instruments LIMIT 2500"))]
+
+    def jobs() -> None:
+        _, after = page_jobs(limit=50)
+        page_jobs(limit=50, after=after)
+
+    def universe() -> None:
+        with session_scope() as session:
+            read_daily_bars(session, ids, start=dt.date(2025, 12, 1), end=dt.date(2026, 11, 30))
+
+    reads = {
+        "latest_signals": lambda: latest_signals(),
+        "job_history_pages": jobs,
+        "job_failures_page": lambda: page_jobs(
+            states=["failed"], tasks=["quantbeat.scans.*"], limit=50
+        ),
+        "universe_load": universe,
+    }
+    print(
+        f"SIMULATED data: {INSTRUMENTS * SESSIONS:,} daily candles, 500,000 signals with "
+        f"outcomes, {JOB_RUNS:,} job runs; median of {REPEATS} EXPLAIN ANALYZE runs"
+    )
+    figures = {}
+    for name, run in reads.items():
+        statements = _capture(run)
+        figures[name] = (_execution_ms(statements), len(statements))
+        print(f"  {name:20s} {figures[name][0]:9.1f} ms  ({figures[name][1]} statements)")
+    for name in ("latest_signals", "job_history_pages", "job_failures_page"):
+        ms = figures[name][0]
+        verdict = "met" if ms < TARGET_MS else "missed"
+        print(f"goal {name}: {ms:.1f} ms (target < {TARGET_MS:.0f} ms) {verdict}")
+    ms = figures["universe_load"][0]
+    verdict = "met" if ms < TARGET_MS else "missed"
+    print(f"goal universe_load: {ms:.1f} ms (target < {TARGET_MS:.0f} ms) {verdict}")
+    drop_database(DB_URL)
+
+
+if __name__ == "__main__":
+    main()
