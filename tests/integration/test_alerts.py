@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from sqlalchemy import select
 
@@ -25,12 +22,12 @@ from db.engine import session_scope
 from db.models import Event
 from quant.notify.events import parse
 from quant.notify.messages import render
-from quantbeat.api import create_app
-from quantbeat.infra.settings import get_settings, reset_settings
+from quantbeat.infra.settings import reset_settings
 from quantbeat.services import api_keys
 from tests.faults.servers import free_port
 from tests.integration.conftest import ROOT
 from tests.integration.helpers import eventually
+from tests.support.api_server import served_api
 
 pytestmark = pytest.mark.usefixtures("clean_db")
 
@@ -48,29 +45,13 @@ class Api:
 def api() -> Iterator[Api]:
     reset_settings()
     api_keys.forget_cache()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(get_settings(), address="127.0.0.1"),
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=5,
-        )
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    assert eventually(lambda: server.started, bool, timeout=20), "uvicorn did not start"
-    served = Api(f"http://127.0.0.1:{port}")
-    try:
-        yield served
-    finally:
-        served.http.close()
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
-        api_keys.forget_cache()
+    with served_api() as base:
+        served = Api(base)
+        try:
+            yield served
+        finally:
+            served.http.close()
+            api_keys.forget_cache()
 
 
 def _alerts() -> list[dict[str, Any]]:

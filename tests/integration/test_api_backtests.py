@@ -13,8 +13,6 @@ import csv
 import datetime as dt
 import io
 import json
-import socket
-import threading
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -23,21 +21,20 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import uvicorn
 from celery import Celery
 from sqlalchemy import func, select
 
 from db.engine import session_scope
 from db.models import BacktestRun, BacktestTrade
 from db.scans import add_chunk_result, finish_run, start_run
-from quantbeat.api import create_app
 from quantbeat.api.streams import open_streams
-from quantbeat.infra.settings import get_settings, reset_settings
+from quantbeat.infra.settings import reset_settings
 from quantbeat.services import api_keys
 from quantbeat.services import backtests as backtest_service
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.conftest import WorkerProcess, start_worker
 from tests.integration.helpers import eventually, sessions_since, small_kospi_history
+from tests.support.api_server import served_api
 
 pytestmark = pytest.mark.integration
 
@@ -108,28 +105,12 @@ def api(cpu_worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory) -> 
         reset_settings()
         api_keys.forget_cache()
         patch.setattr(backtest_service, "worker_app", CLIENT)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(get_settings(), address="127.0.0.1"),
-                log_config=None,
-                access_log=False,
-                timeout_graceful_shutdown=5,
-            )
-        )
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        assert eventually(lambda: server.started, bool, timeout=20), "uvicorn did not start"
-        served = Api(f"http://127.0.0.1:{port}", reports)
-        try:
-            yield served
-        finally:
-            served.http.close()
-            server.should_exit = True
-            thread.join(15)
-            sock.close()
+        with served_api() as base:
+            served = Api(base, reports)
+            try:
+                yield served
+            finally:
+                served.http.close()
     reset_settings()
     api_keys.forget_cache()
 
