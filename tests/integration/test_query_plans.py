@@ -6,10 +6,10 @@ captured; each captured read is then run again under
 ``EXPLAIN (ANALYZE, BUFFERS)``: it must use an index and never scan a large table
 sequentially. The plans' times are printed, not asserted (tests assert no timings).
 
-Not here yet: the track-record update. On this database it finds the signals to follow by a
-left join of ``signals`` and ``signal_outcomes`` over every session up to ``as_of`` and the
-sessions per market by reading a year of candles — sequential scans of all three (issue 22
-stays open for it)."""
+Not here yet: the rest of the track-record update. On this database it finds the signals to
+follow by a left join of ``signals`` and ``signal_outcomes`` over every session up to
+``as_of`` — sequential scans of both (issue 22 stays open for it). Its sessions per market,
+which read a year of candles, are now a loose index scan (checked here)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from sqlalchemy import event, text
 from db import bulk, candles, migrate, scans
 from db.candles import read_daily_bars
 from db.engine import forget_engines, get_engine, session_scope
+from db.outcomes import market_sessions
 from quantbeat.infra.settings import reset_settings
 from quantbeat.services.jobs import page_jobs
 from quantbeat.services.signal_reads import latest_signals
@@ -133,6 +134,16 @@ def test_a_universe_load(large: str, captured: Captured) -> None:
         bars = read_daily_bars(session, ids, start=dt.date(2025, 12, 1), end=dt.date(2026, 11, 30))
     assert len(bars) > 500_000
     _check("universe load", _explain(large, captured.statements))
+
+
+def test_the_sessions_per_market(large: str, captured: Captured) -> None:
+    # what the track-record update reads to know each market's sessions over a year
+    with session_scope() as session:
+        found = market_sessions(
+            session, {"KOSPI", "KOSDAQ"}, dt.date(2025, 12, 1), dt.date(2026, 11, 30)
+        )
+    assert len(found["KOSPI"]) > 200
+    _check("sessions per market", _explain(large, captured.statements))
 
 
 def test_a_job_history_page(large: str, captured: Captured) -> None:

@@ -3,7 +3,8 @@ test_candle_reads.py) and the embedded default's (tests/unit/test_candle_reads_e
 one history, stored the same way, and the same checks of db.candles.read_daily_bars — the
 "last N bars" read (a wide date range trimmed, then an exact read for the few short ones)
 gives exactly each instrument's last N bars across gaps, a long suspension, a new listing, an
-instrument without bars and NULL prices, and the range read gives every bar in range."""
+instrument without bars and NULL prices, and the range read gives every bar in range; and the
+sessions per market of db.outcomes.market_sessions."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from db.candles import align, read_daily_bars
+from db.outcomes import market_sessions
 from db.store import upsert_daily_candles, upsert_instruments
 from quant.market.types import Instrument, Market
 
@@ -116,3 +118,29 @@ def check_more_bars_than_stored_gives_every_bar(session: Session):
     got = read_daily_bars(session, list(ids.values()), end=END, bars=400)
     found = {by_id[i]: got.time[lo:hi].astype(dt.date).tolist() for i, lo, hi in got.spans()}
     assert found == _expected_last(_history(), 400)
+
+
+def check_market_sessions(session: Session):
+    # db.outcomes.market_sessions walks the distinct dates through the index and probes each
+    # per market: a KOSDAQ instrument with bars on three days (one a Saturday no KOSPI
+    # instrument traded, one before the range), a market without instruments
+    kosdaq = upsert_instruments(
+        session, [Instrument(Market.KOSDAQ, "K00005", "K", "KRW")], source="test"
+    )
+    start = END - dt.timedelta(days=40)
+    saturday = END - dt.timedelta(days=(END.weekday() - 5) % 7 or 7)
+    days = [start - dt.timedelta(days=3), END - dt.timedelta(days=10), saturday, END]
+    frame = pd.DataFrame(
+        [("KOSDAQ", "K00005", d, 10.0, 11.0, 9.0, 10.5, 1e3, 1e4) for d in days],
+        columns=["market", "ticker", "trade_date", "open", "high", "low", "close", "volume",
+                 "traded_value"],
+    )  # fmt: skip
+    upsert_daily_candles(session, frame, kosdaq, source="test")
+    session.commit()
+    got = market_sessions(session, {"KOSPI", "KOSDAQ", "KONEX"}, start, END)
+    history = _history()
+    kospi = sorted({d for d in history["trade_date"] if start <= d <= END})
+    assert got["KOSPI"].astype(dt.date).tolist() == kospi
+    assert got["KOSDAQ"].astype(dt.date).tolist() == sorted(d for d in days if d >= start)
+    assert saturday not in kospi  # the probe is per market: KOSPI did not trade that day
+    assert len(got["KONEX"]) == 0

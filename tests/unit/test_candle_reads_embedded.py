@@ -39,3 +39,7 @@ def test_range_read_and_alignment(session: Session):
 
 def test_more_bars_than_stored_gives_every_bar(session: Session):
     scenario.check_more_bars_than_stored_gives_every_bar(session)
+
+
+def test_market_sessions(session: Session):
+    scenario.check_market_sessions(session)
