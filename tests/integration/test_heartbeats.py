@@ -280,8 +280,10 @@ def test_a_whole_worker_killed_mid_backtest_is_requeued_once_by_heartbeat_and_co
         assert job.state == "requeued", pool.log()
         detected = time.monotonic() - killed_at
         assert f"worker {victim.hostname} is dead: no heartbeat" in (job.error or "")
-        # No cpu worker is alive: the run waits, re-queued, and says so.
-        status = backtests.status(run_id)
+        # No cpu worker is alive: the run waits, re-queued, and says so. (The reaper claims
+        # the job run first, then tells the backtest's hook, in its own transaction: the run's
+        # state follows the job's within moments.)
+        status = eventually(lambda: backtests.status(run_id), lambda s: s["state"] != "running", 10)
         assert status["state"] == "queued", status
         assert status["phase"].startswith(f"re-queued: worker {victim.hostname} is dead")
         assert cli.main(["backtest", "status", run_id]) == 0
