@@ -54,15 +54,13 @@ quick: lint
 test-quick: quick
 
 # The whole suite under coverage ([tool.coverage] in pyproject.toml: worker and CLI
-# subprocesses and pool children write their own data files), combined and reported: quant/
-# first, then everything. Not part of `make test`: tracing makes the suite about 3x slower,
-# past its 20-minute budget on a 2-core machine.
+# subprocesses write their own data files, which pytest-cov combines with its own at the
+# end), then the report: quant/ first, then everything. Not part of `make test` yet.
 coverage: check-services
 	rm -rf var/coverage && mkdir -p var/coverage
 	set -a && . ./$(TEST_ENV) && set +a && $(PY) -m pytest -n $(TEST_PROCS) --dist loadfile --cov --cov-report=
-	$(VENV)/bin/coverage combine -q
-	$(VENV)/bin/coverage report --include='quant/*' | tail -1
-	$(VENV)/bin/coverage report | tail -1
+	$(VENV)/bin/coverage report --include='quant/*' | grep TOTAL
+	$(VENV)/bin/coverage report | grep TOTAL
 
 faults: check-services
 	rm -rf var/faults
