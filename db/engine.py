@@ -223,8 +223,10 @@ def get_engine(url: str | None = None) -> Engine:
                 connect_timeout=settings.db_connect_timeout,
                 timeouts=current_timeouts,
             )
-            _engines[key] = engine
+            # the factory first: a thread that finds the engine without the lock (above)
+            # goes on to read its factory (session_scope), which must already be there
             _sessionmakers[key] = sessionmaker(engine, expire_on_commit=False)
+            _engines[key] = engine
     return engine
 
 
