@@ -3,13 +3,17 @@ of each strategy's own signals. See :mod:`quantbeat.services.backtests` for the 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from quant.errors import ValidationError
 from quantbeat.services import backtests
 from quantbeat.services.args import parse_date
 from workers.app import app
 from workers.base import on_child_killed, on_hard_time_limit, on_worker_lost
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @app.task(name="quantbeat.backtest.run")
@@ -32,10 +36,13 @@ def run_killed(args: Any, kwargs: Any) -> None:
 
 
 @on_worker_lost("quantbeat.backtest.run")
-def run_lost(args: Any, kwargs: Any, outcome: str, reason: str) -> None:
-    """The reaper gave up a run whose worker died (``outcome``: requeued or lost): the run's
-    row and live state follow (:func:`quantbeat.services.backtests.on_worker_lost`)."""
-    backtests.on_worker_lost(args, kwargs, outcome, reason)
+def run_lost(
+    session: Session, args: Any, kwargs: Any, outcome: str, reason: str
+) -> Callable[[], None] | None:
+    """The reaper gives up a run whose worker died (``outcome``: requeued or lost): the run's
+    row follows in the reaper's transaction, its live state after the commit
+    (:func:`quantbeat.services.backtests.on_worker_lost`)."""
+    return backtests.on_worker_lost(session, args, kwargs, outcome, reason)
 
 
 @on_child_killed("quantbeat.backtest.run")

@@ -47,6 +47,7 @@ import structlog
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 from celery.utils.saferepr import saferepr
+from sqlalchemy.orm import Session
 
 from db.beat import claim_slot
 from db.engine import session_scope
@@ -115,17 +116,23 @@ def on_child_killed(task_name: str) -> Callable[[HardLimitHandler], HardLimitHan
     return register
 
 
-WorkerLostHandler = Callable[[Any, Any, str, str], None]
+#: ``(session, args, kwargs, outcome, reason)`` -> an optional after-commit action.
+WorkerLostHandler = Callable[[Session, Any, Any, str, str], Callable[[], None] | None]
 _worker_lost_handlers: dict[str, WorkerLostHandler] = {}
 
 
 def on_worker_lost(task_name: str) -> Callable[[WorkerLostHandler], WorkerLostHandler]:
-    """Register the function the reaper calls with ``(args, kwargs, outcome, reason)`` after
-    it gave up a run of ``task_name`` whose worker died: ``outcome`` is ``"requeued"`` (sent
-    again, same task id) or ``"lost"`` (marked lost, dead-lettered); ``reason`` says which
-    worker died and how it was noticed. The run's own records (e.g. a backtest's row and live
-    state) would otherwise still describe the dead execution. One handler per task name; a
-    decorator. The job run and dead letter are recorded by the reaper either way.
+    """Register the function the reaper calls with ``(session, args, kwargs, outcome,
+    reason)`` when it gives up a run of ``task_name`` whose worker died: ``outcome`` is
+    ``"requeued"`` (sent again, same task id) or ``"lost"`` (marked lost, dead-lettered);
+    ``reason`` says which worker died and how it was noticed. The run's own records (e.g. a
+    backtest's row and live state) would otherwise still describe the dead execution.
+
+    The handler runs inside the transaction (a savepoint of it) that ends the job run, so
+    both change together; it writes through ``session`` and may return a callable the
+    reaper calls after the commit, for effects outside the database (live state in Redis).
+    One handler per task name; a decorator. The job run and dead letter are recorded by the
+    reaper either way: a handler that raises is rolled back and logged.
     """
 
     def register(fn: WorkerLostHandler) -> WorkerLostHandler:

@@ -36,6 +36,7 @@ import structlog
 from billiard.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic import ValidationError as PydanticError
+from sqlalchemy.orm import Session
 
 from db.backtests import (
     FINAL_STATES,
@@ -1222,31 +1223,39 @@ def on_hard_time_limit(args: Any, kwargs: Any) -> None:
     state_store().update(run_id, {"state": "timed_out", "phase": "timed_out", "eta": 0})
 
 
-def on_worker_lost(args: Any, kwargs: Any, outcome: str, reason: str) -> None:
-    """Called by the reaper when the worker running a run died (the task's ``(args,
-    kwargs)``; ``outcome`` ``"requeued"`` or ``"lost"``, see
-    :func:`workers.base.on_worker_lost`): the run's row and live state stop saying
-    ``running`` — ``requeued``: back to ``queued`` (phase ``re-queued: <reason>``) until the
-    next attempt claims it; ``lost``: ``failed``. A run that is no longer ``running``
-    (finished, cancelled) is left alone."""
+def on_worker_lost(
+    session: Session, args: Any, kwargs: Any, outcome: str, reason: str
+) -> Callable[[], None] | None:
+    """Called by the reaper, in the transaction that gives up the job run, when the worker
+    running a run died (the task's ``(args, kwargs)``; ``outcome`` ``"requeued"`` or
+    ``"lost"``, see :func:`workers.base.on_worker_lost`): the run's row stops saying
+    ``running`` in that same transaction — ``requeued``: back to ``queued`` (``re-queued:
+    <reason>``) until the next attempt claims it; ``lost``: ``failed``. Returns the action
+    that updates the live state once committed (``None``: nothing changed). A run that is
+    no longer ``running`` (finished, cancelled), or arguments without a run id, are left
+    alone."""
     run_id = (list(args or []) or [None])[0] or (kwargs or {}).get("run_id")
     if not isinstance(run_id, str):
-        return
-    with session_scope() as session:
-        if outcome == "requeued":
-            changed = requeue(session, run_id, note=f"re-queued: {reason}")
-            fields: dict[str, Any] = {
-                "state": "queued",
-                "phase": f"re-queued: {reason}",
-                "progress": 0,
-                "eta": "null",
-            }
-        else:
-            changed = finish(session, run_id, state="failed", error=f"worker lost: {reason}")
-            fields = {"state": "failed", "phase": "failed", "eta": 0}
-    if changed:
+        return None
+    if outcome == "requeued":
+        changed = requeue(session, run_id, note=f"re-queued: {reason}")
+        fields: dict[str, Any] = {
+            "state": "queued",
+            "phase": f"re-queued: {reason}",
+            "progress": 0,
+            "eta": "null",
+        }
+    else:
+        changed = finish(session, run_id, state="failed", error=f"worker lost: {reason}")
+        fields = {"state": "failed", "phase": "failed", "eta": 0}
+    if not changed:
+        return None
+
+    def publish() -> None:
         state_store().update(run_id, fields)
         log.warning("backtest.worker_lost", run_id=run_id, outcome=outcome, reason=reason)
+
+    return publish
 
 
 def on_child_killed(args: Any, kwargs: Any) -> None:

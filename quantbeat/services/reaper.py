@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,10 +183,15 @@ def _give_up(
         # Marked before sending (the new execution's own "started" must not be
         # overwritten), and only if it is still the run that was read: one that ended
         # while the workers were asked is left alone.
-        if not _claim(task_id, attempts, "requeued", f"reaped: {why}; requeued (idempotent)"):
+        # The task's hook (the run's own records) changes in the claim's transaction, before
+        # the new execution starts.
+        claimed = _claim(
+            task_id, attempts, "requeued", f"reaped: {why}; requeued (idempotent)",
+            task_name=task_name, args=args, kwargs=kwargs, reason=why,
+        )  # fmt: skip
+        if not claimed:
             report.finished += 1
             return
-        _tell_lost(task_name, args, kwargs, "requeued", why)  # before the new execution starts
         app.send_task(task_name, args=list(args or ()), kwargs=dict(kwargs or {}), task_id=task_id)
         report.requeued.append(task_id)
         log.warning("reaper.requeued", task_id=task_id, task=task_name, reason=why)
@@ -197,7 +203,11 @@ def _give_up(
     else:
         because = "it is not idempotent" if task is not None else "the task is not registered"
     error = f"reaped: {why}; not requeued because {because}"
-    if not _claim(task_id, attempts, "lost", error):
+    claimed = _claim(
+        task_id, attempts, "lost", error,
+        task_name=task_name, args=args, kwargs=kwargs, reason=error,
+    )  # fmt: skip
+    if not claimed:
         report.finished += 1
         return
     record_failure_outside_task(
@@ -209,26 +219,8 @@ def _give_up(
         error=error,
         state="lost",
     )
-    _tell_lost(task_name, args, kwargs, "lost", error)
     report.lost.append(task_id)
     log.error("reaper.lost", task_id=task_id, task=task_name, reason=why, because=because)
-
-
-def _tell_lost(task_name: str, args: Any, kwargs: Any, outcome: str, reason: str) -> None:
-    """Call the task's worker-lost hook, if any; a failing hook is logged (the run's job
-    history is already right)."""
-    handler = worker_lost_handler(task_name)
-    if handler is None:
-        return
-    try:
-        handler(args, kwargs, outcome, reason)
-    except Exception as exc:
-        log.error(
-            "reaper.worker_lost_hook_failed",
-            task=task_name,
-            outcome=outcome,
-            error=f"{type(exc).__name__}: {exc}"[:500],
-        )
 
 
 def reap_dead_workers(
@@ -279,11 +271,28 @@ def dead_workers_pass(
     return reap_dead_workers(worker_app, dead_after=dead_after, own_task_id=own_task_id).as_dict()
 
 
-def _claim(task_id: str, attempts: int, state: str, error: str) -> bool:
-    """End the orphan's run with ``state`` if it is still the ``started`` run that was read
-    (see :func:`db.jobs.end_if_still_started`)."""
+def _claim(
+    task_id: str,
+    attempts: int,
+    state: str,
+    error: str,
+    *,
+    task_name: str,
+    args: Any,
+    kwargs: Any,
+    reason: str,
+) -> bool:
+    """End the orphan's run with ``state`` (``requeued`` or ``lost``) if it is still the
+    ``started`` run that was read (see :func:`db.jobs.end_if_still_started`) and, in the same
+    transaction, let the task's worker-lost hook (:func:`workers.base.on_worker_lost`) bring
+    the run's own records along, so no reader sees the job given up while those records
+    still say running. The hook's after-commit action (live state outside the database)
+    runs once committed. A failing hook is rolled back to its savepoint and logged: the job
+    history is right either way. Returns whether this call ended the run."""
+    handler = worker_lost_handler(task_name)
+    after: Callable[[], None] | None = None
     with session_scope() as session:
-        return end_if_still_started(
+        ended = end_if_still_started(
             session,
             task_id=task_id,
             attempts=attempts,
@@ -291,6 +300,29 @@ def _claim(task_id: str, attempts: int, state: str, error: str) -> bool:
             error=error,
             finished_at=dt.datetime.now(dt.UTC),
         )
+        if not ended:
+            return False
+        if handler is not None:
+            try:
+                with session.begin_nested():
+                    after = handler(session, args, kwargs, state, reason)
+            except Exception as exc:
+                _hook_failed(task_name, state, exc)
+    if after is not None:
+        try:
+            after()
+        except Exception as exc:
+            _hook_failed(task_name, state, exc)
+    return True
+
+
+def _hook_failed(task_name: str, outcome: str, exc: Exception) -> None:
+    log.error(
+        "reaper.worker_lost_hook_failed",
+        task=task_name,
+        outcome=outcome,
+        error=f"{type(exc).__name__}: {exc}"[:500],
+    )
 
 
 def parse_dead_after(value: object) -> float | None:

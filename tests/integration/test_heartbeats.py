@@ -33,7 +33,7 @@ from celery import Celery
 from sqlalchemy import select, update
 
 import tests.support.backtest_app  # noqa: F401  (the test strategies, for spec validation)
-from db.backtests import claim, create_run
+from db.backtests import claim, create_run, get_run
 from db.engine import session_scope
 from db.heartbeats import beat, list_heartbeats, prune_heartbeats
 from db.jobs import list_attempts
@@ -356,13 +356,23 @@ def test_the_backtest_hook_marks_a_lost_run_failed_and_leaves_finished_runs_alon
         create_run(session, run_id, strategy="test_slow", spec={}, total=2, origin="test")
     with session_scope() as session:
         assert claim(session, run_id) is not None  # running, as if a worker took it
-    backtests.on_worker_lost([run_id], {}, "lost", "worker w@h is dead: no heartbeat for 40 s")
+    reason = "worker w@h is dead: no heartbeat for 40 s"
+    with session_scope() as session:
+        publish = backtests.on_worker_lost(session, [run_id], {}, "lost", reason)
+        # The row changes in the caller's transaction: not committed yet.
+        with session_scope() as other:
+            assert get_run(other, run_id).state == "running"
+    assert publish is not None
     status = backtests.status(run_id)
     assert status["state"] == "failed"
     assert "worker lost: worker w@h is dead" in status["error"]
-    backtests.on_worker_lost([run_id], {}, "requeued", "late")  # a final run stays final
+    publish()
+    assert backtests.state_store().read(run_id)["state"] == "failed"
+    with session_scope() as session:  # a final run stays final
+        assert backtests.on_worker_lost(session, [run_id], {}, "requeued", "late") is None
     assert backtests.status(run_id)["state"] == "failed"
-    backtests.on_worker_lost([42], None, "lost", "not a run id")  # ignored
+    with session_scope() as session:  # ignored
+        assert backtests.on_worker_lost(session, [42], None, "lost", "not a run id") is None
 
 
 def test_heartbeat_rows_are_listed_newest_first(pool: Pool) -> None:

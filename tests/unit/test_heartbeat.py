@@ -146,7 +146,7 @@ def test_worker_lost_hooks_are_registered_per_task_name():
     seen: list[tuple[Any, ...]] = []
 
     @on_worker_lost("quantbeat.test.lost_hook")
-    def hook(args: Any, kwargs: Any, outcome: str, reason: str) -> None:
+    def hook(session: Any, args: Any, kwargs: Any, outcome: str, reason: str) -> None:
         seen.append((args, kwargs, outcome, reason))
 
     handler = worker_lost_handler("quantbeat.test.lost_hook")

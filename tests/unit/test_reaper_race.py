@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from db.engine import forget_engines, session_scope
 from db.jobs import end_if_still_started, record_job_end, record_job_start
@@ -20,6 +20,7 @@ from db.migrate import upgrade
 from db.models import JobRun
 from quantbeat.infra.settings import reset_settings
 from quantbeat.services.reaper import reap
+from workers.base import on_worker_lost
 
 LONG_AGO = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 
@@ -128,3 +129,62 @@ def test_without_the_race_every_orphan_is_requeued(database):
     report = reap(app, grace=60)
     assert sorted(app.sent) == ["a", "b"]
     assert report.finished == 0
+
+
+HOOKED = "quantbeat.test.reaper_hooked"
+
+
+def _hooked_app() -> _App:
+    app = _App(finish=None)
+    app.tasks[HOOKED] = _Task()
+    return app
+
+
+def test_the_worker_lost_hook_writes_in_the_claims_transaction_and_publishes_after_commit(
+    database,
+):
+    """The task's hook sees the job run already given up in its own transaction, its write
+    commits with the claim, and its after-commit action runs once the claim is visible to
+    another session (a reader never sees the job given up while the run says running)."""
+    seen: list[tuple[str, ...]] = []
+
+    @on_worker_lost(HOOKED)
+    def hook(session: Any, args: Any, kwargs: Any, outcome: str, reason: str) -> Any:
+        own = session.execute(select(JobRun.state).where(JobRun.task_id == "h-1")).scalar_one()
+        session.execute(
+            update(JobRun).where(JobRun.task_id == "h-1").values(error=f"hook: {outcome}")
+        )
+        seen.append(("in transaction", own))
+        return lambda: seen.append(("after commit", _state("h-1")))
+
+    _start("h-1", name=HOOKED)
+    app = _hooked_app()
+    report = reap(app, grace=60)
+    assert report.requeued == ["h-1"]
+    assert seen == [("in transaction", "requeued"), ("after commit", "requeued")]
+    with session_scope() as session:
+        error = session.execute(select(JobRun.error).where(JobRun.task_id == "h-1")).scalar_one()
+    assert error == "hook: requeued"
+
+
+def test_a_failing_hook_is_rolled_back_and_the_run_is_still_given_up(database):
+    calls: list[str] = []
+
+    @on_worker_lost(HOOKED)
+    def hook(session: Any, args: Any, kwargs: Any, outcome: str, reason: str) -> Any:
+        session.execute(update(JobRun).where(JobRun.task_id == "h-2").values(error="half"))
+        calls.append(outcome)
+        raise RuntimeError("hook broke")
+
+    _start("h-2", name=HOOKED)
+    app = _hooked_app()
+    report = reap(app, grace=60)
+    assert calls == ["requeued"]
+    assert report.requeued == ["h-2"]
+    assert app.sent == ["h-2"]
+    assert _state("h-2") == "requeued"
+    with session_scope() as session:
+        error = session.execute(select(JobRun.error).where(JobRun.task_id == "h-2")).scalar_one()
+    assert error is not None
+    assert error != "half"  # the hook's write went with its savepoint
+    assert error.startswith("reaped: ")
