@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Boolean,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -858,10 +860,18 @@ class SignalOutcome(Base):
     best and worst excursion while open. ``sessions_held`` counts trading sessions (entry
     session included). ``evaluated_through`` is the last session whose bar was read; one row
     per signal, rewritten only when a value changes.
+
+    Every signal has its row from the moment it is stored: a trigger on ``signals``
+    (migration 0021; :data:`OUTCOME_BIRTH_DDL` for ``create_all``) writes an unfollowed row —
+    ``rules`` :data:`UNFOLLOWED_RULES`, ``state`` ``pending`` — that the track record's next
+    update replaces, so its work list is an index read of this table.
     """
 
     __tablename__ = "signal_outcomes"
-    __table_args__ = (Index("ix_signal_outcomes_state", "state"),)
+    __table_args__ = (
+        Index("ix_signal_outcomes_state", "state"),
+        Index("ix_signal_outcomes_rules", "rules"),
+    )
 
     signal_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("signals.id", ondelete="CASCADE"), primary_key=True
@@ -1052,3 +1062,46 @@ class ApiKey(TimestampMixin, Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+#: The ``rules`` of an outcome row the track record has not computed yet (written by the
+#: ``signals_outcome_birth`` trigger when the signal is stored).
+UNFOLLOWED_RULES = ""
+
+#: The birth-row trigger of migration 0021 by dialect, for schemas made with ``create_all``
+#: (tests); migrated databases get it from the migration.
+OUTCOME_BIRTH_DDL: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "postgresql",
+        (
+            "CREATE FUNCTION signal_outcome_birth() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN INSERT INTO signal_outcomes (signal_id, rules, state) "
+            "SELECT born.id, '', 'pending' FROM born ON CONFLICT (signal_id) DO NOTHING; "
+            "RETURN NULL; END $$",
+            "CREATE TRIGGER signals_outcome_birth AFTER INSERT ON signals "
+            "REFERENCING NEW TABLE AS born FOR EACH STATEMENT "
+            "EXECUTE FUNCTION signal_outcome_birth()",
+        ),
+    ),
+    (
+        "sqlite",
+        (
+            "CREATE TRIGGER signals_outcome_birth AFTER INSERT ON signals BEGIN "
+            "INSERT OR IGNORE INTO signal_outcomes (signal_id, rules, state) "
+            "VALUES (NEW.id, '', 'pending'); END",
+        ),
+    ),
+)
+
+
+def _attach_outcome_birth_trigger() -> None:
+    for dialect, statements in OUTCOME_BIRTH_DDL:
+        for statement in statements:
+            event.listen(
+                SignalOutcome.__table__,
+                "after_create",
+                DDL(statement).execute_if(dialect=dialect),  # type: ignore[no-untyped-call]
+            )
+
+
+_attach_outcome_birth_trigger()

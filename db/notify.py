@@ -13,6 +13,7 @@ from sqlalchemy import String, and_, cast, delete, func, literal, or_, select, u
 from sqlalchemy.orm import Session
 
 from db.models import (
+    UNFOLLOWED_RULES,
     AiAnalysis,
     Event,
     Instrument,
@@ -278,11 +279,14 @@ def new_signal_counts(session: Session, trade_date: dt.date) -> dict[str, int]:
 
 def outcome_day(session: Session, trade_date: dt.date) -> tuple[int, list[float | None]]:
     """(signals whose outcome is open or pending entry, the net returns of those that
-    closed on ``trade_date``)."""
+    closed on ``trade_date``); outcomes the track record has not computed yet are left out."""
     still = session.execute(
         select(func.count())
         .select_from(SignalOutcome)
-        .where(SignalOutcome.state.in_(("open", "pending")))
+        .where(
+            SignalOutcome.state.in_(("open", "pending")),
+            SignalOutcome.rules != UNFOLLOWED_RULES,
+        )
     ).scalar_one()
     closed = session.execute(
         select(SignalOutcome.net_return).where(

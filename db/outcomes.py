@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import and_, func, not_, or_, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from db.candles import read_daily_bars
-from db.models import Instrument, IntradaySnapshot, Signal, SignalOutcome
+from db.models import UNFOLLOWED_RULES, Instrument, IntradaySnapshot, Signal, SignalOutcome
 from db.store import UpsertCounts, upsert_rows
 
 #: The outcome columns an update may change (all but the key and the timestamp).
@@ -74,42 +74,82 @@ def signals_to_follow(
     everything: bool = False,
     strategy: str | None = None,
 ) -> list[FollowedSignal]:
-    """The signals of sessions up to ``through`` whose outcome is missing, not in a
+    """The signals of sessions up to ``through`` whose outcome is not followed yet, not in a
     ``finished`` state, or computed under rules not in ``current_rules`` (every signal with
-    ``everything``), optionally of one ``strategy``; ordered by instrument and date."""
-    query = (
-        select(
-            Signal.id,
-            Signal.instrument_id,
-            Signal.strategy,
-            Signal.phase,
-            Signal.trade_date,
-            Signal.entry_price,
-            Signal.status,
-            Signal.inputs,
-            Signal.grade,
-            Signal.gate,
-            Instrument.market,
-            Instrument.ticker,
-            Instrument.listing_status,
-            Instrument.source,
-        )
-        .join(Instrument, Instrument.id == Signal.instrument_id)
-        .outerjoin(SignalOutcome, SignalOutcome.signal_id == Signal.id)
-        .where(Signal.trade_date <= through)
-    )
+    ``everything``), optionally of one ``strategy``; ordered by instrument and date.
+
+    Every signal has an outcome row from birth (:data:`db.models.UNFOLLOWED_RULES`), so the
+    work list is read from ``signal_outcomes`` by index: the distinct states and rules are
+    found by a loose index scan (a handful of values), then the ids of the rows in the
+    unfinished states and under stale rules through their indexes, then those signals by
+    primary key — never a scan of every signal (a join let the planner hash all of them)."""
+    query = select(
+        Signal.id,
+        Signal.instrument_id,
+        Signal.strategy,
+        Signal.phase,
+        Signal.trade_date,
+        Signal.entry_price,
+        Signal.status,
+        Signal.inputs,
+        Signal.grade,
+        Signal.gate,
+        Instrument.market,
+        Instrument.ticker,
+        Instrument.listing_status,
+        Instrument.source,
+    ).join(Instrument, Instrument.id == Signal.instrument_id)
+    query = query.where(Signal.trade_date <= through)
     if strategy is not None:
         query = query.where(Signal.strategy == strategy)
-    if not everything:
-        query = query.where(
-            or_(
-                SignalOutcome.signal_id.is_(None),
-                not_(SignalOutcome.state.in_(list(finished))),
-                not_(SignalOutcome.rules.in_(list(current_rules))),
+    order = (Signal.instrument_id, Signal.trade_date, Signal.id)
+    if everything:
+        return [FollowedSignal(*row) for row in session.execute(query.order_by(*order))]
+    unfinished = [v for v in distinct_values(session, "state") if v not in finished]
+    stale = [v for v in distinct_values(session, "rules") if v not in current_rules]
+    if not unfinished and not stale:
+        return []
+    ids = list(
+        session.execute(
+            select(SignalOutcome.signal_id).where(
+                or_(SignalOutcome.state.in_(unfinished), SignalOutcome.rules.in_(stale))
             )
-        )
-    rows = session.execute(query.order_by(Signal.instrument_id, Signal.trade_date, Signal.id))
-    return [FollowedSignal(*row) for row in rows]
+        ).scalars()
+    )
+    found: list[FollowedSignal] = []
+    for at in range(0, len(ids), _ID_CHUNK):
+        part = ids[at : at + _ID_CHUNK]
+        found.extend(FollowedSignal(*r) for r in session.execute(query.where(Signal.id.in_(part))))
+    found.sort(key=lambda s: (s.instrument_id, s.trade_date, s.signal_id))
+    return found
+
+
+#: Signal ids per read of the work list's signals (by primary key; under SQLite's limit of
+#: bound parameters).
+_ID_CHUNK = 10_000
+
+
+#: The indexed columns of ``signal_outcomes`` whose distinct values :func:`distinct_values`
+#: walks (``ix_signal_outcomes_state``, ``ix_signal_outcomes_rules``).
+_DISTINCT = {
+    column: text(
+        f"WITH RECURSIVE v(x) AS (SELECT min({column}) FROM signal_outcomes UNION ALL "  # noqa: S608 (a fixed column name)
+        f"SELECT (SELECT min(o.{column}) FROM signal_outcomes o WHERE o.{column} > v.x) "
+        "FROM v WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL"
+    )
+    for column in ("state", "rules")
+}
+
+
+def distinct_values(session: Session, column: str) -> list[str]:
+    """The distinct values of ``signal_outcomes.<column>`` (``state`` or ``rules``), each the
+    smallest one after the last through the column's index (a loose index scan: one probe
+    per value, whatever the table's size).
+
+    Raises:
+        KeyError: another column.
+    """
+    return [str(v) for (v,) in session.execute(_DISTINCT[column])]
 
 
 def stored_outcomes(session: Session, signal_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -131,11 +171,15 @@ def write_outcomes(
 ) -> UpsertCounts:
     """Write the outcome ``rows`` (each with ``signal_id`` and :data:`OUTCOME_COLUMNS`) that
     differ from ``stored`` (as :func:`stored_outcomes` read them); identical ones are counted
-    as unchanged and not sent. Changed rows get a new ``updated_at``."""
+    as unchanged and not sent. Changed rows get a new ``updated_at``. A signal's first
+    outcome counts as inserted, also where it replaces the unfollowed row the signal was
+    born with (:data:`db.models.UNFOLLOWED_RULES`)."""
     changed = []
+    first = 0
     for row in rows:
         before = stored.get(int(row["signal_id"]))
         if before is None or any(before[c] != row[c] for c in OUTCOME_COLUMNS):
+            first += before is not None and before["rules"] == UNFOLLOWED_RULES
             changed.append(
                 {"signal_id": int(row["signal_id"]), **{c: row[c] for c in OUTCOME_COLUMNS}}
             )
@@ -146,7 +190,8 @@ def write_outcomes(
         key=("signal_id",),
         compare=OUTCOME_COLUMNS,
     )
-    return counts + UpsertCounts(unchanged=len(rows) - len(changed))
+    births = UpsertCounts(inserted=first, updated=-first)
+    return counts + births + UpsertCounts(unchanged=len(rows) - len(changed))
 
 
 def market_sessions(
@@ -215,9 +260,11 @@ def snapshot_days(session: Session, days: Collection[dt.date]) -> list[dt.date]:
 
 
 def count_outcomes(session: Session) -> dict[str, int]:
-    """Stored outcomes by state."""
+    """Stored outcomes by state (the track record's: rows not followed yet are left out)."""
     rows = session.execute(
-        select(SignalOutcome.state, func.count()).group_by(SignalOutcome.state)
+        select(SignalOutcome.state, func.count())
+        .where(SignalOutcome.rules != UNFOLLOWED_RULES)
+        .group_by(SignalOutcome.state)
     ).all()
     return {str(state): int(n) for state, n in rows}
 
@@ -225,9 +272,10 @@ def count_outcomes(session: Session) -> dict[str, int]:
 def track_rows(
     session: Session, *, strategy: str | None = None, since: dt.date | None = None
 ) -> list[tuple[Any, ...]]:
-    """Every stored outcome joined with its signal and instrument: ``(signal_id, strategy,
-    trade_date, state, net_return, exit_date, grade, market, gate, source, reason, phase)``, of one
-    ``strategy`` and of signals from ``since`` on when given."""
+    """Every outcome the track record computed, joined with its signal and instrument:
+    ``(signal_id, strategy, trade_date, state, net_return, exit_date, grade, market, gate,
+    source, reason, phase)``, of one ``strategy`` and of signals from ``since`` on when given
+    (rows not followed yet are left out)."""
     query = (
         select(
             Signal.id,
@@ -245,6 +293,7 @@ def track_rows(
         )
         .join(SignalOutcome, SignalOutcome.signal_id == Signal.id)
         .join(Instrument, Instrument.id == Signal.instrument_id)
+        .where(SignalOutcome.rules != UNFOLLOWED_RULES)
     )
     if strategy is not None:
         query = query.where(Signal.strategy == strategy)

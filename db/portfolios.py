@@ -12,6 +12,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import (
+    UNFOLLOWED_RULES,
     DailyCandle,
     Instrument,
     Portfolio,
@@ -345,14 +346,15 @@ def latest_ready_day(session: Session) -> dt.date | None:
     ready: dt.date = candles
     unfollowed = session.execute(
         select(func.min(Signal.trade_date))
-        .outerjoin(SignalOutcome, SignalOutcome.signal_id == Signal.id)
-        .where(SignalOutcome.signal_id.is_(None))
+        .join(SignalOutcome, SignalOutcome.signal_id == Signal.id)
+        .where(SignalOutcome.rules == UNFOLLOWED_RULES)
     ).scalar_one()
     if unfollowed is not None:
         ready = min(ready, unfollowed - dt.timedelta(days=1))
     following = session.execute(
         select(func.min(SignalOutcome.evaluated_through)).where(
-            SignalOutcome.state.in_(("pending", "open"))
+            SignalOutcome.state.in_(("pending", "open")),
+            SignalOutcome.rules != UNFOLLOWED_RULES,
         )
     ).scalar_one()
     if following is not None:

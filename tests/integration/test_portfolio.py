@@ -89,7 +89,7 @@ def _seed(seed: int = 3, end: dt.date = END) -> list[dt.date]:
                 ).scalar_one()  # fmt: skip
                 out = n + rng.randint(1, 6)
                 closed = out < len(sessions)
-                session.add(
+                session.merge(  # over the row the signal was born with
                     SignalOutcome(
                         signal_id=signal_id, rules="test-v1",
                         state="closed" if closed else "open",

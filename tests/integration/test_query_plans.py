@@ -1,15 +1,15 @@
 """Query plans on large tables (issue 22): a database of its own with 5,000,000 daily candles
 (5,000 instruments × 1,000 sessions), 500,000 signals with their outcomes and 1,000,000 job
 runs; the product's own code runs its main reads — each strategy's latest signals, a
-2,500-instrument universe load, a job-history page — while every SQL statement it sends is
-captured; each captured read is then run again under
+2,500-instrument universe load, a track-record update, a job-history page — while every SQL
+statement it sends is captured; each captured read is then run again under
 ``EXPLAIN (ANALYZE, BUFFERS)``: it must use an index and never scan a large table
 sequentially. The plans' times are printed, not asserted (tests assert no timings).
 
-Not here yet: the rest of the track-record update. On this database it finds the signals to
-follow by a left join of ``signals`` and ``signal_outcomes`` over every session up to
-``as_of`` — sequential scans of both (issue 22 stays open for it). Its sessions per market,
-which read a year of candles, are now a loose index scan (checked here)."""
+The track-record update found its work list by a left join of ``signals`` and
+``signal_outcomes`` (sequential scans of both) until migration 0021 gave every signal its
+outcome row at birth; its sessions per market, which read a year of candles, are a loose
+index scan."""
 
 from __future__ import annotations
 
@@ -27,10 +27,16 @@ from db.candles import read_daily_bars
 from db.engine import forget_engines, get_engine, session_scope
 from db.outcomes import market_sessions
 from quantbeat.infra.settings import reset_settings
+from quantbeat.services import track_record
 from quantbeat.services.jobs import page_jobs
 from quantbeat.services.signal_reads import latest_signals
 from tests.support import parallel
-from tests.support.plans import build_large_database, large_tables_read, plan_problems
+from tests.support.plans import (
+    LAST_DAY,
+    build_large_database,
+    large_tables_read,
+    plan_problems,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -154,3 +160,20 @@ def test_a_job_history_page(large: str, captured: Captured) -> None:
     failed, _ = page_jobs(states=["failed"], tasks=["quantbeat.scans.*"], limit=50)
     assert failed
     _check("job history page", _explain(large, captured.statements))
+
+
+def test_a_track_record_update(large: str, captured: Captured) -> None:
+    """The daily update: the work list (the last month's signals, not followed yet, among
+    500,000 whose outcomes are closed), the sessions, the bars from each signal's start, the
+    stored outcomes; then the same reads again once those signals are followed (open and
+    pending), as the next day's update sends them."""
+    day = dt.date.fromisoformat(LAST_DAY)
+    first = track_record.update(day)
+    assert first["followed"] > 1_000
+    assert first["updated"] > 0
+    _check("track-record update", _explain(large, captured.statements))
+    captured.statements.clear()
+    again = track_record.update(day)
+    assert again["followed"] > 0
+    assert (again["inserted"], again["updated"]) == (0, 0)
+    _check("track-record update, again", _explain(large, captured.statements))

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from db.engine import session_scope
-from db.models import SignalOutcome
+from db.models import UNFOLLOWED_RULES, SignalOutcome
 from db.scans import replace_signals
 from quant.costs import Costs
 from quantbeat.services import track_record
@@ -80,9 +80,13 @@ def market(database: str) -> dict[str, Any]:
     return {"names": names, "bars": bars, "signals": int(count)}
 
 
-def _outcomes() -> list[SignalOutcome]:
+def _outcomes(unfollowed: bool = False) -> list[SignalOutcome]:
+    """The outcomes the track record computed (``unfollowed``: the rows signals were born
+    with instead, not followed yet)."""
+    followed = SignalOutcome.rules != UNFOLLOWED_RULES
     with session_scope() as session:
-        rows = list(session.execute(select(SignalOutcome)).scalars())
+        query = select(SignalOutcome).where(~followed if unfollowed else followed)
+        rows = list(session.execute(query).scalars())
         session.expunge_all()
         return rows
 
@@ -103,6 +107,10 @@ def test_signals_are_followed_through_the_task_and_a_rerun_changes_nothing(
     assert first["inserted"] > 0
     middle = {o.signal_id: o for o in _outcomes()}
     assert len(middle) == first["followed"]
+    # every later signal has the row it was born with, not followed yet
+    born = _outcomes(unfollowed=True)
+    assert len(born) == market["signals"] - len(middle)
+    assert {(o.state, o.evaluated_through) for o in born} == {("pending", None)}
 
     done = celery_app.send_task("quantbeat.track.update", kwargs={"as_of": LAST.isoformat()}).get(
         timeout=120
@@ -110,6 +118,7 @@ def test_signals_are_followed_through_the_task_and_a_rerun_changes_nothing(
     # every signal has an outcome; the unfinished ones of MIDDLE were followed further
     outcomes = _outcomes()
     assert len(outcomes) == market["signals"]
+    assert _outcomes(unfollowed=True) == []
     assert done["updated"] > 0
     assert {o.state for o in outcomes} <= {"open", "pending", "closed", "expired", "void"}
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import psycopg
 
+from quant.outcomes import DEFAULT_RULES
+
 #: Tables with millions of rows in a deployment: never read by a sequential scan.
 LARGE_TABLES = ("daily_candles", "signals", "signal_outcomes", "job_runs")
 INSTRUMENTS = 5_000
@@ -16,6 +18,9 @@ SESSIONS = 1_000
 SIGNALS_PER_DAY = 250  # per strategy
 JOB_RUNS = 1_000_000
 LAST_DAY = "2026-11-30"
+#: The current rules of the two strategies' outcomes (the track record recomputes others).
+VCP_RULES = DEFAULT_RULES.version("vcp")
+CLOSING_BET_RULES = DEFAULT_RULES.version("closing_bet")
 
 _BUILD = f"""
 SET synchronous_commit = off;
@@ -54,9 +59,14 @@ ON CONFLICT DO NOTHING;
 
 INSERT INTO signal_outcomes (signal_id, rules, state, reason, entry_date, entry_price,
                              exit_date, exit_price, evaluated_through)
-SELECT s.id, 'v1', 'closed', 'target', s.trade_date, s.entry_price, s.trade_date + 5,
+SELECT s.id, CASE WHEN s.strategy = 'vcp' THEN '{VCP_RULES}' ELSE '{CLOSING_BET_RULES}' END,
+       'closed', 'target', s.trade_date, s.entry_price, s.trade_date + 5,
        s.entry_price * 1.05, s.trade_date + 5
-FROM signals AS s WHERE s.trade_date < DATE '{LAST_DAY}' - 30;
+FROM signals AS s WHERE s.trade_date < DATE '{LAST_DAY}' - 30
+ON CONFLICT (signal_id) DO UPDATE SET rules = excluded.rules, state = excluded.state,
+    reason = excluded.reason, entry_date = excluded.entry_date,
+    entry_price = excluded.entry_price, exit_date = excluded.exit_date,
+    exit_price = excluded.exit_price, evaluated_through = excluded.evaluated_through;
 
 INSERT INTO job_runs (task_id, task_name, queue, args, kwargs, state, attempts, retries,
                       worker, started_at, finished_at, duration_ms)
