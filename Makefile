@@ -17,8 +17,9 @@ help:
 	@echo "make run    - install into .venv and run the main job on the embedded default"
 	@echo "make dashboard - make run, then serve the dashboard on http://127.0.0.1:8080 (Ctrl-C stops)"
 	@echo "make test   - install, prepare PostgreSQL/Redis for tests, lint, run the whole suite"
+	@echo "              under coverage, and check the floors (quant/ 90 %, the project 85 %)"
 	@echo "make quick  - lint and the unit tests only (no services; about 2 minutes; alias test-quick)"
-	@echo "make coverage - the whole suite under coverage (subprocesses too), then the report"
+	@echo "make coverage - the per-file coverage report of the last make test"
 	@echo "make faults - run the fault scenarios and write their outcome table into README.md"
 	@echo "make lint   - ruff + mypy"
 	@echo "make format - ruff format + fixes"
@@ -45,22 +46,24 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
+# The whole suite under coverage ([tool.coverage] in pyproject.toml: worker and CLI
+# subprocesses write their own data files, which pytest-cov combines with its own at the
+# end), then the floors: quant/ >= 90 %, the whole project >= 85 %, both figures printed.
 test: check-services lint
-	set -a && . ./$(TEST_ENV) && set +a && $(PY) -m pytest -n $(TEST_PROCS) --dist loadfile --durations=25
+	rm -rf var/coverage && mkdir -p var/coverage
+	set -a && . ./$(TEST_ENV) && set +a && $(PY) -m pytest -n $(TEST_PROCS) --dist loadfile --durations=25 --cov --cov-report=
+	$(PY) scripts/coverage_floors.py
 
 quick: lint
 	$(PY) -m pytest tests/unit -q -n $(TEST_PROCS)
 
 test-quick: quick
 
-# The whole suite under coverage ([tool.coverage] in pyproject.toml: worker and CLI
-# subprocesses write their own data files, which pytest-cov combines with its own at the
-# end), then the report: quant/ first, then everything. Not part of `make test` yet.
-coverage: check-services
-	rm -rf var/coverage && mkdir -p var/coverage
-	set -a && . ./$(TEST_ENV) && set +a && $(PY) -m pytest -n $(TEST_PROCS) --dist loadfile --cov --cov-report=
-	$(VENV)/bin/coverage report --include='quant/*' | grep TOTAL
-	$(VENV)/bin/coverage report | grep TOTAL
+# The per-file report of the last `make test`'s coverage data (least covered last), and
+# the floors again.
+coverage:
+	$(VENV)/bin/coverage report --skip-covered --sort=cover
+	$(PY) scripts/coverage_floors.py
 
 faults: check-services
 	rm -rf var/faults
