@@ -27,6 +27,7 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -e '.[dev,yfinance]'
+	$(PY) -m quant.kernels
 	@touch $(STAMP)
 
 run: $(STAMP)

@@ -87,13 +87,9 @@ def _mask_argument_reprs(body: Any = None, headers: dict[str, Any] | None = None
 @worker_init.connect
 def _warm_up(**_: Any) -> None:
     # numba and TA-Lib kernels: loaded by workers only, not by every client of workers.app.
-    from quant.backtest.engine import warm_up as warm_up_engine  # noqa: PLC0415 (numba kernels)
-    from quant.backtest.strategies import warm_up as warm_up_strategies  # noqa: PLC0415 (numba kernels)
-    from quant.indicators.custom import warm_up  # noqa: PLC0415 (numba kernels)
+    from quant.kernels import warm_up  # noqa: PLC0415 (numba kernels)
 
     warm_up()
-    warm_up_engine()
-    warm_up_strategies()
 
 
 @worker_process_init.connect
