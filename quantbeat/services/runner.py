@@ -234,6 +234,11 @@ def _maybe_worker(distributed: bool) -> Iterator[None]:
 HISTORY_SESSIONS = 260
 #: Sessions per history task (small enough for a real provider inside the io time limit).
 HISTORY_CHUNK = 20
+#: Sessions per history task on the simulated market, generated in memory (no provider call
+#: to keep inside a time limit): each task has a fixed cost (instrument registration, the
+#: previous closes, counts), so a quarter of the year per task — 8 tasks instead of 26 —
+#: took the first run's collection from 16.1 s to 11.7 s (measured, two worker threads).
+SIMULATED_HISTORY_CHUNK = 65
 
 #: Candidates per strategy the report lists.
 TOP_CANDIDATES = 5
@@ -260,10 +265,12 @@ class _Job:
 
     def history(self) -> None:
         """First run: :data:`HISTORY_SESSIONS` sessions up to the day, both datasets, in
-        chunks of :data:`HISTORY_CHUNK` (the backfill planner's tasks, sent at once)."""
+        chunks of :data:`HISTORY_CHUNK` (:data:`SIMULATED_HISTORY_CHUNK` on the simulated
+        market; the backfill planner's tasks, sent at once)."""
+        chunk = SIMULATED_HISTORY_CHUNK if self.report.simulated else HISTORY_CHUNK
         calls = plan_backfill(
             last_sessions(self.day, HISTORY_SESSIONS),
-            chunk_sessions=HISTORY_CHUNK,
+            chunk_sessions=chunk,
             datasets=("candles", "flows"),
             market=self.market,
         )
