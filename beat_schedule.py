@@ -119,6 +119,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "kwargs": {"interval": "60m"},
         "options": {"expires": 50 * 60},
     },
+    # The crypto volatility check (issue 23): the last hour of each signal market against its
+    # trailing 30 days; an unusual one is announced once per market and hour.
+    "crypto-volatility-5m": {
+        "task": "quantbeat.crypto.volatility_check",
+        "schedule": crontab(minute="*/5"),
+        "options": {"expires": 4 * 60},
+    },
     # Job runs left "started" by a dead worker: requeued (idempotent) or marked lost.
     "reap-orphans": {
         "task": "quantbeat.ops.reap",

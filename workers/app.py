@@ -22,6 +22,7 @@ TASK_MODULES: tuple[str, ...] = (
     "tasks.ai",
     "tasks.backtests",
     "tasks.collect",
+    "tasks.crypto",
     "tasks.indicators",
     "tasks.maintenance",
     "tasks.market",

@@ -226,6 +226,10 @@ class QuantbeatTask(Task):  # type: ignore[misc]
 
     #: Subclasses/decorators may narrow this; the default is the configured limit.
     max_retries: int | None = None
+    #: Fixed waits before each retry (seconds), instead of the configured jittered exponential
+    #: backoff; also sets ``max_retries`` to their number. The crypto jobs of seed 000 retry
+    #: after 1 s, 2 s and 4 s. A server's Retry-After is still a floor.
+    retry_delays: ClassVar[tuple[float, ...] | None] = None
     #: Results of a task are small summaries; the data lives in PostgreSQL.
     ignore_result = False
     #: Whether running the task twice is harmless (unique business keys, upserts): the reaper
@@ -240,6 +244,8 @@ class QuantbeatTask(Task):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__()
+        if self.retry_delays is not None:
+            self.max_retries = len(self.retry_delays)
         if self.max_retries is None:
             self.max_retries = get_settings().max_retries
 
@@ -382,6 +388,21 @@ class QuantbeatTask(Task):  # type: ignore[misc]
         )
         raise exc
 
+    def retry_countdown(self, retries: int, retry_after: float | None = None) -> float:
+        """Seconds before retry number ``retries + 1``: :attr:`retry_delays` when set (the
+        server's ``retry_after`` a floor), else the configured jittered exponential backoff
+        (:func:`workers.retry.backoff_delay`)."""
+        if self.retry_delays is not None:
+            fixed = self.retry_delays[min(retries, len(self.retry_delays) - 1)]
+            return max(fixed, retry_after or 0.0)
+        settings = get_settings()
+        return backoff_delay(
+            retries,
+            base=settings.retry_backoff_base,
+            cap=settings.retry_backoff_max,
+            retry_after=retry_after,
+        )
+
     def _retry_or_fail(
         self,
         task_id: str,
@@ -396,13 +417,7 @@ class QuantbeatTask(Task):  # type: ignore[misc]
         if retries >= max_retries:
             self._fail(task_id, args, kwargs, t0, "retries_exhausted", _error_text(exc))
             return  # the caller re-raises the original exception
-        settings = get_settings()
-        countdown = backoff_delay(
-            retries,
-            base=settings.retry_backoff_base,
-            cap=settings.retry_backoff_max,
-            retry_after=transient.retry_after,
-        )
+        countdown = self.retry_countdown(retries, transient.retry_after)
         self._finish(task_id, "retrying", t0, error=_error_text(exc))
         log.warning(
             "task.retry",

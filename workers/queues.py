@@ -32,6 +32,7 @@ AREA_QUEUES: dict[str, Queue] = {
     "market": Queue.IO,
     "portfolio": Queue.IO,
     "notify": Queue.IO,
+    "crypto": Queue.IO,
     "indicators": Queue.CPU,
     "scans": Queue.CPU,
     "backtest": Queue.CPU,

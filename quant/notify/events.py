@@ -182,6 +182,22 @@ class OpsAlert(_Model):
     ends_at: dt.datetime | None = None
 
 
+class CryptoVolatility(_Model):
+    """An unusual hour on a crypto market (:mod:`quant.crypto.volatility`): the hour ending at
+    ``at`` moved ``move`` (log return) — ``move_sigma`` sigmas of the trailing 30 days'
+    hourly returns — with a realized volatility of ``realized_sigma`` sigmas, against the
+    ``threshold``; ``price`` now and an hour before (KRW)."""
+
+    market: str = Field(min_length=1, max_length=64)
+    at: dt.datetime
+    threshold: float = Field(gt=0)
+    move: float
+    move_sigma: float
+    realized_sigma: float = Field(ge=0)
+    price: float = Field(gt=0)
+    price_hour_ago: float = Field(gt=0)
+
+
 class StrategyKpis(_Model):
     """Closed-signal figures of one strategy (returns as fractions)."""
 
@@ -234,6 +250,7 @@ SCHEMAS: dict[tuple[str, int], type[_Model]] = {
     ("job.dead_lettered", 1): JobDeadLettered,
     ("data.stale", 1): DataStale,
     ("ops.alert", 1): OpsAlert,
+    ("crypto.volatility", 1): CryptoVolatility,
     ("daily.summary", 1): DailySummary,
     ("notify.test", 1): NotifyTest,
 }

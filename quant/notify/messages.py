@@ -43,6 +43,7 @@ from quant.errors import ValidationError
 from quant.notify.events import (
     AnalysisCompleted,
     BacktestFinished,
+    CryptoVolatility,
     DailySummary,
     DataStale,
     Envelope,
@@ -231,6 +232,10 @@ _LABELS: dict[str, tuple[str, str]] = {
     "latest": ("최신", "latest"),
     "expected": ("기대", "expected"),
     "lag": ("지연 {n}거래일", "{n} sessions behind"),
+    "crypto_volatility": ("⚡ 변동성 경보", "⚡ Volatility alert"),
+    "hour_move": ("1시간 변동", "1-hour move"),
+    "realized_vol": ("실현 변동성", "realized volatility"),
+    "sigma_threshold": ("기준 {v}σ", "threshold {v}σ"),
     "ops_alert_firing": ("🚨 운영 경보", "🚨 Alert"),
     "ops_alert_resolved": ("✅ 경보 해제", "✅ Resolved"),
     "severity": ("심각도", "severity"),
@@ -662,6 +667,24 @@ def _ops_alert(p: OpsAlert, lang: _Lang) -> _Doc:
     return f"{head}: {name}", lines
 
 
+def _crypto_volatility(p: CryptoVolatility, lang: _Lang) -> _Doc:
+    market = _clean(p.market, 64)
+    change = math.expm1(p.move)
+    hour = f"{p.at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    lines: list[_Line] = [
+        [_b(lang("crypto_volatility")), _t(": "), _c(market), _t(f" · {hour}")],
+        [
+            _t(
+                f"{lang('hour_move')} {format_pct(change)} ({p.move_sigma:+.1f}σ) · "
+                f"{lang('realized_vol')} {p.realized_sigma:.1f}σ · "
+                f"{lang('sigma_threshold', v=f'{p.threshold:g}')}"
+            )
+        ],
+        [_t(f"KRW {p.price_hour_ago:,.0f} → KRW {p.price:,.0f}")],
+    ]
+    return f"{lang('crypto_volatility')}: {market} {format_pct(change)}", lines
+
+
 def _daily_summary(p: DailySummary, lang: _Lang) -> _Doc:
     title = f"{lang('daily_summary')} {p.trade_date.isoformat()}"
     lines: list[_Line] = [[_b(title)], [_t(f"{lang('gate')} {_gate(p.gate)}")]]
@@ -736,6 +759,8 @@ def _document(envelope: Envelope, lang: _Lang, top: int) -> _Doc:
         return _data_stale(p, lang)
     if isinstance(p, OpsAlert):
         return _ops_alert(p, lang)
+    if isinstance(p, CryptoVolatility):
+        return _crypto_volatility(p, lang)
     if isinstance(p, DailySummary):
         return _daily_summary(p, lang)
     if isinstance(p, NotifyTest):

@@ -336,6 +336,11 @@ class Settings(BaseSettings):
     crypto_tickers: list[str] = Field(default_factory=list)
     # How far back an incremental crypto run looks when nothing is stored yet, in hours.
     crypto_lookback_hours: int = Field(default=48, ge=1)
+    # The markets of the crypto jobs (issue 23): the volatility check, the hourly signal.
+    crypto_signal_markets: list[str] = Field(default_factory=lambda: ["KRW-BTC"], min_length=1)
+    # An hour is unusual at this many sigmas of the trailing 30 days' hourly returns
+    # (quant.crypto.volatility).
+    volatility_sigma: float = Field(default=3.0, gt=0, le=100)
     upbit_base_url: str = "https://api.upbit.com"
     # Global request rates per provider (requests per second, across all workers and hosts),
     # and how long a task may wait for its turn before a Celery retry takes over (seconds).

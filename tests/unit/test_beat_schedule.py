@@ -72,6 +72,7 @@ def test_entries():
         "quantbeat.pipeline.krx_flows",
         "quantbeat.backtest.nightly",
         "quantbeat.collect.crypto_candles",
+        "quantbeat.crypto.volatility_check",
         "quantbeat.collect.universe",
         "quantbeat.ops.backup",
         "quantbeat.ops.reap",

@@ -144,6 +144,16 @@ def _samples(text: str = "text") -> dict[str, dict[str, Any]]:
             "labels": {"instance": s("instance"), "job": "quantbeat-worker-io"},
             "starts_at": "2026-11-20T06:30:00Z",
         },
+        "crypto.volatility": {
+            "market": s("market"),
+            "at": "2026-11-20T06:00:00Z",
+            "threshold": 3,
+            "move": 0.0487,
+            "move_sigma": 5.21,
+            "realized_sigma": 2.4,
+            "price": 151_234_000,
+            "price_hour_ago": 144_040_000,
+        },
         "daily.summary": {
             "trade_date": "2026-11-20",
             "gate": s("gate"),
@@ -547,6 +557,18 @@ def test_ops_alert_firing_and_resolved():
     resolved = _plain("ops.alert", {**_samples()["ops.alert"], "status": "resolved"}, "ko")
     assert resolved[0] == "✅ 경보 해제: text alertname"
     assert "text description" not in resolved  # a resolved alert needs no explanation
+
+
+def test_crypto_volatility_in_both_languages():
+    en = _plain("crypto.volatility", _samples()["crypto.volatility"])
+    assert en == [
+        "⚡ Volatility alert: text market · 2026-11-20 06:00 UTC",
+        "1-hour move +5.0% (+5.2σ) · realized volatility 2.4σ · threshold 3σ",
+        "KRW 144,040,000 → KRW 151,234,000",
+    ]
+    ko = _plain("crypto.volatility", {**_samples()["crypto.volatility"], "move": -0.05}, "ko")
+    assert ko[0] == "⚡ 변동성 경보: text market · 2026-11-20 06:00 UTC"
+    assert ko[1].startswith("1시간 변동 -4.9% (+5.2σ) · 실현 변동성 2.4σ · 기준 3σ")
 
 
 def test_data_stale_and_daily_summary_and_test():
