@@ -48,11 +48,16 @@ def store_snapshots(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
 
 
 def latest_snapshot(session: Session, trade_date: dt.date | None = None) -> dt.datetime | None:
-    """When the latest snapshot was taken (of ``trade_date`` when given)."""
+    """When the latest snapshot was taken (of ``trade_date`` when given), timezone-aware:
+    SQLite keeps no zone and gives the stored UTC time naive, PostgreSQL an aware one."""
     query = select(func.max(IntradaySnapshot.taken_at))
     if trade_date is not None:
         query = query.where(IntradaySnapshot.trade_date == trade_date)
-    found: dt.datetime | None = session.execute(query).scalar_one_or_none()
+    found: dt.datetime | str | None = session.execute(query).scalar_one_or_none()
+    if isinstance(found, str):  # SQLite's max() may give the stored text
+        found = dt.datetime.fromisoformat(found)
+    if found is not None and found.tzinfo is None:
+        found = found.replace(tzinfo=dt.UTC)
     return found
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 import typer
@@ -184,6 +185,7 @@ def _print_report(report: runner.RunReport) -> None:
     _print_backtests(report)
     _print_track(report)
     _print_portfolio(report)
+    _print_crypto(report)
     _print_notifications(report)
 
 
@@ -356,6 +358,31 @@ def _print_portfolio(report: runner.RunReport) -> None:
         f"tax {p['tax']:,.0f} KRW",
         soft_wrap=True,
     )
+
+
+def _print_crypto(report: runner.RunReport) -> None:
+    """The crypto volatility check: each market's last hour in sigmas, and the verdict."""
+    c = report.crypto
+    if not c.get("markets"):
+        return
+    label = "SIMULATED " if c.get("simulated") else ""
+    for market, r in c["markets"].items():
+        if r.get("unusual") is None:
+            verdict = f"no verdict: {r.get('reason')}"
+            figures = ""
+        else:
+            announced = " — announced (crypto.volatility)" if r.get("announced") else ""
+            verdict = f"UNUSUAL{announced}" if r["unusual"] else "usual"
+            figures = (
+                f"last hour {math.expm1(r['move']) * 100:+.2f}% ({r['move_sigma']:+.1f}σ), "
+                f"realized {r['realized_sigma']:.1f}σ against {r['hourly_returns']} hourly "
+                f"returns of the trailing 30 days, threshold {c['threshold']:g}σ: "
+            )
+        console.print(
+            f"[bold]{label}crypto volatility[/] {market} at {c['at']}: {figures}{verdict}",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 #: Lines of a message the report shows in full (the whole message is in the file).

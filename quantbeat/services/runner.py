@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
@@ -95,6 +96,9 @@ class RunReport:
     track: dict[str, Any] = field(default_factory=dict)
     #: The signal-history backfill (``quantbeat.track.backfill``) of the stored range.
     signal_history: dict[str, Any] = field(default_factory=dict)
+    #: The crypto volatility check at the trading day's KRX close (issue 23; see
+    #: :func:`quantbeat.services.crypto.check_volatility`), on the crypto source.
+    crypto: dict[str, Any] = field(default_factory=dict)
     #: The notifications of the run: ``subscription``, ``file`` (the file channel's path),
     #: ``messages`` (``{"type", "subject", "text"}`` delivered in this run, in order),
     #: ``ledger`` (deliveries by state) and ``open`` (deliveries not final yet).
@@ -194,6 +198,9 @@ def _run(
         report.track["report"] = track_report(by="strategy")
         _paper_portfolio(job, report, day)
         _backtests(report, day, market, job.remaining())
+        # crypto trades 24/7: its volatility check at the trading day's KRX close (a fixed
+        # moment, so a run of the same day reports the same hour)
+        job.step(TaskCall("quantbeat.crypto.volatility_check", {"at": _krx_close(day)}))
         # the day in one message, then every event of the run delivered before the report
         job.step(TaskCall("quantbeat.notify.daily_summary", {"trade_date": day.isoformat()}))
         _notifications(report, inbox, min(60.0, job.remaining()))
@@ -218,6 +225,12 @@ def _run(
     report.sessions = sum(ranges.values())
     report.candle_rows_total = _count_candles(settings.database_url)
     return report
+
+
+def _krx_close(day: dt.date) -> str:
+    """15:30 KST of ``day`` (the end of the KRX closing auction) in ISO 8601 UTC."""
+    close = dt.datetime.combine(day, dt.time(15, 30), tzinfo=ZoneInfo("Asia/Seoul"))
+    return close.astimezone(dt.UTC).isoformat()
 
 
 @contextmanager
@@ -298,6 +311,9 @@ class _Job:
             self.report.tasks.append({"task": call.task, **summary})
         elif call.task == "quantbeat.portfolio.update":
             self.report.portfolio["update"] = summary
+            self.report.tasks.append({"task": call.task, **summary})
+        elif call.task == "quantbeat.crypto.volatility_check":
+            self.report.crypto = summary
             self.report.tasks.append({"task": call.task, **summary})
         elif call.task == "quantbeat.market.gate":
             if "color" in summary:  # not skipped (a day without a session has no gate)

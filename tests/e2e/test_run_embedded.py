@@ -72,6 +72,11 @@ def test_first_run_collects_a_year_then_later_runs_change_nothing(tmp_path: Path
     (paper,) = [ln for ln in out.splitlines() if "paper portfolio simulated-paper" in ln]
     assert paper.startswith("SIMULATED ")
     assert int(paper.split("tax ")[1].split(" KRW")[0].replace(",", "")) > 0, paper
+    # the crypto volatility check at the day's KRX close (15:30 KST) on the simulated market
+    (crypto,) = [ln for ln in out.splitlines() if "crypto volatility KRW-BTC" in ln]
+    assert crypto.startswith("SIMULATED crypto volatility KRW-BTC at 2026-11-20T06:30:00"), crypto
+    assert "hourly returns of the trailing 30 days" in crypto, crypto
+    assert crypto.endswith(("usual", "(crypto.volatility)", "UNUSUAL")), crypto
     # the day's messages, delivered to the file channel make run subscribes, each labelled
     (told,) = [ln for ln in out.splitlines() if "notifications (simulated-file" in ln]
     assert told.startswith("SIMULATED "), told
