@@ -4,14 +4,6 @@ The same checks on PostgreSQL (COPY too): tests/integration/test_outcome_birth.p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from db.engine import forget_engines
-from db.migrate import upgrade
-from quantbeat.infra.settings import reset_settings
 from tests.support.outcome_birth import (
     add_instruments,
     check_backfill,
@@ -19,21 +11,9 @@ from tests.support.outcome_birth import (
 )
 
 
-@pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'birth.sqlite'}"
-    monkeypatch.setenv("QUANTBEAT_DATABASE_URL", url)
-    reset_settings()
-    forget_engines()
-    upgrade(url)
-    yield url
-    forget_engines()
-    reset_settings()
-
-
-def test_signals_are_born_with_an_unfollowed_outcome(database: str) -> None:
+def test_signals_are_born_with_an_unfollowed_outcome(sqlite_url: str) -> None:
     check_upsert_and_orm_inserts(add_instruments(4))
 
 
-def test_the_migration_backfills_signals_stored_before_it(database: str) -> None:
-    check_backfill(database, add_instruments(3))
+def test_the_migration_backfills_signals_stored_before_it(sqlite_url: str) -> None:
+    check_backfill(sqlite_url, add_instruments(3))

@@ -7,34 +7,17 @@ tests/integration/test_reaper.py."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select, update
 
-from db.engine import forget_engines, session_scope
+from db.engine import session_scope
 from db.jobs import end_if_still_started, record_job_end, record_job_start
-from db.migrate import upgrade
 from db.models import JobRun
-from quantbeat.infra.settings import reset_settings
 from quantbeat.services.reaper import reap
 from workers.base import on_worker_lost
 
 LONG_AGO = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'reaper.sqlite'}"
-    monkeypatch.setenv("QUANTBEAT_DATABASE_URL", url)
-    reset_settings()
-    forget_engines()
-    upgrade(url)
-    yield url
-    forget_engines()
-    reset_settings()
 
 
 def _start(task_id: str, name: str = "quantbeat.collect.daily_candles") -> None:
@@ -57,7 +40,7 @@ def _state(task_id: str) -> str:
         return session.execute(select(JobRun.state).where(JobRun.task_id == task_id)).scalar_one()
 
 
-def test_only_the_run_that_was_read_is_ended(database):
+def test_only_the_run_that_was_read_is_ended(sqlite_url):
     _start("t-1")
     with session_scope() as session:
         assert not end_if_still_started(
@@ -111,7 +94,7 @@ class _App:
         self.sent.append(task_id)
 
 
-def test_a_run_that_ends_while_the_workers_are_asked_is_left_alone(database):
+def test_a_run_that_ends_while_the_workers_are_asked_is_left_alone(sqlite_url):
     _start("finishes")
     _start("orphan")
     app = _App(finish="finishes")
@@ -122,7 +105,7 @@ def test_a_run_that_ends_while_the_workers_are_asked_is_left_alone(database):
     assert report.requeued == ["orphan"]
 
 
-def test_without_the_race_every_orphan_is_requeued(database):
+def test_without_the_race_every_orphan_is_requeued(sqlite_url):
     _start("a")
     _start("b")
     app = _App(finish=None)
@@ -141,7 +124,7 @@ def _hooked_app() -> _App:
 
 
 def test_the_worker_lost_hook_writes_in_the_claims_transaction_and_publishes_after_commit(
-    database,
+    sqlite_url,
 ):
     """The task's hook sees the job run already given up in its own transaction, its write
     commits with the claim, and its after-commit action runs once the claim is visible to
@@ -167,7 +150,7 @@ def test_the_worker_lost_hook_writes_in_the_claims_transaction_and_publishes_aft
     assert error == "hook: requeued"
 
 
-def test_a_failing_hook_is_rolled_back_and_the_run_is_still_given_up(database):
+def test_a_failing_hook_is_rolled_back_and_the_run_is_still_given_up(sqlite_url):
     calls: list[str] = []
 
     @on_worker_lost(HOOKED)

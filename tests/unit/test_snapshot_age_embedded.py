@@ -5,32 +5,14 @@ can't subtract offset-naive and offset-aware datetimes, whenever a session was o
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from db.engine import forget_engines, session_scope
-from db.migrate import upgrade
+from db.engine import session_scope
 from db.models import IntradaySnapshot
 from db.snapshots import latest_snapshot
-from quantbeat.infra.settings import reset_settings
 from quantbeat.services.health import assess_snapshots
 
 
-@pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'snap.sqlite'}"
-    monkeypatch.setenv("QUANTBEAT_DATABASE_URL", url)
-    reset_settings()
-    forget_engines()
-    upgrade(url)
-    yield url
-    forget_engines()
-    reset_settings()
-
-
-def test_the_latest_snapshot_is_aware_utc_and_health_can_age_it(database: str) -> None:
+def test_the_latest_snapshot_is_aware_utc_and_health_can_age_it(sqlite_url: str) -> None:
     taken = dt.datetime(2026, 12, 7, 0, 10, tzinfo=dt.UTC)  # 09:10 KST, a session is open
     with session_scope() as session:
         assert latest_snapshot(session) is None
