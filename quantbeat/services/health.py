@@ -29,6 +29,9 @@ naming the reason):
 ``spool``           this host's spool (:mod:`quantbeat.infra.spool`): history records workers
                     could not write to the database, waiting for the reaper (warning naming
                     how many), and corrupt files kept aside (warning)
+``crypto_jobs``     the latest successful run of each crypto job (:data:`CRYPTO_JOBS`: the
+                    volatility check every 5 min) at most two periods old (else, or none
+                    yet, warning)
 ==================  =========================================================================
 
 The overall state is ``unhealthy`` when a critical component (:data:`CRITICAL_COMPONENTS`) is
@@ -63,7 +66,7 @@ from sqlalchemy.engine import make_url
 
 from beat_schedule import KRX_DAILY_AT, KRX_FLOWS_AT
 from db.engine import display_url, get_engine
-from db.models import DailyCandle, Instrument, IntradayCandle, InvestorFlow, ScanRun
+from db.models import DailyCandle, Instrument, IntradayCandle, InvestorFlow, JobRun, ScanRun
 from quant.calendar import TradingCalendar, latest_closed_session
 from quant.errors import ValidationError
 from quant.market.types import Market
@@ -905,6 +908,77 @@ def assess_scan(
     return Status.UNHEALTHY, f"{strategy} scan of {run.trade_date} {run.state}{error}"
 
 
+#: The crypto jobs beat runs, with their period (issue 23; seed 001's scheduler jobs).
+CRYPTO_JOBS: dict[str, dt.timedelta] = {
+    "quantbeat.crypto.volatility_check": dt.timedelta(minutes=5),
+}
+
+
+def assess_crypto_job(
+    task: str, period: dt.timedelta, latest: dt.datetime | None, now: dt.datetime
+) -> tuple[Status, str]:
+    """A crypto job's freshness: its latest successful run at most two periods (plus a
+    minute) old healthy; older, or none yet, warning."""
+    short = task.rsplit(".", 1)[-1]
+    every = _ago(period.total_seconds())
+    if latest is None:
+        return Status.WARNING, f"{short} has not succeeded yet (every {every})"
+    if latest.tzinfo is None:
+        latest = latest.replace(tzinfo=dt.UTC)
+    age = max(0.0, (now - latest).total_seconds())
+    if age <= 2 * period.total_seconds() + 60:
+        return Status.HEALTHY, f"{short} {_ago(age)} ago"
+    return Status.WARNING, f"{short} last succeeded {_ago(age)} ago (every {every})"
+
+
+def _latest_successes(ctx: CheckContext) -> dict[str, dt.datetime | None]:
+    with _engine(ctx.settings.database_url, ctx.io_timeout).connect() as conn:
+        found: dict[str, dt.datetime | None] = {}
+        for task in CRYPTO_JOBS:
+            value = conn.execute(
+                select(func.max(JobRun.finished_at)).where(
+                    JobRun.task_name == task, JobRun.state == "succeeded"
+                )
+            ).scalar()
+            found[task] = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    return found
+
+
+def check_crypto_jobs(ctx: CheckContext) -> ComponentHealth:
+    """The crypto jobs' freshness (:data:`CRYPTO_JOBS`, see :func:`assess_crypto_job`)."""
+    latest = _latest_successes(ctx)
+    findings = [assess_crypto_job(t, p, latest[t], ctx.now) for t, p in CRYPTO_JOBS.items()]
+    details: dict[str, Any] = {}
+    for task, (status, _) in zip(CRYPTO_JOBS, findings, strict=True):
+        when = latest[task]
+        details[task] = {
+            "latest": None if when is None else when.isoformat(),
+            "status": status.value,
+        }
+    return ComponentHealth(
+        "crypto_jobs", worst([s for s, _ in findings]), "; ".join(m for _, m in findings), None,
+        details,
+    )  # fmt: skip
+
+
+def check_crypto_jobs_embedded(ctx: CheckContext) -> ComponentHealth:
+    """On the embedded default ``quantbeat run`` runs the volatility check once per run:
+    healthy, with the latest successful runs in the details."""
+    latest = _latest_successes(ctx)
+    seen = "; ".join(
+        f"{t.rsplit('.', 1)[-1]} {'never' if v is None else _utc_stamp(v)}"
+        for t, v in latest.items()
+    )
+    return ComponentHealth(
+        "crypto_jobs",
+        Status.HEALTHY,
+        f"embedded: `quantbeat run` runs them once per run ({seen}); beat runs them on "
+        "their schedule in a deployment",
+        0.0,
+        {t: {"latest": None if v is None else v.isoformat()} for t, v in latest.items()},
+    )
+
+
 def check_signals(ctx: CheckContext) -> ComponentHealth:
     """The latest scan run of every scheduled scan strategy vs the trading day it should
     cover (the latest session whose pipeline (:func:`scan_due_after`) plus
@@ -1161,6 +1235,7 @@ DEFAULT_CHECKS: tuple[tuple[str, Check], ...] = (
     ("spool", check_spool),
     ("outbox", check_outbox),
     ("snapshots", check_snapshots),
+    ("crypto_jobs", check_crypto_jobs),
 )
 
 
@@ -1196,6 +1271,7 @@ EMBEDDED_CHECKS: tuple[tuple[str, Check], ...] = (
     ("spool", check_spool),
     ("outbox", check_outbox),
     ("snapshots", check_snapshots_embedded),
+    ("crypto_jobs", check_crypto_jobs_embedded),
 )
 
 

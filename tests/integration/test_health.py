@@ -50,6 +50,7 @@ COMPONENTS = {
     "spool",
     "outbox",
     "snapshots",
+    "crypto_jobs",
 }
 
 

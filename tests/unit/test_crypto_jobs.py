@@ -57,3 +57,23 @@ def test_bad_arguments_are_refused_by_name(kwargs: dict[str, object], field: str
     with pytest.raises(ValidationError) as caught:
         _task().run(**kwargs)
     assert caught.value.field == field
+
+
+def test_health_judges_a_crypto_job_by_its_latest_success() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from quantbeat.services.health import CRYPTO_JOBS, Status, assess_crypto_job
+
+    period = CRYPTO_JOBS[TASK]
+    now = datetime(2026, 12, 7, 0, 30, tzinfo=UTC)
+    assert assess_crypto_job(TASK, period, None, now) == (
+        Status.WARNING,
+        "volatility_check has not succeeded yet (every 5 min)",
+    )
+    fresh = assess_crypto_job(TASK, period, now - timedelta(minutes=11), now)
+    assert fresh[0] is Status.HEALTHY
+    late = assess_crypto_job(TASK, period, now - timedelta(minutes=12), now)
+    assert late[0] is Status.WARNING
+    assert late[1].startswith("volatility_check last succeeded 12 min ago")
+    naive = assess_crypto_job(TASK, period, (now - timedelta(minutes=1)).replace(tzinfo=None), now)
+    assert naive[0] is Status.HEALTHY

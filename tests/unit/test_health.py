@@ -86,7 +86,9 @@ def test_critical_components_are_the_services_work_depends_on() -> None:
         "spool",
         "outbox",
         "snapshots",
+        "crypto_jobs",
     ]
+    assert [name for name, _ in health.EMBEDDED_CHECKS] == [n for n, _ in health.DEFAULT_CHECKS]
 
 
 def test_reasons_put_unhealthy_and_critical_first_and_skip_healthy() -> None:
