@@ -32,6 +32,7 @@ from db import migrate
 from db.candles import universe
 from db.engine import display_url, forget_engines, session_scope
 from db.models import AiAnalysis, DailyCandle, Instrument, Signal
+from quant.calendar import KRX_CLOSE
 from quant.errors import ServiceUnavailable
 from quant.indicators import SCAN_BARS
 from quant.market.types import KRX_MARKETS
@@ -200,7 +201,7 @@ def _run(
         _backtests(report, day, market, job.remaining())
         # crypto trades 24/7: its volatility check at the trading day's KRX close (a fixed
         # moment, so a run of the same day reports the same hour)
-        job.step(TaskCall("quantbeat.crypto.volatility_check", {"at": _krx_close(day)}))
+        job.step(TaskCall("quantbeat.crypto.volatility_check", {"at": _krx_close(day, settings)}))
         # the day in one message, then every event of the run delivered before the report
         job.step(TaskCall("quantbeat.notify.daily_summary", {"trade_date": day.isoformat()}))
         _notifications(report, inbox, min(60.0, job.remaining()))
@@ -227,9 +228,10 @@ def _run(
     return report
 
 
-def _krx_close(day: dt.date) -> str:
-    """15:30 KST of ``day`` (the end of the KRX closing auction) in ISO 8601 UTC."""
-    close = dt.datetime.combine(day, dt.time(15, 30), tzinfo=ZoneInfo("Asia/Seoul"))
+def _krx_close(day: dt.date, settings: Settings) -> str:
+    """The KRX close (:data:`quant.calendar.KRX_CLOSE`) of ``day`` in ``QUANTBEAT_TIMEZONE``,
+    in ISO 8601 UTC."""
+    close = dt.datetime.combine(day, KRX_CLOSE, tzinfo=ZoneInfo(settings.timezone))
     return close.astimezone(dt.UTC).isoformat()
 
 
