@@ -126,6 +126,20 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute="*/5"),
         "options": {"expires": 4 * 60},
     },
+    # The hourly crypto signal (issue 23), after the hour's candles (minute 2): BUY/SELL/HOLD
+    # per signal market from Gemini or the offline rules, then the returns of earlier ones.
+    "crypto-signal-hourly": {
+        "task": "quantbeat.crypto.signal",
+        "schedule": crontab(minute=4),
+        "options": {"expires": 50 * 60},
+    },
+    # The crypto paper portfolio: the signals' orders, fills from the next bar, the book
+    # reconciled with its ledger. Paper only: no live order is ever sent.
+    "crypto-order-sync-hourly": {
+        "task": "quantbeat.crypto.order_sync",
+        "schedule": crontab(minute=8),
+        "options": {"expires": 50 * 60},
+    },
     # Job runs left "started" by a dead worker: requeued (idempotent) or marked lost.
     "reap-orphans": {
         "task": "quantbeat.ops.reap",

@@ -1064,6 +1064,102 @@ class ApiKey(TimestampMixin, Base):
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class CryptoSignal(Base):
+    """An hourly crypto signal (issue 23, :mod:`quant.crypto.signal`): ``action`` BUY, SELL
+    or HOLD for ``instrument_id`` decided at ``at`` (UTC, the end of the last closed hourly
+    bar) at ``price`` (KRW, that bar's close) with ``confidence`` 0–1, ``reasons`` and
+    ``risk_flags`` (JSON lists), the figures it read (``inputs``), who decided (``analyst``:
+    ``gemini`` or ``offline``, ``model``, ``prompt_version``) and whether the market was
+    ``simulated``. One per instrument, strategy and hour.
+
+    Its track record: ``return_1h``/``_4h``/``_24h`` — the price's change after it, as
+    fractions — filled as the hours pass; ``followed_at`` when the last was (``NULL``:
+    still followed)."""
+
+    __tablename__ = "crypto_signals"
+    __table_args__ = (
+        UniqueConstraint("instrument_id", "strategy", "at"),
+        Index("ix_crypto_signals_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id", ondelete="CASCADE"))
+    strategy: Mapped[str] = mapped_column(String(32))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    action: Mapped[str] = mapped_column(String(8))
+    confidence: Mapped[float] = mapped_column(Double)
+    price: Mapped[float] = mapped_column(Double)
+    reasons: Mapped[Any] = mapped_column(JSONType)
+    risk_flags: Mapped[Any] = mapped_column(JSONType)
+    inputs: Mapped[Any] = mapped_column(JSONType)
+    analyst: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(64))
+    prompt_version: Mapped[str] = mapped_column(String(32))
+    simulated: Mapped[bool] = mapped_column(Boolean)
+    return_1h: Mapped[float | None] = mapped_column(Double)
+    return_4h: Mapped[float | None] = mapped_column(Double)
+    return_24h: Mapped[float | None] = mapped_column(Double)
+    followed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("CURRENT_TIMESTAMP")
+    )
+
+
+class CryptoOrder(Base):
+    """A paper order of a crypto portfolio for a signal (:mod:`quant.crypto.paper`), in
+    Upbit's shape: ``side`` ``buy`` spending ``krw`` or ``sell`` of ``volume`` coins, placed
+    at ``requested_at`` (the signal's hour). ``state``: ``pending`` until the next bar opens,
+    then ``filled`` (``fill_price`` KRW per coin with slippage, ``filled_volume`` coins,
+    ``fee`` KRW, ``filled_at`` the bar's start) or ``rejected`` (``reason`` names the rule).
+    ``body`` is the request Upbit's ``POST /v1/orders`` would have received — never sent."""
+
+    __tablename__ = "crypto_orders"
+    __table_args__ = (
+        UniqueConstraint("portfolio", "signal_id"),
+        Index("ix_crypto_orders_portfolio_state", "portfolio", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    portfolio: Mapped[str] = mapped_column(String(64))
+    signal_id: Mapped[int] = mapped_column(ForeignKey("crypto_signals.id", ondelete="CASCADE"))
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instruments.id", ondelete="CASCADE"))
+    side: Mapped[str] = mapped_column(String(8))
+    requested_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    krw: Mapped[float | None] = mapped_column(Double)
+    volume: Mapped[float | None] = mapped_column(Double)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[Any | None] = mapped_column(NullableJSONType)
+    fill_price: Mapped[float | None] = mapped_column(Double)
+    filled_volume: Mapped[float | None] = mapped_column(Double)
+    fee: Mapped[float | None] = mapped_column(Double)
+    filled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("CURRENT_TIMESTAMP")
+    )
+
+
+class CryptoBook(Base):
+    """The book of a crypto paper portfolio after its last sync: ``capital`` it started with,
+    ``cash``, ``fees`` paid, ``realized`` P&L, ``equity`` marked at ``marked_at`` (all KRW),
+    ``positions`` (JSON: market → volume, cost, last price) — always the replay of its filled
+    orders; ``drift`` lists what differed from the replay at the last reconciliation (empty:
+    nothing)."""
+
+    __tablename__ = "crypto_books"
+
+    portfolio: Mapped[str] = mapped_column(String(64), primary_key=True)
+    capital: Mapped[float] = mapped_column(Double)
+    cash: Mapped[float] = mapped_column(Double)
+    fees: Mapped[float] = mapped_column(Double)
+    realized: Mapped[float] = mapped_column(Double)
+    equity: Mapped[float] = mapped_column(Double)
+    positions: Mapped[Any] = mapped_column(JSONType)
+    drift: Mapped[Any] = mapped_column(JSONType)
+    marked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    reconciled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 #: The ``rules`` of an outcome row the track record has not computed yet (written by the
 #: ``signals_outcome_birth`` trigger when the signal is stored).
 UNFOLLOWED_RULES = ""

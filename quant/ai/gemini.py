@@ -50,7 +50,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pydantic
 
@@ -71,7 +71,15 @@ API_VERSION = "v1"
 #: Characters of a provider message or bad output quoted in an exception message.
 EXCERPT_CHARS = 200
 
-_RESPONSE_SCHEMA: dict[str, Any] = Analysis.model_json_schema()
+_Output = TypeVar("_Output", bound=pydantic.BaseModel)
+
+
+@functools.cache
+def _schema(output: type[pydantic.BaseModel]) -> dict[str, Any]:
+    """The JSON schema Gemini is asked to follow for ``output`` (built once per model)."""
+    return output.model_json_schema()
+
+
 _ACCEPTED_FINISH = frozenset({"STOP", "FINISH_REASON_UNSPECIFIED"})
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL | re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
@@ -252,12 +260,12 @@ class GeminiAnalyzer:
                 client.close()
 
     @staticmethod
-    def _config() -> genai_types.GenerateContentConfig:
+    def _config(schema: dict[str, Any]) -> genai_types.GenerateContentConfig:
         from google.genai import types  # noqa: PLC0415 (google-genai: heavy, optional)
 
         return types.GenerateContentConfig(
             response_mime_type="application/json",
-            response_json_schema=_RESPONSE_SCHEMA,
+            response_json_schema=schema,
             candidate_count=1,
         )
 
@@ -276,15 +284,36 @@ class GeminiAnalyzer:
         :class:`~quant.ai.errors.AiRequestRejected`, :class:`~quant.ai.errors.InvalidAiOutput`
         (permanent) or :class:`~quant.errors.ConfigError`, as tabled in the module docstring.
         """
+        analysis, usage, latency_ms = self.generate(build_prompt(request), Analysis)
+        return AnalysisOutcome(
+            analysis=analysis,
+            analyzer=self.name,
+            model=self.model,
+            prompt_version=PROMPT_VERSION,
+            prompt_tokens=usage.get("prompt_tokens"),
+            output_tokens=usage.get("output_tokens"),
+            total_tokens=usage.get("total_tokens"),
+            latency_ms=latency_ms,
+        )
+
+    def generate(
+        self, prompt: str, output: type[_Output]
+    ) -> tuple[_Output, dict[str, int | None], float]:
+        """One ``generateContent`` call for ``prompt`` with JSON output constrained by
+        ``output``'s JSON schema, validated with ``output``; one HTTP request, no retry.
+
+        Returns the validated answer, the token counts (``prompt_tokens``,
+        ``output_tokens``, ``total_tokens``; ``None`` when not reported) and the call's wall
+        time in milliseconds. Raises as :meth:`analyze` (the table of the module docstring).
+        """
         from google.genai import errors as genai_errors  # noqa: PLC0415 (google-genai: heavy, optional)
 
         timeouts, unsupported, transport = _transport_errors()
-        prompt = build_prompt(request)
         client = self._client()
         started = time.perf_counter()
         try:
             response = client.models.generate_content(
-                model=self.model, contents=prompt, config=self._config()
+                model=self.model, contents=prompt, config=self._config(_schema(output))
             )
         except genai_errors.APIError as exc:
             # Not chained: the SDK error's text is the raw error body, which could quote the
@@ -319,21 +348,18 @@ class GeminiAnalyzer:
                 model=self.model,
             ) from exc
         latency_ms = (time.perf_counter() - started) * 1000.0
-
-        analysis = self._parse(response)
+        answer = self._parse(response, output)
         usage = response.usage_metadata
-        return AnalysisOutcome(
-            analysis=analysis,
-            analyzer=self.name,
-            model=self.model,
-            prompt_version=PROMPT_VERSION,
-            prompt_tokens=usage.prompt_token_count if usage else None,
-            output_tokens=usage.candidates_token_count if usage else None,
-            total_tokens=usage.total_token_count if usage else None,
-            latency_ms=latency_ms,
-        )
+        counts: dict[str, int | None] = {
+            "prompt_tokens": usage.prompt_token_count if usage else None,
+            "output_tokens": usage.candidates_token_count if usage else None,
+            "total_tokens": usage.total_token_count if usage else None,
+        }
+        return answer, counts, latency_ms
 
-    def _parse(self, response: genai_types.GenerateContentResponse) -> Analysis:
+    def _parse(
+        self, response: genai_types.GenerateContentResponse, output: type[_Output]
+    ) -> _Output:
         candidates = response.candidates or []
         if not candidates:
             feedback = response.prompt_feedback
@@ -369,12 +395,12 @@ class GeminiAnalyzer:
         if fenced:
             body = fenced.group(1)
         try:
-            return Analysis.model_validate_json(body)
+            return output.model_validate_json(body)
         except pydantic.ValidationError as exc:
-            raise self._output_error(exc, body, finish) from None
+            raise self._output_error(exc, body, finish, output.__name__) from None
 
     def _output_error(
-        self, exc: pydantic.ValidationError, body: str, finish: str | None
+        self, exc: pydantic.ValidationError, body: str, finish: str | None, schema: str
     ) -> InvalidAiOutput:
         problems = exc.errors(include_url=False)
         if any(p["type"] == "json_invalid" for p in problems):
@@ -400,7 +426,7 @@ class GeminiAnalyzer:
         )
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
         return InvalidAiOutput(
-            f"Gemini model {self.model!r} returned JSON that violates the Analysis schema: "
+            f"Gemini model {self.model!r} returned JSON that violates the {schema} schema: "
             f"{described}{more}",
             field=field,
             value=value,

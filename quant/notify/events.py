@@ -182,6 +182,22 @@ class OpsAlert(_Model):
     ends_at: dt.datetime | None = None
 
 
+class CryptoSignal(_Model):
+    """An hourly crypto signal (:mod:`quant.crypto.signal`): ``action`` BUY or SELL on
+    ``market`` at ``at`` (UTC) at ``price`` KRW with ``confidence`` 0–1, its first reasons and
+    risk flags, and who decided (``analyst`` ``gemini``/``offline``, ``model``)."""
+
+    market: str = Field(min_length=1, max_length=64)
+    at: dt.datetime
+    action: str = Field(pattern="^(BUY|SELL|HOLD)$")
+    confidence: float = Field(ge=0, le=1)
+    price: float = Field(gt=0)
+    reasons: list[str] = Field(default_factory=list, max_length=5)
+    risk_flags: list[str] = Field(default_factory=list, max_length=8)
+    analyst: str = Field(min_length=1, max_length=16)
+    model: str = Field(min_length=1, max_length=64)
+
+
 class CryptoVolatility(_Model):
     """An unusual hour on a crypto market (:mod:`quant.crypto.volatility`): the hour ending at
     ``at`` moved ``move`` (log return) — ``move_sigma`` sigmas of the trailing 30 days'
@@ -251,6 +267,7 @@ SCHEMAS: dict[tuple[str, int], type[_Model]] = {
     ("data.stale", 1): DataStale,
     ("ops.alert", 1): OpsAlert,
     ("crypto.volatility", 1): CryptoVolatility,
+    ("crypto.signal", 1): CryptoSignal,
     ("daily.summary", 1): DailySummary,
     ("notify.test", 1): NotifyTest,
 }

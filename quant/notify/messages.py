@@ -43,6 +43,7 @@ from quant.errors import ValidationError
 from quant.notify.events import (
     AnalysisCompleted,
     BacktestFinished,
+    CryptoSignal,
     CryptoVolatility,
     DailySummary,
     DataStale,
@@ -233,6 +234,13 @@ _LABELS: dict[str, tuple[str, str]] = {
     "expected": ("기대", "expected"),
     "lag": ("지연 {n}거래일", "{n} sessions behind"),
     "crypto_volatility": ("⚡ 변동성 경보", "⚡ Volatility alert"),
+    "crypto_signal": ("🪙 코인 신호", "🪙 Crypto signal"),
+    "action_BUY": ("매수", "BUY"),
+    "action_SELL": ("매도", "SELL"),
+    "action_HOLD": ("관망", "HOLD"),
+    "confidence": ("신뢰도", "confidence"),
+    "risks": ("위험", "risks"),
+    "decided_by": ("판단", "by"),
     "hour_move": ("1시간 변동", "1-hour move"),
     "realized_vol": ("실현 변동성", "realized volatility"),
     "sigma_threshold": ("기준 {v}σ", "threshold {v}σ"),
@@ -667,6 +675,27 @@ def _ops_alert(p: OpsAlert, lang: _Lang) -> _Doc:
     return f"{head}: {name}", lines
 
 
+def _crypto_signal(p: CryptoSignal, lang: _Lang) -> _Doc:
+    market = _clean(p.market, 64)
+    hour = f"{p.at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    action = lang(f"action_{p.action}")
+    lines: list[_Line] = [
+        [_b(lang("crypto_signal")), _t(": "), _c(market), _t(f" · {_clean(action, 20)} · {hour}")],
+        [
+            _t(
+                f"KRW {p.price:,.0f} · {lang('confidence')} {p.confidence:.0%} · "
+                f"{lang('decided_by')} {_clean(p.analyst, 16)} ({_clean(p.model, 64)})"
+            )
+        ],
+    ]
+    for reason in p.reasons[:3]:
+        lines.append([_t("· " + _clean(reason, 200))])
+    if p.risk_flags:
+        flags = ", ".join(_clean(f, 60) for f in p.risk_flags[:8])
+        lines.append([_t(f"{lang('risks')}: {flags}")])
+    return f"{lang('crypto_signal')}: {market} {_clean(action, 20)}", lines
+
+
 def _crypto_volatility(p: CryptoVolatility, lang: _Lang) -> _Doc:
     market = _clean(p.market, 64)
     change = math.expm1(p.move)
@@ -761,6 +790,8 @@ def _document(envelope: Envelope, lang: _Lang, top: int) -> _Doc:
         return _ops_alert(p, lang)
     if isinstance(p, CryptoVolatility):
         return _crypto_volatility(p, lang)
+    if isinstance(p, CryptoSignal):
+        return _crypto_signal(p, lang)
     if isinstance(p, DailySummary):
         return _daily_summary(p, lang)
     if isinstance(p, NotifyTest):

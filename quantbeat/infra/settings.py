@@ -341,6 +341,8 @@ class Settings(BaseSettings):
     # An hour is unusual at this many sigmas of the trailing 30 days' hourly returns
     # (quant.crypto.volatility).
     volatility_sigma: float = Field(default=3.0, gt=0, le=100)
+    # The crypto paper portfolio's starting cash (KRW; quant.crypto.paper).
+    crypto_paper_capital: float = Field(default=10_000_000.0, gt=0, le=1e15)
     upbit_base_url: str = "https://api.upbit.com"
     # Global request rates per provider (requests per second, across all workers and hosts),
     # and how long a task may wait for its turn before a Celery retry takes over (seconds).

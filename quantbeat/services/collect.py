@@ -362,6 +362,59 @@ def collect_crypto(
     return summary
 
 
+def collect_crypto_daily(
+    start: dt.date, end: dt.date, *, tickers: list[str] | None = None
+) -> dict[str, Any]:
+    """Collect crypto daily bars (UTC days, Upbit's ``candles/days``: a bar starts 00:00 UTC)
+    dated ``start`` … ``end`` for ``tickers`` (default ``QUANTBEAT_CRYPTO_SIGNAL_MARKETS``)
+    into ``daily_candles``, checked and flagged like KRX bars (crypto has no price limit, so
+    only ``zero_volume`` can flag). Returns ``{"interval": "1d", "start", "end", "source",
+    "simulated", "instruments", "candles": {…counts}, "rejected"}``.
+
+    Raises:
+        quant.errors.ValidationError: ``start`` after ``end``.
+        quant.errors.RateLimited, quant.errors.ServiceUnavailable: the provider pushed back
+            or did not answer (a 429 or ban also starts the shared cooldown).
+    """
+    if start > end:
+        raise ValidationError(
+            f"start {start.isoformat()} is after end {end.isoformat()}",
+            field="start",
+            value=start.isoformat(),
+        )
+    settings = get_settings()
+    source = crypto_source(settings)
+    wanted = list(tickers or settings.crypto_signal_markets)
+    try:
+        frame = source.daily_candles(start, end, market=Market.UPBIT, tickers=wanted)
+    except (RateLimited, UpbitBanned) as exc:
+        limiter = upbit_limiter(settings) if settings.crypto_source == "upbit" else None
+        if limiter is not None and not isinstance(exc, WaitTooLong):
+            if isinstance(exc, UpbitBanned):
+                limiter.cooldown(exc.banned_for or BAN_COOLDOWN_S)
+            else:
+                limiter.cooldown(exc.retry_after or THROTTLE_COOLDOWN_S)
+        raise
+    with session_scope() as session:
+        ids = ensure_instruments(session, Market.UPBIT.value, wanted, source=source.name)
+        good, rejected = check_daily_candles(frame, ids.keys())
+        counts = upsert_daily_candles(session, good, ids, source=source.name)
+        recorded = record_rejections(
+            session, rejected, source=source.name, seen_at=dt.datetime.now(dt.UTC)
+        )
+    invalidate_stored(good)
+    return {
+        "interval": "1d",
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "source": source.name,
+        "simulated": source.simulated,
+        "instruments": len(wanted),
+        "candles": counts.as_dict(),
+        "rejected": recorded,
+    }
+
+
 def refresh_universe(markets: tuple[Market, ...], as_of: dt.date | None = None) -> dict[str, Any]:
     """Refresh the KRX instrument list of ``markets`` as of a day (default: the latest closed
     session): listed instruments are upserted with their current names; instruments of that

@@ -21,7 +21,7 @@ import structlog
 from db.candles import load_candles
 from db.engine import session_scope
 from db.store import instrument_ids
-from quant.crypto.volatility import WINDOW, assess
+from quant.crypto.volatility import WINDOW, VolatilityReading, assess
 from quant.errors import ValidationError
 from quant.market.types import Market
 from quantbeat.infra.settings import get_settings
@@ -62,13 +62,7 @@ def check_volatility(
     threshold = settings.volatility_sigma if sigma is None else sigma
     source = crypto_source(settings)
 
-    hour = dt.timedelta(hours=1)
-    first_hourly = when - WINDOW - 3 * hour
-    start = _hourly_start(wanted, first_hourly, when)
-    # closed hourly bars only: the one forming at ``when`` is left out
-    hourly = collect_crypto("60m", start=start, end=floor_to_interval(when, 60), tickers=wanted)
-    five_start = when - hour - dt.timedelta(minutes=CHECK_MINUTES)
-    five = collect_crypto("5m", start=five_start, end=when, tickers=wanted)
+    collected = collect_hour(wanted, when)
 
     readings: dict[str, dict[str, Any]] = {}
     alerts = 0
@@ -76,17 +70,7 @@ def check_volatility(
         ids = instrument_ids(session, ((Market.UPBIT.value, m) for m in wanted))
         for market in wanted:
             ident = ids.get((Market.UPBIT.value, market))
-            h = _bars(session, ident, "60m", first_hourly, when, 3600)
-            f = _bars(session, ident, "5m", when - 2 * hour, when, 300)
-            reading = assess(
-                market,
-                when,
-                hourly_ends=h[0],
-                hourly_closes=h[1],
-                five_minute_ends=f[0],
-                five_minute_closes=f[1],
-                threshold=threshold,
-            )
+            reading = read_hour(session, ident, market, when, threshold)
             announced = False
             if reading.unusual:
                 bucket = floor_to_interval(when - dt.timedelta(seconds=1), 60)
@@ -123,10 +107,43 @@ def check_volatility(
         "threshold": threshold,
         "source": source.name,
         "simulated": source.simulated,
-        "collected": {"60m": hourly["candles"], "5m": five["candles"]},
+        "collected": collected,
         "markets": readings,
         "alerts": alerts,
     }
+
+
+def read_hour(
+    session: Any, ident: int | None, market: str, when: dt.datetime, threshold: float
+) -> VolatilityReading:
+    """The volatility check of ``market`` (instrument ``ident``) for the hour ending at
+    ``when`` from its stored bars (:func:`quant.crypto.volatility.assess`)."""
+    hour = dt.timedelta(hours=1)
+    h = _bars(session, ident, "60m", when - WINDOW - 3 * hour, when, 3600)
+    f = _bars(session, ident, "5m", when - 2 * hour, when, 300)
+    return assess(
+        market,
+        when,
+        hourly_ends=h[0],
+        hourly_closes=h[1],
+        five_minute_ends=f[0],
+        five_minute_closes=f[1],
+        threshold=threshold,
+    )
+
+
+def collect_hour(markets: list[str], when: dt.datetime) -> dict[str, Any]:
+    """Collect what :func:`read_hour` reads for the hour ending at ``when``: the hour's
+    5-minute bars, and the trailing window's hourly bars that are missing. Returns the
+    counts by interval."""
+    hour = dt.timedelta(hours=1)
+    first_hourly = when - WINDOW - 3 * hour
+    start = _hourly_start(markets, first_hourly, when)
+    # closed hourly bars only: the one forming at ``when`` is left out
+    hourly = collect_crypto("60m", start=start, end=floor_to_interval(when, 60), tickers=markets)
+    five_start = when - hour - dt.timedelta(minutes=CHECK_MINUTES)
+    five = collect_crypto("5m", start=five_start, end=when, tickers=markets)
+    return {"60m": hourly["candles"], "5m": five["candles"]}
 
 
 def _hourly_start(markets: list[str], first: dt.datetime, when: dt.datetime) -> dt.datetime | None:

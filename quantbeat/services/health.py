@@ -911,6 +911,8 @@ def assess_scan(
 #: The crypto jobs beat runs, with their period (issue 23; seed 001's scheduler jobs).
 CRYPTO_JOBS: dict[str, dt.timedelta] = {
     "quantbeat.crypto.volatility_check": dt.timedelta(minutes=5),
+    "quantbeat.crypto.signal": dt.timedelta(hours=1),
+    "quantbeat.crypto.order_sync": dt.timedelta(hours=1),
 }
 
 

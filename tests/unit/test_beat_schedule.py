@@ -73,6 +73,8 @@ def test_entries():
         "quantbeat.backtest.nightly",
         "quantbeat.collect.crypto_candles",
         "quantbeat.crypto.volatility_check",
+        "quantbeat.crypto.signal",
+        "quantbeat.crypto.order_sync",
         "quantbeat.collect.universe",
         "quantbeat.ops.backup",
         "quantbeat.ops.reap",

@@ -154,6 +154,17 @@ def _samples(text: str = "text") -> dict[str, dict[str, Any]]:
             "price": 151_234_000,
             "price_hour_ago": 144_040_000,
         },
+        "crypto.signal": {
+            "market": s("market"),
+            "at": "2026-11-20T06:00:00Z",
+            "action": "SELL",
+            "confidence": 0.72,
+            "price": 151_234_000,
+            "reasons": [s("reason")],
+            "risk_flags": [s("flag")],
+            "analyst": "offline",
+            "model": s("model"),
+        },
         "daily.summary": {
             "trade_date": "2026-11-20",
             "gate": s("gate"),
@@ -569,6 +580,19 @@ def test_crypto_volatility_in_both_languages():
     ko = _plain("crypto.volatility", {**_samples()["crypto.volatility"], "move": -0.05}, "ko")
     assert ko[0] == "⚡ 변동성 경보: text market · 2026-11-20 06:00 UTC"
     assert ko[1].startswith("1시간 변동 -4.9% (+5.2σ) · 실현 변동성 2.4σ · 기준 3σ")
+
+
+def test_crypto_signal_in_both_languages():
+    en = _plain("crypto.signal", _samples()["crypto.signal"])
+    assert en == [
+        "🪙 Crypto signal: text market · SELL · 2026-11-20 06:00 UTC",
+        "KRW 151,234,000 · confidence 72% · by offline (text model)",
+        "· text reason",
+        "risks: text flag",
+    ]
+    ko = _plain("crypto.signal", {**_samples()["crypto.signal"], "action": "BUY"}, "ko")
+    assert ko[0] == "🪙 코인 신호: text market · 매수 · 2026-11-20 06:00 UTC"
+    assert ko[1] == "KRW 151,234,000 · 신뢰도 72% · 판단 offline (text model)"
 
 
 def test_data_stale_and_daily_summary_and_test():
