@@ -186,6 +186,7 @@ def _print_report(report: runner.RunReport) -> None:
     _print_track(report)
     _print_portfolio(report)
     _print_crypto(report)
+    _print_crypto_paper(report)
     _print_notifications(report)
 
 
@@ -380,6 +381,56 @@ def _print_crypto(report: runner.RunReport) -> None:
             )
         console.print(
             f"[bold]{label}crypto volatility[/] {market} at {c['at']}: {figures}{verdict}",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+
+def _print_crypto_paper(report: runner.RunReport) -> None:
+    """The hourly crypto signals of the run and the paper portfolio after them."""
+    if not report.crypto_signals:
+        return
+    label = "SIMULATED " if report.crypto_signals[-1].get("simulated") else ""
+    first, last = report.crypto_signals[0], report.crypto_signals[-1]
+    for market in last.get("signals", {}):
+        actions = [
+            s["signals"].get(market, {}).get("action") or "none" for s in report.crypto_signals
+        ]
+        counts = ", ".join(f"{a} ×{actions.count(a)}" for a in dict.fromkeys(actions))
+        final = last["signals"][market]
+        flags = ", ".join(final.get("risk_flags") or []) or "none"
+        detail = (
+            f"last {final['action']} at {final['confidence']:.0%} confidence by "
+            f"{final['analyst']} ({final['model']}), risk flags: {flags}"
+            if final.get("action")
+            else f"no signal: {final.get('reason')}"
+        )
+        console.print(
+            f"[bold]{label}crypto signals[/] {market}, the hours ending {first['at']} … "
+            f"{last['at']}: {counts}; {detail}",
+            soft_wrap=True,
+            highlight=False,
+        )
+    b = report.crypto_book
+    if b:
+        t = b["totals"]
+        held = (
+            ", ".join(
+                f"{m} {p['volume']:.8f} (cost {p['cost']:,.0f})"
+                for m, p in b.get("positions", {}).items()
+                if p.get("volume")
+            )
+            or "no position"
+        )
+        reconciled = "reconciled with its ledger" if not b.get("drift") else (
+            f"DRIFT from its ledger: {'; '.join(b['drift'][:3])}"
+        )  # fmt: skip
+        console.print(
+            f"[bold]{label}crypto paper portfolio[/] {b['portfolio']} (paper only, no live "
+            f"order is sent): equity KRW {b['equity']:,.0f} of {b['capital']:,.0f}, cash "
+            f"{b['cash']:,.0f}, {held}; realized {b['realized']:+,.0f}, fees {b['fees']:,.0f}; "
+            f"orders in these hours: {t['placed']} placed, {t['filled']} filled, "
+            f"{t['rejected']} rejected, {b['pending']} pending; {reconciled}",
             soft_wrap=True,
             highlight=False,
         )

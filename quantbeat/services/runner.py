@@ -35,7 +35,7 @@ from db.models import AiAnalysis, DailyCandle, Instrument, Signal
 from quant.calendar import KRX_CLOSE
 from quant.errors import ServiceUnavailable
 from quant.indicators import SCAN_BARS
-from quant.market.types import KRX_MARKETS
+from quant.market.types import KRX_MARKETS, Market
 from quantbeat.infra.profile import Mode, embedded_environment, environment, resolve_mode
 from quantbeat.infra.settings import Settings, get_settings
 from quantbeat.infra.sources import krx_calendar, latest_krx_session
@@ -100,6 +100,10 @@ class RunReport:
     #: The crypto volatility check at the trading day's KRX close (issue 23; see
     #: :func:`quantbeat.services.crypto.check_volatility`), on the crypto source.
     crypto: dict[str, Any] = field(default_factory=dict)
+    #: The hourly crypto signals of the hours up to it (:data:`CRYPTO_SIGNAL_HOURS`), oldest
+    #: first, and the paper portfolio's order sync after the last.
+    crypto_signals: list[dict[str, Any]] = field(default_factory=list)
+    crypto_book: dict[str, Any] = field(default_factory=dict)
     #: The notifications of the run: ``subscription``, ``file`` (the file channel's path),
     #: ``messages`` (``{"type", "subject", "text"}`` delivered in this run, in order),
     #: ``ledger`` (deliveries by state) and ``open`` (deliveries not final yet).
@@ -201,7 +205,12 @@ def _run(
         _backtests(report, day, market, job.remaining())
         # crypto trades 24/7: its volatility check at the trading day's KRX close (a fixed
         # moment, so a run of the same day reports the same hour)
-        job.step(TaskCall("quantbeat.crypto.volatility_check", {"at": _krx_close(day, settings)}))
+        close = _krx_close(day, settings)
+        job.step(TaskCall("quantbeat.crypto.volatility_check", {"at": close}))
+        # the hourly signal and the paper portfolio's order sync for the hours before it
+        for end in _crypto_hours(close):
+            job.step(TaskCall("quantbeat.crypto.signal", {"at": end}))
+            job.step(TaskCall("quantbeat.crypto.order_sync", {"at": end}))
         # the day in one message, then every event of the run delivered before the report
         job.step(TaskCall("quantbeat.notify.daily_summary", {"trade_date": day.isoformat()}))
         _notifications(report, inbox, min(60.0, job.remaining()))
@@ -233,6 +242,19 @@ def _krx_close(day: dt.date, settings: Settings) -> str:
     in ISO 8601 UTC."""
     close = dt.datetime.combine(day, KRX_CLOSE, tzinfo=ZoneInfo(settings.timezone))
     return close.astimezone(dt.UTC).isoformat()
+
+
+#: Hours of crypto signals and order syncs ``quantbeat run`` shows, ending at the KRX close's
+#: hour (a day would be 24; six keep the run short and still fill an order).
+CRYPTO_SIGNAL_HOURS = 6
+
+
+def _crypto_hours(close: str) -> list[str]:
+    """The ends (ISO UTC) of the :data:`CRYPTO_SIGNAL_HOURS` hours up to ``close``'s hour."""
+    last = dt.datetime.fromisoformat(close).replace(minute=0, second=0, microsecond=0)
+    return [
+        (last - dt.timedelta(hours=k)).isoformat() for k in range(CRYPTO_SIGNAL_HOURS - 1, -1, -1)
+    ]
 
 
 @contextmanager
@@ -316,6 +338,15 @@ class _Job:
             self.report.tasks.append({"task": call.task, **summary})
         elif call.task == "quantbeat.crypto.volatility_check":
             self.report.crypto = summary
+            self.report.tasks.append({"task": call.task, **summary})
+        elif call.task == "quantbeat.crypto.signal":
+            self.report.crypto_signals.append(summary)
+            self.report.tasks.append({"task": call.task, **summary})
+        elif call.task == "quantbeat.crypto.order_sync":
+            before = self.report.crypto_book.get("totals", {})
+            totals = {k: int(before.get(k, 0)) + int(summary.get(k, 0))
+                      for k in ("placed", "filled", "rejected")}  # fmt: skip
+            self.report.crypto_book = {**summary, "totals": totals}
             self.report.tasks.append({"task": call.task, **summary})
         elif call.task == "quantbeat.market.gate":
             if "color" in summary:  # not skipped (a day without a session has no gate)
@@ -589,5 +620,14 @@ def _notifications(report: RunReport, inbox: tuple[Path, int] | None, timeout: f
 
 
 def _count_candles(url: str) -> int:
+    """Daily candles of KRX instruments stored (the crypto signal keeps daily crypto bars in
+    the same table; they are not the KRX history)."""
+    krx = select(Instrument.id).where(Instrument.market != Market.UPBIT.value)
     with session_scope(url) as session:
-        return int(session.execute(select(func.count()).select_from(DailyCandle)).scalar_one())
+        return int(
+            session.execute(
+                select(func.count())
+                .select_from(DailyCandle)
+                .where(DailyCandle.instrument_id.in_(krx))
+            ).scalar_one()
+        )

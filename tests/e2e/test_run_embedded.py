@@ -77,6 +77,17 @@ def test_first_run_collects_a_year_then_later_runs_change_nothing(tmp_path: Path
     assert crypto.startswith("SIMULATED crypto volatility KRW-BTC at 2026-11-20T06:30:00"), crypto
     assert "hourly returns of the trailing 30 days" in crypto, crypto
     assert crypto.endswith(("usual", "(crypto.volatility)", "UNUSUAL")), crypto
+    # the hourly signals of the six hours up to it, and the paper portfolio they traded
+    (signals,) = [ln for ln in out.splitlines() if "crypto signals KRW-BTC" in ln]
+    assert signals.startswith(
+        "SIMULATED crypto signals KRW-BTC, the hours ending 2026-11-20T01:00:00+00:00 … "
+        "2026-11-20T06:00:00+00:00: "
+    ), signals
+    assert "by offline (crypto-rules-v1)" in signals, signals
+    (book,) = [ln for ln in out.splitlines() if "crypto paper portfolio crypto-paper" in ln]
+    assert book.startswith("SIMULATED "), book
+    assert "no live order is sent" in book
+    assert book.endswith("reconciled with its ledger"), book
     # the day's messages, delivered to the file channel make run subscribes, each labelled
     (told,) = [ln for ln in out.splitlines() if "notifications (simulated-file" in ln]
     assert told.startswith("SIMULATED "), told

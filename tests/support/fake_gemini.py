@@ -35,7 +35,8 @@ Each ``generateContent`` request takes the next step from ``queue``; when the qu
 before answering — longer than the client's timeout makes it time out).
 
 * ``{"mode": "ok", "analysis": {...}, "usage": {"promptTokenCount": …}}`` — a valid Analysis
-  (overridable fields); usage defaults to len(prompt)//4, len(text)//4 and their sum.
+  (overridable fields); usage defaults to len(prompt)//4, len(text)//4 and their sum. With
+  ``"answer": {...}`` instead, exactly that object (an answer of another schema).
 * ``{"mode": "status", "status": 429, "retry_after": 2, "message": "…", "google_status": …}``
   — an error with a Google-style body; ``Retry-After`` header when ``retry_after`` is set.
 * ``{"mode": "malformed"}`` — HTTP 200, the text part is not JSON.
@@ -118,10 +119,16 @@ MODES = (
 
 
 def ok(
-    delay: float = 0.0, usage: Mapping[str, int] | None = None, **analysis: Any
+    delay: float = 0.0,
+    usage: Mapping[str, int] | None = None,
+    answer: Mapping[str, Any] | None = None,
+    **analysis: Any,
 ) -> dict[str, Any]:
-    """A valid answer; keyword arguments override fields of :data:`DEFAULT_ANALYSIS`."""
+    """A valid answer; keyword arguments override fields of :data:`DEFAULT_ANALYSIS`, or
+    ``answer`` is the whole JSON object (another schema)."""
     step: dict[str, Any] = {"mode": "ok", "analysis": analysis, "delay": delay}
+    if answer is not None:
+        step["answer"] = dict(answer)
     if usage is not None:
         step["usage"] = dict(usage)
     return step
@@ -355,7 +362,9 @@ class FakeGeminiServer(ThreadingHTTPServer):
                 return self._error(429, step, delay, mode="storm-429")
             return self._ok(DEFAULT_ANALYSIS, model, body, None, delay, mode="storm-ok")
         if mode == "ok":
-            analysis = {**DEFAULT_ANALYSIS, **step.get("analysis", {})}
+            # ``answer``: the whole JSON object (another schema than Analysis, e.g. the
+            # crypto signal's); else the default Analysis with ``analysis`` overrides
+            analysis = step.get("answer") or {**DEFAULT_ANALYSIS, **step.get("analysis", {})}
             return self._ok(analysis, model, body, step.get("usage"), delay, mode="ok")
         if mode == "status":
             return self._error(int(step["status"]), step, delay, mode=f"status-{step['status']}")
