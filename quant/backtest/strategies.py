@@ -15,6 +15,10 @@ changes when later bars change. Each strategy states its fill (next open or clos
 * ``vcp_breakout`` — the VCP scan's breakout (Trend Template passed, valid pattern, close
   above the pivot on volume, not extended); stop = the pattern's stop, at most 8 % below the
   fill; exit on a close below SMA50; risk-unit sizing; fills at the next open.
+* ``crypto_trend`` — the hourly crypto signal's daily leg on a 24/7 market (UTC days): long
+  while close > SMA20 > SMA50 with a positive MACD histogram, out when the close falls
+  below SMA20 with a negative one; fills at the next open, Upbit's 0.05 % fees, fractional
+  coins, annualized over 365 days.
 * ``closing_bet`` — 종가베팅 V2 candidates graded S/A/B (domain notes §3), bought at the
   close; next session: gap up ≥ 3 % or down ≤ −2 % sells at the open, else −3 % stop, +5 %
   target, else out at that session's close (daily bars cannot see the 10:00 time stop);
@@ -44,7 +48,7 @@ from quant.errors import ValidationError
 from quant.indicators import Candles
 from quant.indicators.columns import high_low_columns, rs_raw_columns, sma_columns
 from quant.indicators.custom import rolling_volume_profile, rs_rating
-from quant.indicators.standard import atr
+from quant.indicators.standard import atr, macd
 from quant.scans.closing_bet import ClosingBetParams, closing_bet
 from quant.scans.inputs import FLOW_COLUMNS, ScanInputs
 from quant.scans.supply import supply_demand
@@ -157,6 +161,33 @@ def sma_crossover(
     fast = rolling_mean(market.close, int(params["fast"]))
     slow = rolling_mean(market.close, int(params["slow"]))
     return Signals(entries=crossed_above(fast, slow), exits=crossed_above(slow, fast))
+
+
+def crypto_trend(
+    market: Market,
+    params: Mapping[str, Any],
+    flows: Mapping[str, FloatArray] | None = None,
+    progress: Progress | None = None,
+) -> Signals:
+    """The crypto signal's daily leg (:mod:`quant.crypto.signal`) on a 24/7 market: long
+    from the first close where the daily view would vote BUY — close > SMA(fast) > SMA(slow)
+    and the MACD(12, 26, 9) histogram > 0 — until a close below SMA(fast) with the
+    histogram < 0 (the trend and the momentum both turned)."""
+    close = market.close
+    fast = rolling_mean(close, int(params["fast"]))
+    slow = rolling_mean(close, int(params["slow"]))
+    hist = np.full(close.shape, np.nan)
+    for c in range(close.shape[1]):
+        column = close[:, c]
+        present = ~np.isnan(column)
+        if present.sum() > 40:
+            hist[present, c] = macd(column[present]).hist
+        if progress is not None:
+            progress(c + 1, close.shape[1])
+    with np.errstate(invalid="ignore"):
+        up = (close > fast) & (fast > slow) & (hist > 0)
+        down = (close < fast) & (hist < 0)
+    return Signals(entries=up & ~_shift(up, False), exits=down & ~_shift(down, False))
 
 
 def volume_zone_breakout(
@@ -491,9 +522,9 @@ class Strategy:
                     value=value,
                 )
             out[key] = value
-        if self.name == "sma_crossover" and not 1 <= out["fast"] < out["slow"]:
+        if self.name in ("sma_crossover", "crypto_trend") and not 1 <= out["fast"] < out["slow"]:
             raise ValidationError(
-                f"sma_crossover needs 1 <= fast < slow, got fast={out['fast']} slow={out['slow']}",
+                f"{self.name} needs 1 <= fast < slow, got fast={out['fast']} slow={out['slow']}",
                 field="params.fast",
             )
         return out
@@ -536,6 +567,18 @@ STRATEGIES: dict[str, Strategy] = {
             defaults={"fast": 10, "slow": 30},
             signal_bytes_per_cell=40,
             execution=ExecutionConfig(fill="next_open", fees=0.00015, fraction=1.0),
+        ),
+        Strategy(
+            name="crypto_trend",
+            title="Crypto daily trend (the crypto signal's daily leg)",
+            build=crypto_trend,
+            defaults={"fast": 20, "slow": 50},
+            min_bars=60,
+            signal_bytes_per_cell=48,
+            # Upbit's KRW market: 0.05 % fees, coins to 8 decimals, no sell tax
+            execution=ExecutionConfig(
+                fill="next_open", fees=0.0005, slippage=0.0005, lot=1e-8, fraction=1.0
+            ),
         ),
         Strategy(
             name="volume_zone_breakout",

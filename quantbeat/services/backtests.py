@@ -81,6 +81,7 @@ from quantbeat.infra.masking import mask_text
 from quantbeat.infra.settings import get_settings
 from quantbeat.infra.sources import latest_krx_session
 from quantbeat.services import notify
+from quantbeat.services.collect import collect_crypto_daily
 from quantbeat.services.export import S3Target, artifacts_for, export_artifacts
 from quantbeat.services.outbox import publish as publish_outbox
 from quantbeat.services.strategies import scan_strategy, scan_strategy_names
@@ -249,8 +250,34 @@ def validate_spec(
             field="instruments",
             value=unknown,
         )
+    periods_per_year([name for _, name in resolved])  # one calendar per run
     check_memory(strategy, [name for _, name in resolved], parsed.start, parsed.end)
     return ResolvedSpec(parsed, resolved, soft, hard)
+
+
+#: Markets that trade every day of the year (their daily bars are UTC days).
+ALWAYS_OPEN_MARKETS = frozenset({"UPBIT"})
+
+
+def periods_per_year(instruments: Sequence[str]) -> int:
+    """The annualization of a run over ``instruments`` (``MARKET:TICKER``): 365 when every
+    one trades 24/7 (crypto: a bar per calendar day), 252 for KRX sessions.
+
+    Raises:
+        quant.errors.ValidationError: crypto and KRX instruments mixed in one run (their
+            calendars differ: a crypto column would be aligned to KRX sessions, or KRX
+            columns padded with weekends).
+    """
+    crypto = sorted(n for n in instruments if n.split(":", 1)[0] in ALWAYS_OPEN_MARKETS)
+    always = {name in crypto for name in instruments}
+    if always == {True, False}:
+        raise ValidationError(
+            "a backtest covers either 24/7 crypto markets or KRX sessions, not both: "
+            f"{', '.join(crypto[:5])} with KRX instruments",
+            field="instruments",
+            value=crypto[:5],
+        )
+    return 365 if always == {True} else 252
 
 
 def memory_estimate(
@@ -618,8 +645,52 @@ def nightly_backtests(
             runs[scan.backtest] = None
             errors[scan.backtest] = str(exc)
             log.error("backtest.nightly_refused", strategy=scan.backtest, error=str(exc))
+    _nightly_crypto(day, span, settings, runs, errors, app)
     log.info("backtest.nightly", trade_date=day.isoformat(), runs=runs, errors=errors)
     return {"trade_date": day.isoformat(), "runs": runs, "errors": errors}
+
+
+#: The backtest strategy of the crypto signal in the nightly walk-forward run.
+CRYPTO_BACKTEST = "crypto_trend"
+
+
+def _nightly_crypto(
+    day: dt.date,
+    span: int,
+    settings: Any,
+    runs: dict[str, str | None],
+    errors: dict[str, str],
+    app: Any,
+) -> None:
+    """The crypto leg of the nightly walk-forward run: :data:`CRYPTO_BACKTEST` over
+    ``QUANTBEAT_CRYPTO_SIGNAL_MARKETS`` on UTC days up to the last closed one before
+    ``day`` (the KRX session's UTC day is still open at the nightly's 20:30 KST), after
+    collecting the daily crypto bars it reads (warm-up included)."""
+    end = day - dt.timedelta(days=1)
+    start = end - dt.timedelta(days=span)
+    tickers = list(settings.crypto_signal_markets)
+    names = [f"UPBIT:{t}" for t in tickers]
+    try:
+        collect_crypto_daily(start - dt.timedelta(days=WARMUP_DAYS), end, tickers=tickers)
+        runs[CRYPTO_BACKTEST] = submit_backtest(
+            {
+                "strategy": CRYPTO_BACKTEST,
+                "instruments": names,
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "label": (
+                    f"nightly walk-forward crypto signal (daily leg) over {', '.join(names)}, "
+                    f"UTC days {start.isoformat()} … {end.isoformat()}, 365-day year"
+                )[:200],
+            },
+            origin="beat",
+            app=app,
+            run_id=nightly_run_id(CRYPTO_BACKTEST, day, span),
+        )
+    except QuantbeatError as exc:
+        runs[CRYPTO_BACKTEST] = None
+        errors[CRYPTO_BACKTEST] = str(exc)
+        log.error("backtest.nightly_refused", strategy=CRYPTO_BACKTEST, error=str(exc))
 
 
 def nightly_expectations(
@@ -1146,7 +1217,8 @@ def _execute(
     trades = result.trade_rows()
     closed_pnl = np.array([t["pnl"] for t in trades if t["exit_time"] is not None])
     closed_returns = [t["return_pct"] for t in trades if t["exit_time"] is not None]
-    metrics = compute_metrics(returns, times, closed_pnl).as_dict()
+    ppy = periods_per_year([name for _, name in instruments])
+    metrics = compute_metrics(returns, times, closed_pnl, periods_per_year=ppy).as_dict()
     open_trades = sum(1 for t in trades if t["exit_time"] is None)
     summary = {
         "initial_cash": result.initial_cash,
@@ -1162,6 +1234,7 @@ def _execute(
         # the closed trades in the track record's KPI terms (net returns after costs and tax)
         "trade_kpis": trade_kpis(closed_returns),
         "instruments": m,
+        "periods_per_year": ppy,
         "fill": execution.fill,
         "execution": execution.as_dict(),
         "params": params,

@@ -317,9 +317,14 @@ def test_a_candidate_chosen_on_the_last_day_changes_no_earlier_day_s_backtest_re
     short = tasks.backtests.nightly(before.isoformat(), days=span)
     long = tasks.backtests.nightly(DAY.isoformat(), days=span + (DAY - before).days)
     assert short["errors"] == long["errors"] == {}
-    assert set(short["runs"]) == set(long["runs"]) == {"vcp_breakout", "closing_bet"}
+    assert (
+        set(short["runs"]) == set(long["runs"]) == {"vcp_breakout", "closing_bet", "crypto_trend"}
+    )
+    _assert_crypto_leg(short["runs"]["crypto_trend"], before, span)
     closed_before = 0
     for strategy, run_id in short["runs"].items():
+        if strategy == "crypto_trend":
+            continue
         other = long["runs"][strategy]
         assert run_id is not None
         assert other is not None
@@ -358,7 +363,38 @@ def test_a_candidate_chosen_on_the_last_day_changes_no_earlier_day_s_backtest_re
         nightly_rows = session.execute(
             select(func.count()).select_from(BacktestRun).where(BacktestRun.origin == "beat")
         ).scalar_one()
-    assert nightly_rows == 4
+    assert nightly_rows == 6
+
+
+def _assert_crypto_leg(run_id: str | None, day: dt.date, span: int) -> None:
+    """The crypto signal's daily leg in the nightly run: UPBIT:KRW-BTC on every UTC day up to
+    the day before the KRX session (its UTC day is still open at 20:30 KST), its daily bars
+    collected by the nightly itself, annualized over 365 days."""
+    import itertools
+    import math
+
+    import numpy as np
+
+    assert run_id is not None
+    assert backtests.wait(run_id, timeout=120)["state"] == "completed"
+    row = backtest_row(run_id)
+    assert row.spec is not None
+    assert row.summary is not None
+    assert row.metrics is not None
+    assert row.spec["instruments"] == ["UPBIT:KRW-BTC"]
+    end = day - dt.timedelta(days=1)
+    assert row.spec["end"] == end.isoformat()
+    assert row.summary["periods_per_year"] == 365
+    _trades, equity = _result(run_id)
+    days = [d for d, _, _ in equity]
+    assert days[-1] == end
+    assert all((b - a).days == 1 for a, b in itertools.pairwise(days))  # weekends too
+    assert len(days) == span + 1
+    values = np.array([e for _, e, _ in equity])
+    returns = values / np.concatenate(([row.summary["initial_cash"]], values[:-1])) - 1.0
+    if returns.std(ddof=1) > 0:
+        expected = returns.mean() / returns.std(ddof=1) * math.sqrt(365)
+        assert row.metrics["sharpe"] == pytest.approx(expected, rel=1e-6)
 
 
 def _unreachable_client() -> Celery:

@@ -79,3 +79,14 @@ def test_an_idempotency_key_stands_for_one_run_per_owner():
     assert len(first) == 32
     assert first != idempotent_run_id("api-key:2", "nightly-1")
     assert first != idempotent_run_id("api-key:1", "nightly-2")
+
+
+def test_a_run_is_annualized_by_its_calendar_and_never_mixes_them():
+    from quantbeat.services.backtests import periods_per_year
+
+    assert periods_per_year(["UPBIT:KRW-BTC", "UPBIT:KRW-ETH"]) == 365
+    assert periods_per_year(["KOSPI:005930", "KOSDAQ:035720"]) == 252
+    with pytest.raises(ValidationError, match="either 24/7 crypto markets or KRX") as caught:
+        periods_per_year(["KOSPI:005930", "UPBIT:KRW-BTC"])
+    assert caught.value.field == "instruments"
+    assert caught.value.value == ["UPBIT:KRW-BTC"]

@@ -170,8 +170,15 @@ def vcp_market(seed: int, n: int = 380, m: int = 2) -> Market:
     )
 
 
+def crypto_market(seed: int, n: int = 400, m: int = 2) -> Market:
+    """UPBIT coins on a 24/7 calendar (every calendar day a bar), untaxed."""
+    cols = _walk(np.random.default_rng(seed), n, m, vol=0.03, drift=0.0008, start=5e7)
+    return Market.from_arrays(_times(n), [f"KRW-C{i}" for i in range(m)], markets="UPBIT", **cols)
+
+
 MARKETS = {
     "sma_crossover": sma_market,
+    "crypto_trend": crypto_market,
     "volume_zone_breakout": breakout_market,
     "vcp_breakout": vcp_market,
     "closing_bet": closing_bet_market,
@@ -244,6 +251,7 @@ CASES = [
         "vcp_breakout", {"min_universe": 2, "min_rs_rating": 1.0}, 2, id="vcp_breakout-ranked"
     ),
     pytest.param("closing_bet", {}, 3, id="closing_bet"),
+    pytest.param("crypto_trend", {}, 3, id="crypto_trend"),
 ]
 
 
@@ -301,11 +309,28 @@ def test_registry():
         "volume_zone_breakout",
         "vcp_breakout",
         "closing_bet",
+        "crypto_trend",
     }
     assert all(get(name).name == name for name in STRATEGIES)
     assert get("closing_bet").execution.fill == "close"
     assert {get(n).execution.fill for n in STRATEGIES if n != "closing_bet"} == {"next_open"}
     assert "foreign_net_krw" in flow_names()
+
+
+def test_crypto_trend_trades_fractional_coins_untaxed_on_every_calendar_day():
+    market = crypto_market(5)
+    strategy = get("crypto_trend")
+    result = simulate(market, strategy.signals(market), strategy.execution)
+    t = result.trades
+    assert len(t) >= 3
+    units = np.asarray(t.units, dtype=float)
+    assert (units % 1 != 0).any()  # fractional coins (lot 1e-8)
+    assert np.allclose(np.round(units * 1e8), units * 1e8)
+    assert t.tax is not None
+    assert float(np.sum(t.tax)) == 0.0  # UPBIT pays no sell tax
+    assert np.all(np.diff(market.times).astype(int) == 1)  # weekends included
+    with pytest.raises(ValidationError, match="fast < slow"):
+        strategy.params({"fast": 50, "slow": 20})
 
 
 def test_unknown_strategy_lists_the_known_ones():
