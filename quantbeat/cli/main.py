@@ -43,6 +43,7 @@ from quantbeat.cli import (
     ai,
     backtest,
     collect,
+    crypto,
     db,
     health,
     importer,
@@ -104,6 +105,7 @@ app.add_typer(collect.data_app, name="data")
 app.add_typer(importer.import_app, name="import")
 app.add_typer(backtest.backtest_app, name="backtest")
 app.add_typer(portfolio.portfolio_app, name="portfolio")
+app.add_typer(crypto.crypto_app, name="crypto")
 app.add_typer(track.track_app, name="track-record")
 app.add_typer(notify.notify_app, name="notify")
 app.add_typer(ai.news_app, name="news")

@@ -236,3 +236,31 @@ def test_gemini_decides_the_signal_and_an_unusable_answer_falls_back(
     assert sum(int(client.get(k) or 0) for k in client.scan_iter("quantbeat:ai:*:rpd:*")) == 2
     monkeypatch.undo()
     reset_settings()
+
+
+def test_the_crypto_cli_queues_the_jobs_and_reads_what_they_stored(
+    celery_app: Any, clean_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from quantbeat.cli import main as cli
+
+    at = (DAY + dt.timedelta(hours=1)).isoformat()
+    later = (DAY + dt.timedelta(hours=3)).isoformat()
+    assert cli.main(["crypto", "volatility", "--at", at, "--sigma", "2"]) == 0
+    assert cli.main(["crypto", "signal", "--at", at]) == 0
+    assert cli.main(["crypto", "signal", "--at", later]) == 0
+    assert cli.main(["crypto", "sync", "--at", later]) == 0
+    assert cli.main(["crypto", "book"]) == 0
+    assert cli.main(["crypto", "signals"]) == 0
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert any(ln.startswith(f"SIMULATED KRW-BTC at {at}: ") and "σ" in ln for ln in lines), out
+    decided = [
+        ln for ln in lines if ln.startswith("SIMULATED KRW-BTC at ") and " by offline " in ln
+    ]
+    assert len(decided) == 2, out
+    assert any("crypto paper portfolio crypto-paper (paper only)" in ln for ln in lines), out
+    assert any(ln.startswith("SIMULATED sync at ") for ln in lines), out
+    assert any(ln.startswith("SIMULATED track record BUY: 2 signals") for ln in lines), out
+    # the same hour again is read back, not decided again
+    assert cli.main(["crypto", "signal", "--at", at]) == 0
+    assert "(stored before)" in capsys.readouterr().out

@@ -27,6 +27,8 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
         (["collect", "daily", "--date", "2026-13-01", "--no-wait"], "'2026-13-01'"),
         (["collect", "daily", "--market", "NYSE", "--no-wait"], "'NYSE'"),
         (["run", "--date", "yesterday"], "'yesterday'"),
+        (["crypto", "signal", "--at", "2026-11-20T10:00", "--no-wait"], "'2026-11-20T10:00'"),
+        (["crypto", "sync", "--at", "tomorrow", "--no-wait"], "'tomorrow'"),
         (["worker", "--queues", "gpu"], "'gpu'"),
         (["analyze", "KOSPI:005930", "--strategy", "momentum", "--no-wait"], "'momentum'"),
         (["analyze", "KOSPI:005930", "--date", "2026-13-01", "--no-wait"], "'2026-13-01'"),
