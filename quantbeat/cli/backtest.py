@@ -89,7 +89,9 @@ def print_metrics(metrics: dict[str, Any], summary: dict[str, Any]) -> None:
 def submit(
     strategy: Annotated[
         str,
-        typer.Argument(help="sma_crossover, volume_zone_breakout, vcp_breakout or closing_bet"),
+        typer.Argument(
+            help="sma_crossover, volume_zone_breakout, vcp_breakout, closing_bet or crypto_trend"
+        ),
     ],
     instruments: Annotated[
         list[str], typer.Argument(help="MARKET:TICKER (or tickers), one or more")
