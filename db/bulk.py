@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from db import copybin
+from db import copybin, readcache
 from quant.errors import ValidationError
 
 #: A bulk upsert that inserts at least this many rows, and more than :data:`ANALYZE_SHARE` of
@@ -202,10 +202,15 @@ def sqlite_matrix(session: Session, query: str, params: Sequence[Any], width: in
     SQLite as one ``float64`` matrix of shape ``(rows, width)``, ``NULL`` as NaN — through
     the sqlite3 driver directly: SQLAlchemy's row objects cost five times the query."""
     driver: Any = session.connection().connection.driver_connection
-    rows = driver.execute(query, params).fetchall()
-    if not rows:
-        return np.empty((0, width), dtype=np.float64)
-    return np.array(rows, dtype=np.float64)
+
+    def load() -> Any:
+        rows = driver.execute(query, params).fetchall()
+        if not rows:
+            return np.empty((0, width), dtype=np.float64)
+        return np.array(rows, dtype=np.float64)
+
+    # the embedded run's repeated reads come from memory (db.readcache: inside its scope only)
+    return readcache.read((str(session.get_bind().engine.url), query, tuple(params)), load)
 
 
 def _check_batch(

@@ -35,6 +35,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.readcache import WatchedConnection
 from quant.errors import ConfigError
 from quantbeat.infra.forkstate import after_fork
 from quantbeat.infra.settings import Settings, get_settings
@@ -176,7 +177,15 @@ def _sqlite_engine(url: str, database: str | None, *, echo: bool) -> Engine:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,
-        connect_args={"timeout": 30, "check_same_thread": False},
+        # WatchedConnection: writes to the tables the embedded run's read cache keeps
+        # (db.readcache) invalidate it; statements are prepared per execution so SQLite's
+        # authorizer sees every one.
+        connect_args={
+            "timeout": 30,
+            "check_same_thread": False,
+            "factory": WatchedConnection,
+            "cached_statements": 0,
+        },
         pool_pre_ping=True,
         echo=echo,
     )

@@ -11,17 +11,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
 
-from db.crypto import book as stored_book
-from db.engine import session_scope
-from db.models import CryptoOrder, CryptoSignal, Instrument
 from quant.errors import ValidationError
 from quantbeat.cli.common import console
 from quantbeat.infra.settings import get_settings
 from quantbeat.services import dispatch
-from quantbeat.services.crypto_paper import PORTFOLIO
-from quantbeat.services.crypto_signals import track_record
+from quantbeat.services.crypto_paper import book_view
+from quantbeat.services.crypto_signals import recent_signals, track_record
 from quantbeat.services.dispatch import TaskCall
 
 crypto_app = typer.Typer(
@@ -135,28 +131,7 @@ def signals(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
 ) -> None:
     """The newest stored signals with their returns since, and the track record."""
-    with session_scope() as session:
-        rows = session.execute(
-            select(CryptoSignal, Instrument.ticker)
-            .join(Instrument, Instrument.id == CryptoSignal.instrument_id)
-            .order_by(CryptoSignal.at.desc(), CryptoSignal.id.desc())
-            .limit(limit)
-        ).all()
-        found: list[dict[str, Any]] = [
-            {
-                "market": t,
-                "at": s.at.isoformat(),
-                "action": s.action,
-                "confidence": s.confidence,
-                "price": s.price,
-                "analyst": s.analyst,
-                "return_1h": s.return_1h,
-                "return_4h": s.return_4h,
-                "return_24h": s.return_24h,
-                "simulated": s.simulated,
-            }
-            for s, t in rows
-        ]
+    found = recent_signals(limit)
     record = track_record()
     if as_json:
         console.print_json(data={"signals": found, "track_record": record})
@@ -191,43 +166,16 @@ def signals(
 @crypto_app.command("book")
 def book(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False) -> None:
     """The crypto paper portfolio: cash, positions, P&L, and its latest orders."""
-    with session_scope() as session:
-        row = stored_book(session, PORTFOLIO)
-        if row is None:
-            console.print("no crypto paper portfolio yet (quantbeat crypto sync)")
-            return
-        data = {
-            "portfolio": row.portfolio,
-            "capital": row.capital,
-            "cash": row.cash,
-            "equity": row.equity,
-            "realized": row.realized,
-            "fees": row.fees,
-            "positions": dict(row.positions or {}),
-            "drift": list(row.drift or []),
-            "reconciled_at": None if row.reconciled_at is None else row.reconciled_at.isoformat(),
-        }
-        recent = session.execute(
-            select(CryptoOrder, Instrument.ticker)
-            .join(Instrument, Instrument.id == CryptoOrder.instrument_id)
-            .where(CryptoOrder.portfolio == PORTFOLIO)
-            .order_by(CryptoOrder.id.desc())
-            .limit(10)
-        ).all()
-        orders: list[dict[str, Any]] = [
-            {
-                "market": t, "side": o.side, "requested_at": o.requested_at.isoformat(),
-                "state": o.state, "reason": o.reason, "fill_price": o.fill_price,
-                "volume": o.filled_volume, "fee": o.fee,
-            }
-            for o, t in recent
-        ]  # fmt: skip
+    data = book_view()
+    if data is None:
+        console.print("no crypto paper portfolio yet (quantbeat crypto sync)")
+        return
     if as_json:
-        console.print_json(data={**data, "orders": orders})
+        console.print_json(data=data)
         return
     label = _label(_simulated())
     _print_book(data, label)
-    for o in orders:
+    for o in data["orders"]:
         filled = (
             f"{o['volume']:.8f} at {o['fill_price']:,.0f} (fee {o['fee']:,.0f})"
             if o["state"] == "filled"

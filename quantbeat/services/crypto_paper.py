@@ -23,6 +23,7 @@ import datetime as dt
 from typing import Any
 
 import structlog
+from sqlalchemy import select
 
 from db.crypto import (
     book,
@@ -34,7 +35,7 @@ from db.crypto import (
     signals_without_order,
 )
 from db.engine import session_scope
-from db.models import CryptoBook, CryptoOrder
+from db.models import CryptoBook, CryptoOrder, Instrument
 from quant.crypto.exchange import upbit_order_body
 from quant.crypto.paper import (
     Book,
@@ -182,6 +183,41 @@ def sync_orders(
         **summary,
         "drift": drift,
     }
+
+
+def book_view(portfolio: str = PORTFOLIO, orders_shown: int = 10) -> dict[str, Any] | None:
+    """``portfolio``'s stored book (cash, equity, positions, drift, KRW) with its latest
+    ``orders_shown`` orders, newest first; ``None`` before its first sync."""
+    with session_scope() as session:
+        row = book(session, portfolio)
+        if row is None:
+            return None
+        recent = session.execute(
+            select(CryptoOrder, Instrument.ticker)
+            .join(Instrument, Instrument.id == CryptoOrder.instrument_id)
+            .where(CryptoOrder.portfolio == portfolio)
+            .order_by(CryptoOrder.id.desc())
+            .limit(orders_shown)
+        ).all()
+        return {
+            "portfolio": row.portfolio,
+            **_book_summary(row),
+            "drift": list(row.drift or []),
+            "reconciled_at": None if row.reconciled_at is None else row.reconciled_at.isoformat(),
+            "orders": [
+                {
+                    "market": ticker,
+                    "side": o.side,
+                    "requested_at": _utc(o.requested_at).isoformat(),
+                    "state": o.state,
+                    "reason": o.reason,
+                    "fill_price": o.fill_price,
+                    "volume": o.filled_volume,
+                    "fee": o.fee,
+                }
+                for o, ticker in recent
+            ],
+        }
 
 
 def _market_of(order: CryptoOrder) -> str:

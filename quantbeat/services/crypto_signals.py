@@ -266,6 +266,34 @@ def follow_signals(now: dt.datetime) -> int:
     return updated
 
 
+def recent_signals(limit: int = 24) -> list[dict[str, Any]]:
+    """The newest ``limit`` stored signals (any market), newest first, with their returns
+    since (``None`` while not reached)."""
+    with session_scope() as session:
+        rows = session.execute(
+            select(CryptoSignal, Instrument.ticker)
+            .join(Instrument, Instrument.id == CryptoSignal.instrument_id)
+            .order_by(CryptoSignal.at.desc(), CryptoSignal.id.desc())
+            .limit(limit)
+        ).all()
+        return [
+            {
+                "market": ticker,
+                "at": s.at.isoformat(),
+                "action": s.action,
+                "confidence": s.confidence,
+                "price": s.price,
+                "analyst": s.analyst,
+                "model": s.model,
+                "return_1h": s.return_1h,
+                "return_4h": s.return_4h,
+                "return_24h": s.return_24h,
+                "simulated": s.simulated,
+            }
+            for s, ticker in rows
+        ]
+
+
 def track_record(strategy: str = STRATEGY) -> dict[str, Any]:
     """The crypto track record: per action, the signals, and for BUY/SELL at each horizon
     the count, hit rate (edge > 0) and mean edge (the return signed by the action).

@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from db import migrate
+from db import migrate, readcache
 from db.candles import universe
 from db.engine import display_url, forget_engines, session_scope
 from db.models import AiAnalysis, DailyCandle, Instrument, Signal
@@ -170,7 +170,10 @@ def _run(
     )
     forget_service()
     inbox = _inbox(settings, report)
-    with _maybe_worker(distributed):
+    # embedded: one process does the whole job, so its repeated universe reads may come
+    # from memory (db.readcache: any write to those tables empties it)
+    reads = nullcontext() if distributed else readcache.scope()
+    with reads, _maybe_worker(distributed):
         job = _Job(report, day, market, deadline=time.monotonic() + timeout)
         if first_run:
             job.history()

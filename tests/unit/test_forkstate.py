@@ -32,6 +32,7 @@ for _name in TASK_MODULES:  # as a worker does before it forks: services registe
 #: (module, attribute) of every registry a forked child must not inherit.
 RESET: tuple[tuple[str, str], ...] = (
     ("db.engine", "_engines"),
+    ("db.readcache", "_entries"),
     ("quantbeat.infra.ai_quota", "_limiters"),
     ("quantbeat.infra.cache", "_caches"),
     ("quantbeat.infra.notify.base", "_clients"),
@@ -51,6 +52,8 @@ NO_RESET: dict[tuple[str, str], str] = {
     ("db.engine", "_family"): "a context variable, set per task execution",
     ("workers.deadline", "_in_prefork_child"): "a flag the child itself sets at fork",
     ("db.bulk", "_temp_names"): "a counter of temporary table names",
+    ("db.readcache", "_dirty"): "weak references to this process's connections, emptied by "
+    "db.readcache's own reset (the fork test's stand-in object would not be a set)",
     ("db.events", "_after_commit"): "callbacks registered at import (no connection, no state)",
     ("workers.metrics", "_extra_collectors"): "collectors added at import; only the main "
     "process serves them (a child's copy is never read)",
