@@ -28,6 +28,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -e '.[dev,yfinance]'
 	$(PY) -m quant.kernels
+	$(PY) scripts/warm_bytecode.py
 	@touch $(STAMP)
 
 run: $(STAMP)
