@@ -40,7 +40,7 @@ def main() -> int:
             importlib.import_module(info.name)
     for name in LAZY:
         importlib.import_module(name)
-    from workers.app import app  # noqa: PLC0415 (after the walk: already imported)
+    from workers.app import app
 
     app.loader.import_default_modules()
     print(
