@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -84,6 +84,9 @@ NEEDS_WORKER = frozenset(
         ("dlq", "replay"),
         ("data", "gaps"),
         ("notify", "test"),
+        ("crypto", "signal"),
+        ("crypto", "sync"),
+        ("crypto", "volatility"),
         ("api",),
     }
 )
@@ -206,3 +209,24 @@ def candidates_table(
         ]
         table.add_row(*cells, *([c.status or ""] if note else []))
     return table
+
+
+def crypto_book_line(book: Mapping[str, Any], label: str) -> str:
+    """One line for the crypto paper portfolio's book (``quantbeat crypto book``, the run's
+    report): equity, cash, positions, P&L, and whether it agreed with its ledger."""
+    held = (
+        ", ".join(
+            f"{m} {p['volume']:.8f} (cost {p['cost']:,.0f})"
+            for m, p in book.get("positions", {}).items()
+            if p.get("volume")
+        )
+        or "no position"
+    )
+    drift = book.get("drift") or []
+    state = "reconciled with its ledger" if not drift else f"DRIFT: {'; '.join(drift[:3])}"
+    return (
+        f"{label}crypto paper portfolio {book['portfolio']} (paper only, no live order is "
+        f"sent): equity KRW {book['equity']:,.0f} of {book['capital']:,.0f}, cash "
+        f"{book['cash']:,.0f}, {held}; realized {book['realized']:+,.0f}, fees "
+        f"{book['fees']:,.0f}; {state}"
+    )

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from quant.errors import ValidationError
-from quantbeat.cli.common import console
+from quantbeat.cli.common import console, crypto_book_line, must_wait
 from quantbeat.infra.settings import get_settings
 from quantbeat.services import dispatch
 from quantbeat.services.crypto_paper import book_view
@@ -48,7 +48,7 @@ def _at(value: str | None) -> str | None:
 
 def _queue(task: str, kwargs: dict[str, Any], wait: bool, timeout: float) -> dict[str, Any] | None:
     result = dispatch.send(TaskCall(task, {k: v for k, v in kwargs.items() if v is not None}))
-    if not wait:
+    if not must_wait(wait):
         console.print(f"{task} queued: {result.id}")
         return None
     summary: dict[str, Any] = dispatch.wait(result, timeout=timeout, what=task)
@@ -188,23 +188,7 @@ def book(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] 
 
 
 def _print_book(b: dict[str, Any], label: str) -> None:
-    held = (
-        ", ".join(
-            f"{m} {p['volume']:.8f} (cost {p['cost']:,.0f})"
-            for m, p in b.get("positions", {}).items()
-            if p.get("volume")
-        )
-        or "no position"
-    )
-    drift = b.get("drift") or []
-    state = "reconciled with its ledger" if not drift else f"DRIFT: {'; '.join(drift[:3])}"
-    console.print(
-        f"{label}crypto paper portfolio {b['portfolio']} (paper only): equity KRW "
-        f"{b['equity']:,.0f} of {b['capital']:,.0f}, cash {b['cash']:,.0f}, {held}; realized "
-        f"{b['realized']:+,.0f}, fees {b['fees']:,.0f}; {state}",
-        soft_wrap=True,
-        highlight=False,
-    )
+    console.print(crypto_book_line(b, label), soft_wrap=True, highlight=False)
 
 
 def _pct(value: float | None) -> str:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from quantbeat.cli.backtest import _fmt
-from quantbeat.cli.common import candidates_table, console, parse_date_option
+from quantbeat.cli.common import candidates_table, console, crypto_book_line, parse_date_option
 from quantbeat.cli.track import kpi_table
 from quantbeat.infra.logging import configure_logging
 from quantbeat.infra.settings import get_settings
@@ -414,23 +414,9 @@ def _print_crypto_paper(report: runner.RunReport) -> None:
     b = report.crypto_book
     if b:
         t = b["totals"]
-        held = (
-            ", ".join(
-                f"{m} {p['volume']:.8f} (cost {p['cost']:,.0f})"
-                for m, p in b.get("positions", {}).items()
-                if p.get("volume")
-            )
-            or "no position"
-        )
-        reconciled = "reconciled with its ledger" if not b.get("drift") else (
-            f"DRIFT from its ledger: {'; '.join(b['drift'][:3])}"
-        )  # fmt: skip
         console.print(
-            f"[bold]{label}crypto paper portfolio[/] {b['portfolio']} (paper only, no live "
-            f"order is sent): equity KRW {b['equity']:,.0f} of {b['capital']:,.0f}, cash "
-            f"{b['cash']:,.0f}, {held}; realized {b['realized']:+,.0f}, fees {b['fees']:,.0f}; "
-            f"orders in these hours: {t['placed']} placed, {t['filled']} filled, "
-            f"{t['rejected']} rejected, {b['pending']} pending; {reconciled}",
+            f"{crypto_book_line(b, label)}; orders in these hours: {t['placed']} placed, "
+            f"{t['filled']} filled, {t['rejected']} rejected, {b['pending']} pending",
             soft_wrap=True,
             highlight=False,
         )

@@ -342,14 +342,7 @@ def collect_crypto(
             summary["truncated"] = True
         frame = source.intraday_candles(start_at, end_at, interval, tickers=wanted)
     except (RateLimited, UpbitBanned) as exc:
-        # The provider pushed back: stop every worker, not just this one. A ban (418) gets
-        # its stated period or a long default; a 429 its Retry-After or a short default.
-        limiter = upbit_limiter(settings) if settings.crypto_source == "upbit" else None
-        if limiter is not None and not isinstance(exc, WaitTooLong):
-            if isinstance(exc, UpbitBanned):
-                limiter.cooldown(exc.banned_for or BAN_COOLDOWN_S)
-            else:
-                limiter.cooldown(exc.retry_after or THROTTLE_COOLDOWN_S)
+        _upbit_pushed_back(settings, exc)
         raise
     with session_scope() as session:
         good, rejected = check_intraday_candles(frame, ids.keys())
@@ -360,6 +353,19 @@ def collect_crypto(
     invalidate_stored(good)
     summary["candles"] = counts.as_dict()
     return summary
+
+
+def _upbit_pushed_back(settings: Any, exc: Exception) -> None:
+    """The crypto provider pushed back: stop every worker, not just this one — a ban (418)
+    for its stated period or a long default, a 429 for its Retry-After or a short default.
+    Our own limiter's refusal (``WaitTooLong``) starts nothing."""
+    limiter = upbit_limiter(settings) if settings.crypto_source == "upbit" else None
+    if limiter is None or isinstance(exc, WaitTooLong):
+        return
+    if isinstance(exc, UpbitBanned):
+        limiter.cooldown(exc.banned_for or BAN_COOLDOWN_S)
+    elif isinstance(exc, RateLimited):
+        limiter.cooldown(exc.retry_after or THROTTLE_COOLDOWN_S)
 
 
 def collect_crypto_daily(
@@ -388,12 +394,7 @@ def collect_crypto_daily(
     try:
         frame = source.daily_candles(start, end, market=Market.UPBIT, tickers=wanted)
     except (RateLimited, UpbitBanned) as exc:
-        limiter = upbit_limiter(settings) if settings.crypto_source == "upbit" else None
-        if limiter is not None and not isinstance(exc, WaitTooLong):
-            if isinstance(exc, UpbitBanned):
-                limiter.cooldown(exc.banned_for or BAN_COOLDOWN_S)
-            else:
-                limiter.cooldown(exc.retry_after or THROTTLE_COOLDOWN_S)
+        _upbit_pushed_back(settings, exc)
         raise
     with session_scope() as session:
         ids = ensure_instruments(session, Market.UPBIT.value, wanted, source=source.name)

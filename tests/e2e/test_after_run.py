@@ -66,6 +66,27 @@ def test_jobs_list_shows_the_runs_tasks(after_run):
     assert {"quantbeat.scans.run", "quantbeat.backtest.run"} <= tasks
 
 
+def test_the_crypto_commands_read_the_runs_book_and_queue_to_an_in_process_worker(after_run):
+    where, report = after_run
+    book = quantbeat(where, "crypto", "book", "--json")
+    assert book.returncode == 0, book.stderr
+    stored = json.loads(book.stdout)
+    assert stored["portfolio"] == "crypto-paper"
+    assert stored["drift"] == []
+    assert f"equity KRW {stored['equity']:,.0f}" in report  # the run's report showed it
+    signals = quantbeat(where, "crypto", "signals", "--json")
+    assert signals.returncode == 0, signals.stderr
+    assert len(json.loads(signals.stdout)["signals"]) == 6  # the six hours the run showed
+    # a command that queues a task gets a worker in its own process (nothing else runs)
+    (last,) = {ln.split(" … ")[1].split(":")[0] + ":00:00+00:00" for ln in report.splitlines()
+               if "crypto signals KRW-BTC" in ln}  # fmt: skip
+    again = quantbeat(where, "crypto", "signal", "--at", last)
+    assert again.returncode == 0, again.stderr
+    assert "in-process worker" in again.stderr
+    assert again.stdout.startswith(f"SIMULATED KRW-BTC at {last}: ")
+    assert "(stored before)" in again.stdout
+
+
 def test_health_reports_the_embedded_components_healthy(after_run):
     where, _ = after_run
     done = quantbeat(where, "health", "--json")

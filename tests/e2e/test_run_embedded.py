@@ -87,7 +87,7 @@ def test_first_run_collects_a_year_then_later_runs_change_nothing(tmp_path: Path
     (book,) = [ln for ln in out.splitlines() if "crypto paper portfolio crypto-paper" in ln]
     assert book.startswith("SIMULATED "), book
     assert "no live order is sent" in book
-    assert book.endswith("reconciled with its ledger"), book
+    assert "; reconciled with its ledger; orders in these hours: " in book, book
     # the day's messages, delivered to the file channel make run subscribes, each labelled
     (told,) = [ln for ln in out.splitlines() if "notifications (simulated-file" in ln]
     assert told.startswith("SIMULATED "), told

@@ -258,7 +258,9 @@ def test_the_crypto_cli_queues_the_jobs_and_reads_what_they_stored(
         ln for ln in lines if ln.startswith("SIMULATED KRW-BTC at ") and " by offline " in ln
     ]
     assert len(decided) == 2, out
-    assert any("crypto paper portfolio crypto-paper (paper only)" in ln for ln in lines), out
+    assert any(
+        "crypto paper portfolio crypto-paper (paper only, no live order" in ln for ln in lines
+    ), out
     assert any(ln.startswith("SIMULATED sync at ") for ln in lines), out
     assert any(ln.startswith("SIMULATED track record BUY: 2 signals") for ln in lines), out
     # the same hour again is read back, not decided again
