@@ -65,8 +65,10 @@ def sync_orders(
 ) -> dict[str, Any]:
     """Run the order sync of ``portfolio`` up to ``at`` (default now, floored to the hour;
     see the module docstring). Returns ``{"portfolio", "at", "placed", "filled",
-    "rejected", "pending", "cash", "equity", "realized", "fees", "positions", "drift",
-    "simulated"}`` (KRW; ``drift`` the differences found, empty when the book agreed).
+    "rejected", "pending", "capital", "cash", "equity", "realized", "fees", "positions",
+    "drift", "simulated"}`` (KRW; ``drift`` the differences found — the stored book against
+    its ledger before the run, then the run's own bookkeeping against the ledger it wrote —
+    empty when both agreed; the stored book is the ledger's replay either way).
 
     Raises:
         quant.errors.ValidationError: ``at`` naive.
@@ -182,6 +184,7 @@ def sync_orders(
         "pending": pending_left,
         **summary,
         "drift": drift,
+        "simulated": get_settings().crypto_source == "simulated",
     }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from db.engine import session_scope
 from db.models import CryptoBook, CryptoOrder, CryptoSignal, DailyCandle, Event, IntradayCandle
@@ -187,6 +187,17 @@ def test_a_day_of_crypto_jobs_lands_alerts_once_and_reconciles(
     assert _count(CryptoOrder) == len(orders)
     time.sleep(1.0)
     assert len(telegram.received) == expected
+
+    # a book changed behind the ledger's back is reported and put back to the replay
+    with session_scope() as session:
+        session.execute(
+            update(CryptoBook).where(CryptoBook.portfolio == "crypto-paper").values(cash=1.0)
+        )
+    mended = _run(celery_app, "quantbeat.crypto.order_sync", at=hours[-1].isoformat())
+    assert any(d.startswith("cash: stored 1.00 KRW, ledger ") for d in mended["drift"]), mended
+    assert mended["cash"] == pytest.approx(ledger.cash)
+    again_sync = _run(celery_app, "quantbeat.crypto.order_sync", at=hours[-1].isoformat())
+    assert again_sync["drift"] == []
 
 
 def test_gemini_decides_the_signal_and_an_unusable_answer_falls_back(
