@@ -48,7 +48,7 @@ from quant.crypto.signal import (
     outcome,
     view,
 )
-from quant.errors import ValidationError
+from quant.errors import RateLimited, ServiceUnavailable, ValidationError
 from quant.market.types import Market
 from quantbeat.infra.ai_quota import QuotaExhausted
 from quantbeat.infra.ratelimit import WaitTooLong
@@ -216,6 +216,11 @@ def _ask(chosen: Any, inputs: SignalInput) -> tuple[CryptoDecision, str, str]:
         return _fallback(inputs, "gemini quota spent", str(exc))
     except WaitTooLong:
         raise  # a running cooldown or a full minute: the task retries
+    except (RateLimited, ServiceUnavailable) as exc:
+        # Gemini pushed back or did not answer: every worker waits (the shared cooldown, as
+        # for the news analyses), then the task's retry asks again
+        limiter().cooldown(exc.retry_after or get_settings().ai_cooldown)
+        raise
     except (AiRequestRejected, InvalidAiOutput) as exc:
         return _fallback(inputs, "gemini answer unusable", str(exc))
     return decision, "gemini", str(chosen.model)

@@ -24,10 +24,12 @@ from db.engine import session_scope
 from db.models import CryptoBook, CryptoOrder, CryptoSignal, DailyCandle, Event, IntradayCandle
 from quant.ai.gemini import GeminiAnalyzer
 from quant.crypto.paper import Fill, PaperRules, fill_price, replay
+from quant.errors import RateLimited
 from quantbeat.infra.settings import get_settings, reset_settings
 from quantbeat.services import notify
+from quantbeat.services.ai import limiter
 from tests.support import notify_env
-from tests.support.fake_gemini import FakeGemini, ok, schema_violation
+from tests.support.fake_gemini import FakeGemini, ok, schema_violation, status
 from tests.support.fake_notify import FakeTelegram
 
 pytestmark = pytest.mark.integration
@@ -219,11 +221,15 @@ def test_gemini_decides_the_signal_and_an_unusable_answer_falls_back(
         "risk_flags": ["thin weekend liquidity"],
     }
     with FakeGemini(api_key="test-key") as fake:
-        fake.script(ok(answer=answer), schema_violation("action", "SHORT"))
+        fake.script(ok(answer=answer), schema_violation("action", "SHORT"), status(429, 7))
         analyzer = GeminiAnalyzer("test-key", "gemini-test", base_url=fake.base_url, timeout=10)
         first = generate_signals(DAY + dt.timedelta(hours=5), ["KRW-BTC"], analyzer=analyzer)
         second = generate_signals(DAY + dt.timedelta(hours=6), ["KRW-BTC"], analyzer=analyzer)
         again = generate_signals(DAY + dt.timedelta(hours=5), ["KRW-BTC"], analyzer=analyzer)
+        # a 429: no signal for the hour yet (the task retries), and every worker cools down
+        with pytest.raises(RateLimited):
+            generate_signals(DAY + dt.timedelta(hours=7), ["KRW-BTC"], analyzer=analyzer)
+        assert limiter().cooldown_left() > 5.0
         requests = fake.server.log_json(bodies=True)["requests"]
     one = first["signals"]["KRW-BTC"]
     assert (one["action"], one["confidence"], one["analyst"], one["model"]) == (
@@ -234,7 +240,7 @@ def test_gemini_decides_the_signal_and_an_unusable_answer_falls_back(
     assert two["analyst"] == "offline"
     assert two["risk_flags"][0] == "gemini answer unusable"
     assert again["signals"]["KRW-BTC"]["new"] is False  # stored: Gemini is not asked again
-    assert len(requests) == 2
+    assert len(requests) == 3  # the stored hour asked nobody; the 429 was one request
     config = requests[0]["body"]["generationConfig"]
     assert config["responseMimeType"] == "application/json"
     assert set(config["responseJsonSchema"]["properties"]) == {
@@ -244,7 +250,10 @@ def test_gemini_decides_the_signal_and_an_unusable_answer_falls_back(
     assert "KRW-BTC" in prompt
     assert "crypto-signal-v1" in prompt
     # both requests took a slot of the shared Gemini quota (the day's counter in Redis)
-    assert sum(int(client.get(k) or 0) for k in client.scan_iter("quantbeat:ai:*:rpd:*")) == 2
+    assert sum(int(client.get(k) or 0) for k in client.scan_iter("quantbeat:ai:*:rpd:*")) == 3
+    assert _count(CryptoSignal, CryptoSignal.at == DAY + dt.timedelta(hours=7)) == 0
+    for key in client.scan_iter("quantbeat:ai:*"):  # the cooldown, for the tests after this
+        client.delete(key)
     monkeypatch.undo()
     reset_settings()
 
