@@ -55,8 +55,9 @@ def unfollowed_signals(session: Session, before: dt.datetime) -> list[CryptoSign
 def hourly_closes(
     session: Session, instrument_id: int, after: dt.datetime, until: dt.datetime
 ) -> tuple[list[dt.datetime], list[float]]:
-    """(end times, closes) of the stored 60m bars of ``instrument_id`` ending in
-    ``(after, until]``, oldest first (a bar's end is its start + 1 hour; UTC)."""
+    """(end times, closes) of the stored 60m bars of ``instrument_id`` starting in
+    ``[after, until)`` — those ending in ``(after, until]`` when both are on the hour —,
+    oldest first (a bar's end is its start + 1 hour; UTC)."""
     hour = dt.timedelta(hours=1)
     rows = session.execute(
         select(IntradayCandle.ts, IntradayCandle.close)

@@ -70,12 +70,25 @@ class WatchedConnection(sqlite3.Connection):
     def commit(self) -> None:
         try:
             super().commit()
-        finally:
-            _settle(self)
+        except BaseException:
+            # a COMMIT that failed with the transaction still open keeps its writes (and its
+            # mark) until the rollback that follows
+            if not self.in_transaction:
+                _settle(self)
+            raise
+        _settle(self)
 
     def rollback(self) -> None:
         try:
             super().rollback()
+        finally:
+            _settle(self)
+
+    def close(self) -> None:
+        # a write committed outside a transaction (autocommit) reports no commit: closing a
+        # marked connection empties the cache too
+        try:
+            super().close()
         finally:
             _settle(self)
 

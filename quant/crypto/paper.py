@@ -10,10 +10,12 @@ signal never trades on the bar it was decided from) moved against the order by
 0.05 %). Volumes are rounded down to 8 decimals (Upbit's precision).
 
 Sizing (:class:`PaperRules`), when the signal arrives: a BUY spends ``order_fraction`` of
-the equity marked at the signal's price, at most the cash less the fee; a SELL sells the
-whole position. A BUY while holding the market, a SELL without a position, an order below
-``min_order_krw`` (Upbit: 5,000 KRW), a signal below ``min_confidence`` and a signal while
-the market has an order pending are rejected with the rule named.
+the equity — its market marked at the signal's price, other positions at the prices of the
+signals seen in the same sync, else at cost — at most the cash less the fee; a SELL sells
+the whole position. A BUY while holding the market, a SELL without a position, an order
+below ``min_order_krw`` (Upbit: 5,000 KRW), a signal below ``min_confidence``, a signal
+while the market has an order pending and a signal older than the ledger's last fill (it
+came late: sizing it now would use later fills) are rejected with the rule named.
 
 :func:`replay` rebuilds the book (cash, positions, realized P&L, fees) from the filled
 orders alone; :func:`reconcile` compares a stored book with it — the sync stores the replay
@@ -252,4 +254,8 @@ def reconcile(stored: Book, replayed: Book, tolerance: float = 0.01) -> list[str
             out.append(f"{market} volume: stored {s.volume:.8f}, ledger {r.volume:.8f}")
         if abs(s.cost - r.cost) > tolerance:
             out.append(f"{market} cost: stored {s.cost:,.2f} KRW, ledger {r.cost:,.2f} KRW")
+        if abs(s.realized - r.realized) > tolerance:
+            out.append(
+                f"{market} realized: stored {s.realized:,.2f} KRW, ledger {r.realized:,.2f} KRW"
+            )
     return out

@@ -10,8 +10,9 @@ transaction holding the book's row lock (two syncs of a portfolio run one after 
    day is rejected ``no bar``;
 2. turns every BUY/SELL signal without an order into one — sized against the book at that
    moment, or rejected with the rule named (:func:`quant.crypto.paper.size_order`,
-   ``confidence``, ``order pending``) — and fills it at once when its bar is already stored
-   (a catch-up after an outage trades in the order the signals came);
+   ``confidence``, ``order pending``, ``late signal``: older than the ledger's last fill) —
+   and fills it at once when its bar is already stored (a catch-up after an outage trades
+   in the order the signals came);
 3. replays the ledger (every filled order) into a book, compares the stored book with it
    (:func:`quant.crypto.paper.reconcile`: any difference is logged and kept in ``drift``),
    marks the positions at the last hourly close and stores the replay.
@@ -88,9 +89,12 @@ def sync_orders(
         drift = reconcile(_stored_book(stored), current)
         markets = {o.instrument_id: m for o, m in ledger}
         marks: dict[str, float] = {}
+        # the ledger's latest fill: a signal older than it came late (see below)
+        last_fill = max((_utc(o.filled_at) for o, _ in ledger if o.filled_at), default=None)
         waiting: set[int] = set()  # instruments with an order still pending
 
         def try_fill(order: CryptoOrder, market: str) -> None:
+            nonlocal last_fill
             requested = _utc(order.requested_at)
             bar = first_bar_from(session, order.instrument_id, requested, FILL_WITHIN)
             if bar is None or bar[0] + dt.timedelta(hours=1) > when:
@@ -108,6 +112,7 @@ def sync_orders(
                 counts["rejected"] += 1
                 return
             apply(current, fill)
+            last_fill = bar[0] if last_fill is None else max(last_fill, bar[0])
             order.state = "filled"
             order.fill_price = fill.price
             order.filled_volume = fill.volume
@@ -138,6 +143,9 @@ def sync_orders(
             why: str | None
             if signal.confidence < chosen.min_confidence:
                 amount, why = None, "confidence"
+            elif last_fill is not None and _utc(signal.at) < last_fill:
+                # stored after later bars already filled orders: sized now it would see them
+                amount, why = None, "late signal"
             elif signal.instrument_id in waiting:
                 amount, why = None, "order pending"
             else:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from db.engine import session_scope
 from db.models import CryptoBook, CryptoOrder, CryptoSignal, DailyCandle, Event, IntradayCandle
@@ -200,6 +200,26 @@ def test_a_day_of_crypto_jobs_lands_alerts_once_and_reconciles(
     assert mended["cash"] == pytest.approx(ledger.cash)
     again_sync = _run(celery_app, "quantbeat.crypto.order_sync", at=hours[-1].isoformat())
     assert again_sync["drift"] == []
+
+    # a signal stored late (dated before the ledger's last fill) is refused, not sized on
+    # a book that already holds later fills
+    with session_scope() as session:
+        first = session.execute(select(CryptoSignal).order_by(CryptoSignal.at)).scalars().first()
+        assert first is not None
+        late = {c.name: getattr(first, c.name) for c in CryptoSignal.__table__.columns}
+        late.pop("id")
+        session.execute(
+            insert(CryptoSignal).values(
+                {**late, "strategy": "crypto_ai_late", "action": "SELL", "confidence": 0.9}
+            )
+        )
+    refused = _run(celery_app, "quantbeat.crypto.order_sync", at=hours[-1].isoformat())
+    assert (refused["placed"], refused["rejected"], refused["drift"]) == (1, 1, [])
+    with session_scope() as session:
+        reason = session.execute(
+            select(CryptoOrder.reason).order_by(CryptoOrder.id.desc()).limit(1)
+        ).scalar_one()
+    assert reason == "late signal"
 
 
 def test_gemini_decides_the_signal_and_an_unusable_answer_falls_back(

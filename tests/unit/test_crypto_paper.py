@@ -84,6 +84,9 @@ def test_reconcile_names_every_difference_and_nothing_when_equal() -> None:
     found = reconcile(tampered, ledger)
     assert any(d.startswith("cash: stored") for d in found)
     assert any(d.startswith("KRW-BTC volume") for d in found)
+    tampered = replay(RULES.capital, fills)
+    tampered.positions["KRW-BTC"].realized = 5.0
+    assert reconcile(tampered, ledger) == ["KRW-BTC realized: stored 5.00 KRW, ledger 0.00 KRW"]
 
 
 def test_orders_are_written_in_upbits_shape_and_never_sent() -> None:

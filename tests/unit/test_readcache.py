@@ -80,6 +80,18 @@ def test_every_committed_write_empties_it_even_the_same_statement_again(db: str)
         assert _closes() == []
 
 
+def test_an_autocommit_write_empties_it_when_its_connection_closes(db: str) -> None:
+    path = db.removeprefix("sqlite:///")
+    with readcache.scope():
+        assert _closes() == [100.0]
+        raw = sqlite3.connect(path, factory=readcache.WatchedConnection, isolation_level=None)
+        raw.execute(INSERT.replace(":d", "'2026-11-07'").replace(":c", "107.0"))
+        assert _closes() == [100.0, 107.0]  # dirty: read from the database
+        raw.close()  # no commit() ever came: the close settles it
+        assert _closes() == [100.0, 107.0]
+        assert _closes() == [100.0, 107.0]  # kept again, and current
+
+
 def test_a_writer_reads_its_own_rows_and_a_rollback_leaves_it_valid(db: str) -> None:
     with readcache.scope():
         assert _closes() == [100.0]
