@@ -6,16 +6,15 @@ order is ever sent."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from quant.errors import ValidationError
 from quantbeat.cli.common import console, crypto_book_line, must_wait
 from quantbeat.infra.settings import get_settings
 from quantbeat.services import dispatch
+from quantbeat.services.args import parse_moment
 from quantbeat.services.crypto_paper import book_view
 from quantbeat.services.crypto_signals import recent_signals, track_record
 from quantbeat.services.dispatch import TaskCall
@@ -35,15 +34,8 @@ def _label(simulated: Any) -> str:
 
 
 def _at(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise ValidationError(f"--at is not an ISO date-time: {value!r}", field="at") from None
-    if moment.tzinfo is None:
-        raise ValidationError(f"--at needs a zone (e.g. +00:00): {value!r}", field="at")
-    return moment.isoformat()
+    """``--at`` checked here (a bad value is refused before anything is queued), in UTC."""
+    return None if value is None else parse_moment(value, field="--at").isoformat()
 
 
 def _queue(task: str, kwargs: dict[str, Any], wait: bool, timeout: float) -> dict[str, Any] | None:
