@@ -153,6 +153,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": schedule(run_every=15.0),
         "options": {"expires": 15},
     },
+    # Candle months written since they were packed (imports, corrections; collections pack
+    # their own): packed for the universe loads (db.candle_months).
+    "pack-candles": {
+        "task": "quantbeat.ops.pack_candles",
+        "schedule": crontab(minute="*/10"),
+        "options": {"expires": 9 * 60},
+    },
     # Every night, away from the sessions and the evening jobs: a verified backup (dump +
     # manifest), the newest QUANTBEAT_BACKUP_KEEP kept (quantbeat.services.backups).
     "backup-nightly": {

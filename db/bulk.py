@@ -197,6 +197,21 @@ def copy_out(
     return copybin.decode_rows(out.getbuffer(), types)
 
 
+def binary_rows(session: Session, query: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``query`` (psycopg ``%(name)s`` parameters) fetched in PostgreSQL's binary
+    format on the session's connection, inside its transaction when one is open: ``bytea``
+    arrives as the bytes themselves (the text format would send them hex-encoded, twice the
+    size, and decode them in Python).
+
+    Raises:
+        psycopg.Error: the server refused the query.
+    """
+    conn: psycopg.Connection[Any] = session.connection().connection.driver_connection  # type: ignore[assignment]
+    with conn.cursor(binary=True) as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchall()
+
+
 def sqlite_matrix(session: Session, query: str, params: Sequence[Any], width: int) -> Any:
     """The rows of ``query`` (``?`` placeholders; ``width`` numeric result columns) on
     SQLite as one ``float64`` matrix of shape ``(rows, width)``, ``NULL`` as NaN — through

@@ -18,7 +18,8 @@ import numpy.typing as npt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.bulk import copy_out, sqlite_matrix
+from db.bulk import binary_rows, copy_out, sqlite_matrix
+from db.candle_months import RECORD, decode, month_start, next_month
 from db.models import DailyCandle, Instrument, IntradayCandle
 from db.store import instrument_ids
 from quant.errors import NotFound, ValidationError
@@ -301,9 +302,22 @@ def _take(bars: DailyBars, which: npt.NDArray[Any]) -> DailyBars:
 
 
 def _read_range(session: Session, ids: Sequence[int], start: dt.date, end: dt.date) -> DailyBars:
-    """The bars of ``ids`` dated ``start`` … ``end``, sorted by instrument and date."""
+    """The bars of ``ids`` dated ``start`` … ``end``, sorted by instrument and date.
+
+    On PostgreSQL the packed months (:mod:`db.candle_months`) first, then the rows of the
+    months not packed: consecutive months missing for the same instruments as one range
+    read. Each instrument-month comes whole from one of the two (never both), as committed
+    when its statement ran."""
     if session.get_bind().dialect.name != "postgresql":
         return _sqlite_bars(session, ids, start=start, end=end, bars=None)
+    packed, gaps = _read_packed(session, ids, start, end)
+    rows = [_read_rows(session, gap_ids, lo, hi) for gap_ids, lo, hi in gaps]
+    return _merge_sorted([packed, *rows])
+
+
+def _read_rows(session: Session, ids: Sequence[int], start: dt.date, end: dt.date) -> DailyBars:
+    """The rows of ``daily_candles`` of ``ids`` dated ``start`` … ``end`` (one index range
+    read, a binary COPY), sorted by instrument and date."""
     columns = copy_out(
         session,
         f"SELECT d.instrument_id, d.trade_date, {_BAR_SELECT} FROM daily_candles d "  # noqa: S608
@@ -313,6 +327,68 @@ def _read_range(session: Session, ids: Sequence[int], start: dt.date, end: dt.da
         _BAR_TYPES,
     )
     return DailyBars(columns[0], columns[1], dict(zip(_PRICE_COLUMNS, columns[2:], strict=True)))
+
+
+def _read_packed(
+    session: Session, ids: Sequence[int], start: dt.date, end: dt.date
+) -> tuple[DailyBars, list[tuple[list[int], dt.date, dt.date]]]:
+    """The packed months of ``ids`` overlapping ``start`` … ``end`` (trimmed to it), and the
+    gaps: ``(instrument ids, first day, last day)`` ranges whose months are not packed."""
+    months = [month_start(start)]
+    while months[-1] < month_start(end):
+        months.append(next_month(months[-1]))
+    epoch = dt.date(1970, 1, 1)
+    found = binary_rows(
+        session,
+        "SELECT instrument_id, month - DATE '1970-01-01', packed FROM candle_months "
+        "WHERE instrument_id = ANY(%(ids)s) AND month BETWEEN %(first)s AND %(last)s "
+        "ORDER BY instrument_id, month",
+        {"ids": list(ids), "first": months[0], "last": months[-1]},
+    )
+    keys = np.asarray(ids, dtype=np.int64)
+    covered = np.zeros((len(keys), len(months)), dtype=bool)
+    if found:
+        owner = np.fromiter((r[0] for r in found), np.int64, len(found))
+        month_days = np.fromiter((r[1] for r in found), np.int64, len(found))
+        first_days = np.array([(m - epoch).days for m in months], dtype=np.int64)
+        covered[np.searchsorted(keys, owner), np.searchsorted(first_days, month_days)] = True
+        blobs = [r[2] for r in found]
+        days, values = decode(b"".join(blobs))
+        owners = np.repeat(
+            owner, np.fromiter(map(len, blobs), np.int64, len(blobs)) // RECORD.itemsize
+        )
+        keep = (days >= (start - epoch).days) & (days <= (end - epoch).days)
+        if not keep.all():
+            days, values, owners = days[keep], values[keep], owners[keep]
+        packed = DailyBars(
+            owners,
+            days.astype("datetime64[D]"),
+            {c: np.ascontiguousarray(values[:, k]) for k, c in enumerate(_PRICE_COLUMNS)},
+        )
+    else:
+        packed = _empty_bars()
+    gaps: list[tuple[list[int], dt.date, dt.date]] = []
+    run: tuple[npt.NDArray[np.bool_], int] | None = None
+    for j in range(len(months) + 1):
+        missing = ~covered[:, j] if j < len(months) else None
+        if run is not None and (missing is None or not np.array_equal(missing, run[0])):
+            last = next_month(months[j - 1]) - dt.timedelta(days=1)
+            gaps.append(
+                ([int(i) for i in keys[run[0]]], max(start, months[run[1]]), min(end, last))
+            )
+            run = None
+        if missing is not None and run is None and missing.any():
+            run = (missing, j)
+    return packed, gaps
+
+
+def _merge_sorted(parts: Sequence[DailyBars]) -> DailyBars:
+    """``parts`` (each sorted by instrument and date, no bar in two) as one, so sorted."""
+    parts = [p for p in parts if len(p)]
+    if len(parts) <= 1:
+        return parts[0] if parts else _empty_bars()
+    merged = concat_bars(parts)
+    return _take(merged, np.lexsort((merged.time, merged.instrument_id)))
 
 
 def _read_last(session: Session, ids: Sequence[int], end: dt.date, bars: int) -> DailyBars:

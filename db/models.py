@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -111,6 +112,40 @@ class DailyCandle(OhlcvMixin, TimestampMixin, Base):
     traded_value: Mapped[float | None] = mapped_column(Double, nullable=True)  # type: ignore[assignment]
 
     instrument: Mapped[Instrument] = relationship(back_populates="daily_candles")
+
+
+class CandleMonth(Base):
+    """One instrument's daily bars of one calendar month, packed (migration 0023): a cache of
+    ``daily_candles`` for bulk reads (:func:`db.candles.read_daily_bars` on PostgreSQL).
+
+    ``packed`` is ``bars`` records of :data:`db.candle_months.RECORD` in date order. Written
+    only by :func:`db.candle_months.pack`; on PostgreSQL triggers on ``daily_candles`` delete a
+    month any statement touches and list it in ``candle_months_stale`` (same transaction).
+    SQLite never reads or writes it."""
+
+    __tablename__ = "candle_months"
+
+    instrument_id: Mapped[int] = mapped_column(
+        ForeignKey("instruments.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: The first day of the month.
+    month: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    bars: Mapped[int] = mapped_column(Integer)
+    packed: Mapped[bytes] = mapped_column(LargeBinary)
+    packed_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("CURRENT_TIMESTAMP")
+    )
+
+
+class CandleMonthStale(Base):
+    """A month of an instrument's daily bars written since it was packed (or never packed):
+    :func:`db.candle_months.pack`'s work list. No foreign key (an instrument's cascade lists
+    its months after the instrument is gone)."""
+
+    __tablename__ = "candle_months_stale"
+
+    instrument_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    month: Mapped[dt.date] = mapped_column(Date, primary_key=True)
 
 
 class IntradayCandle(OhlcvMixin, TimestampMixin, Base):

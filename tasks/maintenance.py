@@ -1,11 +1,12 @@
 """Housekeeping tasks run by beat (``io`` queue): the reaper of orphaned job runs, its
-frequent pass over the runs of dead workers (heartbeats), and the nightly backup."""
+frequent pass over the runs of dead workers (heartbeats), the packing of candle months, and
+the nightly backup."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from quantbeat.services import backups
+from quantbeat.services import backups, candle_months
 from quantbeat.services.reaper import dead_workers_pass, housekeeping, parse_dead_after, parse_grace
 from workers.app import app
 
@@ -42,3 +43,13 @@ def backup(keep: int | None = None) -> dict[str, Any]:
     visibility timeout): a database that takes longer is backed up by ``quantbeat db backup``
     from a host's scheduler."""
     return backups.backup(keep=keep)
+
+
+@app.task(name="quantbeat.ops.pack_candles", soft_time_limit=540, time_limit=600)
+def pack_candles(limit: int | None = None) -> dict[str, Any]:
+    """Pack the candle months written since they were last packed, at most ``limit`` (see
+    :mod:`db.candle_months`). Idempotent: a month packed once is off the list until a write
+    touches it again. Returns the pass's report (packed, listed, remaining, busy, seconds);
+    ``busy`` when writers held the candles past the lock timeout — the next pass packs the
+    rest. A no-op on SQLite."""
+    return candle_months.pack(limit=limit)

@@ -84,3 +84,36 @@ def db_restore(
         f"restored {summary['name']} into {summary['into']}: {summary['tables']} tables, "
         f"{summary['rows']:,} rows verified in {summary['seconds']:.1f} s"
     )
+
+
+@db_app.command("pack-candles")
+def db_pack_candles(
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Pack at most this many instrument-months")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Pack the daily candles written since they were last packed (one row per instrument and
+    month: what universe loads read on PostgreSQL). Collections pack their own and beat packs
+    every ten minutes; run this after a large import or a migration. Nothing to do on SQLite."""
+    from quantbeat.services import candle_months  # noqa: PLC0415 (only this command needs it)
+
+    if as_json:
+        console.print_json(data=candle_months.pack(limit=limit))
+        return
+    if not candle_months.status()["supported"]:
+        console.print("nothing to pack: SQLite reads its candles directly")
+        return
+    report = candle_months.pack(
+        limit=limit,
+        progress=lambda taken, total: console.print(f"  packed {taken:,} of {total:,} months"),
+    )
+    busy = (
+        " (writers held the candles past the lock timeout: the rest waits)"
+        if report["busy"]
+        else ""
+    )
+    console.print(
+        f"packed {report['packed']:,} instrument-months in {report['seconds']:.1f} s; "
+        f"{report['remaining']:,} left{busy}"
+    )

@@ -54,6 +54,7 @@ from quantbeat.infra.sources import (
     market_source,
     upbit_limiter,
 )
+from quantbeat.services import candle_months
 from quantbeat.services.dispatch import TaskCall, send
 from quantbeat.services.indicators import invalidate_stored
 
@@ -197,6 +198,8 @@ def collect_range(
             )
         summary["instruments"] += len(listed)
     summary[dataset.name] = total.as_dict()
+    if dataset.name == "candles":
+        candle_months.pack_after_write()
     return summary
 
 
@@ -404,6 +407,7 @@ def collect_crypto_daily(
             session, rejected, source=source.name, seen_at=dt.datetime.now(dt.UTC)
         )
     invalidate_stored(good)
+    candle_months.pack_after_write()
     return {
         "interval": "1d",
         "start": start.isoformat(),

@@ -35,6 +35,7 @@ from tests.support.plans import (
     LAST_DAY,
     build_large_database,
     large_tables_read,
+    pack_candles,
     plan_problems,
 )
 
@@ -85,6 +86,13 @@ def captured(large: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
         found.statements.append((query, params))
         return original(session, query, params, types)
 
+    original_rows = bulk.binary_rows
+
+    def binary_rows(session: Any, query: str, params: Any) -> Any:
+        found.statements.append((query, params))
+        return original_rows(session, query, params)
+
+    monkeypatch.setattr(candles, "binary_rows", binary_rows)
     monkeypatch.setattr(bulk, "copy_out", copy_out)
     monkeypatch.setattr(candles, "copy_out", copy_out)
     monkeypatch.setattr(scans, "copy_out", copy_out)
@@ -132,14 +140,38 @@ def test_the_latest_signals(large: str, captured: Captured) -> None:
     _check("latest signals", _explain(large, captured.statements))
 
 
-def test_a_universe_load(large: str, captured: Captured) -> None:
+def _universe(captured: Captured) -> int:
     with session_scope() as session:
         found = session.execute(text("SELECT id FROM instruments ORDER BY id LIMIT 2500"))
         ids = [int(i) for (i,) in found]
         captured.statements.clear()  # the id list is not the read under test
         bars = read_daily_bars(session, ids, start=dt.date(2025, 12, 1), end=dt.date(2026, 11, 30))
-    assert len(bars) > 500_000
+    return len(bars)
+
+
+def test_a_universe_load(large: str, captured: Captured) -> None:
+    """Every month packed (the state after a collection): one read of the packed months."""
+    assert _universe(captured) > 500_000
+    assert len(captured.statements) == 1
+    assert "candle_months" in captured.statements[0][0]
     _check("universe load", _explain(large, captured.statements))
+
+
+def test_a_universe_load_after_a_write(large: str, captured: Captured) -> None:
+    """The last month written since it was packed (a day stored, the pack not run yet): the
+    packed months, and the last month's rows of all 2,500 instruments as one range read."""
+    with session_scope() as session:
+        session.execute(
+            text("UPDATE daily_candles SET volume = volume WHERE trade_date = :d"),
+            {"d": dt.date.fromisoformat(LAST_DAY)},
+        )
+    try:
+        assert _universe(captured) > 500_000
+        assert len(captured.statements) == 2
+        assert "daily_candles" in captured.statements[1][0]
+        _check("universe load after a write", _explain(large, captured.statements))
+    finally:
+        pack_candles(large)
 
 
 def test_the_sessions_per_market(large: str, captured: Captured) -> None:

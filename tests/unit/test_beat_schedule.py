@@ -77,6 +77,7 @@ def test_entries():
         "quantbeat.crypto.order_sync",
         "quantbeat.collect.universe",
         "quantbeat.ops.backup",
+        "quantbeat.ops.pack_candles",
         "quantbeat.ops.reap",
         "quantbeat.ops.reap_dead_workers",
         "quantbeat.market.snapshot",
