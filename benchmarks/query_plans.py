@@ -231,7 +231,8 @@ def _universe_states(ids: list[int], figures: dict[str, tuple[float, int]]) -> N
     print(
         f"  universe_load_after_write {figures['universe_load_after_write'][0]:.1f} ms "
         f"({figures['universe_load_after_write'][1]} statements); nothing packed {cold:.1f} ms"
-        f" (1 statement: the rows)\n"
+        f" ({len(statements)} statements: the packed months, none valid, then the rows; the "
+        f"year just rewritten)\n"
         f"  wall, bars in NumPy: packed {packed_wall:.0f} ms, last month unpacked "
         f"{after_wall:.0f} ms, rows only {rows_wall:.0f} ms\n"
         f"  repacking a year of 5,000 instruments: {report.packed:,} months in "

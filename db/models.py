@@ -118,16 +118,14 @@ class CandleMonth(Base):
     """One instrument's daily bars of one calendar month, packed (migration 0023): a cache of
     ``daily_candles`` for bulk reads (:func:`db.candles.read_daily_bars` on PostgreSQL).
 
-    ``packed`` is ``bars`` records of :data:`db.candle_months.RECORD` in date order. Written
-    only by :func:`db.candle_months.pack`; on PostgreSQL triggers on ``daily_candles`` delete a
-    month any statement touches and list it in ``candle_months_stale`` (same transaction).
-    SQLite never reads or writes it."""
+    ``packed`` is ``bars`` records of :data:`db.candle_months.RECORD` in date order, written
+    only by :func:`db.candle_months.pack`. Valid in a snapshot when no
+    :class:`CandleMonthStale` entry for it is visible there. No foreign key (see the
+    migration). SQLite never reads or writes it."""
 
     __tablename__ = "candle_months"
 
-    instrument_id: Mapped[int] = mapped_column(
-        ForeignKey("instruments.id", ondelete="CASCADE"), primary_key=True
-    )
+    instrument_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     #: The first day of the month.
     month: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     bars: Mapped[int] = mapped_column(Integer)
@@ -138,14 +136,19 @@ class CandleMonth(Base):
 
 
 class CandleMonthStale(Base):
-    """A month of an instrument's daily bars written since it was packed (or never packed):
-    :func:`db.candle_months.pack`'s work list. No foreign key (an instrument's cascade lists
-    its months after the instrument is gone)."""
+    """A month of an instrument's daily bars written since it was packed (or never packed),
+    appended by the triggers on ``daily_candles`` in the writer's transaction: an append-only
+    log (repeats allowed, so no writer waits for another), consumed by
+    :func:`db.candle_months.pack`."""
 
     __tablename__ = "candle_months_stale"
+    __table_args__ = (
+        Index("ix_candle_months_stale_instrument_id_month", "instrument_id", "month"),
+    )
 
-    instrument_id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    month: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    instrument_id: Mapped[int] = mapped_column(BigId)
+    month: Mapped[dt.date] = mapped_column(Date)
 
 
 class IntradayCandle(OhlcvMixin, TimestampMixin, Base):

@@ -49,7 +49,7 @@ def backup(keep: int | None = None) -> dict[str, Any]:
 def pack_candles(limit: int | None = None) -> dict[str, Any]:
     """Pack the candle months written since they were last packed, at most ``limit`` (see
     :mod:`db.candle_months`). Idempotent: a month packed once is off the list until a write
-    touches it again. Returns the pass's report (packed, listed, remaining, busy, seconds);
-    ``busy`` when writers held the candles past the lock timeout — the next pass packs the
-    rest. A no-op on SQLite."""
+    touches it again. Returns the pass's report (packed, listed, dropped, remaining, busy,
+    seconds); ``busy`` when another pass was running (the rest is left to it). A no-op on
+    SQLite."""
     return candle_months.pack(limit=limit)

@@ -108,11 +108,7 @@ def db_pack_candles(
         limit=limit,
         progress=lambda taken, total: console.print(f"  packed {taken:,} of {total:,} months"),
     )
-    busy = (
-        " (writers held the candles past the lock timeout: the rest waits)"
-        if report["busy"]
-        else ""
-    )
+    busy = " (another pass is packing: the rest is left to it)" if report["busy"] else ""
     console.print(
         f"packed {report['packed']:,} instrument-months in {report['seconds']:.1f} s; "
         f"{report['remaining']:,} left{busy}"

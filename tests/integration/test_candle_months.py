@@ -1,24 +1,26 @@
 """Packed candle months (migration 0023, db.candle_months) on PostgreSQL: the triggers on
-``daily_candles`` take every month a statement touches out of the cache — upserts, updates,
-deletes, ``TRUNCATE``, an instrument's cascade — in the writer's transaction; packing waits
-for writers (and a writer for packing), gives up on a held lock within its timeout, and
-the migration lists the months stored before it. After each change the read equals the rows
-read directly (tests/integration/test_candle_reads.py runs the read scenarios packed)."""
+``daily_candles`` log every month a statement touches — upserts, updates, deletes, an
+instrument's cascade — in the writer's transaction, so its packed month stops being valid
+when the write commits; ``TRUNCATE`` empties both tables. Writers never wait for each other
+or for packing (and packing for neither), and a read racing a write returns one committed
+state. After each change the read equals the rows read directly
+(tests/integration/test_candle_reads.py runs the read scenarios packed too)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from db import candle_months, migrate
-from db.candles import _read_rows, read_daily_bars
+from db import bulk, candle_months, candles, migrate
+from db.candle_months import PACK_LOCK, VALID
+from db.candles import DailyBars, _read_rows, read_daily_bars
 from db.engine import session_scope
 from db.store import upsert_daily_candles, upsert_instruments
 from quant.market.types import Instrument, Market
@@ -58,28 +60,33 @@ def ids(clean_db: str) -> dict[str, int]:
     return {t: i for (_, t), i in found.items()}
 
 
-def _pack(**kwargs: object) -> candle_months.PackReport:
-    return candle_months.pack(session_scope, **kwargs)  # type: ignore[arg-type]
+def _pack(**kwargs: Any) -> candle_months.PackReport:
+    return candle_months.pack(session_scope, **kwargs)
+
+
+def _pairs(sql: str) -> set[tuple[int, str]]:
+    with session_scope() as session:
+        return {(int(i), m.isoformat()) for i, m in session.execute(text(sql))}
 
 
 def _packed() -> set[tuple[int, str]]:
-    with session_scope() as session:
-        rows = session.execute(text("SELECT instrument_id, month FROM candle_months"))
-        return {(int(i), m.isoformat()) for i, m in rows}
+    return _pairs("SELECT instrument_id, month FROM candle_months")
 
 
 def _stale() -> set[tuple[int, str]]:
-    with session_scope() as session:
-        rows = session.execute(text("SELECT instrument_id, month FROM candle_months_stale"))
-        return {(int(i), m.isoformat()) for i, m in rows}
+    return _pairs("SELECT DISTINCT instrument_id, month FROM candle_months_stale")
 
 
-def _same_as_rows(ids: dict[str, int], start: dt.date = FIRST, end: dt.date = LAST) -> None:
-    """The read (packed months and rows) equals the rows read directly, bar for bar."""
-    wanted = sorted(ids.values())
+def _valid() -> set[tuple[int, str]]:
+    return _pairs(f"SELECT m.instrument_id, m.month FROM candle_months AS m WHERE {VALID}")
+
+
+def _expected(ids: dict[str, int], start: dt.date, end: dt.date) -> DailyBars:
     with session_scope() as session:
-        got = read_daily_bars(session, wanted, start=start, end=end)
-        rows = _read_rows(session, wanted, start, end)
+        return _read_rows(session, sorted(ids.values()), start, end)
+
+
+def _equal(got: DailyBars, rows: DailyBars) -> None:
     assert len(got) == len(rows) > 0
     assert np.array_equal(got.instrument_id, rows.instrument_id)
     assert np.array_equal(got.time, rows.time)
@@ -87,68 +94,95 @@ def _same_as_rows(ids: dict[str, int], start: dt.date = FIRST, end: dt.date = LA
         assert np.array_equal(got.columns[column], values, equal_nan=True), column
 
 
+def _same_as_rows(ids: dict[str, int], start: dt.date = FIRST, end: dt.date = LAST) -> None:
+    """The read (packed months and rows) equals the rows read directly, bar for bar."""
+    with session_scope() as session:
+        got = read_daily_bars(session, sorted(ids.values()), start=start, end=end)
+    _equal(got, _expected(ids, start, end))
+
+
+def _upsert(ids: dict[str, int], ticker: str, days: list[dt.date], bump: float = 0.0) -> None:
+    with session_scope() as session:
+        upsert_daily_candles(
+            session,
+            _frame((ticker,), days, bump=bump),
+            {("KOSPI", ticker): ids[ticker]},
+            source="test",
+        )
+
+
+def _connect(url: str) -> psycopg.Connection[Any]:
+    """A connection of its own that gives up on any lock wait after a second (a wait here
+    would be the bug)."""
+    conn = psycopg.connect(url.replace("+psycopg", ""))
+    conn.execute("SET lock_timeout = '1s'")
+    conn.commit()
+    return conn
+
+
 def test_writes_unpack_the_months_they_touch(ids: dict[str, int]) -> None:
     months = {(i, f"2026-{m:02d}-01") for i in ids.values() for m in (8, 9, 10, 11)}
-    assert _stale() == months  # the insert listed every month it wrote
+    assert _stale() == months  # the insert logged every month it wrote
     report = _pack()
-    assert (report.packed, report.listed, report.remaining, report.busy) == (12, 12, 0, False)
-    assert _packed() == months
+    assert (report.packed, report.listed, report.dropped, report.remaining) == (12, 12, 0, 0)
+    assert _packed() == _valid() == months
     assert _stale() == set()
     _same_as_rows(ids)
     _same_as_rows(ids, dt.date(2026, 8, 19), dt.date(2026, 10, 7))  # months cut at both ends
+    _same_as_rows(ids, dt.date(2026, 9, 15), dt.date(2026, 9, 15))  # one day
 
-    p1 = ids["P00001"]
-    with session_scope() as session:  # an upsert of a new day: an insert into November
-        upsert_daily_candles(
-            session,
-            _frame(("P00001",), [dt.date(2026, 11, 23)]),
-            {("KOSPI", "P00001"): p1},
-            source="test",
-        )
+    p1, p2, p3 = (ids[t] for t in TICKERS)
+    _upsert(ids, "P00001", [dt.date(2026, 11, 23)])  # a new day: an insert into November
     assert _stale() == {(p1, "2026-11-01")}
-    assert (p1, "2026-11-01") not in _packed()
+    assert _valid() == months - {(p1, "2026-11-01")}  # packed, but no longer valid
     _same_as_rows(ids, end=dt.date(2026, 11, 30))
 
     with session_scope() as session:  # a correction of an old bar: an update of September
         session.execute(
             text("UPDATE daily_candles SET close = close + 0.5 WHERE instrument_id = :i "
                  "AND trade_date = '2026-09-15'"),
-            {"i": ids["P00002"]},
+            {"i": p2},
         )  # fmt: skip
-    assert _stale() == {(p1, "2026-11-01"), (ids["P00002"], "2026-09-01")}
+    assert _stale() == {(p1, "2026-11-01"), (p2, "2026-09-01")}
     _same_as_rows(ids, end=dt.date(2026, 11, 30))
     assert _pack().packed == 2
+    assert _valid() == months
     _same_as_rows(ids, end=dt.date(2026, 11, 30))
 
-    with session_scope() as session:  # an upsert that changes values of packed bars
-        upsert_daily_candles(
-            session,
-            _frame(("P00003",), _days(dt.date(2026, 10, 26), dt.date(2026, 11, 6)), bump=3.0),
-            {("KOSPI", "P00003"): ids["P00003"]},
-            source="test",
-        )
-    assert _stale() == {(ids["P00003"], "2026-10-01"), (ids["P00003"], "2026-11-01")}
+    # an upsert that changes the values of packed bars, across two months
+    _upsert(ids, "P00003", _days(dt.date(2026, 10, 26), dt.date(2026, 11, 6)), bump=3.0)
+    assert _stale() == {(p3, "2026-10-01"), (p3, "2026-11-01")}
     _same_as_rows(ids)
     _pack()
 
-    with session_scope() as session:  # a delete: a month without rows is packed as nothing
+    with session_scope() as session:  # a bar moved to another month: both are logged
+        session.execute(
+            text("UPDATE daily_candles SET trade_date = '2026-10-31' WHERE instrument_id = :i "
+                 "AND trade_date = '2026-09-30'"),
+            {"i": p1},
+        )  # fmt: skip
+    assert _stale() == {(p1, "2026-09-01"), (p1, "2026-10-01")}
+    _same_as_rows(ids)
+    _pack()
+
+    with session_scope() as session:  # a delete: a month without rows is dropped
         session.execute(
             text("DELETE FROM daily_candles WHERE instrument_id = :i AND trade_date < "
                  "'2026-09-01'"),
-            {"i": ids["P00002"]},
+            {"i": p2},
         )  # fmt: skip
-    assert _stale() == {(ids["P00002"], "2026-08-01")}
+    assert _stale() == {(p2, "2026-08-01")}
     report = _pack()
-    assert (report.packed, report.listed) == (0, 1)
-    assert (ids["P00002"], "2026-08-01") not in _packed()
+    assert (report.packed, report.listed, report.dropped) == (0, 1, 1)
+    assert (p2, "2026-08-01") not in _packed()
     _same_as_rows(ids)
 
     with session_scope() as session:  # an instrument deleted: its candles go by cascade
-        session.execute(text("DELETE FROM instruments WHERE id = :i"), {"i": ids["P00003"]})
-    assert {i for i, _ in _packed()} == {p1, ids["P00002"]}
-    assert {i for i, _ in _stale()} == {ids["P00003"]}  # listed after it was gone
-    assert _pack().packed == 0
-    assert _stale() == set()
+        session.execute(text("DELETE FROM instruments WHERE id = :i"), {"i": p3})
+    assert {i for i, _ in _stale()} == {p3}  # logged after it was gone
+    assert {i for i, _ in _valid()} == {p1, p2}
+    assert _pack().dropped == 4
+    assert {i for i, _ in _packed()} == {p1, p2}
 
     with session_scope() as session:
         session.execute(text("TRUNCATE daily_candles"))
@@ -156,47 +190,144 @@ def test_writes_unpack_the_months_they_touch(ids: dict[str, int]) -> None:
     assert _stale() == set()
 
 
-def test_packing_gives_up_on_a_held_lock_and_writers_wait_for_packing(
-    ids: dict[str, int],
-) -> None:
-    # a writer's open transaction holds the candles: packing waits its timeout, then leaves
-    # the work for the next pass
-    with session_scope() as writer:
-        writer.execute(text("UPDATE daily_candles SET volume = volume + 1 WHERE id = 1"))
-        started = time.monotonic()
-        report = _pack(lock_timeout=0.2)
-        assert report.busy
-        assert time.monotonic() - started < 5
-        assert (report.packed, report.remaining) == (0, 12)
-    assert _pack().remaining == 0
-
-    # packing holds the candles: a writer waits, and its write unpacks the month after
+def test_writers_and_packing_never_wait_for_each_other(clean_db: str, ids: dict[str, int]) -> None:
+    _pack()
     p1 = ids["P00001"]
-    done = threading.Event()
+    # two writers touching the same instrument-months in opposite orders, each in two
+    # statements (different rows): neither waits for the other's log entries
+    w1, w2 = _connect(clean_db), _connect(clean_db)
+    try:
+        bump = (
+            "UPDATE daily_candles SET volume = volume + 1 "
+            "WHERE instrument_id = %s AND trade_date = %s"
+        )
+        w1.execute(bump, (p1, dt.date(2026, 8, 5)))
+        w2.execute(bump, (p1, dt.date(2026, 9, 7)))
+        w1.execute(bump, (p1, dt.date(2026, 9, 8)))
+        w2.execute(bump, (p1, dt.date(2026, 8, 6)))
+        # a pass packs while both are open: it waits for neither, and their months, which it
+        # cannot see yet, stay logged
+        assert _pack().busy is False
+        w1.commit()
+        w2.commit()
+    finally:
+        w1.close()
+        w2.close()
+    assert _stale() == {(p1, "2026-08-01"), (p1, "2026-09-01")}
+    _same_as_rows(ids)
+    _pack()
+    assert _stale() == set()
 
-    def write() -> None:
-        with session_scope() as session:
-            upsert_daily_candles(
-                session,
-                _frame(("P00001",), [dt.date(2026, 11, 23)], bump=9.0),
-                {("KOSPI", "P00001"): p1},
-                source="test",
-            )
-        done.set()
-
+    # a pass open (its months written, not committed) and a writer of one of them: the
+    # writer does not wait, and its month stays logged after both commit
     with session_scope() as session:
-        session.execute(text("INSERT INTO candle_months_stale VALUES (:i, '2026-11-01')"),
-                        {"i": p1})  # fmt: skip
-    with session_scope() as packer:
-        assert candle_months.pack_batch(packer, batch=10) == (1, 1)
-        thread = threading.Thread(target=write)
-        thread.start()
-        assert not done.wait(0.5)  # blocked by the packer's lock
-    thread.join(10)
-    assert done.is_set()
+        session.execute(text("INSERT INTO candle_months_stale (instrument_id, month) "
+                             "VALUES (:i, '2026-11-01')"), {"i": p1})  # fmt: skip
+    packer = _connect(clean_db)
+    writer = _connect(clean_db)
+    try:
+        assert packer.execute("SELECT pg_try_advisory_xact_lock(%s)", (PACK_LOCK,)).fetchone() == (
+            True,
+        )
+        assert _pack().busy  # a second pass gives way to the one running
+        packer.execute(text_of_pack(), {"batch": 10})
+        writer.execute(
+            "UPDATE daily_candles SET close = close + 2 WHERE instrument_id = %s "
+            "AND trade_date = %s",
+            (p1, dt.date(2026, 11, 20)),
+        )
+        writer.commit()
+        packer.commit()
+    finally:
+        packer.close()
+        writer.close()
     assert _stale() == {(p1, "2026-11-01")}
-    assert (p1, "2026-11-01") not in _packed()
-    _same_as_rows(ids, end=dt.date(2026, 11, 30))
+    assert (p1, "2026-11-01") in _packed() - _valid()
+    _same_as_rows(ids)
+
+    # an instrument deleted in an open transaction does not stop a pass, nor a pass it
+    deleter = _connect(clean_db)
+    try:
+        deleter.execute("DELETE FROM instruments WHERE id = %s", (ids["P00003"],))
+        assert not _pack().busy
+        deleter.commit()
+    finally:
+        deleter.close()
+    assert _pack().dropped == 4
+    assert {i for i, _ in _valid()} == {p1, ids["P00002"]}
+
+
+def text_of_pack() -> str:
+    """The pack statement with psycopg's placeholders (the test runs it on its own
+    connection)."""
+    return candle_months._PACK.replace(":batch", "%(batch)s")
+
+
+@pytest.mark.parametrize("repacked", [False, True], ids=["unpacked", "repacked"])
+def test_a_read_racing_a_write_returns_one_committed_state(
+    clean_db: str, ids: dict[str, int], monkeypatch: pytest.MonkeyPatch, repacked: bool
+) -> None:
+    """A write between the packed months' read and the rows' (a bar moved from a packed
+    month read to a month read as rows; every close of a day changed): seen, and the read
+    made again — also when a pack made those months valid again before the check (their
+    row versions changed)."""
+    _pack()
+    p1 = ids["P00001"]
+    _upsert(ids, "P00001", [dt.date(2026, 11, 23)])  # November unpacked: a mixed read
+    calls: list[str] = []
+    original = bulk.binary_rows
+
+    def racing(session: Any, query: str, params: Any) -> Any:
+        found = original(session, query, params)
+        calls.append(query)
+        if len(calls) == 1:
+            # between the valid months and the read: a bar moved from a packed month to the
+            # unpacked one, and every close of a day changed, in one transaction
+            with _connect(clean_db) as writer:
+                writer.execute(
+                    "UPDATE daily_candles SET trade_date = '2026-11-24' "
+                    "WHERE instrument_id = %s AND trade_date = '2026-10-30'",
+                    (p1,),
+                )
+                writer.execute(
+                    "UPDATE daily_candles SET close = 99 WHERE trade_date = '2026-09-15'"
+                )
+            if repacked:
+                assert _pack().packed == 5  # P1 October and November, every September
+        return found
+
+    monkeypatch.setattr(candles, "binary_rows", racing)
+    with session_scope() as session:
+        got = read_daily_bars(session, sorted(ids.values()), start=FIRST, end=dt.date(2026, 11, 30))
+    after = _expected(ids, FIRST, dt.date(2026, 11, 30))
+    _equal(got, after)
+    # the first read's check saw months changed, and the read was made again (after the
+    # pack, every month packed: nothing to check)
+    assert len(calls) == (3 if repacked else 4)
+    assert int((got.time == np.datetime64("2026-09-15")).sum()) == 3
+    assert set(got.columns["close"][got.time == np.datetime64("2026-09-15")]) == {99.0}
+
+
+def test_a_month_packed_during_a_read_is_read_once(
+    ids: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _pack()
+    _upsert(ids, "P00002", [dt.date(2026, 11, 23)])
+    calls: list[str] = []
+    original = bulk.binary_rows
+
+    def racing(session: Any, query: str, params: Any) -> Any:
+        found = original(session, query, params)
+        calls.append(query)
+        if len(calls) == 1:
+            assert _pack().packed == 1  # the month the read will take from the rows
+        return found
+
+    monkeypatch.setattr(candles, "binary_rows", racing)
+    with session_scope() as session:
+        got = read_daily_bars(session, sorted(ids.values()), start=FIRST, end=dt.date(2026, 11, 30))
+    assert len(calls) == 2
+    _equal(got, _expected(ids, FIRST, dt.date(2026, 11, 30)))
 
 
 def test_batches_limit_and_progress(ids: dict[str, int]) -> None:
@@ -206,12 +337,12 @@ def test_batches_limit_and_progress(ids: dict[str, int]) -> None:
     assert (report.listed, report.remaining) == (7, 5)
     with pytest.raises(ValueError, match="batch must be at least 1, got 0"):
         _pack(batch=0)
+    with pytest.raises(ValueError, match="limit must be at least 1, got 0"):
+        _pack(limit=0)
     assert _pack().remaining == 0
 
 
-def test_the_migration_lists_the_months_stored_before_it(
-    clean_db: str, ids: dict[str, int]
-) -> None:
+def test_the_migration_logs_the_months_stored_before_it(clean_db: str, ids: dict[str, int]) -> None:
     migrate.downgrade(clean_db, "0022")
     migrate.upgrade(clean_db)
     assert len(_stale()) == 12
@@ -225,4 +356,4 @@ def test_the_cli_packs_with_progress(ids: dict[str, int]) -> None:
     assert "packed 12 of 12 months" in result.output
     assert "packed 12 instrument-months" in result.output
     assert "0 left" in result.output
-    assert len(_packed()) == 12
+    assert len(_valid()) == 12

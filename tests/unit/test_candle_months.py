@@ -70,8 +70,8 @@ def test_sqlite_keeps_no_packed_months(sqlite_url: str):
     assert "nothing to pack: SQLite reads its candles directly" in result.output
 
 
-def test_bad_batch_and_timeout_are_refused_before_any_statement():
+def test_a_bad_batch_or_limit_is_refused_before_any_statement():
     with pytest.raises(ValueError, match="batch must be at least 1, got 0"):
         candle_months.pack_batch(None, batch=0)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"lock timeout must be >= 0 s, got -1"):
-        candle_months.pack_batch(None, lock_timeout=-1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="limit must be at least 1, got 0"):
+        candle_months.pack(None, limit=0)  # type: ignore[arg-type]

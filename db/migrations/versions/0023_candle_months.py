@@ -3,19 +3,21 @@
 A universe load reads a year of 2,500 instruments' bars: 630,000 rows, 240–280 ms of
 executor time on PostgreSQL however they are indexed or clustered (about 0.4 µs a row;
 ``benchmarks/query_plans.py``). ``candle_months`` holds the same bars packed: one row per
-instrument and calendar month, its bars as fixed 52-byte big-endian records (``int4`` days
+instrument and calendar month, its bars as fixed 56-byte big-endian records (``int8`` days
 since 1970-01-01, then ``float8`` open, high, low, close, volume, traded value, NaN where
 unknown) in date order — 21 rows' worth in one, so a year is 13 index entries per instrument.
 ``daily_candles`` stays the source of truth; the packed months are a cache of it.
 
-``candle_months_stale`` lists the months to (re)pack. On PostgreSQL statement triggers on
-``daily_candles`` (transition tables; any writer: upserts, imports, corrections, deletes,
-``TRUNCATE``, an instrument's cascade) delete the packed months a statement touches and list
-them as stale in the same transaction, so a packed month never disagrees with the rows
-committed beside it; :mod:`db.candle_months` packs the stale ones under a lock that keeps
-writers out meanwhile. This migration lists every month already stored. SQLite (the embedded
-default) creates the tables but no triggers and never reads them: its reads stay on
-``daily_candles``.
+``candle_months_stale`` is an append-only log of the months written since they were packed.
+On PostgreSQL statement triggers on ``daily_candles`` (transition tables; any writer:
+upserts, imports, corrections, deletes, an instrument's cascade) append the months a
+statement touches, in the writer's transaction. A plain insert under a non-unique index
+never waits for another transaction, so writers never wait for each other or for packing
+because of it. A packed month is valid in a snapshot when no log entry for it is visible
+there (:mod:`db.candle_months` packs, :func:`db.candles.read_daily_bars` reads).
+``TRUNCATE`` empties both. No foreign keys: a month of a deleted instrument is logged by the
+cascade and dropped by the next pack. This migration logs every month already stored.
+SQLite (the embedded default) creates the tables but no triggers and never reads them.
 
 Revision ID: 0023
 Revises: 0022
@@ -35,46 +37,28 @@ depends_on: str | Sequence[str] | None = None
 _BIGID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 _PG_FUNCTION = """
-CREATE FUNCTION candle_months_touched() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    ids bigint[];
-    months date[];
+CREATE FUNCTION candle_months_touched() RETURNS trigger LANGUAGE plpgsql
+SET search_path = public AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         DELETE FROM candle_months;
         DELETE FROM candle_months_stale;
-        RETURN NULL;
-    END IF;
-    -- the months the statement touched, once (a timestamp without time zone: no zone rules)
-    IF TG_OP = 'INSERT' THEN
-        SELECT array_agg(instrument_id), array_agg(month) INTO ids, months FROM (
-            SELECT DISTINCT instrument_id, date_trunc('month', trade_date::timestamp)::date
-            FROM candle_rows_new
-        ) AS touched (instrument_id, month);
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO candle_months_stale (instrument_id, month)
+        SELECT DISTINCT instrument_id, date_trunc('month', trade_date::timestamp)::date
+        FROM candle_rows_new;
     ELSIF TG_OP = 'UPDATE' THEN
-        SELECT array_agg(instrument_id), array_agg(month) INTO ids, months FROM (
-            SELECT instrument_id, date_trunc('month', trade_date::timestamp)::date
-            FROM candle_rows_new
-            UNION
-            SELECT instrument_id, date_trunc('month', trade_date::timestamp)::date
-            FROM candle_rows_old
-        ) AS touched (instrument_id, month);
+        INSERT INTO candle_months_stale (instrument_id, month)
+        SELECT instrument_id, date_trunc('month', trade_date::timestamp)::date
+        FROM candle_rows_new
+        UNION
+        SELECT instrument_id, date_trunc('month', trade_date::timestamp)::date
+        FROM candle_rows_old;
     ELSE
-        SELECT array_agg(instrument_id), array_agg(month) INTO ids, months FROM (
-            SELECT DISTINCT instrument_id, date_trunc('month', trade_date::timestamp)::date
-            FROM candle_rows_old
-        ) AS touched (instrument_id, month);
+        INSERT INTO candle_months_stale (instrument_id, month)
+        SELECT DISTINCT instrument_id, date_trunc('month', trade_date::timestamp)::date
+        FROM candle_rows_old;
     END IF;
-    IF ids IS NULL THEN
-        RETURN NULL;  -- no row changed (an upsert of unchanged bars)
-    END IF;
-    -- listed first, in key order: two writers touching the same months wait for each other
-    -- here, in one order, before either deletes a packed month (no deadlock)
-    INSERT INTO candle_months_stale (instrument_id, month)
-    SELECT i, m FROM unnest(ids, months) AS t (i, m) ORDER BY i, m
-    ON CONFLICT DO NOTHING;
-    DELETE FROM candle_months AS c USING unnest(ids, months) AS t (i, m)
-    WHERE c.instrument_id = t.i AND c.month = t.m;
     RETURN NULL;
 END
 $$
@@ -108,21 +92,19 @@ def upgrade() -> None:
             server_default=sa.text("CURRENT_TIMESTAMP"),
             nullable=False,
         ),
-        sa.ForeignKeyConstraint(
-            ["instrument_id"],
-            ["instruments.id"],
-            name=op.f("fk_candle_months_instrument_id_instruments"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("instrument_id", "month", name=op.f("pk_candle_months")),
     )
-    # No foreign key: an instrument's cascade deletes its candles, and the trigger then lists
-    # their months here after the instrument is gone (packing them finds no rows).
     op.create_table(
         "candle_months_stale",
+        sa.Column("id", _BIGID, nullable=False),
         sa.Column("instrument_id", _BIGID, nullable=False),
         sa.Column("month", sa.Date(), nullable=False),
-        sa.PrimaryKeyConstraint("instrument_id", "month", name=op.f("pk_candle_months_stale")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_candle_months_stale")),
+    )
+    op.create_index(
+        "ix_candle_months_stale_instrument_id_month",
+        "candle_months_stale",
+        ["instrument_id", "month"],
     )
     if op.get_bind().dialect.name != "postgresql":
         return
@@ -132,7 +114,7 @@ def upgrade() -> None:
     op.execute(
         "INSERT INTO candle_months_stale (instrument_id, month) "
         "SELECT DISTINCT instrument_id, date_trunc('month', trade_date::timestamp)::date "
-        "FROM daily_candles"
+        "FROM daily_candles ORDER BY 1, 2"
     )
 
 
