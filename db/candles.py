@@ -306,13 +306,12 @@ def _read_range(session: Session, ids: Sequence[int], start: dt.date, end: dt.da
     and date, as committed at one moment.
 
     On PostgreSQL: the valid packed months (:mod:`db.candle_months`) in one statement, the
-    rows of the other months in another (a binary COPY; consecutive months missing for the
-    same instruments as one range), then a check that every packed month read is still
-    valid and the same (its row version): a write committed in between that touched a packed
-    month read — a bar moved from it into a month read as rows, say — would mix two moments,
-    so the read is made again (after :data:`_PACKED_TRIES` such races, the rows alone: one
-    statement). A write that touched only months read as rows is wholly in them. With no
-    valid packed month it is one read of the rows."""
+    rows of all the other months in one more (a binary COPY), then a check that every packed
+    month read is still valid and the same (its row version): a write committed in between
+    that touched a packed month read — a bar moved from it into a month read as rows, say —
+    would mix two moments, so the read is made again (after :data:`_PACKED_TRIES` such
+    races, the rows alone: one statement). A write that touched only months read as rows is
+    wholly in them (one statement). With no valid packed month it is one read of the rows."""
     if session.get_bind().dialect.name != "postgresql":
         return _sqlite_bars(session, ids, start=start, end=end, bars=None)
     for _ in range(_PACKED_TRIES):
@@ -378,10 +377,8 @@ def _read_packed(
     month_days = np.fromiter((r[1] for r in found), np.int64, len(found))
     covered = np.zeros((len(keys), len(months)), dtype=bool)
     covered[np.searchsorted(keys, owner), np.searchsorted(first_days, month_days)] = True
-    rows = [
-        _read_rows(session, gap_ids, lo, hi)
-        for gap_ids, lo, hi in _gaps(keys, covered, months, start, end)
-    ]
+    gaps = _gaps(keys, covered, months, start, end)
+    rows = [_read_gaps(session, gaps)] if gaps else []
     if rows:
         versions = {(r[0], r[1], r[2]) for r in found}
         still = {tuple(r) for r in binary_rows(session, _STILL_PACKED, window)}
@@ -405,6 +402,29 @@ def _read_packed(
         return parts[0]
     merged = concat_bars(parts)
     return _take(merged, np.lexsort((merged.time, merged.instrument_id)))
+
+
+def _read_gaps(session: Session, gaps: Sequence[tuple[list[int], dt.date, dt.date]]) -> DailyBars:
+    """The rows of ``gaps`` (``(instrument ids, first day, last day)`` ranges, disjoint) in one
+    statement — so from one moment — sorted by instrument and date."""
+    if len(gaps) == 1:
+        return _read_rows(session, *gaps[0])
+    ranges = [(i, lo, hi) for ids, lo, hi in gaps for i in ids]
+    columns = copy_out(
+        session,
+        f"SELECT d.instrument_id, d.trade_date, {_BAR_SELECT} "  # noqa: S608
+        "FROM unnest(%(ids)s::int8[], %(los)s::date[], %(his)s::date[]) AS g (id, lo, hi) "
+        "JOIN daily_candles AS d "
+        "ON d.instrument_id = g.id AND d.trade_date BETWEEN g.lo AND g.hi "
+        "ORDER BY d.instrument_id, d.trade_date",
+        {
+            "ids": [r[0] for r in ranges],
+            "los": [r[1] for r in ranges],
+            "his": [r[2] for r in ranges],
+        },
+        _BAR_TYPES,
+    )
+    return DailyBars(columns[0], columns[1], dict(zip(_PRICE_COLUMNS, columns[2:], strict=True)))
 
 
 def _gaps(

@@ -14,6 +14,7 @@ import structlog
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 
+from db import candle_months
 from db.engine import session_scope
 from db.models import DeadLetter
 from quantbeat.services import health
@@ -44,7 +45,11 @@ class OpsCollector:
       investor flows are behind the expected one (absent while a dataset is empty);
     * ``quantbeat_ai_quota_used_ratio``: share of today's Gemini requests used (absent
       without a key or when not observable);
-    * ``quantbeat_dead_letters_open``: dead letters not replayed yet.
+    * ``quantbeat_dead_letters_open``: dead letters not replayed yet;
+    * ``quantbeat_candle_months_stale``: instrument-months of daily candles written since
+      they were packed (:mod:`db.candle_months`; 0 on SQLite): collections pack their own
+      and beat the rest every ten minutes, so a count that stays above 0 means packing
+      stopped.
 
     Every worker exports the same values: aggregate with ``max``. A reading that fails
     exports what it could and logs once per change.
@@ -104,7 +109,15 @@ class OpsCollector:
             dead.add_metric([], float(_open_dead_letters()))
         except Exception as exc:  # the family is exported without a sample
             log.warning("metrics.dead_letters_unavailable", error=f"{type(exc).__name__}: {exc}")
-        return [status, age, behind, quota, dead]
+        stale = GaugeMetricFamily(
+            "quantbeat_candle_months_stale",
+            "Instrument-months of daily candles written since they were packed.",
+        )
+        try:
+            stale.add_metric([], float(_stale_candle_months()))
+        except Exception as exc:  # the family is exported without a sample
+            log.warning("metrics.candle_months_unavailable", error=f"{type(exc).__name__}: {exc}")
+        return [status, age, behind, quota, dead, stale]
 
 
 def _open_dead_letters() -> int:
@@ -113,3 +126,8 @@ def _open_dead_letters() -> int:
             select(func.count()).select_from(DeadLetter).where(DeadLetter.replayed_at.is_(None))
         ).scalar_one()
     return int(count)
+
+
+def _stale_candle_months() -> int:
+    with session_scope() as session:
+        return candle_months.stale_count(session)

@@ -330,6 +330,33 @@ def test_a_month_packed_during_a_read_is_read_once(
     _equal(got, _expected(ids, FIRST, dt.date(2026, 11, 30)))
 
 
+def test_months_read_as_rows_come_from_one_statement(
+    ids: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Months read as rows that are not one range (P1's September and November around a
+    packed October, P2's August) are one COPY, so one moment with each other."""
+    _pack()
+    p1, p2 = ids["P00001"], ids["P00002"]
+    with session_scope() as session:
+        session.execute(
+            text("UPDATE daily_candles SET volume = volume + 1 WHERE (instrument_id = :a AND "
+                 "trade_date IN ('2026-09-14', '2026-11-16')) OR (instrument_id = :b AND "
+                 "trade_date = '2026-08-10')"),
+            {"a": p1, "b": p2},
+        )  # fmt: skip
+    assert _stale() == {(p1, "2026-09-01"), (p1, "2026-11-01"), (p2, "2026-08-01")}
+    copies: list[str] = []
+    original = bulk.copy_out
+
+    def counting(session: Any, query: str, params: Any, types: Any) -> Any:
+        copies.append(query)
+        return original(session, query, params, types)
+
+    monkeypatch.setattr(candles, "copy_out", counting)
+    _same_as_rows(ids)
+    assert len(copies) == 2  # the months as rows in one statement; the expected rows apart
+
+
 def test_batches_limit_and_progress(ids: dict[str, int]) -> None:
     seen: list[tuple[int, int]] = []
     report = _pack(batch=5, limit=7, progress=lambda taken, total: seen.append((taken, total)))

@@ -177,6 +177,7 @@ def test_counts_from_every_child_are_summed(metrics_worker: MetricsWorker):
         assert ("quantbeat_health_status", frozenset({("component", component)})) in samples
     assert value(samples, "quantbeat_dead_letters_open") >= 0
     assert ("quantbeat_dead_letters_open", frozenset()) in samples
+    assert value(samples, "quantbeat_candle_months_stale") >= 0
 
 
 def test_a_child_killed_by_the_hard_time_limit_is_counted(metrics_worker: MetricsWorker):
