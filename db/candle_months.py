@@ -51,10 +51,9 @@ RECORD = np.dtype(
 BATCH = 25_000
 #: The advisory lock key packers share (``pg_try_advisory_xact_lock``): "candle_months".
 PACK_LOCK = 0x63616E646C65
-#: The SQL condition "packed month ``m`` is valid in this statement's snapshot": an anti-join
-#: on the log's index. (``NOT IN`` over the log was 13 ms against 20 for 30,000 months while
-#: the log was short, but once it outgrows ``work_mem`` — a large import not packed yet —
-#: PostgreSQL rescans the subquery for every month.)
+#: The SQL condition "packed month ``m`` is valid in this statement's snapshot" (its
+#: definition; reads decide it in the client from the same statement's answer, see
+#: :func:`db.candles._read_packed`, so no plan depends on the log's statistics).
 VALID = (
     "NOT EXISTS (SELECT 1 FROM candle_months_stale AS s "
     "WHERE s.instrument_id = m.instrument_id AND s.month = m.month)"
@@ -64,6 +63,12 @@ RECORD_SQL = (
     "int8send((d.trade_date - DATE '1970-01-01')::int8) || float8send(d.open) "
     "|| float8send(d.high) || float8send(d.low) || float8send(d.close) "
     "|| float8send(d.volume) || float8send(COALESCE(d.traded_value, 'NaN'::float8))"
+)
+
+#: Counts one pack (in the packer's transaction; the row is made again if it was removed).
+COUNT_PACK = (
+    "INSERT INTO candle_months_packs AS p (id, generation) VALUES (1, 1) "
+    "ON CONFLICT (id) DO UPDATE SET generation = p.generation + 1"
 )
 
 _PACK = f"""
@@ -155,6 +160,8 @@ def pack_batch(session: Session, *, batch: int = BATCH) -> tuple[int, int, int] 
     if not locked:
         return None
     written, listed, dropped = session.execute(text(_PACK), {"batch": batch}).one()
+    # committed with the pack: a read that spans this commit sees the count change
+    session.execute(text(COUNT_PACK))
     return int(written), int(listed), int(dropped)
 
 

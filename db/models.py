@@ -151,6 +151,17 @@ class CandleMonthStale(Base):
     month: Mapped[dt.date] = mapped_column(Date)
 
 
+class CandleMonthPacks(Base):
+    """One row: how many packs of candle months committed so far (``generation``; each
+    :func:`db.candle_months.pack_batch` and each ``TRUNCATE`` of ``daily_candles`` adds one
+    in its transaction). A read compares it before and after its statements."""
+
+    __tablename__ = "candle_months_packs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger)
+
+
 class IntradayCandle(OhlcvMixin, TimestampMixin, Base):
     """One intraday bar; unique per instrument, interval (``1m``, ``5m``, ``60m`` …) and start."""
 

@@ -184,10 +184,18 @@ def test_writes_unpack_the_months_they_touch(ids: dict[str, int]) -> None:
     assert _pack().dropped == 4
     assert {i for i, _ in _packed()} == {p1, p2}
 
+    def generation() -> int:
+        with session_scope() as session:
+            return int(
+                session.execute(text("SELECT generation FROM candle_months_packs")).scalar_one()
+            )
+
+    before = generation()
     with session_scope() as session:
         session.execute(text("TRUNCATE daily_candles"))
     assert _packed() == set()
     assert _stale() == set()
+    assert generation() == before + 1  # a read spanning it reads again
 
 
 def test_writers_and_packing_never_wait_for_each_other(clean_db: str, ids: dict[str, int]) -> None:
@@ -269,8 +277,8 @@ def test_a_read_racing_a_write_returns_one_committed_state(
 ) -> None:
     """A write between the packed months' read and the rows' (a bar moved from a packed
     month read to a month read as rows; every close of a day changed): seen, and the read
-    made again — also when a pack made those months valid again before the check (their
-    row versions changed)."""
+    made again — also when a pack made those months valid again before the check (the packs'
+    count changed)."""
     _pack()
     p1 = ids["P00001"]
     _upsert(ids, "P00001", [dt.date(2026, 11, 23)])  # November unpacked: a mixed read
@@ -308,7 +316,7 @@ def test_a_read_racing_a_write_returns_one_committed_state(
     assert set(got.columns["close"][got.time == np.datetime64("2026-09-15")]) == {99.0}
 
 
-def test_a_month_packed_during_a_read_is_read_once(
+def test_a_pack_during_a_read_makes_it_read_again(
     ids: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _pack()
@@ -326,7 +334,8 @@ def test_a_month_packed_during_a_read_is_read_once(
     monkeypatch.setattr(candles, "binary_rows", racing)
     with session_scope() as session:
         got = read_daily_bars(session, sorted(ids.values()), start=FIRST, end=dt.date(2026, 11, 30))
-    assert len(calls) == 2
+    # the check saw the packs' count change: read again, now every month packed
+    assert len(calls) == 3
     _equal(got, _expected(ids, FIRST, dt.date(2026, 11, 30)))
 
 

@@ -153,8 +153,9 @@ def test_a_universe_load(large: str, captured: Captured) -> None:
     """Every month packed (the state after a collection): one read of the valid packed
     months."""
     assert _universe(captured) > 500_000
-    assert len(captured.statements) == 1
-    assert "candle_months" in captured.statements[0][0]
+    reads = [sql for sql, _ in captured.statements if "candle" in sql]
+    assert len(reads) == 1
+    assert "candle_months" in reads[0]
     _check("universe load", _explain(large, captured.statements))
 
 
@@ -169,8 +170,9 @@ def test_a_universe_load_after_a_write(large: str, captured: Captured) -> None:
         )
     try:
         assert _universe(captured) > 500_000
-        assert len(captured.statements) == 3
-        assert "daily_candles" in captured.statements[1][0]
+        reads = [sql for sql, _ in captured.statements if "candle" in sql]
+        assert len(reads) == 3
+        assert "daily_candles" in reads[1]
         _check("universe load after a write", _explain(large, captured.statements))
     finally:
         pack_candles(large)

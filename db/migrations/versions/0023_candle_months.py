@@ -15,7 +15,9 @@ statement touches, in the writer's transaction. A plain insert under a non-uniqu
 never waits for another transaction, so writers never wait for each other or for packing
 because of it. A packed month is valid in a snapshot when no log entry for it is visible
 there (:mod:`db.candle_months` packs, :func:`db.candles.read_daily_bars` reads).
-``TRUNCATE`` empties both. No foreign keys: a month of a deleted instrument is logged by the
+``candle_months_packs`` counts the packs committed (one row), so a read can tell that a
+pack committed between its statements. ``TRUNCATE`` empties both and counts as a pack. No
+foreign keys: a month of a deleted instrument is logged by the
 cascade and dropped by the next pack. This migration logs every month already stored.
 SQLite (the embedded default) creates the tables but no triggers and never reads them.
 
@@ -43,6 +45,8 @@ BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         DELETE FROM candle_months;
         DELETE FROM candle_months_stale;
+        INSERT INTO candle_months_packs AS p (id, generation) VALUES (1, 1)
+        ON CONFLICT (id) DO UPDATE SET generation = p.generation + 1;
     ELSIF TG_OP = 'INSERT' THEN
         INSERT INTO candle_months_stale (instrument_id, month)
         SELECT DISTINCT instrument_id, date_trunc('month', trade_date::timestamp)::date
@@ -106,6 +110,15 @@ def upgrade() -> None:
         "candle_months_stale",
         ["instrument_id", "month"],
     )
+    # One row: the number of packs committed so far (each pack, and a TRUNCATE, adds one in
+    # its transaction), which a read compares before and after its statements.
+    op.create_table(
+        "candle_months_packs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("generation", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_candle_months_packs")),
+    )
+    op.execute("INSERT INTO candle_months_packs (id, generation) VALUES (1, 0)")
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(_PG_FUNCTION)
@@ -123,5 +136,6 @@ def downgrade() -> None:
         for name in _TRIGGER_NAMES:
             op.execute(f"DROP TRIGGER IF EXISTS daily_candles_months_{name} ON daily_candles")
         op.execute("DROP FUNCTION IF EXISTS candle_months_touched()")
+    op.drop_table("candle_months_packs")
     op.drop_table("candle_months_stale")
     op.drop_table("candle_months")
