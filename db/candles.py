@@ -341,6 +341,12 @@ def _read_rows(session: Session, ids: Sequence[int], start: dt.date, end: dt.dat
     return DailyBars(columns[0], columns[1], dict(zip(_PRICE_COLUMNS, columns[2:], strict=True)))
 
 
+#: A log entry ``s`` of a month that is packed (only those can make a packed month
+#: invalid: entries of months never packed — a bulk load not packed yet — stay home).
+_HAS_PACKED = (
+    "EXISTS (SELECT 1 FROM candle_months AS c "
+    "WHERE c.instrument_id = s.instrument_id AND c.month = s.month)"
+)
 #: The packed months of some instruments and months with their bar counts, the logged
 #: (stale) ones among them (``packed`` NULL), and the packs' count (``instrument_id`` NULL)
 #: — one statement, so one snapshot; validity is decided in the client. (An anti-join on
@@ -348,12 +354,6 @@ def _read_rows(session: Session, ids: Sequence[int], start: dt.date, end: dt.dat
 #: last ANALYZE and holds a day's 5,000 months now made it a nested loop rescanning the log
 #: for every month, 5.6 s. In no order: sorting 30,000 values of a kilobyte on the server
 #: cost 170 ms; the client sorts their keys.)
-#: A log entry ``s`` of a month that is packed (only those can make a packed month
-#: invalid: entries of months never packed — a bulk load not packed yet — stay home).
-_HAS_PACKED = (
-    "EXISTS (SELECT 1 FROM candle_months AS c "
-    "WHERE c.instrument_id = s.instrument_id AND c.month = s.month)"
-)
 _PACKED_MONTHS = (
     "SELECT m.instrument_id, m.month - DATE '1970-01-01', m.bars::int8, m.packed "  # noqa: S608
     "FROM candle_months AS m "

@@ -9,6 +9,7 @@ state. After each change the read equals the rows read directly
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -271,6 +272,29 @@ def text_of_pack() -> str:
     return candle_months._PACK.replace(":batch", "%(batch)s")
 
 
+def _read_with(
+    monkeypatch: pytest.MonkeyPatch, between: Callable[[], None]
+) -> tuple[DailyBars, list[str]]:
+    """The universe read of the fixture's instruments (through November) with ``between``
+    run right after its first statement (the packed months' read); the read, and every
+    statement of packed months it sent."""
+    calls: list[str] = []
+    original = bulk.binary_rows
+
+    def racing(session: Any, query: str, params: Any) -> Any:
+        found = original(session, query, params)
+        calls.append(query)
+        if len(calls) == 1:
+            between()
+        return found
+
+    monkeypatch.setattr(candles, "binary_rows", racing)
+    with session_scope() as session:
+        ids = [int(i) for (i,) in session.execute(text("SELECT id FROM instruments ORDER BY id"))]
+        got = read_daily_bars(session, ids, start=FIRST, end=dt.date(2026, 11, 30))
+    return got, calls
+
+
 @pytest.mark.parametrize("repacked", [False, True], ids=["unpacked", "repacked"])
 def test_a_read_racing_a_write_returns_one_committed_state(
     clean_db: str, ids: dict[str, int], monkeypatch: pytest.MonkeyPatch, repacked: bool
@@ -282,31 +306,21 @@ def test_a_read_racing_a_write_returns_one_committed_state(
     _pack()
     p1 = ids["P00001"]
     _upsert(ids, "P00001", [dt.date(2026, 11, 23)])  # November unpacked: a mixed read
-    calls: list[str] = []
-    original = bulk.binary_rows
 
-    def racing(session: Any, query: str, params: Any) -> Any:
-        found = original(session, query, params)
-        calls.append(query)
-        if len(calls) == 1:
-            # between the valid months and the read: a bar moved from a packed month to the
-            # unpacked one, and every close of a day changed, in one transaction
-            with _connect(clean_db) as writer:
-                writer.execute(
-                    "UPDATE daily_candles SET trade_date = '2026-11-24' "
-                    "WHERE instrument_id = %s AND trade_date = '2026-10-30'",
-                    (p1,),
-                )
-                writer.execute(
-                    "UPDATE daily_candles SET close = 99 WHERE trade_date = '2026-09-15'"
-                )
-            if repacked:
-                assert _pack().packed == 5  # P1 October and November, every September
-        return found
+    def write() -> None:
+        # a bar moved from a packed month to the unpacked one, and every close of a day
+        # changed, in one transaction
+        with _connect(clean_db) as writer:
+            writer.execute(
+                "UPDATE daily_candles SET trade_date = '2026-11-24' "
+                "WHERE instrument_id = %s AND trade_date = '2026-10-30'",
+                (p1,),
+            )
+            writer.execute("UPDATE daily_candles SET close = 99 WHERE trade_date = '2026-09-15'")
+        if repacked:
+            assert _pack().packed == 5  # P1 October and November, every September
 
-    monkeypatch.setattr(candles, "binary_rows", racing)
-    with session_scope() as session:
-        got = read_daily_bars(session, sorted(ids.values()), start=FIRST, end=dt.date(2026, 11, 30))
+    got, calls = _read_with(monkeypatch, write)
     after = _expected(ids, FIRST, dt.date(2026, 11, 30))
     _equal(got, after)
     # the first read's check saw months changed, and the read was made again (after the
@@ -321,19 +335,11 @@ def test_a_pack_during_a_read_makes_it_read_again(
 ) -> None:
     _pack()
     _upsert(ids, "P00002", [dt.date(2026, 11, 23)])
-    calls: list[str] = []
-    original = bulk.binary_rows
 
-    def racing(session: Any, query: str, params: Any) -> Any:
-        found = original(session, query, params)
-        calls.append(query)
-        if len(calls) == 1:
-            assert _pack().packed == 1  # the month the read will take from the rows
-        return found
+    def pack() -> None:
+        assert _pack().packed == 1  # the month the read will take from the rows
 
-    monkeypatch.setattr(candles, "binary_rows", racing)
-    with session_scope() as session:
-        got = read_daily_bars(session, sorted(ids.values()), start=FIRST, end=dt.date(2026, 11, 30))
+    got, calls = _read_with(monkeypatch, pack)
     # the check saw the packs' count change: read again, now every month packed
     assert len(calls) == 3
     _equal(got, _expected(ids, FIRST, dt.date(2026, 11, 30)))
