@@ -27,7 +27,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -117,14 +117,7 @@ class PackReport:
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "packed": self.packed,
-            "listed": self.listed,
-            "dropped": self.dropped,
-            "remaining": self.remaining,
-            "busy": self.busy,
-            "seconds": round(self.seconds, 3),
-        }
+        return {**asdict(self), "seconds": round(self.seconds, 3)}
 
 
 def supported(session: Session) -> bool:

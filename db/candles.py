@@ -302,6 +302,12 @@ def _take(bars: DailyBars, which: npt.NDArray[Any]) -> DailyBars:
     )
 
 
+def _copied_bars(columns: Sequence[npt.NDArray[Any]]) -> DailyBars:
+    """Bars from the columns of a binary COPY of ``instrument_id, trade_date,`` and
+    :data:`_BAR_SELECT`."""
+    return DailyBars(columns[0], columns[1], dict(zip(_PRICE_COLUMNS, columns[2:], strict=True)))
+
+
 def _read_range(session: Session, ids: Sequence[int], start: dt.date, end: dt.date) -> DailyBars:
     """The bars of ``ids`` (sorted, distinct) dated ``start`` … ``end``, sorted by instrument
     and date, as committed at one moment.
@@ -338,7 +344,7 @@ def _read_rows(session: Session, ids: Sequence[int], start: dt.date, end: dt.dat
         {"ids": list(ids), "start": start, "end": end},
         _BAR_TYPES,
     )
-    return DailyBars(columns[0], columns[1], dict(zip(_PRICE_COLUMNS, columns[2:], strict=True)))
+    return _copied_bars(columns)
 
 
 #: A log entry ``s`` of a month that is packed (only those can make a packed month
@@ -347,6 +353,21 @@ _HAS_PACKED = (
     "EXISTS (SELECT 1 FROM candle_months AS c "
     "WHERE c.instrument_id = s.instrument_id AND c.month = s.month)"
 )
+
+
+def _logged_and_count(extra: str) -> str:
+    """SQL: the logged months among the window's (of packed months only) and the packs'
+    count, with ``extra`` NULL columns to match the statement they close."""
+    return (
+        f"SELECT s.instrument_id, s.month - DATE '1970-01-01', NULL::int8{extra} "  # noqa: S608
+        "FROM candle_months_stale AS s "
+        "WHERE s.instrument_id = ANY(%(ids)s) AND s.month BETWEEN %(first)s AND %(last)s "
+        f"AND {_HAS_PACKED} "
+        "UNION ALL "
+        f"SELECT NULL::int8, NULL::int4, p.generation{extra} FROM candle_months_packs AS p"
+    )
+
+
 #: The packed months of some instruments and months with their bar counts, the logged
 #: (stale) ones among them (``packed`` NULL), and the packs' count (``instrument_id`` NULL)
 #: — one statement, so one snapshot; validity is decided in the client. (An anti-join on
@@ -355,26 +376,13 @@ _HAS_PACKED = (
 #: for every month, 5.6 s. In no order: sorting 30,000 values of a kilobyte on the server
 #: cost 170 ms; the client sorts their keys.)
 _PACKED_MONTHS = (
-    "SELECT m.instrument_id, m.month - DATE '1970-01-01', m.bars::int8, m.packed "  # noqa: S608
+    "SELECT m.instrument_id, m.month - DATE '1970-01-01', m.bars::int8, m.packed "
     "FROM candle_months AS m "
     "WHERE m.instrument_id = ANY(%(ids)s) AND m.month BETWEEN %(first)s AND %(last)s "
-    "UNION ALL "
-    "SELECT s.instrument_id, s.month - DATE '1970-01-01', NULL::int8, NULL::bytea "
-    "FROM candle_months_stale AS s "
-    "WHERE s.instrument_id = ANY(%(ids)s) AND s.month BETWEEN %(first)s AND %(last)s "
-    f"AND {_HAS_PACKED} "
-    "UNION ALL "
-    "SELECT NULL::int8, NULL::int4, p.generation, NULL::bytea FROM candle_months_packs AS p"
+    "UNION ALL " + _logged_and_count(", NULL::bytea")
 )
 #: What the check needs: the logged months and the packs' count, now.
-_SINCE_READ = (
-    "SELECT s.instrument_id, s.month - DATE '1970-01-01', NULL::int8 "  # noqa: S608
-    "FROM candle_months_stale AS s "
-    "WHERE s.instrument_id = ANY(%(ids)s) AND s.month BETWEEN %(first)s AND %(last)s "
-    f"AND {_HAS_PACKED} "
-    "UNION ALL "
-    "SELECT NULL::int8, NULL::int4, p.generation FROM candle_months_packs AS p"
-)
+_SINCE_READ = _logged_and_count("")
 
 
 def _split(
@@ -477,7 +485,7 @@ def _read_gaps(session: Session, gaps: Sequence[tuple[list[int], dt.date, dt.dat
         },
         _BAR_TYPES,
     )
-    return DailyBars(columns[0], columns[1], dict(zip(_PRICE_COLUMNS, columns[2:], strict=True)))
+    return _copied_bars(columns)
 
 
 def _gaps(
@@ -520,7 +528,7 @@ def _read_last(session: Session, ids: Sequence[int], end: dt.date, bars: int) ->
         {"ids": list(ids), "end": end, "bars": bars},
         _BAR_TYPES,
     )
-    return DailyBars(columns[0], columns[1], dict(zip(_PRICE_COLUMNS, columns[2:], strict=True)))
+    return _copied_bars(columns)
 
 
 #: A SQLite date (ISO text) as days since 1970-01-01 (julianday of the Unix epoch).
